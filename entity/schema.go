@@ -1,0 +1,112 @@
+package entity
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+)
+
+// Schema describes the synced tables. It is what the server needs to know of
+// the application's entities, and it marshals to JSON.
+type Schema struct {
+	Tables []Table `json:"tables"`
+}
+
+// Table describes one synced table.
+type Table struct {
+	Name     string   `json:"name"`
+	Priority int      `json:"priority"`
+	Columns  []Column `json:"columns"` // the first column is always "id"
+}
+
+// Column describes one column of a synced table.
+type Column struct {
+	Name     string `json:"name"`
+	Kind     Kind   `json:"kind"`
+	Nullable bool   `json:"nullable,omitempty"`
+}
+
+var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+
+// ValidIdent reports whether s may name a table or column: lower-case
+// letters, digits and underscores, starting with a letter, and not starting
+// with the reserved prefix "_".
+func ValidIdent(s string) bool { return identRE.MatchString(s) }
+
+// Column returns the column named name.
+func (t *Table) Column(name string) (Column, bool) {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// Table returns the table named name, or nil.
+func (s Schema) Table(name string) *Table {
+	for i := range s.Tables {
+		if s.Tables[i].Name == name {
+			return &s.Tables[i]
+		}
+	}
+	return nil
+}
+
+// Validate checks that the schema is well formed: valid and unique names, an
+// "id" text column first in each table, known kinds.
+func (s *Schema) Validate() error {
+	seen := map[string]bool{}
+	for _, t := range s.Tables {
+		if !ValidIdent(t.Name) {
+			return fmt.Errorf("schema: invalid table name %q", t.Name)
+		}
+		if seen[t.Name] {
+			return fmt.Errorf("schema: duplicate table %q", t.Name)
+		}
+		seen[t.Name] = true
+		if len(t.Columns) == 0 || t.Columns[0].Name != "id" || t.Columns[0].Kind != KindText || t.Columns[0].Nullable {
+			return fmt.Errorf("schema: table %q: first column must be non-null text \"id\"", t.Name)
+		}
+		cols := map[string]bool{}
+		for _, c := range t.Columns {
+			if !ValidIdent(c.Name) {
+				return fmt.Errorf("schema: table %q: invalid column name %q", t.Name, c.Name)
+			}
+			if cols[c.Name] {
+				return fmt.Errorf("schema: table %q: duplicate column %q", t.Name, c.Name)
+			}
+			cols[c.Name] = true
+			if !c.Kind.Valid() {
+				return fmt.Errorf("schema: table %q column %q: unknown kind %q", t.Name, c.Name, c.Kind)
+			}
+		}
+	}
+	return nil
+}
+
+// sortTables orders tables by priority, then name: the order in which they
+// are pushed and applied.
+func sortTables(ts []Table) {
+	sort.SliceStable(ts, func(i, j int) bool {
+		if ts[i].Priority != ts[j].Priority {
+			return ts[i].Priority < ts[j].Priority
+		}
+		return ts[i].Name < ts[j].Name
+	})
+}
+
+// ParseSchema decodes and validates a JSON schema, as written by
+// json.Marshal of a [Schema]. Tables are put in priority order.
+func ParseSchema(data []byte) (Schema, error) {
+	var s Schema
+	if err := json.Unmarshal(data, &s); err != nil {
+		return Schema{}, fmt.Errorf("schema: %w", err)
+	}
+	if err := s.Validate(); err != nil {
+		return Schema{}, err
+	}
+	sortTables(s.Tables)
+	return s, nil
+}

@@ -1,0 +1,3 @@
+module github.com/tethersync/tether
+
+go 1.26.8
