@@ -1,0 +1,198 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
+	"github.com/tethersync/tether/entity"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound is returned by Get and Delete when the row does not exist
+	// or is deleted.
+	ErrNotFound = errors.New("localdb: not found")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("localdb: closed")
+)
+
+// Options configures a DB. The zero value works.
+type Options struct {
+	// Now is the wall clock read by the hybrid logical clock.
+	// Default time.Now.
+	Now func() time.Time
+	// BusyTimeout is how long a write waits for another writer's lock.
+	// Default 10s.
+	BusyTimeout time.Duration
+}
+
+// DB is a local SQLite database of synced entities. It is safe for
+// concurrent use.
+type DB struct {
+	sql    *sql.DB
+	reg    *entity.Registry
+	tables []*table // in priority order
+	byName map[string]*table
+	clock  *clock
+	device string
+}
+
+// Open opens the SQLite database at path, creating it if needed, with the
+// tables of every entity registered in reg. It adds missing tables and
+// columns when the structs have grown and never drops anything. The
+// database runs in WAL mode with foreign keys enforced.
+func Open(ctx context.Context, path string, reg *entity.Registry) (*DB, error) {
+	return OpenWith(ctx, path, reg, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Options) (*DB, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 10 * time.Second
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
+	q.Set("_foreign_keys", "on")
+	q.Set("_txlock", "immediate")
+	q.Set("_synchronous", "NORMAL")
+	sdb, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
+	}
+	db := &DB{sql: sdb, reg: reg, byName: map[string]*table{}}
+	if err := db.init(ctx, opts); err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+const metaDDL = `
+CREATE TABLE IF NOT EXISTS _tether_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _tether_ctl (id INTEGER PRIMARY KEY CHECK (id = 1), suppress INTEGER NOT NULL, change INTEGER NOT NULL);
+INSERT OR IGNORE INTO _tether_ctl (id, suppress, change) VALUES (1, 0, 0);
+CREATE TABLE IF NOT EXISTS _tether_push (tbl TEXT NOT NULL, id TEXT NOT NULL, change INTEGER NOT NULL, PRIMARY KEY (tbl, id));
+`
+
+func (db *DB) init(ctx context.Context, opts Options) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, metaDDL); err != nil {
+		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	// A crash can never leave suppression on: it is only set inside a
+	// transaction. Clear it anyway in case a tool wrote it.
+	if _, err := tx.ExecContext(ctx, `UPDATE _tether_ctl SET suppress = 0`); err != nil {
+		return err
+	}
+	for _, e := range db.reg.Entities() {
+		t := newTable(e)
+		if err := t.migrate(ctx, tx); err != nil {
+			return fmt.Errorf("table %s: %w", t.name, err)
+		}
+		db.tables = append(db.tables, t)
+		db.byName[t.name] = t
+	}
+	device, err := getState(ctx, tx, stateDevice)
+	if err != nil {
+		return err
+	}
+	if device == "" {
+		device = uuid.NewString()
+		if err := setState(ctx, tx, stateDevice, device); err != nil {
+			return err
+		}
+	}
+	db.device = device
+	db.clock = &clock{now: opts.Now, device: device}
+	last, err := getState(ctx, tx, stateClock)
+	if err != nil {
+		return err
+	}
+	db.clock.Observe(last)
+	return tx.Commit()
+}
+
+// Keys of _tether_state.
+const (
+	stateDevice      = "device"
+	stateClock       = "clock"
+	stateCursor      = "pull_cursor"
+	statePushSession = "push_session"
+	statePushSeq     = "push_seq"
+	statePushPos     = "push_pos"
+)
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getState(ctx context.Context, q execer, key string) (string, error) {
+	var v string
+	err := q.QueryRowContext(ctx, `SELECT value FROM _tether_state WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read state %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func setState(ctx context.Context, q execer, key, value string) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO _tether_state (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeviceID returns the id this database was given at creation. It names the
+// device to the server and breaks clock ties.
+func (db *DB) DeviceID() string { return db.device }
+
+// Registry returns the registry the database was opened with.
+func (db *DB) Registry() *entity.Registry { return db.reg }
+
+// SQL returns the underlying database for the application's own queries.
+// Inserts, updates and deletes it makes on synced tables are tracked like
+// those made through Save and Delete: a DELETE becomes a tombstone. Rows
+// with deleted = 1 in column _deleted are tombstones; filter them out.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// Pending returns the number of rows with local changes not yet
+// acknowledged by the server.
+func (db *DB) Pending(ctx context.Context) (int, error) {
+	total := 0
+	for _, t := range db.tables {
+		var n int
+		if err := db.sql.QueryRowContext(ctx, t.countDirty).Scan(&n); err != nil {
+			return 0, fmt.Errorf("localdb: pending %s: %w", t.name, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// quote returns s as an SQL identifier.
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

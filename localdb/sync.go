@@ -1,0 +1,373 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// This file is the store's side of the push and pull engines. The engines
+// keep their whole state in the database, so that an interrupted sync
+// resumes where it stopped (G5).
+
+// PushPos is a position in the scan of dirty rows: the index of a table in
+// priority order and the last id read from it.
+type PushPos struct {
+	Table int
+	After string
+}
+
+// PushState is the persisted state of an unfinished push session.
+type PushState struct {
+	Session string  // server session id; "" when no push is under way
+	Seq     int     // number of batches the server acknowledged
+	Pos     PushPos // where the next batch starts
+}
+
+// DirtyBatch is a batch of dirty rows read for pushing.
+type DirtyBatch struct {
+	Rows []wire.Row
+	// Next is the position after the batch.
+	Next    PushPos
+	changes []int64
+}
+
+// PushState returns the state of the unfinished push session, if any.
+func (db *DB) PushState(ctx context.Context) (PushState, error) {
+	var st PushState
+	var err error
+	if st.Session, err = getState(ctx, db.sql, statePushSession); err != nil || st.Session == "" {
+		return PushState{}, err
+	}
+	seq, err := getState(ctx, db.sql, statePushSeq)
+	if err != nil {
+		return PushState{}, err
+	}
+	st.Seq, _ = strconv.Atoi(seq)
+	pos, err := getState(ctx, db.sql, statePushPos)
+	if err != nil {
+		return PushState{}, err
+	}
+	idx, after, _ := strings.Cut(pos, ":")
+	st.Pos.Table, _ = strconv.Atoi(idx)
+	st.Pos.After = after
+	return st, nil
+}
+
+func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
+	if err := setState(ctx, tx, statePushSession, st.Session); err != nil {
+		return err
+	}
+	if err := setState(ctx, tx, statePushSeq, strconv.Itoa(st.Seq)); err != nil {
+		return err
+	}
+	return setState(ctx, tx, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))
+}
+
+// BeginPush records a new push session, forgetting any earlier one.
+func (db *DB) BeginPush(ctx context.Context, session string) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
+			return err
+		}
+		return savePushState(ctx, tx, PushState{Session: session})
+	})
+}
+
+// AbandonPush forgets the push session, for example when the server no
+// longer knows it. Rows stay dirty and go up in the next session.
+func (db *DB) AbandonPush(ctx context.Context) error {
+	return db.BeginPush(ctx, "")
+}
+
+// NextDirty reads up to limit dirty rows from pos on, in table priority
+// order and id order within a table. A batch holds rows of one table. An
+// empty batch means no dirty rows remain after pos. Rows written with plain
+// SQL get their clock stamp here.
+func (db *DB) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBatch, error) {
+	for ; pos.Table < len(db.tables); pos = (PushPos{Table: pos.Table + 1}) {
+		b, err := db.dirtyFrom(ctx, db.tables[pos.Table], pos, limit)
+		if err != nil {
+			return DirtyBatch{}, fmt.Errorf("localdb: read dirty %s: %w", db.tables[pos.Table].name, err)
+		}
+		if len(b.Rows) > 0 {
+			return b, nil
+		}
+	}
+	return DirtyBatch{Next: pos}, nil
+}
+
+func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (DirtyBatch, error) {
+	var b DirtyBatch
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := db.stampRaw(ctx, tx, t); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change" FROM %s
+			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, quote(t.name)), pos.After, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, change, err := t.scanWire(rows)
+			if err != nil {
+				return err
+			}
+			b.Rows = append(b.Rows, r)
+			b.changes = append(b.changes, change)
+		}
+		return rows.Err()
+	})
+	b.Next = pos
+	if n := len(b.Rows); n > 0 {
+		b.Next.After = b.Rows[n-1].ID
+	}
+	return b, err
+}
+
+// stampRaw gives a clock stamp to dirty rows written with plain SQL.
+func (db *DB) stampRaw(ctx context.Context, tx *sql.Tx, t *table) error {
+	if err := setSuppress(ctx, tx, true); err != nil {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "_dirty" = 1 AND "_hlc" = ''`, quote(t.name)), db.clock.Now())
+	if err != nil {
+		return fmt.Errorf("stamp raw writes: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
+			return err
+		}
+	}
+	return setSuppress(ctx, tx, false)
+}
+
+// scanWire reads one row of selectCols plus _change as a push row.
+func (t *table) scanWire(rows *sql.Rows) (wire.Row, int64, error) {
+	raw := make([]any, len(t.cols))
+	dest := make([]any, 0, len(t.cols)+7)
+	for i := range raw {
+		dest = append(dest, &raw[i])
+	}
+	var dirty, deleted int
+	var r wire.Row
+	var modAt, modBy string
+	var change int64
+	dest = append(dest, &dirty, &deleted, &r.Base, &r.HLC, &modAt, &modBy, &change)
+	if err := rows.Scan(dest...); err != nil {
+		return wire.Row{}, 0, err
+	}
+	vals, err := t.canonical(raw)
+	if err != nil {
+		return wire.Row{}, 0, err
+	}
+	r.Table, r.ID, r.Deleted = t.name, vals[0].(string), deleted != 0
+	r.Values = make(map[string]any, len(vals)-1)
+	for i, c := range t.cols[1:] {
+		r.Values[c.Name] = vals[i+1]
+	}
+	return r, change, nil
+}
+
+// MarkSent records that the server acknowledged batch b as batch number
+// st.Seq of session st.Session, and stores the new push state, in one
+// transaction.
+func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO _tether_push (tbl, id, change) VALUES (?, ?, ?)
+			ON CONFLICT (tbl, id) DO UPDATE SET change = excluded.change`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, r := range b.Rows {
+			if _, err := stmt.ExecContext(ctx, r.Table, r.ID, b.changes[i]); err != nil {
+				return fmt.Errorf("record sent %s %q: %w", r.Table, r.ID, err)
+			}
+		}
+		return savePushState(ctx, tx, st)
+	})
+}
+
+// FinishPush applies the server's answer to a committed session: rows
+// unchanged since they were read are clean at the new version; rows edited
+// meanwhile stay dirty (G2); rows whose conflict the server won take the
+// winning row, unless edited meanwhile. It ends the push session.
+func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := setSuppress(ctx, tx, true); err != nil {
+			return err
+		}
+		for _, t := range db.tables {
+			_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %[1]s SET
+				"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
+				"_version" = ?
+				FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, quote(t.name)), c.Version, t.name)
+			if err != nil {
+				return fmt.Errorf("acknowledge %s: %w", t.name, err)
+			}
+		}
+		for _, cf := range c.Conflicts {
+			if cf.Winner != wire.WinnerServer {
+				continue
+			}
+			if err := db.applyWinner(ctx, tx, cf.Row); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
+			return err
+		}
+		if err := savePushState(ctx, tx, PushState{}); err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
+			return err
+		}
+		return setSuppress(ctx, tx, false)
+	})
+}
+
+// applyWinner stores a row the server kept in a conflict. A row edited
+// since it was pushed keeps its edit, now based on the winner's version.
+func (db *DB) applyWinner(ctx context.Context, tx *sql.Tx, r wire.Row) error {
+	t := db.byName[r.Table]
+	if t == nil {
+		return fmt.Errorf("conflict on unknown table %q", r.Table)
+	}
+	db.clock.Observe(r.HLC)
+	var dirty int
+	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty" FROM %s WHERE "id" = ?`, quote(t.name)), r.ID).Scan(&dirty)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("conflict %s %q: %w", t.name, r.ID, err)
+	}
+	if dirty != 0 {
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_version" = ? WHERE "id" = ?`, quote(t.name)), r.Version, r.ID)
+		return err
+	}
+	return t.upsertRemote(ctx, tx, r)
+}
+
+// upsertRemote writes a row received from the server, clean.
+func (t *table) upsertRemote(ctx context.Context, tx *sql.Tx, r wire.Row) error {
+	args, err := t.wireArgs(r)
+	if err != nil {
+		return err
+	}
+	args = append(args, r.Deleted, r.Version, r.HLC, entityTime(StampTime(r.HLC)), r.ModifiedBy)
+	if _, err := tx.ExecContext(ctx, t.upsertPull, args...); err != nil {
+		return fmt.Errorf("apply %s %q: %w", t.name, r.ID, err)
+	}
+	return nil
+}
+
+// wireArgs converts the values of a received row to SQL arguments in
+// column order. Columns the row lacks are NULL.
+func (t *table) wireArgs(r wire.Row) ([]any, error) {
+	args := make([]any, len(t.cols), len(t.cols)+5)
+	args[0] = r.ID
+	for i, c := range t.cols[1:] {
+		v, err := c.Kind.FromWire(r.Values[c.Name])
+		if err != nil {
+			return nil, fmt.Errorf("%s %q column %s: %w", t.name, r.ID, c.Name, err)
+		}
+		args[i+1] = v
+	}
+	return args, nil
+}
+
+// Cursor returns the stored pull cursor; "" before the first pull.
+func (db *DB) Cursor(ctx context.Context) (string, error) {
+	c, err := getState(ctx, db.sql, stateCursor)
+	if err != nil {
+		return "", fmt.Errorf("localdb: %w", err)
+	}
+	return c, nil
+}
+
+// ApplyChanges applies a page of pulled rows and stores the cursor after
+// them, in one transaction, with change tracking suppressed and foreign
+// keys checked at commit. A locally dirty row is not overwritten: its edit
+// goes up in the next push and the server resolves the conflict. A row the
+// device already holds at the same or a later version is skipped. It
+// returns the number of rows written.
+func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+	applied := 0
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
+			return err
+		}
+		if err := setSuppress(ctx, tx, true); err != nil {
+			return err
+		}
+		for _, r := range rows {
+			ok, err := db.applyPulled(ctx, tx, r)
+			if err != nil {
+				return err
+			}
+			if ok {
+				applied++
+			}
+		}
+		if err := setState(ctx, tx, stateCursor, cursor); err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
+			return err
+		}
+		return setSuppress(ctx, tx, false)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localdb: apply changes: %w", err)
+	}
+	return applied, nil
+}
+
+func (db *DB) applyPulled(ctx context.Context, tx *sql.Tx, r wire.Row) (bool, error) {
+	t := db.byName[r.Table]
+	if t == nil {
+		return false, fmt.Errorf("server sent table %q, which is not registered on this device", r.Table)
+	}
+	db.clock.Observe(r.HLC)
+	var dirty int
+	var version int64
+	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty", "_version" FROM %s WHERE "id" = ?`, quote(t.name)), r.ID).Scan(&dirty, &version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return false, fmt.Errorf("read %s %q: %w", t.name, r.ID, err)
+	case dirty != 0 || version >= r.Version:
+		return false, nil
+	}
+	return true, t.upsertRemote(ctx, tx, r)
+}
+
+func setSuppress(ctx context.Context, tx *sql.Tx, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE _tether_ctl SET suppress = ?`, v); err != nil {
+		return fmt.Errorf("set tracking suppression: %w", err)
+	}
+	return nil
+}
+
+// inTx runs fn in a write transaction.
+func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

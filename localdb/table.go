@@ -1,0 +1,234 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tethersync/tether/entity"
+)
+
+// Bookkeeping columns of every synced table. They start with an underscore,
+// which entity column names cannot.
+//
+//	_dirty        1 while the row has changes the server has not acknowledged
+//	_deleted      1 for a tombstone
+//	_version      server version the row was last synced at
+//	_hlc          clock stamp of the last change ('' for a raw SQL write not yet stamped)
+//	_change       local change counter, bumped by every local write (G2)
+//	_modified_at  wall time of the last change
+//	_modified_by  user of the last change the server accepted
+const bookkeepingDDL = `"_dirty" INTEGER NOT NULL DEFAULT 1,
+	"_deleted" INTEGER NOT NULL DEFAULT 0,
+	"_version" INTEGER NOT NULL DEFAULT 0,
+	"_hlc" TEXT NOT NULL DEFAULT '',
+	"_change" INTEGER NOT NULL DEFAULT 0,
+	"_modified_at" TEXT NOT NULL DEFAULT '',
+	"_modified_by" TEXT NOT NULL DEFAULT ''`
+
+// metaCols are read after the entity columns by every select.
+const metaCols = `"_dirty", "_deleted", "_version", "_hlc", "_modified_at", "_modified_by"`
+
+// table holds the SQL of one synced table.
+type table struct {
+	ent  *entity.Entity
+	name string
+	cols []entity.Column // entity.Table.Columns; cols[0] is id
+
+	selectCols string // entity columns then metaCols
+	countDirty string
+	upsertSave string
+	upsertPull string
+}
+
+func sqlType(k entity.Kind) string {
+	switch k {
+	case entity.KindInteger, entity.KindBool:
+		return "INTEGER"
+	case entity.KindReal:
+		return "REAL"
+	case entity.KindBlob:
+		return "BLOB"
+	}
+	return "TEXT"
+}
+
+func newTable(e *entity.Entity) *table {
+	t := &table{ent: e, name: e.Table.Name, cols: e.Table.Columns}
+	names := make([]string, len(t.cols))
+	params := make([]string, len(t.cols))
+	var sets []string
+	for i, c := range t.cols {
+		names[i] = quote(c.Name)
+		params[i] = "?"
+		if i > 0 {
+			sets = append(sets, fmt.Sprintf("%s = excluded.%s", names[i], names[i]))
+		}
+	}
+	q := quote(t.name)
+	t.selectCols = strings.Join(names, ", ") + ", " + metaCols
+	t.countDirty = fmt.Sprintf(`SELECT count(*) FROM %s WHERE "_dirty" = 1`, q)
+	set := strings.Join(append(sets, ""), ", ")
+	t.upsertSave = fmt.Sprintf(`INSERT INTO %s (%s, "_dirty", "_deleted", "_change", "_hlc", "_modified_at")
+		VALUES (%s, 1, 0, ?, ?, ?)
+		ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 1, "_deleted" = 0,
+		"_change" = excluded."_change", "_hlc" = excluded."_hlc", "_modified_at" = excluded."_modified_at"
+		RETURNING "_version", "_modified_by"`,
+		q, strings.Join(names, ", "), strings.Join(params, ", "), set)
+	t.upsertPull = fmt.Sprintf(`INSERT INTO %s (%s, "_dirty", "_deleted", "_version", "_hlc", "_modified_at", "_modified_by")
+		VALUES (%s, 0, ?, ?, ?, ?, ?)
+		ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 0, "_deleted" = excluded."_deleted",
+		"_version" = excluded."_version", "_hlc" = excluded."_hlc",
+		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by"`,
+		q, strings.Join(names, ", "), strings.Join(params, ", "), set)
+	return t
+}
+
+// migrate creates the table, adds missing columns, and installs the index
+// and the change-tracking triggers.
+func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
+	q := quote(t.name)
+	var defs []string
+	for i, c := range t.cols {
+		def := quote(c.Name) + " " + sqlType(c.Kind)
+		if i == 0 {
+			def += " PRIMARY KEY NOT NULL"
+		}
+		defs = append(defs, def)
+	}
+	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s,\n\t%s\n)", q, strings.Join(defs, ",\n\t"), bookkeepingDDL)
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	have, err := existingColumns(ctx, tx, t.name)
+	if err != nil {
+		return err
+	}
+	for _, c := range t.cols {
+		if have[c.Name] {
+			continue
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", q, quote(c.Name), sqlType(c.Kind))
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("add column %s: %w", c.Name, err)
+		}
+	}
+	for _, stmt := range t.triggers() {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("install tracking: %w", err)
+		}
+	}
+	return nil
+}
+
+func existingColumns(ctx context.Context, tx *sql.Tx, name string) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, name)
+	if err != nil {
+		return nil, fmt.Errorf("read columns: %w", err)
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		have[n] = true
+	}
+	return have, rows.Err()
+}
+
+// nowText is the SQL expression of the current time in entity.TimeFormat.
+const nowText = `strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000000Z'`
+
+// triggers returns the statements that track writes made with plain SQL.
+// Writes through Save and Delete set _change themselves and so do not fire
+// them; writes applied by the pull engine run with _tether_ctl.suppress set.
+// A plain DELETE is turned into a tombstone.
+func (t *table) triggers() []string {
+	q := quote(t.name)
+	mark := func(ref string, extra string) string {
+		return fmt.Sprintf(`UPDATE _tether_ctl SET change = change + 1;
+	UPDATE %s SET "_dirty" = 1, %s"_hlc" = '', "_modified_at" = %s,
+		"_change" = (SELECT change FROM _tether_ctl) WHERE rowid = %s.rowid;`, q, extra, nowText, ref)
+	}
+	notSuppressed := `(SELECT suppress FROM _tether_ctl) = 0`
+	return []string{
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1`, quote(t.name+"__dirty"), q),
+		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s AFTER INSERT ON %s
+WHEN NEW."_change" = 0 AND %s BEGIN
+	%s
+END`, quote(t.name+"__track_insert"), q, notSuppressed, mark("NEW", "")),
+		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s AFTER UPDATE ON %s
+WHEN NEW."_change" = OLD."_change" AND %s BEGIN
+	%s
+END`, quote(t.name+"__track_update"), q, notSuppressed, mark("NEW", "")),
+		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s BEFORE DELETE ON %s
+WHEN %s BEGIN
+	%s
+	SELECT RAISE(IGNORE);
+END`, quote(t.name+"__track_delete"), q, notSuppressed, mark("OLD", `"_deleted" = 1, `)),
+	}
+}
+
+// scanRow reads the entity columns and metaCols of one row into the struct
+// ptr points to.
+func (t *table) scanRow(sc interface{ Scan(...any) error }, ptr any) error {
+	raw := make([]any, len(t.cols))
+	dest := make([]any, len(t.cols)+6)
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	var dirty, deleted int
+	var m entity.Meta
+	var modAt string
+	dest[len(t.cols)] = &dirty
+	dest[len(t.cols)+1] = &deleted
+	dest[len(t.cols)+2] = &m.Version
+	var hlc string
+	dest[len(t.cols)+3] = &hlc
+	dest[len(t.cols)+4] = &modAt
+	dest[len(t.cols)+5] = &m.ModifiedBy
+	if err := sc.Scan(dest...); err != nil {
+		return err
+	}
+	vals, err := t.canonical(raw)
+	if err != nil {
+		return err
+	}
+	if err := t.ent.Load(ptr, vals); err != nil {
+		return err
+	}
+	m.Dirty, m.Deleted = dirty != 0, deleted != 0
+	if modAt != "" {
+		m.ModifiedAt, _ = entity.ParseTime(modAt)
+	}
+	meta, err := t.ent.Meta(ptr)
+	if err != nil {
+		return err
+	}
+	*meta = m
+	return nil
+}
+
+// canonical converts scanned driver values to canonical values.
+func (t *table) canonical(raw []any) ([]any, error) {
+	out := make([]any, len(raw))
+	for i, v := range raw {
+		x, err := t.cols[i].Kind.FromDB(v)
+		if err != nil {
+			return nil, fmt.Errorf("table %s column %s: %w", t.name, t.cols[i].Name, err)
+		}
+		out[i] = x
+	}
+	return out, nil
+}
+
+func entityTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return entity.FormatTime(t)
+}

@@ -1,0 +1,71 @@
+package wire
+
+import (
+	"errors"
+	"net/http"
+)
+
+// Sentinel errors for the conditions callers branch on. The server maps each
+// to one HTTP status and code, and the client maps them back, so errors.Is
+// works the same on both sides.
+var (
+	ErrBadRequest   = errors.New("bad request")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrTooLarge     = errors.New("request too large")
+	ErrRateLimited  = errors.New("rate limited")
+	ErrInternal     = errors.New("internal server error")
+	ErrUnavailable  = errors.New("service unavailable")
+)
+
+// codes is the one table from error to code and HTTP status.
+var codes = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{ErrBadRequest, "bad_request", http.StatusBadRequest},
+	{ErrUnauthorized, "unauthorized", http.StatusUnauthorized},
+	{ErrForbidden, "forbidden", http.StatusForbidden},
+	{ErrNotFound, "not_found", http.StatusNotFound},
+	{ErrConflict, "conflict", http.StatusConflict},
+	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
+	{ErrRateLimited, "rate_limited", http.StatusTooManyRequests},
+	{ErrUnavailable, "unavailable", http.StatusServiceUnavailable},
+	{ErrInternal, "internal", http.StatusInternalServerError},
+}
+
+// Code returns the error code and HTTP status for err: those of the first
+// sentinel it wraps, else "internal" and 500.
+func Code(err error) (code string, status int) {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code, c.status
+		}
+	}
+	return "internal", http.StatusInternalServerError
+}
+
+// ErrorFor returns the sentinel for an error code or, when the code is
+// unknown, for an HTTP status. It returns nil for statuses below 400.
+func ErrorFor(code string, status int) error {
+	for _, c := range codes {
+		if c.code == code {
+			return c.err
+		}
+	}
+	for _, c := range codes {
+		if c.status == status {
+			return c.err
+		}
+	}
+	switch {
+	case status >= 500:
+		return ErrInternal
+	case status >= 400:
+		return ErrBadRequest
+	}
+	return nil
+}

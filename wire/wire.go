@@ -1,0 +1,125 @@
+// Package wire holds the types exchanged between the tether client and
+// server over HTTP, and the table of error codes both sides share.
+//
+// All bodies are JSON. Column values in [Row.Values] are in the canonical
+// form of package entity: strings, numbers, booleans, null, base64 for
+// blobs, [entity.TimeFormat] text for times and JSON text for json columns.
+package wire
+
+import "encoding/json"
+
+// APIPrefix is the path prefix of every endpoint of this API version.
+const APIPrefix = "/v1"
+
+// Limits shared by client and server.
+const (
+	// DefaultBatchSize is the number of rows per push batch and pull page
+	// when none is configured.
+	DefaultBatchSize = 1000
+	// MaxBatchSize is the largest number of rows per push batch or pull page.
+	MaxBatchSize = 10000
+)
+
+// Header names.
+const (
+	// HeaderDevice carries the id of the calling device.
+	HeaderDevice = "X-Tether-Device"
+)
+
+// Row is one row of a synced table, as pushed or pulled.
+type Row struct {
+	Table string `json:"table"`
+	ID    string `json:"id"`
+	// Base is, in a push, the server version the local edit is based on
+	// (0 for a row the device never synced).
+	Base int64 `json:"base,omitempty"`
+	// Version is, in a pull or a conflict, the server version of the row.
+	Version int64 `json:"version,omitempty"`
+	Deleted bool  `json:"deleted,omitempty"`
+	// HLC is the hybrid logical clock stamp of the change.
+	HLC string `json:"hlc"`
+	// Device is the device the change came from (set by the server).
+	Device string `json:"device,omitempty"`
+	// ModifiedBy is the authenticated user who made the change (set by the server).
+	ModifiedBy string `json:"modified_by,omitempty"`
+	// Values maps column names, other than id, to values.
+	Values map[string]any `json:"values"`
+}
+
+// Health is the body of GET /v1/health.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Device is the body of POST /v1/devices and of its answer.
+type Device struct {
+	Device string `json:"device"`
+	Tenant string `json:"tenant,omitempty"`
+	User   string `json:"user,omitempty"`
+}
+
+// Session is the answer to POST /v1/sessions.
+type Session struct {
+	Session string `json:"session"`
+}
+
+// Batch is the body of PUT /v1/sessions/{id}/batches/{seq}.
+type Batch struct {
+	Rows []Row `json:"rows"`
+}
+
+// BatchAck is the answer to a batch.
+type BatchAck struct {
+	Seq    int `json:"seq"`
+	Staged int `json:"staged"`
+}
+
+// Commit is the answer to POST /v1/sessions/{id}/commit. Every row of the
+// session that is not listed in Conflicts with Winner "server" now has
+// server version Version.
+type Commit struct {
+	Version   int64      `json:"version"`
+	Applied   int        `json:"applied"`
+	Conflicts []Conflict `json:"conflicts,omitempty"`
+}
+
+// Winner values of a Conflict.
+const (
+	WinnerClient = "client"
+	WinnerServer = "server"
+)
+
+// Conflict reports a pushed row whose server row had moved since the
+// version the push was based on.
+type Conflict struct {
+	Table    string `json:"table"`
+	ID       string `json:"id"`
+	Strategy string `json:"strategy"`
+	// Winner is WinnerClient when the pushed row was applied, WinnerServer
+	// when the server row was kept.
+	Winner string `json:"winner"`
+	// Row is the winning row as the server now holds it.
+	Row Row `json:"row"`
+}
+
+// Changes is the answer to GET /v1/changes.
+type Changes struct {
+	Changes []Row `json:"changes"`
+	// Cursor is the opaque position after the last change; pass it to the
+	// next call.
+	Cursor string `json:"cursor"`
+	// More reports that changes remain after Cursor.
+	More bool `json:"more"`
+}
+
+// ErrorBody is the body of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names the problem of a refused request.
+type ErrorDetail struct {
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	Details json.RawMessage `json:"details,omitempty"`
+}
