@@ -1,0 +1,286 @@
+package server
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// DefaultMaxBodyBytes is the default limit on a request body, after
+// decompression.
+const DefaultMaxBodyBytes = 32 << 20
+
+// Options configures a Server. The zero value works but authenticates
+// nobody: set Auth.
+type Options struct {
+	// Auth authenticates every request but health. When nil, every other
+	// request is refused with 401.
+	Auth Authenticator
+	// Strategies sets the conflict strategy per table. Tables not listed
+	// use LastWriterWins.
+	Strategies map[string]Strategy
+	// MaxBodyBytes limits request bodies, after decompression; larger
+	// bodies get 413. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Logger receives one line per failed request. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the tether sync server: an http.Handler over a Store. It is
+// safe for concurrent use.
+type Server struct {
+	store   Store
+	opts    Options
+	resolve Resolver
+	mux     *http.ServeMux
+}
+
+// New returns a server over store. It panics if Options.Strategies names a
+// table the store does not hold or an unknown strategy, which is a
+// programming error.
+func New(store Store, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	schema := store.Schema()
+	for table, s := range opts.Strategies {
+		if schema.Table(table) == nil {
+			panic(fmt.Sprintf("server: strategy for unknown table %q", table))
+		}
+		if err := validStrategy(s); err != nil {
+			panic(fmt.Sprintf("server: table %q: %v", table, err))
+		}
+	}
+	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies), mux: http.NewServeMux()}
+	p := wire.APIPrefix
+	s.mux.HandleFunc("GET "+p+"/health", s.health)
+	s.mux.Handle("POST "+p+"/devices", s.authed(s.registerDevice))
+	s.mux.Handle("POST "+p+"/sessions", s.authed(s.openSession))
+	s.mux.Handle("PUT "+p+"/sessions/{session}/batches/{seq}", s.authed(s.stageBatch))
+	s.mux.Handle("POST "+p+"/sessions/{session}/commit", s.authed(s.commit))
+	s.mux.Handle("GET "+p+"/changes", s.authed(s.changes))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
+	})
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		gw := &gzipWriter{ResponseWriter: w}
+		defer gw.Close()
+		w = gw
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+type handlerFunc func(ctx context.Context, p Principal, r *http.Request) (any, error)
+
+// authed authenticates the request and writes the handler's answer as JSON.
+func (s *Server) authed(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.Auth == nil {
+			s.fail(w, r, fmt.Errorf("server has no authenticator configured: %w", wire.ErrUnauthorized))
+			return
+		}
+		p, err := s.opts.Auth.Authenticate(r)
+		if err != nil {
+			if !errors.Is(err, wire.ErrUnauthorized) {
+				err = fmt.Errorf("%v: %w", err, wire.ErrUnauthorized)
+			}
+			s.fail(w, r, err)
+			return
+		}
+		if p.Tenant == "" {
+			s.fail(w, r, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden))
+			return
+		}
+		ctx := context.WithValue(r.Context(), principalKey{}, p)
+		out, err := h(ctx, p, r.WithContext(ctx))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})
+}
+
+var deviceRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+func deviceOf(r *http.Request) (string, error) {
+	d := r.Header.Get(wire.HeaderDevice)
+	if !deviceRE.MatchString(d) {
+		return "", fmt.Errorf("missing or malformed %s header: %w", wire.HeaderDevice, wire.ErrBadRequest)
+	}
+	return d, nil
+}
+
+func (s *Server) registerDevice(ctx context.Context, p Principal, r *http.Request) (any, error) {
+	var d wire.Device
+	if err := s.decode(r, &d); err != nil {
+		return nil, err
+	}
+	if !deviceRE.MatchString(d.Device) {
+		return nil, fmt.Errorf("malformed device id %q: %w", d.Device, wire.ErrBadRequest)
+	}
+	if err := s.store.RegisterDevice(ctx, p, d.Device); err != nil {
+		return nil, err
+	}
+	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil
+}
+
+func (s *Server) openSession(ctx context.Context, p Principal, r *http.Request) (any, error) {
+	device, err := deviceOf(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.store.OpenSession(ctx, p, device)
+	if err != nil {
+		return nil, err
+	}
+	return wire.Session{Session: id}, nil
+}
+
+func (s *Server) stageBatch(ctx context.Context, p Principal, r *http.Request) (any, error) {
+	device, err := deviceOf(r)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := strconv.Atoi(r.PathValue("seq"))
+	if err != nil || seq < 0 {
+		return nil, fmt.Errorf("malformed batch number %q: %w", r.PathValue("seq"), wire.ErrBadRequest)
+	}
+	var b wire.Batch
+	if err := s.decode(r, &b); err != nil {
+		return nil, err
+	}
+	if err := validateRows(s.store.Schema(), b.Rows); err != nil {
+		return nil, fmt.Errorf("batch %d: %w", seq, err)
+	}
+	if err := s.store.StageBatch(ctx, p, device, r.PathValue("session"), seq, b.Rows); err != nil {
+		return nil, err
+	}
+	return wire.BatchAck{Seq: seq, Staged: len(b.Rows)}, nil
+}
+
+func (s *Server) commit(ctx context.Context, p Principal, r *http.Request) (any, error) {
+	device, err := deviceOf(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve)
+}
+
+func (s *Server) changes(ctx context.Context, p Principal, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	after, err := ParseCursor(q.Get("cursor"))
+	if err != nil {
+		return nil, err
+	}
+	limit := wire.DefaultBatchSize
+	if l := q.Get("limit"); l != "" {
+		limit, err = strconv.Atoi(l)
+		if err != nil || limit < 1 || limit > wire.MaxBatchSize {
+			return nil, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
+		}
+	}
+	rows, next, more, err := s.store.Changes(ctx, p, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	if rows == nil {
+		rows = []wire.Row{}
+	}
+	return wire.Changes{Changes: rows, Cursor: next.String(), More: more}, nil
+}
+
+// decode reads a JSON body, gzip-compressed or not, refusing unknown fields,
+// trailing data and bodies over the limit.
+func (s *Server) decode(r *http.Request, v any) error {
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			return fmt.Errorf("malformed gzip body: %v: %w", err, wire.ErrBadRequest)
+		}
+		defer zr.Close()
+		body = zr
+	}
+	lr := &io.LimitedReader{R: body, N: s.opts.MaxBodyBytes + 1}
+	dec := json.NewDecoder(lr)
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if lr.N <= 0 {
+		return fmt.Errorf("body larger than %d bytes: %w", s.opts.MaxBodyBytes, wire.ErrTooLarge)
+	}
+	if err != nil {
+		return fmt.Errorf("malformed JSON body: %v: %w", err, wire.ErrBadRequest)
+	}
+	if dec.More() {
+		return fmt.Errorf("malformed JSON body: data after the object: %w", wire.ErrBadRequest)
+	}
+	return nil
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code, status := wire.Code(err)
+	msg := err.Error()
+	if status >= 500 {
+		s.opts.Logger.Error("tether request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal server error"
+	}
+	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// gzipWriter compresses a response.
+type gzipWriter struct {
+	http.ResponseWriter
+	zw *gzip.Writer
+}
+
+func (g *gzipWriter) WriteHeader(status int) {
+	g.Header().Set("Content-Encoding", "gzip")
+	g.Header().Del("Content-Length")
+	g.Header().Add("Vary", "Accept-Encoding")
+	g.zw = gzip.NewWriter(g.ResponseWriter)
+	g.ResponseWriter.WriteHeader(status)
+}
+
+func (g *gzipWriter) Write(b []byte) (int, error) {
+	if g.zw == nil {
+		g.WriteHeader(http.StatusOK)
+	}
+	return g.zw.Write(b)
+}
+
+func (g *gzipWriter) Close() error {
+	if g.zw == nil {
+		return nil
+	}
+	return g.zw.Close()
+}

@@ -1,0 +1,530 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/wire"
+)
+
+// SQLiteStore is the embedded Store: one SQLite file, for one server
+// process. Writes are serialized by SQLite, so server versions are
+// allocated and made visible in commit order (G1). It is safe for
+// concurrent use.
+type SQLiteStore struct {
+	w      *sql.DB // the single writer connection
+	r      *sql.DB // readers
+	schema entity.Schema
+	tables []*storeTable // in priority order
+	byName map[string]*storeTable
+	now    func() time.Time
+}
+
+// storeTable holds the SQL of one synced table on the server.
+type storeTable struct {
+	idx     int
+	t       entity.Table
+	selects string // id, value columns, then the bookkeeping columns
+	upsert  string
+}
+
+// OpenSQLite opens or creates the server database at path with tables for
+// schema. It adds missing tables and columns and never drops any.
+func OpenSQLite(path string, schema entity.Schema) (*SQLiteStore, error) {
+	if err := schema.Validate(); err != nil {
+		return nil, fmt.Errorf("server: open %s: %w", path, err)
+	}
+	s := &SQLiteStore{schema: schema, byName: map[string]*storeTable{}, now: time.Now}
+	open := func(txlock string) (*sql.DB, error) {
+		q := url.Values{}
+		q.Set("_journal_mode", "WAL")
+		q.Set("_busy_timeout", "10000")
+		q.Set("_txlock", txlock)
+		q.Set("_synchronous", "NORMAL")
+		return sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	}
+	var err error
+	if s.w, err = open("immediate"); err != nil {
+		return nil, fmt.Errorf("server: open %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	if s.r, err = open("deferred"); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("server: open %s: %w", path, err)
+	}
+	if err := s.migrate(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("server: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+const storeDDL = `
+CREATE TABLE IF NOT EXISTS _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT OR IGNORE INTO _tether_counter (id, version) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS _tether_devices (
+	device TEXT PRIMARY KEY, tenant TEXT NOT NULL, user TEXT NOT NULL,
+	created_at TEXT NOT NULL, seen_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _tether_sessions (
+	id TEXT PRIMARY KEY, tenant TEXT NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,
+	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT);
+CREATE TABLE IF NOT EXISTS _tether_batches (
+	session TEXT NOT NULL, seq INTEGER NOT NULL, tbl TEXT NOT NULL, rows INTEGER NOT NULL, body BLOB NOT NULL,
+	PRIMARY KEY (session, seq));
+`
+
+func sqliteType(k entity.Kind) string {
+	switch k {
+	case entity.KindInteger, entity.KindBool:
+		return "INTEGER"
+	case entity.KindReal:
+		return "REAL"
+	case entity.KindBlob:
+		return "BLOB"
+	}
+	return "TEXT"
+}
+
+func (s *SQLiteStore) migrate() error {
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, storeDDL); err != nil {
+		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	for i, t := range s.schema.Tables {
+		st := newStoreTable(i, t)
+		if err := st.migrate(ctx, tx); err != nil {
+			return fmt.Errorf("table %s: %w", t.Name, err)
+		}
+		s.tables = append(s.tables, st)
+		s.byName[t.Name] = st
+	}
+	return tx.Commit()
+}
+
+func qi(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func newStoreTable(idx int, t entity.Table) *storeTable {
+	var names, params, sets []string
+	for i, c := range t.Columns {
+		names = append(names, qi(c.Name))
+		params = append(params, "?")
+		if i > 0 {
+			sets = append(sets, fmt.Sprintf("%s = excluded.%s", qi(c.Name), qi(c.Name)))
+		}
+	}
+	book := []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`}
+	for _, b := range book {
+		sets = append(sets, fmt.Sprintf("%s = excluded.%s", b, b))
+	}
+	return &storeTable{
+		idx:     idx,
+		t:       t,
+		selects: strings.Join(names, ", ") + `, "_version", "_deleted", "_hlc", "_modified_by", "_origin", "_session"`,
+		upsert: fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s) VALUES (?, %s, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT ("_tenant", "id") DO UPDATE SET %s`,
+			qi(t.Name), strings.Join(names, ", "), strings.Join(book, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")),
+	}
+}
+
+func (st *storeTable) migrate(ctx context.Context, tx *sql.Tx) error {
+	q := qi(st.t.Name)
+	var defs []string
+	for _, c := range st.t.Columns {
+		def := qi(c.Name) + " " + sqliteType(c.Kind)
+		if c.Name == "id" {
+			def += " NOT NULL"
+		}
+		defs = append(defs, def)
+	}
+	ddl := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	"_tenant" TEXT NOT NULL,
+	%s,
+	"_version" INTEGER NOT NULL,
+	"_deleted" INTEGER NOT NULL DEFAULT 0,
+	"_hlc" TEXT NOT NULL,
+	"_modified_by" TEXT NOT NULL,
+	"_origin" TEXT NOT NULL,
+	"_session" TEXT NOT NULL,
+	PRIMARY KEY ("_tenant", "id"))`, q, strings.Join(defs, ",\n\t"))
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, st.t.Name)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		have[n] = true
+	}
+	rows.Close()
+	for _, c := range st.t.Columns {
+		if !have[c.Name] {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, q, qi(c.Name), sqliteType(c.Kind))); err != nil {
+				return fmt.Errorf("add column %s: %w", c.Name, err)
+			}
+		}
+	}
+	_, err = tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("_tenant", "_version", "id")`, qi(st.t.Name+"__changes"), q))
+	return err
+}
+
+// Schema implements Store.
+func (s *SQLiteStore) Schema() entity.Schema { return s.schema }
+
+// Close implements Store.
+func (s *SQLiteStore) Close() error {
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+func (s *SQLiteStore) stamp() string { return entity.FormatTime(s.now()) }
+
+// RegisterDevice implements Store.
+func (s *SQLiteStore) RegisterDevice(ctx context.Context, p Principal, device string) error {
+	var tenant string
+	err := s.w.QueryRowContext(ctx, `INSERT INTO _tether_devices (device, tenant, user, created_at, seen_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (device) DO UPDATE SET seen_at = excluded.seen_at RETURNING tenant`,
+		device, p.Tenant, p.User, s.stamp(), s.stamp()).Scan(&tenant)
+	if err != nil {
+		return fmt.Errorf("register device %s: %w", device, err)
+	}
+	if tenant != p.Tenant {
+		return fmt.Errorf("device %s is registered to another tenant: %w", device, wire.ErrForbidden)
+	}
+	return nil
+}
+
+// OpenSession implements Store.
+func (s *SQLiteStore) OpenSession(ctx context.Context, p Principal, device string) (string, error) {
+	var tenant string
+	err := s.w.QueryRowContext(ctx, `SELECT tenant FROM _tether_devices WHERE device = ?`, device).Scan(&tenant)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && tenant != p.Tenant) {
+		return "", fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
+	}
+	if err != nil {
+		return "", fmt.Errorf("open session: %w", err)
+	}
+	id := uuid.NewString()
+	_, err = s.w.ExecContext(ctx, `INSERT INTO _tether_sessions (id, tenant, device, user, created_at) VALUES (?, ?, ?, ?, ?)`,
+		id, p.Tenant, device, p.User, s.stamp())
+	if err != nil {
+		return "", fmt.Errorf("open session: %w", err)
+	}
+	return id, nil
+}
+
+// session loads a session of the principal's device. A session of another
+// tenant or device is reported as not found.
+func sessionOf(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, p Principal, device, id string) (committed bool, result string, err error) {
+	var tenant, dev string
+	var res sql.NullString
+	err = q.QueryRowContext(ctx, `SELECT tenant, device, result FROM _tether_sessions WHERE id = ?`, id).Scan(&tenant, &dev, &res)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && (tenant != p.Tenant || dev != device)) {
+		return false, "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("session %s: %w", id, err)
+	}
+	return res.Valid, res.String, nil
+}
+
+// StageBatch implements Store.
+func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row) error {
+	body, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("stage batch %d: %w", seq, err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("stage batch %d: %w", seq, err)
+	}
+	defer tx.Rollback()
+	committed, _, err := sessionOf(ctx, tx, p, device, session)
+	if err != nil {
+		return err
+	}
+	if committed {
+		return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_batches (session, seq, tbl, rows, body) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (session, seq) DO UPDATE SET tbl = excluded.tbl, rows = excluded.rows, body = excluded.body`,
+		session, seq, rows[0].Table, len(rows), body)
+	if err != nil {
+		return fmt.Errorf("stage batch %d: %w", seq, err)
+	}
+	return tx.Commit()
+}
+
+// Commit implements Store.
+func (s *SQLiteStore) Commit(ctx context.Context, p Principal, device, session string, resolve Resolver) (wire.Commit, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
+	}
+	defer tx.Rollback()
+	committed, result, err := sessionOf(ctx, tx, p, device, session)
+	if err != nil {
+		return wire.Commit{}, err
+	}
+	var c wire.Commit
+	if committed { // a re-sent commit gets the first answer (G3)
+		if err := json.Unmarshal([]byte(result), &c); err != nil {
+			return wire.Commit{}, fmt.Errorf("commit session %s: stored result: %w", session, err)
+		}
+		return c, nil
+	}
+	if err := tx.QueryRowContext(ctx, `UPDATE _tether_counter SET version = version + 1 RETURNING version`).Scan(&c.Version); err != nil {
+		return wire.Commit{}, fmt.Errorf("commit session %s: next version: %w", session, err)
+	}
+	ap := &applier{tx: tx, p: p, device: device, session: session, version: c.Version, resolve: resolve}
+	for _, st := range s.tables { // parents before children (G4)
+		if err := ap.applyTable(ctx, st, &c); err != nil {
+			return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
+		}
+	}
+	res, err := json.Marshal(c)
+	if err != nil {
+		return wire.Commit{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE _tether_sessions SET committed_at = ?, version = ?, result = ? WHERE id = ?`,
+		s.stamp(), c.Version, string(res), session); err != nil {
+		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_batches WHERE session = ?`, session); err != nil {
+		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
+	}
+	return c, nil
+}
+
+// applier applies the staged rows of one session inside its transaction.
+type applier struct {
+	tx      *sql.Tx
+	p       Principal
+	device  string
+	session string
+	version int64
+	resolve Resolver
+}
+
+func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit) error {
+	rows, err := a.tx.QueryContext(ctx, `SELECT body FROM _tether_batches WHERE session = ? AND tbl = ? ORDER BY seq`, a.session, st.t.Name)
+	if err != nil {
+		return err
+	}
+	var bodies [][]byte
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			rows.Close()
+			return err
+		}
+		bodies = append(bodies, b)
+	}
+	rows.Close()
+	if len(bodies) == 0 {
+		return nil
+	}
+	sel, err := a.tx.PrepareContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND "id" = ?`, st.selects, qi(st.t.Name)))
+	if err != nil {
+		return err
+	}
+	defer sel.Close()
+	up, err := a.tx.PrepareContext(ctx, st.upsert)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	for _, body := range bodies {
+		batch, err := decodeStaged(body, st.t)
+		if err != nil {
+			return err
+		}
+		for _, r := range batch {
+			if err := a.applyRow(ctx, st, sel, up, r, c); err != nil {
+				return fmt.Errorf("%s %q: %w", st.t.Name, r.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (a *applier) applyRow(ctx context.Context, st *storeTable, sel, up *sql.Stmt, r wire.Row, c *wire.Commit) error {
+	cur, found, session, err := st.scanOne(sel.QueryRowContext(ctx, a.p.Tenant, r.ID))
+	if err != nil {
+		return err
+	}
+	if found && cur.Version != r.Base && session != a.session {
+		clientWins, strategy := a.resolve(st.t.Name, cur, r)
+		cf := wire.Conflict{Table: st.t.Name, ID: r.ID, Strategy: string(strategy), Winner: wire.WinnerServer, Row: cur}
+		if !clientWins {
+			c.Conflicts = append(c.Conflicts, cf)
+			return nil
+		}
+		cf.Winner = wire.WinnerClient
+		cf.Row = r
+		cf.Row.Version, cf.Row.Device, cf.Row.ModifiedBy = a.version, a.device, a.p.User
+		c.Conflicts = append(c.Conflicts, cf)
+	}
+	args := make([]any, 0, len(st.t.Columns)+8)
+	args = append(args, a.p.Tenant, r.ID)
+	for _, col := range st.t.Columns[1:] {
+		args = append(args, r.Values[col.Name])
+	}
+	args = append(args, a.version, r.Deleted, r.HLC, a.p.User, a.device, a.session)
+	if _, err := up.ExecContext(ctx, args...); err != nil {
+		return err
+	}
+	c.Applied++
+	return nil
+}
+
+// decodeStaged decodes a staged batch back to canonical rows.
+func decodeStaged(body []byte, t entity.Table) ([]wire.Row, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var rows []wire.Row
+	if err := dec.Decode(&rows); err != nil {
+		return nil, fmt.Errorf("staged batch: %w", err)
+	}
+	for i := range rows {
+		for _, col := range t.Columns[1:] {
+			v, err := col.Kind.FromWire(rows[i].Values[col.Name])
+			if err != nil {
+				return nil, fmt.Errorf("staged batch: %s: %w", col.Name, err)
+			}
+			rows[i].Values[col.Name] = v
+		}
+	}
+	return rows, nil
+}
+
+// scanOne reads one row of selects plus nothing else; found is false when
+// there is no row.
+func (st *storeTable) scanOne(row *sql.Row) (r wire.Row, found bool, session string, err error) {
+	r, session, err = st.scan(row.Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return wire.Row{}, false, "", nil
+	}
+	return r, err == nil, session, err
+}
+
+// scan reads the columns of selects into a row with canonical values, and
+// the session that wrote it.
+func (st *storeTable) scan(scan func(...any) error) (wire.Row, string, error) {
+	n := len(st.t.Columns)
+	raw := make([]any, n)
+	dest := make([]any, 0, n+6)
+	for i := range raw {
+		dest = append(dest, &raw[i])
+	}
+	var r wire.Row
+	var deleted int
+	var session string
+	dest = append(dest, &r.Version, &deleted, &r.HLC, &r.ModifiedBy, &r.Device, &session)
+	if err := scan(dest...); err != nil {
+		return wire.Row{}, "", err
+	}
+	r.Table, r.Deleted = st.t.Name, deleted != 0
+	r.Values = make(map[string]any, n-1)
+	for i, c := range st.t.Columns {
+		v, err := c.Kind.FromDB(raw[i])
+		if err != nil {
+			return wire.Row{}, "", fmt.Errorf("%s column %s: %w", st.t.Name, c.Name, err)
+		}
+		if i == 0 {
+			r.ID, _ = v.(string)
+			continue
+		}
+		r.Values[c.Name] = v
+	}
+	return r, session, nil
+}
+
+// Changes implements Store. It reads every table in one read transaction,
+// so a page is a consistent snapshot, and merges them in commit order.
+func (s *SQLiteStore) Changes(ctx context.Context, p Principal, after Cursor, limit int) ([]wire.Row, Cursor, bool, error) {
+	tx, err := s.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, after, false, fmt.Errorf("changes: %w", err)
+	}
+	defer tx.Rollback()
+	type item struct {
+		pos Cursor
+		row wire.Row
+	}
+	var all []item
+	for _, st := range s.tables {
+		where, args := afterClause(st.idx, after)
+		q := fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND %s ORDER BY "_version", "id" LIMIT ?`, st.selects, qi(st.t.Name), where)
+		rows, err := tx.QueryContext(ctx, q, append(append([]any{p.Tenant}, args...), limit+1)...)
+		if err != nil {
+			return nil, after, false, fmt.Errorf("changes %s: %w", st.t.Name, err)
+		}
+		for rows.Next() {
+			r, _, err := st.scan(rows.Scan)
+			if err != nil {
+				rows.Close()
+				return nil, after, false, err
+			}
+			all = append(all, item{Cursor{Version: r.Version, Table: st.idx, ID: r.ID}, r})
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, after, false, fmt.Errorf("changes %s: %w", st.t.Name, err)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].pos.less(all[j].pos) })
+	more := len(all) > limit
+	if more {
+		all = all[:limit]
+	}
+	out := make([]wire.Row, len(all))
+	for i, it := range all {
+		out[i] = it.row
+	}
+	if len(all) > 0 {
+		after = all[len(all)-1].pos
+	}
+	return out, after, more, nil
+}
+
+// afterClause returns the condition selecting the rows of table idx that
+// come after cursor c in commit order.
+func afterClause(idx int, c Cursor) (string, []any) {
+	switch {
+	case idx < c.Table:
+		return `"_version" > ?`, []any{c.Version}
+	case idx == c.Table:
+		return `("_version" > ? OR ("_version" = ? AND "id" > ?))`, []any{c.Version, c.Version, c.ID}
+	default:
+		return `"_version" >= ?`, []any{c.Version}
+	}
+}

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"fmt"
+	"regexp"
+	"unicode/utf8"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/wire"
+)
+
+// MaxIDLength is the longest row id the server accepts, in bytes.
+const MaxIDLength = 200
+
+var stampRE = regexp.MustCompile(`^[0-9]{13}\.[0-9]{6}\.[A-Za-z0-9-]{1,64}$`)
+
+// validateRows checks pushed rows against the schema and converts their
+// values to canonical form in place. All rows must belong to one table.
+// Errors wrap wire.ErrBadRequest and name the row and column at fault.
+func validateRows(schema entity.Schema, rows []wire.Row) error {
+	if len(rows) == 0 {
+		return fmt.Errorf("batch has no rows: %w", wire.ErrBadRequest)
+	}
+	if len(rows) > wire.MaxBatchSize {
+		return fmt.Errorf("batch has %d rows, more than the limit of %d: %w", len(rows), wire.MaxBatchSize, wire.ErrTooLarge)
+	}
+	t := schema.Table(rows[0].Table)
+	if t == nil {
+		return fmt.Errorf("row 0: unknown table %q: %w", rows[0].Table, wire.ErrBadRequest)
+	}
+	seen := make(map[string]bool, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		if err := validateRow(t, r); err != nil {
+			return fmt.Errorf("row %d (%s %q): %w", i, r.Table, r.ID, err)
+		}
+		if seen[r.ID] {
+			return fmt.Errorf("row %d: id %q appears twice in the batch: %w", i, r.ID, wire.ErrBadRequest)
+		}
+		seen[r.ID] = true
+	}
+	return nil
+}
+
+func validateRow(t *entity.Table, r *wire.Row) error {
+	switch {
+	case r.Table != t.Name:
+		return fmt.Errorf("batch mixes tables %q and %q: %w", t.Name, r.Table, wire.ErrBadRequest)
+	case r.ID == "":
+		return fmt.Errorf("missing id: %w", wire.ErrBadRequest)
+	case len(r.ID) > MaxIDLength || !utf8.ValidString(r.ID) || hasControl(r.ID):
+		return fmt.Errorf("malformed id (at most %d bytes of printable UTF-8): %w", MaxIDLength, wire.ErrBadRequest)
+	case r.Base < 0:
+		return fmt.Errorf("negative base version %d: %w", r.Base, wire.ErrBadRequest)
+	case !stampRE.MatchString(r.HLC):
+		return fmt.Errorf("malformed clock stamp %q: %w", r.HLC, wire.ErrBadRequest)
+	}
+	vals := make(map[string]any, len(t.Columns)-1)
+	for name, v := range r.Values {
+		c, ok := t.Column(name)
+		if !ok || name == "id" {
+			return fmt.Errorf("unknown column %q: %w", name, wire.ErrBadRequest)
+		}
+		x, err := c.Kind.FromWire(v)
+		if err != nil {
+			return fmt.Errorf("column %s: %v: %w", name, err, wire.ErrBadRequest)
+		}
+		if x == nil && !c.Nullable && !r.Deleted {
+			return fmt.Errorf("column %s: null in a non-nullable column: %w", name, wire.ErrBadRequest)
+		}
+		vals[name] = x
+	}
+	r.Values = vals
+	r.Device, r.ModifiedBy, r.Version = "", "", 0 // set by the server, never by the payload (G8)
+	return nil
+}
+
+func hasControl(s string) bool {
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
