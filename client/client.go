@@ -1,0 +1,193 @@
+// Package client is the HTTP client of the tether server API. It hides the
+// HTTP library behind methods that take a context and return wire types and
+// typed errors.
+//
+// Errors are *[Error] values wrapping a sentinel of package wire (or the
+// network error), so errors.Is(err, wire.ErrUnauthorized) works, and
+// [Transient] tells whether retrying can help.
+package client
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-resty/resty/v2"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// Options configures a Client. The zero value works.
+type Options struct {
+	// Token is sent as "Authorization: Bearer <Token>".
+	Token string
+	// Timeout bounds each request, including reading the answer.
+	// Default 60s.
+	Timeout time.Duration
+	// UserAgent is sent with every request. Default "tether-client/1".
+	UserAgent string
+	// Transport carries the requests: proxies, custom TLS, fault injection
+	// in tests. Default a clone of http.DefaultTransport.
+	Transport http.RoundTripper
+	// DisableGzip sends request bodies uncompressed.
+	DisableGzip bool
+}
+
+// Client talks to one tether server. It is safe for concurrent use.
+type Client struct {
+	r     *resty.Client
+	gzip  bool
+	sent  atomic.Int64
+	recvd atomic.Int64
+}
+
+// New returns a client for the server at baseURL, such as
+// "https://sync.example.com".
+func New(baseURL string, opts Options) *Client {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 60 * time.Second
+	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "tether-client/1"
+	}
+	if opts.Transport == nil {
+		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	r := resty.New().
+		SetBaseURL(baseURL+wire.APIPrefix).
+		SetTimeout(opts.Timeout).
+		SetTransport(opts.Transport).
+		SetHeader("User-Agent", opts.UserAgent).
+		SetRetryCount(0)
+	if opts.Token != "" {
+		r.SetAuthToken(opts.Token)
+	}
+	return &Client{r: r, gzip: !opts.DisableGzip}
+}
+
+// Bytes returns the request and response body bytes this client has sent
+// and received so far (after decompression of answers).
+func (c *Client) Bytes() (sent, received int64) { return c.sent.Load(), c.recvd.Load() }
+
+// Health checks that the server answers. Give ctx a short deadline.
+func (c *Client) Health(ctx context.Context) error {
+	var h wire.Health
+	return c.do(ctx, "health", http.MethodGet, "/health", "", nil, &h)
+}
+
+// RegisterDevice binds the device to the token's tenant, and returns the
+// tenant and user the server authenticated.
+func (c *Client) RegisterDevice(ctx context.Context, device string) (wire.Device, error) {
+	var out wire.Device
+	err := c.do(ctx, "register device", http.MethodPost, "/devices", device, wire.Device{Device: device}, &out)
+	return out, err
+}
+
+// OpenSession opens a push session for the device.
+func (c *Client) OpenSession(ctx context.Context, device string) (string, error) {
+	var out wire.Session
+	err := c.do(ctx, "open session", http.MethodPost, "/sessions", device, struct{}{}, &out)
+	return out.Session, err
+}
+
+// SendBatch stages batch seq of a session. Re-sending a batch replaces it.
+func (c *Client) SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row) error {
+	var out wire.BatchAck
+	path := "/sessions/" + url.PathEscape(session) + "/batches/" + strconv.Itoa(seq)
+	return c.do(ctx, fmt.Sprintf("send batch %d", seq), http.MethodPut, path, device, wire.Batch{Rows: rows}, &out)
+}
+
+// Commit applies a session on the server. Re-sending a commit returns the
+// first answer.
+func (c *Client) Commit(ctx context.Context, device, session string) (wire.Commit, error) {
+	var out wire.Commit
+	path := "/sessions/" + url.PathEscape(session) + "/commit"
+	err := c.do(ctx, "commit session "+session, http.MethodPost, path, device, struct{}{}, &out)
+	return out, err
+}
+
+// Changes returns up to limit rows changed after cursor.
+func (c *Client) Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error) {
+	var out wire.Changes
+	q := url.Values{}
+	q.Set("cursor", cursor)
+	q.Set("limit", strconv.Itoa(limit))
+	err := c.do(ctx, "pull changes", http.MethodGet, "/changes?"+q.Encode(), "", nil, &out)
+	return out, err
+}
+
+// do sends one request and decodes its JSON answer into out.
+func (c *Client) do(ctx context.Context, op, method, path, device string, in, out any) error {
+	req := c.r.R().SetContext(ctx).SetDoNotParseResponse(true)
+	if device != "" {
+		req.SetHeader(wire.HeaderDevice, device)
+	}
+	if in != nil {
+		body, err := c.encode(in)
+		if err != nil {
+			return &Error{Op: op, Err: err}
+		}
+		if c.gzip {
+			req.SetHeader("Content-Encoding", "gzip")
+		}
+		req.SetHeader("Content-Type", "application/json").SetBody(body)
+		c.sent.Add(int64(len(body)))
+	}
+	resp, err := req.Execute(method, path)
+	if err != nil {
+		return &Error{Op: op, Err: err, transient: true}
+	}
+	raw := resp.RawBody()
+	defer raw.Close()
+	cr := &countingReader{r: raw}
+	defer func() { c.recvd.Add(cr.n) }()
+	if resp.StatusCode() >= 400 {
+		return errorFrom(op, resp.StatusCode(), resp.Header(), cr)
+	}
+	dec := json.NewDecoder(cr)
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
+		// A cut or garbled answer: the request may have been applied, and
+		// retrying is safe because every endpoint is idempotent.
+		return &Error{Op: op, Status: resp.StatusCode(), Err: fmt.Errorf("read answer: %w", err), transient: true}
+	}
+	return nil
+}
+
+func (c *Client) encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	var w io.Writer = &buf
+	var zw *gzip.Writer
+	if c.gzip {
+		zw = gzip.NewWriter(&buf)
+		w = zw
+	}
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return nil, fmt.Errorf("compress request: %w", err)
+		}
+	}
+	return buf.Bytes(), nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,92 @@
+// Package pull is the pull engine: it fetches the server's changes after
+// the device's cursor, page by page, and applies each page in one local
+// transaction together with the cursor after it (G5). Memory is bounded by
+// the page size, whatever the size of the sync (G10).
+package pull
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// Store is what the pull engine needs of the local store; *localdb.DB
+// implements it.
+type Store interface {
+	Cursor(ctx context.Context) (string, error)
+	ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error)
+}
+
+// Transport is what the pull engine needs of the server; *client.Client
+// implements it.
+type Transport interface {
+	Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error)
+}
+
+// Options configures an Engine. The zero value works.
+type Options struct {
+	// PageSize is the number of rows per page. Default
+	// wire.DefaultBatchSize; at most wire.MaxBatchSize.
+	PageSize int
+	// OnPage, if set, is called after each applied page with the rows
+	// received per table.
+	OnPage func(rows map[string]int)
+}
+
+// Result reports one pull.
+type Result struct {
+	// Rows counts the rows received per table.
+	Rows map[string]int
+	// Applied is the number of rows written locally; received rows the
+	// device already had, or holds dirty, are not written.
+	Applied int
+}
+
+// Engine pulls changes into a store. It is not safe for concurrent use.
+type Engine struct {
+	store Store
+	tr    Transport
+	opts  Options
+}
+
+// New returns an engine.
+func New(store Store, tr Transport, opts Options) *Engine {
+	if opts.PageSize <= 0 {
+		opts.PageSize = wire.DefaultBatchSize
+	}
+	opts.PageSize = min(opts.PageSize, wire.MaxBatchSize)
+	return &Engine{store: store, tr: tr, opts: opts}
+}
+
+// Pull applies every change after the stored cursor.
+func (e *Engine) Pull(ctx context.Context) (Result, error) {
+	res := Result{Rows: map[string]int{}}
+	cursor, err := e.store.Cursor(ctx)
+	if err != nil {
+		return res, fmt.Errorf("pull: %w", err)
+	}
+	for {
+		ch, err := e.tr.Changes(ctx, cursor, e.opts.PageSize)
+		if err != nil {
+			return res, fmt.Errorf("pull after %q: %w", cursor, err)
+		}
+		n, err := e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
+		if err != nil {
+			return res, fmt.Errorf("pull after %q: %w", cursor, err)
+		}
+		res.Applied += n
+		page := map[string]int{}
+		for _, r := range ch.Changes {
+			page[r.Table]++
+			res.Rows[r.Table]++
+		}
+		if e.opts.OnPage != nil && len(ch.Changes) > 0 {
+			e.opts.OnPage(page)
+		}
+		cursor = ch.Cursor
+		if !ch.More || len(ch.Changes) == 0 {
+			return res, nil
+		}
+	}
+}

@@ -1,0 +1,146 @@
+// Package push is the push engine: it sends a device's dirty rows to the
+// server in batches, inside one server session, and commits the session.
+//
+// All of its progress is kept in the local store, so a push interrupted by
+// a network failure, a crash or a reboot resumes with the first batch the
+// server did not acknowledge (G5). A batch the server answers with 413 is
+// halved and sent again.
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/wire"
+)
+
+// Store is what the push engine needs of the local store; *localdb.DB
+// implements it.
+type Store interface {
+	DeviceID() string
+	PushState(ctx context.Context) (localdb.PushState, error)
+	BeginPush(ctx context.Context, session string) error
+	AbandonPush(ctx context.Context) error
+	NextDirty(ctx context.Context, pos localdb.PushPos, limit int) (localdb.DirtyBatch, error)
+	MarkSent(ctx context.Context, b localdb.DirtyBatch, st localdb.PushState) error
+	FinishPush(ctx context.Context, c wire.Commit) error
+}
+
+// Transport is what the push engine needs of the server; *client.Client
+// implements it.
+type Transport interface {
+	OpenSession(ctx context.Context, device string) (string, error)
+	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row) error
+	Commit(ctx context.Context, device, session string) (wire.Commit, error)
+}
+
+// Options configures an Engine. The zero value works.
+type Options struct {
+	// BatchSize is the number of rows per batch. Default
+	// wire.DefaultBatchSize; at most wire.MaxBatchSize.
+	BatchSize int
+	// OnBatch, if set, is called after each acknowledged batch.
+	OnBatch func(table string, rows int)
+}
+
+// Result reports one push.
+type Result struct {
+	// Rows counts the rows sent per table.
+	Rows map[string]int
+	// Conflicts lists the conflicts the server resolved.
+	Conflicts []wire.Conflict
+	// Version is the server version of the committed session; 0 when
+	// there was nothing to push.
+	Version int64
+}
+
+// Engine pushes a store's dirty rows. It is not safe for concurrent use:
+// the coordinator runs one push at a time.
+type Engine struct {
+	store Store
+	tr    Transport
+	opts  Options
+}
+
+// New returns an engine.
+func New(store Store, tr Transport, opts Options) *Engine {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = wire.DefaultBatchSize
+	}
+	opts.BatchSize = min(opts.BatchSize, wire.MaxBatchSize)
+	return &Engine{store: store, tr: tr, opts: opts}
+}
+
+// Push sends every dirty row and commits the session. Errors wrap the
+// transport's, so callers can classify them. When the server no longer
+// knows the session, Push starts a new one, once.
+func (e *Engine) Push(ctx context.Context) (Result, error) {
+	res := Result{Rows: map[string]int{}}
+	err := e.push(ctx, &res)
+	if errors.Is(err, wire.ErrNotFound) {
+		if aerr := e.store.AbandonPush(ctx); aerr != nil {
+			return res, fmt.Errorf("push: abandon lost session: %w", aerr)
+		}
+		err = e.push(ctx, &res)
+	}
+	return res, err
+}
+
+func (e *Engine) push(ctx context.Context, res *Result) error {
+	device := e.store.DeviceID()
+	st, err := e.store.PushState(ctx)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	size := e.opts.BatchSize
+	for {
+		b, err := e.store.NextDirty(ctx, st.Pos, size)
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		if len(b.Rows) == 0 {
+			break
+		}
+		if st.Session == "" {
+			if st.Session, err = e.tr.OpenSession(ctx, device); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			if err := e.store.BeginPush(ctx, st.Session); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+		}
+		err = e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows)
+		if errors.Is(err, wire.ErrTooLarge) && size > 1 {
+			size /= 2
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("push: session %s: %w", st.Session, err)
+		}
+		st.Seq++
+		st.Pos = b.Next
+		if err := e.store.MarkSent(ctx, b, st); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		table := b.Rows[0].Table
+		res.Rows[table] += len(b.Rows)
+		if e.opts.OnBatch != nil {
+			e.opts.OnBatch(table, len(b.Rows))
+		}
+	}
+	if st.Session == "" {
+		return nil
+	}
+	c, err := e.tr.Commit(ctx, device, st.Session)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	if err := e.store.FinishPush(ctx, c); err != nil {
+		return fmt.Errorf("push: session %s: %w", st.Session, err)
+	}
+	res.Version = c.Version
+	res.Conflicts = append(res.Conflicts, c.Conflicts...)
+	return nil
+}
