@@ -66,7 +66,7 @@ type Conflict struct {
 // Report describes one SyncNow.
 type Report struct {
 	Pushed        map[string]int // rows pushed per table
-	Pulled        map[string]int // rows pulled per table
+	Pulled        map[string]int // rows received per table, own echoes included
 	Applied       int            // pulled rows written locally
 	Conflicts     int
 	BytesSent     int64
@@ -181,9 +181,9 @@ func (c *Coordinator) SyncNow(ctx context.Context) (Report, error) {
 }
 
 // run is one shared SyncNow.
-func (c *Coordinator) run(ctx context.Context) (Report, error) {
+func (c *Coordinator) run(ctx context.Context) (rep Report, err error) {
 	start := time.Now()
-	rep := Report{Pushed: map[string]int{}, Pulled: map[string]int{}}
+	rep = Report{Pushed: map[string]int{}, Pulled: map[string]int{}}
 	sent0, recv0 := c.api.Bytes()
 	defer func() {
 		sent, recv := c.api.Bytes()

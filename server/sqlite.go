@@ -528,3 +528,8 @@ func afterClause(idx int, c Cursor) (string, []any) {
 		return `"_version" >= ?`, []any{c.Version}
 	}
 }
+
+// DB returns a read-only handle on the server database, for the plain SQL
+// queries of a back office. Synced tables carry the entity columns plus
+// _tenant, _version, _deleted, _hlc, _modified_by, _origin and _session.
+func (s *SQLiteStore) DB() *sql.DB { return s.r }
