@@ -85,7 +85,8 @@ func (e *Entity) Values(ptr any) ([]any, error) {
 }
 
 // Load sets the fields of the struct ptr points to from canonical column
-// values in Table.Columns order.
+// values in Table.Columns order. NULL in a non-nullable column loads as the
+// zero value.
 func (e *Entity) Load(ptr any, values []any) error {
 	v, err := e.structOf(ptr)
 	if err != nil {
@@ -95,7 +96,14 @@ func (e *Entity) Load(ptr any, values []any) error {
 		return fmt.Errorf("entity %s: %d values for %d columns", e.Table.Name, len(values), len(e.fields))
 	}
 	for i, f := range e.fields {
-		if err := f.codec.set(v.FieldByIndex(f.index), values[i]); err != nil {
+		fv := v.FieldByIndex(f.index)
+		if values[i] == nil && !f.codec.nullable {
+			// A column added after the row was written, or a client
+			// that does not know it: the zero value.
+			fv.SetZero()
+			continue
+		}
+		if err := f.codec.set(fv, values[i]); err != nil {
 			return fmt.Errorf("entity %s column %s: %w", e.Table.Name, f.Column.Name, err)
 		}
 	}

@@ -1,0 +1,21 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+)
+
+// FinishPushForTest marks every row clean, as an acknowledged push would.
+func (db *DB) FinishPushForTest(ctx context.Context) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := setSuppress(ctx, tx, true); err != nil {
+			return err
+		}
+		for _, t := range db.tables {
+			if _, err := tx.ExecContext(ctx, `UPDATE `+quote(t.name)+` SET "_dirty" = 0`); err != nil {
+				return err
+			}
+		}
+		return setSuppress(ctx, tx, false)
+	})
+}

@@ -1,0 +1,304 @@
+package localdb_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/wire"
+)
+
+var ctx = context.Background()
+
+type Note struct {
+	entity.Meta `sync:"notes,1"`
+	ID          string    `db:"id"`
+	Title       string    `db:"title"`
+	Body        *string   `db:"body"`
+	At          time.Time `db:"at"`
+}
+
+// NoteV2 is Note after the app grew a column.
+type NoteV2 struct {
+	entity.Meta `sync:"notes,1"`
+	ID          string    `db:"id"`
+	Title       string    `db:"title"`
+	Body        *string   `db:"body"`
+	At          time.Time `db:"at"`
+	Stars       int       `db:"stars"`
+}
+
+func open(t *testing.T, path string, types ...any) *localdb.DB {
+	t.Helper()
+	if len(types) == 0 {
+		types = []any{Note{}}
+	}
+	reg := entity.NewRegistry()
+	if err := reg.Register(types...); err != nil {
+		t.Fatal(err)
+	}
+	db, err := localdb.Open(ctx, path, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func newDB(t *testing.T) *localdb.DB { return open(t, filepath.Join(t.TempDir(), "app.db")) }
+
+func pending(t *testing.T, db *localdb.DB) int {
+	t.Helper()
+	n, err := db.Pending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestCRUD(t *testing.T) {
+	db := newDB(t)
+	at := time.Date(2026, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	n := Note{Title: "first", At: at}
+	if err := db.Save(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if len(n.ID) != 36 || !n.Dirty || n.ModifiedAt.IsZero() {
+		t.Fatalf("after Save: %+v, want a UUID id, dirty, ModifiedAt set", n)
+	}
+	var got Note
+	if err := db.Get(ctx, &got, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got.Title != "first" || !got.At.Equal(at) || got.Body != nil || !got.Dirty {
+		t.Errorf("Get=%+v, want the saved note", got)
+	}
+	body := "text"
+	got.Title, got.Body = "second", &body
+	if err := db.Save(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	list, err := localdb.Query[Note](ctx, db, "title = ?", "second")
+	if err != nil || len(list) != 1 || *list[0].Body != "text" {
+		t.Fatalf("Query(title=second)=%+v, %v; want the updated note", list, err)
+	}
+	if pending(t, db) != 1 {
+		t.Errorf("Pending=%d, want 1", pending(t, db))
+	}
+
+	if err := db.Delete(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !got.Deleted {
+		t.Error("Meta.Deleted not set by Delete")
+	}
+	if err := db.Get(ctx, &Note{}, n.ID); !errors.Is(err, localdb.ErrNotFound) {
+		t.Errorf("Get(deleted)=%v, want ErrNotFound", err)
+	}
+	if list, _ := localdb.Query[Note](ctx, db, ""); len(list) != 0 {
+		t.Errorf("Query returned tombstones: %+v", list)
+	}
+	if err := db.Delete(ctx, &got); !errors.Is(err, localdb.ErrNotFound) {
+		t.Errorf("Delete(deleted)=%v, want ErrNotFound", err)
+	}
+	var tomb int
+	db.SQL().QueryRow(`SELECT count(*) FROM notes WHERE _deleted = 1 AND _dirty = 1`).Scan(&tomb)
+	if tomb != 1 {
+		t.Errorf("dirty tombstones=%d, want 1 kept for sync", tomb)
+	}
+	if err := db.Get(ctx, &Note{}, "nope"); !errors.Is(err, localdb.ErrNotFound) {
+		t.Errorf("Get(absent)=%v, want ErrNotFound", err)
+	}
+}
+
+func TestUpdateIsAtomic(t *testing.T) {
+	db := newDB(t)
+	boom := errors.New("boom")
+	err := db.Update(ctx, func(tx *localdb.Tx) error {
+		if err := tx.Save(ctx, &Note{Title: "a"}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update=%v, want boom", err)
+	}
+	if list, _ := localdb.Query[Note](ctx, db, ""); len(list) != 0 {
+		t.Errorf("rolled-back Save is visible: %+v", list)
+	}
+}
+
+func TestReopenWithGrownStruct(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	db := open(t, path)
+	n := Note{Title: "keep me"}
+	if err := db.Save(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	device := db.DeviceID()
+	db.Close()
+
+	db2 := open(t, path, NoteV2{})
+	var got NoteV2
+	if err := db2.Get(ctx, &got, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got.Title != "keep me" {
+		t.Errorf("after upgrade: %+v, want the old row", got)
+	}
+	got.Stars = 5
+	if err := db2.Save(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	if db2.DeviceID() != device {
+		t.Errorf("DeviceID changed on reopen: %s, want %s", db2.DeviceID(), device)
+	}
+}
+
+func TestRawSQLTracked(t *testing.T) {
+	db := newDB(t)
+	if _, err := db.SQL().Exec(`INSERT INTO notes (id, title, at) VALUES ('r1', 'raw', '2026-01-01T00:00:00.000000000Z')`); err != nil {
+		t.Fatal(err)
+	}
+	var n Note
+	if err := db.Get(ctx, &n, "r1"); err != nil || !n.Dirty {
+		t.Fatalf("raw insert: %+v, %v; want a dirty row", n, err)
+	}
+	if err := db.FinishPushForTest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pending(t, db) != 0 {
+		t.Fatalf("Pending=%d after clean, want 0", pending(t, db))
+	}
+	if _, err := db.SQL().Exec(`UPDATE notes SET title = 'raw2' WHERE id = 'r1'`); err != nil {
+		t.Fatal(err)
+	}
+	if pending(t, db) != 1 {
+		t.Errorf("raw update not tracked: Pending=%d, want 1", pending(t, db))
+	}
+	if _, err := db.SQL().Exec(`DELETE FROM notes WHERE id = 'r1'`); err != nil {
+		t.Fatal(err)
+	}
+	var deleted, dirty int
+	if err := db.SQL().QueryRow(`SELECT _deleted, _dirty FROM notes WHERE id = 'r1'`).Scan(&deleted, &dirty); err != nil {
+		t.Fatalf("raw DELETE removed the row instead of leaving a tombstone: %v", err)
+	}
+	if deleted != 1 || dirty != 1 {
+		t.Errorf("after raw DELETE: deleted=%d dirty=%d, want 1 1", deleted, dirty)
+	}
+	b, err := db.NextDirty(ctx, localdb.PushPos{}, 10)
+	if err != nil || len(b.Rows) != 1 || b.Rows[0].HLC == "" || !b.Rows[0].Deleted {
+		t.Errorf("NextDirty=%+v, %v; want the stamped tombstone", b.Rows, err)
+	}
+}
+
+func TestPulledWritesNotTracked(t *testing.T) {
+	db := newDB(t)
+	rows := []wire.Row{{Table: "notes", ID: "p1", Version: 3, HLC: "1700000000000.000000.dev", Values: map[string]any{"title": "pulled", "at": "2026-01-01T00:00:00Z"}}}
+	n, err := db.ApplyChanges(ctx, rows, "cursor-1")
+	if err != nil || n != 1 {
+		t.Fatalf("ApplyChanges=%d, %v; want 1", n, err)
+	}
+	if pending(t, db) != 0 {
+		t.Errorf("pulled row marked dirty: Pending=%d", pending(t, db))
+	}
+	var got Note
+	if err := db.Get(ctx, &got, "p1"); err != nil || got.Title != "pulled" || got.Version != 3 {
+		t.Errorf("Get=%+v, %v; want the pulled row at version 3", got, err)
+	}
+	if c, _ := db.Cursor(ctx); c != "cursor-1" {
+		t.Errorf("Cursor=%q, want cursor-1", c)
+	}
+	// A later local edit is not overwritten by an older or newer pull.
+	got.Title = "mine"
+	if err := db.Save(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	rows[0].Version = 4
+	rows[0].Values["title"] = "theirs"
+	if n, err := db.ApplyChanges(ctx, rows, "cursor-2"); err != nil || n != 0 {
+		t.Errorf("ApplyChanges over dirty row=%d, %v; want 0 applied", n, err)
+	}
+	db.Get(ctx, &got, "p1")
+	if got.Title != "mine" {
+		t.Errorf("dirty row overwritten by pull: %q", got.Title)
+	}
+	// A malformed value refuses the whole page, cursor unchanged.
+	bad := []wire.Row{{Table: "notes", ID: "p2", Version: 5, HLC: "x", Values: map[string]any{"title": 42}}}
+	if _, err := db.ApplyChanges(ctx, bad, "cursor-3"); err == nil {
+		t.Error("ApplyChanges accepted a number for a text column")
+	}
+	if c, _ := db.Cursor(ctx); c != "cursor-2" {
+		t.Errorf("Cursor=%q after a refused page, want cursor-2", c)
+	}
+}
+
+// TestEditDuringPushStaysDirty is G2 at the store level: a row changed
+// after NextDirty read it stays dirty after FinishPush.
+func TestEditDuringPushStaysDirty(t *testing.T) {
+	db := newDB(t)
+	a, b := Note{Title: "a"}, Note{Title: "b"}
+	db.Save(ctx, &a)
+	db.Save(ctx, &b)
+	if err := db.BeginPush(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := db.NextDirty(ctx, localdb.PushPos{}, 10)
+	if err != nil || len(batch.Rows) != 2 {
+		t.Fatalf("NextDirty=%d rows, %v", len(batch.Rows), err)
+	}
+	if err := db.MarkSent(ctx, batch, localdb.PushState{Session: "s1", Seq: 1, Pos: batch.Next}); err != nil {
+		t.Fatal(err)
+	}
+	a.Title = "a edited during push"
+	db.Save(ctx, &a)
+	if _, err := db.SQL().Exec(`UPDATE notes SET title = 'b raw edit' WHERE id = ?`, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishPush(ctx, wire.Commit{Version: 7}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{a.ID, b.ID} {
+		var got Note
+		db.Get(ctx, &got, id)
+		if !got.Dirty || got.Version != 7 {
+			t.Errorf("%s: dirty=%v version=%d, want dirty at base version 7", got.Title, got.Dirty, got.Version)
+		}
+	}
+	st, _ := db.PushState(ctx)
+	if st.Session != "" {
+		t.Errorf("PushState after finish=%+v, want none", st)
+	}
+}
+
+func TestClockNeverGoesBack(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	wall := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	reg := entity.NewRegistry()
+	reg.Register(Note{})
+	db, err := localdb.OpenWith(ctx, path, reg, localdb.Options{Now: func() time.Time { return wall }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := Note{Title: "x"}
+	db.Save(ctx, &n)
+	first, _ := db.NextDirty(ctx, localdb.PushPos{}, 1)
+	db.Close()
+
+	wall = wall.Add(-time.Hour) // the device clock jumps back and the app restarts
+	db, err = localdb.OpenWith(ctx, path, reg, localdb.Options{Now: func() time.Time { return wall }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n.Title = "y"
+	db.Save(ctx, &n)
+	second, _ := db.NextDirty(ctx, localdb.PushPos{}, 1)
+	if !(second.Rows[0].HLC > first.Rows[0].HLC) {
+		t.Errorf("stamp after clock jump %s, want later than %s", second.Rows[0].HLC, first.Rows[0].HLC)
+	}
+}
