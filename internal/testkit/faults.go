@@ -1,0 +1,84 @@
+package testkit
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// ErrInjected is the error of an injected network failure.
+var ErrInjected = errors.New("testkit: injected network failure")
+
+// Fault is what a FaultTransport does with one request.
+type Fault int
+
+// The faults.
+const (
+	Pass         Fault = iota // deliver normally
+	DropRequest               // fail before the server sees the request
+	DropResponse              // deliver, let the server act, then lose the answer
+)
+
+// FaultTransport is an http.RoundTripper that injects faults chosen per
+// request by Decide, and counts requests per kind.
+type FaultTransport struct {
+	Base http.RoundTripper // default http.DefaultTransport
+	// Decide is called for each request with its kind (see Kind) and the
+	// number of earlier requests of that kind. Nil passes everything.
+	Decide func(r *http.Request, kind string, n int) Fault
+
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// Kind names a request for counting: "health", "devices", "sessions",
+// "batches", "commit", "changes".
+func Kind(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.HasSuffix(p, "/commit"):
+		return "commit"
+	case strings.Contains(p, "/batches/"):
+		return "batches"
+	}
+	return p[strings.LastIndex(p, "/")+1:]
+}
+
+// Count returns the number of requests of a kind seen so far.
+func (f *FaultTransport) Count(kind string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.counts[kind]
+}
+
+// RoundTrip implements http.RoundTripper.
+func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	kind := Kind(r)
+	f.mu.Lock()
+	if f.counts == nil {
+		f.counts = map[string]int{}
+	}
+	n := f.counts[kind]
+	f.counts[kind]++
+	f.mu.Unlock()
+	fault := Pass
+	if f.Decide != nil {
+		fault = f.Decide(r, kind, n)
+	}
+	base := f.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	switch fault {
+	case DropRequest:
+		return nil, ErrInjected
+	case DropResponse:
+		resp, err := base.RoundTrip(r)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return nil, ErrInjected
+	}
+	return base.RoundTrip(r)
+}
