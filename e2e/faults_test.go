@@ -1,0 +1,355 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tethersync/tether/coordinator"
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/server"
+)
+
+func saveCustomers(t *testing.T, d *testkit.Device, n int, prefix string) []string {
+	t.Helper()
+	ids := make([]string, n)
+	err := d.DB.Update(ctx, func(tx *localdb.Tx) error {
+		for i := range n {
+			c := testkit.Customer{Name: fmt.Sprintf("%s-%d", prefix, i)}
+			if err := tx.Save(ctx, &c); err != nil {
+				return err
+			}
+			ids[i] = c.ID
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func serverCount(t *testing.T, srv *testkit.Server, query string) int {
+	t.Helper()
+	var n int
+	if err := testkit.OpenServerDB(t, srv.Path).QueryRow(query).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// G2: a row edited while its push is in flight stays dirty and goes up next time.
+func TestEditDuringPushSurvives(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "commit" {
+			once.Do(func() { close(paused); <-resume })
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft})
+	c := testkit.Customer{Name: "before"}
+	if err := a.DB.Save(ctx, &c); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := a.Co.SyncNow(ctx); done <- err }()
+	select {
+	case <-paused:
+	case <-time.After(30 * time.Second):
+		t.Fatal("push never reached commit")
+	}
+	c.Name = "edited during push"
+	if err := a.DB.Save(ctx, &c); err != nil {
+		t.Fatal(err)
+	}
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var got testkit.Customer
+	a.DB.Get(ctx, &got, c.ID)
+	if !got.Dirty || got.Name != "edited during push" {
+		t.Fatalf("after sync: %+v, want the edit kept and dirty", got)
+	}
+	a.Sync(t)
+	b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
+	b.Sync(t)
+	if err := b.DB.Get(ctx, &got, c.ID); err != nil || got.Name != "edited during push" {
+		t.Errorf("other device holds %q, %v; want the edit made during the push", got.Name, err)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 {
+		t.Errorf("Pending=%d after second sync, want 0", n)
+	}
+}
+
+// G3 and G5: lost requests and lost answers, retried, apply nothing twice
+// and lose nothing; the retry resumes from the last acknowledged batch.
+func TestRetriesApplyOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		decide func(kind string, n int) testkit.Fault
+		// wantBatches is the number of batch requests for 10 batches.
+		wantBatches int
+	}{
+		{"request of batch 6 dropped", func(kind string, n int) testkit.Fault {
+			if kind == "batches" && n == 5 {
+				return testkit.DropRequest
+			}
+			return testkit.Pass
+		}, 11},
+		{"answer of batch 6 lost after staging", func(kind string, n int) testkit.Fault {
+			if kind == "batches" && n == 5 {
+				return testkit.DropResponse
+			}
+			return testkit.Pass
+		}, 11},
+		{"answer of commit lost after commit", func(kind string, n int) testkit.Fault {
+			if kind == "commit" && n == 0 {
+				return testkit.DropResponse
+			}
+			return testkit.Pass
+		}, 10},
+		{"answer of a pull page lost", func(kind string, n int) testkit.Fault {
+			if kind == "changes" && n == 1 {
+				return testkit.DropResponse
+			}
+			return testkit.Pass
+		}, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := testkit.Registry(t)
+			srv := testkit.NewServer(t, reg, server.Options{})
+			ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault { return tt.decide(kind, n) }}
+			a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft,
+				Co: coordinator.Options{PushBatchSize: 10, PullBatchSize: 30}})
+			ids := saveCustomers(t, a, 100, "c")
+			rep := a.Sync(t)
+			if rep.Attempts != 2 {
+				t.Errorf("Attempts=%d, want 2 (one retry)", rep.Attempts)
+			}
+			if got := ft.Count("batches"); got != tt.wantBatches {
+				t.Errorf("batch requests=%d, want %d (resume from the last acknowledged batch)", got, tt.wantBatches)
+			}
+			if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != len(ids) {
+				t.Errorf("server rows=%d, want %d", n, len(ids))
+			}
+			if n := serverCount(t, srv, `SELECT count(*) FROM _tether_sessions WHERE result IS NOT NULL`); n != 1 {
+				t.Errorf("committed sessions=%d, want 1", n)
+			}
+			if n := serverCount(t, srv, `SELECT version FROM _tether_counter`); n != 1 {
+				t.Errorf("server version=%d, want 1: a commit was applied twice", n)
+			}
+			if n, _ := a.DB.Pending(ctx); n != 0 {
+				t.Errorf("Pending=%d, want 0", n)
+			}
+			b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob", Transport: ft,
+				Co: coordinator.Options{PullBatchSize: 30}})
+			b.Sync(t)
+			list, _ := localdb.Query[testkit.Customer](ctx, b.DB, "")
+			if len(list) != len(ids) {
+				t.Errorf("other device holds %d rows, want %d", len(list), len(ids))
+			}
+			assertConverged(t, srv, a, b)
+		})
+	}
+}
+
+// G5: a device that stops in the middle of a push (the app is killed) and
+// is reopened resumes with the first batch the server did not acknowledge.
+func TestPushResumesAfterRestart(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	path := filepath.Join(t.TempDir(), "device.db")
+	broken := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "batches" && n >= 4 {
+			return testkit.DropRequest
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Path: path, Transport: broken,
+		Co: coordinator.Options{PushBatchSize: 10, MaxElapsed: 50 * time.Millisecond}})
+	saveCustomers(t, a, 100, "c")
+	if _, err := a.Co.SyncNow(ctx); err == nil {
+		t.Fatal("SyncNow succeeded through a broken network")
+	}
+	a.Co.Close()
+	a.DB.Close()
+
+	seqs := make(chan string, 100)
+	healthy := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "batches" {
+			seqs <- r.URL.Path
+		}
+		return testkit.Pass
+	}}
+	a2 := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Path: path, Transport: healthy,
+		Co: coordinator.Options{PushBatchSize: 10}})
+	a2.Sync(t)
+	close(seqs)
+	var paths []string
+	for p := range seqs {
+		paths = append(paths, p)
+	}
+	if len(paths) != 6 {
+		t.Fatalf("after restart sent %d batches, want 6 (batches 4-9): %v", len(paths), paths)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 100 {
+		t.Errorf("server rows=%d, want 100", n)
+	}
+	if n := serverCount(t, srv, `SELECT count(DISTINCT _session) FROM customers`); n != 1 {
+		t.Errorf("rows came from %d sessions, want 1 resumed session", n)
+	}
+}
+
+// G1: devices pushing and pulling concurrently, round after round, end
+// with every row on every device.
+func TestConcurrentDevicesLoseNothing(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	const devices, rounds, perRound = 4, 20, 3
+	devs := make([]*testkit.Device, devices)
+	for i := range devs {
+		devs[i] = testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Co: coordinator.Options{PushBatchSize: 2, PullBatchSize: 5}})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, devices)
+	for i, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				for k := range perRound {
+					c := testkit.Customer{Name: fmt.Sprintf("d%d-r%d-%d", i, r, k)}
+					if err := d.DB.Save(ctx, &c); err != nil {
+						errs <- err
+						return
+					}
+					if k == 0 { // and an update of one of its own rows
+						c.Name += "-updated"
+						if err := d.DB.Save(ctx, &c); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+				sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				_, err := d.Co.SyncNow(sctx)
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("device %d round %d: %w", i, r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for range 2 {
+		for _, d := range devs {
+			d.Sync(t)
+		}
+	}
+	want := devices * rounds * perRound
+	for i, d := range devs {
+		list, err := localdb.Query[testkit.Customer](ctx, d.DB, "")
+		if err != nil || len(list) != want {
+			t.Errorf("device %d holds %d rows, %v; want %d", i, len(list), err, want)
+		}
+	}
+	assertConverged(t, srv, devs...)
+}
+
+func TestOffline(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	url := srv.URL
+	srv.Close()
+	a := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
+	saveCustomers(t, a, 1, "c")
+	start := time.Now()
+	_, err := a.Co.SyncNow(ctx)
+	if !errors.Is(err, coordinator.ErrOffline) {
+		t.Fatalf("SyncNow=%v, want ErrOffline", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("SyncNow took %v offline; it must not retry", elapsed)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 1 {
+		t.Errorf("Pending=%d, want the offline edit kept", n)
+	}
+}
+
+// Concurrent SyncNow calls share one run.
+func TestSyncNowCoalesces(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	gate := make(chan struct{})
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "health" && n == 0 {
+			<-gate
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft})
+	saveCustomers(t, a, 3, "c")
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Co.SyncNow(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let the five calls join
+	close(gate)
+	wg.Wait()
+	if n := ft.Count("health"); n != 1 {
+		t.Errorf("health checks=%d for 5 concurrent SyncNow calls, want 1 shared run", n)
+	}
+}
+
+func TestRunSurvivesFailedRounds(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "health" && n < 2 {
+			return testkit.DropRequest // the first two rounds are offline
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft})
+	saveCustomers(t, a, 2, "c")
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Co.Run(rctx, 10*time.Millisecond) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if n, _ := a.DB.Pending(ctx); n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run=%v, want context.Canceled", err)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 || ft.Count("health") < 3 {
+		t.Errorf("Pending=%d after %d rounds, want 0 after surviving 2 failed rounds", n, ft.Count("health"))
+	}
+}
