@@ -2,6 +2,8 @@ package testkit
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +20,9 @@ const (
 	Pass         Fault = iota // deliver normally
 	DropRequest               // fail before the server sees the request
 	DropResponse              // deliver, let the server act, then lose the answer
+	Status503                 // answer 503 without delivering
+	Status429                 // answer 429 with Retry-After: 1 without delivering
+	Status413                 // answer 413 without delivering
 )
 
 // FaultTransport is an http.RoundTripper that injects faults chosen per
@@ -73,6 +78,14 @@ func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	switch fault {
 	case DropRequest:
 		return nil, ErrInjected
+	case Status503:
+		return synthetic(r, http.StatusServiceUnavailable, "unavailable"), nil
+	case Status429:
+		resp := synthetic(r, http.StatusTooManyRequests, "rate_limited")
+		resp.Header.Set("Retry-After", "1")
+		return resp, nil
+	case Status413:
+		return synthetic(r, http.StatusRequestEntityTooLarge, "too_large"), nil
 	case DropResponse:
 		resp, err := base.RoundTrip(r)
 		if err == nil {
@@ -81,4 +94,16 @@ func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, ErrInjected
 	}
 	return base.RoundTrip(r)
+}
+
+func synthetic(r *http.Request, status int, code string) *http.Response {
+	body := fmt.Sprintf(`{"error":{"code":%q,"message":"injected"}}`, code)
+	return &http.Response{
+		StatusCode: status,
+		Status:     http.StatusText(status),
+		Header:     http.Header{"Content-Type": {"application/json"}},
+		Body:       io.NopCloser(strings.NewReader(body)),
+		Request:    r,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	}
 }

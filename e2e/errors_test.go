@@ -1,0 +1,117 @@
+package e2e
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/tethersync/tether/client"
+	"github.com/tethersync/tether/coordinator"
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+func TestTransientStatusesRetried(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		fault testkit.Fault
+		wait  time.Duration
+	}{
+		{"503", testkit.Status503, 0},
+		{"429 with Retry-After", testkit.Status429, time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := testkit.Registry(t)
+			srv := testkit.NewServer(t, reg, server.Options{})
+			ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+				if kind == "commit" && n == 0 {
+					return tt.fault
+				}
+				return testkit.Pass
+			}}
+			a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft})
+			saveCustomers(t, a, 5, "c")
+			start := time.Now()
+			rep := a.Sync(t)
+			if rep.Attempts != 2 || rep.Pushed["customers"] != 5 {
+				t.Errorf("Report=%+v, want 2 attempts and 5 rows pushed", rep)
+			}
+			if elapsed := time.Since(start); elapsed < tt.wait {
+				t.Errorf("retried after %v, want at least the Retry-After of %v", elapsed, tt.wait)
+			}
+		})
+	}
+}
+
+func TestPermanentErrorsNotRetried(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "not-a-token"})
+	saveCustomers(t, a, 1, "c")
+	rep, err := a.Co.SyncNow(ctx)
+	if !errors.Is(err, wire.ErrUnauthorized) || client.Transient(err) {
+		t.Fatalf("SyncNow=%v, want a permanent ErrUnauthorized", err)
+	}
+	if rep.Attempts > 1 {
+		t.Errorf("Attempts=%d, want no retry", rep.Attempts)
+	}
+}
+
+// A batch answered with 413 is halved and sent again.
+func TestTooLargeBatchHalved(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	sizes := make(chan int, 100)
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "batches" && n < 2 {
+			return testkit.Status413
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft,
+		Co: coordinator.Options{PushBatchSize: 40, OnProgress: func(p coordinator.Progress) {
+			if p.Phase == coordinator.PhasePush && p.Table != "" {
+				sizes <- p.Done
+			}
+		}}})
+	saveCustomers(t, a, 40, "c")
+	rep := a.Sync(t)
+	close(sizes)
+	var done []int
+	for d := range sizes {
+		done = append(done, d)
+	}
+	if rep.Attempts != 1 || rep.Pushed["customers"] != 40 {
+		t.Errorf("Report=%+v, want 40 rows in one attempt", rep)
+	}
+	if len(done) != 4 || done[0] != 10 {
+		t.Errorf("push progress=%v, want batches of 10 after halving twice", done)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 40 {
+		t.Errorf("server rows=%d, want 40", n)
+	}
+}
+
+// G8: a database synced for one tenant refuses another tenant's credentials.
+func TestDeviceBoundToTenant(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-ada"})
+	saveCustomers(t, a, 2, "acme")
+	a.Sync(t)
+	saveCustomers(t, a, 1, "more")
+	other := coordinator.New(a.DB, client.New(srv.URL, client.Options{Token: "token-globe"}), coordinator.Options{})
+	defer other.Close()
+	_, err := other.SyncNow(ctx)
+	if !errors.Is(err, wire.ErrForbidden) {
+		t.Fatalf("SyncNow with another tenant's token=%v, want ErrForbidden", err)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers WHERE _tenant = 'globex'`); n != 0 {
+		t.Errorf("globex got %d rows, want 0", n)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 1 {
+		t.Errorf("Pending=%d, want the new row still waiting", n)
+	}
+}
