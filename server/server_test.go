@@ -1,0 +1,217 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+const device = "0190a3b4-0000-7000-8000-000000000001"
+
+// call sends a raw request and returns the status and decoded error code.
+func call(t *testing.T, method, url, token string, body string, headers ...string) (int, string, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set(wire.HeaderDevice, device)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	var eb wire.ErrorBody
+	json.Unmarshal(data, &eb)
+	return resp.StatusCode, eb.Error.Code, data
+}
+
+func openSession(t *testing.T, srv *testkit.Server, token, dev string) string {
+	t.Helper()
+	if st, _, body := call(t, "POST", srv.URL+"/v1/devices", token, `{"device":"`+dev+`"}`, wire.HeaderDevice, dev); st != 200 {
+		t.Fatalf("register: %d %s", st, body)
+	}
+	st, _, body := call(t, "POST", srv.URL+"/v1/sessions", token, `{}`, wire.HeaderDevice, dev)
+	if st != 200 {
+		t.Fatalf("open session: %d %s", st, body)
+	}
+	var s wire.Session
+	json.Unmarshal(body, &s)
+	return s.Session
+}
+
+// digest returns every row of every table and the sessions, batches and
+// devices of the server, to prove a refused request changed nothing.
+func digest(t *testing.T, srv *testkit.Server) []string {
+	t.Helper()
+	db := testkit.OpenServerDB(t, srv.Path)
+	out := testkit.Dump(t, db, "customers", append(testkit.CustomerCols, "_version", "_modified_by"), "")
+	out = append(out, testkit.Dump(t, db, "orders", testkit.OrderCols, "")...)
+	for _, q := range []string{
+		`SELECT count(*) || '/' || count(result) FROM _tether_sessions`,
+		`SELECT count(*) FROM _tether_batches`,
+		`SELECT count(*) FROM _tether_devices`,
+		`SELECT version FROM _tether_counter`,
+	} {
+		var s string
+		if err := db.QueryRow(q).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+const goodRow = `{"table":"customers","id":"c1","hlc":"1700000000000.000000.dev","values":{"name":"Ada","email":null,"tags":"[]"}}`
+
+func TestBadInputRefused(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{MaxBodyBytes: 2 << 20})
+	session := openSession(t, srv, "token-ada", device)
+	// One committed row so that the digest has content.
+	batchURL := srv.URL + "/v1/sessions/" + session + "/batches/"
+	if st, _, body := call(t, "PUT", batchURL+"0", "token-ada", `{"rows":[`+goodRow+`]}`); st != 200 {
+		t.Fatalf("good batch: %d %s", st, body)
+	}
+	if st, _, body := call(t, "POST", srv.URL+"/v1/sessions/"+session+"/commit", "token-ada", `{}`); st != 200 {
+		t.Fatalf("commit: %d %s", st, body)
+	}
+	open := openSession(t, srv, "token-ada", device)
+	openURL := srv.URL + "/v1/sessions/" + open + "/batches/0"
+	globexSession := openSession(t, srv, "token-globe", "globex-device")
+	row := func(mod string) string { return `{"rows":[` + strings.Replace(goodRow, `"name":"Ada"`, mod, 1) + `]}` }
+	many := make([]string, wire.MaxBatchSize+1)
+	for i := range many {
+		many[i] = fmt.Sprintf(`{"table":"customers","id":"m%d","hlc":"1700000000000.000000.dev","values":{}}`, i)
+	}
+	before := digest(t, srv)
+	tests := []struct {
+		name, method, url, token, body string
+		status                         int
+		code, mention                  string
+	}{
+		{"missing token", "PUT", openURL, "", row(`"name":"x"`), 401, "unauthorized", "bearer"},
+		{"wrong token", "PUT", openURL, "nope", row(`"name":"x"`), 401, "unauthorized", "token"},
+		{"malformed JSON", "PUT", openURL, "token-ada", `{"rows":[{"table":`, 400, "bad_request", "JSON"},
+		{"trailing data", "PUT", openURL, "token-ada", `{"rows":[]} {}`, 400, "bad_request", "after"},
+		{"unknown field", "PUT", openURL, "token-ada", `{"rows":[], "x":1}`, 400, "bad_request", "x"},
+		{"empty batch", "PUT", openURL, "token-ada", `{"rows":[]}`, 400, "bad_request", "no rows"},
+		{"unknown table", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"customers"`, `"users; DROP TABLE customers"`, 1), 400, "bad_request", "unknown table"},
+		{"unknown column", "PUT", openURL, "token-ada", row(`"nme":"x"`), 400, "bad_request", "unknown column"},
+		{"wrong type", "PUT", openURL, "token-ada", row(`"name":42`), 400, "bad_request", "column name: want text"},
+		{"null in non-null column", "PUT", openURL, "token-ada", row(`"name":null`), 400, "bad_request", "non-nullable"},
+		{"missing id", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":""`, 1), 400, "bad_request", "missing id"},
+		{"malformed id", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":"a\u0000b"`, 1), 400, "bad_request", "malformed id"},
+		{"malformed stamp", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `1700000000000.000000.dev`, `tomorrow`, 1), 400, "bad_request", "clock stamp"},
+		{"id twice", "PUT", openURL, "token-ada", `{"rows":[` + goodRow + `,` + goodRow + `]}`, 400, "bad_request", "twice"},
+		{"body over the limit", "PUT", openURL, "token-ada", row(`"name":"` + strings.Repeat("x", 3<<20) + `"`), 413, "too_large", "larger than"},
+		{"too many rows", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(many, ",") + `]}`, 413, "too_large", "more than the limit"},
+		{"bad batch number", "PUT", srv.URL + "/v1/sessions/" + open + "/batches/-1", "token-ada", row(`"name":"x"`), 400, "bad_request", "batch number"},
+		{"unknown session", "PUT", srv.URL + "/v1/sessions/nope/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session"},
+		{"session of another tenant", "PUT", srv.URL + "/v1/sessions/" + globexSession + "/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session"},
+		{"commit of another tenant's session", "POST", srv.URL + "/v1/sessions/" + globexSession + "/commit", "token-ada", `{}`, 404, "not_found", "unknown session"},
+		{"batch to a committed session", "PUT", batchURL + "1", "token-ada", row(`"name":"x"`), 409, "conflict", "committed"},
+		{"device of another tenant", "POST", srv.URL + "/v1/devices", "token-globe", `{"device":"` + device + `"}`, 403, "forbidden", "another tenant"},
+		{"malformed device", "POST", srv.URL + "/v1/devices", "token-ada", `{"device":"../../x"}`, 400, "bad_request", "device"},
+		{"malformed cursor", "GET", srv.URL + "/v1/changes?cursor=!!!", "token-ada", ``, 400, "bad_request", "cursor"},
+		{"bad limit", "GET", srv.URL + "/v1/changes?limit=100000", "token-ada", ``, 400, "bad_request", "limit"},
+		{"unknown endpoint", "GET", srv.URL + "/v1/nothing", "token-ada", ``, 404, "not_found", "no endpoint"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, code, body := call(t, tt.method, tt.url, tt.token, tt.body)
+			if st != tt.status || code != tt.code || !strings.Contains(string(body), tt.mention) {
+				t.Errorf("%s %s: %d %s, want %d %s mentioning %q", tt.method, tt.name, st, body, tt.status, tt.code, tt.mention)
+			}
+		})
+	}
+	if after := digest(t, srv); !reflect.DeepEqual(before, after) {
+		t.Errorf("server data changed by refused requests:\nbefore %q\nafter  %q", before, after)
+	}
+	// The server keeps serving.
+	if st, _, body := call(t, "PUT", openURL, "token-ada", row(`"name":"still fine"`)); st != 200 {
+		t.Errorf("valid batch after bad ones: %d %s", st, body)
+	}
+}
+
+// G8: a tenant sees none of another tenant's rows, and ModifiedBy comes
+// from the token, not from the payload.
+func TestTenantIsolation(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	session := openSession(t, srv, "token-ada", device)
+	forged := strings.Replace(goodRow, `"hlc"`, `"modified_by":"mallory","device":"other","version":99,"hlc"`, 1)
+	if st, _, body := call(t, "PUT", srv.URL+"/v1/sessions/"+session+"/batches/0", "token-ada", `{"rows":[`+forged+`]}`); st != 200 {
+		t.Fatalf("batch: %d %s", st, body)
+	}
+	if st, _, body := call(t, "POST", srv.URL+"/v1/sessions/"+session+"/commit", "token-ada", `{}`); st != 200 {
+		t.Fatalf("commit: %d %s", st, body)
+	}
+	var by, origin string
+	testkit.OpenServerDB(t, srv.Path).QueryRow(`SELECT _modified_by, _origin FROM customers WHERE id = 'c1'`).Scan(&by, &origin)
+	if by != "ada" || origin != device {
+		t.Errorf("stored modified_by=%q origin=%q, want ada and %s", by, origin, device)
+	}
+
+	get := func(token string) wire.Changes {
+		st, _, body := call(t, "GET", srv.URL+"/v1/changes", token, "")
+		if st != 200 {
+			t.Fatalf("changes: %d %s", st, body)
+		}
+		var ch wire.Changes
+		json.NewDecoder(bytes.NewReader(body)).Decode(&ch)
+		return ch
+	}
+	if ch := get("token-globe"); len(ch.Changes) != 0 {
+		t.Errorf("other tenant pulled %d rows, want 0", len(ch.Changes))
+	}
+	if ch := get("token-bob"); len(ch.Changes) != 1 || ch.Changes[0].ModifiedBy != "ada" {
+		t.Errorf("same tenant pulled %+v, want c1 modified by ada", ch.Changes)
+	}
+	// The same id in another tenant is another row.
+	gs := openSession(t, srv, "token-globe", "globex-device")
+	for _, step := range []struct{ method, path, body string }{
+		{"PUT", "/v1/sessions/" + gs + "/batches/0", `{"rows":[` + strings.Replace(goodRow, "Ada", "Globex Ada", 1) + `]}`},
+		{"POST", "/v1/sessions/" + gs + "/commit", `{}`},
+	} {
+		st, _, body := call(t, step.method, srv.URL+step.path, "token-globe", step.body, wire.HeaderDevice, "globex-device")
+		if st != 200 {
+			t.Fatalf("%s %s: %d %s", step.method, step.path, st, body)
+		}
+	}
+	var name string
+	testkit.OpenServerDB(t, srv.Path).QueryRow(`SELECT name FROM customers WHERE id = 'c1' AND _tenant = 'acme'`).Scan(&name)
+	if name != "Ada" {
+		t.Errorf("acme's c1 is %q after globex wrote its own c1, want Ada", name)
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	for _, c := range []server.Cursor{{}, {Version: 1}, {Version: 1 << 40, Table: 3, ID: "a:b:c"}} {
+		got, err := server.ParseCursor(c.String())
+		if err != nil || got != c {
+			t.Errorf("ParseCursor(%q)=%+v, %v; want %+v", c.String(), got, err, c)
+		}
+	}
+	for _, bad := range []string{"x", "MTo", "Mjox", "MTotMTowOg"} {
+		if _, err := server.ParseCursor(bad); err == nil {
+			t.Errorf("ParseCursor(%q) succeeded, want error", bad)
+		}
+	}
+}
