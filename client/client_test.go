@@ -1,0 +1,111 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/tethersync/tether/client"
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// Each HTTP outcome maps to the sentinel and the retry advice the push and
+// pull engines rely on.
+func TestErrorMapping(t *testing.T) {
+	ctx := context.Background()
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	const dev = "device-1"
+
+	faulty := func(f testkit.Fault) *client.Client {
+		return client.New(srv.URL, client.Options{Token: "token-ada", Transport: &testkit.FaultTransport{
+			Decide: func(*http.Request, string, int) testkit.Fault { return f },
+		}})
+	}
+	good := client.New(srv.URL, client.Options{Token: "token-ada"})
+	if _, err := good.RegisterDevice(ctx, dev); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name      string
+		call      func() error
+		sentinel  error
+		status    int
+		transient bool
+		retry     time.Duration
+	}{
+		{"wrong token", func() error {
+			_, err := client.New(srv.URL, client.Options{Token: "nope"}).RegisterDevice(ctx, dev)
+			return err
+		}, wire.ErrUnauthorized, 401, false, 0},
+		{"unknown session", func() error {
+			_, err := good.Commit(ctx, dev, "no-such-session")
+			return err
+		}, wire.ErrNotFound, 404, false, 0},
+		{"bad row", func() error {
+			s, err := good.OpenSession(ctx, dev)
+			if err != nil {
+				return err
+			}
+			return good.SendBatch(ctx, dev, s, 0, []wire.Row{{Table: "customers", ID: "x", Values: map[string]any{"nope": 1}}})
+		}, wire.ErrBadRequest, 400, false, 0},
+		{"503", func() error { return faulty(testkit.Status503).Health(ctx) }, wire.ErrUnavailable, 503, true, 0},
+		{"429", func() error { return faulty(testkit.Status429).Health(ctx) }, wire.ErrRateLimited, 429, true, time.Second},
+		{"413", func() error { return faulty(testkit.Status413).Health(ctx) }, wire.ErrTooLarge, 413, false, 0},
+		{"network", func() error { return faulty(testkit.DropRequest).Health(ctx) }, testkit.ErrInjected, 0, true, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			var ce *client.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("err=%v (%T), want *client.Error", err, err)
+			}
+			if !errors.Is(err, tt.sentinel) || ce.Status != tt.status {
+				t.Errorf("err=%v status %d, want %v and status %d", err, ce.Status, tt.sentinel, tt.status)
+			}
+			if client.Transient(err) != tt.transient {
+				t.Errorf("Transient=%v, want %v", client.Transient(err), tt.transient)
+			}
+			if got := client.RetryAfter(err); got != tt.retry {
+				t.Errorf("RetryAfter=%v, want %v", got, tt.retry)
+			}
+		})
+	}
+}
+
+// Request bodies are gzipped unless disabled, and Bytes counts them.
+func TestGzipShrinksRequests(t *testing.T) {
+	ctx := context.Background()
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	rows := make([]wire.Row, 200)
+	for i := range rows {
+		rows[i] = wire.Row{Table: "customers", ID: string(rune('a'+i%26)) + "-" + time.Unix(int64(i), 0).UTC().Format("150405"),
+			HLC: "0000000000001.000000.d", Values: map[string]any{"name": "the same long customer name, again and again"}}
+	}
+	sent := map[bool]int64{}
+	for _, gz := range []bool{false, true} {
+		c := client.New(srv.URL, client.Options{Token: "token-ada", DisableGzip: !gz})
+		if _, err := c.RegisterDevice(ctx, "d"); err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.OpenSession(ctx, "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, _ := c.Bytes()
+		if err := c.SendBatch(ctx, "d", s, 0, rows); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := c.Bytes()
+		sent[gz] = after - before
+	}
+	if sent[true]*3 > sent[false] {
+		t.Errorf("gzip sent %d bytes, plain %d: want at least 3x smaller", sent[true], sent[false])
+	}
+}
