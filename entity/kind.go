@@ -49,6 +49,19 @@ func ParseTime(s string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+// SQLiteType returns the SQLite column type that stores values of kind k.
+func (k Kind) SQLiteType() string {
+	switch k {
+	case KindInteger, KindBool:
+		return "INTEGER"
+	case KindReal:
+		return "REAL"
+	case KindBlob:
+		return "BLOB"
+	}
+	return "TEXT"
+}
+
 // FromWire converts a value decoded from JSON (with json.Decoder.UseNumber,
 // or a json.RawMessage) into the canonical form of kind k. It returns an
 // error naming the expected kind when v does not fit.

@@ -43,18 +43,6 @@ type table struct {
 	upsertPull string
 }
 
-func sqlType(k entity.Kind) string {
-	switch k {
-	case entity.KindInteger, entity.KindBool:
-		return "INTEGER"
-	case entity.KindReal:
-		return "REAL"
-	case entity.KindBlob:
-		return "BLOB"
-	}
-	return "TEXT"
-}
-
 func newTable(e *entity.Entity) *table {
 	t := &table{ent: e, name: e.Table.Name, cols: e.Table.Columns}
 	names := make([]string, len(t.cols))
@@ -92,7 +80,7 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 	q := quote(t.name)
 	var defs []string
 	for i, c := range t.cols {
-		def := quote(c.Name) + " " + sqlType(c.Kind)
+		def := quote(c.Name) + " " + c.Kind.SQLiteType()
 		if i == 0 {
 			def += " PRIMARY KEY NOT NULL"
 		}
@@ -110,7 +98,7 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 		if have[c.Name] {
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", q, quote(c.Name), sqlType(c.Kind))
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", q, quote(c.Name), c.Kind.SQLiteType())
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("add column %s: %w", c.Name, err)
 		}

@@ -52,10 +52,7 @@ type Engine struct {
 
 // New returns an engine.
 func New(store Store, tr Transport, opts Options) *Engine {
-	if opts.PageSize <= 0 {
-		opts.PageSize = wire.DefaultBatchSize
-	}
-	opts.PageSize = min(opts.PageSize, wire.MaxBatchSize)
+	opts.PageSize = wire.BatchSize(opts.PageSize)
 	return &Engine{store: store, tr: tr, opts: opts}
 }
 

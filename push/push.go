@@ -66,10 +66,7 @@ type Engine struct {
 
 // New returns an engine.
 func New(store Store, tr Transport, opts Options) *Engine {
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = wire.DefaultBatchSize
-	}
-	opts.BatchSize = min(opts.BatchSize, wire.MaxBatchSize)
+	opts.BatchSize = wire.BatchSize(opts.BatchSize)
 	return &Engine{store: store, tr: tr, opts: opts}
 }
 

@@ -85,18 +85,6 @@ CREATE TABLE IF NOT EXISTS _tether_batches (
 	PRIMARY KEY (session, seq));
 `
 
-func sqliteType(k entity.Kind) string {
-	switch k {
-	case entity.KindInteger, entity.KindBool:
-		return "INTEGER"
-	case entity.KindReal:
-		return "REAL"
-	case entity.KindBlob:
-		return "BLOB"
-	}
-	return "TEXT"
-}
-
 func (s *SQLiteStore) migrate() error {
 	ctx := context.Background()
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -147,7 +135,7 @@ func (st *storeTable) migrate(ctx context.Context, tx *sql.Tx) error {
 	q := qi(st.t.Name)
 	var defs []string
 	for _, c := range st.t.Columns {
-		def := qi(c.Name) + " " + sqliteType(c.Kind)
+		def := qi(c.Name) + " " + c.Kind.SQLiteType()
 		if c.Name == "id" {
 			def += " NOT NULL"
 		}
@@ -182,7 +170,7 @@ func (st *storeTable) migrate(ctx context.Context, tx *sql.Tx) error {
 	rows.Close()
 	for _, c := range st.t.Columns {
 		if !have[c.Name] {
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, q, qi(c.Name), sqliteType(c.Kind))); err != nil {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, q, qi(c.Name), c.Kind.SQLiteType())); err != nil {
 				return fmt.Errorf("add column %s: %w", c.Name, err)
 			}
 		}

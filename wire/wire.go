@@ -20,6 +20,15 @@ const (
 	MaxBatchSize = 10000
 )
 
+// BatchSize returns n, or DefaultBatchSize when n is not positive, capped at
+// MaxBatchSize.
+func BatchSize(n int) int {
+	if n <= 0 {
+		return DefaultBatchSize
+	}
+	return min(n, MaxBatchSize)
+}
+
 // Header names.
 const (
 	// HeaderDevice carries the id of the calling device.
