@@ -37,7 +37,8 @@ type Options struct {
 	// Transport carries the requests: proxies, custom TLS, fault injection
 	// in tests. Default a clone of http.DefaultTransport.
 	Transport http.RoundTripper
-	// DisableGzip sends request bodies uncompressed.
+	// DisableGzip sends request bodies uncompressed and asks for
+	// uncompressed answers.
 	DisableGzip bool
 }
 
@@ -69,6 +70,11 @@ func New(baseURL string, opts Options) *Client {
 		SetRetryCount(0)
 	if opts.Token != "" {
 		r.SetAuthToken(opts.Token)
+	}
+	if opts.DisableGzip {
+		// An explicit Accept-Encoding also stops net/http from asking
+		// for gzip on its own.
+		r.SetHeader("Accept-Encoding", "identity")
 	}
 	return &Client{r: r, gzip: !opts.DisableGzip}
 }
