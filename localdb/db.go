@@ -67,6 +67,7 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	q.Set("_foreign_keys", "on")
 	q.Set("_txlock", "immediate")
 	q.Set("_synchronous", "NORMAL")
+	q.Set("_stmt_cache_size", "64")
 	sdb, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)

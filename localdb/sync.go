@@ -256,15 +256,23 @@ func (db *DB) applyWinner(ctx context.Context, tx *sql.Tx, r wire.Row) error {
 
 // upsertRemote writes a row received from the server, clean.
 func (t *table) upsertRemote(ctx context.Context, tx *sql.Tx, r wire.Row) error {
-	args, err := t.wireArgs(r)
+	args, err := t.remoteArgs(r)
 	if err != nil {
 		return err
 	}
-	args = append(args, r.Deleted, r.Version, r.HLC, entityTime(StampTime(r.HLC)), r.ModifiedBy)
 	if _, err := tx.ExecContext(ctx, t.upsertPull, args...); err != nil {
 		return fmt.Errorf("apply %s %q: %w", t.name, r.ID, err)
 	}
 	return nil
+}
+
+// remoteArgs returns the arguments of upsertPull and applyPull for r.
+func (t *table) remoteArgs(r wire.Row) ([]any, error) {
+	args, err := t.wireArgs(r)
+	if err != nil {
+		return nil, err
+	}
+	return append(args, r.Deleted, r.Version, r.HLC, entityTime(StampTime(r.HLC)), r.ModifiedBy), nil
 }
 
 // wireArgs converts the values of a received row to SQL arguments in
@@ -335,17 +343,16 @@ func (db *DB) applyPulled(ctx context.Context, tx *sql.Tx, r wire.Row) (bool, er
 		return false, fmt.Errorf("server sent table %q, which is not registered on this device", r.Table)
 	}
 	db.clock.Observe(r.HLC)
-	var dirty int
-	var version int64
-	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty", "_version" FROM %s WHERE "id" = ?`, quote(t.name)), r.ID).Scan(&dirty, &version)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return false, fmt.Errorf("read %s %q: %w", t.name, r.ID, err)
-	case dirty != 0 || version >= r.Version:
-		return false, nil
+	args, err := t.remoteArgs(r)
+	if err != nil {
+		return false, err
 	}
-	return true, t.upsertRemote(ctx, tx, r)
+	res, err := tx.ExecContext(ctx, t.applyPull, args...)
+	if err != nil {
+		return false, fmt.Errorf("apply %s %q: %w", t.name, r.ID, err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 func setSuppress(ctx context.Context, tx *sql.Tx, on bool) error {

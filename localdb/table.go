@@ -40,7 +40,8 @@ type table struct {
 	selectCols string // entity columns then metaCols
 	countDirty string
 	upsertSave string
-	upsertPull string
+	upsertPull string // unconditional: a conflict's winner
+	applyPull  string // skips dirty rows and rows at the same or a later version
 }
 
 func newTable(e *entity.Entity) *table {
@@ -71,6 +72,8 @@ func newTable(e *entity.Entity) *table {
 		"_version" = excluded."_version", "_hlc" = excluded."_hlc",
 		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by"`,
 		q, strings.Join(names, ", "), strings.Join(params, ", "), set)
+	t.applyPull = t.upsertPull + `
+		WHERE "_dirty" = 0 AND "_version" < excluded."_version"`
 	return t
 }
 
@@ -145,6 +148,9 @@ func (t *table) triggers() []string {
 	notSuppressed := `(SELECT suppress FROM _tether_ctl) = 0`
 	return []string{
 		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1`, quote(t.name+"__dirty"), q),
+		// Rows written with plain SQL wait here for their clock stamp, so
+		// that stamping them does not scan every dirty row.
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1 AND "_hlc" = ''`, quote(t.name+"__unstamped"), q),
 		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s AFTER INSERT ON %s
 WHEN NEW."_change" = 0 AND %s BEGIN
 	%s

@@ -56,17 +56,27 @@ func New(store Store, tr Transport, opts Options) *Engine {
 	return &Engine{store: store, tr: tr, opts: opts}
 }
 
-// Pull applies every change after the stored cursor.
+// Pull applies every change after the stored cursor. While a page is
+// applied, the next one is already being fetched, so network and disk work
+// overlap; at most two pages are held in memory.
 func (e *Engine) Pull(ctx context.Context) (Result, error) {
 	res := Result{Rows: map[string]int{}}
 	cursor, err := e.store.Cursor(ctx)
 	if err != nil {
 		return res, fmt.Errorf("pull: %w", err)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	next := e.fetch(ctx, cursor)
 	for {
-		ch, err := e.tr.Changes(ctx, cursor, e.opts.PageSize)
-		if err != nil {
-			return res, fmt.Errorf("pull after %q: %w", cursor, err)
+		f := <-next
+		if f.err != nil {
+			return res, fmt.Errorf("pull after %q: %w", cursor, f.err)
+		}
+		ch := f.page
+		more := ch.More && len(ch.Changes) > 0
+		if more {
+			next = e.fetch(ctx, ch.Cursor)
 		}
 		n, err := e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
 		if err != nil {
@@ -82,8 +92,23 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 			e.opts.OnPage(page)
 		}
 		cursor = ch.Cursor
-		if !ch.More || len(ch.Changes) == 0 {
+		if !more {
 			return res, nil
 		}
 	}
+}
+
+type fetched struct {
+	page wire.Changes
+	err  error
+}
+
+// fetch requests the page after cursor in the background.
+func (e *Engine) fetch(ctx context.Context, cursor string) <-chan fetched {
+	out := make(chan fetched, 1)
+	go func() {
+		ch, err := e.tr.Changes(ctx, cursor, e.opts.PageSize)
+		out <- fetched{ch, err}
+	}()
+	return out
 }

@@ -53,6 +53,7 @@ func OpenSQLite(path string, schema entity.Schema) (*SQLiteStore, error) {
 		q.Set("_busy_timeout", "10000")
 		q.Set("_txlock", txlock)
 		q.Set("_synchronous", "NORMAL")
+		q.Set("_stmt_cache_size", "64")
 		return sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
 	}
 	var err error
@@ -339,7 +340,9 @@ func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit
 	if len(bodies) == 0 {
 		return nil
 	}
-	sel, err := a.tx.PrepareContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND "id" = ?`, st.selects, qi(st.t.Name)))
+	// Most rows meet no conflict: look at the version and session only, and
+	// read the whole row when it is needed.
+	sel, err := a.tx.PrepareContext(ctx, fmt.Sprintf(`SELECT "_version", "_session" FROM %s WHERE "_tenant" = ? AND "id" = ?`, qi(st.t.Name)))
 	if err != nil {
 		return err
 	}
@@ -364,11 +367,19 @@ func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit
 }
 
 func (a *applier) applyRow(ctx context.Context, st *storeTable, sel, up *sql.Stmt, r wire.Row, c *wire.Commit) error {
-	cur, found, session, err := st.scanOne(sel.QueryRowContext(ctx, a.p.Tenant, r.ID))
-	if err != nil {
+	var version int64
+	var session string
+	err := sel.QueryRowContext(ctx, a.p.Tenant, r.ID).Scan(&version, &session)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return err
-	}
-	if found && cur.Version != r.Base && session != a.session {
+	case version != r.Base && session != a.session:
+		cur, _, _, err := st.scanOne(a.tx.QueryRowContext(ctx,
+			fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND "id" = ?`, st.selects, qi(st.t.Name)), a.p.Tenant, r.ID))
+		if err != nil {
+			return err
+		}
 		clientWins, strategy := a.resolve(st.t.Name, cur, r)
 		cf := wire.Conflict{Table: st.t.Name, ID: r.ID, Strategy: string(strategy), Winner: wire.WinnerServer, Row: cur}
 		if !clientWins {
