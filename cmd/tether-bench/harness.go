@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/tethersync/tether/client"
+	"github.com/tethersync/tether/coordinator"
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/server"
+)
+
+const benchToken = "bench-token"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// benchServer is a tether server on a loopback port over a SQLite file.
+type benchServer struct {
+	URL   string
+	store *server.SQLiteStore
+	hs    *http.Server
+}
+
+func startServer(path string, reg *entity.Registry) (*benchServer, error) {
+	store, err := server.OpenSQLite(path, reg.Schema())
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen on loopback: %w", err)
+	}
+	hs := &http.Server{
+		Handler: server.New(store, server.Options{
+			Auth:   server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}}),
+			Logger: quiet,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintln(os.Stderr, "tether-bench: server:", err)
+		}
+	}()
+	return &benchServer{URL: "http://" + ln.Addr().String(), store: store, hs: hs}, nil
+}
+
+func (s *benchServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.hs.Shutdown(ctx)
+	return errors.Join(err, s.store.Close())
+}
+
+// wireCounter counts the bytes that cross the TCP connections of a
+// transport, headers and compression included.
+type wireCounter struct{ read, written atomic.Int64 }
+
+type countedConn struct {
+	net.Conn
+	c *wireCounter
+}
+
+func (c countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.c.read.Add(int64(n))
+	return n, err
+}
+
+func (c countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.c.written.Add(int64(n))
+	return n, err
+}
+
+func countingTransport() (*http.Transport, *wireCounter) {
+	wc := &wireCounter{}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countedConn{Conn: conn, c: wc}, nil
+	}
+	return tr, wc
+}
+
+// device is a benchmark device: its database, client and coordinator.
+type device struct {
+	db   *localdb.DB
+	api  *client.Client
+	co   *coordinator.Coordinator
+	wire *wireCounter
+}
+
+type deviceOptions struct {
+	batch  int
+	noGzip bool
+}
+
+func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o deviceOptions) (*device, error) {
+	db, err := localdb.Open(ctx, path, reg)
+	if err != nil {
+		return nil, err
+	}
+	tr, wc := countingTransport()
+	api := client.New(url, client.Options{Token: benchToken, Transport: tr, DisableGzip: o.noGzip})
+	co := coordinator.New(db, api, coordinator.Options{
+		PushBatchSize: o.batch, PullBatchSize: o.batch, Logger: quiet,
+		MaxElapsed: 10 * time.Second,
+	})
+	return &device{db: db, api: api, co: co, wire: wc}, nil
+}
+
+func (d *device) Close() error {
+	return errors.Join(d.co.Close(), d.db.Close())
+}
+
+// copyFile copies a closed SQLite database file.
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,294 @@
+// Command tether-bench measures tether end to end: a real server on
+// loopback, real device databases in a temporary directory, and plain
+// go-sqlite3 as the baseline, all in one run. It prints one markdown table.
+//
+//	go run ./cmd/tether-bench                      # the default scenarios
+//	go run ./cmd/tether-bench -million             # adds 1,000,000-row push and pull
+//	go run ./cmd/tether-bench -rows 1000 -runs 1 -scenarios push,pull
+//
+// Each figure is the median of -runs runs. Setup (filling the device
+// database, starting servers) is not counted.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+)
+
+// config is the command line.
+type config struct {
+	rows      []int
+	batch     int
+	runs      int
+	store     string
+	scenarios map[string]bool
+	memRows   int
+	syncRows  int
+	dir       string
+}
+
+var allScenarios = []string{"baseline", "push", "pull", "incremental", "noop", "wire", "memory"}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "tether-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("tether-bench", flag.ContinueOnError)
+	rows := fs.String("rows", "1000,10000,100000", "row counts for the push, pull and baseline scenarios")
+	million := fs.Bool("million", false, "add 1,000,000 rows to -rows")
+	batch := fs.Int("batch", 1000, "rows per push batch and pull page")
+	runs := fs.Int("runs", 3, "runs per figure; the median is reported")
+	store := fs.String("store", "sqlite", "server store: sqlite")
+	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
+	memRows := fs.Int("mem-rows", 1_000_000, "rows pulled by the child process of the memory scenario")
+	syncRows := fs.Int("sync-rows", 100_000, "rows on the device of the incremental and no-op scenarios")
+	dir := fs.String("dir", "", "scratch directory (default a new temporary one, removed at the end)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
+	childURL := fs.String("child-pull", "", "internal: pull from this server URL and report (memory scenario)")
+	childDB := fs.String("child-db", "", "internal: database of -child-pull")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *childURL != "" {
+		return childPull(ctx, *childURL, *childDB, *batch)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cfg := config{batch: *batch, runs: *runs, store: *store, memRows: *memRows, syncRows: *syncRows,
+		scenarios: map[string]bool{}}
+	for f := range strings.SplitSeq(*rows, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-rows: %q is not a positive row count", f)
+		}
+		cfg.rows = append(cfg.rows, n)
+	}
+	if *million {
+		cfg.rows = append(cfg.rows, 1_000_000)
+	}
+	for s := range strings.SplitSeq(*scen, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allScenarios, s) {
+			return fmt.Errorf("-scenarios: unknown scenario %q (known: %s)", s, strings.Join(allScenarios, ", "))
+		}
+		cfg.scenarios[s] = true
+	}
+	if cfg.runs < 1 || cfg.batch < 1 || cfg.memRows < 1 || cfg.syncRows < 100 {
+		return fmt.Errorf("-runs and -batch must be at least 1, -mem-rows at least 1, -sync-rows at least 100")
+	}
+	if cfg.store != "sqlite" {
+		return fmt.Errorf("-store %q: only the sqlite store exists so far", cfg.store)
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "tether-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	cfg.dir = *dir
+	b := &bench{cfg: cfg, dir: cfg.dir, reg: registry(), templates: map[int]string{}, servers: map[int]*benchServer{}}
+	defer b.close()
+	t, err := b.run(ctx, func(s string) { fmt.Fprintln(os.Stderr, "tether-bench:", s) })
+	if err != nil {
+		return err
+	}
+	t.write(out, cfg)
+	return nil
+}
+
+// table is the report: one row per figure.
+type table struct {
+	rows [][5]string // scenario, rows, result, target, met
+}
+
+func (t *table) add(scenario string, rows int, result, target string, met *bool) {
+	r := ""
+	if rows > 0 {
+		r = thousands(rows)
+	}
+	m := ""
+	if met != nil {
+		m = map[bool]string{true: "yes", false: "**no**"}[*met]
+	}
+	t.rows = append(t.rows, [5]string{scenario, r, result, target, m})
+}
+
+func (t *table) write(w io.Writer, cfg config) {
+	fmt.Fprintf(w, "tether-bench %s: %s, %d CPUs, %s %s/%s; store %s, batch %d, median of %d runs\n\n",
+		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version(),
+		runtime.GOOS, runtime.GOARCH, cfg.store, cfg.batch, cfg.runs)
+	fmt.Fprintln(w, "| scenario | rows | result | target | met |")
+	fmt.Fprintln(w, "|---|---:|---|---|---|")
+	for _, r := range t.rows {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r[0], r[1], r[2], r[3], r[4])
+	}
+}
+
+// run runs the chosen scenarios in an order that reuses what earlier ones
+// built.
+func (b *bench) run(ctx context.Context, log func(string)) (*table, error) {
+	t := &table{}
+	cfg := b.cfg
+	base := map[int]float64{} // rows -> baseline rows/s
+	rate := func(n int, d time.Duration) float64 { return float64(n) / d.Seconds() }
+	for _, n := range cfg.rows {
+		if cfg.scenarios["baseline"] || cfg.scenarios["push"] || cfg.scenarios["pull"] {
+			log(fmt.Sprintf("baseline, %d rows", n))
+			d, err := b.measureBaseline(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			base[n] = rate(n, d)
+			if cfg.scenarios["baseline"] {
+				t.add("baseline: go-sqlite3 insert, one prepared statement, one transaction", n, perSec(n, d), "", nil)
+			}
+		}
+		for _, kind := range []string{"push", "pull"} {
+			if !cfg.scenarios[kind] {
+				continue
+			}
+			log(fmt.Sprintf("%s, %d rows", kind, n))
+			measure := b.measurePush
+			if kind == "pull" {
+				measure = b.measurePull
+			}
+			d, err := measure(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			ratio := rate(n, d) / base[n]
+			target, met := "", (*bool)(nil)
+			if n >= 100_000 {
+				ok := rate(n, d) >= 50_000 && ratio >= 0.25
+				target, met = "≥ 50,000 rows/s and ≥ 0.25 × baseline", &ok
+			}
+			label := map[string]string{"push": "push into an empty server", "pull": "pull into a fresh device (first SyncNow)"}[kind]
+			t.add(label, n, fmt.Sprintf("%s, %.2f × baseline", perSec(n, d), ratio), target, met)
+		}
+	}
+	if cfg.scenarios["incremental"] {
+		log(fmt.Sprintf("incremental SyncNow on %d rows", cfg.syncRows))
+		d, err := b.measureSyncNow(ctx, cfg.syncRows, 100, max(cfg.runs, 5))
+		if err != nil {
+			return nil, err
+		}
+		ok := d <= 30*time.Millisecond
+		t.add("incremental SyncNow: 100 changed rows", cfg.syncRows, ms(d), "≤ 30 ms", &ok)
+	}
+	if cfg.scenarios["noop"] {
+		log(fmt.Sprintf("no-op SyncNow on %d rows", cfg.syncRows))
+		d, err := b.measureSyncNow(ctx, cfg.syncRows, 0, max(cfg.runs, 20))
+		if err != nil {
+			return nil, err
+		}
+		ok := d <= 5*time.Millisecond
+		t.add("no-op SyncNow", cfg.syncRows, ms(d), "≤ 5 ms", &ok)
+	}
+	if cfg.scenarios["wire"] {
+		n := min(10_000, slices.Max(cfg.rows))
+		log(fmt.Sprintf("wire bytes, %d rows", n))
+		gz, err := b.measureWire(ctx, n, false)
+		if err != nil {
+			return nil, err
+		}
+		plain, err := b.measureWire(ctx, n, true)
+		if err != nil {
+			return nil, err
+		}
+		for _, dir := range []struct {
+			name      string
+			gz, plain float64
+		}{{"push", gz.push, plain.push}, {"pull", gz.pull, plain.pull}} {
+			ok := dir.plain >= 3*dir.gz
+			t.add("wire bytes per row, "+dir.name, n, fmt.Sprintf("%.0f gzip, %.0f plain (%.1f×)", dir.gz, dir.plain, dir.plain/dir.gz),
+				"gzip ≥ 3× smaller", &ok)
+		}
+	}
+	if cfg.scenarios["memory"] {
+		small := max(1, cfg.memRows/10)
+		log(fmt.Sprintf("memory: child processes pulling %d and %d rows", small, cfg.memRows))
+		_, tSmall, err := b.measureMemory(ctx, small)
+		if err != nil {
+			return nil, err
+		}
+		rss, tBig, err := b.measureMemory(ctx, cfg.memRows)
+		if err != nil {
+			return nil, err
+		}
+		ok := rss <= 200<<20
+		t.add("peak resident memory of a process pulling", cfg.memRows, fmt.Sprintf("%.0f MB", float64(rss)/(1<<20)), "≤ 200 MB", &ok)
+		ratio := tBig.Seconds() / tSmall.Seconds()
+		ok = ratio <= 12
+		t.add(fmt.Sprintf("pull time, %s rows / %s rows", thousands(cfg.memRows), thousands(small)), cfg.memRows,
+			fmt.Sprintf("%.1f× (%s vs %s)", ratio, secs(tBig), secs(tSmall)), "≤ 12×", &ok)
+	}
+	return t, nil
+}
+
+func perSec(n int, d time.Duration) string {
+	return fmt.Sprintf("%s rows/s (%s)", thousands(int(float64(n)/d.Seconds())), secs(d))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func secs(d time.Duration) string {
+	if d < time.Second {
+		return ms(d)
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// thousands formats n with commas: 1,000,000.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// cpuModel reads the processor's name on Linux.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return runtime.GOARCH
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return runtime.GOARCH
+}

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/push"
+)
+
+// bench holds what the scenarios share: the settings, a scratch directory,
+// and the databases built once and reused across runs.
+type bench struct {
+	cfg config
+	dir string
+	reg *entity.Registry
+	seq int
+
+	templates map[int]string       // rows -> closed device db with that many dirty rows
+	servers   map[int]*benchServer // rows -> running server holding that many rows
+}
+
+func (b *bench) path(name string) string {
+	b.seq++
+	return filepath.Join(b.dir, fmt.Sprintf("%03d-%s.db", b.seq, name))
+}
+
+func (b *bench) close() {
+	for _, s := range b.servers {
+		s.Close()
+	}
+}
+
+// template returns a closed device database with n dirty rows.
+func (b *bench) template(ctx context.Context, n int) (string, error) {
+	if p, ok := b.templates[n]; ok {
+		return p, nil
+	}
+	p := b.path(fmt.Sprintf("template-%d", n))
+	db, err := openDevice(ctx, p, "http://127.0.0.1:1", b.reg, deviceOptions{batch: b.cfg.batch})
+	if err != nil {
+		return "", err
+	}
+	if err := fill(ctx, db.db, n, uint64(n)); err != nil {
+		db.Close()
+		return "", err
+	}
+	if err := db.Close(); err != nil {
+		return "", err
+	}
+	b.templates[n] = p
+	return p, nil
+}
+
+// server returns a running server that holds n rows, pushed by a device.
+func (b *bench) server(ctx context.Context, n int) (*benchServer, error) {
+	if s, ok := b.servers[n]; ok {
+		return s, nil
+	}
+	s, d, _, err := b.pushRun(ctx, n, deviceOptions{batch: b.cfg.batch})
+	if err != nil {
+		return nil, err
+	}
+	d.Close()
+	b.servers[n] = s
+	return s, nil
+}
+
+// pushRun pushes a copy of the n-row template into a new server, and
+// returns the server and the device, both open, and the time the push took
+// from the first batch to the committed session.
+func (b *bench) pushRun(ctx context.Context, n int, o deviceOptions) (*benchServer, *device, time.Duration, error) {
+	tpl, err := b.template(ctx, n)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	devPath := b.path("push-device")
+	if err := copyFile(devPath, tpl); err != nil {
+		return nil, nil, 0, err
+	}
+	srv, err := startServer(b.path("server"), b.reg)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	d, err := openDevice(ctx, devPath, srv.URL, b.reg, o)
+	if err != nil {
+		srv.Close()
+		return nil, nil, 0, err
+	}
+	if _, err := d.api.RegisterDevice(ctx, d.db.DeviceID()); err != nil {
+		d.Close()
+		srv.Close()
+		return nil, nil, 0, err
+	}
+	start := time.Now()
+	res, err := push.New(d.db, d.api, push.Options{BatchSize: o.batch}).Push(ctx)
+	took := time.Since(start)
+	if err == nil && res.Rows["items"] != n {
+		err = fmt.Errorf("pushed %d rows, want %d", res.Rows["items"], n)
+	}
+	if err != nil {
+		d.Close()
+		srv.Close()
+		return nil, nil, 0, fmt.Errorf("push %d rows: %w", n, err)
+	}
+	return srv, d, took, nil
+}
+
+// measurePush times pushing n rows into an empty server.
+func (b *bench) measurePush(ctx context.Context, n int) (time.Duration, error) {
+	var took []time.Duration
+	for range b.cfg.runs {
+		srv, d, t, err := b.pushRun(ctx, n, deviceOptions{batch: b.cfg.batch})
+		if err != nil {
+			return 0, err
+		}
+		took = append(took, t)
+		d.Close()
+		if _, ok := b.servers[n]; !ok {
+			b.servers[n] = srv // kept for the pull scenarios
+		} else {
+			srv.Close()
+		}
+	}
+	return median(took), nil
+}
+
+// measurePull times a first sync of a fresh device from a server holding
+// n rows.
+func (b *bench) measurePull(ctx context.Context, n int) (time.Duration, error) {
+	srv, err := b.server(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	var took []time.Duration
+	for range b.cfg.runs {
+		d, err := openDevice(ctx, b.path("pull-device"), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch})
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		rep, err := d.co.SyncNow(ctx)
+		took = append(took, time.Since(start))
+		d.Close()
+		if err != nil {
+			return 0, fmt.Errorf("pull %d rows: %w", n, err)
+		}
+		if rep.Pulled["items"] != n {
+			return 0, fmt.Errorf("pulled %d rows, want %d", rep.Pulled["items"], n)
+		}
+	}
+	return median(took), nil
+}
+
+// measureSyncNow times SyncNow on a device that holds n synced rows, after
+// changing `changed` of them (0 for a no-op sync).
+func (b *bench) measureSyncNow(ctx context.Context, n, changed, runs int) (time.Duration, error) {
+	srv, err := b.server(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	d, err := openDevice(ctx, b.path("sync-device"), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch})
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	if _, err := d.co.SyncNow(ctx); err != nil {
+		return 0, err
+	}
+	var took []time.Duration
+	for round := range runs {
+		if changed > 0 {
+			if err := touch(ctx, d.db, changed, round); err != nil {
+				return 0, err
+			}
+		}
+		start := time.Now()
+		rep, err := d.co.SyncNow(ctx)
+		took = append(took, time.Since(start))
+		if err != nil {
+			return 0, err
+		}
+		if rep.Pushed["items"] != changed {
+			return 0, fmt.Errorf("SyncNow pushed %d rows, want %d", rep.Pushed["items"], changed)
+		}
+	}
+	return median(took), nil
+}
+
+// measureBaseline times inserting n rows of the same shape with plain
+// go-sqlite3: one prepared statement, one transaction.
+func (b *bench) measureBaseline(ctx context.Context, n int) (time.Duration, error) {
+	var took []time.Duration
+	for range b.cfg.runs {
+		r := rand.New(rand.NewPCG(uint64(n), 2))
+		items := make([]Item, n)
+		for i := range items {
+			items[i] = newItem(r, i)
+		}
+		db, err := sql.Open("sqlite3", b.path("baseline"))
+		if err != nil {
+			return 0, err
+		}
+		_, err = db.ExecContext(ctx, `CREATE TABLE items (id TEXT PRIMARY KEY, name TEXT, category TEXT,
+			note TEXT, price REAL, quantity INTEGER, updated_at TEXT, tags TEXT)`)
+		if err != nil {
+			db.Close()
+			return 0, err
+		}
+		start := time.Now()
+		err = baselineInsert(ctx, db, items)
+		took = append(took, time.Since(start))
+		db.Close()
+		if err != nil {
+			return 0, fmt.Errorf("baseline: %w", err)
+		}
+	}
+	return median(took), nil
+}
+
+func baselineInsert(ctx context.Context, db *sql.DB, items []Item) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		tags, _ := json.Marshal(it.Tags)
+		_, err := stmt.ExecContext(ctx, it.ID, it.Name, it.Category, it.Note, it.Price, it.Quantity,
+			it.UpdatedAt.Format(entity.TimeFormat), string(tags))
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// wireBytes is the bytes per row that crossed the connections while
+// pushing and while pulling n rows.
+type wireBytes struct{ push, pull float64 }
+
+func (b *bench) measureWire(ctx context.Context, n int, noGzip bool) (wireBytes, error) {
+	o := deviceOptions{batch: b.cfg.batch, noGzip: noGzip}
+	srv, d, _, err := b.pushRun(ctx, n, o)
+	if err != nil {
+		return wireBytes{}, err
+	}
+	defer srv.Close()
+	pushed := d.wire.read.Load() + d.wire.written.Load()
+	d.Close()
+	p, err := openDevice(ctx, b.path("wire-device"), srv.URL, b.reg, o)
+	if err != nil {
+		return wireBytes{}, err
+	}
+	defer p.Close()
+	if _, err := p.co.SyncNow(ctx); err != nil {
+		return wireBytes{}, err
+	}
+	pulled := p.wire.read.Load() + p.wire.written.Load()
+	return wireBytes{push: float64(pushed) / float64(n), pull: float64(pulled) / float64(n)}, nil
+}
+
+// childResult is what a child process reports of its pull.
+type childResult struct {
+	Rows    int     `json:"rows"`
+	Seconds float64 `json:"seconds"`
+}
+
+// measureMemory pulls n rows in a child process, and returns the child's
+// peak resident set and pull time.
+func (b *bench) measureMemory(ctx context.Context, n int) (rssBytes int64, took time.Duration, err error) {
+	srv, err := b.server(ctx, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, 0, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "-child-pull", srv.URL, "-child-db", b.path("child-device"),
+		"-batch", strconv.Itoa(b.cfg.batch))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("child pull of %d rows: %w", n, err)
+	}
+	var res childResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		return 0, 0, fmt.Errorf("child pull of %d rows: read its report %q: %w", n, out, err)
+	}
+	if res.Rows != n {
+		return 0, 0, fmt.Errorf("child pulled %d rows, want %d", res.Rows, n)
+	}
+	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0, 0, fmt.Errorf("child pull: no resource usage on this system")
+	}
+	return ru.Maxrss * 1024, time.Duration(res.Seconds * float64(time.Second)), nil
+}
+
+// childPull is the child process of measureMemory.
+func childPull(ctx context.Context, url, path string, batch int) error {
+	d, err := openDevice(ctx, path, url, registry(), deviceOptions{batch: batch})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	start := time.Now()
+	rep, err := d.co.SyncNow(ctx)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(childResult{Rows: rep.Pulled["items"], Seconds: time.Since(start).Seconds()})
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
