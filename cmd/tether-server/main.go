@@ -1,0 +1,129 @@
+// Command tether-server runs the tether sync server on an embedded SQLite
+// database.
+//
+//	tether-server -schema schema.json -tokens tokens.json -db server.db -listen :8080
+//
+// The schema file is the JSON of an entity.Schema (json.Marshal of
+// Registry.Schema()). The tokens file maps bearer tokens to principals:
+//
+//	{"token-1": {"tenant": "acme", "user": "ada"}}
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/server"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "tether-server:", err)
+		os.Exit(1)
+	}
+}
+
+type strategies map[string]server.Strategy
+
+func (s strategies) String() string { return fmt.Sprint(map[string]server.Strategy(s)) }
+func (s strategies) Set(v string) error {
+	table, strategy, ok := strings.Cut(v, "=")
+	if !ok {
+		return fmt.Errorf("want table=strategy, got %q", v)
+	}
+	s[table] = server.Strategy(strategy)
+	return nil
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database")
+	tokensPath := fs.String("tokens", "", "path of the JSON tokens file (required)")
+	schemaPath := fs.String("schema", "", "path of the JSON schema file (required)")
+	strat := strategies{}
+	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *tokensPath == "" || *schemaPath == "" {
+		return errors.New("-tokens and -schema are required")
+	}
+	schema, err := loadSchema(*schemaPath)
+	if err != nil {
+		return err
+	}
+	tokens, err := loadTokens(*tokensPath)
+	if err != nil {
+		return err
+	}
+	for table, s := range strat {
+		if schema.Table(table) == nil {
+			return fmt.Errorf("-strategy: unknown table %q", table)
+		}
+		switch s {
+		case server.LastWriterWins, server.ServerWins, server.ClientWins:
+		default:
+			return fmt.Errorf("-strategy: unknown strategy %q for table %q", s, table)
+		}
+	}
+	store, err := server.OpenSQLite(*dbPath, schema)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	srv := &http.Server{
+		Addr:              *listen,
+		Handler:           server.New(store, server.Options{Auth: tokens, Strategies: strat}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	slog.Info("tether-server listening", "addr", *listen, "db", *dbPath, "tables", len(schema.Tables))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
+
+func loadSchema(path string) (entity.Schema, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return entity.Schema{}, fmt.Errorf("schema: %w", err)
+	}
+	return entity.ParseSchema(data)
+}
+
+func loadTokens(path string) (server.StaticTokens, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	var tokens server.StaticTokens
+	if err := json.Unmarshal(data, &tokens); err != nil {
+		return nil, fmt.Errorf("tokens %s: %w", path, err)
+	}
+	for tok, p := range tokens {
+		if tok == "" || p.Tenant == "" || p.User == "" {
+			return nil, fmt.Errorf("tokens %s: every token needs a tenant and a user", path)
+		}
+	}
+	return tokens, nil
+}
