@@ -17,6 +17,7 @@ type Tx struct {
 	db      *DB
 	tx      *sql.Tx
 	stamped bool
+	change  int64 // the change counter, once read; written back at commit
 }
 
 // Update runs fn in one transaction: every Save and Delete it makes is
@@ -34,6 +35,11 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if tx.stamped {
 		if err := setState(ctx, sqltx, stateClock, db.clock.last()); err != nil {
 			return fmt.Errorf("localdb: %w", err)
+		}
+	}
+	if tx.change != 0 {
+		if _, err := sqltx.ExecContext(ctx, `UPDATE _tether_ctl SET change = ?`, tx.change); err != nil {
+			return fmt.Errorf("localdb: store change counter: %w", err)
 		}
 	}
 	if err := sqltx.Commit(); err != nil {
@@ -98,14 +104,17 @@ func (db *DB) tableOf(v any) (*table, error) {
 	return t, nil
 }
 
-// nextChange bumps and returns the local change counter.
+// nextChange bumps and returns the local change counter. The counter is
+// read once per transaction and stored when it commits: nothing else
+// writes it meanwhile, since the transaction holds the write lock.
 func (tx *Tx) nextChange(ctx context.Context) (int64, error) {
-	var n int64
-	err := tx.tx.QueryRowContext(ctx, `UPDATE _tether_ctl SET change = change + 1 RETURNING change`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("bump change counter: %w", err)
+	if tx.change == 0 {
+		if err := tx.tx.QueryRowContext(ctx, `SELECT change FROM _tether_ctl`).Scan(&tx.change); err != nil {
+			return 0, fmt.Errorf("read change counter: %w", err)
+		}
 	}
-	return n, nil
+	tx.change++
+	return tx.change, nil
 }
 
 func (tx *Tx) stamp() (entity.Meta, Stamp) {

@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -180,16 +182,15 @@ func (t *table) scanWire(rows *sql.Rows) (wire.Row, int64, error) {
 // transaction.
 func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 	return db.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO _tether_push (tbl, id, change) VALUES (?, ?, ?)
-			ON CONFLICT (tbl, id) DO UPDATE SET change = excluded.change`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
+		in := sqlbatch.New(tx, `INSERT INTO _tether_push (tbl, id, change)`,
+			`ON CONFLICT (tbl, id) DO UPDATE SET change = excluded.change`, 3)
 		for i, r := range b.Rows {
-			if _, err := stmt.ExecContext(ctx, r.Table, r.ID, b.changes[i]); err != nil {
-				return fmt.Errorf("record sent %s %q: %w", r.Table, r.ID, err)
+			if err := in.Add(ctx, r.Table, r.ID, b.changes[i]); err != nil {
+				return fmt.Errorf("record sent rows: %w", err)
 			}
+		}
+		if err := in.Flush(ctx); err != nil {
+			return fmt.Errorf("record sent rows: %w", err)
 		}
 		return savePushState(ctx, tx, st)
 	})
@@ -266,7 +267,8 @@ func (t *table) upsertRemote(ctx context.Context, tx *sql.Tx, r wire.Row) error 
 	return nil
 }
 
-// remoteArgs returns the arguments of upsertPull and applyPull for r.
+// remoteArgs returns the arguments of upsertPull for r: the entity
+// columns, then the bookkeeping columns after "_dirty".
 func (t *table) remoteArgs(r wire.Row) ([]any, error) {
 	args, err := t.wireArgs(r)
 	if err != nil {
@@ -314,14 +316,34 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 		if err := setSuppress(ctx, tx, true); err != nil {
 			return err
 		}
+		ins := map[*table]*sqlbatch.Inserter{}
 		for _, r := range rows {
-			ok, err := db.applyPulled(ctx, tx, r)
+			t := db.byName[r.Table]
+			if t == nil {
+				return fmt.Errorf("server sent table %q, which is not registered on this device", r.Table)
+			}
+			db.clock.Observe(r.HLC)
+			args, err := t.remoteArgs(r)
 			if err != nil {
 				return err
 			}
-			if ok {
-				applied++
+			// A pulled row is clean: "_dirty" = 0 comes first among the
+			// bookkeeping columns.
+			args = slices.Insert(args, len(t.cols), any(0))
+			in := ins[t]
+			if in == nil {
+				in = sqlbatch.New(tx, t.applyHead, t.applyTail, len(args))
+				ins[t] = in
 			}
+			if err := in.Add(ctx, args...); err != nil {
+				return fmt.Errorf("apply %s: %w", t.name, err)
+			}
+		}
+		for t, in := range ins {
+			if err := in.Flush(ctx); err != nil {
+				return fmt.Errorf("apply %s: %w", t.name, err)
+			}
+			applied += int(in.Affected)
 		}
 		if err := setState(ctx, tx, stateCursor, cursor); err != nil {
 			return err
@@ -335,24 +357,6 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 		return 0, fmt.Errorf("localdb: apply changes: %w", err)
 	}
 	return applied, nil
-}
-
-func (db *DB) applyPulled(ctx context.Context, tx *sql.Tx, r wire.Row) (bool, error) {
-	t := db.byName[r.Table]
-	if t == nil {
-		return false, fmt.Errorf("server sent table %q, which is not registered on this device", r.Table)
-	}
-	db.clock.Observe(r.HLC)
-	args, err := t.remoteArgs(r)
-	if err != nil {
-		return false, err
-	}
-	res, err := tx.ExecContext(ctx, t.applyPull, args...)
-	if err != nil {
-		return false, fmt.Errorf("apply %s %q: %w", t.name, r.ID, err)
-	}
-	n, err := res.RowsAffected()
-	return n > 0, err
 }
 
 func setSuppress(ctx context.Context, tx *sql.Tx, on bool) error {

@@ -41,7 +41,9 @@ type table struct {
 	countDirty string
 	upsertSave string
 	upsertPull string // unconditional: a conflict's winner
-	applyPull  string // skips dirty rows and rows at the same or a later version
+	// applyHead and applyTail frame the multi-row insert of pulled rows,
+	// which skips dirty rows and rows at the same or a later version.
+	applyHead, applyTail string
 }
 
 func newTable(e *entity.Entity) *table {
@@ -72,8 +74,12 @@ func newTable(e *entity.Entity) *table {
 		"_version" = excluded."_version", "_hlc" = excluded."_hlc",
 		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by"`,
 		q, strings.Join(names, ", "), strings.Join(params, ", "), set)
-	t.applyPull = t.upsertPull + `
-		WHERE "_dirty" = 0 AND "_version" < excluded."_version"`
+	t.applyHead = fmt.Sprintf(`INSERT INTO %s (%s, "_dirty", "_deleted", "_version", "_hlc", "_modified_at", "_modified_by")`,
+		q, strings.Join(names, ", "))
+	t.applyTail = fmt.Sprintf(`ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 0, "_deleted" = excluded."_deleted",
+		"_version" = excluded."_version", "_hlc" = excluded."_hlc",
+		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by"
+		WHERE "_dirty" = 0 AND "_version" < excluded."_version"`, set)
 	return t
 }
 
