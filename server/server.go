@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tethersync/tether/wire"
 )
@@ -267,7 +268,8 @@ func (g *gzipWriter) WriteHeader(status int) {
 	g.Header().Set("Content-Encoding", "gzip")
 	g.Header().Del("Content-Length")
 	g.Header().Add("Vary", "Accept-Encoding")
-	g.zw = gzip.NewWriter(g.ResponseWriter)
+	g.zw = gzipWriters.Get().(*gzip.Writer)
+	g.zw.Reset(g.ResponseWriter)
 	g.ResponseWriter.WriteHeader(status)
 }
 
@@ -282,5 +284,16 @@ func (g *gzipWriter) Close() error {
 	if g.zw == nil {
 		return nil
 	}
-	return g.zw.Close()
+	err := g.zw.Close()
+	gzipWriters.Put(g.zw)
+	g.zw = nil
+	return err
 }
+
+// gzipWriters are reused: a gzip.Writer is large to allocate. BestSpeed
+// compresses this JSON about as well as the default level at a fraction
+// of the cost.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -213,5 +214,52 @@ func TestCursorRoundTrip(t *testing.T) {
 		if _, err := server.ParseCursor(bad); err == nil {
 			t.Errorf("ParseCursor(%q) succeeded, want error", bad)
 		}
+	}
+}
+
+// A re-sent batch replaces the first one, even when its rows differ, and
+// the commit applies every batch of the session, table by table.
+func TestResentBatchReplaces(t *testing.T) {
+	ctx := t.Context()
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	api := client.New(srv.URL, client.Options{Token: "token-ada"})
+	if _, err := api.RegisterDevice(ctx, device); err != nil {
+		t.Fatal(err)
+	}
+	s, err := api.OpenSession(ctx, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(id, name string) wire.Row {
+		return wire.Row{Table: "customers", ID: id, HLC: "0000000000001.000000.d", Values: map[string]any{"name": name}}
+	}
+	for _, b := range []struct {
+		seq  int
+		rows []wire.Row
+	}{
+		{0, []wire.Row{row("a", "first"), row("b", "first")}},
+		{1, []wire.Row{row("c", "kept")}},
+		{0, []wire.Row{row("a", "second")}}, // replaces batch 0: b is gone
+	} {
+		if err := api.SendBatch(ctx, device, s, b.seq, b.rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := api.Commit(ctx, device, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Applied != 2 || len(c.Conflicts) != 0 {
+		t.Errorf("Commit=%+v, want 2 rows applied", c)
+	}
+	got := testkit.Dump(t, srv.Store.DB(), "customers", []string{"name"}, "acme")
+	want := []string{"a|second|0", "c|kept|0"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("server rows %q, want %q", got, want)
+	}
+	var staged int
+	if err := srv.Store.DB().QueryRow(`SELECT count(*) FROM "_tether_stage_customers"`).Scan(&staged); err != nil || staged != 0 {
+		t.Errorf("%d rows left staged after commit (%v)", staged, err)
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -16,6 +15,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -38,6 +38,10 @@ type storeTable struct {
 	t       entity.Table
 	selects string // id, value columns, then the bookkeeping columns
 	upsert  string
+	stage   string // name of the staging table of pushed rows
+	stageIn string // insert of staged rows, up to VALUES
+	merge   string // applies a session's staged rows in one statement
+	staged  string // reads one staged row
 }
 
 // OpenSQLite opens or creates the server database at path with tables for
@@ -96,6 +100,14 @@ func (s *SQLiteStore) migrate() error {
 	if _, err := tx.ExecContext(ctx, storeDDL); err != nil {
 		return fmt.Errorf("create bookkeeping tables: %w", err)
 	}
+	// Sessions staged by an older version kept their rows as JSON in
+	// _tether_batches. Forget them: their devices get "not found" at
+	// commit and push again in a new session.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_sessions WHERE committed_at IS NULL
+		AND id IN (SELECT session FROM _tether_batches WHERE length(body) > 0);
+		DELETE FROM _tether_batches WHERE length(body) > 0`); err != nil {
+		return fmt.Errorf("drop sessions staged by an older version: %w", err)
+	}
 	for i, t := range s.schema.Tables {
 		st := newStoreTable(i, t)
 		if err := st.migrate(ctx, tx); err != nil {
@@ -122,13 +134,24 @@ func newStoreTable(idx int, t entity.Table) *storeTable {
 	for _, b := range book {
 		sets = append(sets, fmt.Sprintf("%s = excluded.%s", b, b))
 	}
+	cols := strings.Join(names, ", ")
+	stage := qi("_tether_stage_" + t.Name)
 	return &storeTable{
 		idx:     idx,
 		t:       t,
-		selects: strings.Join(names, ", ") + `, "_version", "_deleted", "_hlc", "_modified_by", "_origin", "_session"`,
+		selects: cols + `, "_version", "_deleted", "_hlc", "_modified_by", "_origin", "_session"`,
 		upsert: fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s) VALUES (?, %s, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT ("_tenant", "id") DO UPDATE SET %s`,
-			qi(t.Name), strings.Join(names, ", "), strings.Join(book, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")),
+			qi(t.Name), cols, strings.Join(book, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")),
+		stage:   stage,
+		stageIn: fmt.Sprintf(`INSERT OR REPLACE INTO %s ("_session", "_seq", "_base", "_deleted", "_hlc", %s)`, stage, cols),
+		// The WHERE clause also keeps SQLite from reading ON CONFLICT as
+		// a join constraint.
+		merge: fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s)
+			SELECT ?, %s, ?, "_deleted", "_hlc", ?, ?, "_session" FROM %s WHERE "_session" = ? ORDER BY "id"
+			ON CONFLICT ("_tenant", "id") DO UPDATE SET %s`,
+			qi(t.Name), cols, strings.Join(book, ", "), cols, stage, strings.Join(sets, ", ")),
+		staged: fmt.Sprintf(`SELECT %s, "_base", "_deleted", "_hlc" FROM %s WHERE "_session" = ? AND "id" = ?`, cols, stage),
 	}
 }
 
@@ -155,7 +178,32 @@ func (st *storeTable) migrate(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, ddl); err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, st.t.Name)
+	if err := addColumns(ctx, tx, st.t.Name, st.t.Columns); err != nil {
+		return err
+	}
+	stage := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	"_session" TEXT NOT NULL,
+	"_seq" INTEGER NOT NULL,
+	"_base" INTEGER NOT NULL,
+	"_deleted" INTEGER NOT NULL,
+	"_hlc" TEXT NOT NULL,
+	%s,
+	PRIMARY KEY ("_session", "id"));
+CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
+		st.stage, strings.Join(defs, ",\n\t"), qi("_tether_stage_"+st.t.Name+"__seq"), st.stage)
+	if _, err := tx.ExecContext(ctx, stage); err != nil {
+		return fmt.Errorf("create staging table: %w", err)
+	}
+	if err := addColumns(ctx, tx, "_tether_stage_"+st.t.Name, st.t.Columns); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("_tenant", "_version", "id")`, qi(st.t.Name+"__changes"), q))
+	return err
+}
+
+// addColumns adds the columns of cols that table lacks.
+func addColumns(ctx context.Context, tx *sql.Tx, table string, cols []entity.Column) error {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
 	if err != nil {
 		return err
 	}
@@ -169,15 +217,17 @@ func (st *storeTable) migrate(ctx context.Context, tx *sql.Tx) error {
 		have[n] = true
 	}
 	rows.Close()
-	for _, c := range st.t.Columns {
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, c := range cols {
 		if !have[c.Name] {
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, q, qi(c.Name), c.Kind.SQLiteType())); err != nil {
-				return fmt.Errorf("add column %s: %w", c.Name, err)
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, qi(table), qi(c.Name), c.Kind.SQLiteType())); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", c.Name, table, err)
 			}
 		}
 	}
-	_, err = tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("_tenant", "_version", "id")`, qi(st.t.Name+"__changes"), q))
-	return err
+	return nil
 }
 
 // Schema implements Store.
@@ -243,9 +293,9 @@ func sessionOf(ctx context.Context, q interface {
 
 // StageBatch implements Store.
 func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row) error {
-	body, err := json.Marshal(rows)
-	if err != nil {
-		return fmt.Errorf("stage batch %d: %w", seq, err)
+	st := s.byName[rows[0].Table]
+	if st == nil {
+		return fmt.Errorf("stage batch %d: unknown table %q: %w", seq, rows[0].Table, wire.ErrBadRequest)
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -259,9 +309,35 @@ func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, sessi
 	if committed {
 		return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_batches (session, seq, tbl, rows, body) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (session, seq) DO UPDATE SET tbl = excluded.tbl, rows = excluded.rows, body = excluded.body`,
-		session, seq, rows[0].Table, len(rows), body)
+	// A re-sent batch replaces the first one (G3).
+	var old string
+	err = tx.QueryRowContext(ctx, `SELECT tbl FROM _tether_batches WHERE session = ? AND seq = ?`, session, seq).Scan(&old)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("stage batch %d: %w", seq, err)
+	case s.byName[old] != nil:
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ? AND "_seq" = ?`, s.byName[old].stage), session, seq); err != nil {
+			return fmt.Errorf("stage batch %d: replace: %w", seq, err)
+		}
+	}
+	ins := sqlbatch.New(tx, st.stageIn, "", 5+len(st.t.Columns))
+	args := make([]any, 0, 5+len(st.t.Columns))
+	for _, r := range rows {
+		args = append(args[:0], session, seq, r.Base, r.Deleted, r.HLC, r.ID)
+		for _, col := range st.t.Columns[1:] {
+			args = append(args, r.Values[col.Name])
+		}
+		if err := ins.Add(ctx, args...); err != nil {
+			return fmt.Errorf("stage batch %d: %w", seq, err)
+		}
+	}
+	if err := ins.Flush(ctx); err != nil {
+		return fmt.Errorf("stage batch %d: %w", seq, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_batches (session, seq, tbl, rows, body) VALUES (?, ?, ?, ?, x'')
+		ON CONFLICT (session, seq) DO UPDATE SET tbl = excluded.tbl, rows = excluded.rows`,
+		session, seq, rows[0].Table, len(rows))
 	if err != nil {
 		return fmt.Errorf("stage batch %d: %w", seq, err)
 	}
@@ -323,105 +399,109 @@ type applier struct {
 }
 
 func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit) error {
-	rows, err := a.tx.QueryContext(ctx, `SELECT body FROM _tether_batches WHERE session = ? AND tbl = ? ORDER BY seq`, a.session, st.t.Name)
+	// Rows whose server row moved since the version they were based on,
+	// by another session, are conflicts for the resolver. Conflicts are
+	// rare; the ids are collected first, then resolved one by one.
+	rows, err := a.tx.QueryContext(ctx, fmt.Sprintf(`SELECT s."id" FROM %s AS s JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id"
+		WHERE s."_session" = ? AND t."_version" != s."_base" AND t."_session" != s."_session" ORDER BY s."id"`,
+		st.stage, qi(st.t.Name)), a.p.Tenant, a.session)
 	if err != nil {
 		return err
 	}
-	var bodies [][]byte
+	var ids []string
 	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
+		var id string
+		if err := rows.Scan(&id); err != nil {
 			rows.Close()
 			return err
 		}
-		bodies = append(bodies, b)
+		ids = append(ids, id)
 	}
 	rows.Close()
-	if len(bodies) == 0 {
-		return nil
+	if err := rows.Err(); err != nil {
+		return err
 	}
-	// Most rows meet no conflict: look at the version and session only, and
-	// read the whole row when it is needed.
-	sel, err := a.tx.PrepareContext(ctx, fmt.Sprintf(`SELECT "_version", "_session" FROM %s WHERE "_tenant" = ? AND "id" = ?`, qi(st.t.Name)))
+	for _, id := range ids {
+		if err := a.resolveRow(ctx, st, id, c); err != nil {
+			return fmt.Errorf("%s %q: %w", st.t.Name, id, err)
+		}
+	}
+	// Everything still staged goes in with one statement.
+	res, err := a.tx.ExecContext(ctx, st.merge, a.p.Tenant, a.version, a.p.User, a.device, a.session)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	n, err := res.RowsAffected()
 	if err != nil {
 		return err
 	}
-	defer sel.Close()
-	up, err := a.tx.PrepareContext(ctx, st.upsert)
-	if err != nil {
-		return err
-	}
-	defer up.Close()
-	for _, body := range bodies {
-		batch, err := decodeStaged(body, st.t)
-		if err != nil {
-			return err
-		}
-		for _, r := range batch {
-			if err := a.applyRow(ctx, st, sel, up, r, c); err != nil {
-				return fmt.Errorf("%s %q: %w", st.t.Name, r.ID, err)
-			}
-		}
-	}
-	return nil
+	c.Applied += int(n)
+	_, err = a.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ?`, st.stage), a.session)
+	return err
 }
 
-func (a *applier) applyRow(ctx context.Context, st *storeTable, sel, up *sql.Stmt, r wire.Row, c *wire.Commit) error {
-	var version int64
-	var session string
-	err := sel.QueryRowContext(ctx, a.p.Tenant, r.ID).Scan(&version, &session)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
+// resolveRow asks the resolver about one conflicting staged row, and drops
+// it from the stage when the server's row wins.
+func (a *applier) resolveRow(ctx context.Context, st *storeTable, id string, c *wire.Commit) error {
+	cur, _, _, err := st.scanOne(a.tx.QueryRowContext(ctx,
+		fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND "id" = ?`, st.selects, qi(st.t.Name)), a.p.Tenant, id))
+	if err != nil {
 		return err
-	case version != r.Base && session != a.session:
-		cur, _, _, err := st.scanOne(a.tx.QueryRowContext(ctx,
-			fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND "id" = ?`, st.selects, qi(st.t.Name)), a.p.Tenant, r.ID))
-		if err != nil {
-			return err
-		}
-		clientWins, strategy := a.resolve(st.t.Name, cur, r)
-		cf := wire.Conflict{Table: st.t.Name, ID: r.ID, Strategy: string(strategy), Winner: wire.WinnerServer, Row: cur}
-		if !clientWins {
-			c.Conflicts = append(c.Conflicts, cf)
-			return nil
-		}
-		cf.Winner = wire.WinnerClient
-		cf.Row = r
-		cf.Row.Version, cf.Row.Device, cf.Row.ModifiedBy = a.version, a.device, a.p.User
+	}
+	r, err := st.scanStaged(a.tx.QueryRowContext(ctx, st.staged, a.session, id))
+	if err != nil {
+		return err
+	}
+	clientWins, strategy := a.resolve(st.t.Name, cur, r)
+	cf := wire.Conflict{Table: st.t.Name, ID: id, Strategy: string(strategy), Winner: wire.WinnerServer, Row: cur}
+	if !clientWins {
 		c.Conflicts = append(c.Conflicts, cf)
-	}
-	args := make([]any, 0, len(st.t.Columns)+8)
-	args = append(args, a.p.Tenant, r.ID)
-	for _, col := range st.t.Columns[1:] {
-		args = append(args, r.Values[col.Name])
-	}
-	args = append(args, a.version, r.Deleted, r.HLC, a.p.User, a.device, a.session)
-	if _, err := up.ExecContext(ctx, args...); err != nil {
+		_, err := a.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ? AND "id" = ?`, st.stage), a.session, id)
 		return err
 	}
-	c.Applied++
+	cf.Winner = wire.WinnerClient
+	cf.Row = r
+	cf.Row.Version, cf.Row.Device, cf.Row.ModifiedBy = a.version, a.device, a.p.User
+	c.Conflicts = append(c.Conflicts, cf)
 	return nil
 }
 
-// decodeStaged decodes a staged batch back to canonical rows.
-func decodeStaged(body []byte, t entity.Table) ([]wire.Row, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var rows []wire.Row
-	if err := dec.Decode(&rows); err != nil {
-		return nil, fmt.Errorf("staged batch: %w", err)
+// scanStaged reads one staged row as pushed, with canonical values.
+func (st *storeTable) scanStaged(row *sql.Row) (wire.Row, error) {
+	n := len(st.t.Columns)
+	raw := make([]any, n)
+	dest := make([]any, 0, n+3)
+	for i := range raw {
+		dest = append(dest, &raw[i])
 	}
-	for i := range rows {
-		for _, col := range t.Columns[1:] {
-			v, err := col.Kind.FromWire(rows[i].Values[col.Name])
-			if err != nil {
-				return nil, fmt.Errorf("staged batch: %s: %w", col.Name, err)
-			}
-			rows[i].Values[col.Name] = v
+	r := wire.Row{Table: st.t.Name}
+	var deleted int
+	dest = append(dest, &r.Base, &deleted, &r.HLC)
+	if err := row.Scan(dest...); err != nil {
+		return wire.Row{}, fmt.Errorf("read staged row: %w", err)
+	}
+	r.Deleted = deleted != 0
+	if err := st.setValues(&r, raw); err != nil {
+		return wire.Row{}, fmt.Errorf("staged row: %w", err)
+	}
+	return r, nil
+}
+
+// setValues sets r's id and values from the raw column values of a scan.
+func (st *storeTable) setValues(r *wire.Row, raw []any) error {
+	r.Values = make(map[string]any, len(st.t.Columns)-1)
+	for i, c := range st.t.Columns {
+		v, err := c.Kind.FromDB(raw[i])
+		if err != nil {
+			return fmt.Errorf("%s column %s: %w", st.t.Name, c.Name, err)
 		}
+		if i == 0 {
+			r.ID, _ = v.(string)
+			continue
+		}
+		r.Values[c.Name] = v
 	}
-	return rows, nil
+	return nil
 }
 
 // scanOne reads one row of selects plus nothing else; found is false when
@@ -451,17 +531,8 @@ func (st *storeTable) scan(scan func(...any) error) (wire.Row, string, error) {
 		return wire.Row{}, "", err
 	}
 	r.Table, r.Deleted = st.t.Name, deleted != 0
-	r.Values = make(map[string]any, n-1)
-	for i, c := range st.t.Columns {
-		v, err := c.Kind.FromDB(raw[i])
-		if err != nil {
-			return wire.Row{}, "", fmt.Errorf("%s column %s: %w", st.t.Name, c.Name, err)
-		}
-		if i == 0 {
-			r.ID, _ = v.(string)
-			continue
-		}
-		r.Values[c.Name] = v
+	if err := st.setValues(&r, raw); err != nil {
+		return wire.Row{}, "", err
 	}
 	return r, session, nil
 }
@@ -522,7 +593,9 @@ func afterClause(idx int, c Cursor) (string, []any) {
 	case idx < c.Table:
 		return `"_version" > ?`, []any{c.Version}
 	case idx == c.Table:
-		return `("_version" > ? OR ("_version" = ? AND "id" > ?))`, []any{c.Version, c.Version, c.ID}
+		// A row value, so that SQLite seeks the index to the cursor
+		// instead of scanning every row of the cursor's version.
+		return `("_version", "id") > (?, ?)`, []any{c.Version, c.ID}
 	default:
 		return `"_version" >= ?`, []any{c.Version}
 	}
