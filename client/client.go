@@ -8,15 +8,16 @@
 package client
 
 import (
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -136,18 +137,22 @@ func (c *Client) do(ctx context.Context, op, method, path, device string, in, ou
 	if device != "" {
 		req.SetHeader(wire.HeaderDevice, device)
 	}
+	var body *io.PipeReader
+	var encoded <-chan error
 	if in != nil {
-		body, err := c.encode(in)
-		if err != nil {
-			return &Error{Op: op, Err: err}
-		}
+		body, encoded = c.stream(in)
 		if c.gzip {
 			req.SetHeader("Content-Encoding", "gzip")
 		}
 		req.SetHeader("Content-Type", "application/json").SetBody(body)
-		c.sent.Add(int64(len(body)))
 	}
 	resp, err := req.Execute(method, path)
+	if body != nil {
+		body.Close() // ends the encoder if the request stopped reading early
+		if err := <-encoded; err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			return &Error{Op: op, Err: err}
+		}
+	}
 	if err != nil {
 		return &Error{Op: op, Err: err, transient: true}
 	}
@@ -168,23 +173,56 @@ func (c *Client) do(ctx context.Context, op, method, path, device string, in, ou
 	return nil
 }
 
-func (c *Client) encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	var w io.Writer = &buf
-	var zw *gzip.Writer
-	if c.gzip {
-		zw = gzip.NewWriter(&buf)
-		w = zw
-	}
-	if err := json.NewEncoder(w).Encode(v); err != nil {
-		return nil, fmt.Errorf("encode request: %w", err)
-	}
-	if zw != nil {
-		if err := zw.Close(); err != nil {
-			return nil, fmt.Errorf("compress request: %w", err)
+// stream encodes v as JSON, gzipped unless disabled, into the returned
+// body while the request sends it, so that encoding, the network and the
+// server's decoding overlap. done receives the encoder's error, if any,
+// once the body is written or closed.
+func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		cw := &countingWriter{w: pw}
+		var w io.Writer = cw
+		var zw *gzip.Writer
+		if c.gzip {
+			zw = gzipWriters.Get().(*gzip.Writer)
+			zw.Reset(cw)
+			w = zw
 		}
-	}
-	return buf.Bytes(), nil
+		err := json.NewEncoder(w).Encode(v)
+		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			err = fmt.Errorf("encode request: %w", err)
+		}
+		if zw != nil {
+			if cerr := zw.Close(); err == nil && cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) {
+				err = fmt.Errorf("compress request: %w", cerr)
+			}
+			gzipWriters.Put(zw)
+		}
+		c.sent.Add(cw.n)
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	return pr, errc
+}
+
+// gzipWriters are reused: a gzip.Writer is large to allocate. BestSpeed
+// compresses this JSON about as well as the default level at a fraction
+// of the cost.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 type countingReader struct {

@@ -92,11 +92,22 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		return fmt.Errorf("push: %w", err)
 	}
 	size := e.opts.BatchSize
+	// The next batch is read while the current one is on the wire. The
+	// read only looks at rows after the current batch, so it does not
+	// depend on the server's answer.
+	ctx, cancel := context.WithCancel(ctx)
+	next := e.read(ctx, st.Pos, size)
+	defer func() {
+		cancel()
+		<-next // never leave a read running on the store
+	}()
 	for {
-		b, err := e.store.NextDirty(ctx, st.Pos, size)
-		if err != nil {
-			return fmt.Errorf("push: %w", err)
+		r := <-next
+		next = closed
+		if r.err != nil {
+			return fmt.Errorf("push: %w", r.err)
 		}
+		b := r.batch
 		if len(b.Rows) == 0 {
 			break
 		}
@@ -108,9 +119,12 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 				return fmt.Errorf("push: %w", err)
 			}
 		}
+		next = e.read(ctx, b.Next, size)
 		err = e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows)
 		if errors.Is(err, wire.ErrTooLarge) && size > 1 {
+			<-next
 			size /= 2
+			next = e.read(ctx, st.Pos, size)
 			continue
 		}
 		if err != nil {
@@ -140,4 +154,23 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 	res.Version = c.Version
 	res.Conflicts = append(res.Conflicts, c.Conflicts...)
 	return nil
+}
+
+type read struct {
+	batch localdb.DirtyBatch
+	err   error
+}
+
+// closed is a channel with nothing more to receive: the state of next
+// when no read is under way.
+var closed = func() chan read { c := make(chan read); close(c); return c }()
+
+// read reads the batch at pos in the background.
+func (e *Engine) read(ctx context.Context, pos localdb.PushPos, size int) <-chan read {
+	out := make(chan read, 1)
+	go func() {
+		b, err := e.store.NextDirty(ctx, pos, size)
+		out <- read{b, err}
+	}()
+	return out
 }
