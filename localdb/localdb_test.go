@@ -32,7 +32,7 @@ type NoteV2 struct {
 	Stars       int       `db:"stars"`
 }
 
-func open(t *testing.T, path string, types ...any) *localdb.DB {
+func open(t testing.TB, path string, types ...any) *localdb.DB {
 	t.Helper()
 	if len(types) == 0 {
 		types = []any{Note{}}

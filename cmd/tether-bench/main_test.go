@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary stand in for tether-bench in the memory
+// scenario's child process.
+func TestMain(m *testing.M) {
+	if slices.Contains(os.Args, "-child-pull") {
+		if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// A small run of every scenario: the command works end to end and prints
+// one table row per figure.
+func TestSmallRun(t *testing.T) {
+	var out strings.Builder
+	args := []string{"-rows", "300", "-runs", "1", "-sync-rows", "500", "-mem-rows", "2000", "-dir", t.TempDir()}
+	if err := run(t.Context(), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"baseline", "push into an empty server", "pull into a fresh device",
+		"incremental SyncNow", "no-op SyncNow", "wire bytes per row, push", "wire bytes per row, pull",
+		"peak resident memory", "pull time"} {
+		if !strings.Contains(out.String(), "| "+want) {
+			t.Errorf("no %q row in:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-rows", "0"}, {"-rows", "ten"}, {"-scenarios", "push,warp"}, {"-store", "postgres"}, {"-runs", "0"},
+	} {
+		if err := run(t.Context(), args, &strings.Builder{}); err == nil {
+			t.Errorf("run(%q) succeeded, want an error", args)
+		}
+	}
+}
