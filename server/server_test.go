@@ -2,10 +2,12 @@ package server_test
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -261,5 +263,48 @@ func TestResentBatchReplaces(t *testing.T) {
 	var staged int
 	if err := srv.Store.DB().QueryRow(`SELECT count(*) FROM "_tether_stage_customers"`).Scan(&staged); err != nil || staged != 0 {
 		t.Errorf("%d rows left staged after commit (%v)", staged, err)
+	}
+}
+
+// A session staged by an older server version (rows as JSON in
+// _tether_batches) is forgotten on upgrade, so that its device pushes again
+// instead of committing an empty session.
+func TestUpgradeForgetsOldStagedSessions(t *testing.T) {
+	reg := testkit.Registry(t)
+	path := filepath.Join(t.TempDir(), "server.db")
+	store, err := server.OpenSQLite(path, reg.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO _tether_sessions (id, tenant, device, user, created_at) VALUES ('old', 'acme', 'd', 'ada', 'now')`,
+		`INSERT INTO _tether_sessions (id, tenant, device, user, created_at) VALUES ('new', 'acme', 'd', 'ada', 'now')`,
+		`INSERT INTO _tether_batches (session, seq, tbl, rows, body) VALUES ('old', 0, 'customers', 1, '[{"table":"customers"}]')`,
+		`INSERT INTO _tether_batches (session, seq, tbl, rows, body) VALUES ('new', 0, 'customers', 1, x'')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	store, err = server.OpenSQLite(path, reg.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var sessions, batches int
+	err = store.DB().QueryRow(`SELECT (SELECT count(*) FROM _tether_sessions WHERE id = 'old'),
+		(SELECT count(*) FROM _tether_batches WHERE session = 'old')`).Scan(&sessions, &batches)
+	if err != nil || sessions != 0 || batches != 0 {
+		t.Errorf("old session: %d sessions, %d batches left (%v); want none", sessions, batches, err)
+	}
+	err = store.DB().QueryRow(`SELECT count(*) FROM _tether_batches WHERE session = 'new'`).Scan(&batches)
+	if err != nil || batches != 1 {
+		t.Errorf("current session: %d batches (%v), want it kept", batches, err)
 	}
 }
