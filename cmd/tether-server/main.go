@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -28,7 +29,9 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "tether-server:", err)
 		os.Exit(1)
 	}
@@ -46,7 +49,8 @@ func (s strategies) Set(v string) error {
 	return nil
 }
 
-func run(args []string) error {
+// run serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database")
@@ -88,11 +92,13 @@ func run(args []string) error {
 		Handler:           server.New(store, server.Options{Auth: tokens, Strategies: strat}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	slog.Info("tether-server listening", "addr", *listen, "db", *dbPath, "tables", len(schema.Tables))
+	go func() { errc <- srv.Serve(ln) }()
+	slog.Info("tether-server listening", "addr", ln.Addr().String(), "db", *dbPath, "tables", len(schema.Tables))
 	select {
 	case err := <-errc:
 		return err
