@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -545,11 +544,7 @@ func (s *SQLiteStore) Changes(ctx context.Context, p Principal, after Cursor, li
 		return nil, after, false, fmt.Errorf("changes: %w", err)
 	}
 	defer tx.Rollback()
-	type item struct {
-		pos Cursor
-		row wire.Row
-	}
-	var all []item
+	var all []changed
 	for _, st := range s.tables {
 		where, args := afterClause(st.idx, after)
 		q := fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND %s ORDER BY "_version", "id" LIMIT ?`, st.selects, qi(st.t.Name), where)
@@ -563,7 +558,7 @@ func (s *SQLiteStore) Changes(ctx context.Context, p Principal, after Cursor, li
 				rows.Close()
 				return nil, after, false, err
 			}
-			all = append(all, item{Cursor{Version: r.Version, Table: st.idx, ID: r.ID}, r})
+			all = append(all, changed{Cursor{Version: r.Version, Table: st.idx, ID: r.ID}, r})
 		}
 		err = rows.Err()
 		rows.Close()
@@ -571,19 +566,8 @@ func (s *SQLiteStore) Changes(ctx context.Context, p Principal, after Cursor, li
 			return nil, after, false, fmt.Errorf("changes %s: %w", st.t.Name, err)
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].pos.less(all[j].pos) })
-	more := len(all) > limit
-	if more {
-		all = all[:limit]
-	}
-	out := make([]wire.Row, len(all))
-	for i, it := range all {
-		out[i] = it.row
-	}
-	if len(all) > 0 {
-		after = all[len(all)-1].pos
-	}
-	return out, after, more, nil
+	out, next, more := page(all, after, limit)
+	return out, next, more, nil
 }
 
 // afterClause returns the condition selecting the rows of table idx that

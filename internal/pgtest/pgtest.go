@@ -1,0 +1,252 @@
+// Package pgtest starts a throwaway PostgreSQL server for tests, from the
+// machine's own binaries (initdb and postgres on PATH or under
+// /usr/lib/postgresql/*/bin), in a temporary directory, on a free loopback
+// port. One server serves a whole test binary; each test gets a database of
+// its own.
+//
+// Without binaries, tests that need PostgreSQL are skipped with a message,
+// unless TETHER_REQUIRE_POSTGRES=1, which makes them fail: CI sets it so it
+// can never pass by skipping.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// RequireEnv is the environment variable that turns a skip into a failure.
+const RequireEnv = "TETHER_REQUIRE_POSTGRES"
+
+var (
+	mu      sync.Mutex
+	started *cluster
+	failed  error
+	dbSeq   int
+)
+
+type cluster struct {
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// Main runs the tests of a package and stops the server afterwards. Call it
+// from TestMain: os.Exit(pgtest.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	Stop()
+	return code
+}
+
+// URL returns the URL of a new, empty database on the test server,
+// starting the server on first use. It skips t (or fails it, under
+// TETHER_REQUIRE_POSTGRES=1) when PostgreSQL is not installed.
+func URL(t testing.TB) string {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if started == nil && failed == nil {
+		started, failed = start()
+	}
+	if failed != nil {
+		if errors.Is(failed, errNoBinaries) && os.Getenv(RequireEnv) != "1" {
+			t.Skipf("%v; install PostgreSQL or set %s=1 to fail instead of skipping", failed, RequireEnv)
+		}
+		t.Fatalf("pgtest: %v", failed)
+	}
+	dbSeq++
+	name := fmt.Sprintf("test_%d_%d", os.Getpid(), dbSeq)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, started.url("postgres"))
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	return started.url(name)
+}
+
+// Stop stops the server and removes its directory.
+func Stop() {
+	mu.Lock()
+	defer mu.Unlock()
+	if started == nil {
+		return
+	}
+	started.stop()
+	started = nil
+}
+
+func (c *cluster) url(db string) string {
+	return fmt.Sprintf("postgres://tether@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
+}
+
+var errNoBinaries = errors.New("no PostgreSQL binaries (initdb, postgres) on PATH or under /usr/lib/postgresql/*/bin")
+
+// binDir finds the directory of initdb and postgres.
+func binDir() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := exec.LookPath("postgres"); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if isFile(filepath.Join(d, "initdb")) && isFile(filepath.Join(d, "postgres")) {
+			return d, nil
+		}
+	}
+	return "", errNoBinaries
+}
+
+func version(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// credential returns the user to run PostgreSQL as: the current one, or
+// when that is root (which initdb refuses) the "postgres" or "nobody" user.
+func credential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, errors.New("running as root, and no postgres or nobody user to run PostgreSQL as")
+}
+
+func start() (*cluster, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := credential()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "tether-pg-")
+	if err != nil {
+		return nil, err
+	}
+	c := &cluster{dir: dir}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	command := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(filepath.Join(bin, name), args...)
+		cmd.Dir = dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+		return cmd
+	}
+	data := filepath.Join(dir, "data")
+	out, err := command("initdb", "-D", data, "-U", "tether", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync").CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %v: %s", err, out)
+	}
+	if c.port, err = freePort(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c.cmd = command("postgres", "-D", data, "-p", strconv.Itoa(c.port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=300")
+	logFile, err := os.Create(filepath.Join(dir, "postgres.log"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
+	if err := c.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	c.done = make(chan error, 1)
+	go func() { c.done <- c.cmd.Wait(); logFile.Close() }()
+	if err := c.waitReady(30 * time.Second); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
+		c.stop()
+		return nil, fmt.Errorf("%w; server log:\n%s", err, log)
+	}
+	return c, nil
+}
+
+func (c *cluster) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := pgx.Connect(ctx, c.url("postgres"))
+		if err == nil {
+			conn.Close(ctx)
+			cancel()
+			return nil
+		}
+		cancel()
+		select {
+		case werr := <-c.done:
+			c.done <- werr
+			return fmt.Errorf("postgres exited: %v", werr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres not ready after %v: %w", limit, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *cluster) stop() {
+	if c.cmd != nil && c.cmd.Process != nil {
+		c.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
+		select {
+		case <-c.done:
+		case <-time.After(20 * time.Second):
+			c.cmd.Process.Kill()
+			<-c.done
+		}
+	}
+	os.RemoveAll(c.dir)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

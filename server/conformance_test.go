@@ -1,0 +1,365 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// The conformance suite: the same tests run against every store.
+
+func TestSQLiteStore(t *testing.T) {
+	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
+		s, err := server.OpenSQLite(filepath.Join(t.TempDir(), "server.db"), schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestPostgresStore(t *testing.T) {
+	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
+		s, err := server.OpenPostgres(t.Context(), pgtest.URL(t), schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// kindsSchema has a column of every kind, and a child table.
+var kindsSchema = entity.Schema{Tables: []entity.Table{
+	{Name: "parents", Priority: 1, Columns: []entity.Column{
+		{Name: "id", Kind: entity.KindText},
+		{Name: "name", Kind: entity.KindText},
+		{Name: "note", Kind: entity.KindText, Nullable: true},
+		{Name: "count", Kind: entity.KindInteger},
+		{Name: "score", Kind: entity.KindReal},
+		{Name: "active", Kind: entity.KindBool},
+		{Name: "at", Kind: entity.KindTime},
+		{Name: "data", Kind: entity.KindBlob, Nullable: true},
+		{Name: "tags", Kind: entity.KindJSON},
+	}},
+	{Name: "children", Priority: 2, Columns: []entity.Column{
+		{Name: "id", Kind: entity.KindText},
+		{Name: "parent_id", Kind: entity.KindText},
+	}},
+}}
+
+var (
+	ada = server.Principal{Tenant: "acme", User: "ada"}
+	bob = server.Principal{Tenant: "acme", User: "bob"}
+	gus = server.Principal{Tenant: "globex", User: "gus"}
+)
+
+func parent(id, name string, hlc string) wire.Row {
+	return wire.Row{Table: "parents", ID: id, HLC: hlc, Values: map[string]any{
+		"name": name, "note": nil, "count": int64(3), "score": 2.5, "active": true,
+		"at": "2026-11-23T08:00:00.123456789Z", "data": []byte{0, 1, 2, 255}, "tags": `["a","b"]`,
+	}}
+}
+
+func child(id, parentID string) wire.Row {
+	return wire.Row{Table: "children", ID: id, HLC: "0000000000001.000000.d", Values: map[string]any{"parent_id": parentID}}
+}
+
+type storeFixture struct {
+	t *testing.T
+	s server.Store
+}
+
+func (f storeFixture) device(p server.Principal, dev string) {
+	f.t.Helper()
+	if err := f.s.RegisterDevice(context.Background(), p, dev); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// push stages the batches and commits them in one session.
+func (f storeFixture) push(p server.Principal, dev string, resolve server.Resolver, batches ...[]wire.Row) wire.Commit {
+	f.t.Helper()
+	ctx := context.Background()
+	sess, err := f.s.OpenSession(ctx, p, dev)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for i, b := range batches {
+		if err := f.s.StageBatch(ctx, p, dev, sess, i, b); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	c, err := f.s.Commit(ctx, p, dev, sess, resolve)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+// all pulls every change of p's tenant, limit rows a page.
+func (f storeFixture) all(p server.Principal, limit int) []wire.Row {
+	f.t.Helper()
+	var out []wire.Row
+	var cur server.Cursor
+	for range 10_000 {
+		rows, next, more, err := f.s.Changes(context.Background(), p, cur, limit)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		out = append(out, rows...)
+		cur = next
+		if !more {
+			return out
+		}
+	}
+	f.t.Fatal("pull did not end")
+	return nil
+}
+
+func lww(table string, srv, pushed wire.Row) (bool, server.Strategy) {
+	return pushed.HLC > srv.HLC, server.LastWriterWins
+}
+
+func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) server.Store) {
+	fixture := func(t *testing.T) storeFixture { return storeFixture{t: t, s: open(t, kindsSchema)} }
+
+	t.Run("values round-trip", func(t *testing.T) {
+		f := fixture(t)
+		f.device(ada, "d1")
+		in := parent("p1", "Ada", "0000000000001.000000.d1")
+		c := f.push(ada, "d1", lww, []wire.Row{in})
+		if c.Applied != 1 || c.Version <= 0 {
+			t.Fatalf("Commit=%+v", c)
+		}
+		got := f.all(ada, 10)
+		if len(got) != 1 {
+			t.Fatalf("pulled %d rows, want 1", len(got))
+		}
+		r := got[0]
+		if !reflect.DeepEqual(r.Values, in.Values) || r.ID != "p1" || r.HLC != in.HLC || r.Version != c.Version ||
+			r.ModifiedBy != "ada" || r.Device != "d1" || r.Deleted {
+			t.Errorf("pulled %+v\nwant values %+v at version %d by ada from d1", r, in.Values, c.Version)
+		}
+	})
+
+	t.Run("devices and sessions are tenant-bound", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		f.device(bob, "d1") // same tenant: fine
+		if err := f.s.RegisterDevice(ctx, gus, "d1"); !errors.Is(err, wire.ErrForbidden) {
+			t.Errorf("register another tenant's device: %v, want ErrForbidden", err)
+		}
+		if _, err := f.s.OpenSession(ctx, ada, "unregistered"); !errors.Is(err, wire.ErrForbidden) {
+			t.Errorf("session of an unregistered device: %v, want ErrForbidden", err)
+		}
+		if _, err := f.s.OpenSession(ctx, gus, "d1"); !errors.Is(err, wire.ErrForbidden) {
+			t.Errorf("session on another tenant's device: %v, want ErrForbidden", err)
+		}
+		sess, err := f.s.OpenSession(ctx, ada, "d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.device(ada, "d2")
+		f.device(gus, "g1")
+		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1")}
+		for name, call := range map[string]error{
+			"unknown session":           f.s.StageBatch(ctx, ada, "d1", "no-such-session", 0, rows),
+			"another device's session":  f.s.StageBatch(ctx, ada, "d2", sess, 0, rows),
+			"another tenant's session":  f.s.StageBatch(ctx, gus, "g1", sess, 0, rows),
+			"commit by another device":  commitErr(f.s.Commit(ctx, ada, "d2", sess, lww)),
+			"commit by another tenant":  commitErr(f.s.Commit(ctx, gus, "g1", sess, lww)),
+			"commit of unknown session": commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww)),
+		} {
+			if !errors.Is(call, wire.ErrNotFound) {
+				t.Errorf("%s: %v, want ErrNotFound", name, call)
+			}
+		}
+	})
+
+	t.Run("commit is idempotent and closes the session", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		sess, err := f.s.OpenSession(ctx, ada, "d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1"), parent("p2", "y", "0000000000001.000001.d1")}
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, rows); err != nil {
+			t.Fatal(err)
+		}
+		first, err := f.s.Commit(ctx, ada, "d1", sess, lww)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := f.s.Commit(ctx, ada, "d1", sess, lww)
+		if err != nil || !reflect.DeepEqual(first, again) {
+			t.Errorf("re-commit = %+v, %v; want the first answer %+v", again, err, first)
+		}
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, rows); !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("stage into a committed session: %v, want ErrConflict", err)
+		}
+		if got := f.all(ada, 10); len(got) != 2 || got[0].Version != first.Version {
+			t.Errorf("pulled %d rows, want 2 at version %d", len(got), first.Version)
+		}
+	})
+
+	t.Run("re-sent batch replaces; later batch wins for a row sent twice", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		sess, _ := f.s.OpenSession(ctx, ada, "d1")
+		stage := func(seq int, rows ...wire.Row) {
+			t.Helper()
+			if err := f.s.StageBatch(ctx, ada, "d1", sess, seq, rows); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stage(0, parent("a", "first", "0000000000001.000000.d1"), parent("b", "first", "0000000000001.000000.d1"))
+		stage(1, parent("c", "old", "0000000000001.000000.d1"))
+		stage(0, parent("a", "second", "0000000000001.000000.d1")) // b is gone
+		stage(2, parent("c", "new", "0000000000002.000000.d1"))    // c again, later batch
+		c, err := f.s.Commit(ctx, ada, "d1", sess, lww)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := names(f.all(ada, 10))
+		want := map[string]string{"a": "second", "c": "new"}
+		if !reflect.DeepEqual(got, want) || c.Applied != 2 {
+			t.Errorf("rows %v (applied %d), want %v (2)", got, c.Applied, want)
+		}
+	})
+
+	t.Run("conflicts follow the resolver", func(t *testing.T) {
+		for _, tt := range []struct {
+			name       string
+			resolve    server.Resolver
+			clientWins bool
+		}{
+			{"later stamp wins", lww, true},
+			{"server wins", func(string, wire.Row, wire.Row) (bool, server.Strategy) { return false, server.ServerWins }, false},
+			{"client wins", func(string, wire.Row, wire.Row) (bool, server.Strategy) { return true, server.ClientWins }, true},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				f := fixture(t)
+				f.device(ada, "d1")
+				f.device(bob, "d2")
+				v1 := f.push(ada, "d1", lww, []wire.Row{parent("p", "ada's", "0000000000005.000000.d1")})
+				// bob's edit is based on version 0 (before ada's), stamped later.
+				c := f.push(bob, "d2", tt.resolve, []wire.Row{parent("p", "bob's", "0000000000009.000000.d2"),
+					parent("q", "no conflict", "0000000000009.000000.d2")})
+				if len(c.Conflicts) != 1 || c.Conflicts[0].ID != "p" {
+					t.Fatalf("Conflicts=%+v, want one on p", c.Conflicts)
+				}
+				cf := c.Conflicts[0]
+				wantWinner, wantName := wire.WinnerServer, "ada's"
+				if tt.clientWins {
+					wantWinner, wantName = wire.WinnerClient, "bob's"
+				}
+				if cf.Winner != wantWinner || cf.Row.Values["name"] != wantName {
+					t.Errorf("conflict winner %s with %v, want %s with %q", cf.Winner, cf.Row.Values["name"], wantWinner, wantName)
+				}
+				if !tt.clientWins && cf.Row.Version != v1.Version {
+					t.Errorf("winning server row at version %d, want %d", cf.Row.Version, v1.Version)
+				}
+				got := names(f.all(ada, 10))
+				if got["p"] != wantName || got["q"] != "no conflict" {
+					t.Errorf("server rows %v, want p=%q and q", got, wantName)
+				}
+				// A push based on the current version is no conflict.
+				cur := f.all(ada, 10)
+				base := wire.Row{}
+				for _, r := range cur {
+					if r.ID == "p" {
+						base = r
+					}
+				}
+				next := parent("p", "based on current", "0000000000001.000000.d1")
+				next.Base = base.Version
+				if c := f.push(ada, "d1", lww, []wire.Row{next}); len(c.Conflicts) != 0 {
+					t.Errorf("push based on the current version: conflicts %+v", c.Conflicts)
+				}
+			})
+		}
+	})
+
+	t.Run("pull pages in commit order, latest state once, tombstones included", func(t *testing.T) {
+		f := fixture(t)
+		f.device(ada, "d1")
+		var firsts []wire.Row
+		for i := range 7 {
+			firsts = append(firsts, parent(fmt.Sprintf("p%d", i), "v1", "0000000000001.000000.d1"))
+		}
+		f.push(ada, "d1", lww, firsts, []wire.Row{child("c1", "p1"), child("c2", "p2")})
+		c2 := f.push(ada, "d1", lww, []wire.Row{child("c0", "p0")})
+		gone := parent("p3", "v1", "0000000000002.000000.d1")
+		gone.Deleted, gone.Base = true, 1
+		upd := parent("p5", "v2", "0000000000002.000000.d1")
+		upd.Base = 1
+		f.push(ada, "d1", lww, []wire.Row{gone, upd})
+		for _, limit := range []int{1, 2, 3, 100} {
+			got := f.all(ada, limit)
+			if len(got) != 10 {
+				t.Fatalf("limit %d: pulled %d rows, want 10 (each row once)", limit, len(got))
+			}
+			seen := map[string]bool{}
+			for i, r := range got {
+				key := r.Table + "/" + r.ID
+				if seen[key] {
+					t.Errorf("limit %d: %s pulled twice", limit, key)
+				}
+				seen[key] = true
+				if i > 0 && r.Version < got[i-1].Version {
+					t.Errorf("limit %d: version %d after %d", limit, r.Version, got[i-1].Version)
+				}
+			}
+			if got[7].ID != "c0" || got[7].Version != c2.Version {
+				t.Errorf("limit %d: row 8 is %s@%d, want c0@%d", limit, got[7].ID, got[7].Version, c2.Version)
+			}
+			last := got[8:]
+			if last[0].ID != "p3" || !last[0].Deleted || last[1].ID != "p5" || last[1].Values["name"] != "v2" {
+				t.Errorf("limit %d: last rows %+v, want the tombstone of p3 then p5 v2", limit, last)
+			}
+		}
+	})
+
+	t.Run("tenants are isolated", func(t *testing.T) {
+		f := fixture(t)
+		f.device(ada, "d1")
+		f.device(gus, "g1")
+		f.push(ada, "d1", lww, []wire.Row{parent("same-id", "acme's", "0000000000001.000000.d1")})
+		c := f.push(gus, "g1", lww, []wire.Row{parent("same-id", "globex's", "0000000000001.000000.g1")})
+		if len(c.Conflicts) != 0 {
+			t.Errorf("a row of another tenant made a conflict: %+v", c.Conflicts)
+		}
+		if a, g := names(f.all(ada, 10)), names(f.all(gus, 10)); a["same-id"] != "acme's" || g["same-id"] != "globex's" || len(a) != 1 || len(g) != 1 {
+			t.Errorf("acme sees %v, globex sees %v", a, g)
+		}
+	})
+}
+
+func commitErr(_ wire.Commit, err error) error { return err }
+
+func names(rows []wire.Row) map[string]string {
+	out := map[string]string{}
+	for _, r := range rows {
+		if r.Table == "parents" && !r.Deleted {
+			out[r.ID], _ = r.Values["name"].(string)
+		}
+	}
+	return out
+}
