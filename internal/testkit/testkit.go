@@ -74,6 +74,14 @@ func NewServer(t testing.TB, reg *entity.Registry, opts server.Options) *Server 
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { store.Close() })
+	return &Server{Server: Serve(t, store, opts), Store: store, Path: path}
+}
+
+// Serve starts a server on loopback over store, with the test tokens and
+// a silent logger unless opts has its own. The store stays open.
+func Serve(t testing.TB, store server.Store, opts server.Options) *httptest.Server {
+	t.Helper()
 	if opts.Auth == nil {
 		opts.Auth = Tokens
 	}
@@ -81,11 +89,8 @@ func NewServer(t testing.TB, reg *entity.Registry, opts server.Options) *Server 
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	hs := httptest.NewServer(server.New(store, opts))
-	t.Cleanup(func() {
-		hs.Close()
-		store.Close()
-	})
-	return &Server{Server: hs, Store: store, Path: path}
+	t.Cleanup(hs.Close)
+	return hs
 }
 
 // Device is a test device: its database and coordinator.
