@@ -1,7 +1,10 @@
 // Command tether-server runs the tether sync server on an embedded SQLite
-// database.
+// database or on PostgreSQL.
 //
 //	tether-server -schema schema.json -tokens tokens.json -db server.db -listen :8080
+//	tether-server -schema schema.json -tokens tokens.json -db postgres://tether@db/tether -listen :8080
+//
+// Any number of processes may serve one PostgreSQL database.
 //
 // The schema file is the JSON of an entity.Schema (json.Marshal of
 // Registry.Schema()). The tokens file maps bearer tokens to principals:
@@ -53,7 +56,7 @@ func (s strategies) Set(v string) error {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
-	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database")
+	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database, or a postgres:// URL")
 	tokensPath := fs.String("tokens", "", "path of the JSON tokens file (required)")
 	schemaPath := fs.String("schema", "", "path of the JSON schema file (required)")
 	strat := strategies{}
@@ -82,7 +85,7 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("-strategy: unknown strategy %q for table %q", s, table)
 		}
 	}
-	store, err := server.OpenSQLite(*dbPath, schema)
+	store, err := openStore(ctx, *dbPath, schema)
 	if err != nil {
 		return err
 	}
@@ -98,7 +101,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	slog.Info("tether-server listening", "addr", ln.Addr().String(), "db", *dbPath, "tables", len(schema.Tables))
+	slog.Info("tether-server listening", "addr", ln.Addr().String(), "store", storeKind(*dbPath), "tables", len(schema.Tables))
 	select {
 	case err := <-errc:
 		return err
@@ -107,6 +110,26 @@ func run(ctx context.Context, args []string) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+}
+
+func storeKind(db string) string {
+	if isPostgres(db) {
+		return "postgres" // the URL may hold a password: not logged
+	}
+	return "sqlite " + db
+}
+
+// openStore opens the PostgreSQL store for a postgres:// URL, else the
+// SQLite store at the path db.
+func openStore(ctx context.Context, db string, schema entity.Schema) (server.Store, error) {
+	if isPostgres(db) {
+		return server.OpenPostgres(ctx, db, schema)
+	}
+	return server.OpenSQLite(db, schema)
 }
 
 func loadSchema(path string) (entity.Schema, error) {

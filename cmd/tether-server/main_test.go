@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 )
 
@@ -41,15 +42,22 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// The binary serves the schema it is given, authenticates with the tokens
-// file, syncs a device, and stops cleanly when its context ends.
-func TestServe(t *testing.T) {
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+func TestServeSQLite(t *testing.T) { serve(t, filepath.Join(t.TempDir(), "s.db")) }
+
+func TestServePostgres(t *testing.T) { serve(t, pgtest.URL(t)) }
+
+// The binary serves the schema it is given over the store db names,
+// authenticates with the tokens file, syncs devices, and stops cleanly when
+// its context ends.
+func serve(t *testing.T, db string) {
 	schema, toks := files(t, `{"token-ada": {"tenant": "acme", "user": "ada"}}`)
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-listen", addr, "-db", filepath.Join(t.TempDir(), "s.db"),
+		done <- run(ctx, []string{"-listen", addr, "-db", db,
 			"-schema", schema, "-tokens", toks, "-strategy", "orders=server-wins"})
 	}()
 	url := "http://" + addr
