@@ -15,6 +15,7 @@ import (
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 )
@@ -23,15 +24,26 @@ const benchToken = "bench-token"
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// benchServer is a tether server on a loopback port over a SQLite file.
+// benchServer is a tether server on a loopback port.
 type benchServer struct {
 	URL   string
-	store *server.SQLiteStore
+	store server.Store
 	hs    *http.Server
 }
 
-func startServer(path string, reg *entity.Registry) (*benchServer, error) {
-	store, err := server.OpenSQLite(path, reg.Schema())
+// startServer starts a server over a new SQLite file at path, or over a new
+// database of pg when pg is not nil.
+func startServer(path string, pg *pgtest.Cluster, reg *entity.Registry) (*benchServer, error) {
+	var store server.Store
+	var err error
+	if pg != nil {
+		var url string
+		if url, err = pg.NewDatabase(); err == nil {
+			store, err = server.OpenPostgres(context.Background(), url, reg.Schema())
+		}
+	} else {
+		store, err = server.OpenSQLite(path, reg.Schema())
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tethersync/tether/internal/pgtest"
 )
 
 // TestMain lets the test binary stand in for tether-bench in the memory
@@ -18,14 +20,22 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 // A small run of every scenario: the command works end to end and prints
 // one table row per figure.
-func TestSmallRun(t *testing.T) {
+func TestSmallRun(t *testing.T) { smallRun(t, "sqlite") }
+
+// The same on PostgreSQL, which the bench starts itself.
+func TestSmallRunPostgres(t *testing.T) {
+	pgtest.URL(t) // skips, or fails under TETHER_REQUIRE_POSTGRES=1, without binaries
+	smallRun(t, "postgres")
+}
+
+func smallRun(t *testing.T, store string) {
 	var out strings.Builder
-	args := []string{"-rows", "300", "-runs", "1", "-sync-rows", "500", "-mem-rows", "2000", "-dir", t.TempDir()}
+	args := []string{"-store", store, "-rows", "300", "-runs", "1", "-sync-rows", "500", "-mem-rows", "2000", "-dir", t.TempDir()}
 	if err := run(t.Context(), args, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +50,7 @@ func TestSmallRun(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"-rows", "0"}, {"-rows", "ten"}, {"-scenarios", "push,warp"}, {"-store", "postgres"}, {"-runs", "0"},
+		{"-rows", "0"}, {"-rows", "ten"}, {"-scenarios", "push,warp"}, {"-store", "mysql"}, {"-runs", "0"},
 	} {
 		if err := run(t.Context(), args, &strings.Builder{}); err == nil {
 			t.Errorf("run(%q) succeeded, want an error", args)

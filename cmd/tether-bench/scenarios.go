@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/push"
 )
 
@@ -26,6 +27,7 @@ type bench struct {
 	reg *entity.Registry
 	seq int
 
+	pg        *pgtest.Cluster      // the PostgreSQL server of -store postgres
 	templates map[int]string       // rows -> closed device db with that many dirty rows
 	servers   map[int]*benchServer // rows -> running server holding that many rows
 }
@@ -38,6 +40,9 @@ func (b *bench) path(name string) string {
 func (b *bench) close() {
 	for _, s := range b.servers {
 		s.Close()
+	}
+	if b.pg != nil {
+		b.pg.Stop()
 	}
 }
 
@@ -88,7 +93,7 @@ func (b *bench) pushRun(ctx context.Context, n int, o deviceOptions) (*benchServ
 	if err := copyFile(devPath, tpl); err != nil {
 		return nil, nil, 0, err
 	}
-	srv, err := startServer(b.path("server"), b.reg)
+	srv, err := startServer(b.path("server"), b.pg, b.reg)
 	if err != nil {
 		return nil, nil, 0, err
 	}

@@ -33,16 +33,19 @@ const RequireEnv = "TETHER_REQUIRE_POSTGRES"
 
 var (
 	mu      sync.Mutex
-	started *cluster
+	started *Cluster
 	failed  error
-	dbSeq   int
 )
 
-type cluster struct {
+// Cluster is a running throwaway PostgreSQL server.
+type Cluster struct {
 	dir  string
 	port int
 	cmd  *exec.Cmd
 	done chan error
+
+	mu  sync.Mutex
+	dbs int
 }
 
 // Main runs the tests of a package and stops the server afterwards. Call it
@@ -61,45 +64,57 @@ func URL(t testing.TB) string {
 	mu.Lock()
 	defer mu.Unlock()
 	if started == nil && failed == nil {
-		started, failed = start()
+		started, failed = Start()
 	}
 	if failed != nil {
-		if errors.Is(failed, errNoBinaries) && os.Getenv(RequireEnv) != "1" {
+		if errors.Is(failed, ErrNoBinaries) && os.Getenv(RequireEnv) != "1" {
 			t.Skipf("%v; install PostgreSQL or set %s=1 to fail instead of skipping", failed, RequireEnv)
 		}
 		t.Fatalf("pgtest: %v", failed)
 	}
-	dbSeq++
-	name := fmt.Sprintf("test_%d_%d", os.Getpid(), dbSeq)
+	url, err := started.NewDatabase()
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return url
+}
+
+// NewDatabase creates an empty database and returns its URL.
+func (c *Cluster) NewDatabase() (string, error) {
+	c.mu.Lock()
+	c.dbs++
+	name := fmt.Sprintf("db_%d_%d", os.Getpid(), c.dbs)
+	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, started.url("postgres"))
+	conn, err := pgx.Connect(ctx, c.url("postgres"))
 	if err != nil {
-		t.Fatalf("pgtest: connect: %v", err)
+		return "", fmt.Errorf("connect: %w", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+		return "", fmt.Errorf("create database: %w", err)
 	}
-	return started.url(name)
+	return c.url(name), nil
 }
 
-// Stop stops the server and removes its directory.
+// Stop stops the server URL started, if any, and removes its directory.
 func Stop() {
 	mu.Lock()
 	defer mu.Unlock()
 	if started == nil {
 		return
 	}
-	started.stop()
+	started.Stop()
 	started = nil
 }
 
-func (c *cluster) url(db string) string {
+func (c *Cluster) url(db string) string {
 	return fmt.Sprintf("postgres://tether@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
 }
 
-var errNoBinaries = errors.New("no PostgreSQL binaries (initdb, postgres) on PATH or under /usr/lib/postgresql/*/bin")
+// ErrNoBinaries means PostgreSQL is not installed where Start looks.
+var ErrNoBinaries = errors.New("no PostgreSQL binaries (initdb, postgres) on PATH or under /usr/lib/postgresql/*/bin")
 
 // binDir finds the directory of initdb and postgres.
 func binDir() (string, error) {
@@ -115,7 +130,7 @@ func binDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", errNoBinaries
+	return "", ErrNoBinaries
 }
 
 func version(binDir string) int {
@@ -146,7 +161,11 @@ func credential() (*syscall.Credential, error) {
 	return nil, errors.New("running as root, and no postgres or nobody user to run PostgreSQL as")
 }
 
-func start() (*cluster, error) {
+// Start initializes a database cluster in a new temporary directory and
+// starts a server for it on a free loopback port, as the current user, or
+// as the postgres (else nobody) user when running as root. Stop it with
+// Stop, which also removes the directory.
+func Start() (*Cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -159,7 +178,7 @@ func start() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{dir: dir}
+	c := &Cluster{dir: dir}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
@@ -199,13 +218,13 @@ func start() (*cluster, error) {
 	go func() { c.done <- c.cmd.Wait(); logFile.Close() }()
 	if err := c.waitReady(30 * time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-		c.stop()
+		c.Stop()
 		return nil, fmt.Errorf("%w; server log:\n%s", err, log)
 	}
 	return c, nil
 }
 
-func (c *cluster) waitReady(limit time.Duration) error {
+func (c *Cluster) waitReady(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -229,7 +248,8 @@ func (c *cluster) waitReady(limit time.Duration) error {
 	}
 }
 
-func (c *cluster) stop() {
+// Stop stops the server and removes its directory.
+func (c *Cluster) Stop() {
 	if c.cmd != nil && c.cmd.Process != nil {
 		c.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
 		select {
