@@ -118,6 +118,7 @@ func TestBadInputRefused(t *testing.T) {
 		{"unknown table", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"customers"`, `"users; DROP TABLE customers"`, 1), 400, "bad_request", "unknown table"},
 		{"unknown column", "PUT", openURL, "token-ada", row(`"nme":"x"`), 400, "bad_request", "unknown column"},
 		{"wrong type", "PUT", openURL, "token-ada", row(`"name":42`), 400, "bad_request", "column name: want text"},
+		{"NUL in text", "PUT", openURL, "token-ada", row(`"name":"a\u0000b"`), 400, "bad_request", "NUL character"},
 		{"null in non-null column", "PUT", openURL, "token-ada", row(`"name":null`), 400, "bad_request", "non-nullable"},
 		{"missing id", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":""`, 1), 400, "bad_request", "missing id"},
 		{"malformed id", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":"a\u0000b"`, 1), 400, "bad_request", "malformed id"},

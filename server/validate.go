@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/tethersync/tether/entity"
@@ -64,6 +65,10 @@ func validateRow(t *entity.Table, r *wire.Row) error {
 		x, err := c.Kind.FromWire(v)
 		if err != nil {
 			return fmt.Errorf("column %s: %v: %w", name, err, wire.ErrBadRequest)
+		}
+		if s, ok := x.(string); ok && strings.IndexByte(s, 0) >= 0 {
+			// PostgreSQL text cannot hold NUL; refuse it on every store.
+			return fmt.Errorf("column %s: text contains a NUL character: %w", name, wire.ErrBadRequest)
 		}
 		if x == nil && !c.Nullable && !r.Deleted {
 			return fmt.Errorf("column %s: null in a non-nullable column: %w", name, wire.ErrBadRequest)
