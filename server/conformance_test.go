@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/pgtest"
@@ -93,16 +94,16 @@ func (f storeFixture) device(p server.Principal, dev string) {
 func (f storeFixture) push(p server.Principal, dev string, resolve server.Resolver, batches ...[]wire.Row) wire.Commit {
 	f.t.Helper()
 	ctx := context.Background()
-	sess, err := f.s.OpenSession(ctx, p, dev)
+	sess, err := f.s.OpenSession(ctx, p, dev, server.Limits{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	for i, b := range batches {
-		if err := f.s.StageBatch(ctx, p, dev, sess, i, b); err != nil {
+		if err := f.s.StageBatch(ctx, p, dev, sess, i, b, server.Limits{}); err != nil {
 			f.t.Fatal(err)
 		}
 	}
-	c, err := f.s.Commit(ctx, p, dev, sess, resolve)
+	c, err := f.s.Commit(ctx, p, dev, sess, resolve, server.Limits{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -163,13 +164,13 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err := f.s.RegisterDevice(ctx, gus, "d1"); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("register another tenant's device: %v, want ErrForbidden", err)
 		}
-		if _, err := f.s.OpenSession(ctx, ada, "unregistered"); !errors.Is(err, wire.ErrForbidden) {
+		if _, err := f.s.OpenSession(ctx, ada, "unregistered", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("session of an unregistered device: %v, want ErrForbidden", err)
 		}
-		if _, err := f.s.OpenSession(ctx, gus, "d1"); !errors.Is(err, wire.ErrForbidden) {
+		if _, err := f.s.OpenSession(ctx, gus, "d1", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("session on another tenant's device: %v, want ErrForbidden", err)
 		}
-		sess, err := f.s.OpenSession(ctx, ada, "d1")
+		sess, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,12 +178,12 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f.device(gus, "g1")
 		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1")}
 		for name, call := range map[string]error{
-			"unknown session":           f.s.StageBatch(ctx, ada, "d1", "no-such-session", 0, rows),
-			"another device's session":  f.s.StageBatch(ctx, ada, "d2", sess, 0, rows),
-			"another tenant's session":  f.s.StageBatch(ctx, gus, "g1", sess, 0, rows),
-			"commit by another device":  commitErr(f.s.Commit(ctx, ada, "d2", sess, lww)),
-			"commit by another tenant":  commitErr(f.s.Commit(ctx, gus, "g1", sess, lww)),
-			"commit of unknown session": commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww)),
+			"unknown session":           f.s.StageBatch(ctx, ada, "d1", "no-such-session", 0, rows, server.Limits{}),
+			"another device's session":  f.s.StageBatch(ctx, ada, "d2", sess, 0, rows, server.Limits{}),
+			"another tenant's session":  f.s.StageBatch(ctx, gus, "g1", sess, 0, rows, server.Limits{}),
+			"commit by another device":  commitErr(f.s.Commit(ctx, ada, "d2", sess, lww, server.Limits{})),
+			"commit by another tenant":  commitErr(f.s.Commit(ctx, gus, "g1", sess, lww, server.Limits{})),
+			"commit of unknown session": commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww, server.Limits{})),
 		} {
 			if !errors.Is(call, wire.ErrNotFound) {
 				t.Errorf("%s: %v, want ErrNotFound", name, call)
@@ -194,23 +195,23 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f := fixture(t)
 		ctx := context.Background()
 		f.device(ada, "d1")
-		sess, err := f.s.OpenSession(ctx, ada, "d1")
+		sess, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1"), parent("p2", "y", "0000000000001.000001.d1")}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, rows); err != nil {
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, rows, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
-		first, err := f.s.Commit(ctx, ada, "d1", sess, lww)
+		first, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := f.s.Commit(ctx, ada, "d1", sess, lww)
+		again, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{})
 		if err != nil || !reflect.DeepEqual(first, again) {
 			t.Errorf("re-commit = %+v, %v; want the first answer %+v", again, err, first)
 		}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, rows); !errors.Is(err, wire.ErrConflict) {
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, rows, server.Limits{}); !errors.Is(err, wire.ErrConflict) {
 			t.Errorf("stage into a committed session: %v, want ErrConflict", err)
 		}
 		if got := f.all(ada, 10); len(got) != 2 || got[0].Version != first.Version {
@@ -222,10 +223,10 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f := fixture(t)
 		ctx := context.Background()
 		f.device(ada, "d1")
-		sess, _ := f.s.OpenSession(ctx, ada, "d1")
+		sess, _ := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
 		stage := func(seq int, rows ...wire.Row) {
 			t.Helper()
-			if err := f.s.StageBatch(ctx, ada, "d1", sess, seq, rows); err != nil {
+			if err := f.s.StageBatch(ctx, ada, "d1", sess, seq, rows, server.Limits{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -233,7 +234,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		stage(1, parent("c", "old", "0000000000001.000000.d1"))
 		stage(0, parent("a", "second", "0000000000001.000000.d1")) // b is gone
 		stage(2, parent("c", "new", "0000000000002.000000.d1"))    // c again, later batch
-		c, err := f.s.Commit(ctx, ada, "d1", sess, lww)
+		c, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,6 +335,111 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			if last[0].ID != "p3" || !last[0].Deleted || last[1].ID != "p5" || last[1].Values["name"] != "v2" {
 				t.Errorf("limit %d: last rows %+v, want the tombstone of p3 then p5 v2", limit, last)
 			}
+		}
+	})
+
+	t.Run("open sessions per device are limited", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		f.device(ada, "d2")
+		lim := server.Limits{MaxOpenSessions: 2}
+		var open []string
+		for range 2 {
+			id, err := f.s.OpenSession(ctx, ada, "d1", lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, id)
+		}
+		if _, err := f.s.OpenSession(ctx, ada, "d1", lim); !errors.Is(err, wire.ErrConflict) {
+			t.Fatalf("third open session: %v, want ErrConflict", err)
+		}
+		if _, err := f.s.OpenSession(ctx, ada, "d2", lim); err != nil {
+			t.Errorf("another device is not limited by d1's sessions: %v", err)
+		}
+		if _, err := f.s.Commit(ctx, ada, "d1", open[0], lww, lim); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.s.OpenSession(ctx, ada, "d1", lim); err != nil {
+			t.Errorf("open session after committing one: %v", err)
+		}
+	})
+
+	t.Run("idle sessions expire and their staged rows go", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		short := server.Limits{SessionIdle: time.Millisecond, MaxOpenSessions: 1}
+		stale, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.s.StageBatch(ctx, ada, "d1", stale, 0, []wire.Row{parent("p1", "staged", "0000000000001.000000.d1")}, server.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // longer than short.SessionIdle
+		if _, err := f.s.Commit(ctx, ada, "d1", stale, lww, short); !errors.Is(err, wire.ErrNotFound) {
+			t.Fatalf("commit of an expired session: %v, want ErrNotFound", err)
+		}
+		if _, err := f.s.Commit(ctx, ada, "d1", stale, lww, server.Limits{}); !errors.Is(err, wire.ErrNotFound) {
+			t.Errorf("expired session still there: %v", err)
+		}
+		// The staged row is gone: a fresh session commits only its own.
+		c := f.push(ada, "d1", lww, []wire.Row{parent("p2", "fresh", "0000000000002.000000.d1")})
+		if got := names(f.all(ada, 10)); c.Applied != 1 || !reflect.DeepEqual(got, map[string]string{"p2": "fresh"}) {
+			t.Errorf("after expiry: applied %d, rows %v; want only p2", c.Applied, got)
+		}
+		// Opening a session sweeps the device's idle ones, which would
+		// otherwise count against MaxOpenSessions.
+		if _, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if _, err := f.s.OpenSession(ctx, ada, "d1", short); err != nil {
+			t.Errorf("idle session not swept on open: %v", err)
+		}
+	})
+
+	t.Run("audit log records every applied change", func(t *testing.T) {
+		f := fixture(t)
+		f.device(ada, "d1")
+		f.device(bob, "d2")
+		before := time.Now().Add(-time.Minute)
+		c1 := f.push(ada, "d1", lww, []wire.Row{parent("p1", "a", "0000000000001.000000.d1")}, []wire.Row{child("c1", "p1")})
+		gone := parent("p1", "a", "0000000000002.000000.d2")
+		gone.Deleted, gone.Base = true, c1.Version
+		c2 := f.push(bob, "d2", lww, []wire.Row{gone})
+		// A change that loses its conflict is not applied, so not audited.
+		f.push(ada, "d1", func(string, wire.Row, wire.Row) (bool, server.Strategy) { return false, server.ServerWins },
+			[]wire.Row{parent("p1", "lost", "0000000000003.000000.d1")})
+		log, err := f.s.(server.Auditor).Audit(context.Background(), "acme", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		type entry struct {
+			Version      int64
+			Table, ID    string
+			Deleted      bool
+			User, Device string
+		}
+		var got []entry
+		for _, e := range log {
+			if e.Session == "" || e.At.Before(before) || e.At.After(time.Now().Add(time.Minute)) {
+				t.Errorf("entry %+v: want a session and the server time of the commit", e)
+			}
+			got = append(got, entry{e.Version, e.Table, e.ID, e.Deleted, e.User, e.Device})
+		}
+		want := []entry{
+			{c1.Version, "children", "c1", false, "ada", "d1"},
+			{c1.Version, "parents", "p1", false, "ada", "d1"},
+			{c2.Version, "parents", "p1", true, "bob", "d2"},
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("audit log\n%+v\nwant\n%+v", got, want)
+		}
+		if other, _ := f.s.(server.Auditor).Audit(context.Background(), "globex", 0, 100); len(other) != 0 {
+			t.Errorf("another tenant's audit log shows %d entries", len(other))
 		}
 	})
 

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -15,6 +16,13 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
+)
+
+var (
+	_ Store   = (*PostgresStore)(nil)
+	_ Store   = (*SQLiteStore)(nil)
+	_ Auditor = (*PostgresStore)(nil)
+	_ Auditor = (*SQLiteStore)(nil)
 )
 
 // PostgresStore is the production Store: one PostgreSQL database shared by
@@ -123,6 +131,12 @@ CREATE TABLE IF NOT EXISTS _tether_sessions (
 	tenant text NOT NULL, id text NOT NULL, device text NOT NULL, user_name text NOT NULL,
 	created_at timestamptz NOT NULL, committed_at timestamptz, version bigint, result text,
 	PRIMARY KEY (tenant, id));
+ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS touched_at timestamptz;
+CREATE INDEX IF NOT EXISTS _tether_sessions__open ON _tether_sessions (tenant, device) WHERE committed_at IS NULL;
+CREATE TABLE IF NOT EXISTS _tether_audit (
+	tenant text NOT NULL, version bigint NOT NULL, tbl text NOT NULL, id text NOT NULL, deleted boolean NOT NULL,
+	user_name text NOT NULL, device text NOT NULL, session text NOT NULL, at timestamptz NOT NULL,
+	PRIMARY KEY (tenant, version, tbl, id));
 CREATE TABLE IF NOT EXISTS _tether_batches (
 	tenant text NOT NULL, session text NOT NULL, seq integer NOT NULL, tbl text NOT NULL, rows integer NOT NULL,
 	PRIMARY KEY (tenant, session, seq));
@@ -224,56 +238,119 @@ func (s *PostgresStore) RegisterDevice(ctx context.Context, p Principal, device 
 }
 
 // OpenSession implements Store.
-func (s *PostgresStore) OpenSession(ctx context.Context, p Principal, device string) (string, error) {
-	var tenant string
-	err := s.pool.QueryRow(ctx, `SELECT tenant FROM _tether_devices WHERE device = $1`, device).Scan(&tenant)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && tenant != p.Tenant) {
-		return "", fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
-	}
-	if err != nil {
-		return "", fmt.Errorf("open session: %w", err)
-	}
+func (s *PostgresStore) OpenSession(ctx context.Context, p Principal, device string, lim Limits) (string, error) {
+	lim = lim.withDefaults()
 	id := uuid.NewString()
-	_, err = s.pool.Exec(ctx, `INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at) VALUES ($1, $2, $3, $4, now())`,
-		p.Tenant, id, device, p.User)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var tenant string
+		err := tx.QueryRow(ctx, `SELECT tenant FROM _tether_devices WHERE device = $1`, device).Scan(&tenant)
+		if errors.Is(err, pgx.ErrNoRows) || (err == nil && tenant != p.Tenant) {
+			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT id FROM _tether_sessions WHERE tenant = $1 AND device = $2 AND committed_at IS NULL
+			AND coalesce(touched_at, created_at) < $3 FOR UPDATE`, p.Tenant, device, time.Now().Add(-lim.SessionIdle))
+		if err != nil {
+			return err
+		}
+		idle, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, old := range idle {
+			if err := s.dropSession(ctx, tx, p.Tenant, old); err != nil {
+				return err
+			}
+		}
+		var open int
+		err = tx.QueryRow(ctx, `SELECT count(*) FROM _tether_sessions WHERE tenant = $1 AND device = $2 AND committed_at IS NULL`,
+			p.Tenant, device).Scan(&open)
+		if err != nil {
+			return err
+		}
+		if open >= lim.MaxOpenSessions {
+			return tooManySessions(device, lim)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at)
+			VALUES ($1, $2, $3, $4, now(), now())`, p.Tenant, id, device, p.User)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("open session: %w", err)
 	}
 	return id, nil
 }
 
+// dropSession deletes an uncommitted session and everything it staged.
+func (s *PostgresStore) dropSession(ctx context.Context, tx pgx.Tx, tenant, id string) error {
+	for _, pt := range s.tables {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _tenant = $1 AND _session = $2`, pt.stage), tenant, id); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM _tether_batches WHERE tenant = $1 AND session = $2`, tenant, id); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `DELETE FROM _tether_sessions WHERE tenant = $1 AND id = $2 AND committed_at IS NULL`, tenant, id)
+	return err
+}
+
+// liveSession loads a session for a write, in tx. An expired one is
+// dropped, in a transaction of its own, and reported as not found.
+func (s *PostgresStore) liveSession(ctx context.Context, tx pgx.Tx, p Principal, device, id string, lim Limits) (committed bool, result string, err error) {
+	committed, result, touched, err := pgSession(ctx, tx, p, device, id)
+	if err != nil || committed {
+		return committed, result, err
+	}
+	if touched.Before(time.Now().Add(-lim.SessionIdle)) {
+		tx.Rollback(ctx)
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return s.dropSession(ctx, tx, p.Tenant, id) })
+		if err != nil {
+			return false, "", fmt.Errorf("expire session %s: %w", id, err)
+		}
+		return false, "", expiredError(id, lim.SessionIdle)
+	}
+	return false, "", nil
+}
+
 // pgSession loads a session of the principal's device, locking it for the
 // rest of tx. A session of another tenant or device is not found.
-func pgSession(ctx context.Context, tx pgx.Tx, p Principal, device, id string) (committed bool, result string, err error) {
+func pgSession(ctx context.Context, tx pgx.Tx, p Principal, device, id string) (committed bool, result string, touched time.Time, err error) {
 	var dev string
 	var res *string
-	err = tx.QueryRow(ctx, `SELECT device, result FROM _tether_sessions WHERE tenant = $1 AND id = $2 FOR UPDATE`,
-		p.Tenant, id).Scan(&dev, &res)
+	err = tx.QueryRow(ctx, `SELECT device, result, coalesce(touched_at, created_at) FROM _tether_sessions
+		WHERE tenant = $1 AND id = $2 FOR UPDATE`, p.Tenant, id).Scan(&dev, &res, &touched)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && dev != device) {
-		return false, "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
+		return false, "", time.Time{}, fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
 	}
 	if err != nil {
-		return false, "", fmt.Errorf("session %s: %w", id, err)
+		return false, "", time.Time{}, fmt.Errorf("session %s: %w", id, err)
 	}
 	if res == nil {
-		return false, "", nil
+		return false, "", touched, nil
 	}
-	return true, *res, nil
+	return true, *res, touched, nil
 }
 
 // StageBatch implements Store. Rows are written with COPY.
-func (s *PostgresStore) StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row) error {
+func (s *PostgresStore) StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, lim Limits) error {
+	lim = lim.withDefaults()
 	pt := s.byName[rows[0].Table]
 	if pt == nil {
 		return fmt.Errorf("stage batch %d: unknown table %q: %w", seq, rows[0].Table, wire.ErrBadRequest)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		committed, _, err := pgSession(ctx, tx, p, device, session)
+		committed, _, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err
 		}
 		if committed {
 			return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE _tether_sessions SET touched_at = now() WHERE tenant = $1 AND id = $2`, p.Tenant, session); err != nil {
+			return fmt.Errorf("stage batch %d: %w", seq, err)
 		}
 		// A re-sent batch replaces the first one (G3).
 		var old string
@@ -328,11 +405,12 @@ func tenantLock(tenant string) int64 {
 }
 
 // Commit implements Store.
-func (s *PostgresStore) Commit(ctx context.Context, p Principal, device, session string, resolve Resolver) (wire.Commit, error) {
+func (s *PostgresStore) Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits) (wire.Commit, error) {
+	lim = lim.withDefaults()
 	var c wire.Commit
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		c = wire.Commit{}
-		committed, result, err := pgSession(ctx, tx, p, device, session)
+		committed, result, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err
 		}
@@ -389,6 +467,12 @@ func (s *PostgresStore) applyTable(ctx context.Context, tx pgx.Tx, pt *pgTable, 
 		return fmt.Errorf("apply: %w", err)
 	}
 	c.Applied += int(tag.RowsAffected())
+	_, err = tx.Exec(ctx, fmt.Sprintf(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
+		SELECT $1, $3, $4, id, _deleted, $5, $6, _session, now() FROM (%s) AS s`, pt.latest),
+		p.Tenant, session, c.Version, pt.t.Name, p.User, device)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 	_, err = tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _tenant = $1 AND _session = $2`, pt.stage), p.Tenant, session)
 	return err
 }
@@ -536,4 +620,23 @@ func page(all []changed, after Cursor, limit int) ([]wire.Row, Cursor, bool) {
 		after = all[len(all)-1].pos
 	}
 	return out, after, more
+}
+
+// Audit implements Auditor. The log is the _tether_audit table.
+func (s *PostgresStore) Audit(ctx context.Context, tenant string, after int64, limit int) ([]AuditEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT version, tbl, id, deleted, user_name, device, session, at FROM _tether_audit
+		WHERE tenant = $1 AND version > $2 ORDER BY version, tbl, id LIMIT $3`, tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
+		var e AuditEntry
+		err := r.Scan(&e.Version, &e.Table, &e.ID, &e.Deleted, &e.User, &e.Device, &e.Session, &e.At)
+		e.At = e.At.UTC()
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	return out, nil
 }

@@ -32,7 +32,7 @@ func TestPostgresCommitOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for s := range sessions {
-				id, err := store.OpenSession(ctx, ada, dev)
+				id, err := store.OpenSession(ctx, ada, dev, server.Limits{})
 				if err != nil {
 					errs <- err
 					return
@@ -41,11 +41,11 @@ func TestPostgresCommitOrder(t *testing.T) {
 				for i := range rows {
 					batch = append(batch, child(fmt.Sprintf("%s-%d-%d", dev, s, i), "p"))
 				}
-				if err := store.StageBatch(ctx, ada, dev, id, 0, batch); err != nil {
+				if err := store.StageBatch(ctx, ada, dev, id, 0, batch, server.Limits{}); err != nil {
 					errs <- err
 					return
 				}
-				if _, err := store.Commit(ctx, ada, dev, id, lww); err != nil {
+				if _, err := store.Commit(ctx, ada, dev, id, lww, server.Limits{}); err != nil {
 					errs <- err
 					return
 				}

@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/tethersync/tether/wire"
 )
@@ -35,15 +38,28 @@ type Options struct {
 	MaxBodyBytes int64
 	// Logger receives one line per failed request. Default slog.Default().
 	Logger *slog.Logger
+	// Limits bounds the push sessions a device may keep open.
+	Limits Limits
+	// MaxBatchRows limits the rows of one pushed batch; larger batches get
+	// 413, and the client halves its batch. Default and most
+	// wire.MaxBatchSize.
+	MaxBatchRows int
+	// RateLimit is the sustained number of requests per second one bearer
+	// token may make, with bursts of RateBurst (default 2 × RateLimit,
+	// at least 1). Requests over it get 429 with Retry-After, which the
+	// client honours. Zero means no limit.
+	RateLimit rate.Limit
+	RateBurst int
 }
 
 // Server is the tether sync server: an http.Handler over a Store. It is
 // safe for concurrent use.
 type Server struct {
-	store   Store
-	opts    Options
-	resolve Resolver
-	mux     *http.ServeMux
+	store    Store
+	opts     Options
+	resolve  Resolver
+	mux      *http.ServeMux
+	limiters *limiters
 }
 
 // New returns a server over store. It panics if Options.Strategies names a
@@ -56,6 +72,13 @@ func New(store Store, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	opts.Limits = opts.Limits.withDefaults()
+	if opts.MaxBatchRows <= 0 || opts.MaxBatchRows > wire.MaxBatchSize {
+		opts.MaxBatchRows = wire.MaxBatchSize
+	}
+	if opts.RateLimit > 0 && opts.RateBurst <= 0 {
+		opts.RateBurst = max(1, int(2*opts.RateLimit))
+	}
 	schema := store.Schema()
 	for table, s := range opts.Strategies {
 		if schema.Table(table) == nil {
@@ -65,7 +88,8 @@ func New(store Store, opts Options) *Server {
 			panic(fmt.Sprintf("server: table %q: %v", table, err))
 		}
 	}
-	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies), mux: http.NewServeMux()}
+	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies), mux: http.NewServeMux(),
+		limiters: newLimiters(opts.RateLimit, opts.RateBurst)}
 	p := wire.APIPrefix
 	s.mux.HandleFunc("GET "+p+"/health", s.health)
 	s.mux.Handle("POST "+p+"/devices", s.authed(s.registerDevice))
@@ -108,6 +132,12 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 		}
 		if p.Tenant == "" {
 			s.fail(w, r, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden))
+			return
+		}
+		if wait := s.limiters.wait(r); wait > 0 {
+			secs := int((wait + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			s.fail(w, r, fmt.Errorf("more than %v requests a second with this token; retry in %ds: %w", s.opts.RateLimit, secs, wire.ErrRateLimited))
 			return
 		}
 		ctx := context.WithValue(r.Context(), principalKey{}, p)
@@ -153,7 +183,7 @@ func (s *Server) openSession(ctx context.Context, p Principal, r *http.Request) 
 	if err != nil {
 		return nil, err
 	}
-	id, err := s.store.OpenSession(ctx, p, device)
+	id, err := s.store.OpenSession(ctx, p, device, s.opts.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +206,10 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, r *http.Request) (
 	if err := validateRows(s.store.Schema(), b.Rows); err != nil {
 		return nil, fmt.Errorf("batch %d: %w", seq, err)
 	}
-	if err := s.store.StageBatch(ctx, p, device, r.PathValue("session"), seq, b.Rows); err != nil {
+	if len(b.Rows) > s.opts.MaxBatchRows {
+		return nil, fmt.Errorf("batch %d has %d rows, more than the limit of %d: %w", seq, len(b.Rows), s.opts.MaxBatchRows, wire.ErrTooLarge)
+	}
+	if err := s.store.StageBatch(ctx, p, device, r.PathValue("session"), seq, b.Rows, s.opts.Limits); err != nil {
 		return nil, err
 	}
 	return wire.BatchAck{Seq: seq, Staged: len(b.Rows)}, nil
@@ -187,7 +220,7 @@ func (s *Server) commit(ctx context.Context, p Principal, r *http.Request) (any,
 	if err != nil {
 		return nil, err
 	}
-	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve)
+	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve, s.opts.Limits)
 }
 
 func (s *Server) changes(ctx context.Context, p Principal, r *http.Request) (any, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -307,5 +308,59 @@ func TestUpgradeForgetsOldStagedSessions(t *testing.T) {
 	err = store.DB().QueryRow(`SELECT count(*) FROM _tether_batches WHERE session = 'new'`).Scan(&batches)
 	if err != nil || batches != 1 {
 		t.Errorf("current session: %d batches (%v), want it kept", batches, err)
+	}
+}
+
+// Each token has its own request budget; over it, 429 with Retry-After.
+func TestRateLimitPerToken(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{RateLimit: 0.5, RateBurst: 2})
+	devices := srv.URL + "/v1/devices"
+	body := `{"device":"` + device + `"}`
+	for i := range 2 {
+		if st, code, _ := call(t, "POST", devices, "token-ada", body); st != 200 {
+			t.Fatalf("request %d within the burst: %d %s", i, st, code)
+		}
+	}
+	req, _ := http.NewRequest("POST", devices, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer token-ada")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || resp.Header.Get("Retry-After") == "0" {
+		t.Errorf("third request: %d, Retry-After %q; want 429 with a wait", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if st, code, _ := call(t, "POST", devices, "token-bob", body); st != 200 {
+		t.Errorf("another token was limited too: %d %s", st, code)
+	}
+	if st, _, _ := call(t, "GET", srv.URL+"/v1/health", "", ""); st != 200 {
+		t.Errorf("health is not rate limited: %d", st)
+	}
+}
+
+// A batch over MaxBatchRows is refused with 413 and nothing is staged.
+func TestMaxBatchRows(t *testing.T) {
+	ctx := t.Context()
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{MaxBatchRows: 2})
+	api := client.New(srv.URL, client.Options{Token: "token-ada"})
+	if _, err := api.RegisterDevice(ctx, device); err != nil {
+		t.Fatal(err)
+	}
+	s, err := api.OpenSession(ctx, device)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []wire.Row
+	for i := range 3 {
+		rows = append(rows, wire.Row{Table: "customers", ID: fmt.Sprint("c", i), HLC: "0000000000001.000000.d", Values: map[string]any{"name": "x"}})
+	}
+	if err := api.SendBatch(ctx, device, s, 0, rows); !errors.Is(err, wire.ErrTooLarge) {
+		t.Errorf("3-row batch: %v, want ErrTooLarge", err)
+	}
+	if err := api.SendBatch(ctx, device, s, 0, rows[:2]); err != nil {
+		t.Errorf("2-row batch: %v", err)
 	}
 }

@@ -84,6 +84,10 @@ CREATE TABLE IF NOT EXISTS _tether_devices (
 CREATE TABLE IF NOT EXISTS _tether_sessions (
 	id TEXT PRIMARY KEY, tenant TEXT NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,
 	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT);
+CREATE TABLE IF NOT EXISTS _tether_audit (
+	tenant TEXT NOT NULL, version INTEGER NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL, deleted INTEGER NOT NULL,
+	user TEXT NOT NULL, device TEXT NOT NULL, session TEXT NOT NULL, at TEXT NOT NULL,
+	PRIMARY KEY (tenant, version, tbl, id));
 CREATE TABLE IF NOT EXISTS _tether_batches (
 	session TEXT NOT NULL, seq INTEGER NOT NULL, tbl TEXT NOT NULL, rows INTEGER NOT NULL, body BLOB NOT NULL,
 	PRIMARY KEY (session, seq));
@@ -98,6 +102,9 @@ func (s *SQLiteStore) migrate() error {
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, storeDDL); err != nil {
 		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	if err := addColumns(ctx, tx, "_tether_sessions", []entity.Column{{Name: "touched_at", Kind: entity.KindTime}}); err != nil {
+		return err
 	}
 	// Sessions staged by an older version kept their rows as JSON in
 	// _tether_batches. Forget them: their devices get "not found" at
@@ -255,43 +262,125 @@ func (s *SQLiteStore) RegisterDevice(ctx context.Context, p Principal, device st
 }
 
 // OpenSession implements Store.
-func (s *SQLiteStore) OpenSession(ctx context.Context, p Principal, device string) (string, error) {
+func (s *SQLiteStore) OpenSession(ctx context.Context, p Principal, device string, lim Limits) (string, error) {
+	lim = lim.withDefaults()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("open session: %w", err)
+	}
+	defer tx.Rollback()
 	var tenant string
-	err := s.w.QueryRowContext(ctx, `SELECT tenant FROM _tether_devices WHERE device = ?`, device).Scan(&tenant)
+	err = tx.QueryRowContext(ctx, `SELECT tenant FROM _tether_devices WHERE device = ?`, device).Scan(&tenant)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && tenant != p.Tenant) {
 		return "", fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
 	}
 	if err != nil {
 		return "", fmt.Errorf("open session: %w", err)
 	}
-	id := uuid.NewString()
-	_, err = s.w.ExecContext(ctx, `INSERT INTO _tether_sessions (id, tenant, device, user, created_at) VALUES (?, ?, ?, ?, ?)`,
-		id, p.Tenant, device, p.User, s.stamp())
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM _tether_sessions WHERE device = ? AND committed_at IS NULL
+		AND coalesce(touched_at, created_at) < ?`, device, entity.FormatTime(s.now().Add(-lim.SessionIdle)))
 	if err != nil {
 		return "", fmt.Errorf("open session: %w", err)
 	}
-	return id, nil
+	var idle []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return "", err
+		}
+		idle = append(idle, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	for _, id := range idle {
+		if err := s.dropSession(ctx, tx, id); err != nil {
+			return "", fmt.Errorf("open session: %w", err)
+		}
+	}
+	var open int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM _tether_sessions WHERE device = ? AND committed_at IS NULL`, device).Scan(&open); err != nil {
+		return "", fmt.Errorf("open session: %w", err)
+	}
+	if open >= lim.MaxOpenSessions {
+		return "", tooManySessions(device, lim)
+	}
+	id := uuid.NewString()
+	now := s.stamp()
+	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_sessions (id, tenant, device, user, created_at, touched_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		id, p.Tenant, device, p.User, now, now)
+	if err != nil {
+		return "", fmt.Errorf("open session: %w", err)
+	}
+	return id, tx.Commit()
 }
 
-// session loads a session of the principal's device. A session of another
-// tenant or device is reported as not found.
-func sessionOf(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, p Principal, device, id string) (committed bool, result string, err error) {
+// dropSession deletes an uncommitted session and everything it staged.
+func (s *SQLiteStore) dropSession(ctx context.Context, tx *sql.Tx, id string) error {
+	for _, st := range s.tables {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ?`, st.stage), id); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_batches WHERE session = ?`, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM _tether_sessions WHERE id = ? AND committed_at IS NULL`, id)
+	return err
+}
+
+// openSession loads an uncommitted session for a write, in tx. An expired
+// one is dropped, in a transaction of its own, and reported as not found.
+func (s *SQLiteStore) openSessionTx(ctx context.Context, tx *sql.Tx, p Principal, device, id string, lim Limits) (committed bool, result string, err error) {
+	committed, result, touched, err := sessionOf(ctx, tx, p, device, id)
+	if err != nil || committed {
+		return committed, result, err
+	}
+	if touched < entity.FormatTime(s.now().Add(-lim.SessionIdle)) {
+		tx.Rollback()
+		if err := s.expire(ctx, id); err != nil {
+			return false, "", err
+		}
+		return false, "", expiredError(id, lim.SessionIdle)
+	}
+	return false, "", nil
+}
+
+// expire drops an expired session.
+func (s *SQLiteStore) expire(ctx context.Context, id string) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := s.dropSession(ctx, tx, id); err != nil {
+		return fmt.Errorf("expire session %s: %w", id, err)
+	}
+	return tx.Commit()
+}
+
+// sessionOf loads a session of the principal's device: whether it is
+// committed, its stored answer, and when it was last written to. A session
+// of another tenant or device is reported as not found.
+func sessionOf(ctx context.Context, tx *sql.Tx, p Principal, device, id string) (committed bool, result, touched string, err error) {
 	var tenant, dev string
 	var res sql.NullString
-	err = q.QueryRowContext(ctx, `SELECT tenant, device, result FROM _tether_sessions WHERE id = ?`, id).Scan(&tenant, &dev, &res)
+	err = tx.QueryRowContext(ctx, `SELECT tenant, device, result, coalesce(touched_at, created_at) FROM _tether_sessions WHERE id = ?`, id).
+		Scan(&tenant, &dev, &res, &touched)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && (tenant != p.Tenant || dev != device)) {
-		return false, "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
+		return false, "", "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
 	}
 	if err != nil {
-		return false, "", fmt.Errorf("session %s: %w", id, err)
+		return false, "", "", fmt.Errorf("session %s: %w", id, err)
 	}
-	return res.Valid, res.String, nil
+	return res.Valid, res.String, touched, nil
 }
 
 // StageBatch implements Store.
-func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row) error {
+func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, lim Limits) error {
+	lim = lim.withDefaults()
 	st := s.byName[rows[0].Table]
 	if st == nil {
 		return fmt.Errorf("stage batch %d: unknown table %q: %w", seq, rows[0].Table, wire.ErrBadRequest)
@@ -301,12 +390,15 @@ func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, sessi
 		return fmt.Errorf("stage batch %d: %w", seq, err)
 	}
 	defer tx.Rollback()
-	committed, _, err := sessionOf(ctx, tx, p, device, session)
+	committed, _, err := s.openSessionTx(ctx, tx, p, device, session, lim)
 	if err != nil {
 		return err
 	}
 	if committed {
 		return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE _tether_sessions SET touched_at = ? WHERE id = ?`, s.stamp(), session); err != nil {
+		return fmt.Errorf("stage batch %d: %w", seq, err)
 	}
 	// A re-sent batch replaces the first one (G3).
 	var old string
@@ -344,13 +436,14 @@ func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, sessi
 }
 
 // Commit implements Store.
-func (s *SQLiteStore) Commit(ctx context.Context, p Principal, device, session string, resolve Resolver) (wire.Commit, error) {
+func (s *SQLiteStore) Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits) (wire.Commit, error) {
+	lim = lim.withDefaults()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
 	}
 	defer tx.Rollback()
-	committed, result, err := sessionOf(ctx, tx, p, device, session)
+	committed, result, err := s.openSessionTx(ctx, tx, p, device, session, lim)
 	if err != nil {
 		return wire.Commit{}, err
 	}
@@ -364,7 +457,7 @@ func (s *SQLiteStore) Commit(ctx context.Context, p Principal, device, session s
 	if err := tx.QueryRowContext(ctx, `UPDATE _tether_counter SET version = version + 1 RETURNING version`).Scan(&c.Version); err != nil {
 		return wire.Commit{}, fmt.Errorf("commit session %s: next version: %w", session, err)
 	}
-	ap := &applier{tx: tx, p: p, device: device, session: session, version: c.Version, resolve: resolve}
+	ap := &applier{tx: tx, p: p, device: device, session: session, version: c.Version, resolve: resolve, at: s.stamp()}
 	for _, st := range s.tables { // parents before children (G4)
 		if err := ap.applyTable(ctx, st, &c); err != nil {
 			return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
@@ -395,6 +488,7 @@ type applier struct {
 	session string
 	version int64
 	resolve Resolver
+	at      string // server time of the commit, for the audit log
 }
 
 func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit) error {
@@ -425,7 +519,8 @@ func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit
 			return fmt.Errorf("%s %q: %w", st.t.Name, id, err)
 		}
 	}
-	// Everything still staged goes in with one statement.
+	// Everything still staged goes in with one statement, and into the
+	// audit log with another.
 	res, err := a.tx.ExecContext(ctx, st.merge, a.p.Tenant, a.version, a.p.User, a.device, a.session)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
@@ -435,6 +530,12 @@ func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit
 		return err
 	}
 	c.Applied += int(n)
+	_, err = a.tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user, device, session, at)
+		SELECT ?, ?, ?, "id", "_deleted", ?, ?, "_session", ? FROM %s WHERE "_session" = ?`, st.stage),
+		a.p.Tenant, a.version, st.t.Name, a.p.User, a.device, a.at, a.session)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 	_, err = a.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ?`, st.stage), a.session)
 	return err
 }
@@ -589,3 +690,26 @@ func afterClause(idx int, c Cursor) (string, []any) {
 // queries of a back office. Synced tables carry the entity columns plus
 // _tenant, _version, _deleted, _hlc, _modified_by, _origin and _session.
 func (s *SQLiteStore) DB() *sql.DB { return s.r }
+
+// Audit implements Auditor. The log is the _tether_audit table.
+func (s *SQLiteStore) Audit(ctx context.Context, tenant string, after int64, limit int) ([]AuditEntry, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT version, tbl, id, deleted, user, device, session, at FROM _tether_audit
+		WHERE tenant = ? AND version > ? ORDER BY version, tbl, id LIMIT ?`, tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer rows.Close()
+	var out []AuditEntry
+	for rows.Next() {
+		var e AuditEntry
+		var at string
+		if err := rows.Scan(&e.Version, &e.Table, &e.ID, &e.Deleted, &e.User, &e.Device, &e.Session, &at); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		if e.At, err = entity.ParseTime(at); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

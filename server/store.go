@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
@@ -20,22 +21,78 @@ type Store interface {
 	// RegisterDevice binds a device id to the principal's tenant. It
 	// returns wire.ErrForbidden when the device belongs to another tenant.
 	RegisterDevice(ctx context.Context, p Principal, device string) error
-	// OpenSession opens a push session for a registered device.
-	OpenSession(ctx context.Context, p Principal, device string) (string, error)
+	// OpenSession opens a push session for a registered device. It first
+	// discards the device's sessions idle for longer than lim.SessionIdle,
+	// and returns wire.ErrConflict when the device still has
+	// lim.MaxOpenSessions uncommitted sessions.
+	OpenSession(ctx context.Context, p Principal, device string, lim Limits) (string, error)
 	// StageBatch stores batch seq of an open session, replacing an earlier
 	// batch with the same seq. Rows are validated and canonical, all of one
-	// table. It returns wire.ErrNotFound for an unknown session and
+	// table. It returns wire.ErrNotFound for an unknown session or one idle
+	// for longer than lim.SessionIdle (whose staged rows it discards), and
 	// wire.ErrConflict for a committed one.
-	StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row) error
+	StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, lim Limits) error
 	// Commit applies every staged batch of a session in one transaction,
-	// tables in priority order, resolving conflicts with resolve. Committing
-	// a committed session returns the first commit's answer.
-	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver) (wire.Commit, error)
+	// tables in priority order, resolving conflicts with resolve, and
+	// records each applied row in the audit log. Committing a committed
+	// session returns the first commit's answer; an expired one is
+	// wire.ErrNotFound.
+	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits) (wire.Commit, error)
 	// Changes returns up to limit rows after cursor in commit order, the
 	// cursor after them, and whether more remain.
 	Changes(ctx context.Context, p Principal, after Cursor, limit int) ([]wire.Row, Cursor, bool, error)
 	// Close releases the store.
 	Close() error
+}
+
+// AuditEntry records one applied change: which row, who pushed it, when
+// (server time), from which device and in which session.
+type AuditEntry struct {
+	Version int64     `json:"version"`
+	Table   string    `json:"table"`
+	ID      string    `json:"id"`
+	Deleted bool      `json:"deleted"`
+	User    string    `json:"user"`
+	Device  string    `json:"device"`
+	Session string    `json:"session"`
+	At      time.Time `json:"at"`
+}
+
+// Auditor is a store that keeps the audit log. Both built-in stores are.
+type Auditor interface {
+	// Audit returns up to limit entries of tenant's audit log with
+	// versions above after, oldest first.
+	Audit(ctx context.Context, tenant string, after int64, limit int) ([]AuditEntry, error)
+}
+
+// Limits bound what a device may keep open on the server.
+type Limits struct {
+	// MaxOpenSessions is the number of uncommitted push sessions a device
+	// may hold. Default 4.
+	MaxOpenSessions int
+	// SessionIdle is how long a session may go without a batch before it
+	// expires and its staged rows are discarded. Default 24h.
+	SessionIdle time.Duration
+}
+
+// withDefaults returns l with zero fields set to their defaults.
+func (l Limits) withDefaults() Limits {
+	if l.MaxOpenSessions <= 0 {
+		l.MaxOpenSessions = 4
+	}
+	if l.SessionIdle <= 0 {
+		l.SessionIdle = 24 * time.Hour
+	}
+	return l
+}
+
+func expiredError(session string, idle time.Duration) error {
+	return fmt.Errorf("session %s expired after %v without a batch; its staged rows were discarded: %w", session, idle, wire.ErrNotFound)
+}
+
+func tooManySessions(device string, lim Limits) error {
+	return fmt.Errorf("device %s has %d open sessions, the limit: commit one, or wait %v for an idle one to expire: %w",
+		device, lim.MaxOpenSessions, lim.SessionIdle, wire.ErrConflict)
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are

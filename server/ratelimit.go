@@ -1,0 +1,81 @@
+package server
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// maxLimiters bounds the number of tokens tracked at once; past it, the
+// limiters idle for longest are forgotten.
+const maxLimiters = 100_000
+
+// limiters keeps one token bucket per bearer token.
+type limiters struct {
+	limit rate.Limit
+	burst int
+
+	mu sync.Mutex
+	m  map[string]*tokenLimiter
+}
+
+type tokenLimiter struct {
+	l    *rate.Limiter
+	seen time.Time
+}
+
+func newLimiters(limit rate.Limit, burst int) *limiters {
+	return &limiters{limit: limit, burst: burst, m: map[string]*tokenLimiter{}}
+}
+
+// wait takes one request from the bucket of r's token, and returns how long
+// the caller must wait when the bucket is empty (nothing is taken then), or
+// 0 when the request may go ahead.
+func (ls *limiters) wait(r *http.Request) time.Duration {
+	if ls.limit <= 0 {
+		return 0
+	}
+	tok, err := BearerToken(r)
+	if err != nil {
+		return 0 // authenticated some other way: not limited per token
+	}
+	now := time.Now()
+	ls.mu.Lock()
+	tl := ls.m[tok]
+	if tl == nil {
+		if len(ls.m) >= maxLimiters {
+			ls.evict(now)
+		}
+		tl = &tokenLimiter{l: rate.NewLimiter(ls.limit, ls.burst)}
+		ls.m[tok] = tl
+	}
+	tl.seen = now
+	ls.mu.Unlock()
+	res := tl.l.ReserveN(now, 1)
+	if !res.OK() {
+		return time.Second
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return d
+	}
+	return 0
+}
+
+// evict forgets the limiters of tokens unseen for a minute, or if none,
+// half of them. Called with ls.mu held.
+func (ls *limiters) evict(now time.Time) {
+	for k, tl := range ls.m {
+		if now.Sub(tl.seen) > time.Minute {
+			delete(ls.m, k)
+		}
+	}
+	for k := range ls.m {
+		if len(ls.m) < maxLimiters/2 {
+			break
+		}
+		delete(ls.m, k)
+	}
+}
