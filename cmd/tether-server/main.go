@@ -2,7 +2,8 @@
 // database or on PostgreSQL.
 //
 //	tether-server -schema schema.json -tokens tokens.json -db server.db -listen :8080
-//	tether-server -schema schema.json -tokens tokens.json -db postgres://tether@db/tether -listen :8080
+//	tether-server -schema schema.json -tokens tokens.json -db postgres://tether@db/tether -listen :8443 \
+//	    -tls-cert server.crt -tls-key server.key -rate 20
 //
 // Any number of processes may serve one PostgreSQL database.
 //
@@ -27,8 +28,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
 )
 
 func main() {
@@ -59,6 +63,14 @@ func run(ctx context.Context, args []string) error {
 	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database, or a postgres:// URL")
 	tokensPath := fs.String("tokens", "", "path of the JSON tokens file (required)")
 	schemaPath := fs.String("schema", "", "path of the JSON schema file (required)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate file (PEM; with -tls-key)")
+	tlsKey := fs.String("tls-key", "", "private key file of -tls-cert (PEM)")
+	maxBody := fs.Int64("max-body", server.DefaultMaxBodyBytes, "largest request body in bytes, after decompression (413 above)")
+	maxRows := fs.Int("max-batch-rows", 10000, "most rows in one pushed batch (413 above; the client halves its batch)")
+	maxSessions := fs.Int("max-sessions", 4, "most uncommitted push sessions per device (409 above)")
+	idle := fs.Duration("session-idle", 24*time.Hour, "a push session idle this long expires with its staged rows")
+	rateLimit := fs.Float64("rate", 0, "requests per second per bearer token (429 with Retry-After above); 0 for no limit")
+	rateBurst := fs.Int("rate-burst", 0, "burst of -rate (default twice -rate)")
 	strat := strategies{}
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -66,6 +78,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	if *tokensPath == "" || *schemaPath == "" {
 		return errors.New("-tokens and -schema are required")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if *maxBody <= 0 || *maxRows <= 0 || *maxRows > wire.MaxBatchSize || *maxSessions <= 0 || *idle <= 0 || *rateLimit < 0 || *rateBurst < 0 {
+		return fmt.Errorf("limits must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
 	}
 	schema, err := loadSchema(*schemaPath)
 	if err != nil {
@@ -91,8 +109,16 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 	srv := &http.Server{
-		Addr:              *listen,
-		Handler:           server.New(store, server.Options{Auth: tokens, Strategies: strat}),
+		Addr: *listen,
+		Handler: server.New(store, server.Options{
+			Auth:         tokens,
+			Strategies:   strat,
+			MaxBodyBytes: *maxBody,
+			MaxBatchRows: *maxRows,
+			Limits:       server.Limits{MaxOpenSessions: *maxSessions, SessionIdle: *idle},
+			RateLimit:    rate.Limit(*rateLimit),
+			RateBurst:    *rateBurst,
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", *listen)
@@ -100,8 +126,12 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	slog.Info("tether-server listening", "addr", ln.Addr().String(), "store", storeKind(*dbPath), "tables", len(schema.Tables))
+	if *tlsCert != "" {
+		go func() { errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey) }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	slog.Info("tether-server listening", "addr", ln.Addr().String(), "tls", *tlsCert != "", "store", storeKind(*dbPath), "tables", len(schema.Tables))
 	select {
 	case err := <-errc:
 		return err

@@ -2,7 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -10,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 )
@@ -61,18 +71,7 @@ func serve(t *testing.T, db string) {
 			"-schema", schema, "-tokens", toks, "-strategy", "orders=server-wins"})
 	}()
 	url := "http://" + addr
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(url + "/v1/health")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not answer: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUp(t, url, http.DefaultClient)
 	reg := testkit.Registry(t)
 	a := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 	b := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
@@ -92,6 +91,100 @@ func serve(t *testing.T, db string) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("server did not shut down")
+	}
+}
+
+// With -tls-cert and -tls-key the binary serves HTTPS; the client verifies
+// the certificate by default and syncs once it trusts it.
+func TestServeTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	schema, toks := files(t, `{"token-ada": {"tenant": "acme", "user": "ada"}}`)
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", addr, "-db", filepath.Join(t.TempDir(), "s.db"),
+			"-schema", schema, "-tokens", toks, "-tls-cert", certFile, "-tls-key", keyFile})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	url := "https://" + addr
+	waitUp(t, url, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}})
+	err := client.New(url, client.Options{Token: "token-ada"}).Health(t.Context())
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Errorf("client with default settings: %v, want an unknown-authority error", err)
+	}
+	reg := testkit.Registry(t)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	d := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Transport: tr})
+	c := testkit.Customer{Name: "Ada"}
+	if err := d.DB.Save(t.Context(), &c); err != nil {
+		t.Fatal(err)
+	}
+	if rep := d.Sync(t); rep.Pushed["customers"] != 1 {
+		t.Errorf("pushed %v over TLS, want the customer", rep.Pushed)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns
+// their paths and a pool that trusts the certificate.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "tether test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, pool
+}
+
+// waitUp polls the health endpoint until the server answers.
+func waitUp(t *testing.T, url string, hc *http.Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := hc.Get(url + "/v1/health")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not answer: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
