@@ -124,7 +124,7 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 		}
 		p, err := s.opts.Auth.Authenticate(r)
 		if err != nil {
-			if !errors.Is(err, wire.ErrUnauthorized) {
+			if !errors.Is(err, wire.ErrUnauthorized) && !errors.Is(err, wire.ErrInternal) {
 				err = fmt.Errorf("%v: %w", err, wire.ErrUnauthorized)
 			}
 			s.fail(w, r, err)

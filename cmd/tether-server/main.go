@@ -11,9 +11,14 @@
 // Registry.Schema()). The tokens file maps bearer tokens to principals:
 //
 //	{"token-1": {"tenant": "acme", "user": "ada"}}
+//
+// Instead of or besides it, the server accepts JWTs signed with HS256
+// (-jwt-hs256-secret-file) or RS256 (-jwt-rs256-public-key), with the
+// tenant and user taken from -jwt-tenant-claim and -jwt-user-claim.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/tethersync/tether/entity"
@@ -63,6 +69,12 @@ func run(ctx context.Context, args []string) error {
 	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database, or a postgres:// URL")
 	tokensPath := fs.String("tokens", "", "path of the JSON tokens file (required)")
 	schemaPath := fs.String("schema", "", "path of the JSON schema file (required)")
+	jwtSecret := fs.String("jwt-hs256-secret-file", "", "accept JWTs signed with HS256 with the secret in this file")
+	jwtPublic := fs.String("jwt-rs256-public-key", "", "accept JWTs signed with RS256, verified with this PEM public key file")
+	jwtIssuer := fs.String("jwt-issuer", "", "required \"iss\" of JWTs")
+	jwtAudience := fs.String("jwt-audience", "", "required \"aud\" of JWTs")
+	jwtTenant := fs.String("jwt-tenant-claim", "tenant", "claim of JWTs that holds the tenant")
+	jwtUser := fs.String("jwt-user-claim", "sub", "claim of JWTs that holds the user")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate file (PEM; with -tls-key)")
 	tlsKey := fs.String("tls-key", "", "private key file of -tls-cert (PEM)")
 	maxBody := fs.Int64("max-body", server.DefaultMaxBodyBytes, "largest request body in bytes, after decompression (413 above)")
@@ -76,8 +88,14 @@ func run(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *tokensPath == "" || *schemaPath == "" {
-		return errors.New("-tokens and -schema are required")
+	if *schemaPath == "" {
+		return errors.New("-schema is required")
+	}
+	if *tokensPath == "" && *jwtSecret == "" && *jwtPublic == "" {
+		return errors.New("give -tokens, a JWT key (-jwt-hs256-secret-file or -jwt-rs256-public-key), or both")
+	}
+	if *jwtSecret != "" && *jwtPublic != "" {
+		return errors.New("-jwt-hs256-secret-file and -jwt-rs256-public-key exclude each other")
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")
@@ -89,9 +107,34 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := loadTokens(*tokensPath)
-	if err != nil {
-		return err
+	var auth server.Authenticators
+	if *tokensPath != "" {
+		tokens, err := loadTokens(*tokensPath)
+		if err != nil {
+			return err
+		}
+		auth = append(auth, tokens)
+	}
+	if *jwtSecret != "" || *jwtPublic != "" {
+		j := &server.JWT{Issuer: *jwtIssuer, Audience: *jwtAudience, TenantClaim: *jwtTenant, UserClaim: *jwtUser}
+		if *jwtSecret != "" {
+			secret, err := os.ReadFile(*jwtSecret)
+			if err != nil {
+				return fmt.Errorf("jwt secret: %w", err)
+			}
+			if j.Secret = bytes.TrimSpace(secret); len(j.Secret) < 32 {
+				return fmt.Errorf("jwt secret %s: want at least 32 bytes", *jwtSecret)
+			}
+		} else {
+			data, err := os.ReadFile(*jwtPublic)
+			if err != nil {
+				return fmt.Errorf("jwt public key: %w", err)
+			}
+			if j.PublicKey, err = jwt.ParseRSAPublicKeyFromPEM(data); err != nil {
+				return fmt.Errorf("jwt public key %s: %w", *jwtPublic, err)
+			}
+		}
+		auth = append(auth, j)
 	}
 	for table, s := range strat {
 		if schema.Table(table) == nil {
@@ -111,7 +154,7 @@ func run(ctx context.Context, args []string) error {
 	srv := &http.Server{
 		Addr: *listen,
 		Handler: server.New(store, server.Options{
-			Auth:         tokens,
+			Auth:         auth,
 			Strategies:   strat,
 			MaxBodyBytes: *maxBody,
 			MaxBatchRows: *maxRows,

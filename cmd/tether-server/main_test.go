@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
@@ -185,6 +187,42 @@ func waitUp(t *testing.T, url string, hc *http.Client) {
 			t.Fatalf("server did not answer: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// With a JWT secret file, a signed token names the tenant and user.
+func TestServeJWT(t *testing.T) {
+	schema, _ := files(t, `{}`)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	if err := os.WriteFile(secretFile, append(secret, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", addr, "-db", filepath.Join(t.TempDir(), "s.db"), "-schema", schema,
+			"-jwt-hs256-secret-file", secretFile, "-jwt-issuer", "id.example.com", "-jwt-tenant-claim", "org"})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	url := "http://" + addr
+	waitUp(t, url, http.DefaultClient)
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"iss": "id.example.com", "sub": "ada", "org": "acme", "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := client.New(url, client.Options{Token: token}).RegisterDevice(t.Context(), "d1")
+	if err != nil || dev.Tenant != "acme" || dev.User != "ada" {
+		t.Errorf("RegisterDevice = %+v, %v; want tenant acme, user ada", dev, err)
+	}
+	if _, err := client.New(url, client.Options{Token: token + "x"}).RegisterDevice(t.Context(), "d1"); err == nil {
+		t.Error("a tampered token was accepted")
 	}
 }
 
