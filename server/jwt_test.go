@@ -35,7 +35,9 @@ func TestJWT(t *testing.T) {
 		}
 		return c
 	}
-	hs := func(c jwt.MapClaims) string { return must(jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)) }
+	hs := func(c jwt.MapClaims) string {
+		return must(jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret))
+	}
 	rs := func(key *rsa.PrivateKey, c jwt.MapClaims) string {
 		return must(jwt.NewWithClaims(jwt.SigningMethodRS256, c).SignedString(key))
 	}
@@ -92,7 +94,6 @@ func TestJWT(t *testing.T) {
 		}
 	})
 }
-
 
 func must[T any](v T, err error) T {
 	if err != nil {
