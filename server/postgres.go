@@ -223,15 +223,15 @@ func (s *PostgresStore) Pool() *pgxpool.Pool { return s.pool }
 
 // RegisterDevice implements Store.
 func (s *PostgresStore) RegisterDevice(ctx context.Context, p Principal, device string) error {
-	var tenant string
-	err := s.pool.QueryRow(ctx, `INSERT INTO _tether_devices (device, tenant, user_name, created_at, seen_at)
+	// A device of another tenant is left untouched, seen_at included.
+	tag, err := s.pool.Exec(ctx, `INSERT INTO _tether_devices (device, tenant, user_name, created_at, seen_at)
 		VALUES ($1, $2, $3, now(), now())
-		ON CONFLICT (device) DO UPDATE SET seen_at = excluded.seen_at RETURNING tenant`,
-		device, p.Tenant, p.User).Scan(&tenant)
+		ON CONFLICT (device) DO UPDATE SET seen_at = excluded.seen_at WHERE _tether_devices.tenant = excluded.tenant`,
+		device, p.Tenant, p.User)
 	if err != nil {
 		return fmt.Errorf("register device %s: %w", device, err)
 	}
-	if tenant != p.Tenant {
+	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("device %s is registered to another tenant: %w", device, wire.ErrForbidden)
 	}
 	return nil

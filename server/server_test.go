@@ -12,8 +12,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tethersync/tether/client"
+	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -46,12 +50,12 @@ func call(t *testing.T, method, url, token string, body string, headers ...strin
 	return resp.StatusCode, eb.Error.Code, data
 }
 
-func openSession(t *testing.T, srv *testkit.Server, token, dev string) string {
+func openSession(t *testing.T, url, token, dev string) string {
 	t.Helper()
-	if st, _, body := call(t, "POST", srv.URL+"/v1/devices", token, `{"device":"`+dev+`"}`, wire.HeaderDevice, dev); st != 200 {
+	if st, _, body := call(t, "POST", url+"/v1/devices", token, `{"device":"`+dev+`"}`, wire.HeaderDevice, dev); st != 200 {
 		t.Fatalf("register: %d %s", st, body)
 	}
-	st, _, body := call(t, "POST", srv.URL+"/v1/sessions", token, `{}`, wire.HeaderDevice, dev)
+	st, _, body := call(t, "POST", url+"/v1/sessions", token, `{}`, wire.HeaderDevice, dev)
 	if st != 200 {
 		t.Fatalf("open session: %d %s", st, body)
 	}
@@ -60,98 +64,191 @@ func openSession(t *testing.T, srv *testkit.Server, token, dev string) string {
 	return s.Session
 }
 
-// digest returns every row of every table and the sessions, batches and
-// devices of the server, to prove a refused request changed nothing.
-func digest(t *testing.T, srv *testkit.Server) []string {
-	t.Helper()
-	db := testkit.OpenServerDB(t, srv.Path)
-	out := testkit.Dump(t, db, "customers", append(testkit.CustomerCols, "_version", "_modified_by"), "")
-	out = append(out, testkit.Dump(t, db, "orders", testkit.OrderCols, "")...)
-	for _, q := range []string{
-		`SELECT count(*) || '/' || count(result) FROM _tether_sessions`,
-		`SELECT count(*) FROM _tether_batches`,
-		`SELECT count(*) FROM _tether_devices`,
-		`SELECT version FROM _tether_counter`,
-	} {
-		var s string
-		if err := db.QueryRow(q).Scan(&s); err != nil {
+// digest returns every row of every table of the server, staging and
+// bookkeeping included, to prove a refused request changed nothing.
+type digest func(t *testing.T) []string
+
+var digestTables = []string{"customers", "orders", "_tether_stage_customers", "_tether_stage_orders",
+	"_tether_sessions", "_tether_batches", "_tether_devices", "_tether_audit"}
+
+func sqliteDigest(store *server.SQLiteStore) digest {
+	return func(t *testing.T) []string {
+		var out []string
+		for _, table := range append(digestTables, "_tether_counter") {
+			rows, err := store.DB().Query(`SELECT * FROM "` + table + `" ORDER BY 1, 2`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cols, _ := rows.Columns()
+			for rows.Next() {
+				vals := make([]any, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				if err := rows.Scan(ptrs...); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, fmt.Sprint(table, vals))
+			}
+			rows.Close()
+		}
+		return out
+	}
+}
+
+func postgresDigest(store *server.PostgresStore) digest {
+	return func(t *testing.T) []string {
+		var out []string
+		for _, table := range digestTables {
+			rows, err := store.Pool().Query(t.Context(), `SELECT * FROM "`+table+`" ORDER BY 1, 2`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				vals, err := rows.Values()
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, fmt.Sprint(table, vals))
+			}
+			rows.Close()
+		}
+		var last int64
+		if err := store.Pool().QueryRow(t.Context(), `SELECT last_value FROM _tether_version`).Scan(&last); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, s)
+		return append(out, fmt.Sprint("version ", last))
 	}
-	return out
 }
 
 const goodRow = `{"table":"customers","id":"c1","hlc":"1700000000000.000000.dev","values":{"name":"Ada","email":null,"tags":"[]"}}`
 
+var jwtSecret = []byte("0123456789abcdef0123456789abcdef")
+
+func jwtToken(t *testing.T, exp time.Time) string {
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "ada", "tenant": "acme", "exp": exp.Unix()}).SignedString(jwtSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// G9 against a running server on each store: every bad request gets its
+// 4xx naming the problem, the server's data is unchanged, and it keeps
+// serving.
 func TestBadInputRefused(t *testing.T) {
 	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{MaxBodyBytes: 2 << 20})
-	session := openSession(t, srv, "token-ada", device)
+	opts := server.Options{MaxBodyBytes: 2 << 20, Auth: server.Authenticators{testkit.Tokens, &server.JWT{Secret: jwtSecret}}}
+	t.Run("sqlite", func(t *testing.T) {
+		store, err := server.OpenSQLite(filepath.Join(t.TempDir(), "s.db"), reg.Schema())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		badInput(t, testkit.Serve(t, store, opts).URL, sqliteDigest(store))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		store, err := server.OpenPostgres(t.Context(), pgtest.URL(t), reg.Schema())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		badInput(t, testkit.Serve(t, store, opts).URL, postgresDigest(store))
+	})
+}
+
+func badInput(t *testing.T, url string, digest digest) {
+	session := openSession(t, url, "token-ada", device)
 	// One committed row so that the digest has content.
-	batchURL := srv.URL + "/v1/sessions/" + session + "/batches/"
+	batchURL := url + "/v1/sessions/" + session + "/batches/"
 	if st, _, body := call(t, "PUT", batchURL+"0", "token-ada", `{"rows":[`+goodRow+`]}`); st != 200 {
 		t.Fatalf("good batch: %d %s", st, body)
 	}
-	if st, _, body := call(t, "POST", srv.URL+"/v1/sessions/"+session+"/commit", "token-ada", `{}`); st != 200 {
+	if st, _, body := call(t, "POST", url+"/v1/sessions/"+session+"/commit", "token-ada", `{}`); st != 200 {
 		t.Fatalf("commit: %d %s", st, body)
 	}
-	open := openSession(t, srv, "token-ada", device)
-	openURL := srv.URL + "/v1/sessions/" + open + "/batches/0"
-	globexSession := openSession(t, srv, "token-globe", "globex-device")
+	open := openSession(t, url, "token-ada", device)
+	openURL := url + "/v1/sessions/" + open + "/batches/0"
+	globexSession := openSession(t, url, "token-globe", "globex-device")
+	const otherDevice = "0190a3b4-0000-7000-8000-000000000002"
+	if st, _, body := call(t, "POST", url+"/v1/devices", "token-bob", `{"device":"`+otherDevice+`"}`, wire.HeaderDevice, otherDevice); st != 200 {
+		t.Fatalf("register: %d %s", st, body)
+	}
 	row := func(mod string) string { return `{"rows":[` + strings.Replace(goodRow, `"name":"Ada"`, mod, 1) + `]}` }
+	withID := func(id string) string { return strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":`+id, 1) }
 	many := make([]string, wire.MaxBatchSize+1)
 	for i := range many {
 		many[i] = fmt.Sprintf(`{"table":"customers","id":"m%d","hlc":"1700000000000.000000.dev","values":{}}`, i)
 	}
-	before := digest(t, srv)
+	before := digest(t)
 	tests := []struct {
 		name, method, url, token, body string
 		status                         int
 		code, mention                  string
+		headers                        []string
 	}{
-		{"missing token", "PUT", openURL, "", row(`"name":"x"`), 401, "unauthorized", "bearer"},
-		{"wrong token", "PUT", openURL, "nope", row(`"name":"x"`), 401, "unauthorized", "token"},
-		{"malformed JSON", "PUT", openURL, "token-ada", `{"rows":[{"table":`, 400, "bad_request", "JSON"},
-		{"trailing data", "PUT", openURL, "token-ada", `{"rows":[]} {}`, 400, "bad_request", "after"},
-		{"unknown field", "PUT", openURL, "token-ada", `{"rows":[], "x":1}`, 400, "bad_request", "x"},
-		{"empty batch", "PUT", openURL, "token-ada", `{"rows":[]}`, 400, "bad_request", "no rows"},
-		{"unknown table", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"customers"`, `"users; DROP TABLE customers"`, 1), 400, "bad_request", "unknown table"},
-		{"unknown column", "PUT", openURL, "token-ada", row(`"nme":"x"`), 400, "bad_request", "unknown column"},
-		{"wrong type", "PUT", openURL, "token-ada", row(`"name":42`), 400, "bad_request", "column name: want text"},
-		{"NUL in text", "PUT", openURL, "token-ada", row(`"name":"a\u0000b"`), 400, "bad_request", "NUL character"},
-		{"null in non-null column", "PUT", openURL, "token-ada", row(`"name":null`), 400, "bad_request", "non-nullable"},
-		{"missing id", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":""`, 1), 400, "bad_request", "missing id"},
-		{"malformed id", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":"a\u0000b"`, 1), 400, "bad_request", "malformed id"},
-		{"malformed stamp", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `1700000000000.000000.dev`, `tomorrow`, 1), 400, "bad_request", "clock stamp"},
-		{"id twice", "PUT", openURL, "token-ada", `{"rows":[` + goodRow + `,` + goodRow + `]}`, 400, "bad_request", "twice"},
-		{"body over the limit", "PUT", openURL, "token-ada", row(`"name":"` + strings.Repeat("x", 3<<20) + `"`), 413, "too_large", "larger than"},
-		{"too many rows", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(many, ",") + `]}`, 413, "too_large", "more than the limit"},
-		{"bad batch number", "PUT", srv.URL + "/v1/sessions/" + open + "/batches/-1", "token-ada", row(`"name":"x"`), 400, "bad_request", "batch number"},
-		{"unknown session", "PUT", srv.URL + "/v1/sessions/nope/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session"},
-		{"session of another tenant", "PUT", srv.URL + "/v1/sessions/" + globexSession + "/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session"},
-		{"commit of another tenant's session", "POST", srv.URL + "/v1/sessions/" + globexSession + "/commit", "token-ada", `{}`, 404, "not_found", "unknown session"},
-		{"batch to a committed session", "PUT", batchURL + "1", "token-ada", row(`"name":"x"`), 409, "conflict", "committed"},
-		{"device of another tenant", "POST", srv.URL + "/v1/devices", "token-globe", `{"device":"` + device + `"}`, 403, "forbidden", "another tenant"},
-		{"malformed device", "POST", srv.URL + "/v1/devices", "token-ada", `{"device":"../../x"}`, 400, "bad_request", "device"},
-		{"malformed cursor", "GET", srv.URL + "/v1/changes?cursor=!!!", "token-ada", ``, 400, "bad_request", "cursor"},
-		{"bad limit", "GET", srv.URL + "/v1/changes?limit=100000", "token-ada", ``, 400, "bad_request", "limit"},
-		{"unknown endpoint", "GET", srv.URL + "/v1/nothing", "token-ada", ``, 404, "not_found", "no endpoint"},
+		{"missing token", "PUT", openURL, "", row(`"name":"x"`), 401, "unauthorized", "bearer", nil},
+		{"wrong token", "PUT", openURL, "nope", row(`"name":"x"`), 401, "unauthorized", "token", nil},
+		{"expired token", "PUT", openURL, jwtToken(t, time.Now().Add(-time.Hour)), row(`"name":"x"`), 401, "unauthorized", "expired", nil},
+		{"tampered token", "PUT", openURL, jwtToken(t, time.Now().Add(time.Hour)) + "x", row(`"name":"x"`), 401, "unauthorized", "signature", nil},
+		{"malformed JSON", "PUT", openURL, "token-ada", `{"rows":[{"table":`, 400, "bad_request", "JSON", nil},
+		{"truncated JSON", "PUT", openURL, "token-ada", row(`"name":"x"`)[:40], 400, "bad_request", "JSON", nil},
+		{"trailing data", "PUT", openURL, "token-ada", `{"rows":[]} {}`, 400, "bad_request", "after", nil},
+		{"unknown field", "PUT", openURL, "token-ada", `{"rows":[], "x":1}`, 400, "bad_request", "x", nil},
+		{"empty batch", "PUT", openURL, "token-ada", `{"rows":[]}`, 400, "bad_request", "no rows", nil},
+		{"unknown table", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"customers"`, `"users; DROP TABLE customers"`, 1), 400, "bad_request", "unknown table", nil},
+		{"unknown column", "PUT", openURL, "token-ada", row(`"nme":"x"`), 400, "bad_request", "unknown column", nil},
+		{"SQL in a column name", "PUT", openURL, "token-ada", row(`"name\" = 1; --":"x"`), 400, "bad_request", "unknown column", nil},
+		{"wrong type", "PUT", openURL, "token-ada", row(`"name":42`), 400, "bad_request", "column name: want text", nil},
+		{"object for text", "PUT", openURL, "token-ada", row(`"name":{"a":1}`), 400, "bad_request", "column name: want text", nil},
+		{"invalid JSON column", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"tags":"[]"`, `"tags":"[1,"`, 1), 400, "bad_request", "JSON", nil},
+		{"NUL in text", "PUT", openURL, "token-ada", row(`"name":"a\u0000b"`), 400, "bad_request", "NUL character", nil},
+		{"null in non-null column", "PUT", openURL, "token-ada", row(`"name":null`), 400, "bad_request", "non-nullable", nil},
+		{"missing id", "PUT", openURL, "token-ada", withID(`""`), 400, "bad_request", "missing id", nil},
+		{"malformed id", "PUT", openURL, "token-ada", withID(`"a\u0000b"`), 400, "bad_request", "malformed id", nil},
+		{"huge id", "PUT", openURL, "token-ada", withID(`"` + strings.Repeat("i", 10_000) + `"`), 400, "bad_request", "malformed id", nil},
+		{"malformed stamp", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `1700000000000.000000.dev`, `tomorrow`, 1), 400, "bad_request", "clock stamp", nil},
+		{"id twice", "PUT", openURL, "token-ada", `{"rows":[` + goodRow + `,` + goodRow + `]}`, 400, "bad_request", "twice", nil},
+		{"body over the limit", "PUT", openURL, "token-ada", row(`"name":"` + strings.Repeat("x", 3<<20) + `"`), 413, "too_large", "larger than", nil},
+		{"too many rows", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(many, ",") + `]}`, 413, "too_large", "more than the limit", nil},
+		{"bad batch number", "PUT", url + "/v1/sessions/" + open + "/batches/-1", "token-ada", row(`"name":"x"`), 400, "bad_request", "batch number", nil},
+		{"unknown session", "PUT", url + "/v1/sessions/nope/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
+		{"session of another tenant", "PUT", url + "/v1/sessions/" + globexSession + "/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
+		{"commit of another tenant's session", "POST", url + "/v1/sessions/" + globexSession + "/commit", "token-ada", `{}`, 404, "not_found", "unknown session", nil},
+		{"session replayed by another device", "PUT", openURL, "token-bob", row(`"name":"x"`), 404, "not_found", "unknown session", []string{wire.HeaderDevice, otherDevice}},
+		{"commit replayed by another device", "POST", url + "/v1/sessions/" + open + "/commit", "token-bob", `{}`, 404, "not_found", "unknown session", []string{wire.HeaderDevice, otherDevice}},
+		{"batch to a committed session", "PUT", batchURL + "1", "token-ada", row(`"name":"x"`), 409, "conflict", "committed", nil},
+		{"device of another tenant", "POST", url + "/v1/devices", "token-globe", `{"device":"` + device + `"}`, 403, "forbidden", "another tenant", nil},
+		{"session on another tenant's device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "forbidden", "not registered", nil},
+		{"malformed device", "POST", url + "/v1/devices", "token-ada", `{"device":"../../x"}`, 400, "bad_request", "device", nil},
+		{"malformed cursor", "GET", url + "/v1/changes?cursor=!!!", "token-ada", ``, 400, "bad_request", "cursor", nil},
+		{"bad limit", "GET", url + "/v1/changes?limit=100000", "token-ada", ``, 400, "bad_request", "limit", nil},
+		{"unknown endpoint", "GET", url + "/v1/nothing", "token-ada", ``, 404, "not_found", "no endpoint", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, code, body := call(t, tt.method, tt.url, tt.token, tt.body)
+			st, code, body := call(t, tt.method, tt.url, tt.token, tt.body, tt.headers...)
 			if st != tt.status || code != tt.code || !strings.Contains(string(body), tt.mention) {
 				t.Errorf("%s %s: %d %s, want %d %s mentioning %q", tt.method, tt.name, st, body, tt.status, tt.code, tt.mention)
 			}
 		})
 	}
-	if after := digest(t, srv); !reflect.DeepEqual(before, after) {
+	if after := digest(t); !reflect.DeepEqual(before, after) {
 		t.Errorf("server data changed by refused requests:\nbefore %q\nafter  %q", before, after)
 	}
-	// The server keeps serving.
-	if st, _, body := call(t, "PUT", openURL, "token-ada", row(`"name":"still fine"`)); st != 200 {
+	// The server keeps serving, and SQL in values is just data.
+	evil := `'); DROP TABLE customers; --`
+	if st, _, body := call(t, "PUT", openURL, "token-ada", strings.Replace(row(`"name":"`+evil+`"`), `"id":"c1"`, `"id":"c2"`, 1)); st != 200 {
 		t.Errorf("valid batch after bad ones: %d %s", st, body)
+	}
+	if st, _, body := call(t, "POST", url+"/v1/sessions/"+open+"/commit", "token-ada", `{}`); st != 200 {
+		t.Fatalf("commit: %d %s", st, body)
+	}
+	st, _, body := call(t, "GET", url+"/v1/changes", "token-ada", ``)
+	var ch wire.Changes
+	if err := json.Unmarshal(body, &ch); st != 200 || err != nil || len(ch.Changes) != 2 || ch.Changes[1].Values["name"] != evil {
+		t.Errorf("pull after the SQL-looking value: %d %s", st, body)
 	}
 }
 
@@ -160,7 +257,7 @@ func TestBadInputRefused(t *testing.T) {
 func TestTenantIsolation(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
-	session := openSession(t, srv, "token-ada", device)
+	session := openSession(t, srv.URL, "token-ada", device)
 	forged := strings.Replace(goodRow, `"hlc"`, `"modified_by":"mallory","device":"other","version":99,"hlc"`, 1)
 	if st, _, body := call(t, "PUT", srv.URL+"/v1/sessions/"+session+"/batches/0", "token-ada", `{"rows":[`+forged+`]}`); st != 200 {
 		t.Fatalf("batch: %d %s", st, body)
@@ -190,7 +287,7 @@ func TestTenantIsolation(t *testing.T) {
 		t.Errorf("same tenant pulled %+v, want c1 modified by ada", ch.Changes)
 	}
 	// The same id in another tenant is another row.
-	gs := openSession(t, srv, "token-globe", "globex-device")
+	gs := openSession(t, srv.URL, "token-globe", "globex-device")
 	for _, step := range []struct{ method, path, body string }{
 		{"PUT", "/v1/sessions/" + gs + "/batches/0", `{"rows":[` + strings.Replace(goodRow, "Ada", "Globex Ada", 1) + `]}`},
 		{"POST", "/v1/sessions/" + gs + "/commit", `{}`},

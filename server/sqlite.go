@@ -248,14 +248,14 @@ func (s *SQLiteStore) stamp() string { return entity.FormatTime(s.now()) }
 
 // RegisterDevice implements Store.
 func (s *SQLiteStore) RegisterDevice(ctx context.Context, p Principal, device string) error {
-	var tenant string
-	err := s.w.QueryRowContext(ctx, `INSERT INTO _tether_devices (device, tenant, user, created_at, seen_at) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (device) DO UPDATE SET seen_at = excluded.seen_at RETURNING tenant`,
-		device, p.Tenant, p.User, s.stamp(), s.stamp()).Scan(&tenant)
+	// A device of another tenant is left untouched, seen_at included.
+	res, err := s.w.ExecContext(ctx, `INSERT INTO _tether_devices (device, tenant, user, created_at, seen_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (device) DO UPDATE SET seen_at = excluded.seen_at WHERE _tether_devices.tenant = excluded.tenant`,
+		device, p.Tenant, p.User, s.stamp(), s.stamp())
 	if err != nil {
 		return fmt.Errorf("register device %s: %w", device, err)
 	}
-	if tenant != p.Tenant {
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return fmt.Errorf("device %s is registered to another tenant: %w", device, wire.ErrForbidden)
 	}
 	return nil
