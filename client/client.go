@@ -91,10 +91,12 @@ func (c *Client) Health(ctx context.Context) error {
 }
 
 // RegisterDevice binds the device to the token's tenant, and returns the
-// tenant and user the server authenticated.
-func (c *Client) RegisterDevice(ctx context.Context, device string) (wire.Device, error) {
+// tenant and user the server authenticated. When tenant is not empty, the
+// server refuses (403) credentials of any other tenant, and registers
+// nothing.
+func (c *Client) RegisterDevice(ctx context.Context, device, tenant string) (wire.Device, error) {
 	var out wire.Device
-	err := c.do(ctx, "register device", http.MethodPost, "/devices", device, wire.Device{Device: device}, &out)
+	err := c.do(ctx, "register device", http.MethodPost, "/devices", device, wire.Device{Device: device, Tenant: tenant}, &out)
 	return out, err
 }
 

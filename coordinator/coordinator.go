@@ -227,7 +227,16 @@ func (c *Coordinator) connect(ctx context.Context) error {
 	if err := c.api.Health(hctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrOffline, err)
 	}
-	if _, err := c.api.RegisterDevice(ctx, c.db.DeviceID()); err != nil {
+	tenant, err := c.db.Tenant(ctx)
+	if err != nil {
+		return err
+	}
+	dev, err := c.api.RegisterDevice(ctx, c.db.DeviceID(), tenant)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	// Before any data moves, the database must belong to this tenant.
+	if err := c.db.BindTenant(ctx, dev.Tenant); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +114,42 @@ func TestDeviceBoundToTenant(t *testing.T) {
 	}
 	if n, _ := a.DB.Pending(ctx); n != 1 {
 		t.Errorf("Pending=%d, want the new row still waiting", n)
+	}
+}
+
+// The database itself remembers its tenant: even a server that has never
+// seen the device (a new deployment, a restored backup) cannot make it mix
+// tenants; nothing moves and the server registers nothing.
+func TestDatabaseBoundToTenant(t *testing.T) {
+	reg := testkit.Registry(t)
+	first := testkit.NewServer(t, reg, server.Options{})
+	a := testkit.NewDevice(t, reg, first.URL, testkit.DeviceOptions{Token: "token-ada"})
+	saveCustomers(t, a, 2, "acme")
+	a.Sync(t)
+	if tenant, err := a.DB.Tenant(ctx); err != nil || tenant != "acme" {
+		t.Fatalf("Tenant=%q, %v; want acme after the first sync", tenant, err)
+	}
+	saveCustomers(t, a, 1, "more")
+	fresh := testkit.NewServer(t, reg, server.Options{})
+	other := coordinator.New(a.DB, client.New(fresh.URL, client.Options{Token: "token-globe"}), coordinator.Options{})
+	defer other.Close()
+	_, err := other.SyncNow(ctx)
+	if !errors.Is(err, wire.ErrForbidden) || client.Transient(err) || !strings.Contains(err.Error(), `"acme"`) {
+		t.Fatalf("SyncNow with another tenant's token=%v, want a permanent 403 naming acme", err)
+	}
+	if n := serverCount(t, fresh, `SELECT count(*) FROM customers`); n != 0 {
+		t.Errorf("the new server got %d rows, want 0", n)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 1 {
+		t.Errorf("Pending=%d, want the new row still waiting", n)
+	}
+	if n := serverCount(t, fresh, `SELECT count(*) FROM _tether_devices`); n != 0 {
+		t.Errorf("the new server registered %d devices, want 0", n)
+	}
+	// The same tenant on the new server is fine (the device re-registers).
+	same := coordinator.New(a.DB, client.New(fresh.URL, client.Options{Token: "token-bob"}), coordinator.Options{})
+	defer same.Close()
+	if _, err := same.SyncNow(ctx); err != nil {
+		t.Errorf("SyncNow with the same tenant: %v", err)
 	}
 }

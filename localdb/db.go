@@ -22,6 +22,9 @@ var (
 	ErrNotFound = errors.New("localdb: not found")
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("localdb: closed")
+	// ErrOtherTenant is returned by BindTenant when the database already
+	// belongs to another tenant.
+	ErrOtherTenant = errors.New("localdb: database belongs to another tenant")
 )
 
 // Options configures a DB. The zero value works.
@@ -134,6 +137,7 @@ const (
 	stateDevice      = "device"
 	stateClock       = "clock"
 	stateCursor      = "pull_cursor"
+	stateTenant      = "tenant"
 	statePushSession = "push_session"
 	statePushSeq     = "push_seq"
 	statePushPos     = "push_pos"
@@ -163,6 +167,35 @@ func setState(ctx context.Context, q execer, key, value string) error {
 		return fmt.Errorf("write state %s: %w", key, err)
 	}
 	return nil
+}
+
+// Tenant returns the tenant the database was bound to by its first
+// successful sync, or "".
+func (db *DB) Tenant(ctx context.Context) (string, error) {
+	t, err := getState(ctx, db.sql, stateTenant)
+	if err != nil {
+		return "", fmt.Errorf("localdb: %w", err)
+	}
+	return t, nil
+}
+
+// BindTenant binds the database to tenant on first use, and afterwards
+// returns an error wrapping ErrOtherTenant for any other tenant: a
+// database never mixes the rows of two tenants.
+func (db *DB) BindTenant(ctx context.Context, tenant string) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := getState(ctx, tx, stateTenant)
+		if err != nil {
+			return err
+		}
+		switch cur {
+		case tenant:
+			return nil
+		case "":
+			return setState(ctx, tx, stateTenant, tenant)
+		}
+		return fmt.Errorf("%w: it holds tenant %q, and the credentials are for %q", ErrOtherTenant, cur, tenant)
+	})
 }
 
 // DeviceID returns the id this database was given at creation. It names the

@@ -302,3 +302,21 @@ func TestClockNeverGoesBack(t *testing.T) {
 		t.Errorf("stamp after clock jump %s, want later than %s", second.Rows[0].HLC, first.Rows[0].HLC)
 	}
 }
+
+func TestBindTenant(t *testing.T) {
+	db := newDB(t)
+	if tenant, err := db.Tenant(ctx); err != nil || tenant != "" {
+		t.Fatalf("Tenant of a new database = %q, %v", tenant, err)
+	}
+	for _, tenant := range []string{"acme", "acme"} {
+		if err := db.BindTenant(ctx, tenant); err != nil {
+			t.Fatalf("BindTenant(%q): %v", tenant, err)
+		}
+	}
+	if err := db.BindTenant(ctx, "globex"); !errors.Is(err, localdb.ErrOtherTenant) {
+		t.Errorf("BindTenant(globex) = %v, want ErrOtherTenant", err)
+	}
+	if tenant, _ := db.Tenant(ctx); tenant != "acme" {
+		t.Errorf("Tenant = %q after a refused bind, want acme", tenant)
+	}
+}

@@ -172,6 +172,9 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, r *http.Reques
 	if !deviceRE.MatchString(d.Device) {
 		return nil, fmt.Errorf("malformed device id %q: %w", d.Device, wire.ErrBadRequest)
 	}
+	if d.Tenant != "" && d.Tenant != p.Tenant {
+		return nil, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", d.Tenant, p.Tenant, wire.ErrForbidden)
+	}
 	if err := s.store.RegisterDevice(ctx, p, d.Device); err != nil {
 		return nil, err
 	}

@@ -325,7 +325,7 @@ func TestResentBatchReplaces(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
-	if _, err := api.RegisterDevice(ctx, device); err != nil {
+	if _, err := api.RegisterDevice(ctx, device, ""); err != nil {
 		t.Fatal(err)
 	}
 	s, err := api.OpenSession(ctx, device)
@@ -443,7 +443,7 @@ func TestMaxBatchRows(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{MaxBatchRows: 2})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
-	if _, err := api.RegisterDevice(ctx, device); err != nil {
+	if _, err := api.RegisterDevice(ctx, device, ""); err != nil {
 		t.Fatal(err)
 	}
 	s, err := api.OpenSession(ctx, device)
