@@ -49,6 +49,12 @@ type Client struct {
 	gzip  bool
 	sent  atomic.Int64
 	recvd atomic.Int64
+
+	// For the event stream, which outlives Options.Timeout.
+	base  string
+	token string
+	agent string
+	live  *http.Client
 }
 
 // New returns a client for the server at baseURL, such as
@@ -77,7 +83,8 @@ func New(baseURL string, opts Options) *Client {
 		// for gzip on its own.
 		r.SetHeader("Accept-Encoding", "identity")
 	}
-	return &Client{r: r, gzip: !opts.DisableGzip}
+	return &Client{r: r, gzip: !opts.DisableGzip, base: baseURL + wire.APIPrefix, token: opts.Token, agent: opts.UserAgent,
+		live: &http.Client{Transport: opts.Transport}}
 }
 
 // Bytes returns the request and response body bytes this client has sent

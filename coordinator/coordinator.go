@@ -95,8 +95,11 @@ type Options struct {
 	OnProgress func(Progress)
 	// OnConflict, if set, is called for each conflict the server resolved.
 	OnConflict func(Conflict)
-	// Logger receives state changes of Run. Default slog.Default().
+	// Logger receives state changes of Run and Live. Default slog.Default().
 	Logger *slog.Logger
+	// LiveDebounce is how long Live waits after a change event before it
+	// syncs, so that a burst of commits costs one sync. Default 250ms.
+	LiveDebounce time.Duration
 }
 
 // Coordinator syncs one local database with one server. It is safe for
@@ -135,6 +138,9 @@ func New(db *localdb.DB, api *client.Client, opts Options) *Coordinator {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.LiveDebounce <= 0 {
+		opts.LiveDebounce = 250 * time.Millisecond
 	}
 	c := &Coordinator{db: db, api: api, opts: opts}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -307,6 +313,33 @@ func (c *Coordinator) onPage(rows map[string]int) {
 // rounds are logged (on changes of state only) and retried next round. It
 // returns ctx.Err().
 func (c *Coordinator) Run(ctx context.Context, interval time.Duration) error {
+	return c.loop(ctx, interval, nil)
+}
+
+// Live is Run in live mode: besides every interval, it syncs soon after the
+// server announces that another device's changes committed (GET
+// /v1/events), waiting Options.LiveDebounce so that a burst costs one sync.
+// When the event stream drops, it reconnects with exponential backoff
+// (Options.InitialBackoff to MaxBackoff) and syncs once it is back; in
+// between, the interval keeps the device up to date. It returns ctx.Err().
+func (c *Coordinator) Live(ctx context.Context, interval time.Duration) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	kick := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.follow(ctx, kick)
+	}()
+	err := c.loop(ctx, interval, kick)
+	cancel()
+	<-done
+	return err
+}
+
+// loop syncs at once, then at each interval and, when kick is not nil, a
+// debounce after each kick.
+func (c *Coordinator) loop(ctx context.Context, interval time.Duration, kick <-chan struct{}) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	failures := 0
@@ -328,6 +361,53 @@ func (c *Coordinator) Run(ctx context.Context, interval time.Duration) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-kick:
+			if err := sleep(ctx, c.opts.LiveDebounce); err != nil {
+				return err
+			}
+			select { // events during the debounce are covered by this sync
+			case <-kick:
+			default:
+			}
+		}
+	}
+}
+
+// follow reads the server's event stream until ctx ends, kicking the sync
+// loop for each change another device committed, and after each
+// reconnection (events may have been missed while disconnected).
+func (c *Coordinator) follow(ctx context.Context, kick chan<- struct{}) {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = c.opts.InitialBackoff
+	b.MaxInterval = c.opts.MaxBackoff
+	b.MaxElapsedTime = 0 // never give up
+	b.Reset()
+	signal := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			signal()
+		}
+		start := time.Now()
+		err := c.api.Events(ctx, func(ev wire.Event) {
+			if ev.Device != c.db.DeviceID() { // not our own push
+				signal()
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			b.Reset() // the stream was up for a while: reconnect promptly
+		}
+		wait := b.NextBackOff()
+		c.opts.Logger.Info("tether event stream dropped", "err", err, "retry_in", wait)
+		if sleep(ctx, wait) != nil {
+			return
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,10 +20,12 @@ import (
 )
 
 var (
-	_ Store   = (*PostgresStore)(nil)
-	_ Store   = (*SQLiteStore)(nil)
-	_ Auditor = (*PostgresStore)(nil)
-	_ Auditor = (*SQLiteStore)(nil)
+	_ Store    = (*PostgresStore)(nil)
+	_ Store    = (*SQLiteStore)(nil)
+	_ Auditor  = (*PostgresStore)(nil)
+	_ Auditor  = (*SQLiteStore)(nil)
+	_ Notifier = (*PostgresStore)(nil)
+	_ Notifier = (*SQLiteStore)(nil)
 )
 
 // PostgresStore is the production Store: one PostgreSQL database shared by
@@ -39,6 +42,22 @@ type PostgresStore struct {
 	schema entity.Schema
 	tables []*pgTable // in priority order
 	byName map[string]*pgTable
+
+	events      *broadcaster
+	listenOnce  sync.Once
+	listenReady chan struct{} // closed once LISTEN first succeeds
+	stop        context.CancelFunc
+	stopped     chan struct{}
+}
+
+// notifyChannel is the PostgreSQL channel of commit notifications.
+const notifyChannel = "tether_changes"
+
+// notice is the payload of a commit notification.
+type notice struct {
+	Tenant  string `json:"tenant"`
+	Version int64  `json:"version"`
+	Device  string `json:"device"`
 }
 
 // pgTable holds the SQL of one synced table.
@@ -65,7 +84,8 @@ func OpenPostgres(ctx context.Context, url string, schema entity.Schema) (*Postg
 	if err != nil {
 		return nil, fmt.Errorf("server: open postgres: %w", err)
 	}
-	s := &PostgresStore{pool: pool, schema: schema, byName: map[string]*pgTable{}}
+	s := &PostgresStore{pool: pool, schema: schema, byName: map[string]*pgTable{},
+		events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
 	for i, t := range schema.Tables {
 		pt := newPGTable(i, t)
 		s.tables = append(s.tables, pt)
@@ -212,8 +232,86 @@ func (s *PostgresStore) Schema() entity.Schema { return s.schema }
 
 // Close implements Store.
 func (s *PostgresStore) Close() error {
+	s.listenOnce.Do(func() {}) // no listener starts after this
+	if s.stop != nil {
+		s.stop()
+		<-s.stopped
+	}
 	s.pool.Close()
 	return nil
+}
+
+// Subscribe implements Notifier. Commits made by any server process on the
+// database are seen, through LISTEN/NOTIFY on one connection per store.
+func (s *PostgresStore) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error) {
+	s.listenOnce.Do(func() {
+		lctx, stop := context.WithCancel(context.Background())
+		s.stop = stop
+		go s.listen(lctx)
+	})
+	ch := s.events.subscribe(ctx, tenant)
+	select { // so that no commit after Subscribe returns is missed
+	case <-s.listenReady:
+		return ch, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("listen for changes: no connection: %w", wire.ErrUnavailable)
+	}
+}
+
+// listen relays notifications to the subscribers until ctx ends,
+// reconnecting with backoff. After a reconnection every subscriber gets an
+// event, since notifications may have been missed meanwhile.
+func (s *PostgresStore) listen(ctx context.Context) {
+	defer close(s.stopped)
+	wait := 100 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		err := s.listenConn(ctx, func() {
+			if first {
+				close(s.listenReady)
+				first = false
+			} else {
+				s.events.publishAll(wire.Event{})
+			}
+			wait = 100 * time.Millisecond
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		_ = err // the connection dropped: try again
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// listenConn holds one connection in LISTEN until it fails.
+func (s *PostgresStore) listenConn(ctx context.Context, ready func()) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	ready()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			conn.Conn().Close(context.Background()) // never return a listening connection to the pool
+			return err
+		}
+		var msg notice
+		if json.Unmarshal([]byte(n.Payload), &msg) == nil {
+			s.events.publish(msg.Tenant, wire.Event{Version: msg.Version, Device: msg.Device})
+		}
+	}
 }
 
 // Pool returns the connection pool, for the plain SQL queries of a back
@@ -439,7 +537,12 @@ func (s *PostgresStore) Commit(ctx context.Context, p Principal, device, session
 			c.Version, string(res), p.Tenant, session); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM _tether_batches WHERE tenant = $1 AND session = $2`, p.Tenant, session)
+		if _, err := tx.Exec(ctx, `DELETE FROM _tether_batches WHERE tenant = $1 AND session = $2`, p.Tenant, session); err != nil {
+			return err
+		}
+		// Delivered to every listening process when the commit is.
+		payload, _ := json.Marshal(notice{Tenant: p.Tenant, Version: c.Version, Device: device})
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(payload))
 		return err
 	})
 	if err != nil {

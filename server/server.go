@@ -97,6 +97,7 @@ func New(store Store, opts Options) *Server {
 	s.mux.Handle("PUT "+p+"/sessions/{session}/batches/{seq}", s.authed(s.stageBatch))
 	s.mux.Handle("POST "+p+"/sessions/{session}/commit", s.authed(s.commit))
 	s.mux.Handle("GET "+p+"/changes", s.authed(s.changes))
+	s.mux.HandleFunc("GET "+p+"/events", s.events)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})
@@ -105,7 +106,9 @@ func New(store Store, opts Options) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+	// The event stream is not compressed: it must reach the client as
+	// each event is written.
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && !strings.HasSuffix(r.URL.Path, "/events") {
 		gw := &gzipWriter{ResponseWriter: w}
 		defer gw.Close()
 		w = gw
@@ -118,26 +121,9 @@ type handlerFunc func(ctx context.Context, p Principal, r *http.Request) (any, e
 // authed authenticates the request and writes the handler's answer as JSON.
 func (s *Server) authed(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.Auth == nil {
-			s.fail(w, r, fmt.Errorf("server has no authenticator configured: %w", wire.ErrUnauthorized))
-			return
-		}
-		p, err := s.opts.Auth.Authenticate(r)
+		p, err := s.authenticate(w, r)
 		if err != nil {
-			if !errors.Is(err, wire.ErrUnauthorized) && !errors.Is(err, wire.ErrInternal) {
-				err = fmt.Errorf("%v: %w", err, wire.ErrUnauthorized)
-			}
 			s.fail(w, r, err)
-			return
-		}
-		if p.Tenant == "" {
-			s.fail(w, r, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden))
-			return
-		}
-		if wait := s.limiters.wait(r); wait > 0 {
-			secs := int((wait + time.Second - 1) / time.Second)
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			s.fail(w, r, fmt.Errorf("more than %v requests a second with this token; retry in %ds: %w", s.opts.RateLimit, secs, wire.ErrRateLimited))
 			return
 		}
 		ctx := context.WithValue(r.Context(), principalKey{}, p)
@@ -148,6 +134,30 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// authenticate finds the request's principal and applies the rate limit;
+// the error is ready for fail.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal, error) {
+	if s.opts.Auth == nil {
+		return Principal{}, fmt.Errorf("server has no authenticator configured: %w", wire.ErrUnauthorized)
+	}
+	p, err := s.opts.Auth.Authenticate(r)
+	if err != nil {
+		if !errors.Is(err, wire.ErrUnauthorized) && !errors.Is(err, wire.ErrInternal) {
+			err = fmt.Errorf("%v: %w", err, wire.ErrUnauthorized)
+		}
+		return Principal{}, err
+	}
+	if p.Tenant == "" {
+		return Principal{}, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden)
+	}
+	if wait := s.limiters.wait(r); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		return Principal{}, fmt.Errorf("more than %v requests a second with this token; retry in %ds: %w", s.opts.RateLimit, secs, wire.ErrRateLimited)
+	}
+	return p, nil
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

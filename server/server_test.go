@@ -225,6 +225,7 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"malformed cursor", "GET", url + "/v1/changes?cursor=!!!", "token-ada", ``, 400, "bad_request", "cursor", nil},
 		{"bad limit", "GET", url + "/v1/changes?limit=100000", "token-ada", ``, 400, "bad_request", "limit", nil},
 		{"unknown endpoint", "GET", url + "/v1/nothing", "token-ada", ``, 404, "not_found", "no endpoint", nil},
+		{"events without a token", "GET", url + "/v1/events", "", ``, 401, "unauthorized", "bearer", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ type SQLiteStore struct {
 	tables []*storeTable // in priority order
 	byName map[string]*storeTable
 	now    func() time.Time
+	events *broadcaster
 }
 
 // storeTable holds the SQL of one synced table on the server.
@@ -49,7 +50,7 @@ func OpenSQLite(path string, schema entity.Schema) (*SQLiteStore, error) {
 	if err := schema.Validate(); err != nil {
 		return nil, fmt.Errorf("server: open %s: %w", path, err)
 	}
-	s := &SQLiteStore{schema: schema, byName: map[string]*storeTable{}, now: time.Now}
+	s := &SQLiteStore{schema: schema, byName: map[string]*storeTable{}, now: time.Now, events: newBroadcaster()}
 	open := func(txlock string) (*sql.DB, error) {
 		q := url.Values{}
 		q.Set("_journal_mode", "WAL")
@@ -477,7 +478,13 @@ func (s *SQLiteStore) Commit(ctx context.Context, p Principal, device, session s
 	if err := tx.Commit(); err != nil {
 		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
 	}
+	s.events.publish(p.Tenant, wire.Event{Version: c.Version, Device: device})
 	return c, nil
+}
+
+// Subscribe implements Notifier, within this process.
+func (s *SQLiteStore) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error) {
+	return s.events.subscribe(ctx, tenant), nil
 }
 
 // applier applies the staged rows of one session inside its transaction.

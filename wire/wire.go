@@ -60,6 +60,13 @@ type Health struct {
 	Status string `json:"status"`
 }
 
+// Event is the data of a "changes" event of GET /v1/events: the tenant's
+// rows changed up to Version, in a session pushed by Device.
+type Event struct {
+	Version int64  `json:"version"`
+	Device  string `json:"device"`
+}
+
 // Device is the body of POST /v1/devices and of its answer.
 type Device struct {
 	Device string `json:"device"`

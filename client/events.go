@@ -1,0 +1,81 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// StreamIdle is how long the event stream may stay silent before the
+// client takes it for dead. The server sends a heartbeat every 20s.
+const StreamIdle = 60 * time.Second
+
+// Events subscribes to the server's change events for the token's tenant
+// and calls fn for each, until ctx ends or the stream drops. It returns the
+// error that ended the stream: ctx.Err() when ctx ended, else an *Error
+// (transient for network failures and 5xx).
+func (c *Client) Events(outer context.Context, fn func(wire.Event)) error {
+	ctx, cancel := context.WithCancel(outer)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/events", nil)
+	if err != nil {
+		return &Error{Op: "events", Err: err}
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("User-Agent", c.agent)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.live.Do(req)
+	if err != nil {
+		if outer.Err() != nil {
+			return outer.Err()
+		}
+		return &Error{Op: "events", Err: err, transient: true}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return errorFrom("events", resp.StatusCode, resp.Header, resp.Body)
+	}
+	// A silent stream is a dead one: the watchdog ends the request.
+	watchdog := time.AfterFunc(StreamIdle, cancel)
+	defer watchdog.Stop()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 4096), 64<<10)
+	var event, data string
+	for sc.Scan() {
+		watchdog.Reset(StreamIdle)
+		line := sc.Text()
+		switch {
+		case line == "":
+			if event == "changes" {
+				var ev wire.Event
+				if err := json.Unmarshal([]byte(data), &ev); err == nil {
+					fn(ev)
+				}
+			}
+			event, data = "", ""
+		case strings.HasPrefix(line, "event:"):
+			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+		case strings.HasPrefix(line, "data:"):
+			data += strings.TrimSpace(strings.TrimPrefix(line, "data:"))
+		}
+	}
+	if outer.Err() != nil {
+		return outer.Err()
+	}
+	err = sc.Err()
+	switch {
+	case ctx.Err() != nil:
+		err = fmt.Errorf("no event or heartbeat for %v", StreamIdle)
+	case err == nil:
+		err = fmt.Errorf("stream ended")
+	}
+	return &Error{Op: "events", Err: err, transient: true}
+}
