@@ -197,17 +197,28 @@ func (c *Coordinator) run(ctx context.Context) (rep Report, err error) {
 		rep.Duration = time.Since(start)
 	}()
 	c.report(Progress{Phase: PhaseConnect})
-	if err := c.connect(ctx); err != nil {
-		return rep, err
+	hctx, cancel := context.WithTimeout(ctx, c.opts.HealthTimeout)
+	err = c.api.Health(hctx)
+	cancel()
+	if err != nil {
+		return rep, fmt.Errorf("%w: %w", ErrOffline, err)
 	}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = c.opts.InitialBackoff
 	b.MaxInterval = c.opts.MaxBackoff
 	b.MaxElapsedTime = c.opts.MaxElapsed
 	b.Reset()
+	registered := false
 	for {
 		rep.Attempts++
-		err := c.cycle(ctx, &rep)
+		var err error
+		if !registered {
+			err = c.register(ctx)
+			registered = err == nil
+		}
+		if err == nil {
+			err = c.cycle(ctx, &rep)
+		}
 		if err == nil {
 			c.report(Progress{Phase: PhaseDone})
 			return rep, nil
@@ -226,13 +237,8 @@ func (c *Coordinator) run(ctx context.Context) (rep Report, err error) {
 	}
 }
 
-// connect checks health and registers the device.
-func (c *Coordinator) connect(ctx context.Context) error {
-	hctx, cancel := context.WithTimeout(ctx, c.opts.HealthTimeout)
-	defer cancel()
-	if err := c.api.Health(hctx); err != nil {
-		return fmt.Errorf("%w: %w", ErrOffline, err)
-	}
+// register registers the device, and binds the database to the tenant.
+func (c *Coordinator) register(ctx context.Context) error {
 	tenant, err := c.db.Tenant(ctx)
 	if err != nil {
 		return err

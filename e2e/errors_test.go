@@ -153,3 +153,23 @@ func TestDatabaseBoundToTenant(t *testing.T) {
 		t.Errorf("SyncNow with the same tenant: %v", err)
 	}
 }
+
+// The server's per-token rate limit answers 429 with Retry-After; the
+// coordinator waits and the sync completes.
+func TestServerRateLimitHonoured(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{RateLimit: 2, RateBurst: 2})
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Co: coordinator.Options{InitialBackoff: 10 * time.Millisecond}})
+	saveCustomers(t, a, 3, "c")
+	start := time.Now()
+	rep := a.Sync(t) // register, open, batch, commit, changes: more than the burst
+	if rep.Attempts < 2 || rep.Pushed["customers"] != 3 {
+		t.Errorf("Report=%+v, want retries and 3 rows pushed", rep)
+	}
+	if elapsed := time.Since(start); elapsed < time.Second {
+		t.Errorf("done after %v: the Retry-After of at least 1s was not honoured", elapsed)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 3 {
+		t.Errorf("server holds %d customers, want 3", n)
+	}
+}
