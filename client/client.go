@@ -140,6 +140,13 @@ func (c *Client) Changes(ctx context.Context, cursor string, limit int) (wire.Ch
 	return out, err
 }
 
+// Digests returns the server's digest of every table of the tenant.
+func (c *Client) Digests(ctx context.Context) (wire.Digests, error) {
+	var out wire.Digests
+	err := c.do(ctx, "digest", http.MethodGet, "/digest", "", nil, &out)
+	return out, err
+}
+
 // do sends one request and decodes its JSON answer into out.
 func (c *Client) do(ctx context.Context, op, method, path, device string, in, out any) error {
 	req := c.r.R().SetContext(ctx).SetDoNotParseResponse(true)

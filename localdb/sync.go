@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/wire"
 )
@@ -381,4 +382,68 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// Digest returns the entity.Digest of the rows of table this database
+// holds, deleted rows and rows not yet pushed included, and the number of
+// rows waiting to be pushed.
+func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, error) {
+	t := db.byName[table]
+	if t == nil {
+		return wire.TableDigest{}, 0, fmt.Errorf("localdb: digest: unknown table %q", table)
+	}
+	names := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		names[i] = quote(c.Name)
+	}
+	var out wire.TableDigest
+	var pending int
+	err := db.readTx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, t.countDirty).Scan(&pending); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s ORDER BY "id"`, strings.Join(names, ", "), quote(t.name)))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		d := entity.NewDigest(&t.ent.Table)
+		raw := make([]any, len(t.cols)+1)
+		dest := make([]any, len(raw))
+		for i := range raw {
+			dest[i] = &raw[i]
+		}
+		vals := make([]any, len(t.cols)-1)
+		for rows.Next() {
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			for i, c := range t.cols[1:] {
+				if vals[i], err = c.Kind.FromDB(raw[i+2]); err != nil {
+					return fmt.Errorf("column %s: %w", c.Name, err)
+				}
+			}
+			id, _ := raw[1].(string)
+			deleted, _ := raw[0].(int64)
+			if err := d.Add(id, deleted != 0, vals); err != nil {
+				return err
+			}
+		}
+		out = wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}
+		return rows.Err()
+	})
+	if err != nil {
+		return wire.TableDigest{}, 0, fmt.Errorf("localdb: digest %s: %w", table, err)
+	}
+	return out, pending, nil
+}
+
+// readTx runs fn in a read transaction: one consistent snapshot.
+func (db *DB) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.sql.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
 }

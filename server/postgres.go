@@ -26,6 +26,8 @@ var (
 	_ Auditor  = (*SQLiteStore)(nil)
 	_ Notifier = (*PostgresStore)(nil)
 	_ Notifier = (*SQLiteStore)(nil)
+	_ Digester = (*PostgresStore)(nil)
+	_ Digester = (*SQLiteStore)(nil)
 )
 
 // PostgresStore is the production Store: one PostgreSQL database shared by
@@ -742,4 +744,27 @@ func (s *PostgresStore) Audit(ctx context.Context, tenant string, after int64, l
 		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return out, nil
+}
+
+// Digest implements Digester. Rows are read in byte order of their ids
+// (COLLATE "C"), whatever the database's collation.
+func (s *PostgresStore) Digest(ctx context.Context, p Principal, table string) (wire.TableDigest, error) {
+	pt := s.byName[table]
+	if pt == nil {
+		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %q: %w", table, wire.ErrBadRequest)
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(`SELECT _deleted, %s FROM %s WHERE _tenant = $1 ORDER BY id COLLATE "C"`,
+		strings.Join(pt.cols, ", "), pt.name), p.Tenant)
+	if err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	defer rows.Close()
+	d := entity.NewDigest(&pt.t)
+	if err := digestRows(d, &pt.t, rows.Next, rows.Scan); err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	if err := rows.Err(); err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	return wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}, nil
 }

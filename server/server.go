@@ -98,6 +98,7 @@ func New(store Store, opts Options) *Server {
 	s.mux.Handle("POST "+p+"/sessions/{session}/commit", s.authed(s.commit))
 	s.mux.Handle("GET "+p+"/changes", s.authed(s.changes))
 	s.mux.HandleFunc("GET "+p+"/events", s.events)
+	s.mux.Handle("GET "+p+"/digest", s.authed(s.digest))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})
@@ -257,6 +258,22 @@ func (s *Server) changes(ctx context.Context, p Principal, r *http.Request) (any
 		rows = []wire.Row{}
 	}
 	return wire.Changes{Changes: rows, Cursor: next.String(), More: more}, nil
+}
+
+func (s *Server) digest(ctx context.Context, p Principal, r *http.Request) (any, error) {
+	d, ok := s.store.(Digester)
+	if !ok {
+		return nil, fmt.Errorf("this store cannot digest its rows: %w", wire.ErrNotFound)
+	}
+	var out wire.Digests
+	for _, t := range s.store.Schema().Tables {
+		td, err := d.Digest(ctx, p, t.Name)
+		if err != nil {
+			return nil, err
+		}
+		out.Tables = append(out.Tables, td)
+	}
+	return out, nil
 }
 
 // decode reads a JSON body, gzip-compressed or not, refusing unknown fields,

@@ -720,3 +720,62 @@ func (s *SQLiteStore) Audit(ctx context.Context, tenant string, after int64, lim
 	}
 	return out, rows.Err()
 }
+
+// Digest implements Digester.
+func (s *SQLiteStore) Digest(ctx context.Context, p Principal, table string) (wire.TableDigest, error) {
+	st := s.byName[table]
+	if st == nil {
+		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %q: %w", table, wire.ErrBadRequest)
+	}
+	cols := make([]string, len(st.t.Columns))
+	for i, c := range st.t.Columns {
+		cols[i] = qi(c.Name)
+	}
+	rows, err := s.r.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s WHERE "_tenant" = ? ORDER BY "id"`,
+		strings.Join(cols, ", "), qi(table)), p.Tenant)
+	if err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	defer rows.Close()
+	d := entity.NewDigest(&st.t)
+	if err := digestRows(d, &st.t, rows.Next, rows.Scan); err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	if err := rows.Err(); err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	return wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}, nil
+}
+
+// digestRows adds rows of ("deleted", id, values...) to d.
+func digestRows(d *entity.Digest, t *entity.Table, next func() bool, scan func(...any) error) error {
+	n := len(t.Columns)
+	raw := make([]any, n+1)
+	dest := make([]any, n+1)
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	vals := make([]any, n-1)
+	for next() {
+		if err := scan(dest...); err != nil {
+			return err
+		}
+		deleted, err := entity.KindBool.FromDB(raw[0])
+		if err != nil {
+			return err
+		}
+		id, err := entity.KindText.FromDB(raw[1])
+		if err != nil {
+			return err
+		}
+		for i, c := range t.Columns[1:] {
+			if vals[i], err = c.Kind.FromDB(raw[i+2]); err != nil {
+				return fmt.Errorf("column %s: %w", c.Name, err)
+			}
+		}
+		if err := d.Add(id.(string), deleted.(bool), vals); err != nil {
+			return err
+		}
+	}
+	return nil
+}

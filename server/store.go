@@ -65,6 +65,14 @@ type Auditor interface {
 	Audit(ctx context.Context, tenant string, after int64, limit int) ([]AuditEntry, error)
 }
 
+// Digester is a store that can digest a tenant's rows of a table. Both
+// built-in stores are.
+type Digester interface {
+	// Digest returns the entity.Digest of tenant's rows of table, deleted
+	// rows included, in id byte order.
+	Digest(ctx context.Context, p Principal, table string) (wire.TableDigest, error)
+}
+
 // Limits bound what a device may keep open on the server.
 type Limits struct {
 	// MaxOpenSessions is the number of uncommitted push sessions a device

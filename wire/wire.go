@@ -67,6 +67,18 @@ type Event struct {
 	Device  string `json:"device"`
 }
 
+// TableDigest is the digest of one table's rows as entity.Digest makes it.
+type TableDigest struct {
+	Table  string `json:"table"`
+	Rows   int    `json:"rows"`
+	SHA256 string `json:"sha256"`
+}
+
+// Digests is the answer to GET /v1/digest: every table, in priority order.
+type Digests struct {
+	Tables []TableDigest `json:"tables"`
+}
+
 // Device is the body of POST /v1/devices and of its answer.
 type Device struct {
 	Device string `json:"device"`
