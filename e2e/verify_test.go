@@ -101,4 +101,3 @@ func verify(t *testing.T, reg *entity.Registry, url string, serverSQL func(strin
 	a.Sync(t)
 	check(a, nil, 0)
 }
-

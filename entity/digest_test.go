@@ -33,17 +33,17 @@ func TestDigest(t *testing.T) {
 		t.Fatal("the same rows gave two digests")
 	}
 	for name, other := range map[string]string{
-		"no rows":          sum(),
-		"one row less":     sum(a),
-		"order":            sum(b, a),
-		"value":            sum(a, row{"b", false, []any{nil, int64(3), 2.0, false, nil}}),
-		"null vs empty":    sum(a, row{"b", false, []any{"", int64(2), 2.0, false, nil}}),
-		"deleted":          sum(a, row{"b", true, nil}),
-		"id":               sum(a, row{"c", false, b.vals}),
-		"string boundary":  sum(row{"a", false, []any{"xy", int64(1), 1.5, true, []byte{1}}}, b),
-		"blob vs string":   sum(a, row{"b", false, []any{nil, int64(2), 2.0, false, []byte{}}}),
-		"bool":             sum(a, row{"b", false, []any{nil, int64(2), 2.0, true, nil}}),
-		"float bits":       sum(a, row{"b", false, []any{nil, int64(2), 2.0000000000000004, false, nil}}),
+		"no rows":         sum(),
+		"one row less":    sum(a),
+		"order":           sum(b, a),
+		"value":           sum(a, row{"b", false, []any{nil, int64(3), 2.0, false, nil}}),
+		"null vs empty":   sum(a, row{"b", false, []any{"", int64(2), 2.0, false, nil}}),
+		"deleted":         sum(a, row{"b", true, nil}),
+		"id":              sum(a, row{"c", false, b.vals}),
+		"string boundary": sum(row{"a", false, []any{"xy", int64(1), 1.5, true, []byte{1}}}, b),
+		"blob vs string":  sum(a, row{"b", false, []any{nil, int64(2), 2.0, false, []byte{}}}),
+		"bool":            sum(a, row{"b", false, []any{nil, int64(2), 2.0, true, nil}}),
+		"float bits":      sum(a, row{"b", false, []any{nil, int64(2), 2.0000000000000004, false, nil}}),
 	} {
 		if other == base {
 			t.Errorf("%s: digest unchanged", name)
