@@ -59,6 +59,8 @@ type Conflict struct {
 	Strategy string
 	// LocalWon reports that the device's version was kept.
 	LocalWon bool
+	// Outcome is wire.WinnerClient, WinnerServer or WinnerMerged.
+	Outcome string
 	// Winner is the winning row as the server holds it.
 	Winner wire.Row
 }
@@ -284,7 +286,8 @@ func (c *Coordinator) conflicts(cs []wire.Conflict, rep *Report) {
 		return
 	}
 	for _, cf := range cs {
-		c.opts.OnConflict(Conflict{Table: cf.Table, ID: cf.ID, Strategy: cf.Strategy, LocalWon: cf.Winner == wire.WinnerClient, Winner: cf.Row})
+		c.opts.OnConflict(Conflict{Table: cf.Table, ID: cf.ID, Strategy: cf.Strategy, LocalWon: cf.Winner == wire.WinnerClient,
+			Outcome: cf.Winner, Winner: cf.Row})
 	}
 }
 

@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS _tether_state (key TEXT PRIMARY KEY, value TEXT NOT N
 CREATE TABLE IF NOT EXISTS _tether_ctl (id INTEGER PRIMARY KEY CHECK (id = 1), suppress INTEGER NOT NULL, change INTEGER NOT NULL);
 INSERT OR IGNORE INTO _tether_ctl (id, suppress, change) VALUES (1, 0, 0);
 CREATE TABLE IF NOT EXISTS _tether_push (tbl TEXT NOT NULL, id TEXT NOT NULL, change INTEGER NOT NULL, PRIMARY KEY (tbl, id));
+CREATE TABLE IF NOT EXISTS _tether_conflicts (
+	id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id TEXT NOT NULL, strategy TEXT NOT NULL,
+	winner TEXT NOT NULL, local TEXT NOT NULL, winning TEXT NOT NULL, lost TEXT, at TEXT NOT NULL,
+	state TEXT NOT NULL DEFAULT 'open');
+CREATE INDEX IF NOT EXISTS _tether_conflicts__open ON _tether_conflicts (id) WHERE state = 'open';
 `
 
 func (db *DB) init(ctx context.Context, opts Options) error {

@@ -199,8 +199,10 @@ func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 
 // FinishPush applies the server's answer to a committed session: rows
 // unchanged since they were read are clean at the new version; rows edited
-// meanwhile stay dirty (G2); rows whose conflict the server won take the
-// winning row, unless edited meanwhile. It ends the push session.
+// meanwhile stay dirty (G2); rows whose conflict the server's row or a
+// merge won take the winning row, unless edited meanwhile. Every conflict
+// is recorded in the conflict log (see Conflicts). It ends the push
+// session.
 func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
@@ -216,7 +218,10 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 			}
 		}
 		for _, cf := range c.Conflicts {
-			if cf.Winner != wire.WinnerServer {
+			if err := db.logConflict(ctx, tx, cf); err != nil {
+				return err
+			}
+			if cf.Winner == wire.WinnerClient {
 				continue
 			}
 			if err := db.applyWinner(ctx, tx, cf.Row); err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,8 +132,18 @@ func (f storeFixture) all(p server.Principal, limit int) []wire.Row {
 	return nil
 }
 
-func lww(table string, srv, pushed wire.Row) (bool, server.Strategy) {
-	return pushed.HLC > srv.HLC, server.LastWriterWins
+// resolve makes a Resolver of a fixed answer.
+func resolve(winner string, s server.Strategy) server.Resolver {
+	return func(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
+		return server.Resolution{Winner: winner}, s, nil
+	}
+}
+
+func lww(_ context.Context, c server.Conflict) (server.Resolution, server.Strategy, error) {
+	if c.Pushed.HLC > c.Server.HLC {
+		return server.Resolution{Winner: wire.WinnerClient}, server.LastWriterWins, nil
+	}
+	return server.Resolution{Winner: wire.WinnerServer}, server.LastWriterWins, nil
 }
 
 func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) server.Store) {
@@ -252,8 +264,8 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			clientWins bool
 		}{
 			{"later stamp wins", lww, true},
-			{"server wins", func(string, wire.Row, wire.Row) (bool, server.Strategy) { return false, server.ServerWins }, false},
-			{"client wins", func(string, wire.Row, wire.Row) (bool, server.Strategy) { return true, server.ClientWins }, true},
+			{"server wins", resolve(wire.WinnerServer, server.ServerWins), false},
+			{"client wins", resolve(wire.WinnerClient, server.ClientWins), true},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				f := fixture(t)
@@ -295,6 +307,51 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 					t.Errorf("push based on the current version: conflicts %+v", c.Conflicts)
 				}
 			})
+		}
+	})
+
+	t.Run("a resolver may merge both rows", func(t *testing.T) {
+		f := fixture(t)
+		f.device(ada, "d1")
+		f.device(bob, "d2")
+		f.push(ada, "d1", lww, []wire.Row{parent("p", "ada's", "0000000000005.000000.d1")})
+		var seen server.Conflict
+		merge := func(_ context.Context, c server.Conflict) (server.Resolution, server.Strategy, error) {
+			seen = c
+			vals := maps.Clone(c.Server.Values)
+			vals["name"] = c.Server.Values["name"].(string) + " + " + c.Pushed.Values["name"].(string)
+			return server.Resolution{Winner: wire.WinnerMerged, Values: vals}, server.Custom, nil
+		}
+		c := f.push(bob, "d2", merge, []wire.Row{parent("p", "bob's", "0000000000004.000000.d2")})
+		if seen.Base != 0 || seen.Server.Values["name"] != "ada's" || seen.Pushed.Values["name"] != "bob's" || seen.Server.Version == 0 {
+			t.Errorf("resolver saw %+v", seen)
+		}
+		if len(c.Conflicts) != 1 {
+			t.Fatalf("Conflicts=%+v", c.Conflicts)
+		}
+		cf := c.Conflicts[0]
+		if cf.Winner != wire.WinnerMerged || cf.Row.Values["name"] != "ada's + bob's" || cf.Row.Version != c.Version ||
+			cf.Row.HLC != "0000000000005.000000.d1" || cf.Lost == nil || cf.Lost.Values["name"] != "ada's" {
+			t.Errorf("conflict %+v, want the merge at version %d with the later stamp, and ada's row as lost", cf, c.Version)
+		}
+		if got := names(f.all(ada, 10)); got["p"] != "ada's + bob's" {
+			t.Errorf("server holds %v, want the merge", got)
+		}
+		// A merge that lacks a column fails the commit, and applies nothing.
+		bad := func(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
+			return server.Resolution{Winner: wire.WinnerMerged, Values: map[string]any{"name": "x"}}, server.Custom, nil
+		}
+		ctx := context.Background()
+		sess, _ := f.s.OpenSession(ctx, bob, "d2", server.Limits{})
+		if err := f.s.StageBatch(ctx, bob, "d2", sess, 0, []wire.Row{parent("p", "again", "0000000000009.000000.d2"),
+			parent("q", "new", "0000000000009.000000.d2")}, server.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.s.Commit(ctx, bob, "d2", sess, bad, server.Limits{}); err == nil || !strings.Contains(err.Error(), "lacks column") {
+			t.Errorf("commit with a bad merge: %v, want an error naming the missing column", err)
+		}
+		if got := names(f.all(ada, 10)); got["p"] != "ada's + bob's" || got["q"] != "" {
+			t.Errorf("after the failed commit the server holds %v", got)
 		}
 	})
 
@@ -411,7 +468,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		gone.Deleted, gone.Base = true, c1.Version
 		c2 := f.push(bob, "d2", lww, []wire.Row{gone})
 		// A change that loses its conflict is not applied, so not audited.
-		f.push(ada, "d1", func(string, wire.Row, wire.Row) (bool, server.Strategy) { return false, server.ServerWins },
+		f.push(ada, "d1", resolve(wire.WinnerServer, server.ServerWins),
 			[]wire.Row{parent("p1", "lost", "0000000000003.000000.d1")})
 		log, err := f.s.(server.Auditor).Audit(context.Background(), "acme", 0, 100)
 		if err != nil {

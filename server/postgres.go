@@ -592,18 +592,25 @@ func (s *PostgresStore) resolveRow(ctx context.Context, tx pgx.Tx, pt *pgTable, 
 	if err != nil {
 		return err
 	}
-	clientWins, strategy := resolve(pt.t.Name, cur, staged)
-	cf := wire.Conflict{Table: pt.t.Name, ID: id, Strategy: string(strategy), Winner: wire.WinnerServer, Row: cur}
-	if !clientWins {
-		c.Conflicts = append(c.Conflicts, cf)
-		_, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _tenant = $1 AND _session = $2 AND id = $3`, pt.stage), p.Tenant, session, id)
+	cf, merged, err := decide(ctx, resolve, &pt.t, cur, staged, c.Version, device, p.User)
+	if err != nil {
 		return err
 	}
-	cf.Winner = wire.WinnerClient
-	cf.Row = staged
-	cf.Row.Version, cf.Row.Device, cf.Row.ModifiedBy = c.Version, device, p.User
 	c.Conflicts = append(c.Conflicts, cf)
-	return nil
+	switch {
+	case cf.Winner == wire.WinnerServer:
+		_, err = tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _tenant = $1 AND _session = $2 AND id = $3`, pt.stage), p.Tenant, session, id)
+	case merged != nil:
+		args := []any{p.Tenant, session, id, merged.Deleted, merged.HLC}
+		sets := []string{`_deleted = $4`, `_hlc = $5`}
+		for _, col := range pt.t.Columns[1:] {
+			args = append(args, merged.Values[col.Name])
+			sets = append(sets, fmt.Sprintf("%s = $%d", pgIdent(col.Name), len(args)))
+		}
+		// Every staged copy of the row: the merge applies the latest.
+		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE _tenant = $1 AND _session = $2 AND id = $3`, pt.stage, strings.Join(sets, ", ")), args...)
+	}
+	return err
 }
 
 // setValues sets r's id and values from the raw column values of a scan.

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"maps"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -20,24 +23,93 @@ const (
 	ServerWins Strategy = "server-wins"
 	// ClientWins applies the pushed row.
 	ClientWins Strategy = "client-wins"
+	// Custom is reported for conflicts decided by a ResolveFunc.
+	Custom Strategy = "custom"
+	// DeleteWins is reported when a table's DeletePolicy made a delete win
+	// over an update.
+	DeleteWins Strategy = "delete-wins"
 )
 
-// Resolver decides a conflict on table between the server's current row and
-// a pushed row. It reports whether the pushed row wins, and the strategy used.
-type Resolver func(table string, server, pushed wire.Row) (clientWins bool, strategy Strategy)
+// DeletePolicy says how a table settles a delete against an update.
+type DeletePolicy string
 
-// resolver returns the Resolver for per-table strategies.
-func resolver(strategies map[string]Strategy) Resolver {
-	return func(table string, server, pushed wire.Row) (bool, Strategy) {
-		s := strategies[table]
+// The delete policies.
+const (
+	// NewerWins treats a delete like any write: the table's strategy
+	// decides, so a newer update brings a deleted row back. The default.
+	NewerWins DeletePolicy = "newer-wins"
+	// DeleteAlwaysWins makes a delete beat an update, whichever came
+	// first and whatever the strategy.
+	DeleteAlwaysWins DeletePolicy = "delete-wins"
+)
+
+// Conflict is what a ResolveFunc sees: both versions of a row, the version
+// the pushed one was based on, and both clock stamps (in the rows' HLC).
+type Conflict struct {
+	Table string
+	ID    string
+	// Base is the server version the device's edit started from.
+	Base int64
+	// Server is the row as the server holds it now; Server.Version is
+	// later than Base.
+	Server wire.Row
+	// Pushed is the device's row.
+	Pushed wire.Row
+}
+
+// Resolution is a ResolveFunc's decision.
+type Resolution struct {
+	// Winner is wire.WinnerServer, wire.WinnerClient or wire.WinnerMerged.
+	Winner string
+	// Values and Deleted are the merged row, for wire.WinnerMerged. Values
+	// must hold every column but id, in the table's kinds.
+	Values  map[string]any
+	Deleted bool
+}
+
+// ResolveFunc decides a conflict on one table. An error fails the whole
+// commit (nothing of the session is applied) and is reported as a server
+// error.
+type ResolveFunc func(ctx context.Context, c Conflict) (Resolution, error)
+
+// Resolver decides every conflict of a commit. Stores call it; Server
+// builds it from Options.
+type Resolver func(ctx context.Context, c Conflict) (Resolution, Strategy, error)
+
+// resolver returns the Resolver for the per-table options.
+func resolver(strategies map[string]Strategy, custom map[string]ResolveFunc, deletes map[string]DeletePolicy) Resolver {
+	return func(ctx context.Context, c Conflict) (Resolution, Strategy, error) {
+		if deletes[c.Table] == DeleteAlwaysWins && c.Server.Deleted != c.Pushed.Deleted {
+			if c.Pushed.Deleted {
+				return Resolution{Winner: wire.WinnerClient}, DeleteWins, nil
+			}
+			return Resolution{Winner: wire.WinnerServer}, DeleteWins, nil
+		}
+		if f := custom[c.Table]; f != nil {
+			r, err := f(ctx, c)
+			if err != nil {
+				return Resolution{}, Custom, fmt.Errorf("resolve %s %q: %w", c.Table, c.ID, err)
+			}
+			switch r.Winner {
+			case wire.WinnerServer, wire.WinnerClient:
+			case wire.WinnerMerged:
+				r.Values = maps.Clone(r.Values)
+			default:
+				return Resolution{}, Custom, fmt.Errorf("resolve %s %q: unknown winner %q", c.Table, c.ID, r.Winner)
+			}
+			return r, Custom, nil
+		}
+		s := strategies[c.Table]
 		switch s {
 		case ServerWins:
-			return false, s
+			return Resolution{Winner: wire.WinnerServer}, s, nil
 		case ClientWins:
-			return true, s
-		default:
-			return pushed.HLC > server.HLC, LastWriterWins
+			return Resolution{Winner: wire.WinnerClient}, s, nil
 		}
+		if c.Pushed.HLC > c.Server.HLC {
+			return Resolution{Winner: wire.WinnerClient}, LastWriterWins, nil
+		}
+		return Resolution{Winner: wire.WinnerServer}, LastWriterWins, nil
 	}
 }
 
@@ -47,4 +119,41 @@ func validStrategy(s Strategy) error {
 		return nil
 	}
 	return fmt.Errorf("unknown strategy %q", s)
+}
+
+// decide resolves one conflict between the server's row cur and the pushed
+// row. It returns the conflict to report and, for a merge, the row to
+// apply instead of the pushed one, validated against t.
+func decide(ctx context.Context, resolve Resolver, t *entity.Table, cur, pushed wire.Row, version int64, device, user string) (wire.Conflict, *wire.Row, error) {
+	res, strategy, err := resolve(ctx, Conflict{Table: t.Name, ID: pushed.ID, Base: pushed.Base, Server: cur, Pushed: pushed})
+	if err != nil {
+		return wire.Conflict{}, nil, err
+	}
+	cf := wire.Conflict{Table: t.Name, ID: pushed.ID, Strategy: string(strategy), Winner: res.Winner}
+	if res.Winner == wire.WinnerServer {
+		cf.Row = cur
+		return cf, nil, nil
+	}
+	lost := cur
+	cf.Lost = &lost
+	row := pushed
+	var merged *wire.Row
+	if res.Winner == wire.WinnerMerged {
+		row = wire.Row{Table: t.Name, ID: pushed.ID, Deleted: res.Deleted, HLC: max(cur.HLC, pushed.HLC), Values: map[string]any{}}
+		for _, col := range t.Columns[1:] {
+			v, ok := res.Values[col.Name]
+			if !ok {
+				return wire.Conflict{}, nil, fmt.Errorf("resolve %s %q: the merged row lacks column %s", t.Name, pushed.ID, col.Name)
+			}
+			canon, err := col.Kind.FromDB(v)
+			if err != nil {
+				return wire.Conflict{}, nil, fmt.Errorf("resolve %s %q: merged column %s: %w", t.Name, pushed.ID, col.Name, err)
+			}
+			row.Values[col.Name] = canon
+		}
+		merged = &row
+	}
+	cf.Row = row
+	cf.Row.Version, cf.Row.Device, cf.Row.ModifiedBy = version, device, user
+	return cf, merged, nil
 }

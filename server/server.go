@@ -33,6 +33,12 @@ type Options struct {
 	// Strategies sets the conflict strategy per table. Tables not listed
 	// use LastWriterWins.
 	Strategies map[string]Strategy
+	// Resolvers sets a Go function per table that decides its conflicts
+	// instead of its strategy: keep either row, or merge them.
+	Resolvers map[string]ResolveFunc
+	// Deletes sets per table how a delete settles against an update.
+	// Default NewerWins.
+	Deletes map[string]DeletePolicy
 	// MaxBodyBytes limits request bodies, after decompression; larger
 	// bodies get 413. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -62,9 +68,9 @@ type Server struct {
 	limiters *limiters
 }
 
-// New returns a server over store. It panics if Options.Strategies names a
-// table the store does not hold or an unknown strategy, which is a
-// programming error.
+// New returns a server over store. It panics if Options.Strategies,
+// Resolvers or Deletes name a table the store does not hold, an unknown
+// strategy or policy, which is a programming error.
 func New(store Store, opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -88,7 +94,17 @@ func New(store Store, opts Options) *Server {
 			panic(fmt.Sprintf("server: table %q: %v", table, err))
 		}
 	}
-	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies), mux: http.NewServeMux(),
+	for table := range opts.Resolvers {
+		if schema.Table(table) == nil {
+			panic(fmt.Sprintf("server: resolver for unknown table %q", table))
+		}
+	}
+	for table, d := range opts.Deletes {
+		if schema.Table(table) == nil || (d != NewerWins && d != DeleteAlwaysWins) {
+			panic(fmt.Sprintf("server: delete policy %q for table %q: unknown table or policy", d, table))
+		}
+	}
+	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies, opts.Resolvers, opts.Deletes), mux: http.NewServeMux(),
 		limiters: newLimiters(opts.RateLimit, opts.RateBurst)}
 	p := wire.APIPrefix
 	s.mux.HandleFunc("GET "+p+"/health", s.health)

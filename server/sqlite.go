@@ -547,8 +547,9 @@ func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit
 	return err
 }
 
-// resolveRow asks the resolver about one conflicting staged row, and drops
-// it from the stage when the server's row wins.
+// resolveRow asks the resolver about one conflicting staged row: it drops
+// the row from the stage when the server's row wins, and replaces it with
+// the merge when there is one.
 func (a *applier) resolveRow(ctx context.Context, st *storeTable, id string, c *wire.Commit) error {
 	cur, _, _, err := st.scanOne(a.tx.QueryRowContext(ctx,
 		fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND "id" = ?`, st.selects, qi(st.t.Name)), a.p.Tenant, id))
@@ -559,18 +560,25 @@ func (a *applier) resolveRow(ctx context.Context, st *storeTable, id string, c *
 	if err != nil {
 		return err
 	}
-	clientWins, strategy := a.resolve(st.t.Name, cur, r)
-	cf := wire.Conflict{Table: st.t.Name, ID: id, Strategy: string(strategy), Winner: wire.WinnerServer, Row: cur}
-	if !clientWins {
-		c.Conflicts = append(c.Conflicts, cf)
-		_, err := a.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ? AND "id" = ?`, st.stage), a.session, id)
+	cf, merged, err := decide(ctx, a.resolve, &st.t, cur, r, a.version, a.device, a.p.User)
+	if err != nil {
 		return err
 	}
-	cf.Winner = wire.WinnerClient
-	cf.Row = r
-	cf.Row.Version, cf.Row.Device, cf.Row.ModifiedBy = a.version, a.device, a.p.User
 	c.Conflicts = append(c.Conflicts, cf)
-	return nil
+	switch {
+	case cf.Winner == wire.WinnerServer:
+		_, err = a.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ? AND "id" = ?`, st.stage), a.session, id)
+	case merged != nil:
+		args := []any{merged.Deleted, merged.HLC}
+		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`}
+		for _, col := range st.t.Columns[1:] {
+			sets = append(sets, qi(col.Name)+" = ?")
+			args = append(args, merged.Values[col.Name])
+		}
+		_, err = a.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE "_session" = ? AND "id" = ?`, st.stage, strings.Join(sets, ", ")),
+			append(args, a.session, id)...)
+	}
+	return err
 }
 
 // scanStaged reads one staged row as pushed, with canonical values.

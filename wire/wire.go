@@ -115,6 +115,7 @@ type Commit struct {
 const (
 	WinnerClient = "client"
 	WinnerServer = "server"
+	WinnerMerged = "merged"
 )
 
 // Conflict reports a pushed row whose server row had moved since the
@@ -124,10 +125,14 @@ type Conflict struct {
 	ID       string `json:"id"`
 	Strategy string `json:"strategy"`
 	// Winner is WinnerClient when the pushed row was applied, WinnerServer
-	// when the server row was kept.
+	// when the server row was kept, WinnerMerged when a merge of both was
+	// applied.
 	Winner string `json:"winner"`
 	// Row is the winning row as the server now holds it.
 	Row Row `json:"row"`
+	// Lost is the server's row that the pushed or merged row replaced, when
+	// the winner is not the server's.
+	Lost *Row `json:"lost,omitempty"`
 }
 
 // Changes is the answer to GET /v1/changes.
