@@ -17,10 +17,12 @@ import (
 const StreamIdle = 60 * time.Second
 
 // Events subscribes to the server's change events for the token's tenant
-// and calls fn for each, until ctx ends or the stream drops. It returns the
-// error that ended the stream: ctx.Err() when ctx ended, else an *Error
-// (transient for network failures and 5xx).
-func (c *Client) Events(outer context.Context, fn func(wire.Event)) error {
+// and calls fn for each, until ctx ends or the stream drops. It calls
+// opened, if not nil, once the server has subscribed the stream: changes
+// committed after that are announced. It returns the error that ended the
+// stream: ctx.Err() when ctx ended, else an *Error (transient for network
+// failures and 5xx).
+func (c *Client) Events(outer context.Context, opened func(), fn func(wire.Event)) error {
 	ctx, cancel := context.WithCancel(outer)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/events", nil)
@@ -42,6 +44,9 @@ func (c *Client) Events(outer context.Context, fn func(wire.Event)) error {
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		return errorFrom("events", resp.StatusCode, resp.Header, resp.Body)
+	}
+	if opened != nil {
+		opened()
 	}
 	// A silent stream is a dead one: the watchdog ends the request.
 	watchdog := time.AfterFunc(StreamIdle, cancel)

@@ -327,10 +327,11 @@ func (c *Coordinator) Run(ctx context.Context, interval time.Duration) error {
 
 // Live is Run in live mode: besides every interval, it syncs soon after the
 // server announces that another device's changes committed (GET
-// /v1/events), waiting Options.LiveDebounce so that a burst costs one sync.
-// When the event stream drops, it reconnects with exponential backoff
-// (Options.InitialBackoff to MaxBackoff) and syncs once it is back; in
-// between, the interval keeps the device up to date. It returns ctx.Err().
+// /v1/events), waiting Options.LiveDebounce so that a burst costs one sync,
+// and once each time the stream opens. When the stream drops, it
+// reconnects with exponential backoff (Options.InitialBackoff to
+// MaxBackoff); in between, the interval keeps the device up to date. It
+// returns ctx.Err().
 func (c *Coordinator) Live(ctx context.Context, interval time.Duration) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -383,8 +384,8 @@ func (c *Coordinator) loop(ctx context.Context, interval time.Duration, kick <-c
 }
 
 // follow reads the server's event stream until ctx ends, kicking the sync
-// loop for each change another device committed, and after each
-// reconnection (events may have been missed while disconnected).
+// loop for each change another device committed, and each time the stream
+// opens (changes committed before it opened were not announced).
 func (c *Coordinator) follow(ctx context.Context, kick chan<- struct{}) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = c.opts.InitialBackoff
@@ -397,12 +398,9 @@ func (c *Coordinator) follow(ctx context.Context, kick chan<- struct{}) {
 		default:
 		}
 	}
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		if attempt > 0 {
-			signal()
-		}
+	for ctx.Err() == nil {
 		start := time.Now()
-		err := c.api.Events(ctx, func(ev wire.Event) {
+		err := c.api.Events(ctx, signal, func(ev wire.Event) {
 			if ev.Device != c.db.DeviceID() { // not our own push
 				signal()
 			}

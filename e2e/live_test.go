@@ -38,6 +38,7 @@ func liveDevice(t *testing.T, reg *entity.Registry, url string) (*testkit.Device
 		<-done
 	})
 	waitSync(t, synced) // the first sync, at start
+	waitSync(t, synced) // the sync once the event stream is open
 	return d, synced
 }
 
@@ -47,6 +48,17 @@ func waitSync(t *testing.T, synced <-chan struct{}) {
 	case <-synced:
 	case <-time.After(20 * time.Second):
 		t.Fatal("no sync within 20s")
+	}
+}
+
+// drain forgets the syncs reported so far.
+func drain(synced <-chan struct{}) {
+	for {
+		select {
+		case <-synced:
+		default:
+			return
+		}
 	}
 }
 
@@ -87,8 +99,9 @@ func TestLiveSQLite(t *testing.T) {
 
 	// Drop every connection, the event stream among them: the reader
 	// reconnects, syncs, and follows the next change too.
+	drain(synced)
 	srv.CloseClientConnections()
-	waitSync(t, synced) // the sync after reconnecting
+	waitSync(t, synced) // the sync once the stream is open again
 	pushCustomer(t, writer, "c2")
 	waitRow(t, reader, "c2")
 }
