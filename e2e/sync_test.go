@@ -4,10 +4,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
@@ -93,5 +96,43 @@ func TestTwoDevicesConverge(t *testing.T) {
 	list, err := localdb.Query[testkit.Customer](ctx, a.DB, "")
 	if err != nil || len(list) != 1 || list[0].Name != "Bob" {
 		t.Errorf("a customers=%+v, %v; want only Bob", list, err)
+	}
+}
+
+// A parent updated after its child was written comes after the child in
+// commit order: a fresh device pulling page by page gets the child first.
+// With foreign keys declared, the pull must still succeed, and the
+// references hold once it is complete.
+func TestPullChildBeforeParent(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{})
+	c := testkit.Customer{ID: "p", Name: "parent"}
+	o := testkit.Order{ID: "o", CustomerID: "p", Total: 1, PlacedAt: time.Now()}
+	err := a.DB.Update(ctx, func(tx *localdb.Tx) error {
+		return errors.Join(tx.Save(ctx, &c), tx.Save(ctx, &o))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Sync(t)
+	c.Name = "parent, renamed later"
+	if err := a.DB.Save(ctx, &c); err != nil {
+		t.Fatal(err)
+	}
+	a.Sync(t)
+	b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Co: coordinator.Options{PullBatchSize: 1}})
+	rep := b.Sync(t)
+	if rep.Pulled["orders"] != 1 || rep.Pulled["customers"] != 1 {
+		t.Fatalf("pulled %v", rep.Pulled)
+	}
+	var n int
+	if err := b.DB.SQL().QueryRow(`SELECT count(*) FROM pragma_foreign_key_check`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("foreign_key_check: %d violations (%v)", n, err)
+	}
+	// References are still enforced on the device's own writes.
+	bad := testkit.Order{ID: "o2", CustomerID: "no-such-customer", PlacedAt: time.Now()}
+	if err := b.DB.Save(ctx, &bad); err == nil || !strings.Contains(err.Error(), "FOREIGN KEY") {
+		t.Errorf("saving an order of a missing customer: %v, want a foreign key error", err)
 	}
 }

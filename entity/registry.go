@@ -47,6 +47,20 @@ func (r *Registry) Register(values ...any) error {
 		seen[e.Table.Name] = true
 		added = append(added, e)
 	}
+	// References must name tables registered before or together, that
+	// sync first.
+	s := Schema{}
+	for _, e := range r.byTable {
+		s.Tables = append(s.Tables, e.Table)
+	}
+	for _, e := range added {
+		s.Tables = append(s.Tables, e.Table)
+	}
+	for _, e := range added {
+		if err := s.checkRefs(&e.Table); err != nil {
+			return fmt.Errorf("entity %s: %w", e.typ, err)
+		}
+	}
 	for _, e := range added {
 		r.byType[e.typ] = e
 		r.byTable[e.Table.Name] = e
@@ -191,21 +205,34 @@ func bindField(f reflect.StructField) (field, error) {
 	if !ValidIdent(name) {
 		return field{}, fmt.Errorf("invalid column name %q", name)
 	}
+	asJSON, ref := false, ""
+	if opts != "" {
+		for o := range strings.SplitSeq(opts, ",") {
+			switch {
+			case o == "json":
+				asJSON = true
+			case strings.HasPrefix(o, "ref="):
+				ref = strings.TrimPrefix(o, "ref=")
+				if !ValidIdent(ref) {
+					return field{}, fmt.Errorf("db tag option %q: invalid table name", o)
+				}
+			default:
+				return field{}, fmt.Errorf("unknown db tag option %q", o)
+			}
+		}
+	}
 	var c codec
 	var err error
-	switch opts {
-	case "":
-		c, err = codecFor(f.Type)
-	case "json":
+	if asJSON {
 		c = jsonCodec(f.Type)
-	default:
-		return field{}, fmt.Errorf("unknown db tag option %q", opts)
+	} else {
+		c, err = codecFor(f.Type)
 	}
 	if err != nil {
 		return field{}, err
 	}
 	return field{
-		Column: Column{Name: name, Kind: c.kind, Nullable: c.nullable},
+		Column: Column{Name: name, Kind: c.kind, Nullable: c.nullable, Ref: ref},
 		index:  f.Index,
 		codec:  c,
 	}, nil

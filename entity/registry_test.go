@@ -262,3 +262,51 @@ func TestFromWireErrors(t *testing.T) {
 		}
 	}
 }
+
+type refParent struct {
+	entity.Meta `sync:"parents,1"`
+	ID          string `db:"id"`
+}
+
+type refChild struct {
+	entity.Meta `sync:"children,2"`
+	ID          string `db:"id"`
+	ParentID    string `db:"parent_id,ref=parents"`
+}
+
+type refSamePriority struct {
+	entity.Meta `sync:"siblings,1"`
+	ID          string `db:"id"`
+	ParentID    string `db:"parent_id,ref=parents"`
+}
+
+type refInt struct {
+	entity.Meta `sync:"ints,2"`
+	ID          string `db:"id"`
+	ParentID    int    `db:"parent_id,ref=parents"`
+}
+
+func TestReferences(t *testing.T) {
+	reg := entity.NewRegistry()
+	if err := reg.Register(refChild{}); err == nil || !strings.Contains(err.Error(), "not registered") {
+		t.Errorf("child before its parent: %v", err)
+	}
+	if err := reg.Register(refParent{}, refChild{}); err != nil {
+		t.Fatal(err)
+	}
+	s := reg.Schema()
+	if c, _ := s.Table("children").Column("parent_id"); c.Ref != "parents" {
+		t.Errorf("column %+v, want a reference to parents", c)
+	}
+	if err := reg.Register(refSamePriority{}); err == nil || !strings.Contains(err.Error(), "priority") {
+		t.Errorf("reference to a table of the same priority: %v", err)
+	}
+	if err := reg.Register(refInt{}); err == nil || !strings.Contains(err.Error(), "must be text") {
+		t.Errorf("integer reference: %v", err)
+	}
+	data, _ := json.Marshal(s)
+	back, err := entity.ParseSchema(data)
+	if err != nil || !reflect.DeepEqual(back, s) {
+		t.Errorf("schema round trip: %v", err)
+	}
+}

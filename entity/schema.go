@@ -25,6 +25,9 @@ type Column struct {
 	Name     string `json:"name"`
 	Kind     Kind   `json:"kind"`
 	Nullable bool   `json:"nullable,omitempty"`
+	// Ref names the table whose id this column holds (`db:"col,ref=table"`):
+	// a foreign key on devices. The table must sync first (lower priority).
+	Ref string `json:"ref,omitempty"`
 }
 
 var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
@@ -81,6 +84,33 @@ func (s *Schema) Validate() error {
 			if !c.Kind.Valid() {
 				return fmt.Errorf("schema: table %q column %q: unknown kind %q", t.Name, c.Name, c.Kind)
 			}
+		}
+	}
+	for _, t := range s.Tables {
+		if err := s.checkRefs(&t); err != nil {
+			return fmt.Errorf("schema: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkRefs checks that t's references name text columns and tables of s
+// that sync before t.
+func (s *Schema) checkRefs(t *Table) error {
+	for _, c := range t.Columns {
+		if c.Ref == "" {
+			continue
+		}
+		if c.Kind != KindText {
+			return fmt.Errorf("table %q column %q: a reference must be text, not %s", t.Name, c.Name, c.Kind)
+		}
+		p := s.Table(c.Ref)
+		if p == nil {
+			return fmt.Errorf("table %q column %q references table %q, which is not registered (register parents first, or together)", t.Name, c.Name, c.Ref)
+		}
+		if p.Priority >= t.Priority {
+			return fmt.Errorf("table %q column %q references table %q, whose priority %d is not lower than %d: parents must sync first",
+				t.Name, c.Name, c.Ref, p.Priority, t.Priority)
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package localdb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -315,10 +316,7 @@ func (db *DB) Cursor(ctx context.Context) (string, error) {
 // returns the number of rows written.
 func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
 	applied := 0
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
-			return err
-		}
+	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
 			return err
 		}
@@ -374,6 +372,38 @@ func setSuppress(ctx context.Context, tx *sql.Tx, on bool) error {
 		return fmt.Errorf("set tracking suppression: %w", err)
 	}
 	return nil
+}
+
+// inTxUnchecked runs fn in a write transaction with foreign keys not
+// enforced. Pulled rows come in commit order of their latest versions, so a
+// child may arrive a page before its parent (a parent updated after its
+// child was written); the server's rows are consistent, and the references
+// hold again once the pull is complete.
+func (db *DB) inTxUnchecked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// The pragma is a no-op inside a transaction: set it around one.
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`); err != nil {
+			// Never hand a connection without foreign keys back to the pool.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // inTx runs fn in a write transaction.

@@ -89,7 +89,7 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 	q := quote(t.name)
 	var defs []string
 	for i, c := range t.cols {
-		def := quote(c.Name) + " " + c.Kind.SQLiteType()
+		def := quote(c.Name) + " " + c.Kind.SQLiteType() + references(c)
 		if i == 0 {
 			def += " PRIMARY KEY NOT NULL"
 		}
@@ -107,7 +107,7 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 		if have[c.Name] {
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", q, quote(c.Name), c.Kind.SQLiteType())
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s", q, quote(c.Name), c.Kind.SQLiteType(), references(c))
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("add column %s: %w", c.Name, err)
 		}
@@ -139,6 +139,17 @@ func existingColumns(ctx context.Context, tx *sql.Tx, name string) (map[string]b
 
 // nowText is the SQL expression of the current time in entity.TimeFormat.
 const nowText = `strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000000Z'`
+
+// references is the foreign key clause of a column with a Ref. It is
+// checked when a transaction commits, so that a parent and its children can
+// be written in any order within one. A deleted parent stays as a
+// tombstone, so its children's references stay valid.
+func references(c entity.Column) string {
+	if c.Ref == "" {
+		return ""
+	}
+	return fmt.Sprintf(` REFERENCES %s ("id") DEFERRABLE INITIALLY DEFERRED`, quote(c.Ref))
+}
 
 // triggers returns the statements that track writes made with plain SQL.
 // Writes through Save and Delete set _change themselves and so do not fire

@@ -38,7 +38,7 @@ type Customer struct {
 type Order struct {
 	entity.Meta `sync:"orders,2"`
 	ID          string    `db:"id"`
-	CustomerID  string    `db:"customer_id"`
+	CustomerID  string    `db:"customer_id,ref=customers"`
 	Total       float64   `db:"total"`
 	PlacedAt    time.Time `db:"placed_at"`
 }
