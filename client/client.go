@@ -107,10 +107,13 @@ func (c *Client) RegisterDevice(ctx context.Context, device, tenant string) (wir
 	return out, err
 }
 
-// OpenSession opens a push session for the device.
-func (c *Client) OpenSession(ctx context.Context, device string) (string, error) {
+// OpenSession opens a push session for the device. With a session id
+// (made by the caller, such as a UUID) opening is idempotent: opening the
+// same id again returns the same session. Without one the server makes the
+// id.
+func (c *Client) OpenSession(ctx context.Context, device, session string) (string, error) {
 	var out wire.Session
-	err := c.do(ctx, "open session", http.MethodPost, "/sessions", device, struct{}{}, &out)
+	err := c.do(ctx, "open session", http.MethodPost, "/sessions", device, wire.Session{Session: session}, &out)
 	return out.Session, err
 }
 

@@ -48,7 +48,7 @@ func TestErrorMapping(t *testing.T) {
 			return err
 		}, wire.ErrNotFound, 404, false, 0},
 		{"bad row", func() error {
-			s, err := good.OpenSession(ctx, dev)
+			s, err := good.OpenSession(ctx, dev, "")
 			if err != nil {
 				return err
 			}
@@ -94,7 +94,7 @@ func TestGzipShrinksRequests(t *testing.T) {
 		if _, err := c.RegisterDevice(ctx, "d", ""); err != nil {
 			t.Fatal(err)
 		}
-		s, err := c.OpenSession(ctx, "d")
+		s, err := c.OpenSession(ctx, "d", "")
 		if err != nil {
 			t.Fatal(err)
 		}

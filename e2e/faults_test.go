@@ -353,3 +353,62 @@ func TestRunSurvivesFailedRounds(t *testing.T) {
 		t.Errorf("Pending=%d after %d rounds, want 0 after surviving 2 failed rounds", n, ft.Count("health"))
 	}
 }
+
+// Found by the simulation: answers to "open session" lost on the way used
+// to leave sessions open on the server, until the device hit the limit of
+// open sessions and could not push for a day. The device now names the
+// session, and opening it again finds it.
+func TestLostOpenSessionAnswers(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{Limits: server.Limits{MaxOpenSessions: 2}})
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "sessions" && n < 5 {
+			return testkit.DropResponse
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft,
+		Co: coordinator.Options{InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}})
+	saveCustomers(t, a, 3, "c")
+	if rep := a.Sync(t); rep.Pushed["customers"] != 3 {
+		t.Errorf("Report=%+v, want 3 rows pushed", rep)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM _tether_sessions`); n != 1 {
+		t.Errorf("the server holds %d sessions, want the one the device named", n)
+	}
+}
+
+// Found by the simulation: when a commit's answer was lost and the device
+// edited rows before it retried, the retry sent them to the committed
+// session, and was refused on every attempt from then on. The device now
+// finishes the committed session and pushes the rest in a new one.
+func TestEditAfterLostCommitAnswer(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	var a *testkit.Device
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "commit" && n == 0 {
+			// While the commit is in flight, the app writes a row that
+			// sorts after every pushed one.
+			c := testkit.Customer{ID: "zzz-late", Name: "late"}
+			if err := a.DB.Save(ctx, &c); err != nil {
+				t.Error(err)
+			}
+			return testkit.DropResponse
+		}
+		return testkit.Pass
+	}}
+	a = testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft,
+		Co: coordinator.Options{InitialBackoff: time.Millisecond}})
+	saveCustomers(t, a, 3, "c")
+	rep := a.Sync(t)
+	if rep.Pushed["customers"] != 4 {
+		t.Errorf("Report=%+v, want the 3 rows and the late one pushed", rep)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 {
+		t.Errorf("Pending=%d after the sync, want 0", n)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 4 {
+		t.Errorf("server holds %d customers, want 4", n)
+	}
+}

@@ -23,8 +23,11 @@ type ConflictRecord struct {
 	Strategy string
 	// Winner is wire.WinnerServer, WinnerClient or WinnerMerged.
 	Winner string
-	// Local is this device's version as it was pushed.
+	// Local is this device's version when the answer came (an edit made
+	// after the push shows here, and is pushed next).
 	Local wire.Row
+	// PushedHLC is the clock stamp of the version that was pushed.
+	PushedHLC string
 	// Winning is the row the server holds now.
 	Winning wire.Row
 	// Lost is the server's version the pushed or merged row replaced, when
@@ -55,9 +58,9 @@ func (db *DB) logConflict(ctx context.Context, tx *sql.Tx, cf wire.Conflict) err
 		b, _ := json.Marshal(cf.Lost)
 		lost = string(b)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_conflicts (tbl, row_id, strategy, winner, local, winning, lost, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, cf.Table, cf.ID, cf.Strategy, cf.Winner, string(lj), string(wj), lost,
-		entity.FormatTime(db.clock.now()))
+	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_conflicts (tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, cf.Table, cf.ID, cf.Strategy, cf.Winner, string(lj), string(wj), lost,
+		entity.FormatTime(db.clock.now()), cf.PushedHLC)
 	if err != nil {
 		return fmt.Errorf("log conflict %s %q: %w", cf.Table, cf.ID, err)
 	}
@@ -83,7 +86,7 @@ func (t *table) readWire(ctx context.Context, tx *sql.Tx, id string) (wire.Row, 
 
 // Conflicts returns the open entries of the conflict log, oldest first.
 func (db *DB) Conflicts(ctx context.Context) ([]ConflictRecord, error) {
-	rows, err := db.sql.QueryContext(ctx, `SELECT id, tbl, row_id, strategy, winner, local, winning, lost, at
+	rows, err := db.sql.QueryContext(ctx, `SELECT id, tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc
 		FROM _tether_conflicts WHERE state = 'open' ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("localdb: conflicts: %w", err)
@@ -94,7 +97,7 @@ func (db *DB) Conflicts(ctx context.Context) ([]ConflictRecord, error) {
 		var c ConflictRecord
 		var local, winning, at string
 		var lost sql.NullString
-		if err := rows.Scan(&c.ID, &c.Table, &c.RowID, &c.Strategy, &c.Winner, &local, &winning, &lost, &at); err != nil {
+		if err := rows.Scan(&c.ID, &c.Table, &c.RowID, &c.Strategy, &c.Winner, &local, &winning, &lost, &at, &c.PushedHLC); err != nil {
 			return nil, fmt.Errorf("localdb: conflicts: %w", err)
 		}
 		if err := errors.Join(decodeRow(local, &c.Local), decodeRow(winning, &c.Winning)); err != nil {

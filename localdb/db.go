@@ -91,7 +91,7 @@ CREATE TABLE IF NOT EXISTS _tether_push (tbl TEXT NOT NULL, id TEXT NOT NULL, ch
 CREATE TABLE IF NOT EXISTS _tether_conflicts (
 	id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id TEXT NOT NULL, strategy TEXT NOT NULL,
 	winner TEXT NOT NULL, local TEXT NOT NULL, winning TEXT NOT NULL, lost TEXT, at TEXT NOT NULL,
-	state TEXT NOT NULL DEFAULT 'open');
+	state TEXT NOT NULL DEFAULT 'open', pushed_hlc TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS _tether_conflicts__open ON _tether_conflicts (id) WHERE state = 'open';
 `
 

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
+
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/wire"
 )
@@ -31,7 +33,7 @@ type Store interface {
 // Transport is what the push engine needs of the server; *client.Client
 // implements it.
 type Transport interface {
-	OpenSession(ctx context.Context, device string) (string, error)
+	OpenSession(ctx context.Context, device, session string) (string, error)
 	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row) error
 	Commit(ctx context.Context, device, session string) (wire.Commit, error)
 }
@@ -76,13 +78,35 @@ func New(store Store, tr Transport, opts Options) *Engine {
 func (e *Engine) Push(ctx context.Context) (Result, error) {
 	res := Result{Rows: map[string]int{}}
 	err := e.push(ctx, &res)
-	if errors.Is(err, wire.ErrNotFound) {
+	switch {
+	case errors.Is(err, wire.ErrNotFound):
 		if aerr := e.store.AbandonPush(ctx); aerr != nil {
 			return res, fmt.Errorf("push: abandon lost session: %w", aerr)
 		}
 		err = e.push(ctx, &res)
+	case errors.Is(err, errCommitted):
+		err = e.push(ctx, &res) // the rows left go up in a new session
 	}
 	return res, err
+}
+
+// errCommitted means the session turned out to be committed already (the
+// commit's answer was lost): push finished it, and rows remain.
+var errCommitted = errors.New("push: session was committed; rows remain")
+
+// finishCommitted fetches the answer of a session the server already
+// committed (re-sent commits are idempotent) and applies it.
+func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, session string) error {
+	c, err := e.tr.Commit(ctx, device, session)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	if err := e.store.FinishPush(ctx, c); err != nil {
+		return fmt.Errorf("push: session %s: %w", session, err)
+	}
+	res.Version = c.Version
+	res.Conflicts = append(res.Conflicts, c.Conflicts...)
+	return errCommitted
 }
 
 func (e *Engine) push(ctx context.Context, res *Result) error {
@@ -92,6 +116,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		return fmt.Errorf("push: %w", err)
 	}
 	size := e.opts.BatchSize
+	opened := false
 	// The next batch is read while the current one is on the wire. The
 	// read only looks at rows after the current batch, so it does not
 	// depend on the server's answer.
@@ -111,13 +136,20 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		if len(b.Rows) == 0 {
 			break
 		}
+		// The session id is made here and stored before the server hears
+		// of it, so that opening it again after a lost answer finds the
+		// same session instead of leaving one behind (G3).
 		if st.Session == "" {
-			if st.Session, err = e.tr.OpenSession(ctx, device); err != nil {
-				return fmt.Errorf("push: %w", err)
-			}
+			st.Session = uuid.NewString()
 			if err := e.store.BeginPush(ctx, st.Session); err != nil {
 				return fmt.Errorf("push: %w", err)
 			}
+		}
+		if st.Seq == 0 && !opened {
+			if _, err := e.tr.OpenSession(ctx, device, st.Session); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			opened = true
 		}
 		next = e.read(ctx, b.Next, size)
 		err = e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows)
@@ -126,6 +158,11 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			size /= 2
 			next = e.read(ctx, st.Pos, size)
 			continue
+		}
+		if errors.Is(err, wire.ErrConflict) && st.Seq > 0 {
+			// Committed already: its answer was lost after a commit, and
+			// rows edited since are being sent in the same session.
+			return e.finishCommitted(ctx, res, device, st.Session)
 		}
 		if err != nil {
 			return fmt.Errorf("push: session %s: %w", st.Session, err)

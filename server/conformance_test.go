@@ -96,7 +96,7 @@ func (f storeFixture) device(p server.Principal, dev string) {
 func (f storeFixture) push(p server.Principal, dev string, resolve server.Resolver, batches ...[]wire.Row) wire.Commit {
 	f.t.Helper()
 	ctx := context.Background()
-	sess, err := f.s.OpenSession(ctx, p, dev, server.Limits{})
+	sess, err := f.s.OpenSession(ctx, p, dev, "", server.Limits{})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -176,13 +176,13 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err := f.s.RegisterDevice(ctx, gus, "d1"); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("register another tenant's device: %v, want ErrForbidden", err)
 		}
-		if _, err := f.s.OpenSession(ctx, ada, "unregistered", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
+		if _, err := f.s.OpenSession(ctx, ada, "unregistered", "", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("session of an unregistered device: %v, want ErrForbidden", err)
 		}
-		if _, err := f.s.OpenSession(ctx, gus, "d1", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
+		if _, err := f.s.OpenSession(ctx, gus, "d1", "", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("session on another tenant's device: %v, want ErrForbidden", err)
 		}
-		sess, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
+		sess, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +207,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f := fixture(t)
 		ctx := context.Background()
 		f.device(ada, "d1")
-		sess, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
+		sess, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +235,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f := fixture(t)
 		ctx := context.Background()
 		f.device(ada, "d1")
-		sess, _ := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
+		sess, _ := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		stage := func(seq int, rows ...wire.Row) {
 			t.Helper()
 			if err := f.s.StageBatch(ctx, ada, "d1", sess, seq, rows, server.Limits{}); err != nil {
@@ -342,7 +342,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			return server.Resolution{Winner: wire.WinnerMerged, Values: map[string]any{"name": "x"}}, server.Custom, nil
 		}
 		ctx := context.Background()
-		sess, _ := f.s.OpenSession(ctx, bob, "d2", server.Limits{})
+		sess, _ := f.s.OpenSession(ctx, bob, "d2", "", server.Limits{})
 		if err := f.s.StageBatch(ctx, bob, "d2", sess, 0, []wire.Row{parent("p", "again", "0000000000009.000000.d2"),
 			parent("q", "new", "0000000000009.000000.d2")}, server.Limits{}); err != nil {
 			t.Fatal(err)
@@ -403,23 +403,46 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		lim := server.Limits{MaxOpenSessions: 2}
 		var open []string
 		for range 2 {
-			id, err := f.s.OpenSession(ctx, ada, "d1", lim)
+			id, err := f.s.OpenSession(ctx, ada, "d1", "", lim)
 			if err != nil {
 				t.Fatal(err)
 			}
 			open = append(open, id)
 		}
-		if _, err := f.s.OpenSession(ctx, ada, "d1", lim); !errors.Is(err, wire.ErrConflict) {
+		if _, err := f.s.OpenSession(ctx, ada, "d1", "", lim); !errors.Is(err, wire.ErrConflict) {
 			t.Fatalf("third open session: %v, want ErrConflict", err)
 		}
-		if _, err := f.s.OpenSession(ctx, ada, "d2", lim); err != nil {
+		if _, err := f.s.OpenSession(ctx, ada, "d2", "", lim); err != nil {
 			t.Errorf("another device is not limited by d1's sessions: %v", err)
 		}
 		if _, err := f.s.Commit(ctx, ada, "d1", open[0], lww, lim); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.s.OpenSession(ctx, ada, "d1", lim); err != nil {
+		if _, err := f.s.OpenSession(ctx, ada, "d1", "", lim); err != nil {
 			t.Errorf("open session after committing one: %v", err)
+		}
+	})
+
+	t.Run("opening a session again after a lost answer finds it", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		f.device(ada, "d2")
+		lim := server.Limits{MaxOpenSessions: 1}
+		for range 3 { // the answers were lost: the device asks again
+			id, err := f.s.OpenSession(ctx, ada, "d1", "sess-1", lim)
+			if err != nil || id != "sess-1" {
+				t.Fatalf("OpenSession = %q, %v; want sess-1", id, err)
+			}
+		}
+		if _, err := f.s.OpenSession(ctx, ada, "d2", "sess-1", server.Limits{}); !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("another device opening sess-1: %v, want ErrConflict", err)
+		}
+		if _, err := f.s.Commit(ctx, ada, "d1", "sess-1", lww, lim); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.s.OpenSession(ctx, ada, "d1", "sess-1", lim); !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("reopening a committed session: %v, want ErrConflict", err)
 		}
 	})
 
@@ -428,7 +451,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		ctx := context.Background()
 		f.device(ada, "d1")
 		short := server.Limits{SessionIdle: time.Millisecond, MaxOpenSessions: 1}
-		stale, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{})
+		stale, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -449,11 +472,11 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 		// Opening a session sweeps the device's idle ones, which would
 		// otherwise count against MaxOpenSessions.
-		if _, err := f.s.OpenSession(ctx, ada, "d1", server.Limits{}); err != nil {
+		if _, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
-		if _, err := f.s.OpenSession(ctx, ada, "d1", short); err != nil {
+		if _, err := f.s.OpenSession(ctx, ada, "d1", "", short); err != nil {
 			t.Errorf("idle session not swept on open: %v", err)
 		}
 	})

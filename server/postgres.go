@@ -338,9 +338,12 @@ func (s *PostgresStore) RegisterDevice(ctx context.Context, p Principal, device 
 }
 
 // OpenSession implements Store.
-func (s *PostgresStore) OpenSession(ctx context.Context, p Principal, device string, lim Limits) (string, error) {
+func (s *PostgresStore) OpenSession(ctx context.Context, p Principal, device, session string, lim Limits) (string, error) {
 	lim = lim.withDefaults()
-	id := uuid.NewString()
+	id := session
+	if id == "" {
+		id = uuid.NewString()
+	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var tenant string
 		err := tx.QueryRow(ctx, `SELECT tenant FROM _tether_devices WHERE device = $1`, device).Scan(&tenant)
@@ -349,6 +352,21 @@ func (s *PostgresStore) OpenSession(ctx context.Context, p Principal, device str
 		}
 		if err != nil {
 			return err
+		}
+		if session != "" { // sessions are keyed by tenant and id
+			var dev string
+			var committed *time.Time
+			err := tx.QueryRow(ctx, `SELECT device, committed_at FROM _tether_sessions WHERE tenant = $1 AND id = $2`,
+				p.Tenant, session).Scan(&dev, &committed)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return err
+			case dev == device && committed == nil:
+				return nil // opened before; the answer was lost
+			default:
+				return fmt.Errorf("session id %s is already in use: %w", session, wire.ErrConflict)
+			}
 		}
 		rows, err := tx.Query(ctx, `SELECT id FROM _tether_sessions WHERE tenant = $1 AND device = $2 AND committed_at IS NULL
 			AND coalesce(touched_at, created_at) < $3 FOR UPDATE`, p.Tenant, device, time.Now().Add(-lim.SessionIdle))

@@ -32,7 +32,7 @@ func TestPostgresCommitOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for s := range sessions {
-				id, err := store.OpenSession(ctx, ada, dev, server.Limits{})
+				id, err := store.OpenSession(ctx, ada, dev, "", server.Limits{})
 				if err != nil {
 					errs <- err
 					return

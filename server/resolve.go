@@ -129,7 +129,7 @@ func decide(ctx context.Context, resolve Resolver, t *entity.Table, cur, pushed 
 	if err != nil {
 		return wire.Conflict{}, nil, err
 	}
-	cf := wire.Conflict{Table: t.Name, ID: pushed.ID, Strategy: string(strategy), Winner: res.Winner}
+	cf := wire.Conflict{Table: t.Name, ID: pushed.ID, Strategy: string(strategy), Winner: res.Winner, PushedHLC: pushed.HLC}
 	if res.Winner == wire.WinnerServer {
 		cf.Row = cur
 		return cf, nil, nil

@@ -213,7 +213,14 @@ func (s *Server) openSession(ctx context.Context, p Principal, r *http.Request) 
 	if err != nil {
 		return nil, err
 	}
-	id, err := s.store.OpenSession(ctx, p, device, s.opts.Limits)
+	var req wire.Session
+	if err := s.decode(r, &req); err != nil {
+		return nil, err
+	}
+	if req.Session != "" && !deviceRE.MatchString(req.Session) {
+		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", req.Session, wire.ErrBadRequest)
+	}
+	id, err := s.store.OpenSession(ctx, p, device, req.Session, s.opts.Limits)
 	if err != nil {
 		return nil, err
 	}

@@ -329,7 +329,7 @@ func TestResentBatchReplaces(t *testing.T) {
 	if _, err := api.RegisterDevice(ctx, device, ""); err != nil {
 		t.Fatal(err)
 	}
-	s, err := api.OpenSession(ctx, device)
+	s, err := api.OpenSession(ctx, device, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func TestMaxBatchRows(t *testing.T) {
 	if _, err := api.RegisterDevice(ctx, device, ""); err != nil {
 		t.Fatal(err)
 	}
-	s, err := api.OpenSession(ctx, device)
+	s, err := api.OpenSession(ctx, device, "")
 	if err != nil {
 		t.Fatal(err)
 	}

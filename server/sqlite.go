@@ -263,7 +263,7 @@ func (s *SQLiteStore) RegisterDevice(ctx context.Context, p Principal, device st
 }
 
 // OpenSession implements Store.
-func (s *SQLiteStore) OpenSession(ctx context.Context, p Principal, device string, lim Limits) (string, error) {
+func (s *SQLiteStore) OpenSession(ctx context.Context, p Principal, device, session string, lim Limits) (string, error) {
 	lim = lim.withDefaults()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -277,6 +277,20 @@ func (s *SQLiteStore) OpenSession(ctx context.Context, p Principal, device strin
 	}
 	if err != nil {
 		return "", fmt.Errorf("open session: %w", err)
+	}
+	if session != "" {
+		var tenant, dev string
+		var committed sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT tenant, device, committed_at FROM _tether_sessions WHERE id = ?`, session).Scan(&tenant, &dev, &committed)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return "", fmt.Errorf("open session: %w", err)
+		case tenant == p.Tenant && dev == device && !committed.Valid:
+			return session, nil // opened before; the answer was lost
+		default:
+			return "", fmt.Errorf("session id %s is already in use: %w", session, wire.ErrConflict)
+		}
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT id FROM _tether_sessions WHERE device = ? AND committed_at IS NULL
 		AND coalesce(touched_at, created_at) < ?`, device, entity.FormatTime(s.now().Add(-lim.SessionIdle)))
@@ -308,7 +322,10 @@ func (s *SQLiteStore) OpenSession(ctx context.Context, p Principal, device strin
 	if open >= lim.MaxOpenSessions {
 		return "", tooManySessions(device, lim)
 	}
-	id := uuid.NewString()
+	id := session
+	if id == "" {
+		id = uuid.NewString()
+	}
 	now := s.stamp()
 	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_sessions (id, tenant, device, user, created_at, touched_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		id, p.Tenant, device, p.User, now, now)

@@ -21,11 +21,14 @@ type Store interface {
 	// RegisterDevice binds a device id to the principal's tenant. It
 	// returns wire.ErrForbidden when the device belongs to another tenant.
 	RegisterDevice(ctx context.Context, p Principal, device string) error
-	// OpenSession opens a push session for a registered device. It first
-	// discards the device's sessions idle for longer than lim.SessionIdle,
-	// and returns wire.ErrConflict when the device still has
-	// lim.MaxOpenSessions uncommitted sessions.
-	OpenSession(ctx context.Context, p Principal, device string, lim Limits) (string, error)
+	// OpenSession opens a push session for a registered device, with id
+	// session, or a new id when session is "". Opening an open session of
+	// the same device again returns it (a retry after a lost answer); an id
+	// in use otherwise is wire.ErrConflict. It first discards the device's
+	// sessions idle for longer than lim.SessionIdle, and returns
+	// wire.ErrConflict when the device already has lim.MaxOpenSessions
+	// uncommitted sessions.
+	OpenSession(ctx context.Context, p Principal, device, session string, lim Limits) (string, error)
 	// StageBatch stores batch seq of an open session, replacing an earlier
 	// batch with the same seq. Rows are validated and canonical, all of one
 	// table. It returns wire.ErrNotFound for an unknown session or one idle

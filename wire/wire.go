@@ -88,7 +88,7 @@ type Device struct {
 
 // Session is the answer to POST /v1/sessions.
 type Session struct {
-	Session string `json:"session"`
+	Session string `json:"session,omitempty"`
 }
 
 // Batch is the body of PUT /v1/sessions/{id}/batches/{seq}.
@@ -133,6 +133,8 @@ type Conflict struct {
 	// Lost is the server's row that the pushed or merged row replaced, when
 	// the winner is not the server's.
 	Lost *Row `json:"lost,omitempty"`
+	// PushedHLC is the clock stamp of the pushed row.
+	PushedHLC string `json:"pushed_hlc"`
 }
 
 // Changes is the answer to GET /v1/changes.
