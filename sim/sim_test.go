@@ -39,7 +39,7 @@ import (
 
 var (
 	seedFlag    = flag.Uint64("sim.seed", 0, "seed of the simulation (0: from the clock)")
-	opsFlag     = flag.Int("sim.ops", 1200, "operations across all devices")
+	opsFlag     = flag.Int("sim.ops", 3000, "operations across all devices")
 	devicesFlag = flag.Int("sim.devices", 5, "devices syncing in process (one more runs in a child process)")
 	soakFlag    = flag.Bool("sim.soak", false, "soak: at least 100,000 operations")
 )
@@ -314,9 +314,10 @@ func TestSimulation(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed+uint64(i), 99)) // d.rng belongs to the other goroutine
 			for range perDevice / 10 {
 				d.syncTolerant(ctx)
-				time.Sleep(time.Duration(d.rng.IntN(5)) * time.Millisecond)
+				time.Sleep(time.Duration(r.IntN(5)) * time.Millisecond)
 			}
 		}()
 	}
