@@ -112,17 +112,19 @@ func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (
 		if err := db.stampRaw(ctx, tx, t); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change" FROM %s
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change", "_changed" FROM %s
 			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, quote(t.name)), pos.After, limit)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			r, change, err := t.scanWire(rows)
+			var changed string
+			r, change, err := t.scanWire(rows, &changed)
 			if err != nil {
 				return err
 			}
+			r.Changed = changedColumns(changed)
 			b.Rows = append(b.Rows, r)
 			b.changes = append(b.changes, change)
 		}
@@ -152,8 +154,9 @@ func (db *DB) stampRaw(ctx context.Context, tx *sql.Tx, t *table) error {
 	return setSuppress(ctx, tx, false)
 }
 
-// scanWire reads one row of selectCols plus _change as a push row.
-func (t *table) scanWire(rows *sql.Rows) (wire.Row, int64, error) {
+// scanWire reads one row of selectCols plus _change, and the extra
+// columns into extra, as a push row.
+func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) {
 	raw := make([]any, len(t.cols))
 	dest := make([]any, 0, len(t.cols)+7)
 	for i := range raw {
@@ -164,6 +167,7 @@ func (t *table) scanWire(rows *sql.Rows) (wire.Row, int64, error) {
 	var modAt, modBy string
 	var change int64
 	dest = append(dest, &dirty, &deleted, &r.Base, &r.HLC, &modAt, &modBy, &change)
+	dest = append(dest, extra...)
 	if err := rows.Scan(dest...); err != nil {
 		return wire.Row{}, 0, err
 	}
@@ -212,6 +216,7 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 		for _, t := range db.tables {
 			_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %[1]s SET
 				"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
+				"_changed" = CASE WHEN %[1]s."_change" = p.change THEN '' ELSE %[1]s."_changed" END,
 				"_version" = ?
 				FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, quote(t.name)), c.Version, t.name)
 			if err != nil {

@@ -20,7 +20,9 @@ import (
 //	_change       local change counter, bumped by every local write (G2)
 //	_modified_at  wall time of the last change
 //	_modified_by  user of the last change the server accepted
-const bookkeepingDDL = `"_dirty" INTEGER NOT NULL DEFAULT 1,
+//	_changed      columns changed since the last sync, as ",a,b"; '*' for all (a new row)
+const bookkeepingDDL = `"_changed" TEXT NOT NULL DEFAULT '',
+	"_dirty" INTEGER NOT NULL DEFAULT 1,
 	"_deleted" INTEGER NOT NULL DEFAULT 0,
 	"_version" INTEGER NOT NULL DEFAULT 0,
 	"_hlc" TEXT NOT NULL DEFAULT '',
@@ -62,12 +64,15 @@ func newTable(e *entity.Entity) *table {
 	t.selectCols = strings.Join(names, ", ") + ", " + metaCols
 	t.countDirty = fmt.Sprintf(`SELECT count(*) FROM %s WHERE "_dirty" = 1`, q)
 	set := strings.Join(append(sets, ""), ", ")
-	t.upsertSave = fmt.Sprintf(`INSERT INTO %s (%s, "_dirty", "_deleted", "_change", "_hlc", "_modified_at")
-		VALUES (%s, 1, 0, ?, ?, ?)
+	// _changed gathers, from the first edit after a sync on, the columns
+	// whose value an edit changed (SET expressions see the old row).
+	t.upsertSave = fmt.Sprintf(`INSERT INTO %s (%s, "_dirty", "_deleted", "_change", "_hlc", "_modified_at", "_changed")
+		VALUES (%s, 1, 0, ?, ?, ?, '*')
 		ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 1, "_deleted" = 0,
-		"_change" = excluded."_change", "_hlc" = excluded."_hlc", "_modified_at" = excluded."_modified_at"
+		"_change" = excluded."_change", "_hlc" = excluded."_hlc", "_modified_at" = excluded."_modified_at",
+		"_changed" = %s
 		RETURNING "_version", "_modified_by"`,
-		q, strings.Join(names, ", "), strings.Join(params, ", "), set)
+		q, strings.Join(names, ", "), strings.Join(params, ", "), set, t.changedExpr(q, "excluded"))
 	t.upsertPull = fmt.Sprintf(`INSERT INTO %s (%s, "_dirty", "_deleted", "_version", "_hlc", "_modified_at", "_modified_by")
 		VALUES (%s, 0, ?, ?, ?, ?, ?)
 		ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 0, "_deleted" = excluded."_deleted",
@@ -78,7 +83,7 @@ func newTable(e *entity.Entity) *table {
 		q, strings.Join(names, ", "))
 	t.applyTail = fmt.Sprintf(`ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 0, "_deleted" = excluded."_deleted",
 		"_version" = excluded."_version", "_hlc" = excluded."_hlc",
-		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by"
+		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by", "_changed" = ''
 		WHERE "_dirty" = 0 AND "_version" < excluded."_version"`, set)
 	return t
 }
@@ -112,6 +117,17 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 			return fmt.Errorf("add column %s: %w", c.Name, err)
 		}
 	}
+	if !have["_changed"] { // databases made before column tracking
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN "_changed" TEXT NOT NULL DEFAULT ''`, q)); err != nil {
+			return fmt.Errorf("add column _changed: %w", err)
+		}
+	}
+	// Triggers are made anew, so that an upgrade installs the current ones.
+	for _, name := range []string{"__track_insert", "__track_update", "__track_delete"} {
+		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quote(t.name+name)); err != nil {
+			return fmt.Errorf("replace tracking: %w", err)
+		}
+	}
 	for _, stmt := range t.triggers() {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("install tracking: %w", err)
@@ -140,6 +156,34 @@ func existingColumns(ctx context.Context, tx *sql.Tx, name string) (map[string]b
 // nowText is the SQL expression of the current time in entity.TimeFormat.
 const nowText = `strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000000Z'`
 
+// changedExpr is the new value of _changed when the row old (a table
+// name, or OLD in a trigger) takes the values of row neu: the columns
+// gathered since the last sync, plus those whose value differs.
+func (t *table) changedExpr(old, neu string) string {
+	var parts []string
+	parts = append(parts, fmt.Sprintf(`CASE WHEN %s."_dirty" = 1 THEN %s."_changed" ELSE '' END`, old, old))
+	for _, c := range t.cols[1:] {
+		parts = append(parts, fmt.Sprintf(`CASE WHEN %s.%s IS NOT %s.%s THEN ',%s' ELSE '' END`, old, quote(c.Name), neu, quote(c.Name), c.Name))
+	}
+	return strings.Join(parts, " || ")
+}
+
+// changedColumns parses _changed: nil means every column.
+func changedColumns(s string) []string {
+	if strings.Contains(s, "*") {
+		return nil
+	}
+	seen := map[string]bool{}
+	out := []string{}
+	for c := range strings.SplitSeq(s, ",") {
+		if c != "" && !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // references is the foreign key clause of a column with a Ref. It is
 // checked when a transaction commits, so that a parent and its children can
 // be written in any order within one. A deleted parent stays as a
@@ -162,6 +206,7 @@ func (t *table) triggers() []string {
 	UPDATE %s SET "_dirty" = 1, %s"_hlc" = '', "_modified_at" = %s,
 		"_change" = (SELECT change FROM _tether_ctl) WHERE rowid = %s.rowid;`, q, extra, nowText, ref)
 	}
+	changed := func(expr string) string { return `"_changed" = ` + expr + `, ` }
 	notSuppressed := `(SELECT suppress FROM _tether_ctl) = 0`
 	return []string{
 		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1`, quote(t.name+"__dirty"), q),
@@ -171,11 +216,11 @@ func (t *table) triggers() []string {
 		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s AFTER INSERT ON %s
 WHEN NEW."_change" = 0 AND %s BEGIN
 	%s
-END`, quote(t.name+"__track_insert"), q, notSuppressed, mark("NEW", "")),
+END`, quote(t.name+"__track_insert"), q, notSuppressed, mark("NEW", changed(`'*'`))),
 		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s AFTER UPDATE ON %s
 WHEN NEW."_change" = OLD."_change" AND %s BEGIN
 	%s
-END`, quote(t.name+"__track_update"), q, notSuppressed, mark("NEW", "")),
+END`, quote(t.name+"__track_update"), q, notSuppressed, mark("NEW", changed(t.changedExpr("OLD", "NEW")))),
 		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s BEFORE DELETE ON %s
 WHEN %s BEGIN
 	%s

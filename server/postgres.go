@@ -137,10 +137,14 @@ func newPGTable(idx int, t entity.Table) *pgTable {
 	pt.latest = fmt.Sprintf(`SELECT DISTINCT ON (id) * FROM %s WHERE _tenant = $1 AND _session = $2 ORDER BY id, _seq DESC`, pt.stage)
 	pt.conflict = fmt.Sprintf(`SELECT s.id FROM (%s) AS s JOIN %s AS t ON t._tenant = $1 AND t.id = s.id
 		WHERE t._version <> s._base AND t._session <> s._session ORDER BY s.id`, pt.latest, pt.name)
-	pt.merge = fmt.Sprintf(`INSERT INTO %s (_tenant, %s, %s)
-		SELECT $1, %s, $3, _deleted, _hlc, $4, $5, _session FROM (%s) AS s
-		ON CONFLICT (_tenant, id) DO UPDATE SET %s`,
-		pt.name, cols, strings.Join(book, ", "), cols, pt.latest, strings.Join(sets, ", "))
+	// _colvers records, per column, the version that last changed it (for
+	// MergeColumns).
+	pt.merge = fmt.Sprintf(`INSERT INTO %s (_tenant, %s, %s, _colvers)
+		SELECT $1, %s, $3, _deleted, _hlc, $4, $5, _session,
+			(SELECT coalesce(jsonb_object_agg(c, $3::bigint), '{}'::jsonb) FROM jsonb_array_elements_text(s._changed::jsonb) AS c)
+		FROM (%s) AS s
+		ON CONFLICT (_tenant, id) DO UPDATE SET %s, _colvers = %s._colvers || excluded._colvers`,
+		pt.name, cols, strings.Join(book, ", "), cols, pt.latest, strings.Join(sets, ", "), pt.name)
 	return pt
 }
 
@@ -217,6 +221,14 @@ CREATE INDEX IF NOT EXISTS %s ON %s (_tenant, _session, id, _seq)`,
 		pgIdent("_tether_stage_"+pt.t.Name+"__session"), pt.stage)
 	if _, err := tx.Exec(ctx, ddl); err != nil {
 		return fmt.Errorf("create: %w", err)
+	}
+	for _, q := range []string{
+		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _colvers jsonb NOT NULL DEFAULT '{}'`, pt.name),
+		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _changed text NOT NULL DEFAULT '[]'`, pt.stage),
+	} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("add bookkeeping column: %w", err)
+		}
 	}
 	for _, table := range []string{pt.t.Name, "_tether_stage_" + pt.t.Name} {
 		for _, c := range pt.t.Columns {
@@ -485,7 +497,7 @@ func (s *PostgresStore) StageBatch(ctx context.Context, p Principal, device, ses
 				return fmt.Errorf("stage batch %d: replace: %w", seq, err)
 			}
 		}
-		cols := []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc"}
+		cols := []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed"}
 		for _, c := range pt.t.Columns {
 			cols = append(cols, c.Name)
 		}
@@ -497,7 +509,7 @@ func (s *PostgresStore) StageBatch(ctx context.Context, p Principal, device, ses
 			r := rows[i]
 			i++
 			vals := make([]any, 0, len(cols))
-			vals = append(vals, p.Tenant, session, seq, r.Base, r.Deleted, r.HLC, r.ID)
+			vals = append(vals, p.Tenant, session, seq, r.Base, r.Deleted, r.HLC, changedJSON(&pt.t, r), r.ID)
 			for _, c := range pt.t.Columns[1:] {
 				vals = append(vals, r.Values[c.Name])
 			}
@@ -605,12 +617,16 @@ func (s *PostgresStore) resolveRow(ctx context.Context, tx pgx.Tx, pt *pgTable, 
 	if err != nil {
 		return err
 	}
-	staged, err := pt.scanStaged(tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s, _base, _deleted, _hlc FROM (%s) AS s WHERE id = $3`,
+	staged, err := pt.scanStaged(tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s, _base, _deleted, _hlc, _changed FROM (%s) AS s WHERE id = $3`,
 		strings.Join(pt.cols, ", "), pt.latest), p.Tenant, session, id))
 	if err != nil {
 		return err
 	}
-	cf, merged, err := decide(ctx, resolve, &pt.t, cur, staged, c.Version, device, p.User)
+	var colvers string
+	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT _colvers::text FROM %s WHERE _tenant = $1 AND id = $2`, pt.name), p.Tenant, id).Scan(&colvers); err != nil {
+		return err
+	}
+	cf, merged, err := decide(ctx, resolve, &pt.t, cur, staged, colvers, c.Version, device, p.User)
 	if err != nil {
 		return err
 	}
@@ -619,8 +635,8 @@ func (s *PostgresStore) resolveRow(ctx context.Context, tx pgx.Tx, pt *pgTable, 
 	case cf.Winner == wire.WinnerServer:
 		_, err = tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE _tenant = $1 AND _session = $2 AND id = $3`, pt.stage), p.Tenant, session, id)
 	case merged != nil:
-		args := []any{p.Tenant, session, id, merged.Deleted, merged.HLC}
-		sets := []string{`_deleted = $4`, `_hlc = $5`}
+		args := []any{p.Tenant, session, id, merged.Deleted, merged.HLC, changedJSON(&pt.t, *merged)}
+		sets := []string{`_deleted = $4`, `_hlc = $5`, `_changed = $6`}
 		for _, col := range pt.t.Columns[1:] {
 			args = append(args, merged.Values[col.Name])
 			sets = append(sets, fmt.Sprintf("%s = $%d", pgIdent(col.Name), len(args)))
@@ -675,9 +691,13 @@ func (pt *pgTable) scanStaged(row pgx.Row) (wire.Row, error) {
 		dest = append(dest, &raw[i])
 	}
 	var r wire.Row
-	dest = append(dest, &r.Base, &r.Deleted, &r.HLC)
+	var changed string
+	dest = append(dest, &r.Base, &r.Deleted, &r.HLC, &changed)
 	if err := row.Scan(dest...); err != nil {
 		return wire.Row{}, fmt.Errorf("read staged row: %w", err)
+	}
+	if err := json.Unmarshal([]byte(changed), &r.Changed); err != nil {
+		return wire.Row{}, fmt.Errorf("read staged row: changed columns: %w", err)
 	}
 	return r, pt.setValues(&r, raw)
 }

@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
@@ -23,6 +25,11 @@ const (
 	ServerWins Strategy = "server-wins"
 	// ClientWins applies the pushed row.
 	ClientWins Strategy = "client-wins"
+	// MergeColumns keeps both sides' edits when they changed different
+	// columns of the row, and settles a column both changed by the later
+	// clock stamp. A delete against an update is settled for the whole row
+	// by the later stamp (or the table's DeletePolicy).
+	MergeColumns Strategy = "merge-columns"
 	// Custom is reported for conflicts decided by a ResolveFunc.
 	Custom Strategy = "custom"
 	// DeleteWins is reported when a table's DeletePolicy made a delete win
@@ -53,8 +60,13 @@ type Conflict struct {
 	// Server is the row as the server holds it now; Server.Version is
 	// later than Base.
 	Server wire.Row
-	// Pushed is the device's row.
+	// Pushed is the device's row; Pushed.Changed lists the columns the
+	// device changed since Base (nil: every column).
 	Pushed wire.Row
+	// ServerColumns maps each column to the server version that last
+	// changed it: a column with a version above Base changed on the server
+	// since the device's edit began.
+	ServerColumns map[string]int64
 }
 
 // Resolution is a ResolveFunc's decision.
@@ -105,6 +117,10 @@ func resolver(strategies map[string]Strategy, custom map[string]ResolveFunc, del
 			return Resolution{Winner: wire.WinnerServer}, s, nil
 		case ClientWins:
 			return Resolution{Winner: wire.WinnerClient}, s, nil
+		case MergeColumns:
+			if !c.Server.Deleted && !c.Pushed.Deleted {
+				return mergeColumns(c), s, nil
+			}
 		}
 		if c.Pushed.HLC > c.Server.HLC {
 			return Resolution{Winner: wire.WinnerClient}, LastWriterWins, nil
@@ -113,9 +129,28 @@ func resolver(strategies map[string]Strategy, custom map[string]ResolveFunc, del
 	}
 }
 
+// mergeColumns takes the server's row, and from the pushed row each column
+// the device changed, unless the server changed it too since the device's
+// base and its stamp is the later.
+func mergeColumns(c Conflict) Resolution {
+	changed := c.Pushed.Changed
+	if changed == nil {
+		for col := range c.Pushed.Values {
+			changed = append(changed, col)
+		}
+	}
+	vals := maps.Clone(c.Server.Values)
+	for _, col := range changed {
+		if c.ServerColumns[col] <= c.Base || c.Pushed.HLC > c.Server.HLC {
+			vals[col] = c.Pushed.Values[col]
+		}
+	}
+	return Resolution{Winner: wire.WinnerMerged, Values: vals}
+}
+
 func validStrategy(s Strategy) error {
 	switch s {
-	case LastWriterWins, ServerWins, ClientWins:
+	case LastWriterWins, ServerWins, ClientWins, MergeColumns:
 		return nil
 	}
 	return fmt.Errorf("unknown strategy %q", s)
@@ -124,8 +159,14 @@ func validStrategy(s Strategy) error {
 // decide resolves one conflict between the server's row cur and the pushed
 // row. It returns the conflict to report and, for a merge, the row to
 // apply instead of the pushed one, validated against t.
-func decide(ctx context.Context, resolve Resolver, t *entity.Table, cur, pushed wire.Row, version int64, device, user string) (wire.Conflict, *wire.Row, error) {
-	res, strategy, err := resolve(ctx, Conflict{Table: t.Name, ID: pushed.ID, Base: pushed.Base, Server: cur, Pushed: pushed})
+func decide(ctx context.Context, resolve Resolver, t *entity.Table, cur, pushed wire.Row, colvers string, version int64, device, user string) (wire.Conflict, *wire.Row, error) {
+	cols := map[string]int64{}
+	if colvers != "" {
+		if err := json.Unmarshal([]byte(colvers), &cols); err != nil {
+			return wire.Conflict{}, nil, fmt.Errorf("column versions of %s %q: %w", t.Name, pushed.ID, err)
+		}
+	}
+	res, strategy, err := resolve(ctx, Conflict{Table: t.Name, ID: pushed.ID, Base: pushed.Base, Server: cur, Pushed: pushed, ServerColumns: cols})
 	if err != nil {
 		return wire.Conflict{}, nil, err
 	}
@@ -150,6 +191,12 @@ func decide(ctx context.Context, resolve Resolver, t *entity.Table, cur, pushed 
 				return wire.Conflict{}, nil, fmt.Errorf("resolve %s %q: merged column %s: %w", t.Name, pushed.ID, col.Name, err)
 			}
 			row.Values[col.Name] = canon
+			if !reflect.DeepEqual(canon, cur.Values[col.Name]) {
+				row.Changed = append(row.Changed, col.Name) // what the merge changes on the server
+			}
+		}
+		if row.Changed == nil {
+			row.Changed = []string{}
 		}
 		merged = &row
 	}

@@ -151,14 +151,17 @@ func newStoreTable(idx int, t entity.Table) *storeTable {
 			ON CONFLICT ("_tenant", "id") DO UPDATE SET %s`,
 			qi(t.Name), cols, strings.Join(book, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")),
 		stage:   stage,
-		stageIn: fmt.Sprintf(`INSERT OR REPLACE INTO %s ("_session", "_seq", "_base", "_deleted", "_hlc", %s)`, stage, cols),
+		stageIn: fmt.Sprintf(`INSERT OR REPLACE INTO %s ("_session", "_seq", "_base", "_deleted", "_hlc", "_changed", %s)`, stage, cols),
 		// The WHERE clause also keeps SQLite from reading ON CONFLICT as
-		// a join constraint.
-		merge: fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s)
-			SELECT ?, %s, ?, "_deleted", "_hlc", ?, ?, "_session" FROM %s WHERE "_session" = ? ORDER BY "id"
-			ON CONFLICT ("_tenant", "id") DO UPDATE SET %s`,
+		// a join constraint. _colvers records, per column, the version
+		// that last changed it (for MergeColumns).
+		merge: fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
+			SELECT ?, %s, ?, "_deleted", "_hlc", ?, ?, "_session",
+				(SELECT json_group_object(j.value, ?) FROM json_each(s."_changed") AS j)
+			FROM %s AS s WHERE "_session" = ? ORDER BY "id"
+			ON CONFLICT ("_tenant", "id") DO UPDATE SET %s, "_colvers" = json_patch("_colvers", excluded."_colvers")`,
 			qi(t.Name), cols, strings.Join(book, ", "), cols, stage, strings.Join(sets, ", ")),
-		staged: fmt.Sprintf(`SELECT %s, "_base", "_deleted", "_hlc" FROM %s WHERE "_session" = ? AND "id" = ?`, cols, stage),
+		staged: fmt.Sprintf(`SELECT %s, "_base", "_deleted", "_hlc", "_changed" FROM %s WHERE "_session" = ? AND "id" = ?`, cols, stage),
 	}
 }
 
@@ -188,6 +191,9 @@ func (st *storeTable) migrate(ctx context.Context, tx *sql.Tx) error {
 	if err := addColumns(ctx, tx, st.t.Name, st.t.Columns); err != nil {
 		return err
 	}
+	if err := addBookkeeping(ctx, tx, st.t.Name, "_colvers", `TEXT NOT NULL DEFAULT '{}'`); err != nil {
+		return err
+	}
 	stage := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 	"_session" TEXT NOT NULL,
 	"_seq" INTEGER NOT NULL,
@@ -204,8 +210,27 @@ CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
 	if err := addColumns(ctx, tx, "_tether_stage_"+st.t.Name, st.t.Columns); err != nil {
 		return err
 	}
+	if err := addBookkeeping(ctx, tx, "_tether_stage_"+st.t.Name, "_changed", `TEXT NOT NULL DEFAULT '[]'`); err != nil {
+		return err
+	}
 	_, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("_tenant", "_version", "id")`, qi(st.t.Name+"__changes"), q))
 	return err
+}
+
+// addBookkeeping adds the bookkeeping column name with definition def to
+// table when it lacks it.
+func addBookkeeping(ctx context.Context, tx *sql.Tx, table, name, def string) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, table, name).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, qi(table), qi(name), def)); err != nil {
+		return fmt.Errorf("add column %s to %s: %w", name, table, err)
+	}
+	return nil
 }
 
 // addColumns adds the columns of cols that table lacks.
@@ -430,10 +455,10 @@ func (s *SQLiteStore) StageBatch(ctx context.Context, p Principal, device, sessi
 			return fmt.Errorf("stage batch %d: replace: %w", seq, err)
 		}
 	}
-	ins := sqlbatch.New(tx, st.stageIn, "", 5+len(st.t.Columns))
-	args := make([]any, 0, 5+len(st.t.Columns))
+	ins := sqlbatch.New(tx, st.stageIn, "", 6+len(st.t.Columns))
+	args := make([]any, 0, 6+len(st.t.Columns))
 	for _, r := range rows {
-		args = append(args[:0], session, seq, r.Base, r.Deleted, r.HLC, r.ID)
+		args = append(args[:0], session, seq, r.Base, r.Deleted, r.HLC, changedJSON(&st.t, r), r.ID)
 		for _, col := range st.t.Columns[1:] {
 			args = append(args, r.Values[col.Name])
 		}
@@ -545,7 +570,7 @@ func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit
 	}
 	// Everything still staged goes in with one statement, and into the
 	// audit log with another.
-	res, err := a.tx.ExecContext(ctx, st.merge, a.p.Tenant, a.version, a.p.User, a.device, a.session)
+	res, err := a.tx.ExecContext(ctx, st.merge, a.p.Tenant, a.version, a.p.User, a.device, a.version, a.session)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
@@ -577,7 +602,12 @@ func (a *applier) resolveRow(ctx context.Context, st *storeTable, id string, c *
 	if err != nil {
 		return err
 	}
-	cf, merged, err := decide(ctx, a.resolve, &st.t, cur, r, a.version, a.device, a.p.User)
+	var colvers string
+	if err := a.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_colvers" FROM %s WHERE "_tenant" = ? AND "id" = ?`, qi(st.t.Name)),
+		a.p.Tenant, id).Scan(&colvers); err != nil {
+		return err
+	}
+	cf, merged, err := decide(ctx, a.resolve, &st.t, cur, r, colvers, a.version, a.device, a.p.User)
 	if err != nil {
 		return err
 	}
@@ -586,8 +616,8 @@ func (a *applier) resolveRow(ctx context.Context, st *storeTable, id string, c *
 	case cf.Winner == wire.WinnerServer:
 		_, err = a.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE "_session" = ? AND "id" = ?`, st.stage), a.session, id)
 	case merged != nil:
-		args := []any{merged.Deleted, merged.HLC}
-		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`}
+		args := []any{merged.Deleted, merged.HLC, changedJSON(&st.t, *merged)}
+		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`, `"_changed" = ?`}
 		for _, col := range st.t.Columns[1:] {
 			sets = append(sets, qi(col.Name)+" = ?")
 			args = append(args, merged.Values[col.Name])
@@ -608,11 +638,15 @@ func (st *storeTable) scanStaged(row *sql.Row) (wire.Row, error) {
 	}
 	r := wire.Row{Table: st.t.Name}
 	var deleted int
-	dest = append(dest, &r.Base, &deleted, &r.HLC)
+	var changed string
+	dest = append(dest, &r.Base, &deleted, &r.HLC, &changed)
 	if err := row.Scan(dest...); err != nil {
 		return wire.Row{}, fmt.Errorf("read staged row: %w", err)
 	}
 	r.Deleted = deleted != 0
+	if err := json.Unmarshal([]byte(changed), &r.Changed); err != nil {
+		return wire.Row{}, fmt.Errorf("read staged row: changed columns: %w", err)
+	}
 	if err := st.setValues(&r, raw); err != nil {
 		return wire.Row{}, fmt.Errorf("staged row: %w", err)
 	}

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
+	"sort"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -77,7 +79,35 @@ func validateRow(t *entity.Table, r *wire.Row) error {
 	}
 	r.Values = vals
 	r.Device, r.ModifiedBy, r.Version = "", "", 0 // set by the server, never by the payload (G8)
+	if r.Changed != nil {
+		seen := map[string]bool{}
+		var changed []string
+		for _, name := range r.Changed {
+			if _, ok := t.Column(name); !ok || name == "id" {
+				return fmt.Errorf("changed column %q: unknown column: %w", name, wire.ErrBadRequest)
+			}
+			if !seen[name] {
+				seen[name] = true
+				changed = append(changed, name)
+			}
+		}
+		sort.Strings(changed)
+		r.Changed = changed
+	}
 	return nil
+}
+
+// changedJSON is the JSON array of the columns a staged row changed: every
+// column when the device did not say.
+func changedJSON(t *entity.Table, r wire.Row) string {
+	cols := r.Changed
+	if cols == nil {
+		for _, c := range t.Columns[1:] {
+			cols = append(cols, c.Name)
+		}
+	}
+	b, _ := json.Marshal(cols)
+	return string(b)
 }
 
 func hasControl(s string) bool {

@@ -53,6 +53,9 @@ type Row struct {
 	ModifiedBy string `json:"modified_by,omitempty"`
 	// Values maps column names, other than id, to values.
 	Values map[string]any `json:"values"`
+	// Changed lists, in a push, the columns the device changed since Base;
+	// absent means every column (a new row).
+	Changed []string `json:"changed,omitempty"`
 }
 
 // Health is the body of GET /v1/health.

@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string) error {
 	rateLimit := fs.Float64("rate", 0, "requests per second per bearer token (429 with Retry-After above); 0 for no limit")
 	rateBurst := fs.Int("rate-burst", 0, "burst of -rate (default twice -rate)")
 	strat := strategies{}
-	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins (repeatable)")
+	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func run(ctx context.Context, args []string) error {
 			return fmt.Errorf("-strategy: unknown table %q", table)
 		}
 		switch s {
-		case server.LastWriterWins, server.ServerWins, server.ClientWins:
+		case server.LastWriterWins, server.ServerWins, server.ClientWins, server.MergeColumns:
 		default:
 			return fmt.Errorf("-strategy: unknown strategy %q for table %q", s, table)
 		}
