@@ -3,8 +3,8 @@ package server
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"regexp"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
