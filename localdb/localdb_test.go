@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -318,5 +319,50 @@ func TestBindTenant(t *testing.T) {
 	}
 	if tenant, _ := db.Tenant(ctx); tenant != "acme" {
 		t.Errorf("Tenant = %q after a refused bind, want acme", tenant)
+	}
+}
+
+// Each dirty row knows which columns changed since its last sync, through
+// Save and plain SQL alike; a new row changed every column.
+func TestChangedColumns(t *testing.T) {
+	db := newDB(t)
+	body := "b"
+	n := Note{ID: "n1", Title: "t", Body: &body, At: time.Unix(1, 0)}
+	if err := db.Save(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	changed := func() []string {
+		t.Helper()
+		b, err := db.NextDirty(ctx, localdb.PushPos{}, 10)
+		if err != nil || len(b.Rows) != 1 {
+			t.Fatalf("NextDirty: %d rows, %v", len(b.Rows), err)
+		}
+		return b.Rows[0].Changed
+	}
+	if got := changed(); got != nil {
+		t.Errorf("new row: Changed=%v, want nil (every column)", got)
+	}
+	if err := db.FinishPushForTest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.Title = "t2"
+	if err := db.Save(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if got := changed(); !reflect.DeepEqual(got, []string{"title"}) {
+		t.Errorf("after Save of the title: Changed=%v", got)
+	}
+	if _, err := db.SQL().Exec(`UPDATE notes SET body = 'x' WHERE id = 'n1'`); err != nil {
+		t.Fatal(err)
+	}
+	n.Title = "t2" // saving the same title again changes nothing more
+	if err := db.Get(ctx, &n, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Save(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if got := changed(); !reflect.DeepEqual(got, []string{"title", "body"}) {
+		t.Errorf("after plain SQL on the body: Changed=%v, want title and body", got)
 	}
 }
