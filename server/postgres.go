@@ -650,19 +650,7 @@ func (s *PostgresStore) resolveRow(ctx context.Context, tx pgx.Tx, pt *pgTable, 
 // setValues sets r's id and values from the raw column values of a scan.
 func (pt *pgTable) setValues(r *wire.Row, raw []any) error {
 	r.Table = pt.t.Name
-	r.Values = make(map[string]any, len(pt.t.Columns)-1)
-	for i, c := range pt.t.Columns {
-		v, err := c.Kind.FromDB(raw[i])
-		if err != nil {
-			return fmt.Errorf("%s column %s: %w", pt.t.Name, c.Name, err)
-		}
-		if i == 0 {
-			r.ID, _ = v.(string)
-			continue
-		}
-		r.Values[c.Name] = v
-	}
-	return nil
+	return setRowValues(&pt.t, r, raw)
 }
 
 // scanRow reads the columns of selects.

@@ -655,11 +655,17 @@ func (st *storeTable) scanStaged(row *sql.Row) (wire.Row, error) {
 
 // setValues sets r's id and values from the raw column values of a scan.
 func (st *storeTable) setValues(r *wire.Row, raw []any) error {
-	r.Values = make(map[string]any, len(st.t.Columns)-1)
-	for i, c := range st.t.Columns {
+	return setRowValues(&st.t, r, raw)
+}
+
+// setRowValues sets r's id and values from raw, the values of t's columns
+// as a driver scanned them.
+func setRowValues(t *entity.Table, r *wire.Row, raw []any) error {
+	r.Values = make(map[string]any, len(t.Columns)-1)
+	for i, c := range t.Columns {
 		v, err := c.Kind.FromDB(raw[i])
 		if err != nil {
-			return fmt.Errorf("%s column %s: %w", st.t.Name, c.Name, err)
+			return fmt.Errorf("%s column %s: %w", t.Name, c.Name, err)
 		}
 		if i == 0 {
 			r.ID, _ = v.(string)
