@@ -69,7 +69,7 @@ type pgTable struct {
 	name     string // quoted
 	stage    string // quoted name of the staging table
 	cols     []string
-	selects  string // id, value columns, then the bookkeeping columns
+	selects  string // id, value columns, then rowCols
 	latest   string // the latest staged version of each row of a session
 	merge    string
 	conflict string
@@ -132,7 +132,7 @@ func newPGTable(idx int, t entity.Table) *pgTable {
 		sets = append(sets, fmt.Sprintf("%s = excluded.%s", b, b))
 	}
 	cols := strings.Join(pt.cols, ", ")
-	pt.selects = cols + `, _version, _deleted, _hlc, _modified_by, _origin, _session`
+	pt.selects = cols + ", " + rowCols
 	// A row re-sent in a later batch of the session replaces the earlier.
 	pt.latest = fmt.Sprintf(`SELECT DISTINCT ON (id) * FROM %s WHERE _tenant = $1 AND _session = $2 ORDER BY id, _seq DESC`, pt.stage)
 	pt.conflict = fmt.Sprintf(`SELECT s.id FROM (%s) AS s JOIN %s AS t ON t._tenant = $1 AND t.id = s.id
@@ -613,17 +613,15 @@ func (s *PostgresStore) applyTable(ctx context.Context, tx pgx.Tx, pt *pgTable, 
 }
 
 func (s *PostgresStore) resolveRow(ctx context.Context, tx pgx.Tx, pt *pgTable, p Principal, device, session, id string, resolve Resolver, c *wire.Commit) error {
-	cur, err := pt.scanRow(tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE _tenant = $1 AND id = $2`, pt.selects, pt.name), p.Tenant, id))
-	if err != nil {
-		return err
-	}
-	staged, err := pt.scanStaged(tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s, _base, _deleted, _hlc, _changed FROM (%s) AS s WHERE id = $3`,
-		strings.Join(pt.cols, ", "), pt.latest), p.Tenant, session, id))
-	if err != nil {
-		return err
-	}
 	var colvers string
-	if err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT _colvers::text FROM %s WHERE _tenant = $1 AND id = $2`, pt.name), p.Tenant, id).Scan(&colvers); err != nil {
+	cur, err := scanRow(&pt.t, tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s, _colvers::text FROM %s WHERE _tenant = $1 AND id = $2`,
+		pt.selects, pt.name), p.Tenant, id).Scan, &colvers)
+	if err != nil {
+		return err
+	}
+	staged, err := scanStaged(&pt.t, tx.QueryRow(ctx, fmt.Sprintf(`SELECT %s, _base, _deleted, _hlc, _changed FROM (%s) AS s WHERE id = $3`,
+		strings.Join(pt.cols, ", "), pt.latest), p.Tenant, session, id).Scan)
+	if err != nil {
 		return err
 	}
 	cf, merged, err := decide(ctx, resolve, &pt.t, cur, staged, colvers, c.Version, device, p.User)
@@ -645,49 +643,6 @@ func (s *PostgresStore) resolveRow(ctx context.Context, tx pgx.Tx, pt *pgTable, 
 		_, err = tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET %s WHERE _tenant = $1 AND _session = $2 AND id = $3`, pt.stage, strings.Join(sets, ", ")), args...)
 	}
 	return err
-}
-
-// setValues sets r's id and values from the raw column values of a scan.
-func (pt *pgTable) setValues(r *wire.Row, raw []any) error {
-	r.Table = pt.t.Name
-	return setRowValues(&pt.t, r, raw)
-}
-
-// scanRow reads the columns of selects.
-func (pt *pgTable) scanRow(row pgx.Row) (wire.Row, error) {
-	n := len(pt.t.Columns)
-	raw := make([]any, n)
-	dest := make([]any, 0, n+6)
-	for i := range raw {
-		dest = append(dest, &raw[i])
-	}
-	var r wire.Row
-	var session string
-	dest = append(dest, &r.Version, &r.Deleted, &r.HLC, &r.ModifiedBy, &r.Device, &session)
-	if err := row.Scan(dest...); err != nil {
-		return wire.Row{}, err
-	}
-	return r, pt.setValues(&r, raw)
-}
-
-// scanStaged reads a staged row: the entity columns, base, deleted, stamp.
-func (pt *pgTable) scanStaged(row pgx.Row) (wire.Row, error) {
-	n := len(pt.t.Columns)
-	raw := make([]any, n)
-	dest := make([]any, 0, n+3)
-	for i := range raw {
-		dest = append(dest, &raw[i])
-	}
-	var r wire.Row
-	var changed string
-	dest = append(dest, &r.Base, &r.Deleted, &r.HLC, &changed)
-	if err := row.Scan(dest...); err != nil {
-		return wire.Row{}, fmt.Errorf("read staged row: %w", err)
-	}
-	if err := json.Unmarshal([]byte(changed), &r.Changed); err != nil {
-		return wire.Row{}, fmt.Errorf("read staged row: changed columns: %w", err)
-	}
-	return r, pt.setValues(&r, raw)
 }
 
 // Changes implements Store. It reads every table in one repeatable-read
@@ -720,7 +675,7 @@ func (s *PostgresStore) Changes(ctx context.Context, p Principal, after Cursor, 
 			return nil, after, false, fmt.Errorf("changes %s: %w", pt.t.Name, err)
 		}
 		for rows.Next() {
-			r, err := pt.scanRow(rows)
+			r, err := scanRow(&pt.t, rows.Scan)
 			if err != nil {
 				rows.Close()
 				return nil, after, false, fmt.Errorf("changes %s: %w", pt.t.Name, err)

@@ -36,8 +36,7 @@ type SQLiteStore struct {
 type storeTable struct {
 	idx     int
 	t       entity.Table
-	selects string // id, value columns, then the bookkeeping columns
-	upsert  string
+	selects string // id, value columns, then rowCols
 	stage   string // name of the staging table of pushed rows
 	stageIn string // insert of staged rows, up to VALUES
 	merge   string // applies a session's staged rows in one statement
@@ -129,10 +128,9 @@ func (s *SQLiteStore) migrate() error {
 func qi(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
 
 func newStoreTable(idx int, t entity.Table) *storeTable {
-	var names, params, sets []string
+	var names, sets []string
 	for i, c := range t.Columns {
 		names = append(names, qi(c.Name))
-		params = append(params, "?")
 		if i > 0 {
 			sets = append(sets, fmt.Sprintf("%s = excluded.%s", qi(c.Name), qi(c.Name)))
 		}
@@ -146,10 +144,7 @@ func newStoreTable(idx int, t entity.Table) *storeTable {
 	return &storeTable{
 		idx:     idx,
 		t:       t,
-		selects: cols + `, "_version", "_deleted", "_hlc", "_modified_by", "_origin", "_session"`,
-		upsert: fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s) VALUES (?, %s, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT ("_tenant", "id") DO UPDATE SET %s`,
-			qi(t.Name), cols, strings.Join(book, ", "), strings.Join(params, ", "), strings.Join(sets, ", ")),
+		selects: cols + ", " + rowCols,
 		stage:   stage,
 		stageIn: fmt.Sprintf(`INSERT OR REPLACE INTO %s ("_session", "_seq", "_base", "_deleted", "_hlc", "_changed", %s)`, stage, cols),
 		// The WHERE clause also keeps SQLite from reading ON CONFLICT as
@@ -593,18 +588,14 @@ func (a *applier) applyTable(ctx context.Context, st *storeTable, c *wire.Commit
 // the row from the stage when the server's row wins, and replaces it with
 // the merge when there is one.
 func (a *applier) resolveRow(ctx context.Context, st *storeTable, id string, c *wire.Commit) error {
-	cur, _, _, err := st.scanOne(a.tx.QueryRowContext(ctx,
-		fmt.Sprintf(`SELECT %s FROM %s WHERE "_tenant" = ? AND "id" = ?`, st.selects, qi(st.t.Name)), a.p.Tenant, id))
-	if err != nil {
-		return err
-	}
-	r, err := st.scanStaged(a.tx.QueryRowContext(ctx, st.staged, a.session, id))
-	if err != nil {
-		return err
-	}
 	var colvers string
-	if err := a.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_colvers" FROM %s WHERE "_tenant" = ? AND "id" = ?`, qi(st.t.Name)),
-		a.p.Tenant, id).Scan(&colvers); err != nil {
+	cur, err := scanRow(&st.t, a.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s, "_colvers" FROM %s WHERE "_tenant" = ? AND "id" = ?`,
+		st.selects, qi(st.t.Name)), a.p.Tenant, id).Scan, &colvers)
+	if err != nil {
+		return err
+	}
+	r, err := scanStaged(&st.t, a.tx.QueryRowContext(ctx, st.staged, a.session, id).Scan)
+	if err != nil {
 		return err
 	}
 	cf, merged, err := decide(ctx, a.resolve, &st.t, cur, r, colvers, a.version, a.device, a.p.User)
@@ -628,87 +619,6 @@ func (a *applier) resolveRow(ctx context.Context, st *storeTable, id string, c *
 	return err
 }
 
-// scanStaged reads one staged row as pushed, with canonical values.
-func (st *storeTable) scanStaged(row *sql.Row) (wire.Row, error) {
-	n := len(st.t.Columns)
-	raw := make([]any, n)
-	dest := make([]any, 0, n+3)
-	for i := range raw {
-		dest = append(dest, &raw[i])
-	}
-	r := wire.Row{Table: st.t.Name}
-	var deleted int
-	var changed string
-	dest = append(dest, &r.Base, &deleted, &r.HLC, &changed)
-	if err := row.Scan(dest...); err != nil {
-		return wire.Row{}, fmt.Errorf("read staged row: %w", err)
-	}
-	r.Deleted = deleted != 0
-	if err := json.Unmarshal([]byte(changed), &r.Changed); err != nil {
-		return wire.Row{}, fmt.Errorf("read staged row: changed columns: %w", err)
-	}
-	if err := st.setValues(&r, raw); err != nil {
-		return wire.Row{}, fmt.Errorf("staged row: %w", err)
-	}
-	return r, nil
-}
-
-// setValues sets r's id and values from the raw column values of a scan.
-func (st *storeTable) setValues(r *wire.Row, raw []any) error {
-	return setRowValues(&st.t, r, raw)
-}
-
-// setRowValues sets r's id and values from raw, the values of t's columns
-// as a driver scanned them.
-func setRowValues(t *entity.Table, r *wire.Row, raw []any) error {
-	r.Values = make(map[string]any, len(t.Columns)-1)
-	for i, c := range t.Columns {
-		v, err := c.Kind.FromDB(raw[i])
-		if err != nil {
-			return fmt.Errorf("%s column %s: %w", t.Name, c.Name, err)
-		}
-		if i == 0 {
-			r.ID, _ = v.(string)
-			continue
-		}
-		r.Values[c.Name] = v
-	}
-	return nil
-}
-
-// scanOne reads one row of selects plus nothing else; found is false when
-// there is no row.
-func (st *storeTable) scanOne(row *sql.Row) (r wire.Row, found bool, session string, err error) {
-	r, session, err = st.scan(row.Scan)
-	if errors.Is(err, sql.ErrNoRows) {
-		return wire.Row{}, false, "", nil
-	}
-	return r, err == nil, session, err
-}
-
-// scan reads the columns of selects into a row with canonical values, and
-// the session that wrote it.
-func (st *storeTable) scan(scan func(...any) error) (wire.Row, string, error) {
-	n := len(st.t.Columns)
-	raw := make([]any, n)
-	dest := make([]any, 0, n+6)
-	for i := range raw {
-		dest = append(dest, &raw[i])
-	}
-	var r wire.Row
-	var deleted int
-	var session string
-	dest = append(dest, &r.Version, &deleted, &r.HLC, &r.ModifiedBy, &r.Device, &session)
-	if err := scan(dest...); err != nil {
-		return wire.Row{}, "", err
-	}
-	r.Table, r.Deleted = st.t.Name, deleted != 0
-	if err := st.setValues(&r, raw); err != nil {
-		return wire.Row{}, "", err
-	}
-	return r, session, nil
-}
-
 // Changes implements Store. It reads every table in one read transaction,
 // so a page is a consistent snapshot, and merges them in commit order.
 func (s *SQLiteStore) Changes(ctx context.Context, p Principal, after Cursor, limit int) ([]wire.Row, Cursor, bool, error) {
@@ -726,7 +636,7 @@ func (s *SQLiteStore) Changes(ctx context.Context, p Principal, after Cursor, li
 			return nil, after, false, fmt.Errorf("changes %s: %w", st.t.Name, err)
 		}
 		for rows.Next() {
-			r, _, err := st.scan(rows.Scan)
+			r, err := scanRow(&st.t, rows.Scan)
 			if err != nil {
 				rows.Close()
 				return nil, after, false, err
