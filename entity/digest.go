@@ -49,6 +49,41 @@ func (d *Digest) Add(id string, deleted bool, vals []any) error {
 	return nil
 }
 
+// DigestRows digests rows of ("deleted", id, the other columns of t...) as
+// a database driver returns them: next and scan are a row cursor's Next and
+// Scan, in id byte order. Values are made canonical with Kind.FromDB.
+func DigestRows(t *Table, next func() bool, scan func(...any) error) (*Digest, error) {
+	d := NewDigest(t)
+	raw := make([]any, len(t.Columns)+1)
+	dest := make([]any, len(raw))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	vals := make([]any, len(t.Columns)-1)
+	for next() {
+		if err := scan(dest...); err != nil {
+			return nil, err
+		}
+		deleted, err := KindBool.FromDB(raw[0])
+		if err != nil {
+			return nil, fmt.Errorf("digest %s: deleted flag: %w", t.Name, err)
+		}
+		id, err := KindText.FromDB(raw[1])
+		if err != nil {
+			return nil, fmt.Errorf("digest %s: id: %w", t.Name, err)
+		}
+		for i, c := range t.Columns[1:] {
+			if vals[i], err = c.Kind.FromDB(raw[i+2]); err != nil {
+				return nil, fmt.Errorf("digest %s column %s: %w", t.Name, c.Name, err)
+			}
+		}
+		if err := d.Add(id.(string), deleted.(bool), vals); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
 // Rows returns the number of rows added.
 func (d *Digest) Rows() int { return d.rows }
 

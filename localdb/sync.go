@@ -446,27 +446,9 @@ func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, 
 			return err
 		}
 		defer rows.Close()
-		d := entity.NewDigest(&t.ent.Table)
-		raw := make([]any, len(t.cols)+1)
-		dest := make([]any, len(raw))
-		for i := range raw {
-			dest[i] = &raw[i]
-		}
-		vals := make([]any, len(t.cols)-1)
-		for rows.Next() {
-			if err := rows.Scan(dest...); err != nil {
-				return err
-			}
-			for i, c := range t.cols[1:] {
-				if vals[i], err = c.Kind.FromDB(raw[i+2]); err != nil {
-					return fmt.Errorf("column %s: %w", c.Name, err)
-				}
-			}
-			id, _ := raw[1].(string)
-			deleted, _ := raw[0].(int64)
-			if err := d.Add(id, deleted != 0, vals); err != nil {
-				return err
-			}
+		d, err := entity.DigestRows(&t.ent.Table, rows.Next, rows.Scan)
+		if err != nil {
+			return err
 		}
 		out = wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}
 		return rows.Err()

@@ -747,11 +747,11 @@ func (s *PostgresStore) Digest(ctx context.Context, p Principal, table string) (
 		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
 	}
 	defer rows.Close()
-	d := entity.NewDigest(&pt.t)
-	if err := digestRows(d, &pt.t, rows.Next, rows.Scan); err != nil {
-		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	d, err := entity.DigestRows(&pt.t, rows.Next, rows.Scan)
+	if err == nil {
+		err = rows.Err()
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
 	}
 	return wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}, nil

@@ -712,45 +712,12 @@ func (s *SQLiteStore) Digest(ctx context.Context, p Principal, table string) (wi
 		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
 	}
 	defer rows.Close()
-	d := entity.NewDigest(&st.t)
-	if err := digestRows(d, &st.t, rows.Next, rows.Scan); err != nil {
-		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	d, err := entity.DigestRows(&st.t, rows.Next, rows.Scan)
+	if err == nil {
+		err = rows.Err()
 	}
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
 	}
 	return wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}, nil
-}
-
-// digestRows adds rows of ("deleted", id, values...) to d.
-func digestRows(d *entity.Digest, t *entity.Table, next func() bool, scan func(...any) error) error {
-	n := len(t.Columns)
-	raw := make([]any, n+1)
-	dest := make([]any, n+1)
-	for i := range raw {
-		dest[i] = &raw[i]
-	}
-	vals := make([]any, n-1)
-	for next() {
-		if err := scan(dest...); err != nil {
-			return err
-		}
-		deleted, err := entity.KindBool.FromDB(raw[0])
-		if err != nil {
-			return err
-		}
-		id, err := entity.KindText.FromDB(raw[1])
-		if err != nil {
-			return err
-		}
-		for i, c := range t.Columns[1:] {
-			if vals[i], err = c.Kind.FromDB(raw[i+2]); err != nil {
-				return fmt.Errorf("column %s: %w", c.Name, err)
-			}
-		}
-		if err := d.Add(id.(string), deleted.(bool), vals); err != nil {
-			return err
-		}
-	}
-	return nil
 }
