@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"slices"
 	"testing"
 	"time"
 
@@ -89,6 +90,45 @@ func TestEditDuringPushSurvives(t *testing.T) {
 	}
 	if n, _ := a.DB.Pending(ctx); n != 0 {
 		t.Errorf("Pending=%d after second sync, want 0", n)
+	}
+}
+
+// G2 with the read-ahead: a row edited while its batch is on the wire, and
+// the next batch is being read, stays dirty and goes up next time.
+func TestEditDuringBatchSurvives(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	var a *testkit.Device
+	var ids []string
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "batches" && n == 1 { // batch 1 holds ids[2] and ids[3]
+			var c testkit.Customer
+			if err := a.DB.Get(ctx, &c, ids[2]); err != nil {
+				t.Error(err)
+			}
+			c.Name = "edited in flight"
+			if err := a.DB.Save(ctx, &c); err != nil {
+				t.Error(err)
+			}
+		}
+		return testkit.Pass
+	}}
+	a = testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft, Co: coordinator.Options{PushBatchSize: 2}})
+	ids = saveCustomers(t, a, 6, "c")
+	slices.Sort(ids) // batches go in id order
+	a.Sync(t)
+	if n, _ := a.DB.Pending(ctx); n != 1 {
+		t.Fatalf("Pending=%d after the sync, want the row edited in flight", n)
+	}
+	name := func() int {
+		return serverCount(t, srv, `SELECT count(*) FROM customers WHERE id = '`+ids[2]+`' AND name = 'edited in flight'`)
+	}
+	if name() != 0 {
+		t.Fatal("the server has the edit, which was made after its batch was read")
+	}
+	a.Sync(t)
+	if n, _ := a.DB.Pending(ctx); n != 0 || name() != 1 {
+		t.Errorf("after the second sync: Pending=%d, server has the edit: %v", n, name() == 1)
 	}
 }
 

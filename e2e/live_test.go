@@ -96,9 +96,11 @@ func TestLiveSQLite(t *testing.T) {
 	reader, synced := liveDevice(t, reg, srv.URL)
 	pushCustomer(t, writer, "c1")
 	waitRow(t, reader, "c1")
+	waitSync(t, synced) // the sync that brought c1 has ended
 
 	// Drop every connection, the event stream among them: the reader
-	// reconnects, syncs, and follows the next change too.
+	// reconnects, syncs, and follows the next change too. Once the sync
+	// after reopening has ended, only an event can bring c2.
 	drain(synced)
 	srv.CloseClientConnections()
 	waitSync(t, synced) // the sync once the stream is open again
