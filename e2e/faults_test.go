@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
