@@ -7,6 +7,7 @@ import (
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
 )
 
 // MergeColumns keeps both devices' edits when they changed different
@@ -17,7 +18,7 @@ func TestMergeColumns(t *testing.T) {
 	opts := server.Options{Strategies: map[string]server.Strategy{"customers": server.MergeColumns}}
 	t.Run("sqlite", func(t *testing.T) { mergeColumns(t, reg, testkit.NewServer(t, reg, opts).URL) })
 	t.Run("postgres", func(t *testing.T) {
-		store, err := server.OpenPostgres(t.Context(), pgtest.URL(t), reg.Schema())
+		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}

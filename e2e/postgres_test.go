@@ -17,6 +17,7 @@ import (
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -29,7 +30,7 @@ func pgServers(t *testing.T, reg *entity.Registry, n int) []string {
 	dbURL := pgtest.URL(t)
 	var urls []string
 	for range n {
-		store, err := server.OpenPostgres(t.Context(), dbURL, reg.Schema())
+		store, err := pgstore.Open(t.Context(), dbURL, reg.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
 )
 
 // Verify tells a device whether its tables hold what the server holds,
@@ -31,13 +32,13 @@ func TestVerify(t *testing.T) {
 		})
 	})
 	t.Run("postgres", func(t *testing.T) {
-		store, err := server.OpenPostgres(t.Context(), pgtest.URL(t), reg.Schema())
+		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer store.Close()
 		verify(t, reg, testkit.Serve(t, store, server.Options{}).URL, func(q string) {
-			if _, err := store.Pool().Exec(t.Context(), q); err != nil {
+			if _, err := store.DB().ExecContext(t.Context(), q); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -15,6 +15,8 @@ import (
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
+	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 func TestSQLiteStore(t *testing.T) {
 	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := server.OpenSQLite(filepath.Join(t.TempDir(), "server.db"), schema)
+		s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), schema)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +37,7 @@ func TestSQLiteStore(t *testing.T) {
 
 func TestPostgresStore(t *testing.T) {
 	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := server.OpenPostgres(t.Context(), pgtest.URL(t), schema)
+		s, err := pgstore.Open(t.Context(), pgtest.URL(t), schema)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -16,7 +17,7 @@ import (
 // a session that commits later, and every puller ends with every row (G1).
 func TestPostgresCommitOrder(t *testing.T) {
 	ctx := context.Background()
-	store, err := server.OpenPostgres(ctx, pgtest.URL(t), kindsSchema)
+	store, err := pgstore.Open(ctx, pgtest.URL(t), kindsSchema)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,10 +156,12 @@ func validStrategy(s Strategy) error {
 	return fmt.Errorf("unknown strategy %q", s)
 }
 
-// decide resolves one conflict between the server's row cur and the pushed
-// row. It returns the conflict to report and, for a merge, the row to
-// apply instead of the pushed one, validated against t.
-func decide(ctx context.Context, resolve Resolver, t *entity.Table, cur, pushed wire.Row, colvers string, version int64, device, user string) (wire.Conflict, *wire.Row, error) {
+// Decide resolves one conflict between the server's row cur and the pushed
+// row, for a store's commit: colvers is the server row's column versions
+// (a JSON object, or ""), version the commit's, device and user who pushed.
+// It returns the conflict to report and, for a merge, the row to apply
+// instead of the pushed one, validated against t.
+func Decide(ctx context.Context, resolve Resolver, t *entity.Table, cur, pushed wire.Row, colvers string, version int64, device, user string) (wire.Conflict, *wire.Row, error) {
 	cols := map[string]int64{}
 	if colvers != "" {
 		if err := json.Unmarshal([]byte(colvers), &cols); err != nil {

@@ -78,7 +78,7 @@ func New(store Store, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	opts.Limits = opts.Limits.withDefaults()
+	opts.Limits = opts.Limits.WithDefaults()
 	if opts.MaxBatchRows <= 0 || opts.MaxBatchRows > wire.MaxBatchSize {
 		opts.MaxBatchRows = wire.MaxBatchSize
 	}

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,8 @@ import (
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
+	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -71,11 +74,21 @@ type digest func(t *testing.T) []string
 var digestTables = []string{"customers", "orders", "_tether_stage_customers", "_tether_stage_orders",
 	"_tether_sessions", "_tether_batches", "_tether_devices", "_tether_audit"}
 
-func sqliteDigest(store *server.SQLiteStore) digest {
+func sqliteDigest(store *sqlitestore.Store) digest {
+	return dbDigest(store.DB(), `SELECT version FROM _tether_counter`)
+}
+
+func postgresDigest(store *pgstore.Store) digest {
+	return dbDigest(store.DB(), `SELECT last_value FROM _tether_version`)
+}
+
+// dbDigest reads every row of digestTables, and the version counter with
+// the query version.
+func dbDigest(db *sql.DB, version string) digest {
 	return func(t *testing.T) []string {
 		var out []string
-		for _, table := range append(digestTables, "_tether_counter") {
-			rows, err := store.DB().Query(`SELECT * FROM "` + table + `" ORDER BY 1, 2`)
+		for _, table := range digestTables {
+			rows, err := db.Query(`SELECT * FROM "` + table + `" ORDER BY 1, 2`)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,29 +106,8 @@ func sqliteDigest(store *server.SQLiteStore) digest {
 			}
 			rows.Close()
 		}
-		return out
-	}
-}
-
-func postgresDigest(store *server.PostgresStore) digest {
-	return func(t *testing.T) []string {
-		var out []string
-		for _, table := range digestTables {
-			rows, err := store.Pool().Query(t.Context(), `SELECT * FROM "`+table+`" ORDER BY 1, 2`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				vals, err := rows.Values()
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, fmt.Sprint(table, vals))
-			}
-			rows.Close()
-		}
 		var last int64
-		if err := store.Pool().QueryRow(t.Context(), `SELECT last_value FROM _tether_version`).Scan(&last); err != nil {
+		if err := db.QueryRow(version).Scan(&last); err != nil {
 			t.Fatal(err)
 		}
 		return append(out, fmt.Sprint("version ", last))
@@ -141,7 +133,7 @@ func TestBadInputRefused(t *testing.T) {
 	reg := testkit.Registry(t)
 	opts := server.Options{MaxBodyBytes: 2 << 20, Auth: server.Authenticators{testkit.Tokens, &server.JWT{Secret: jwtSecret}}}
 	t.Run("sqlite", func(t *testing.T) {
-		store, err := server.OpenSQLite(filepath.Join(t.TempDir(), "s.db"), reg.Schema())
+		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +141,7 @@ func TestBadInputRefused(t *testing.T) {
 		badInput(t, testkit.Serve(t, store, opts).URL, sqliteDigest(store))
 	})
 	t.Run("postgres", func(t *testing.T) {
-		store, err := server.OpenPostgres(t.Context(), pgtest.URL(t), reg.Schema())
+		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -366,46 +358,82 @@ func TestResentBatchReplaces(t *testing.T) {
 	}
 }
 
-// A session staged by an older server version (rows as JSON in
-// _tether_batches) is forgotten on upgrade, so that its device pushes again
-// instead of committing an empty session.
-func TestUpgradeForgetsOldStagedSessions(t *testing.T) {
+// oldSQLiteDDL is the server database as tether wrote it before the stores
+// shared one flow: user columns, batches without a tenant (some with JSON
+// bodies, from a still older version), staging tables without a tenant.
+const oldSQLiteDDL = `
+CREATE TABLE _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT INTO _tether_counter (id, version) VALUES (1, 7);
+CREATE TABLE _tether_devices (device TEXT PRIMARY KEY, tenant TEXT NOT NULL, user TEXT NOT NULL,
+	created_at TEXT NOT NULL, seen_at TEXT NOT NULL);
+CREATE TABLE _tether_sessions (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,
+	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT);
+CREATE TABLE _tether_audit (tenant TEXT NOT NULL, version INTEGER NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL,
+	deleted INTEGER NOT NULL, user TEXT NOT NULL, device TEXT NOT NULL, session TEXT NOT NULL, at TEXT NOT NULL,
+	PRIMARY KEY (tenant, version, tbl, id));
+CREATE TABLE _tether_batches (session TEXT NOT NULL, seq INTEGER NOT NULL, tbl TEXT NOT NULL, rows INTEGER NOT NULL,
+	body BLOB NOT NULL, PRIMARY KEY (session, seq));
+CREATE TABLE "customers" ("_tenant" TEXT NOT NULL, "id" TEXT NOT NULL, "name" TEXT, "email" TEXT, "tags" TEXT,
+	"_version" INTEGER NOT NULL, "_deleted" INTEGER NOT NULL DEFAULT 0, "_hlc" TEXT NOT NULL, "_modified_by" TEXT NOT NULL,
+	"_origin" TEXT NOT NULL, "_session" TEXT NOT NULL, "_colvers" TEXT NOT NULL DEFAULT '{}', PRIMARY KEY ("_tenant", "id"));
+CREATE TABLE "_tether_stage_customers" ("_session" TEXT NOT NULL, "_seq" INTEGER NOT NULL, "_base" INTEGER NOT NULL,
+	"_deleted" INTEGER NOT NULL, "_hlc" TEXT NOT NULL, "id" TEXT NOT NULL, "name" TEXT, "email" TEXT, "tags" TEXT,
+	"_changed" TEXT NOT NULL DEFAULT '[]', PRIMARY KEY ("_session", "id"));
+INSERT INTO _tether_devices VALUES ('` + device + `', 'acme', 'ada', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
+INSERT INTO "customers" VALUES ('acme', 'c0', 'Old', NULL, '[]', 7, 0, '1700000000000.000000.dev', 'ada', '` + device + `', 's0', '{}');
+INSERT INTO _tether_audit VALUES ('acme', 7, 'customers', 'c0', 0, 'ada', '` + device + `', 's0', '2026-01-01T00:00:00Z');
+INSERT INTO _tether_sessions (id, tenant, device, user, created_at, touched_at) VALUES ('old', 'acme', '` + device + `', 'ada', '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z');
+INSERT INTO _tether_sessions (id, tenant, device, user, created_at, touched_at) VALUES ('new', 'acme', '` + device + `', 'ada', '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z');
+INSERT INTO _tether_batches VALUES ('old', 0, 'customers', 1, '[{"table":"customers"}]');
+INSERT INTO _tether_batches VALUES ('new', 0, 'customers', 1, x'');
+INSERT INTO "_tether_stage_customers" VALUES ('new', 0, 0, 0, '1700000000001.000000.dev', 'c1', 'Staged', NULL, '[]', '["name"]');
+`
+
+// A database written by an earlier version is upgraded in place: its rows,
+// devices and audit log stay; a session staged before the upgrade commits
+// after it; a session staged by a still older version (rows as JSON in
+// _tether_batches) is forgotten, so that its device pushes again instead
+// of committing an empty session.
+func TestUpgradeSQLiteDatabase(t *testing.T) {
 	reg := testkit.Registry(t)
 	path := filepath.Join(t.TempDir(), "server.db")
-	store, err := server.OpenSQLite(path, reg.Schema())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
 	db, err := sql.Open("sqlite3", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{
-		`INSERT INTO _tether_sessions (id, tenant, device, user, created_at) VALUES ('old', 'acme', 'd', 'ada', 'now')`,
-		`INSERT INTO _tether_sessions (id, tenant, device, user, created_at) VALUES ('new', 'acme', 'd', 'ada', 'now')`,
-		`INSERT INTO _tether_batches (session, seq, tbl, rows, body) VALUES ('old', 0, 'customers', 1, '[{"table":"customers"}]')`,
-		`INSERT INTO _tether_batches (session, seq, tbl, rows, body) VALUES ('new', 0, 'customers', 1, x'')`,
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := db.Exec(oldSQLiteDDL); err != nil {
+		t.Fatal(err)
 	}
 	db.Close()
-	store, err = server.OpenSQLite(path, reg.Schema())
+	store, err := sqlitestore.Open(path, reg.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	ctx := t.Context()
 	var sessions, batches int
 	err = store.DB().QueryRow(`SELECT (SELECT count(*) FROM _tether_sessions WHERE id = 'old'),
 		(SELECT count(*) FROM _tether_batches WHERE session = 'old')`).Scan(&sessions, &batches)
 	if err != nil || sessions != 0 || batches != 0 {
 		t.Errorf("old session: %d sessions, %d batches left (%v); want none", sessions, batches, err)
 	}
-	err = store.DB().QueryRow(`SELECT count(*) FROM _tether_batches WHERE session = 'new'`).Scan(&batches)
-	if err != nil || batches != 1 {
-		t.Errorf("current session: %d batches (%v), want it kept", batches, err)
+	ada := server.Principal{Tenant: "acme", User: "ada"}
+	if err := store.RegisterDevice(ctx, ada, device); err != nil {
+		t.Fatalf("registered device after upgrade: %v", err)
+	}
+	c, err := store.Commit(ctx, ada, device, "new", func(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
+		return server.Resolution{Winner: wire.WinnerClient}, server.ClientWins, nil
+	}, server.Limits{})
+	if err != nil || c.Applied != 1 || c.Version != 8 {
+		t.Fatalf("commit of the session staged before the upgrade: %+v, %v; want 1 row applied at version 8", c, err)
+	}
+	rows, _, _, err := store.Changes(ctx, ada, server.Cursor{}, 10)
+	if err != nil || len(rows) != 2 || rows[0].ID != "c0" || rows[1].ID != "c1" || rows[1].Values["name"] != "Staged" {
+		t.Fatalf("rows after upgrade: %+v, %v; want c0 and the staged c1", rows, err)
+	}
+	audit, err := store.Audit(ctx, "acme", 0, 10)
+	if err != nil || len(audit) != 2 || audit[0].User != "ada" || audit[1].ID != "c1" {
+		t.Fatalf("audit after upgrade: %+v, %v", audit, err)
 	}
 }
 

@@ -86,8 +86,8 @@ type Limits struct {
 	SessionIdle time.Duration
 }
 
-// withDefaults returns l with zero fields set to their defaults.
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxOpenSessions <= 0 {
 		l.MaxOpenSessions = 4
 	}
@@ -95,15 +95,6 @@ func (l Limits) withDefaults() Limits {
 		l.SessionIdle = 24 * time.Hour
 	}
 	return l
-}
-
-func expiredError(session string, idle time.Duration) error {
-	return fmt.Errorf("session %s expired after %v without a batch; its staged rows were discarded: %w", session, idle, wire.ErrNotFound)
-}
-
-func tooManySessions(device string, lim Limits) error {
-	return fmt.Errorf("device %s has %d open sessions, the limit: commit one, or wait %v for an idle one to expire: %w",
-		device, lim.MaxOpenSessions, lim.SessionIdle, wire.ErrConflict)
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are
@@ -148,8 +139,8 @@ func ParseCursor(s string) (Cursor, error) {
 	return c, nil
 }
 
-// less reports whether position a comes before b in commit order.
-func (a Cursor) less(b Cursor) bool {
+// Before reports whether position a comes before b in commit order.
+func (a Cursor) Before(b Cursor) bool {
 	if a.Version != b.Version {
 		return a.Version < b.Version
 	}

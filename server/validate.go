@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -95,19 +94,6 @@ func validateRow(t *entity.Table, r *wire.Row) error {
 		r.Changed = changed
 	}
 	return nil
-}
-
-// changedJSON is the JSON array of the columns a staged row changed: every
-// column when the device did not say.
-func changedJSON(t *entity.Table, r wire.Row) string {
-	cols := r.Changed
-	if cols == nil {
-		for _, c := range t.Columns[1:] {
-			cols = append(cols, c.Name)
-		}
-	}
-	b, _ := json.Marshal(cols)
-	return string(b)
 }
 
 func hasControl(s string) bool {

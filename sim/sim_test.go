@@ -34,6 +34,7 @@ import (
 	"github.com/tethersync/tether/internal/faultproxy"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -88,12 +89,12 @@ var tokens = server.StaticTokens{token: {Tenant: "sim", User: "sim"}}
 type upstream struct {
 	path  string
 	reg   *entity.Registry
-	store *server.SQLiteStore
+	store *sqlitestore.Store
 	hs    *httptest.Server
 }
 
 func startUpstream(t *testing.T, path string, reg *entity.Registry) *upstream {
-	store, err := server.OpenSQLite(path, reg.Schema())
+	store, err := sqlitestore.Open(path, reg.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}

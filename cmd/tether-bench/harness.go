@@ -18,6 +18,8 @@ import (
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
+	"github.com/tethersync/tether/server/sqlitestore"
 )
 
 const benchToken = "bench-token"
@@ -39,10 +41,10 @@ func startServer(path string, pg *pgtest.Cluster, reg *entity.Registry) (*benchS
 	if pg != nil {
 		var url string
 		if url, err = pg.NewDatabase(); err == nil {
-			store, err = server.OpenPostgres(context.Background(), url, reg.Schema())
+			store, err = pgstore.Open(context.Background(), url, reg.Schema())
 		}
 	} else {
-		store, err = server.OpenSQLite(path, reg.Schema())
+		store, err = sqlitestore.Open(path, reg.Schema())
 	}
 	if err != nil {
 		return nil, err

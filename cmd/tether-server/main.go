@@ -38,6 +38,8 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/pgstore"
+	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -200,9 +202,9 @@ func storeKind(db string) string {
 // SQLite store at the path db.
 func openStore(ctx context.Context, db string, schema entity.Schema) (server.Store, error) {
 	if isPostgres(db) {
-		return server.OpenPostgres(ctx, db, schema)
+		return pgstore.Open(ctx, db, schema)
 	}
-	return server.OpenSQLite(db, schema)
+	return sqlitestore.Open(db, schema)
 }
 
 func loadSchema(path string) (entity.Schema, error) {

@@ -23,6 +23,7 @@ import (
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/sqlitestore"
 )
 
 // Customer is a synced entity: table "customers", priority 1.
@@ -68,7 +69,7 @@ func run(ctx context.Context) error {
 	}
 
 	// The server: SQLite store, two users of tenant "acme".
-	store, err := server.OpenSQLite(filepath.Join(dir, "server.db"), reg.Schema())
+	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema())
 	if err != nil {
 		return err
 	}
@@ -211,7 +212,7 @@ func customers(ctx context.Context, db *localdb.DB) (string, error) {
 	return strings.Join(names, ", "), nil
 }
 
-func serverCustomers(store *server.SQLiteStore) (string, error) {
+func serverCustomers(store *sqlitestore.Store) (string, error) {
 	rows, err := store.DB().Query(`SELECT name FROM customers WHERE _tenant = 'acme' AND _deleted = 0 ORDER BY name`)
 	if err != nil {
 		return "", err

@@ -22,6 +22,7 @@ import (
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/sqlitestore"
 )
 
 // Customer is a parent entity.
@@ -62,7 +63,7 @@ var Tokens = server.StaticTokens{
 // Server is a running test server.
 type Server struct {
 	*httptest.Server
-	Store *server.SQLiteStore
+	Store *sqlitestore.Store
 	Path  string
 }
 
@@ -70,7 +71,7 @@ type Server struct {
 func NewServer(t testing.TB, reg *entity.Registry, opts server.Options) *Server {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "server.db")
-	store, err := server.OpenSQLite(path, reg.Schema())
+	store, err := sqlitestore.Open(path, reg.Schema())
 	if err != nil {
 		t.Fatal(err)
 	}

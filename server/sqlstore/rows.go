@@ -1,4 +1,4 @@
-package server
+package sqlstore
 
 import (
 	"encoding/json"

@@ -1,0 +1,290 @@
+// Package pgstore is the production store of the tether server: one
+// PostgreSQL database shared by any number of server processes. It is the
+// PostgreSQL dialect of the shared session and commit flow (package
+// sqlstore), built on pgx, and needs no cgo.
+//
+// No process keeps state another needs: sessions, staged batches and
+// versions all live in the database. Commits of one tenant are serialized
+// by a transaction-scoped advisory lock taken before the session's version
+// is drawn from a sequence, so a tenant's versions become visible in
+// commit order and a pull never skips a change that commits later (G1).
+// Pushed rows are staged with COPY. Processes learn of each other's commits
+// through LISTEN/NOTIFY. Every table's primary key and indexes lead with
+// the tenant, so the store can be distributed by tenant.
+package pgstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/server/sqlstore"
+	"github.com/tethersync/tether/wire"
+)
+
+// Store is the PostgreSQL server store.
+type Store = sqlstore.Store
+
+// Open connects to the PostgreSQL database at url (a postgres:// URL or a
+// key=value connection string; pool size and timeouts as pgx reads them)
+// and creates or upgrades the tables of schema. It adds missing tables and
+// columns and never drops any.
+func Open(ctx context.Context, url string, schema entity.Schema) (*Store, error) {
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: open: %w", err)
+	}
+	d := &Dialect{pool: pool}
+	s, err := sqlstore.New(ctx, stdlib.OpenDBFromPool(pool), d, schema, sqlstore.Options{
+		OnClose: func() error { pool.Close(); return nil },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: open: %w", err)
+	}
+	return s, nil
+}
+
+// Dialect is the PostgreSQL dialect of sqlstore. It listens for other
+// processes' commits on its own connection of the pool.
+type Dialect struct {
+	pool *pgxpool.Pool
+}
+
+// notifyChannel is the PostgreSQL channel of commit notifications.
+const notifyChannel = "tether_changes"
+
+// Name implements sqlstore.Dialect.
+func (*Dialect) Name() string { return "postgres" }
+
+// Rebind implements sqlstore.Dialect: ? becomes $1, $2, ...
+func (*Dialect) Rebind(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Time implements sqlstore.Dialect: timestamptz.
+func (*Dialect) Time(t time.Time) any { return t }
+
+// ForUpdate implements sqlstore.Dialect.
+func (*Dialect) ForUpdate() string { return " FOR UPDATE" }
+
+// ReadOptions implements sqlstore.Dialect: a repeatable-read snapshot.
+func (*Dialect) ReadOptions() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+}
+
+// Text implements sqlstore.Dialect.
+func (*Dialect) Text(col string) string { return col + "::text" }
+
+// ByteOrder implements sqlstore.Dialect: COLLATE "C", whatever the
+// database's collation.
+func (*Dialect) ByteOrder(col string) string { return col + ` COLLATE "C"` }
+
+// tenantLock is the advisory lock key that serializes a tenant's commits.
+func tenantLock(tenant string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tether-commit:" + tenant))
+	return int64(h.Sum64())
+}
+
+// NextVersion implements sqlstore.Dialect: the tenant's advisory lock,
+// then the next value of the _tether_version sequence.
+func (*Dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, tenantLock(tenant)); err != nil {
+		return 0, fmt.Errorf("lock tenant: %w", err)
+	}
+	var v int64
+	err := tx.QueryRowContext(ctx, `SELECT nextval('_tether_version')`).Scan(&v)
+	return v, err
+}
+
+// Stage implements sqlstore.Dialect with COPY, on tx's connection. Every
+// staged copy of a row is kept; Latest reads the one of the latest batch.
+func (*Dialect) Stage(ctx context.Context, conn *sql.Conn, _ *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
+	return conn.Raw(func(dc any) error {
+		i := 0
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(rows) {
+				return nil, nil
+			}
+			i++
+			return t.StageValues(make([]any, 0, len(t.StageCols)), tenant, session, seq, rows[i-1]), nil
+		})
+		_, err := dc.(*stdlib.Conn).Conn().CopyFrom(ctx, pgx.Identifier{t.StageName}, t.StageCols, src)
+		return err
+	})
+}
+
+// Latest implements sqlstore.Dialect: the copy of the latest batch.
+func (*Dialect) Latest(t *sqlstore.Table) string {
+	return `SELECT DISTINCT ON ("id") * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ? ORDER BY "id", "_seq" DESC`
+}
+
+// Merge implements sqlstore.Dialect.
+func (d *Dialect) Merge(t *sqlstore.Table) string {
+	return fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
+		SELECT ?, %s, ?::bigint, "_deleted", "_hlc", ?, ?, "_session",
+			(SELECT coalesce(jsonb_object_agg(c, ?::bigint), '{}'::jsonb) FROM jsonb_array_elements_text(s."_changed"::jsonb) AS c)
+		FROM (%s) AS s
+		ON CONFLICT ("_tenant", "id") DO UPDATE SET %s, "_colvers" = %s."_colvers" || excluded."_colvers"`,
+		t.Name, t.ColumnList(), strings.Join(sqlstore.Bookkeeping, ", "), t.ColumnList(), d.Latest(t),
+		t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...), t.Name)
+}
+
+// Notify implements sqlstore.CrossProcess with pg_notify, delivered when
+// the transaction commits.
+func (*Dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error {
+	payload, _ := json.Marshal(n)
+	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(payload))
+	return err
+}
+
+// Listen implements sqlstore.CrossProcess: LISTEN on one connection of the
+// pool, until it fails.
+func (d *Dialect) Listen(ctx context.Context, ready func(), deliver func(sqlstore.Notice)) error {
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	ready()
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			conn.Conn().Close(context.Background()) // never return a listening connection to the pool
+			return err
+		}
+		var msg sqlstore.Notice
+		if json.Unmarshal([]byte(n.Payload), &msg) == nil {
+			deliver(msg)
+		}
+	}
+}
+
+func pgType(k entity.Kind) string {
+	switch k {
+	case entity.KindInteger:
+		return "bigint"
+	case entity.KindReal:
+		return "double precision"
+	case entity.KindBool:
+		return "boolean"
+	case entity.KindBlob:
+		return "bytea"
+	}
+	// Times stay in entity.TimeFormat text: timestamptz keeps only
+	// microseconds, and rows must round-trip exactly.
+	return "text"
+}
+
+const ddl = `
+CREATE SEQUENCE IF NOT EXISTS _tether_version;
+CREATE TABLE IF NOT EXISTS _tether_devices (
+	device text PRIMARY KEY, tenant text NOT NULL, user_name text NOT NULL,
+	created_at timestamptz NOT NULL, seen_at timestamptz NOT NULL);
+CREATE TABLE IF NOT EXISTS _tether_sessions (
+	tenant text NOT NULL, id text NOT NULL, device text NOT NULL, user_name text NOT NULL,
+	created_at timestamptz NOT NULL, committed_at timestamptz, version bigint, result text,
+	PRIMARY KEY (tenant, id));
+ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS touched_at timestamptz;
+CREATE INDEX IF NOT EXISTS _tether_sessions__open ON _tether_sessions (tenant, device) WHERE committed_at IS NULL;
+CREATE TABLE IF NOT EXISTS _tether_audit (
+	tenant text NOT NULL, version bigint NOT NULL, tbl text NOT NULL, id text NOT NULL, deleted boolean NOT NULL,
+	user_name text NOT NULL, device text NOT NULL, session text NOT NULL, at timestamptz NOT NULL,
+	PRIMARY KEY (tenant, version, tbl, id));
+CREATE TABLE IF NOT EXISTS _tether_batches (
+	tenant text NOT NULL, session text NOT NULL, seq integer NOT NULL, tbl text NOT NULL, rows integer NOT NULL,
+	PRIMARY KEY (tenant, session, seq));
+`
+
+// Migrate implements sqlstore.Dialect. Several processes may start at once
+// on an empty database: an advisory lock makes them take turns.
+func (*Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table) error {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7354)`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	for _, t := range tables {
+		if err := migrateTable(ctx, tx, t); err != nil {
+			return fmt.Errorf("table %s: %w", t.T.Name, err)
+		}
+	}
+	return nil
+}
+
+func migrateTable(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
+	var defs []string
+	for i, c := range t.T.Columns {
+		def := t.Cols[i] + " " + pgType(c.Kind)
+		if c.Name == "id" {
+			def += " NOT NULL"
+		}
+		defs = append(defs, def)
+	}
+	ddl := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	_tenant text NOT NULL,
+	%s,
+	_version bigint NOT NULL,
+	_deleted boolean NOT NULL DEFAULT false,
+	_hlc text NOT NULL,
+	_modified_by text NOT NULL,
+	_origin text NOT NULL,
+	_session text NOT NULL,
+	PRIMARY KEY (_tenant, id));
+CREATE INDEX IF NOT EXISTS %s ON %s (_tenant, _version, id);
+CREATE TABLE IF NOT EXISTS %s (
+	_tenant text NOT NULL,
+	_session text NOT NULL,
+	_seq integer NOT NULL,
+	_base bigint NOT NULL,
+	_deleted boolean NOT NULL,
+	_hlc text NOT NULL,
+	%s);
+CREATE INDEX IF NOT EXISTS %s ON %s (_tenant, _session, id, _seq)`,
+		t.Name, strings.Join(defs, ",\n\t"),
+		sqlstore.Quote(t.T.Name+"__changes"), t.Name,
+		t.Stage, strings.Join(defs, ",\n\t"),
+		sqlstore.Quote(t.StageName+"__session"), t.Stage)
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	stmts := []string{
+		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _colvers jsonb NOT NULL DEFAULT '{}'`, t.Name),
+		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _changed text NOT NULL DEFAULT '[]'`, t.Stage),
+	}
+	for _, table := range []string{t.Name, t.Stage} {
+		for i, c := range t.T.Columns {
+			stmts = append(stmts, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s`, table, t.Cols[i], pgType(c.Kind)))
+		}
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+	}
+	return nil
+}

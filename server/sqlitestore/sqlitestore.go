@@ -1,0 +1,315 @@
+// Package sqlitestore is the embedded store of the tether server: one
+// SQLite file, for one server process. It is the SQLite dialect of the
+// shared session and commit flow (package sqlstore) and needs cgo
+// (github.com/mattn/go-sqlite3).
+//
+// Writes go through a single connection, so SQLite serializes them and
+// server versions are allocated and made visible in commit order (G1).
+// Commits are announced to the subscribers of this process only.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the SQLite driver
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/server/sqlstore"
+	"github.com/tethersync/tether/wire"
+)
+
+// Store is the embedded server store.
+type Store = sqlstore.Store
+
+// Open opens or creates the server database at path with tables for
+// schema. It adds missing tables and columns and never drops any;
+// databases written by earlier versions of tether are upgraded in place.
+func Open(path string, schema entity.Schema) (*Store, error) {
+	open := func(txlock string) (*sql.DB, error) {
+		q := url.Values{}
+		q.Set("_journal_mode", "WAL")
+		q.Set("_busy_timeout", "10000")
+		q.Set("_txlock", txlock)
+		q.Set("_synchronous", "NORMAL")
+		q.Set("_stmt_cache_size", "64")
+		return sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	}
+	w, err := open("immediate")
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1) // the single writer
+	r, err := open("deferred")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	s, err := sqlstore.New(context.Background(), w, Dialect{}, schema, sqlstore.Options{Read: r})
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Dialect is the SQLite dialect of sqlstore.
+type Dialect struct{}
+
+// Name implements sqlstore.Dialect.
+func (Dialect) Name() string { return "sqlite" }
+
+// Rebind implements sqlstore.Dialect: SQLite reads ? placeholders.
+func (Dialect) Rebind(q string) string { return q }
+
+// Time implements sqlstore.Dialect: times are entity.TimeFormat text.
+func (Dialect) Time(t time.Time) any { return entity.FormatTime(t) }
+
+// ForUpdate implements sqlstore.Dialect: the single writer connection
+// serializes every write transaction.
+func (Dialect) ForUpdate() string { return "" }
+
+// ReadOptions implements sqlstore.Dialect: a read transaction in WAL mode
+// is a snapshot.
+func (Dialect) ReadOptions() *sql.TxOptions { return nil }
+
+// Text implements sqlstore.Dialect.
+func (Dialect) Text(col string) string { return col }
+
+// ByteOrder implements sqlstore.Dialect: SQLite's BINARY collation.
+func (Dialect) ByteOrder(col string) string { return col }
+
+// NextVersion implements sqlstore.Dialect: one counter, under the single
+// writer.
+func (Dialect) NextVersion(ctx context.Context, tx *sql.Tx, _ string) (int64, error) {
+	var v int64
+	err := tx.QueryRowContext(ctx, `UPDATE _tether_counter SET version = version + 1 RETURNING version`).Scan(&v)
+	return v, err
+}
+
+// Stage implements sqlstore.Dialect with multi-row inserts; a row staged
+// again by a later batch replaces the earlier copy, and an earlier batch
+// sent again does not replace a later one.
+func (Dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
+	cols := make([]string, len(t.StageCols))
+	for i, c := range t.StageCols {
+		cols[i] = sqlstore.Quote(c)
+	}
+	head := fmt.Sprintf(`INSERT INTO %s (%s)`, t.Stage, strings.Join(cols, ", "))
+	tail := `ON CONFLICT ("_session", "id") DO UPDATE SET ` +
+		t.Assignments(func(c string) string { return "excluded." + c }, `"_tenant"`, `"_seq"`, `"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`) +
+		` WHERE excluded."_seq" >= "_seq"`
+	ins := sqlbatch.New(tx, head, tail, len(cols))
+	args := make([]any, 0, len(cols))
+	for _, r := range rows {
+		args = t.StageValues(args[:0], tenant, session, seq, r)
+		if err := ins.Add(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return ins.Flush(ctx)
+}
+
+// Latest implements sqlstore.Dialect: a session holds one copy of a row.
+func (Dialect) Latest(t *sqlstore.Table) string {
+	return `SELECT * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ?`
+}
+
+// Merge implements sqlstore.Dialect.
+func (Dialect) Merge(t *sqlstore.Table) string {
+	// The WHERE clause keeps SQLite from reading ON CONFLICT as a join
+	// constraint.
+	return fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
+		SELECT ?, %s, ?, "_deleted", "_hlc", ?, ?, "_session",
+			(SELECT json_group_object(j.value, ?) FROM json_each(s."_changed") AS j)
+		FROM (%s) AS s WHERE 1 ORDER BY "id"
+		ON CONFLICT ("_tenant", "id") DO UPDATE SET %s, "_colvers" = json_patch("_colvers", excluded."_colvers")`,
+		t.Name, t.ColumnList(), strings.Join(sqlstore.Bookkeeping, ", "), t.ColumnList(), Dialect{}.Latest(t),
+		t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...))
+}
+
+const ddl = `
+CREATE TABLE IF NOT EXISTS _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT OR IGNORE INTO _tether_counter (id, version) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS _tether_devices (
+	device TEXT PRIMARY KEY, tenant TEXT NOT NULL, user_name TEXT NOT NULL,
+	created_at TEXT NOT NULL, seen_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS _tether_sessions (
+	tenant TEXT NOT NULL, id TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
+	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT,
+	PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS _tether_audit (
+	tenant TEXT NOT NULL, version INTEGER NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL, deleted INTEGER NOT NULL,
+	user_name TEXT NOT NULL, device TEXT NOT NULL, session TEXT NOT NULL, at TEXT NOT NULL,
+	PRIMARY KEY (tenant, version, tbl, id));
+`
+
+const batchesDDL = `CREATE TABLE IF NOT EXISTS _tether_batches (
+	tenant TEXT NOT NULL, session TEXT NOT NULL, seq INTEGER NOT NULL, tbl TEXT NOT NULL, rows INTEGER NOT NULL,
+	PRIMARY KEY (tenant, session, seq))`
+
+// Migrate implements sqlstore.Dialect. Databases of earlier versions are
+// upgraded: the user column becomes user_name, batches and staged rows
+// gain their tenant, sessions their touched_at.
+func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table) error {
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	for _, table := range []string{"_tether_devices", "_tether_sessions", "_tether_audit"} {
+		have, err := columns(ctx, tx, table)
+		if err != nil {
+			return err
+		}
+		if have["user"] && !have["user_name"] {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+table+` RENAME COLUMN "user" TO user_name`); err != nil {
+				return fmt.Errorf("upgrade %s: %w", table, err)
+			}
+		}
+	}
+	if err := addColumns(ctx, tx, "_tether_sessions", []entity.Column{{Name: "touched_at", Kind: entity.KindTime}}); err != nil {
+		return err
+	}
+	have, err := columns(ctx, tx, "_tether_batches")
+	if err != nil {
+		return err
+	}
+	if len(have) > 0 && !have["tenant"] {
+		// Sessions staged by a much older version kept their rows as JSON
+		// in the batches' body: forget them, their devices push again.
+		// The others' batches move into the new table with their tenant.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_sessions WHERE committed_at IS NULL
+			AND id IN (SELECT session FROM _tether_batches WHERE length(body) > 0);
+			DELETE FROM _tether_batches WHERE length(body) > 0;
+			ALTER TABLE _tether_batches RENAME TO _tether_batches_old;`+batchesDDL+`;
+			INSERT INTO _tether_batches (tenant, session, seq, tbl, rows)
+				SELECT s.tenant, b.session, b.seq, b.tbl, b.rows FROM _tether_batches_old AS b JOIN _tether_sessions AS s ON s.id = b.session;
+			DROP TABLE _tether_batches_old`); err != nil {
+			return fmt.Errorf("upgrade _tether_batches: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, batchesDDL); err != nil {
+		return fmt.Errorf("create _tether_batches: %w", err)
+	}
+	for _, t := range tables {
+		if err := migrateTable(ctx, tx, t); err != nil {
+			return fmt.Errorf("table %s: %w", t.T.Name, err)
+		}
+	}
+	return nil
+}
+
+func migrateTable(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
+	var defs []string
+	for i, c := range t.T.Columns {
+		def := t.Cols[i] + " " + c.Kind.SQLiteType()
+		if c.Name == "id" {
+			def += " NOT NULL"
+		}
+		defs = append(defs, def)
+	}
+	ddl := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	"_tenant" TEXT NOT NULL,
+	%s,
+	"_version" INTEGER NOT NULL,
+	"_deleted" INTEGER NOT NULL DEFAULT 0,
+	"_hlc" TEXT NOT NULL,
+	"_modified_by" TEXT NOT NULL,
+	"_origin" TEXT NOT NULL,
+	"_session" TEXT NOT NULL,
+	PRIMARY KEY ("_tenant", "id"))`, t.Name, strings.Join(defs, ",\n\t"))
+	if _, err := tx.ExecContext(ctx, ddl); err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	if err := addColumns(ctx, tx, t.T.Name, t.T.Columns); err != nil {
+		return err
+	}
+	if err := addBookkeeping(ctx, tx, t.T.Name, "_colvers", `TEXT NOT NULL DEFAULT '{}'`); err != nil {
+		return err
+	}
+	stage := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	"_tenant" TEXT NOT NULL,
+	"_session" TEXT NOT NULL,
+	"_seq" INTEGER NOT NULL,
+	"_base" INTEGER NOT NULL,
+	"_deleted" INTEGER NOT NULL,
+	"_hlc" TEXT NOT NULL,
+	"_changed" TEXT NOT NULL DEFAULT '[]',
+	%s,
+	PRIMARY KEY ("_session", "id"));
+CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
+		t.Stage, strings.Join(defs, ",\n\t"), sqlstore.Quote(t.StageName+"__seq"), t.Stage)
+	if _, err := tx.ExecContext(ctx, stage); err != nil {
+		return fmt.Errorf("create staging table: %w", err)
+	}
+	if err := addColumns(ctx, tx, t.StageName, t.T.Columns); err != nil {
+		return err
+	}
+	if err := addBookkeeping(ctx, tx, t.StageName, "_changed", `TEXT NOT NULL DEFAULT '[]'`); err != nil {
+		return err
+	}
+	have, err := columns(ctx, tx, t.StageName)
+	if err != nil {
+		return err
+	}
+	if !have["_tenant"] { // staged by an earlier version: the session knows the tenant
+		if err := addBookkeeping(ctx, tx, t.StageName, "_tenant", `TEXT NOT NULL DEFAULT ''`); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE `+t.Stage+` SET "_tenant" = coalesce((SELECT tenant FROM _tether_sessions WHERE id = "_session"), '')`); err != nil {
+			return fmt.Errorf("upgrade staging table: %w", err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("_tenant", "_version", "id")`, sqlstore.Quote(t.T.Name+"__changes"), t.Name))
+	return err
+}
+
+// columns returns the columns table has (none when it does not exist).
+func columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		have[n] = true
+	}
+	return have, rows.Err()
+}
+
+// addBookkeeping adds the bookkeeping column name with definition def to
+// table when it lacks it.
+func addBookkeeping(ctx context.Context, tx *sql.Tx, table, name, def string) error {
+	have, err := columns(ctx, tx, table)
+	if err != nil || have[name] {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, sqlstore.Quote(table), sqlstore.Quote(name), def)); err != nil {
+		return fmt.Errorf("add column %s to %s: %w", name, table, err)
+	}
+	return nil
+}
+
+// addColumns adds the columns of cols that table lacks.
+func addColumns(ctx context.Context, tx *sql.Tx, table string, cols []entity.Column) error {
+	have, err := columns(ctx, tx, table)
+	if err != nil {
+		return err
+	}
+	for _, c := range cols {
+		if !have[c.Name] {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, sqlstore.Quote(table), sqlstore.Quote(c.Name), c.Kind.SQLiteType())); err != nil {
+				return fmt.Errorf("add column %s to %s: %w", c.Name, table, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// Dialect is the SQL that differs between databases. The session and
+// commit flow ([Store]) is written once over it; each store package
+// (sqlitestore, pgstore, mysqlstore) is a Dialect and an Open function.
+//
+// Statements the flow writes itself use ? placeholders (passed through
+// Rebind), double-quoted identifiers, and only SQL that every supported
+// database reads alike. The bookkeeping tables every dialect creates are:
+//
+//	_tether_devices  (device PK, tenant, user_name, created_at, seen_at)
+//	_tether_sessions (tenant, id, device, user_name, created_at, touched_at, committed_at, version, result)
+//	_tether_batches  (tenant, session, seq, tbl, rows)
+//	_tether_audit    (tenant, version, tbl, id, deleted, user_name, device, session, at)
+//
+// and for every synced table T, T itself ("_tenant", the columns, "_version",
+// "_deleted", "_hlc", "_modified_by", "_origin", "_session", "_colvers") and
+// its staging table "_tether_stage_T" ("_tenant", "_session", "_seq",
+// "_base", "_deleted", "_hlc", "_changed", the columns).
+type Dialect interface {
+	// Name names the database in errors: "sqlite", "postgres", "mysql".
+	Name() string
+	// Rebind rewrites a statement written with ? placeholders into the
+	// database's own.
+	Rebind(query string) string
+	// Migrate creates the bookkeeping tables and those of tables in tx, or
+	// upgrades them: it adds what is missing and never drops data.
+	Migrate(ctx context.Context, tx *sql.Tx, tables []*Table) error
+	// Time is the value a server time is stored as.
+	Time(t time.Time) any
+	// ForUpdate is appended to a SELECT that must lock the rows it reads
+	// until the transaction ends ("" where writers are serialized anyway).
+	ForUpdate() string
+	// ReadOptions are the options of the read transaction of a pull page:
+	// one consistent snapshot of every table.
+	ReadOptions() *sql.TxOptions
+	// NextVersion serializes the commits of tenant, in tx, and returns the
+	// version of this one: larger than every version the tenant's earlier
+	// commits got, and made visible in commit order (G1).
+	NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error)
+	// Stage writes rows, all of table t, as batch seq of a session into
+	// t's staging table, in tx; conn is tx's connection, for bulk paths
+	// that need the driver (COPY). A row staged again by a later batch
+	// must supersede the earlier copy (see Latest).
+	Stage(ctx context.Context, conn *sql.Conn, tx *sql.Tx, t *Table, tenant, session string, seq int, rows []wire.Row) error
+	// Latest is a subquery of the staged rows of one session of t, the
+	// latest copy of each id; its parameters are tenant and session.
+	Latest(t *Table) string
+	// Merge is the statement that applies the rows of Latest to t: an
+	// insert, or an update of every column, "_colvers" merged with the
+	// staged "_changed" columns at the commit's version. Its parameters
+	// are tenant, version, user, device, version, tenant, session.
+	Merge(t *Table) string
+	// Text is an expression reading the JSON column col as text.
+	Text(col string) string
+	// ByteOrder is an ORDER BY term sorting the text column col by bytes.
+	ByteOrder(col string) string
+}
+
+// Notice tells other server processes of a commit.
+type Notice struct {
+	Tenant  string `json:"tenant"`
+	Version int64  `json:"version"`
+	Device  string `json:"device"`
+}
+
+// CrossProcess is a dialect whose databases are shared by several server
+// processes, which must learn of each other's commits. Without it, a
+// store publishes its commits to the subscribers of its own process.
+type CrossProcess interface {
+	// Notify records n inside the commit's transaction, to be delivered
+	// when (and only if) it commits.
+	Notify(ctx context.Context, tx *sql.Tx, n Notice) error
+	// Listen delivers the notices of every process until ctx ends or the
+	// connection fails. It calls ready once it listens: no notice of a
+	// commit after that is missed.
+	Listen(ctx context.Context, ready func(), deliver func(Notice)) error
+}

@@ -1,0 +1,691 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+var (
+	_ server.Store    = (*Store)(nil)
+	_ server.Auditor  = (*Store)(nil)
+	_ server.Digester = (*Store)(nil)
+	_ server.Notifier = (*Store)(nil)
+)
+
+// Store is a server.Store over a SQL database: the session and commit flow,
+// written once, over a Dialect. It is safe for concurrent use.
+type Store struct {
+	w, r    *sql.DB // writes and reads; the same pool but for SQLite
+	d       Dialect
+	schema  entity.Schema
+	tables  []*Table // in priority order
+	byName  map[string]*Table
+	now     func() time.Time
+	rebound sync.Map // query -> query in the dialect's placeholders
+	onClose func() error
+
+	events      *broadcaster
+	listenOnce  sync.Once
+	listenReady chan struct{} // closed once the dialect first listens
+	stop        context.CancelFunc
+	stopped     chan struct{}
+}
+
+// Options configure New.
+type Options struct {
+	// Read is the pool of read transactions; default the writer's.
+	Read *sql.DB
+	// OnClose runs when the store closes, after both pools are closed.
+	OnClose func() error
+}
+
+// New returns a store over db with dialect d, after creating or upgrading
+// the tables of schema. The store owns db (and opts.Read): Close closes
+// them.
+func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts Options) (*Store, error) {
+	if err := schema.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{w: db, r: opts.Read, d: d, schema: schema, byName: map[string]*Table{}, now: time.Now,
+		onClose: opts.OnClose, events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
+	if s.r == nil {
+		s.r = db
+	}
+	for i, t := range schema.Tables {
+		tb := newTable(i, t)
+		s.tables = append(s.tables, tb)
+		s.byName[t.Name] = tb
+	}
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error { return d.Migrate(ctx, tx, s.tables) })
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return s, nil
+}
+
+// Schema implements server.Store.
+func (s *Store) Schema() entity.Schema { return s.schema }
+
+// DB returns the pool of read transactions, for the plain SQL queries of a
+// back office. Synced tables carry the entity columns plus _tenant,
+// _version, _deleted, _hlc, _modified_by, _origin and _session.
+func (s *Store) DB() *sql.DB { return s.r }
+
+// Close implements server.Store.
+func (s *Store) Close() error {
+	s.listenOnce.Do(func() {}) // no listener starts after this
+	if s.stop != nil {
+		s.stop()
+		<-s.stopped
+	}
+	err := s.w.Close()
+	if s.r != s.w {
+		err = errors.Join(err, s.r.Close())
+	}
+	if s.onClose != nil {
+		err = errors.Join(err, s.onClose())
+	}
+	return err
+}
+
+// q returns query in the dialect's placeholders.
+func (s *Store) q(query string) string {
+	if v, ok := s.rebound.Load(query); ok {
+		return v.(string)
+	}
+	r := s.d.Rebind(query)
+	s.rebound.Store(query, r)
+	return r
+}
+
+// inTx runs f in a write transaction on a connection of its own and
+// commits it when f returns nil.
+func (s *Store) inTx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) error) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(conn, tx); err != nil {
+		var then *commitThen
+		if errors.As(err, &then) {
+			if cerr := tx.Commit(); cerr != nil {
+				return cerr
+			}
+			return then.err
+		}
+		return err
+	}
+	return tx.Commit()
+}
+
+// commitThen is an error after which inTx still commits what was written,
+// then returns err: an expired session is dropped, and reported.
+type commitThen struct{ err error }
+
+func (c *commitThen) Error() string { return c.err.Error() }
+func (c *commitThen) Unwrap() error { return c.err }
+
+// timeOf converts a stored server time, as the driver scanned it.
+func timeOf(v any) (time.Time, error) {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC(), nil
+	case string:
+		return entity.ParseTime(x)
+	case []byte:
+		return entity.ParseTime(string(x))
+	}
+	return time.Time{}, fmt.Errorf("unexpected time %T", v)
+}
+
+// RegisterDevice implements server.Store.
+func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device string) error {
+	register := func() error {
+		return s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+			var tenant string
+			err := tx.QueryRowContext(ctx, s.q(`SELECT tenant FROM _tether_devices WHERE device = ?`+s.d.ForUpdate()), device).Scan(&tenant)
+			now := s.d.Time(s.now())
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (device, tenant, user_name, created_at, seen_at) VALUES (?, ?, ?, ?, ?)`),
+					device, p.Tenant, p.User, now, now)
+				return err
+			case err != nil:
+				return err
+			case tenant != p.Tenant:
+				// A device of another tenant is left untouched, seen_at included.
+				return fmt.Errorf("device %s is registered to another tenant: %w", device, wire.ErrForbidden)
+			}
+			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ? WHERE device = ?`), now, device)
+			return err
+		})
+	}
+	err := register()
+	if err != nil && !errors.Is(err, wire.ErrForbidden) {
+		err = register() // a concurrent first registration of the same device
+	}
+	if err != nil && !errors.Is(err, wire.ErrForbidden) {
+		return fmt.Errorf("register device %s: %w", device, err)
+	}
+	return err
+}
+
+// OpenSession implements server.Store.
+func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, session string, lim server.Limits) (string, error) {
+	lim = lim.WithDefaults()
+	id := session
+	if id == "" {
+		id = uuid.NewString()
+	}
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		var tenant string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT tenant FROM _tether_devices WHERE device = ?`), device).Scan(&tenant)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && tenant != p.Tenant) {
+			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
+		}
+		if err != nil {
+			return err
+		}
+		if session != "" {
+			var dev string
+			var committed any
+			err := tx.QueryRowContext(ctx, s.q(`SELECT device, committed_at FROM _tether_sessions WHERE tenant = ? AND id = ?`+s.d.ForUpdate()),
+				p.Tenant, session).Scan(&dev, &committed)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return err
+			case dev == device && committed == nil:
+				return errOpened // opened before; the answer was lost
+			default:
+				return fmt.Errorf("session id %s is already in use: %w", session, wire.ErrConflict)
+			}
+		}
+		idle, err := s.strings(ctx, tx, `SELECT id FROM _tether_sessions WHERE tenant = ? AND device = ? AND committed_at IS NULL
+			AND coalesce(touched_at, created_at) < ?`+s.d.ForUpdate(), p.Tenant, device, s.d.Time(s.now().Add(-lim.SessionIdle)))
+		if err != nil {
+			return err
+		}
+		for _, old := range idle {
+			if err := s.dropSession(ctx, tx, p.Tenant, old); err != nil {
+				return err
+			}
+		}
+		var open int
+		err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_sessions WHERE tenant = ? AND device = ? AND committed_at IS NULL`),
+			p.Tenant, device).Scan(&open)
+		if err != nil {
+			return err
+		}
+		if open >= lim.MaxOpenSessions {
+			return fmt.Errorf("device %s has %d open sessions, the limit: commit one, or wait %v for an idle one to expire: %w",
+				device, lim.MaxOpenSessions, lim.SessionIdle, wire.ErrConflict)
+		}
+		now := s.d.Time(s.now())
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at)
+			VALUES (?, ?, ?, ?, ?, ?)`), p.Tenant, id, device, p.User, now, now)
+		return err
+	})
+	if err != nil && !errors.Is(err, errOpened) {
+		return "", fmt.Errorf("open session: %w", err)
+	}
+	return id, nil
+}
+
+// errOpened ends the transaction of an OpenSession that finds the session
+// already open, with nothing to write.
+var errOpened = errors.New("session already open")
+
+// strings runs a query of one text column in tx.
+func (s *Store) strings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// dropSession deletes an uncommitted session and everything it staged.
+func (s *Store) dropSession(ctx context.Context, tx *sql.Tx, tenant, id string) error {
+	for _, t := range s.tables {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ?`), tenant, id); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ?`), tenant, id); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_sessions WHERE tenant = ? AND id = ? AND committed_at IS NULL`), tenant, id)
+	return err
+}
+
+// liveSession loads a session of the principal's device for a write in tx,
+// locking it: whether it is committed and its stored answer. A session of
+// another tenant or device is not found; an expired one is dropped, in a
+// transaction of its own, and reported as not found.
+func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, lim server.Limits) (committed bool, result string, err error) {
+	var dev string
+	var res sql.NullString
+	var touched any
+	err = tx.QueryRowContext(ctx, s.q(`SELECT device, result, coalesce(touched_at, created_at) FROM _tether_sessions
+		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &res, &touched)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && dev != device) {
+		return false, "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("session %s: %w", id, err)
+	}
+	if res.Valid {
+		return true, res.String, nil
+	}
+	at, err := timeOf(touched)
+	if err != nil {
+		return false, "", fmt.Errorf("session %s: %w", id, err)
+	}
+	if at.Before(s.now().Add(-lim.SessionIdle)) {
+		if err := s.dropSession(ctx, tx, p.Tenant, id); err != nil {
+			return false, "", fmt.Errorf("expire session %s: %w", id, err)
+		}
+		return false, "", &commitThen{fmt.Errorf("session %s expired after %v without a batch; its staged rows were discarded: %w",
+			id, lim.SessionIdle, wire.ErrNotFound)}
+	}
+	return false, "", nil
+}
+
+// StageBatch implements server.Store.
+func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, session string, seq int, rows []wire.Row, lim server.Limits) error {
+	lim = lim.WithDefaults()
+	t := s.byName[rows[0].Table]
+	if t == nil {
+		return fmt.Errorf("stage batch %d: unknown table %q: %w", seq, rows[0].Table, wire.ErrBadRequest)
+	}
+	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
+		committed, _, err := s.liveSession(ctx, tx, p, device, session, lim)
+		if err != nil {
+			return err
+		}
+		if committed {
+			return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET touched_at = ? WHERE tenant = ? AND id = ?`),
+			s.d.Time(s.now()), p.Tenant, session); err != nil {
+			return err
+		}
+		// A re-sent batch replaces the first one (G3).
+		var old string
+		err = tx.QueryRowContext(ctx, s.q(`SELECT tbl FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
+			p.Tenant, session, seq).Scan(&old)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			if ot := s.byName[old]; ot != nil {
+				if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+ot.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "_seq" = ?`),
+					p.Tenant, session, seq); err != nil {
+					return fmt.Errorf("replace: %w", err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
+				p.Tenant, session, seq); err != nil {
+				return fmt.Errorf("replace: %w", err)
+			}
+		}
+		if err := s.d.Stage(ctx, conn, tx, t, p.Tenant, session, seq, rows); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, rows) VALUES (?, ?, ?, ?, ?)`),
+			p.Tenant, session, seq, t.T.Name, len(rows))
+		return err
+	})
+	if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
+		return fmt.Errorf("stage batch %d of session %s: %w", seq, session, err)
+	}
+	return err
+}
+
+// Commit implements server.Store.
+func (s *Store) Commit(ctx context.Context, p server.Principal, device, session string, resolve server.Resolver, lim server.Limits) (wire.Commit, error) {
+	lim = lim.WithDefaults()
+	var c wire.Commit
+	cross, _ := s.d.(CrossProcess)
+	fresh := false
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		committed, result, err := s.liveSession(ctx, tx, p, device, session, lim)
+		if err != nil {
+			return err
+		}
+		if committed { // a re-sent commit gets the first answer (G3)
+			if err := json.Unmarshal([]byte(result), &c); err != nil {
+				return fmt.Errorf("stored result: %w", err)
+			}
+			return nil
+		}
+		if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
+			return fmt.Errorf("next version: %w", err)
+		}
+		ap := &applier{s: s, tx: tx, p: p, device: device, session: session, resolve: resolve, at: s.d.Time(s.now())}
+		for _, t := range s.tables { // parents before children (G4)
+			if err := ap.applyTable(ctx, t, &c); err != nil {
+				return fmt.Errorf("%s: %w", t.T.Name, err)
+			}
+		}
+		res, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET committed_at = ?, version = ?, result = ? WHERE tenant = ? AND id = ?`),
+			s.d.Time(s.now()), c.Version, string(res), p.Tenant, session); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ?`), p.Tenant, session); err != nil {
+			return err
+		}
+		fresh = true
+		if cross != nil { // delivered to every process when the commit is
+			return cross.Notify(ctx, tx, Notice{Tenant: p.Tenant, Version: c.Version, Device: device})
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, wire.ErrNotFound) {
+			return wire.Commit{}, err
+		}
+		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
+	}
+	if fresh && cross == nil {
+		s.events.publish(p.Tenant, wire.Event{Version: c.Version, Device: device})
+	}
+	return c, nil
+}
+
+// applier applies the staged rows of one session inside its transaction.
+type applier struct {
+	s       *Store
+	tx      *sql.Tx
+	p       server.Principal
+	device  string
+	session string
+	resolve server.Resolver
+	at      any // server time of the commit, for the audit log
+}
+
+func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) error {
+	s := a.s
+	latest := s.d.Latest(t)
+	// Rows whose server row moved since the version they were based on,
+	// by another session, are conflicts for the resolver. Conflicts are
+	// rare; the ids are collected first, then resolved one by one.
+	ids, err := s.strings(ctx, a.tx, `SELECT s."id" FROM (`+latest+`) AS s JOIN `+t.Name+` AS t ON t."_tenant" = ? AND t."id" = s."id"
+		WHERE t."_version" <> s."_base" AND t."_session" <> s."_session" ORDER BY s."id"`, a.p.Tenant, a.session, a.p.Tenant)
+	if err != nil {
+		return fmt.Errorf("find conflicts: %w", err)
+	}
+	for _, id := range ids {
+		if err := a.resolveRow(ctx, t, latest, id, c); err != nil {
+			return fmt.Errorf("%q: %w", id, err)
+		}
+	}
+	// Everything still staged goes in with one statement, and into the
+	// audit log with another.
+	if _, err := a.tx.ExecContext(ctx, s.q(s.d.Merge(t)), a.p.Tenant, c.Version, a.p.User, a.device, c.Version, a.p.Tenant, a.session); err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	res, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
+		SELECT ?, ?, ?, "id", "_deleted", ?, ?, "_session", ? FROM (`+latest+`) AS s`),
+		a.p.Tenant, c.Version, t.T.Name, a.p.User, a.device, a.at, a.p.Tenant, a.session)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	n, err := res.RowsAffected() // one audit entry per applied row
+	if err != nil {
+		return err
+	}
+	c.Applied += int(n)
+	_, err = a.tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ?`), a.p.Tenant, a.session)
+	return err
+}
+
+// resolveRow asks the resolver about one conflicting staged row: it drops
+// the row from the stage when the server's row wins, and replaces it with
+// the merge when there is one.
+func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c *wire.Commit) error {
+	s := a.s
+	var colvers string
+	cur, err := scanRow(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.selects+`, `+s.d.Text(`"_colvers"`)+` FROM `+t.Name+
+		` WHERE "_tenant" = ? AND "id" = ?`), a.p.Tenant, id).Scan, &colvers)
+	if err != nil {
+		return fmt.Errorf("read server row: %w", err)
+	}
+	staged, err := scanStaged(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.ColumnList()+`, "_base", "_deleted", "_hlc", "_changed" FROM (`+
+		latest+`) AS s WHERE "id" = ?`), a.p.Tenant, a.session, id).Scan)
+	if err != nil {
+		return err
+	}
+	cf, merged, err := server.Decide(ctx, a.resolve, &t.T, cur, staged, colvers, c.Version, a.device, a.p.User)
+	if err != nil {
+		return err
+	}
+	c.Conflicts = append(c.Conflicts, cf)
+	switch {
+	case cf.Winner == wire.WinnerServer:
+		_, err = a.tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "id" = ?`), a.p.Tenant, a.session, id)
+	case merged != nil:
+		args := []any{merged.Deleted, merged.HLC, ChangedJSON(&t.T, *merged)}
+		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`, `"_changed" = ?`}
+		for i, col := range t.T.Columns[1:] {
+			sets = append(sets, t.Cols[i+1]+" = ?")
+			args = append(args, merged.Values[col.Name])
+		}
+		// Every staged copy of the row: the merge applies the latest.
+		_, err = a.tx.ExecContext(ctx, s.q(`UPDATE `+t.Stage+` SET `+strings.Join(sets, ", ")+` WHERE "_tenant" = ? AND "_session" = ? AND "id" = ?`),
+			append(args, a.p.Tenant, a.session, id)...)
+	}
+	return err
+}
+
+// Changes implements server.Store. It reads every table in one read
+// transaction, so a page is a consistent snapshot, and merges them in
+// commit order.
+func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cursor, limit int) ([]wire.Row, server.Cursor, bool, error) {
+	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
+	if err != nil {
+		return nil, after, false, fmt.Errorf("changes: %w", err)
+	}
+	defer tx.Rollback()
+	var all []changed
+	for _, t := range s.tables {
+		where, args := afterClause(t.Idx, after)
+		q := s.q(`SELECT ` + t.selects + ` FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
+		rows, err := tx.QueryContext(ctx, q, append(append([]any{p.Tenant}, args...), limit+1)...)
+		if err != nil {
+			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
+		}
+		for rows.Next() {
+			r, err := scanRow(&t.T, rows.Scan)
+			if err != nil {
+				rows.Close()
+				return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
+			}
+			all = append(all, changed{server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, r})
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
+		}
+	}
+	out, next, more := page(all, after, limit)
+	return out, next, more, nil
+}
+
+// afterClause returns the condition selecting the rows of table idx that
+// come after cursor c in commit order.
+func afterClause(idx int, c server.Cursor) (string, []any) {
+	switch {
+	case idx < c.Table:
+		return `"_version" > ?`, []any{c.Version}
+	case idx == c.Table:
+		// A row value, so that the database seeks the index to the
+		// cursor instead of scanning every row of the cursor's version.
+		return `("_version", "id") > (?, ?)`, []any{c.Version, c.ID}
+	default:
+		return `"_version" >= ?`, []any{c.Version}
+	}
+}
+
+// changed is a row read for a pull page, with its position.
+type changed struct {
+	pos server.Cursor
+	row wire.Row
+}
+
+// page orders the rows read from every table by commit order and keeps the
+// first limit of them.
+func page(all []changed, after server.Cursor, limit int) ([]wire.Row, server.Cursor, bool) {
+	sort.Slice(all, func(i, j int) bool { return all[i].pos.Before(all[j].pos) })
+	more := len(all) > limit
+	if more {
+		all = all[:limit]
+	}
+	out := make([]wire.Row, len(all))
+	for i, it := range all {
+		out[i] = it.row
+	}
+	if len(all) > 0 {
+		after = all[len(all)-1].pos
+	}
+	return out, after, more
+}
+
+// Audit implements server.Auditor. The log is the _tether_audit table.
+func (s *Store) Audit(ctx context.Context, tenant string, after int64, limit int) ([]server.AuditEntry, error) {
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT version, tbl, id, deleted, user_name, device, session, at FROM _tether_audit
+		WHERE tenant = ? AND version > ? ORDER BY version, tbl, id LIMIT ?`), tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	defer rows.Close()
+	var out []server.AuditEntry
+	for rows.Next() {
+		var e server.AuditEntry
+		var deleted, at any
+		if err := rows.Scan(&e.Version, &e.Table, &e.ID, &deleted, &e.User, &e.Device, &e.Session, &at); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		d, err := entity.KindBool.FromDB(deleted)
+		if err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		e.Deleted, _ = d.(bool)
+		if e.At, err = timeOf(at); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Digest implements server.Digester: the table's rows of the tenant in
+// byte order of their ids, whatever the database's collation.
+func (s *Store) Digest(ctx context.Context, p server.Principal, table string) (wire.TableDigest, error) {
+	t := s.byName[table]
+	if t == nil {
+		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %q: %w", table, wire.ErrBadRequest)
+	}
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT "_deleted", `+t.ColumnList()+` FROM `+t.Name+` WHERE "_tenant" = ? ORDER BY `+
+		s.d.ByteOrder(`"id"`)), p.Tenant)
+	if err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	defer rows.Close()
+	d, err := entity.DigestRows(&t.T, rows.Next, rows.Scan)
+	if err == nil {
+		err = rows.Err()
+	}
+	if err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	return wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}, nil
+}
+
+// Subscribe implements server.Notifier. With a CrossProcess dialect the
+// commits of every server process on the database are seen; otherwise
+// those of this process.
+func (s *Store) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error) {
+	cross, ok := s.d.(CrossProcess)
+	if !ok {
+		return s.events.subscribe(ctx, tenant), nil
+	}
+	s.listenOnce.Do(func() {
+		lctx, stop := context.WithCancel(context.Background())
+		s.stop = stop
+		go s.listen(lctx, cross)
+	})
+	ch := s.events.subscribe(ctx, tenant)
+	select { // so that no commit after Subscribe returns is missed
+	case <-s.listenReady:
+		return ch, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("listen for changes: no connection: %w", wire.ErrUnavailable)
+	}
+}
+
+// listen relays notices to the subscribers until ctx ends, listening again
+// with backoff when the connection fails. After that every subscriber gets
+// an event, since notices may have been missed meanwhile.
+func (s *Store) listen(ctx context.Context, cross CrossProcess) {
+	defer close(s.stopped)
+	wait := 100 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		_ = cross.Listen(ctx, func() {
+			if first {
+				close(s.listenReady)
+				first = false
+			} else {
+				s.events.publishAll(wire.Event{})
+			}
+			wait = 100 * time.Millisecond
+		}, func(n Notice) {
+			s.events.publish(n.Tenant, wire.Event{Version: n.Version, Device: n.Device})
+		})
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}

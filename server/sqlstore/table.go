@@ -1,0 +1,90 @@
+package sqlstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/wire"
+)
+
+// Quote quotes an identifier the SQL way, with double quotes (MySQL reads
+// them so in ANSI_QUOTES mode, which the MySQL store sets).
+func Quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// Table is one synced table and the names a dialect needs to write its SQL.
+type Table struct {
+	// Idx is the table's place in priority order.
+	Idx int
+	// T is the table's schema.
+	T entity.Table
+	// Name is the quoted table name.
+	Name string
+	// StageName is the unquoted name of its staging table.
+	StageName string
+	// Stage is the quoted name of its staging table.
+	Stage string
+	// Cols are the quoted columns, id first, in schema order.
+	Cols []string
+	// StageCols are the unquoted columns of a staged row in the order of
+	// StageValues.
+	StageCols []string
+
+	selects string // the columns, then rowCols
+}
+
+func newTable(idx int, t entity.Table) *Table {
+	tb := &Table{Idx: idx, T: t, Name: Quote(t.Name), StageName: "_tether_stage_" + t.Name}
+	tb.Stage = Quote(tb.StageName)
+	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed"}
+	for _, c := range t.Columns {
+		tb.Cols = append(tb.Cols, Quote(c.Name))
+		tb.StageCols = append(tb.StageCols, c.Name)
+	}
+	tb.selects = strings.Join(tb.Cols, ", ") + ", " + rowCols
+	return tb
+}
+
+// ColumnList is the quoted columns joined with commas.
+func (t *Table) ColumnList() string { return strings.Join(t.Cols, ", ") }
+
+// StageValues appends to dst the values of a staged row, in the order of
+// StageCols.
+func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.Row) []any {
+	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, ChangedJSON(&t.T, r), r.ID)
+	for _, c := range t.T.Columns[1:] {
+		dst = append(dst, r.Values[c.Name])
+	}
+	return dst
+}
+
+// ChangedJSON is the JSON array of the columns a staged row changed: every
+// column but id when the device did not say.
+func ChangedJSON(t *entity.Table, r wire.Row) string {
+	cols := r.Changed
+	if cols == nil {
+		for _, c := range t.Columns[1:] {
+			cols = append(cols, c.Name)
+		}
+	}
+	b, _ := json.Marshal(cols)
+	return string(b)
+}
+
+// Assignments returns "col = f(col)" for every column but id and for each
+// of extra, joined with commas: the SET list of an upsert.
+func (t *Table) Assignments(f func(col string) string, extra ...string) string {
+	var sets []string
+	for _, c := range t.Cols[1:] {
+		sets = append(sets, fmt.Sprintf("%s = %s", c, f(c)))
+	}
+	for _, c := range extra {
+		sets = append(sets, fmt.Sprintf("%s = %s", c, f(c)))
+	}
+	return strings.Join(sets, ", ")
+}
+
+// Bookkeeping are the quoted bookkeeping columns a merge writes after the
+// table's own, in the order Merge's SELECT gives them.
+var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`}
