@@ -108,12 +108,14 @@ func TestLiveSQLite(t *testing.T) {
 	waitRow(t, reader, "c2")
 }
 
-// Across server processes on one PostgreSQL, the signal travels through
-// LISTEN/NOTIFY: the reader follows server 2 while the writer pushes to
-// server 1.
-func TestLivePostgres(t *testing.T) {
+// Across server processes on one database, the signal travels through the
+// database (LISTEN/NOTIFY on PostgreSQL, the tenants' versions polled on
+// MySQL): the reader follows server 2 while the writer pushes to server 1.
+func TestLiveAcrossServers(t *testing.T) { eachSharedStore(t, liveAcrossServers) }
+
+func liveAcrossServers(t *testing.T, kind string) {
 	reg := testkit.Registry(t)
-	urls := pgServers(t, reg, 2)
+	urls := servers(t, kind, reg, 2)
 	writer := testkit.NewDevice(t, reg, urls[0], testkit.DeviceOptions{})
 	reader, _ := liveDevice(t, reg, urls[1])
 	for i := range 3 {

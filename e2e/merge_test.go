@@ -4,10 +4,8 @@ import (
 	"testing"
 
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/pgstore"
 )
 
 // MergeColumns keeps both devices' edits when they changed different
@@ -17,13 +15,8 @@ func TestMergeColumns(t *testing.T) {
 	reg := testkit.Registry(t)
 	opts := server.Options{Strategies: map[string]server.Strategy{"customers": server.MergeColumns}}
 	t.Run("sqlite", func(t *testing.T) { mergeColumns(t, reg, testkit.NewServer(t, reg, opts).URL) })
-	t.Run("postgres", func(t *testing.T) {
-		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer store.Close()
-		mergeColumns(t, reg, testkit.Serve(t, store, opts).URL)
+	eachSharedStore(t, func(t *testing.T, kind string) {
+		mergeColumns(t, reg, testkit.Serve(t, sharedStore(t, kind, reg), opts).URL)
 	})
 }
 

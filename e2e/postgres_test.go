@@ -13,27 +13,69 @@ import (
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/server/pgstore"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	mysqltest.Stop()
+	os.Exit(code)
+}
 
-// pgServers starts n server processes' worth of stores and handlers over
-// one PostgreSQL database: each has its own connection pool and shares
-// nothing with the others but the database.
-func pgServers(t *testing.T, reg *entity.Registry, n int) []string {
-	t.Helper()
-	dbURL := pgtest.URL(t)
-	var urls []string
-	for range n {
-		store, err := pgstore.Open(t.Context(), dbURL, reg.Schema())
+// sharedStores are the stores made for several server processes on one
+// database, by kind: each opens a store on the database at dsn.
+var sharedStores = map[string]struct {
+	dsn  func(testing.TB) string
+	open func(t *testing.T, dsn string, reg *entity.Registry) server.Store
+}{
+	"postgres": {pgtest.URL, func(t *testing.T, dsn string, reg *entity.Registry) server.Store {
+		s, err := pgstore.Open(t.Context(), dsn, reg.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}
+		return s
+	}},
+	"mysql": {mysqltest.URL, func(t *testing.T, dsn string, reg *entity.Registry) server.Store {
+		s, err := mysqlstore.Open(t.Context(), dsn, reg.Schema())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
+// eachSharedStore runs f as a subtest per kind of shared store.
+func eachSharedStore(t *testing.T, f func(t *testing.T, kind string)) {
+	for _, kind := range []string{"postgres", "mysql"} {
+		t.Run(kind, func(t *testing.T) { f(t, kind) })
+	}
+}
+
+// sharedStore opens one store of kind on a new database.
+func sharedStore(t *testing.T, kind string, reg *entity.Registry) server.Store {
+	k := sharedStores[kind]
+	s := k.open(t, k.dsn(t), reg)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// servers starts n server processes' worth of stores of kind and their
+// handlers over one database: each has its own connection pool and shares
+// nothing with the others but the database.
+func servers(t *testing.T, kind string, reg *entity.Registry, n int) []string {
+	t.Helper()
+	k := sharedStores[kind]
+	dsn := k.dsn(t)
+	var urls []string
+	for range n {
+		store := k.open(t, dsn, reg)
 		t.Cleanup(func() { store.Close() })
 		urls = append(urls, testkit.Serve(t, store, server.Options{}).URL)
 	}
@@ -59,9 +101,11 @@ func (a *alternate) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // Devices talk to two server processes in turn, even within one push
 // session, and everything converges.
-func TestPostgresSeveralServers(t *testing.T) {
+func TestSeveralServers(t *testing.T) { eachSharedStore(t, severalServers) }
+
+func severalServers(t *testing.T, kind string) {
 	reg := testkit.Registry(t)
-	urls := pgServers(t, reg, 2)
+	urls := servers(t, kind, reg, 2)
 	var devs []*testkit.Device
 	for range 3 {
 		devs = append(devs, testkit.NewDevice(t, reg, urls[0], testkit.DeviceOptions{
@@ -118,10 +162,12 @@ func names(t *testing.T, d *testkit.Device) map[string]string {
 // Eight devices push sessions concurrently through two server processes
 // while four pull: every puller ends with every row (G1). The sharper check
 // of commit order, without HTTP in between, is the server package's
-// TestPostgresCommitOrder.
-func TestPostgresConcurrentCommitOrder(t *testing.T) {
+// TestPostgresCommitOrder and TestMySQLCommitOrder.
+func TestConcurrentCommitOrder(t *testing.T) { eachSharedStore(t, concurrentCommitOrder) }
+
+func concurrentCommitOrder(t *testing.T, kind string) {
 	reg := testkit.Registry(t)
-	urls := pgServers(t, reg, 2)
+	urls := servers(t, kind, reg, 2)
 	const pushers, pullers, rounds, perRound = 8, 4, 5, 20
 	var wg sync.WaitGroup
 	errs := make(chan error, pushers+pullers)

@@ -7,10 +7,8 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/pgstore"
 )
 
 // Verify tells a device whether its tables hold what the server holds,
@@ -31,14 +29,11 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	})
-	t.Run("postgres", func(t *testing.T) {
-		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer store.Close()
+	eachSharedStore(t, func(t *testing.T, kind string) {
+		store := sharedStore(t, kind, reg)
+		db := store.(interface{ DB() *sql.DB }).DB()
 		verify(t, reg, testkit.Serve(t, store, server.Options{}).URL, func(q string) {
-			if _, err := store.DB().ExecContext(t.Context(), q); err != nil {
+			if _, err := db.ExecContext(t.Context(), q); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -13,14 +13,21 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	mysqltest.Stop()
+	os.Exit(code)
+}
 
 // The conformance suite: the same tests run against every store.
 
@@ -44,6 +51,85 @@ func TestPostgresStore(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
+}
+
+func TestMySQLStore(t *testing.T) {
+	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
+		s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// The three stores digest the same rows alike: ids in byte order whatever
+// the collation (case, trailing spaces, accents, emoji), floats and
+// integers at full precision, times and blobs exactly.
+func TestDigestsAgreeAcrossStores(t *testing.T) {
+	ids := []string{"b", "B", "a ", "a", "é", "e\u0301", "z", "😀", "Z-1", "a\u00a0"}
+	scores := []float64{0.1 + 0.2, 1e-300, -2.5e300, 1.0 / 3, 123456789.125, 0, -0.75, 5e-324, 1e21, 7}
+	var rows []wire.Row
+	for i, id := range ids {
+		r := parent(id, "name "+id, "1700000000000.000000.d")
+		r.Values["score"] = scores[i]
+		r.Values["count"] = int64(1)<<62 + int64(i)
+		r.Values["at"] = fmt.Sprintf("2026-11-23T08:00:00.%09dZ", 123456789+i)
+		r.Values["note"] = map[bool]any{true: nil, false: "  trailing  "}[i%2 == 0]
+		rows = append(rows, r)
+	}
+	open := map[string]func(t *testing.T) server.Store{
+		"sqlite": func(t *testing.T) server.Store {
+			s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), kindsSchema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"postgres": func(t *testing.T) server.Store {
+			s, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"mysql": func(t *testing.T) server.Store {
+			s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+	digests := map[string]wire.TableDigest{}
+	for _, name := range []string{"sqlite", "postgres", "mysql"} {
+		s := open[name](t)
+		defer s.Close()
+		f := storeFixture{t: t, s: s}
+		f.device(ada, "d1")
+		f.push(ada, "d1", lww, rows)
+		d, err := s.(server.Digester).Digest(t.Context(), ada, "parents")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Rows != len(ids) {
+			t.Fatalf("%s digests %d rows, want %d", name, d.Rows, len(ids))
+		}
+		want := map[string]wire.Row{}
+		for _, r := range rows {
+			want[r.ID] = r
+		}
+		for _, r := range f.all(ada, 3) { // values round-trip exactly
+			if !maps.EqualFunc(r.Values, want[r.ID].Values, func(a, b any) bool { return reflect.DeepEqual(a, b) }) {
+				t.Errorf("%s: row %q came back as %v, pushed %v", name, r.ID, r.Values, want[r.ID].Values)
+			}
+		}
+		digests[name] = d
+	}
+	if digests["sqlite"] != digests["postgres"] || digests["sqlite"] != digests["mysql"] {
+		t.Errorf("digests differ between stores: %+v", digests)
+	}
 }
 
 // kindsSchema has a column of every kind, and a child table.

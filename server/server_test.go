@@ -18,9 +18,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tethersync/tether/client"
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
@@ -147,6 +149,14 @@ func TestBadInputRefused(t *testing.T) {
 		}
 		t.Cleanup(func() { store.Close() })
 		badInput(t, testkit.Serve(t, store, opts).URL, postgresDigest(store))
+	})
+	t.Run("mysql", func(t *testing.T) {
+		store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), reg.Schema())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		badInput(t, testkit.Serve(t, store, opts).URL, dbDigest(store.DB(), `SELECT coalesce(sum(version), 0) FROM _tether_tenants`))
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -90,6 +92,16 @@ func (*Dialect) ForUpdate() string { return " FOR UPDATE" }
 // ReadOptions implements sqlstore.Dialect: a repeatable-read snapshot.
 func (*Dialect) ReadOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+}
+
+// WriteOptions implements sqlstore.Dialect: read committed, the default.
+func (*Dialect) WriteOptions() *sql.TxOptions { return nil }
+
+// Retryable implements sqlstore.Dialect: deadlocks and serialization
+// failures.
+func (*Dialect) Retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
 // Text implements sqlstore.Dialect.

@@ -77,6 +77,13 @@ func (Dialect) ForUpdate() string { return "" }
 // is a snapshot.
 func (Dialect) ReadOptions() *sql.TxOptions { return nil }
 
+// WriteOptions implements sqlstore.Dialect: the single writer.
+func (Dialect) WriteOptions() *sql.TxOptions { return nil }
+
+// Retryable implements sqlstore.Dialect: the single writer never
+// deadlocks; a busy database has waited for its busy timeout already.
+func (Dialect) Retryable(error) bool { return false }
+
 // Text implements sqlstore.Dialect.
 func (Dialect) Text(col string) string { return col }
 

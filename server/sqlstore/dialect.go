@@ -42,6 +42,11 @@ type Dialect interface {
 	// ReadOptions are the options of the read transaction of a pull page:
 	// one consistent snapshot of every table.
 	ReadOptions() *sql.TxOptions
+	// WriteOptions are the options of write transactions.
+	WriteOptions() *sql.TxOptions
+	// Retryable reports whether err (a deadlock, a serialization failure)
+	// means the transaction may succeed if run again.
+	Retryable(err error) bool
 	// NextVersion serializes the commits of tenant, in tx, and returns the
 	// version of this one: larger than every version the tenant's earlier
 	// commits got, and made visible in commit order (G1).

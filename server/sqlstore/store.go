@@ -113,14 +113,25 @@ func (s *Store) q(query string) string {
 }
 
 // inTx runs f in a write transaction on a connection of its own and
-// commits it when f returns nil.
+// commits it when f returns nil. A transaction the database aborted (a
+// deadlock) runs again, up to three times.
 func (s *Store) inTx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) error) error {
+	var err error
+	for range 3 {
+		if err = s.tx(ctx, f); err == nil || !s.d.Retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (s *Store) tx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) error) error {
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
+	tx, err := conn.BeginTx(ctx, s.d.WriteOptions())
 	if err != nil {
 		return err
 	}
@@ -363,7 +374,7 @@ func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, sess
 		if err := s.d.Stage(ctx, conn, tx, t, p.Tenant, session, seq, rows); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, rows) VALUES (?, ?, ?, ?, ?)`),
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows") VALUES (?, ?, ?, ?, ?)`),
 			p.Tenant, session, seq, t.T.Name, len(rows))
 		return err
 	})

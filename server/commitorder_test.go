@@ -6,8 +6,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/wire"
 )
@@ -15,13 +17,28 @@ import (
 // Many sessions commit at once while pullers follow with their cursors:
 // a tenant's versions become visible in commit order, so no cursor passes
 // a session that commits later, and every puller ends with every row (G1).
+// The stores of several server processes (PostgreSQL, MySQL) are tested;
+// the SQLite store has a single writer.
 func TestPostgresCommitOrder(t *testing.T) {
-	ctx := context.Background()
-	store, err := pgstore.Open(ctx, pgtest.URL(t), kindsSchema)
+	store, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	commitOrder(t, store)
+}
+
+func TestMySQLCommitOrder(t *testing.T) {
+	store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	commitOrder(t, store)
+}
+
+func commitOrder(t *testing.T, store server.Store) {
+	ctx := context.Background()
 	f := storeFixture{t: t, s: store}
 	const pushers, pullers, sessions, rows = 8, 4, 40, 5
 	var wg sync.WaitGroup

@@ -1,0 +1,396 @@
+// Package mysqlstore is the MySQL and MariaDB store of the tether server:
+// one database (MySQL 8, MariaDB 10.11) shared by any number of server
+// processes. It is the MySQL dialect of the shared session and commit flow
+// (package sqlstore), on github.com/go-sql-driver/mysql, and needs no cgo.
+//
+// Commits of one tenant are serialized by a lock on the tenant's row of
+// _tether_tenants, which also holds the tenant's version counter: a
+// tenant's versions become visible in commit order and a pull (a
+// repeatable-read snapshot) never skips a change that commits later (G1).
+// Versions are counted per tenant. Pushed rows are staged with multi-row
+// inserts. Every key leads with the tenant; ids and tenants are stored in
+// a binary, no-pad collation, so rows sort by bytes as on the other stores.
+//
+// MySQL has no LISTEN/NOTIFY: each store polls _tether_tenants (one small
+// row per tenant) every PollInterval while anyone subscribes to events,
+// and tells the subscribers of each tenant whose version moved.
+package mysqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/server/sqlstore"
+	"github.com/tethersync/tether/wire"
+)
+
+// Store is the MySQL server store.
+type Store = sqlstore.Store
+
+// PollInterval is how often a store that has event subscribers reads the
+// tenants' versions to learn of other processes' commits.
+const PollInterval = 200 * time.Millisecond
+
+// Open connects to the MySQL or MariaDB database named by dsn and creates
+// or upgrades the tables of schema. dsn is a go-sql-driver/mysql DSN
+// ("user:pass@tcp(host:3306)/tether") or a URL
+// ("mysql://user:pass@host:3306/tether"); the store sets the session
+// options it relies on (ANSI_QUOTES, strict mode, UTC, utf8mb4).
+func Open(ctx context.Context, dsn string, schema entity.Schema) (*Store, error) {
+	cfg, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: open: %w", err)
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: open: %w", err)
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxIdleConns(16)
+	d := &Dialect{db: db}
+	if d.collation, err = binaryCollation(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mysqlstore: open: %w", err)
+	}
+	s, err := sqlstore.New(ctx, db, d, schema, sqlstore.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("mysqlstore: open: %w", err)
+	}
+	return s, nil
+}
+
+// ParseDSN reads a DSN or a mysql:// URL into the driver's configuration,
+// with the session options the store relies on.
+func ParseDSN(dsn string) (*mysql.Config, error) {
+	if strings.HasPrefix(dsn, "mysql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return nil, fmt.Errorf("malformed URL: %w", err)
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host += ":3306"
+		}
+		pass, _ := u.User.Password()
+		cred := u.User.Username()
+		if pass != "" {
+			cred += ":" + pass
+		}
+		dsn = fmt.Sprintf("%s@tcp(%s)/%s", cred, host, strings.TrimPrefix(u.Path, "/"))
+		if u.RawQuery != "" {
+			dsn += "?" + u.RawQuery
+		}
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DBName == "" {
+		return nil, fmt.Errorf("no database named in %q", dsn)
+	}
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	cfg.InterpolateParams = true // one round trip per statement
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params["sql_mode"] = "'ANSI_QUOTES,STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ONLY_FULL_GROUP_BY'"
+	cfg.Params["time_zone"] = "'+00:00'"
+	cfg.Collation = "utf8mb4_general_ci" // the connection's; columns choose their own
+	return cfg, nil
+}
+
+// binaryCollation returns the utf8mb4 collation that compares by bytes
+// without padding: MariaDB's utf8mb4_nopad_bin, MySQL 8's utf8mb4_0900_bin.
+func binaryCollation(ctx context.Context, db *sql.DB) (string, error) {
+	for _, c := range []string{"utf8mb4_nopad_bin", "utf8mb4_0900_bin"} {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.collations WHERE collation_name = ?`, c).Scan(&n); err != nil {
+			return "", err
+		}
+		if n > 0 {
+			return c, nil
+		}
+	}
+	return "", fmt.Errorf("the server has no binary no-pad utf8mb4 collation (MySQL 8 or MariaDB 10.2 and later are)")
+}
+
+// Dialect is the MySQL dialect of sqlstore.
+type Dialect struct {
+	db        *sql.DB
+	collation string // binary, no pad
+}
+
+// Name implements sqlstore.Dialect.
+func (*Dialect) Name() string { return "mysql" }
+
+// Rebind implements sqlstore.Dialect: MySQL reads ? placeholders.
+func (*Dialect) Rebind(q string) string { return q }
+
+// Time implements sqlstore.Dialect: DATETIME(6) in UTC.
+func (*Dialect) Time(t time.Time) any { return t.UTC() }
+
+// ForUpdate implements sqlstore.Dialect.
+func (*Dialect) ForUpdate() string { return " FOR UPDATE" }
+
+// ReadOptions implements sqlstore.Dialect: a repeatable-read snapshot.
+func (*Dialect) ReadOptions() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+}
+
+// WriteOptions implements sqlstore.Dialect: read committed, so that
+// locking reads take no gap locks (commits are serialized by the tenant's
+// row, sessions by theirs).
+func (*Dialect) WriteOptions() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+}
+
+// Retryable implements sqlstore.Dialect: deadlocks and lock wait timeouts.
+func (*Dialect) Retryable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+// Text implements sqlstore.Dialect.
+func (*Dialect) Text(col string) string { return col }
+
+// ByteOrder implements sqlstore.Dialect: ids are stored in a binary
+// collation.
+func (*Dialect) ByteOrder(col string) string { return col }
+
+// NextVersion implements sqlstore.Dialect: the tenant's row of
+// _tether_tenants, locked until the commit ends, counts its versions.
+func (*Dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO _tether_tenants (tenant, version, device) VALUES (?, 1, '')
+		ON DUPLICATE KEY UPDATE version = version + 1`, tenant); err != nil {
+		return 0, fmt.Errorf("lock tenant: %w", err)
+	}
+	var v int64
+	err := tx.QueryRowContext(ctx, `SELECT version FROM _tether_tenants WHERE tenant = ?`, tenant).Scan(&v)
+	return v, err
+}
+
+// Stage implements sqlstore.Dialect with multi-row inserts; a row staged
+// again by a later batch replaces the earlier copy, and an earlier batch
+// sent again does not replace a later one.
+func (*Dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
+	cols := make([]string, len(t.StageCols))
+	for i, c := range t.StageCols {
+		cols[i] = sqlstore.Quote(c)
+	}
+	head := fmt.Sprintf(`INSERT INTO %s (%s)`, t.Stage, strings.Join(cols, ", "))
+	// Assignments run left to right on the updated row: "_seq" goes last.
+	tail := `ON DUPLICATE KEY UPDATE ` + t.Assignments(func(c string) string {
+		return fmt.Sprintf(`IF(VALUES("_seq") >= "_seq", VALUES(%s), %s)`, c, c)
+	}, `"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_seq"`)
+	ins := sqlbatch.New(tx, head, tail, len(cols))
+	args := make([]any, 0, len(cols))
+	for _, r := range rows {
+		args = t.StageValues(args[:0], tenant, session, seq, r)
+		if err := ins.Add(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return ins.Flush(ctx)
+}
+
+// Latest implements sqlstore.Dialect: a session holds one copy of a row.
+func (*Dialect) Latest(t *sqlstore.Table) string {
+	return `SELECT * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ?`
+}
+
+// Merge implements sqlstore.Dialect. The column versions are built from
+// the staged JSON array of changed columns.
+func (d *Dialect) Merge(t *sqlstore.Table) string {
+	return fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
+		SELECT ?, %s, ?, "_deleted", "_hlc", ?, ?, "_session",
+			coalesce((SELECT JSON_OBJECTAGG(j.c, ?) FROM JSON_TABLE(s."_changed", '$[*]' COLUMNS (c VARCHAR(64) PATH '$')) AS j), '{}')
+		FROM (%s) AS s
+		ON DUPLICATE KEY UPDATE %s, "_colvers" = JSON_MERGE_PATCH("_colvers", VALUES("_colvers"))`,
+		t.Name, t.ColumnList(), strings.Join(sqlstore.Bookkeeping, ", "), t.ColumnList(), d.Latest(t),
+		t.Assignments(func(c string) string { return "VALUES(" + c + ")" }, sqlstore.Bookkeeping...))
+}
+
+// Notify implements sqlstore.CrossProcess: the commit's device goes into
+// the tenant's row, whose version NextVersion already moved.
+func (*Dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error {
+	_, err := tx.ExecContext(ctx, `UPDATE _tether_tenants SET device = ? WHERE tenant = ?`, n.Device, n.Tenant)
+	return err
+}
+
+// Listen implements sqlstore.CrossProcess by polling the tenants'
+// versions every PollInterval. Commits between two polls are coalesced;
+// when a tenant moved by more than one version, the event names no device,
+// so that no device takes another's commit for its own.
+func (d *Dialect) Listen(ctx context.Context, ready func(), deliver func(sqlstore.Notice)) error {
+	seen := map[string]int64{}
+	poll := func(first bool) error {
+		rows, err := d.db.QueryContext(ctx, `SELECT tenant, version, device FROM _tether_tenants`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n sqlstore.Notice
+			if err := rows.Scan(&n.Tenant, &n.Version, &n.Device); err != nil {
+				return err
+			}
+			last, known := seen[n.Tenant]
+			seen[n.Tenant] = n.Version
+			if first || (known && n.Version == last) {
+				continue
+			}
+			if !known || n.Version > last+1 {
+				n.Device = ""
+			}
+			deliver(n)
+		}
+		return rows.Err()
+	}
+	if err := poll(true); err != nil {
+		return err
+	}
+	ready()
+	tick := time.NewTicker(PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		if err := poll(false); err != nil {
+			return err
+		}
+	}
+}
+
+func (d *Dialect) colType(k entity.Kind) string {
+	switch k {
+	case entity.KindInteger:
+		return "BIGINT"
+	case entity.KindReal:
+		return "DOUBLE"
+	case entity.KindBool:
+		return "BOOLEAN"
+	case entity.KindBlob:
+		return "LONGBLOB"
+	case entity.KindTime:
+		// entity.TimeFormat text: rows round-trip to the nanosecond.
+		return "VARCHAR(40) COLLATE " + d.collation
+	}
+	return "LONGTEXT COLLATE " + d.collation
+}
+
+// Migrate implements sqlstore.Dialect. Several processes may start at once
+// on an empty database: a named lock makes them take turns. (MySQL commits
+// DDL as it goes: each statement is idempotent.)
+func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table) error {
+	var got sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT GET_LOCK('tether-migrate', 60)`).Scan(&got); err != nil || got.Int64 != 1 {
+		return fmt.Errorf("lock for migration: %v (got %v)", err, got)
+	}
+	defer tx.ExecContext(context.WithoutCancel(ctx), `SELECT RELEASE_LOCK('tether-migrate')`)
+	key := "VARCHAR(255) COLLATE " + d.collation
+	id := fmt.Sprintf("VARCHAR(%d) COLLATE %s", 200, d.collation) // server.MaxIDLength bytes
+	short := "VARCHAR(64) COLLATE " + d.collation                   // device and session ids
+	stmts := []string{
+		`CREATE TABLE IF NOT EXISTS _tether_tenants (tenant ` + key + ` NOT NULL PRIMARY KEY, version BIGINT NOT NULL,
+			device ` + short + ` NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+		`CREATE TABLE IF NOT EXISTS _tether_devices (device ` + short + ` NOT NULL PRIMARY KEY, tenant ` + key + ` NOT NULL,
+			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, seen_at DATETIME(6) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+		`CREATE TABLE IF NOT EXISTS _tether_sessions (tenant ` + key + ` NOT NULL, id ` + short + ` NOT NULL, device ` + short + ` NOT NULL,
+			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, touched_at DATETIME(6) NULL, committed_at DATETIME(6) NULL,
+			version BIGINT NULL, result LONGTEXT NULL, PRIMARY KEY (tenant, id), INDEX _tether_sessions__device (tenant, device, committed_at))
+			ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+		`CREATE TABLE IF NOT EXISTS _tether_audit (tenant ` + key + ` NOT NULL, version BIGINT NOT NULL, tbl VARCHAR(64) NOT NULL,
+			id ` + id + ` NOT NULL, deleted BOOLEAN NOT NULL, user_name ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
+			session ` + short + ` NOT NULL, at DATETIME(6) NOT NULL, PRIMARY KEY (tenant, version, tbl, id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+		`CREATE TABLE IF NOT EXISTS _tether_batches (tenant ` + key + ` NOT NULL, session ` + short + ` NOT NULL, seq INT NOT NULL,
+			tbl VARCHAR(64) NOT NULL, "rows" INT NOT NULL, PRIMARY KEY (tenant, session, seq)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+	}
+	for _, t := range tables {
+		var defs []string
+		for i, c := range t.T.Columns[1:] {
+			defs = append(defs, t.Cols[i+1]+" "+d.colType(c.Kind)+" NULL")
+		}
+		cols := strings.Join(defs, ",\n\t")
+		stmts = append(stmts,
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	"_tenant" %s NOT NULL,
+	"id" %s NOT NULL,
+	%s,
+	"_version" BIGINT NOT NULL,
+	"_deleted" BOOLEAN NOT NULL DEFAULT FALSE,
+	"_hlc" VARCHAR(100) COLLATE %s NOT NULL,
+	"_modified_by" %s NOT NULL,
+	"_origin" %s NOT NULL,
+	"_session" %s NOT NULL,
+	"_colvers" LONGTEXT COLLATE %s NOT NULL,
+	PRIMARY KEY ("_tenant", "id"),
+	INDEX %s ("_tenant", "_version", "id")) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+				t.Name, key, id, cols, d.collation, key, short, short, d.collation, sqlstore.Quote(t.T.Name+"__changes")),
+			fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+	"_tenant" %s NOT NULL,
+	"_session" %s NOT NULL,
+	"_seq" INT NOT NULL,
+	"_base" BIGINT NOT NULL,
+	"_deleted" BOOLEAN NOT NULL,
+	"_hlc" VARCHAR(100) COLLATE %s NOT NULL,
+	"_changed" LONGTEXT COLLATE %s NOT NULL,
+	"id" %s NOT NULL,
+	%s,
+	PRIMARY KEY ("_tenant", "_session", "id"),
+	INDEX %s ("_tenant", "_session", "_seq")) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+				t.Stage, key, short, d.collation, d.collation, id, cols, sqlstore.Quote(t.StageName+"__seq")))
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create tables: %w", err)
+		}
+	}
+	for _, t := range tables { // columns added to the schema since
+		for _, table := range []string{t.T.Name, t.StageName} {
+			have, err := d.columns(ctx, tx, table)
+			if err != nil {
+				return err
+			}
+			for i, c := range t.T.Columns[1:] {
+				if !have[c.Name] {
+					q := fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s NULL`, sqlstore.Quote(table), t.Cols[i+1], d.colType(c.Kind))
+					if _, err := tx.ExecContext(ctx, q); err != nil {
+						return fmt.Errorf("add column %s to %s: %w", c.Name, table, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// columns returns the columns table has.
+func (d *Dialect) columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?`, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	have := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		have[n] = true
+	}
+	return have, rows.Err()
+}
