@@ -302,7 +302,7 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 	defer tx.ExecContext(context.WithoutCancel(ctx), `SELECT RELEASE_LOCK('tether-migrate')`)
 	key := "VARCHAR(255) COLLATE " + d.collation
 	id := fmt.Sprintf("VARCHAR(%d) COLLATE %s", 200, d.collation) // server.MaxIDLength bytes
-	short := "VARCHAR(64) COLLATE " + d.collation                   // device and session ids
+	short := "VARCHAR(64) COLLATE " + d.collation                 // device and session ids
 	stmts := []string{
 		`CREATE TABLE IF NOT EXISTS _tether_tenants (tenant ` + key + ` NOT NULL PRIMARY KEY, version BIGINT NOT NULL,
 			device ` + short + ` NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
