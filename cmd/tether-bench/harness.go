@@ -15,9 +15,9 @@ import (
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/server/sqlitestore"
 )
@@ -33,19 +33,28 @@ type benchServer struct {
 	hs    *http.Server
 }
 
-// startServer starts a server over a new SQLite file at path, or over a new
-// database of pg when pg is not nil.
-func startServer(path string, pg *pgtest.Cluster, reg *entity.Registry) (*benchServer, error) {
-	var store server.Store
-	var err error
-	if pg != nil {
-		var url string
-		if url, err = pg.NewDatabase(); err == nil {
-			store, err = pgstore.Open(context.Background(), url, reg.Schema())
+// openStore opens a new store of the kind of -store: a new SQLite file at
+// path, or a new database on the benchmark's PostgreSQL or MySQL server.
+func (b *bench) openStore(path string) (server.Store, error) {
+	switch {
+	case b.pg != nil:
+		url, err := b.pg.NewDatabase()
+		if err != nil {
+			return nil, err
 		}
-	} else {
-		store, err = sqlitestore.Open(path, reg.Schema())
+		return pgstore.Open(context.Background(), url, b.reg.Schema())
+	case b.my != nil:
+		dsn, err := b.my.NewDatabase()
+		if err != nil {
+			return nil, err
+		}
+		return mysqlstore.Open(context.Background(), dsn, b.reg.Schema())
 	}
+	return sqlitestore.Open(path, b.reg.Schema())
+}
+
+// startServer starts a server on loopback over store.
+func startServer(store server.Store, err error) (*benchServer, error) {
 	if err != nil {
 		return nil, err
 	}

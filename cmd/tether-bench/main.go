@@ -27,6 +27,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 )
 
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	million := fs.Bool("million", false, "add 1,000,000 rows to -rows")
 	batch := fs.Int("batch", 1000, "rows per push batch and pull page")
 	runs := fs.Int("runs", 3, "runs per figure; the median is reported")
-	store := fs.String("store", "sqlite", "server store: sqlite, or postgres (a throwaway server started from the machine's PostgreSQL binaries)")
+	store := fs.String("store", "sqlite", "server store: sqlite, postgres or mysql (postgres and mysql: a throwaway server started from the machine's PostgreSQL or MariaDB/MySQL binaries)")
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 	memRows := fs.Int("mem-rows", 1_000_000, "rows pulled by the child process of the memory scenario")
 	syncRows := fs.Int("sync-rows", 100_000, "rows on the device of the incremental and no-op scenarios")
@@ -106,8 +107,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if cfg.runs < 1 || cfg.batch < 1 || cfg.memRows < 1 || cfg.syncRows < 100 {
 		return fmt.Errorf("-runs and -batch must be at least 1, -mem-rows at least 1, -sync-rows at least 100")
 	}
-	if cfg.store != "sqlite" && cfg.store != "postgres" {
-		return fmt.Errorf("-store %q: want sqlite or postgres", cfg.store)
+	if cfg.store != "sqlite" && cfg.store != "postgres" && cfg.store != "mysql" {
+		return fmt.Errorf("-store %q: want sqlite, postgres or mysql", cfg.store)
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "tether-bench-")
@@ -126,6 +127,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("-store postgres: %w", err)
 		}
 		b.pg = pg
+	}
+	if cfg.store == "mysql" {
+		my, err := mysqltest.Start()
+		if err != nil {
+			return fmt.Errorf("-store mysql: %w", err)
+		}
+		b.my = my
 	}
 	t, err := b.run(ctx, func(s string) { fmt.Fprintln(os.Stderr, "tether-bench:", s) })
 	if err != nil {
@@ -202,7 +210,7 @@ func (b *bench) run(ctx context.Context, log func(string)) (*table, error) {
 				continue
 			}
 			goal := 50_000.0
-			if cfg.store == "postgres" {
+			if cfg.store != "sqlite" {
 				goal = 40_000
 			}
 			ok := rate(n, d) >= goal

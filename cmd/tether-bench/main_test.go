@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 )
 
@@ -20,7 +21,10 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(pgtest.Main(m))
+	code := m.Run()
+	pgtest.Stop()
+	mysqltest.Stop()
+	os.Exit(code)
 }
 
 // A small run of every scenario: the command works end to end and prints
@@ -31,6 +35,12 @@ func TestSmallRun(t *testing.T) { smallRun(t, "sqlite") }
 func TestSmallRunPostgres(t *testing.T) {
 	pgtest.URL(t) // skips, or fails under TETHER_REQUIRE_POSTGRES=1, without binaries
 	smallRun(t, "postgres")
+}
+
+// The same on MySQL (MariaDB here), which the bench starts itself.
+func TestSmallRunMySQL(t *testing.T) {
+	mysqltest.URL(t) // skips, or fails under TETHER_REQUIRE_MYSQL=1, without binaries
+	smallRun(t, "mysql")
 }
 
 func smallRun(t *testing.T, store string) {
@@ -50,7 +60,7 @@ func smallRun(t *testing.T, store string) {
 
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
-		{"-rows", "0"}, {"-rows", "ten"}, {"-scenarios", "push,warp"}, {"-store", "mysql"}, {"-runs", "0"},
+		{"-rows", "0"}, {"-rows", "ten"}, {"-scenarios", "push,warp"}, {"-store", "oracle"}, {"-runs", "0"},
 	} {
 		if err := run(t.Context(), args, &strings.Builder{}); err == nil {
 			t.Errorf("run(%q) succeeded, want an error", args)

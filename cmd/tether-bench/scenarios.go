@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/push"
 )
@@ -28,6 +29,7 @@ type bench struct {
 	seq int
 
 	pg        *pgtest.Cluster      // the PostgreSQL server of -store postgres
+	my        *mysqltest.Server    // the MySQL server of -store mysql
 	templates map[int]string       // rows -> closed device db with that many dirty rows
 	servers   map[int]*benchServer // rows -> running server holding that many rows
 }
@@ -43,6 +45,9 @@ func (b *bench) close() {
 	}
 	if b.pg != nil {
 		b.pg.Stop()
+	}
+	if b.my != nil {
+		b.my.Stop()
 	}
 }
 
@@ -93,7 +98,7 @@ func (b *bench) pushRun(ctx context.Context, n int, o deviceOptions) (*benchServ
 	if err := copyFile(devPath, tpl); err != nil {
 		return nil, nil, 0, err
 	}
-	srv, err := startServer(b.path("server"), b.pg, b.reg)
+	srv, err := startServer(b.openStore(b.path("server")))
 	if err != nil {
 		return nil, nil, 0, err
 	}

@@ -39,7 +39,7 @@ import (
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/pgstore"
-	"github.com/tethersync/tether/server/sqlitestore"
+	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -68,7 +68,7 @@ func (s strategies) Set(v string) error {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
-	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database, or a postgres:// URL")
+	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database, or a postgres:// or mysql:// URL")
 	tokensPath := fs.String("tokens", "", "path of the JSON tokens file (required)")
 	schemaPath := fs.String("schema", "", "path of the JSON schema file (required)")
 	jwtSecret := fs.String("jwt-hs256-secret-file", "", "accept JWTs signed with HS256 with the secret in this file")
@@ -191,20 +191,28 @@ func isPostgres(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
+func isMySQL(db string) bool { return strings.HasPrefix(db, "mysql://") }
+
 func storeKind(db string) string {
-	if isPostgres(db) {
-		return "postgres" // the URL may hold a password: not logged
+	switch { // a URL may hold a password: not logged
+	case isPostgres(db):
+		return "postgres"
+	case isMySQL(db):
+		return "mysql"
 	}
 	return "sqlite " + db
 }
 
-// openStore opens the PostgreSQL store for a postgres:// URL, else the
-// SQLite store at the path db.
+// openStore opens the PostgreSQL store for a postgres:// URL, the MySQL
+// store for a mysql:// URL, else the SQLite store at the path db.
 func openStore(ctx context.Context, db string, schema entity.Schema) (server.Store, error) {
-	if isPostgres(db) {
+	switch {
+	case isPostgres(db):
 		return pgstore.Open(ctx, db, schema)
+	case isMySQL(db):
+		return mysqlstore.Open(ctx, db, schema)
 	}
-	return sqlitestore.Open(db, schema)
+	return openSQLite(db, schema)
 }
 
 func loadSchema(path string) (entity.Schema, error) {

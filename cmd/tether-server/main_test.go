@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"github.com/go-sql-driver/mysql"
 	"math/big"
 	"net"
 	"net/http"
@@ -22,6 +24,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tethersync/tether/client"
+	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 )
@@ -54,11 +57,25 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	mysqltest.Stop()
+	os.Exit(code)
+}
 
 func TestServeSQLite(t *testing.T) { serve(t, filepath.Join(t.TempDir(), "s.db")) }
 
 func TestServePostgres(t *testing.T) { serve(t, pgtest.URL(t)) }
+
+// -db takes a mysql:// URL; the test server's DSN is rewritten into one.
+func TestServeMySQL(t *testing.T) {
+	cfg, err := mysql.ParseDSN(mysqltest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, fmt.Sprintf("mysql://%s@%s/%s", cfg.User, cfg.Addr, cfg.DBName))
+}
 
 // The binary serves the schema it is given over the store db names,
 // authenticates with the tokens file, syncs devices, and stops cleanly when
