@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tethersync/tether/entity"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +61,34 @@ type Options struct {
 	RateBurst int
 }
 
+// Check returns an error naming the first table of Strategies, Resolvers
+// or Deletes that schema lacks, or the first unknown strategy or delete
+// policy.
+func (o Options) Check(schema entity.Schema) error {
+	for _, table := range slices.Sorted(maps.Keys(o.Strategies)) {
+		if schema.Table(table) == nil {
+			return fmt.Errorf("strategy for unknown table %q", table)
+		}
+		if err := validStrategy(o.Strategies[table]); err != nil {
+			return fmt.Errorf("table %q: %w", table, err)
+		}
+	}
+	for _, table := range slices.Sorted(maps.Keys(o.Resolvers)) {
+		if schema.Table(table) == nil {
+			return fmt.Errorf("resolver for unknown table %q", table)
+		}
+	}
+	for _, table := range slices.Sorted(maps.Keys(o.Deletes)) {
+		if schema.Table(table) == nil {
+			return fmt.Errorf("delete policy for unknown table %q", table)
+		}
+		if d := o.Deletes[table]; d != NewerWins && d != DeleteAlwaysWins {
+			return fmt.Errorf("table %q: unknown delete policy %q", table, d)
+		}
+	}
+	return nil
+}
+
 // Server is the tether sync server: an http.Handler over a Store. It is
 // safe for concurrent use.
 type Server struct {
@@ -68,10 +99,13 @@ type Server struct {
 	limiters *limiters
 }
 
-// New returns a server over store. It panics if Options.Strategies,
-// Resolvers or Deletes name a table the store does not hold, an unknown
-// strategy or policy, which is a programming error.
-func New(store Store, opts Options) *Server {
+// New returns a server over store. It returns an error when
+// Options.Strategies, Resolvers or Deletes name a table the store does not
+// hold, or an unknown strategy or policy (see Options.Check).
+func New(store Store, opts Options) (*Server, error) {
+	if err := opts.Check(store.Schema()); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -84,25 +118,6 @@ func New(store Store, opts Options) *Server {
 	}
 	if opts.RateLimit > 0 && opts.RateBurst <= 0 {
 		opts.RateBurst = max(1, int(2*opts.RateLimit))
-	}
-	schema := store.Schema()
-	for table, s := range opts.Strategies {
-		if schema.Table(table) == nil {
-			panic(fmt.Sprintf("server: strategy for unknown table %q", table))
-		}
-		if err := validStrategy(s); err != nil {
-			panic(fmt.Sprintf("server: table %q: %v", table, err))
-		}
-	}
-	for table := range opts.Resolvers {
-		if schema.Table(table) == nil {
-			panic(fmt.Sprintf("server: resolver for unknown table %q", table))
-		}
-	}
-	for table, d := range opts.Deletes {
-		if schema.Table(table) == nil || (d != NewerWins && d != DeleteAlwaysWins) {
-			panic(fmt.Sprintf("server: delete policy %q for table %q: unknown table or policy", d, table))
-		}
 	}
 	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies, opts.Resolvers, opts.Deletes), mux: http.NewServeMux(),
 		limiters: newLimiters(opts.RateLimit, opts.RateBurst)}
@@ -118,7 +133,7 @@ func New(store Store, opts Options) *Server {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})
-	return s
+	return s, nil
 }
 
 // ServeHTTP implements http.Handler.

@@ -500,3 +500,29 @@ func TestMaxBatchRows(t *testing.T) {
 		t.Errorf("2-row batch: %v", err)
 	}
 }
+
+// New refuses options that name a table the store lacks, or an unknown
+// strategy or delete policy, with an error naming it.
+func TestNewRefusesBadOptions(t *testing.T) {
+	reg := testkit.Registry(t)
+	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	resolve := func(context.Context, server.Conflict) (server.Resolution, error) { return server.Resolution{}, nil }
+	for want, opts := range map[string]server.Options{
+		`strategy for unknown table "nope"`:         {Strategies: map[string]server.Strategy{"nope": server.ServerWins}},
+		`unknown strategy "coin-toss"`:              {Strategies: map[string]server.Strategy{"orders": "coin-toss"}},
+		`resolver for unknown table "nope"`:         {Resolvers: map[string]server.ResolveFunc{"nope": resolve}},
+		`delete policy for unknown table "nope"`:    {Deletes: map[string]server.DeletePolicy{"nope": server.DeleteAlwaysWins}},
+		`table "orders": unknown delete policy "x"`: {Deletes: map[string]server.DeletePolicy{"orders": "x"}},
+	} {
+		if _, err := server.New(store, opts); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("New: %v, want an error naming %s", err, want)
+		}
+	}
+	if _, err := server.New(store, server.Options{Strategies: map[string]server.Strategy{"orders": server.MergeColumns}}); err != nil {
+		t.Errorf("New with good options: %v", err)
+	}
+}

@@ -98,7 +98,11 @@ func startUpstream(t *testing.T, path string, reg *entity.Registry) *upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(server.New(store, server.Options{Auth: tokens, Logger: quiet}))
+	handler, err := server.New(store, server.Options{Auth: tokens, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(handler)
 	return &upstream{path: path, reg: reg, store: store, hs: hs}
 }
 

@@ -58,18 +58,20 @@ func startServer(store server.Store, err error) (*benchServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	handler, err := server.New(store, server.Options{
+		Auth:   server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}}),
+		Logger: quiet,
+	})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("listen on loopback: %w", err)
 	}
-	hs := &http.Server{
-		Handler: server.New(store, server.Options{
-			Auth:   server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}}),
-			Logger: quiet,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			fmt.Fprintln(os.Stderr, "tether-bench: server:", err)

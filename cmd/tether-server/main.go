@@ -38,8 +38,8 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/server/mysqlstore"
+	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -138,32 +138,30 @@ func run(ctx context.Context, args []string) error {
 		}
 		auth = append(auth, j)
 	}
-	for table, s := range strat {
-		if schema.Table(table) == nil {
-			return fmt.Errorf("-strategy: unknown table %q", table)
-		}
-		switch s {
-		case server.LastWriterWins, server.ServerWins, server.ClientWins, server.MergeColumns:
-		default:
-			return fmt.Errorf("-strategy: unknown strategy %q for table %q", s, table)
-		}
+	opts := server.Options{
+		Auth:         auth,
+		Strategies:   strat,
+		MaxBodyBytes: *maxBody,
+		MaxBatchRows: *maxRows,
+		Limits:       server.Limits{MaxOpenSessions: *maxSessions, SessionIdle: *idle},
+		RateLimit:    rate.Limit(*rateLimit),
+		RateBurst:    *rateBurst,
+	}
+	if err := opts.Check(schema); err != nil { // before a database is touched
+		return fmt.Errorf("-strategy: %w", err)
 	}
 	store, err := openStore(ctx, *dbPath, schema)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	handler, err := server.New(store, opts)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Addr: *listen,
-		Handler: server.New(store, server.Options{
-			Auth:         auth,
-			Strategies:   strat,
-			MaxBodyBytes: *maxBody,
-			MaxBatchRows: *maxRows,
-			Limits:       server.Limits{MaxOpenSessions: *maxSessions, SessionIdle: *idle},
-			RateLimit:    rate.Limit(*rateLimit),
-			RateBurst:    *rateBurst,
-		}),
+		Addr:              *listen,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", *listen)

@@ -74,10 +74,13 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer store.Close()
-	srv := server.New(store, server.Options{Auth: server.StaticTokens{
+	srv, err := server.New(store, server.Options{Auth: server.StaticTokens{
 		"token-laptop": {Tenant: "acme", User: "ada"},
 		"token-phone":  {Tenant: "acme", User: "bob"},
 	}})
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -89,7 +89,11 @@ func Serve(t testing.TB, store server.Store, opts server.Options) *httptest.Serv
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	hs := httptest.NewServer(server.New(store, opts))
+	handler, err := server.New(store, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(handler)
 	t.Cleanup(hs.Close)
 	return hs
 }
