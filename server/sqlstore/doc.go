@@ -1,0 +1,16 @@
+// Package sqlstore is the tether server's store over a SQL database: the
+// session and commit flow, written once, over a small [Dialect] that each
+// database implements (server/sqlitestore, server/pgstore,
+// server/mysqlstore).
+//
+// The flow: a device registers (bound to its tenant for good); opens a push
+// session; stages batches of rows into typed staging tables (a re-sent
+// batch replaces itself, G3); commits, which in one transaction draws the
+// tenant's next version (Dialect.NextVersion, serializing the tenant's
+// commits so versions become visible in commit order, G1), finds the
+// staged rows whose server row moved since their base and settles each
+// with the server's resolver, applies the rest with one statement per
+// table in priority order (G4), records the audit log and stores the
+// commit's answer for re-sent commits. Pulls read pages in commit order
+// from one snapshot. Every query is scoped to the caller's tenant (G8).
+package sqlstore
