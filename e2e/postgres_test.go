@@ -16,6 +16,7 @@ import (
 	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/throwaway"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/mysqlstore"
@@ -23,10 +24,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop()
-	mysqltest.Stop()
-	os.Exit(code)
+	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
 }
 
 // sharedStores are the stores made for several server processes on one

@@ -15,6 +15,7 @@ import (
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/internal/throwaway"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/server/pgstore"
@@ -23,10 +24,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop()
-	mysqltest.Stop()
-	os.Exit(code)
+	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
 }
 
 // The conformance suite: the same tests run against every store.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/internal/throwaway"
 )
 
 // TestMain lets the test binary stand in for tether-bench in the memory
@@ -21,10 +22,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	code := m.Run()
-	pgtest.Stop()
-	mysqltest.Stop()
-	os.Exit(code)
+	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
 }
 
 // A small run of every scenario: the command works end to end and prints

@@ -27,6 +27,7 @@ import (
 	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/throwaway"
 )
 
 // files writes a schema file and a tokens file and returns their paths.
@@ -58,10 +59,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop()
-	mysqltest.Stop()
-	os.Exit(code)
+	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
 }
 
 func TestServeSQLite(t *testing.T) { serve(t, filepath.Join(t.TempDir(), "s.db")) }

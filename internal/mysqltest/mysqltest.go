@@ -27,16 +27,14 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/tethersync/tether/internal/throwaway"
 )
 
 // RequireEnv is the environment variable that turns a skip into a failure.
 const RequireEnv = "TETHER_REQUIRE_MYSQL"
 
-var (
-	mu      sync.Mutex
-	started *Server
-	failed  error
-)
+var shared = &throwaway.Shared[*Server]{Name: "MariaDB", RequireEnv: RequireEnv, NoBinaries: ErrNoBinaries, Start: Start}
 
 // Server is a running throwaway MariaDB or MySQL server.
 type Server struct {
@@ -51,33 +49,14 @@ type Server struct {
 
 // Main runs the tests of a package and stops the server afterwards. Call it
 // from TestMain: os.Exit(mysqltest.Main(m)).
-func Main(m *testing.M) int {
-	code := m.Run()
-	Stop()
-	return code
-}
+func Main(m *testing.M) int { return throwaway.Main(m, Stop) }
 
 // URL returns the go-sql-driver/mysql DSN of a new, empty database on the
 // test server, starting the server on first use. It skips t (or fails it,
 // under TETHER_REQUIRE_MYSQL=1) when MariaDB is not installed.
 func URL(t testing.TB) string {
 	t.Helper()
-	mu.Lock()
-	defer mu.Unlock()
-	if started == nil && failed == nil {
-		started, failed = Start()
-	}
-	if failed != nil {
-		if errors.Is(failed, ErrNoBinaries) && os.Getenv(RequireEnv) != "1" {
-			t.Skipf("%v; install MariaDB or set %s=1 to fail instead of skipping", failed, RequireEnv)
-		}
-		t.Fatalf("mysqltest: %v", failed)
-	}
-	dsn, err := started.NewDatabase()
-	if err != nil {
-		t.Fatalf("mysqltest: %v", err)
-	}
-	return dsn
+	return shared.Database(t)
 }
 
 // DSN is URL: the data source name of a new, empty database, in the form
@@ -102,15 +81,7 @@ func (s *Server) NewDatabase() (string, error) {
 }
 
 // Stop stops the server URL started, if any, and removes its directory.
-func Stop() {
-	mu.Lock()
-	defer mu.Unlock()
-	if started == nil {
-		return
-	}
-	started.Stop()
-	started = nil
-}
+func Stop() { shared.Stop() }
 
 // dsn is the DSN of database db over TCP, as root without a password.
 func (s *Server) dsn(db string) string {

@@ -26,16 +26,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tethersync/tether/internal/throwaway"
 )
 
 // RequireEnv is the environment variable that turns a skip into a failure.
 const RequireEnv = "TETHER_REQUIRE_POSTGRES"
 
-var (
-	mu      sync.Mutex
-	started *Cluster
-	failed  error
-)
+var shared = &throwaway.Shared[*Cluster]{Name: "PostgreSQL", RequireEnv: RequireEnv, NoBinaries: ErrNoBinaries, Start: Start}
 
 // Cluster is a running throwaway PostgreSQL server.
 type Cluster struct {
@@ -50,33 +48,14 @@ type Cluster struct {
 
 // Main runs the tests of a package and stops the server afterwards. Call it
 // from TestMain: os.Exit(pgtest.Main(m)).
-func Main(m *testing.M) int {
-	code := m.Run()
-	Stop()
-	return code
-}
+func Main(m *testing.M) int { return throwaway.Main(m, Stop) }
 
 // URL returns the URL of a new, empty database on the test server,
 // starting the server on first use. It skips t (or fails it, under
 // TETHER_REQUIRE_POSTGRES=1) when PostgreSQL is not installed.
 func URL(t testing.TB) string {
 	t.Helper()
-	mu.Lock()
-	defer mu.Unlock()
-	if started == nil && failed == nil {
-		started, failed = Start()
-	}
-	if failed != nil {
-		if errors.Is(failed, ErrNoBinaries) && os.Getenv(RequireEnv) != "1" {
-			t.Skipf("%v; install PostgreSQL or set %s=1 to fail instead of skipping", failed, RequireEnv)
-		}
-		t.Fatalf("pgtest: %v", failed)
-	}
-	url, err := started.NewDatabase()
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	return url
+	return shared.Database(t)
 }
 
 // NewDatabase creates an empty database and returns its URL.
@@ -99,15 +78,7 @@ func (c *Cluster) NewDatabase() (string, error) {
 }
 
 // Stop stops the server URL started, if any, and removes its directory.
-func Stop() {
-	mu.Lock()
-	defer mu.Unlock()
-	if started == nil {
-		return
-	}
-	started.Stop()
-	started = nil
-}
+func Stop() { shared.Stop() }
 
 func (c *Cluster) url(db string) string {
 	return fmt.Sprintf("postgres://tether@127.0.0.1:%d/%s?sslmode=disable", c.port, db)

@@ -363,18 +363,6 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 
 // columns returns the columns table has.
 func (d *Dialect) columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?`, table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	have := map[string]bool{}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		have[n] = true
-	}
-	return have, rows.Err()
+	return sqlstore.Set(sqlstore.Strings(ctx, tx,
+		`SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ?`, table))
 }

@@ -268,20 +268,7 @@ CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
 
 // columns returns the columns table has (none when it does not exist).
 func columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	have := map[string]bool{}
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		have[n] = true
-	}
-	return have, rows.Err()
+	return sqlstore.Set(sqlstore.Strings(ctx, tx, `SELECT name FROM pragma_table_info(?)`, table))
 }
 
 // addBookkeeping adds the bookkeeping column name with definition def to

@@ -269,7 +269,13 @@ var errOpened = errors.New("session already open")
 
 // strings runs a query of one text column in tx.
 func (s *Store) strings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, s.q(query), args...)
+	return Strings(ctx, tx, s.q(query), args...)
+}
+
+// Strings runs query, in the database's own placeholders, in tx and
+// returns its one text column.
+func Strings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +289,15 @@ func (s *Store) strings(ctx context.Context, tx *sql.Tx, query string, args ...a
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// Set returns the strings as a set.
+func Set(list []string, err error) (map[string]bool, error) {
+	set := make(map[string]bool, len(list))
+	for _, v := range list {
+		set[v] = true
+	}
+	return set, err
 }
 
 // dropSession deletes an uncommitted session and everything it staged.

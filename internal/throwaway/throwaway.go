@@ -1,0 +1,85 @@
+// Package throwaway shares one throwaway database server among the tests
+// of a test binary: it starts the server on first use, hands each caller a
+// new database, skips the callers (or fails them, when an environment
+// variable asks for it) when the machine has no binaries for it, and
+// stops it at the end. internal/pgtest and internal/mysqltest are its two
+// uses.
+package throwaway
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"testing"
+)
+
+// Server is a running database server.
+type Server interface {
+	// NewDatabase creates an empty database and returns how to reach it.
+	NewDatabase() (string, error)
+	// Stop stops the server and removes its files.
+	Stop()
+}
+
+// Shared is one server of kind S for a whole test binary.
+type Shared[S Server] struct {
+	// Name names the database in messages: "PostgreSQL", "MariaDB".
+	Name string
+	// RequireEnv is the environment variable that, set to 1, turns a skip
+	// into a failure.
+	RequireEnv string
+	// NoBinaries is the error Start returns when the machine lacks the
+	// server's binaries: callers are then skipped.
+	NoBinaries error
+	// Start starts a server.
+	Start func() (S, error)
+
+	mu      sync.Mutex
+	started S
+	running bool
+	failed  error
+}
+
+// Database returns a new, empty database on the shared server, starting
+// the server on first use. It skips t when the binaries are missing,
+// unless RequireEnv is 1, and fails it when the server cannot start.
+func (s *Shared[S]) Database(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running && s.failed == nil {
+		s.started, s.failed = s.Start()
+		s.running = s.failed == nil
+	}
+	if s.failed != nil {
+		if errors.Is(s.failed, s.NoBinaries) && os.Getenv(s.RequireEnv) != "1" {
+			t.Skipf("%v; install %s or set %s=1 to fail instead of skipping", s.failed, s.Name, s.RequireEnv)
+		}
+		t.Fatalf("%s: %v", s.Name, s.failed)
+	}
+	db, err := s.started.NewDatabase()
+	if err != nil {
+		t.Fatalf("%s: %v", s.Name, err)
+	}
+	return db
+}
+
+// Stop stops the shared server, if it was started.
+func (s *Shared[S]) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running {
+		s.started.Stop()
+		s.running = false
+	}
+}
+
+// Main runs the tests of a package and stops the shared servers
+// afterwards. Call it from TestMain: os.Exit(throwaway.Main(m, stops...)).
+func Main(m *testing.M, stops ...func()) int {
+	code := m.Run()
+	for _, stop := range stops {
+		stop()
+	}
+	return code
+}
