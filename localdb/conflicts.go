@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -69,7 +70,7 @@ func (db *DB) logConflict(ctx context.Context, tx *sql.Tx, cf wire.Conflict) err
 
 // readWire reads one row as a wire row with canonical values.
 func (t *table) readWire(ctx context.Context, tx *sql.Tx, id string) (wire.Row, error) {
-	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change" FROM %s WHERE "id" = ?`, t.selectCols, quote(t.name)), id)
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change" FROM %s WHERE "id" = ?`, t.selectCols, sqlident.Quote(t.name)), id)
 	if err != nil {
 		return wire.Row{}, err
 	}
@@ -183,7 +184,7 @@ func (tx *Tx) writeRaw(ctx context.Context, t *table, r wire.Row) error {
 	m, s := tx.stamp()
 	if r.Deleted {
 		_, err := tx.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_deleted" = 1, "_dirty" = 1, "_change" = ?, "_hlc" = ?, "_modified_at" = ?
-			WHERE "id" = ?`, quote(t.name)), change, s, entity.FormatTime(m.ModifiedAt), r.ID)
+			WHERE "id" = ?`, sqlident.Quote(t.name)), change, s, entity.FormatTime(m.ModifiedAt), r.ID)
 		return err
 	}
 	args, err := t.wireArgs(r)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 )
 
 // Tx is a write transaction opened by [DB.Update]. It must not be used
@@ -83,7 +84,7 @@ func get(ctx context.Context, q querier, db *DB, ptr any, id string) error {
 	if err != nil {
 		return err
 	}
-	row := q.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "id" = ? AND "_deleted" = 0`, t.selectCols, quote(t.name)), id)
+	row := q.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "id" = ? AND "_deleted" = 0`, t.selectCols, sqlident.Quote(t.name)), id)
 	if err := t.scanRow(row, ptr); errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("localdb: get %s %q: %w", t.name, id, ErrNotFound)
 	} else if err != nil {
@@ -176,7 +177,7 @@ func (tx *Tx) Delete(ctx context.Context, ptr any) error {
 	m, s := tx.stamp()
 	m.Deleted = true
 	err = tx.tx.QueryRowContext(ctx, fmt.Sprintf(`UPDATE %s SET "_deleted" = 1, "_dirty" = 1, "_change" = ?, "_hlc" = ?, "_modified_at" = ?
-		WHERE "id" = ? AND "_deleted" = 0 RETURNING "_version", "_modified_by"`, quote(t.name)),
+		WHERE "id" = ? AND "_deleted" = 0 RETURNING "_version", "_modified_by"`, sqlident.Quote(t.name)),
 		change, s, entity.FormatTime(m.ModifiedAt), id).Scan(&m.Version, &m.ModifiedBy)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("localdb: delete %s %q: %w", t.name, id, ErrNotFound)
@@ -207,7 +208,7 @@ func Query[T any](ctx context.Context, r Reader, where string, args ...any) ([]T
 	if err != nil {
 		return nil, err
 	}
-	stmt := fmt.Sprintf(`SELECT %s FROM %s WHERE "_deleted" = 0`, t.selectCols, quote(t.name))
+	stmt := fmt.Sprintf(`SELECT %s FROM %s WHERE "_deleted" = 0`, t.selectCols, sqlident.Quote(t.name))
 	if where != "" {
 		stmt += " AND (" + where + ")"
 	}

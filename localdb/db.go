@@ -5,14 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlitedsn"
 )
 
 // Sentinel errors.
@@ -64,14 +63,15 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 10 * time.Second
 	}
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
-	q.Set("_foreign_keys", "on")
-	q.Set("_txlock", "immediate")
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_stmt_cache_size", "64")
-	sdb, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	dsn := sqlitedsn.DSN(path, map[string]string{
+		"_journal_mode":    "WAL",
+		"_busy_timeout":    fmt.Sprint(opts.BusyTimeout.Milliseconds()),
+		"_foreign_keys":    "on",
+		"_txlock":          "immediate",
+		"_synchronous":     "NORMAL",
+		"_stmt_cache_size": "64",
+	})
+	sdb, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
@@ -232,6 +232,3 @@ func (db *DB) Pending(ctx context.Context) (int, error) {
 	}
 	return total, nil
 }
-
-// quote returns s as an SQL identifier.
-func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

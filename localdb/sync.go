@@ -12,6 +12,7 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -113,7 +114,7 @@ func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change", "_changed" FROM %s
-			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, quote(t.name)), pos.After, limit)
+			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, sqlident.Quote(t.name)), pos.After, limit)
 		if err != nil {
 			return err
 		}
@@ -142,7 +143,7 @@ func (db *DB) stampRaw(ctx context.Context, tx *sql.Tx, t *table) error {
 	if err := setSuppress(ctx, tx, true); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "_dirty" = 1 AND "_hlc" = ''`, quote(t.name)), db.clock.Now())
+	res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "_dirty" = 1 AND "_hlc" = ''`, sqlident.Quote(t.name)), db.clock.Now())
 	if err != nil {
 		return fmt.Errorf("stamp raw writes: %w", err)
 	}
@@ -218,7 +219,7 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 				"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
 				"_changed" = CASE WHEN %[1]s."_change" = p.change THEN '' ELSE %[1]s."_changed" END,
 				"_version" = ?
-				FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, quote(t.name)), c.Version, t.name)
+				FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, sqlident.Quote(t.name)), c.Version, t.name)
 			if err != nil {
 				return fmt.Errorf("acknowledge %s: %w", t.name, err)
 			}
@@ -256,12 +257,12 @@ func (db *DB) applyWinner(ctx context.Context, tx *sql.Tx, r wire.Row) error {
 	}
 	db.clock.Observe(r.HLC)
 	var dirty int
-	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty" FROM %s WHERE "id" = ?`, quote(t.name)), r.ID).Scan(&dirty)
+	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty" FROM %s WHERE "id" = ?`, sqlident.Quote(t.name)), r.ID).Scan(&dirty)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("conflict %s %q: %w", t.name, r.ID, err)
 	}
 	if dirty != 0 {
-		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_version" = ? WHERE "id" = ?`, quote(t.name)), r.Version, r.ID)
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_version" = ? WHERE "id" = ?`, sqlident.Quote(t.name)), r.Version, r.ID)
 		return err
 	}
 	return t.upsertRemote(ctx, tx, r)
@@ -433,7 +434,7 @@ func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, 
 	}
 	names := make([]string, len(t.cols))
 	for i, c := range t.cols {
-		names[i] = quote(c.Name)
+		names[i] = sqlident.Quote(c.Name)
 	}
 	var out wire.TableDigest
 	var pending int
@@ -441,7 +442,7 @@ func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, 
 		if err := tx.QueryRowContext(ctx, t.countDirty).Scan(&pending); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s ORDER BY "id"`, strings.Join(names, ", "), quote(t.name)))
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s ORDER BY "id"`, strings.Join(names, ", "), sqlident.Quote(t.name)))
 		if err != nil {
 			return err
 		}
