@@ -87,6 +87,9 @@ func (t *table) readWire(ctx context.Context, tx *sql.Tx, id string) (wire.Row, 
 
 // Conflicts returns the open entries of the conflict log, oldest first.
 func (db *DB) Conflicts(ctx context.Context) ([]ConflictRecord, error) {
+	if err := db.checkOpen("Conflicts"); err != nil {
+		return nil, err
+	}
 	rows, err := db.sql.QueryContext(ctx, `SELECT id, tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc
 		FROM _tether_conflicts WHERE state = 'open' ORDER BY id`)
 	if err != nil {
@@ -127,6 +130,9 @@ func decodeRow(s string, r *wire.Row) error {
 // later clock stamp and so wins the next push under last-writer-wins. The
 // conflict is closed.
 func (db *DB) KeepLocal(ctx context.Context, conflict int64) error {
+	if err := db.checkOpen("KeepLocal"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error {
 		c, err := tx.openConflict(ctx, conflict)
 		if err != nil {
@@ -145,6 +151,9 @@ func (db *DB) KeepLocal(ctx context.Context, conflict int64) error {
 
 // DismissConflict closes an open conflict, keeping the winning row.
 func (db *DB) DismissConflict(ctx context.Context, conflict int64) error {
+	if err := db.checkOpen("DismissConflict"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error {
 		if _, err := tx.openConflict(ctx, conflict); err != nil {
 			return err

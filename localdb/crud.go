@@ -24,6 +24,9 @@ type Tx struct {
 // Update runs fn in one transaction: every Save and Delete it makes is
 // committed together, or none is when fn returns an error.
 func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := db.checkOpen("Update"); err != nil {
+		return err
+	}
 	sqltx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("localdb: begin: %w", err)
@@ -53,6 +56,9 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 // dirty. An empty ID is set to a new UUIDv7. On return the struct's Meta
 // reflects the stored row. Saving a deleted row brings it back.
 func (db *DB) Save(ctx context.Context, ptr any) error {
+	if err := db.checkOpen("Save"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error { return tx.Save(ctx, ptr) })
 }
 
@@ -60,12 +66,18 @@ func (db *DB) Save(ctx context.Context, ptr any) error {
 // tombstone is kept, dirty, so that the deletion syncs. It returns
 // ErrNotFound when the row does not exist or is already deleted.
 func (db *DB) Delete(ctx context.Context, ptr any) error {
+	if err := db.checkOpen("Delete"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error { return tx.Delete(ctx, ptr) })
 }
 
 // Get loads the row with the given id into the struct ptr points to. It
 // returns ErrNotFound when the row does not exist or is deleted.
 func (db *DB) Get(ctx context.Context, ptr any, id string) error {
+	if err := db.checkOpen("Get"); err != nil {
+		return err
+	}
 	return get(ctx, db.sql, db, ptr, id)
 }
 
@@ -203,6 +215,9 @@ func (tx *Tx) reader() (querier, *DB) { return tx.tx, tx.db }
 // matches every row. Rows come in id order. Safe for concurrent use.
 func Query[T any](ctx context.Context, r Reader, where string, args ...any) ([]T, error) {
 	q, db := r.reader()
+	if err := db.checkOpen("Query"); err != nil {
+		return nil, err
+	}
 	var zero T
 	t, err := db.tableOf(&zero)
 	if err != nil {

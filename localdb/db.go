@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,7 +20,8 @@ var (
 	// ErrNotFound is returned by Get and Delete when the row does not exist
 	// or is deleted.
 	ErrNotFound = errors.New("localdb: not found")
-	// ErrClosed is returned by every method after Close.
+	// ErrClosed is wrapped by the error of every method of DB (and of
+	// Query on a DB) called after Close.
 	ErrClosed = errors.New("localdb: closed")
 	// ErrOtherTenant is returned by BindTenant when the database already
 	// belongs to another tenant.
@@ -45,6 +47,7 @@ type DB struct {
 	byName map[string]*table
 	clock  *clock
 	device string
+	closed atomic.Bool
 }
 
 // Open opens the SQLite database at path, creating it if needed, with the
@@ -177,6 +180,9 @@ func setState(ctx context.Context, q execer, key, value string) error {
 // Tenant returns the tenant the database was bound to by its first
 // successful sync, or "".
 func (db *DB) Tenant(ctx context.Context) (string, error) {
+	if err := db.checkOpen("Tenant"); err != nil {
+		return "", err
+	}
 	t, err := getState(ctx, db.sql, stateTenant)
 	if err != nil {
 		return "", fmt.Errorf("localdb: %w", err)
@@ -188,6 +194,9 @@ func (db *DB) Tenant(ctx context.Context) (string, error) {
 // returns an error wrapping ErrOtherTenant for any other tenant: a
 // database never mixes the rows of two tenants.
 func (db *DB) BindTenant(ctx context.Context, tenant string) error {
+	if err := db.checkOpen("BindTenant"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		cur, err := getState(ctx, tx, stateTenant)
 		if err != nil {
@@ -216,12 +225,33 @@ func (db *DB) Registry() *entity.Registry { return db.reg }
 // with deleted = 1 in column _deleted are tombstones; filter them out.
 func (db *DB) SQL() *sql.DB { return db.sql }
 
-// Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+// Close closes the database. Every method called afterwards returns an
+// error wrapping ErrClosed; a method already running when Close is called
+// may instead fail with database/sql's error for a closed database.
+// Closing again does nothing and returns nil. DeviceID and Registry keep
+// working after Close, and SQL returns the closed *sql.DB.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return db.sql.Close()
+}
+
+// checkOpen returns an error wrapping ErrClosed, naming op, once Close was
+// called.
+func (db *DB) checkOpen(op string) error {
+	if db.closed.Load() {
+		return fmt.Errorf("%w (%s)", ErrClosed, op)
+	}
+	return nil
+}
 
 // Pending returns the number of rows with local changes not yet
 // acknowledged by the server.
 func (db *DB) Pending(ctx context.Context) (int, error) {
+	if err := db.checkOpen("Pending"); err != nil {
+		return 0, err
+	}
 	total := 0
 	for _, t := range db.tables {
 		var n int

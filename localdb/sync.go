@@ -44,6 +44,9 @@ type DirtyBatch struct {
 
 // PushState returns the state of the unfinished push session, if any.
 func (db *DB) PushState(ctx context.Context) (PushState, error) {
+	if err := db.checkOpen("PushState"); err != nil {
+		return PushState{}, err
+	}
 	var st PushState
 	var err error
 	if st.Session, err = getState(ctx, db.sql, statePushSession); err != nil || st.Session == "" {
@@ -76,6 +79,9 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 
 // BeginPush records a new push session, forgetting any earlier one.
 func (db *DB) BeginPush(ctx context.Context, session string) error {
+	if err := db.checkOpen("BeginPush"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
 			return err
@@ -87,6 +93,9 @@ func (db *DB) BeginPush(ctx context.Context, session string) error {
 // AbandonPush forgets the push session, for example when the server no
 // longer knows it. Rows stay dirty and go up in the next session.
 func (db *DB) AbandonPush(ctx context.Context) error {
+	if err := db.checkOpen("AbandonPush"); err != nil {
+		return err
+	}
 	return db.BeginPush(ctx, "")
 }
 
@@ -95,6 +104,9 @@ func (db *DB) AbandonPush(ctx context.Context) error {
 // empty batch means no dirty rows remain after pos. Rows written with plain
 // SQL get their clock stamp here.
 func (db *DB) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBatch, error) {
+	if err := db.checkOpen("NextDirty"); err != nil {
+		return DirtyBatch{}, err
+	}
 	for ; pos.Table < len(db.tables); pos = (PushPos{Table: pos.Table + 1}) {
 		b, err := db.dirtyFrom(ctx, db.tables[pos.Table], pos, limit)
 		if err != nil {
@@ -188,6 +200,9 @@ func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) 
 // st.Seq of session st.Session, and stores the new push state, in one
 // transaction.
 func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
+	if err := db.checkOpen("MarkSent"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		in := sqlbatch.New(tx, `INSERT INTO _tether_push (tbl, id, change)`,
 			`ON CONFLICT (tbl, id) DO UPDATE SET change = excluded.change`, 3)
@@ -210,6 +225,9 @@ func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 // is recorded in the conflict log (see Conflicts). It ends the push
 // session.
 func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
+	if err := db.checkOpen("FinishPush"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
 			return err
@@ -307,6 +325,9 @@ func (t *table) wireArgs(r wire.Row) ([]any, error) {
 
 // Cursor returns the stored pull cursor; "" before the first pull.
 func (db *DB) Cursor(ctx context.Context) (string, error) {
+	if err := db.checkOpen("Cursor"); err != nil {
+		return "", err
+	}
 	c, err := getState(ctx, db.sql, stateCursor)
 	if err != nil {
 		return "", fmt.Errorf("localdb: %w", err)
@@ -321,6 +342,9 @@ func (db *DB) Cursor(ctx context.Context) (string, error) {
 // device already holds at the same or a later version is skipped. It
 // returns the number of rows written.
 func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+	if err := db.checkOpen("ApplyChanges"); err != nil {
+		return 0, err
+	}
 	applied := 0
 	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
@@ -428,6 +452,9 @@ func runTx(tx *sql.Tx, err error, fn func(tx *sql.Tx) error) error {
 // holds, deleted rows and rows not yet pushed included, and the number of
 // rows waiting to be pushed.
 func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, error) {
+	if err := db.checkOpen("Digest"); err != nil {
+		return wire.TableDigest{}, 0, err
+	}
 	t := db.byName[table]
 	if t == nil {
 		return wire.TableDigest{}, 0, fmt.Errorf("localdb: digest: unknown table %q", table)
