@@ -18,9 +18,13 @@ import (
 // whose server row had changed meanwhile, and how the server settled it.
 // It stays open until the app keeps the local version or dismisses it.
 type ConflictRecord struct {
-	ID       int64
-	Table    string
-	RowID    string
+	// ID identifies the entry, for KeepLocal and DismissConflict.
+	ID int64
+	// Table is the table of the row.
+	Table string
+	// RowID is the id of the row.
+	RowID string
+	// Strategy is the strategy that resolved the conflict.
 	Strategy string
 	// Winner is wire.WinnerServer, WinnerClient or WinnerMerged.
 	Winner string
@@ -34,7 +38,8 @@ type ConflictRecord struct {
 	// Lost is the server's version the pushed or merged row replaced, when
 	// the server's did not win.
 	Lost *wire.Row
-	At   time.Time
+	// At is when this device recorded the conflict.
+	At time.Time
 }
 
 // ErrConflictClosed is returned by KeepLocal and DismissConflict for a

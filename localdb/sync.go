@@ -23,7 +23,9 @@ import (
 // PushPos is a position in the scan of dirty rows: the index of a table in
 // priority order and the last id read from it.
 type PushPos struct {
+	// Table is the index of the table in priority order.
 	Table int
+	// After is the last id read from that table; "" for none.
 	After string
 }
 
@@ -36,6 +38,7 @@ type PushState struct {
 
 // DirtyBatch is a batch of dirty rows read for pushing.
 type DirtyBatch struct {
+	// Rows are dirty rows of one table, in id order.
 	Rows []wire.Row
 	// Next is the position after the batch.
 	Next    PushPos

@@ -21,20 +21,30 @@ import (
 // Store is what the push engine needs of the local store; *localdb.DB
 // implements it.
 type Store interface {
+	// DeviceID names the device to the server.
 	DeviceID() string
+	// PushState returns the unfinished session, if any.
 	PushState(ctx context.Context) (localdb.PushState, error)
+	// BeginPush records a new session before the server hears of it.
 	BeginPush(ctx context.Context, session string) error
+	// AbandonPush forgets a session the server no longer knows.
 	AbandonPush(ctx context.Context) error
+	// NextDirty reads the next batch of dirty rows from pos.
 	NextDirty(ctx context.Context, pos localdb.PushPos, limit int) (localdb.DirtyBatch, error)
+	// MarkSent records an acknowledged batch and the new state.
 	MarkSent(ctx context.Context, b localdb.DirtyBatch, st localdb.PushState) error
+	// FinishPush applies the answer to the commit and ends the session.
 	FinishPush(ctx context.Context, c wire.Commit) error
 }
 
 // Transport is what the push engine needs of the server; *client.Client
 // implements it.
 type Transport interface {
+	// OpenSession opens the session with the given id; idempotent.
 	OpenSession(ctx context.Context, device, session string) (string, error)
+	// SendBatch stages batch seq of the session; re-sending replaces it.
 	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row) error
+	// Commit applies the session; re-sending returns the first answer.
 	Commit(ctx context.Context, device, session string) (wire.Commit, error)
 }
 
