@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -17,9 +18,13 @@ import (
 // whose server row had changed meanwhile, and how the server settled it.
 // It stays open until the app keeps the local version or dismisses it.
 type ConflictRecord struct {
-	ID       int64
-	Table    string
-	RowID    string
+	// ID identifies the entry, for KeepLocal and DismissConflict.
+	ID int64
+	// Table is the table of the row.
+	Table string
+	// RowID is the id of the row.
+	RowID string
+	// Strategy is the strategy that resolved the conflict.
 	Strategy string
 	// Winner is wire.WinnerServer, WinnerClient or WinnerMerged.
 	Winner string
@@ -33,7 +38,8 @@ type ConflictRecord struct {
 	// Lost is the server's version the pushed or merged row replaced, when
 	// the server's did not win.
 	Lost *wire.Row
-	At   time.Time
+	// At is when this device recorded the conflict.
+	At time.Time
 }
 
 // ErrConflictClosed is returned by KeepLocal and DismissConflict for a
@@ -69,7 +75,7 @@ func (db *DB) logConflict(ctx context.Context, tx *sql.Tx, cf wire.Conflict) err
 
 // readWire reads one row as a wire row with canonical values.
 func (t *table) readWire(ctx context.Context, tx *sql.Tx, id string) (wire.Row, error) {
-	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change" FROM %s WHERE "id" = ?`, t.selectCols, quote(t.name)), id)
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change" FROM %s WHERE "id" = ?`, t.selectCols, sqlident.Quote(t.name)), id)
 	if err != nil {
 		return wire.Row{}, err
 	}
@@ -86,6 +92,9 @@ func (t *table) readWire(ctx context.Context, tx *sql.Tx, id string) (wire.Row, 
 
 // Conflicts returns the open entries of the conflict log, oldest first.
 func (db *DB) Conflicts(ctx context.Context) ([]ConflictRecord, error) {
+	if err := db.checkOpen("Conflicts"); err != nil {
+		return nil, err
+	}
 	rows, err := db.sql.QueryContext(ctx, `SELECT id, tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc
 		FROM _tether_conflicts WHERE state = 'open' ORDER BY id`)
 	if err != nil {
@@ -126,6 +135,9 @@ func decodeRow(s string, r *wire.Row) error {
 // later clock stamp and so wins the next push under last-writer-wins. The
 // conflict is closed.
 func (db *DB) KeepLocal(ctx context.Context, conflict int64) error {
+	if err := db.checkOpen("KeepLocal"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error {
 		c, err := tx.openConflict(ctx, conflict)
 		if err != nil {
@@ -144,6 +156,9 @@ func (db *DB) KeepLocal(ctx context.Context, conflict int64) error {
 
 // DismissConflict closes an open conflict, keeping the winning row.
 func (db *DB) DismissConflict(ctx context.Context, conflict int64) error {
+	if err := db.checkOpen("DismissConflict"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error {
 		if _, err := tx.openConflict(ctx, conflict); err != nil {
 			return err
@@ -183,7 +198,7 @@ func (tx *Tx) writeRaw(ctx context.Context, t *table, r wire.Row) error {
 	m, s := tx.stamp()
 	if r.Deleted {
 		_, err := tx.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_deleted" = 1, "_dirty" = 1, "_change" = ?, "_hlc" = ?, "_modified_at" = ?
-			WHERE "id" = ?`, quote(t.name)), change, s, entity.FormatTime(m.ModifiedAt), r.ID)
+			WHERE "id" = ?`, sqlident.Quote(t.name)), change, s, entity.FormatTime(m.ModifiedAt), r.ID)
 		return err
 	}
 	args, err := t.wireArgs(r)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 )
 
 // Tx is a write transaction opened by [DB.Update]. It must not be used
@@ -23,6 +24,9 @@ type Tx struct {
 // Update runs fn in one transaction: every Save and Delete it makes is
 // committed together, or none is when fn returns an error.
 func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := db.checkOpen("Update"); err != nil {
+		return err
+	}
 	sqltx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("localdb: begin: %w", err)
@@ -52,6 +56,9 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 // dirty. An empty ID is set to a new UUIDv7. On return the struct's Meta
 // reflects the stored row. Saving a deleted row brings it back.
 func (db *DB) Save(ctx context.Context, ptr any) error {
+	if err := db.checkOpen("Save"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error { return tx.Save(ctx, ptr) })
 }
 
@@ -59,12 +66,18 @@ func (db *DB) Save(ctx context.Context, ptr any) error {
 // tombstone is kept, dirty, so that the deletion syncs. It returns
 // ErrNotFound when the row does not exist or is already deleted.
 func (db *DB) Delete(ctx context.Context, ptr any) error {
+	if err := db.checkOpen("Delete"); err != nil {
+		return err
+	}
 	return db.Update(ctx, func(tx *Tx) error { return tx.Delete(ctx, ptr) })
 }
 
 // Get loads the row with the given id into the struct ptr points to. It
 // returns ErrNotFound when the row does not exist or is deleted.
 func (db *DB) Get(ctx context.Context, ptr any, id string) error {
+	if err := db.checkOpen("Get"); err != nil {
+		return err
+	}
 	return get(ctx, db.sql, db, ptr, id)
 }
 
@@ -83,7 +96,7 @@ func get(ctx context.Context, q querier, db *DB, ptr any, id string) error {
 	if err != nil {
 		return err
 	}
-	row := q.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "id" = ? AND "_deleted" = 0`, t.selectCols, quote(t.name)), id)
+	row := q.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "id" = ? AND "_deleted" = 0`, t.selectCols, sqlident.Quote(t.name)), id)
 	if err := t.scanRow(row, ptr); errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("localdb: get %s %q: %w", t.name, id, ErrNotFound)
 	} else if err != nil {
@@ -176,7 +189,7 @@ func (tx *Tx) Delete(ctx context.Context, ptr any) error {
 	m, s := tx.stamp()
 	m.Deleted = true
 	err = tx.tx.QueryRowContext(ctx, fmt.Sprintf(`UPDATE %s SET "_deleted" = 1, "_dirty" = 1, "_change" = ?, "_hlc" = ?, "_modified_at" = ?
-		WHERE "id" = ? AND "_deleted" = 0 RETURNING "_version", "_modified_by"`, quote(t.name)),
+		WHERE "id" = ? AND "_deleted" = 0 RETURNING "_version", "_modified_by"`, sqlident.Quote(t.name)),
 		change, s, entity.FormatTime(m.ModifiedAt), id).Scan(&m.Version, &m.ModifiedBy)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("localdb: delete %s %q: %w", t.name, id, ErrNotFound)
@@ -202,12 +215,15 @@ func (tx *Tx) reader() (querier, *DB) { return tx.tx, tx.db }
 // matches every row. Rows come in id order. Safe for concurrent use.
 func Query[T any](ctx context.Context, r Reader, where string, args ...any) ([]T, error) {
 	q, db := r.reader()
+	if err := db.checkOpen("Query"); err != nil {
+		return nil, err
+	}
 	var zero T
 	t, err := db.tableOf(&zero)
 	if err != nil {
 		return nil, err
 	}
-	stmt := fmt.Sprintf(`SELECT %s FROM %s WHERE "_deleted" = 0`, t.selectCols, quote(t.name))
+	stmt := fmt.Sprintf(`SELECT %s FROM %s WHERE "_deleted" = 0`, t.selectCols, sqlident.Quote(t.name))
 	if where != "" {
 		stmt += " AND (" + where + ")"
 	}

@@ -5,14 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlitedsn"
 )
 
 // Sentinel errors.
@@ -20,7 +20,8 @@ var (
 	// ErrNotFound is returned by Get and Delete when the row does not exist
 	// or is deleted.
 	ErrNotFound = errors.New("localdb: not found")
-	// ErrClosed is returned by every method after Close.
+	// ErrClosed is wrapped by the error of every method of DB (and of
+	// Query on a DB) called after Close.
 	ErrClosed = errors.New("localdb: closed")
 	// ErrOtherTenant is returned by BindTenant when the database already
 	// belongs to another tenant.
@@ -46,6 +47,7 @@ type DB struct {
 	byName map[string]*table
 	clock  *clock
 	device string
+	closed atomic.Bool
 }
 
 // Open opens the SQLite database at path, creating it if needed, with the
@@ -64,14 +66,15 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 10 * time.Second
 	}
-	q := url.Values{}
-	q.Set("_journal_mode", "WAL")
-	q.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
-	q.Set("_foreign_keys", "on")
-	q.Set("_txlock", "immediate")
-	q.Set("_synchronous", "NORMAL")
-	q.Set("_stmt_cache_size", "64")
-	sdb, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	dsn := sqlitedsn.DSN(path, map[string]string{
+		"_journal_mode":    "WAL",
+		"_busy_timeout":    fmt.Sprint(opts.BusyTimeout.Milliseconds()),
+		"_foreign_keys":    "on",
+		"_txlock":          "immediate",
+		"_synchronous":     "NORMAL",
+		"_stmt_cache_size": "64",
+	})
+	sdb, err := sql.Open("sqlite3", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
@@ -177,6 +180,9 @@ func setState(ctx context.Context, q execer, key, value string) error {
 // Tenant returns the tenant the database was bound to by its first
 // successful sync, or "".
 func (db *DB) Tenant(ctx context.Context) (string, error) {
+	if err := db.checkOpen("Tenant"); err != nil {
+		return "", err
+	}
 	t, err := getState(ctx, db.sql, stateTenant)
 	if err != nil {
 		return "", fmt.Errorf("localdb: %w", err)
@@ -188,6 +194,9 @@ func (db *DB) Tenant(ctx context.Context) (string, error) {
 // returns an error wrapping ErrOtherTenant for any other tenant: a
 // database never mixes the rows of two tenants.
 func (db *DB) BindTenant(ctx context.Context, tenant string) error {
+	if err := db.checkOpen("BindTenant"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		cur, err := getState(ctx, tx, stateTenant)
 		if err != nil {
@@ -216,12 +225,33 @@ func (db *DB) Registry() *entity.Registry { return db.reg }
 // with deleted = 1 in column _deleted are tombstones; filter them out.
 func (db *DB) SQL() *sql.DB { return db.sql }
 
-// Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+// Close closes the database. Every method called afterwards returns an
+// error wrapping ErrClosed; a method already running when Close is called
+// may instead fail with database/sql's error for a closed database.
+// Closing again does nothing and returns nil. DeviceID and Registry keep
+// working after Close, and SQL returns the closed *sql.DB.
+func (db *DB) Close() error {
+	if !db.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return db.sql.Close()
+}
+
+// checkOpen returns an error wrapping ErrClosed, naming op, once Close was
+// called.
+func (db *DB) checkOpen(op string) error {
+	if db.closed.Load() {
+		return fmt.Errorf("%w (%s)", ErrClosed, op)
+	}
+	return nil
+}
 
 // Pending returns the number of rows with local changes not yet
 // acknowledged by the server.
 func (db *DB) Pending(ctx context.Context) (int, error) {
+	if err := db.checkOpen("Pending"); err != nil {
+		return 0, err
+	}
 	total := 0
 	for _, t := range db.tables {
 		var n int
@@ -232,6 +262,3 @@ func (db *DB) Pending(ctx context.Context) (int, error) {
 	}
 	return total, nil
 }
-
-// quote returns s as an SQL identifier.
-func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

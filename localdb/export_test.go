@@ -3,6 +3,8 @@ package localdb
 import (
 	"context"
 	"database/sql"
+
+	"github.com/tethersync/tether/internal/sqlident"
 )
 
 // FinishPushForTest marks every row clean, as an acknowledged push would.
@@ -12,7 +14,7 @@ func (db *DB) FinishPushForTest(ctx context.Context) error {
 			return err
 		}
 		for _, t := range db.tables {
-			if _, err := tx.ExecContext(ctx, `UPDATE `+quote(t.name)+` SET "_dirty" = 0`); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE `+sqlident.Quote(t.name)+` SET "_dirty" = 0`); err != nil {
 				return err
 			}
 		}

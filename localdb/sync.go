@@ -12,6 +12,7 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -22,7 +23,9 @@ import (
 // PushPos is a position in the scan of dirty rows: the index of a table in
 // priority order and the last id read from it.
 type PushPos struct {
+	// Table is the index of the table in priority order.
 	Table int
+	// After is the last id read from that table; "" for none.
 	After string
 }
 
@@ -35,6 +38,7 @@ type PushState struct {
 
 // DirtyBatch is a batch of dirty rows read for pushing.
 type DirtyBatch struct {
+	// Rows are dirty rows of one table, in id order.
 	Rows []wire.Row
 	// Next is the position after the batch.
 	Next    PushPos
@@ -43,6 +47,9 @@ type DirtyBatch struct {
 
 // PushState returns the state of the unfinished push session, if any.
 func (db *DB) PushState(ctx context.Context) (PushState, error) {
+	if err := db.checkOpen("PushState"); err != nil {
+		return PushState{}, err
+	}
 	var st PushState
 	var err error
 	if st.Session, err = getState(ctx, db.sql, statePushSession); err != nil || st.Session == "" {
@@ -75,6 +82,9 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 
 // BeginPush records a new push session, forgetting any earlier one.
 func (db *DB) BeginPush(ctx context.Context, session string) error {
+	if err := db.checkOpen("BeginPush"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
 			return err
@@ -86,6 +96,9 @@ func (db *DB) BeginPush(ctx context.Context, session string) error {
 // AbandonPush forgets the push session, for example when the server no
 // longer knows it. Rows stay dirty and go up in the next session.
 func (db *DB) AbandonPush(ctx context.Context) error {
+	if err := db.checkOpen("AbandonPush"); err != nil {
+		return err
+	}
 	return db.BeginPush(ctx, "")
 }
 
@@ -94,6 +107,9 @@ func (db *DB) AbandonPush(ctx context.Context) error {
 // empty batch means no dirty rows remain after pos. Rows written with plain
 // SQL get their clock stamp here.
 func (db *DB) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBatch, error) {
+	if err := db.checkOpen("NextDirty"); err != nil {
+		return DirtyBatch{}, err
+	}
 	for ; pos.Table < len(db.tables); pos = (PushPos{Table: pos.Table + 1}) {
 		b, err := db.dirtyFrom(ctx, db.tables[pos.Table], pos, limit)
 		if err != nil {
@@ -113,7 +129,7 @@ func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change", "_changed" FROM %s
-			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, quote(t.name)), pos.After, limit)
+			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, sqlident.Quote(t.name)), pos.After, limit)
 		if err != nil {
 			return err
 		}
@@ -142,7 +158,7 @@ func (db *DB) stampRaw(ctx context.Context, tx *sql.Tx, t *table) error {
 	if err := setSuppress(ctx, tx, true); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "_dirty" = 1 AND "_hlc" = ''`, quote(t.name)), db.clock.Now())
+	res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "_dirty" = 1 AND "_hlc" = ''`, sqlident.Quote(t.name)), db.clock.Now())
 	if err != nil {
 		return fmt.Errorf("stamp raw writes: %w", err)
 	}
@@ -187,6 +203,9 @@ func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) 
 // st.Seq of session st.Session, and stores the new push state, in one
 // transaction.
 func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
+	if err := db.checkOpen("MarkSent"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		in := sqlbatch.New(tx, `INSERT INTO _tether_push (tbl, id, change)`,
 			`ON CONFLICT (tbl, id) DO UPDATE SET change = excluded.change`, 3)
@@ -209,6 +228,9 @@ func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 // is recorded in the conflict log (see Conflicts). It ends the push
 // session.
 func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
+	if err := db.checkOpen("FinishPush"); err != nil {
+		return err
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
 			return err
@@ -218,7 +240,7 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 				"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
 				"_changed" = CASE WHEN %[1]s."_change" = p.change THEN '' ELSE %[1]s."_changed" END,
 				"_version" = ?
-				FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, quote(t.name)), c.Version, t.name)
+				FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, sqlident.Quote(t.name)), c.Version, t.name)
 			if err != nil {
 				return fmt.Errorf("acknowledge %s: %w", t.name, err)
 			}
@@ -256,12 +278,12 @@ func (db *DB) applyWinner(ctx context.Context, tx *sql.Tx, r wire.Row) error {
 	}
 	db.clock.Observe(r.HLC)
 	var dirty int
-	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty" FROM %s WHERE "id" = ?`, quote(t.name)), r.ID).Scan(&dirty)
+	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty" FROM %s WHERE "id" = ?`, sqlident.Quote(t.name)), r.ID).Scan(&dirty)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("conflict %s %q: %w", t.name, r.ID, err)
 	}
 	if dirty != 0 {
-		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_version" = ? WHERE "id" = ?`, quote(t.name)), r.Version, r.ID)
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_version" = ? WHERE "id" = ?`, sqlident.Quote(t.name)), r.Version, r.ID)
 		return err
 	}
 	return t.upsertRemote(ctx, tx, r)
@@ -306,6 +328,9 @@ func (t *table) wireArgs(r wire.Row) ([]any, error) {
 
 // Cursor returns the stored pull cursor; "" before the first pull.
 func (db *DB) Cursor(ctx context.Context) (string, error) {
+	if err := db.checkOpen("Cursor"); err != nil {
+		return "", err
+	}
 	c, err := getState(ctx, db.sql, stateCursor)
 	if err != nil {
 		return "", fmt.Errorf("localdb: %w", err)
@@ -320,6 +345,9 @@ func (db *DB) Cursor(ctx context.Context) (string, error) {
 // device already holds at the same or a later version is skipped. It
 // returns the number of rows written.
 func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+	if err := db.checkOpen("ApplyChanges"); err != nil {
+		return 0, err
+	}
 	applied := 0
 	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
@@ -427,13 +455,16 @@ func runTx(tx *sql.Tx, err error, fn func(tx *sql.Tx) error) error {
 // holds, deleted rows and rows not yet pushed included, and the number of
 // rows waiting to be pushed.
 func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, error) {
+	if err := db.checkOpen("Digest"); err != nil {
+		return wire.TableDigest{}, 0, err
+	}
 	t := db.byName[table]
 	if t == nil {
 		return wire.TableDigest{}, 0, fmt.Errorf("localdb: digest: unknown table %q", table)
 	}
 	names := make([]string, len(t.cols))
 	for i, c := range t.cols {
-		names[i] = quote(c.Name)
+		names[i] = sqlident.Quote(c.Name)
 	}
 	var out wire.TableDigest
 	var pending int
@@ -441,7 +472,7 @@ func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, 
 		if err := tx.QueryRowContext(ctx, t.countDirty).Scan(&pending); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s ORDER BY "id"`, strings.Join(names, ", "), quote(t.name)))
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s ORDER BY "id"`, strings.Join(names, ", "), sqlident.Quote(t.name)))
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 )
 
 // Bookkeeping columns of every synced table. They start with an underscore,
@@ -54,13 +55,13 @@ func newTable(e *entity.Entity) *table {
 	params := make([]string, len(t.cols))
 	var sets []string
 	for i, c := range t.cols {
-		names[i] = quote(c.Name)
+		names[i] = sqlident.Quote(c.Name)
 		params[i] = "?"
 		if i > 0 {
 			sets = append(sets, fmt.Sprintf("%s = excluded.%s", names[i], names[i]))
 		}
 	}
-	q := quote(t.name)
+	q := sqlident.Quote(t.name)
 	t.selectCols = strings.Join(names, ", ") + ", " + metaCols
 	t.countDirty = fmt.Sprintf(`SELECT count(*) FROM %s WHERE "_dirty" = 1`, q)
 	set := strings.Join(append(sets, ""), ", ")
@@ -91,10 +92,10 @@ func newTable(e *entity.Entity) *table {
 // migrate creates the table, adds missing columns, and installs the index
 // and the change-tracking triggers.
 func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
-	q := quote(t.name)
+	q := sqlident.Quote(t.name)
 	var defs []string
 	for i, c := range t.cols {
-		def := quote(c.Name) + " " + c.Kind.SQLiteType() + references(c)
+		def := sqlident.Quote(c.Name) + " " + c.Kind.SQLiteType() + references(c)
 		if i == 0 {
 			def += " PRIMARY KEY NOT NULL"
 		}
@@ -112,7 +113,7 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 		if have[c.Name] {
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s", q, quote(c.Name), c.Kind.SQLiteType(), references(c))
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s", q, sqlident.Quote(c.Name), c.Kind.SQLiteType(), references(c))
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("add column %s: %w", c.Name, err)
 		}
@@ -124,7 +125,7 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 	}
 	// Triggers are made anew, so that an upgrade installs the current ones.
 	for _, name := range []string{"__track_insert", "__track_update", "__track_delete"} {
-		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quote(t.name+name)); err != nil {
+		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+sqlident.Quote(t.name+name)); err != nil {
 			return fmt.Errorf("replace tracking: %w", err)
 		}
 	}
@@ -163,7 +164,7 @@ func (t *table) changedExpr(old, neu string) string {
 	var parts []string
 	parts = append(parts, fmt.Sprintf(`CASE WHEN %s."_dirty" = 1 THEN %s."_changed" ELSE '' END`, old, old))
 	for _, c := range t.cols[1:] {
-		parts = append(parts, fmt.Sprintf(`CASE WHEN %s.%s IS NOT %s.%s THEN ',%s' ELSE '' END`, old, quote(c.Name), neu, quote(c.Name), c.Name))
+		parts = append(parts, fmt.Sprintf(`CASE WHEN %s.%s IS NOT %s.%s THEN ',%s' ELSE '' END`, old, sqlident.Quote(c.Name), neu, sqlident.Quote(c.Name), c.Name))
 	}
 	return strings.Join(parts, " || ")
 }
@@ -192,7 +193,7 @@ func references(c entity.Column) string {
 	if c.Ref == "" {
 		return ""
 	}
-	return fmt.Sprintf(` REFERENCES %s ("id") DEFERRABLE INITIALLY DEFERRED`, quote(c.Ref))
+	return fmt.Sprintf(` REFERENCES %s ("id") DEFERRABLE INITIALLY DEFERRED`, sqlident.Quote(c.Ref))
 }
 
 // triggers returns the statements that track writes made with plain SQL.
@@ -200,7 +201,7 @@ func references(c entity.Column) string {
 // them; writes applied by the pull engine run with _tether_ctl.suppress set.
 // A plain DELETE is turned into a tombstone.
 func (t *table) triggers() []string {
-	q := quote(t.name)
+	q := sqlident.Quote(t.name)
 	mark := func(ref string, extra string) string {
 		return fmt.Sprintf(`UPDATE _tether_ctl SET change = change + 1;
 	UPDATE %s SET "_dirty" = 1, %s"_hlc" = '', "_modified_at" = %s,
@@ -209,23 +210,23 @@ func (t *table) triggers() []string {
 	changed := func(expr string) string { return `"_changed" = ` + expr + `, ` }
 	notSuppressed := `(SELECT suppress FROM _tether_ctl) = 0`
 	return []string{
-		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1`, quote(t.name+"__dirty"), q),
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1`, sqlident.Quote(t.name+"__dirty"), q),
 		// Rows written with plain SQL wait here for their clock stamp, so
 		// that stamping them does not scan every dirty row.
-		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1 AND "_hlc" = ''`, quote(t.name+"__unstamped"), q),
+		fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("id") WHERE "_dirty" = 1 AND "_hlc" = ''`, sqlident.Quote(t.name+"__unstamped"), q),
 		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s AFTER INSERT ON %s
 WHEN NEW."_change" = 0 AND %s BEGIN
 	%s
-END`, quote(t.name+"__track_insert"), q, notSuppressed, mark("NEW", changed(`'*'`))),
+END`, sqlident.Quote(t.name+"__track_insert"), q, notSuppressed, mark("NEW", changed(`'*'`))),
 		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s AFTER UPDATE ON %s
 WHEN NEW."_change" = OLD."_change" AND %s BEGIN
 	%s
-END`, quote(t.name+"__track_update"), q, notSuppressed, mark("NEW", changed(t.changedExpr("OLD", "NEW")))),
+END`, sqlident.Quote(t.name+"__track_update"), q, notSuppressed, mark("NEW", changed(t.changedExpr("OLD", "NEW")))),
 		fmt.Sprintf(`CREATE TRIGGER IF NOT EXISTS %s BEFORE DELETE ON %s
 WHEN %s BEGIN
 	%s
 	SELECT RAISE(IGNORE);
-END`, quote(t.name+"__track_delete"), q, notSuppressed, mark("OLD", `"_deleted" = 1, `)),
+END`, sqlident.Quote(t.name+"__track_delete"), q, notSuppressed, mark("OLD", `"_deleted" = 1, `)),
 	}
 }
 

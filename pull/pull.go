@@ -14,13 +14,17 @@ import (
 // Store is what the pull engine needs of the local store; *localdb.DB
 // implements it.
 type Store interface {
+	// Cursor returns the stored cursor; "" before the first pull.
 	Cursor(ctx context.Context) (string, error)
+	// ApplyChanges applies a page and stores the cursor after it in the
+	// same transaction, and returns the number of rows written.
 	ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error)
 }
 
 // Transport is what the pull engine needs of the server; *client.Client
 // implements it.
 type Transport interface {
+	// Changes returns up to limit changes after cursor.
 	Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error)
 }
 

@@ -21,20 +21,30 @@ import (
 // Store is what the push engine needs of the local store; *localdb.DB
 // implements it.
 type Store interface {
+	// DeviceID names the device to the server.
 	DeviceID() string
+	// PushState returns the unfinished session, if any.
 	PushState(ctx context.Context) (localdb.PushState, error)
+	// BeginPush records a new session before the server hears of it.
 	BeginPush(ctx context.Context, session string) error
+	// AbandonPush forgets a session the server no longer knows.
 	AbandonPush(ctx context.Context) error
+	// NextDirty reads the next batch of dirty rows from pos.
 	NextDirty(ctx context.Context, pos localdb.PushPos, limit int) (localdb.DirtyBatch, error)
+	// MarkSent records an acknowledged batch and the new state.
 	MarkSent(ctx context.Context, b localdb.DirtyBatch, st localdb.PushState) error
+	// FinishPush applies the answer to the commit and ends the session.
 	FinishPush(ctx context.Context, c wire.Commit) error
 }
 
 // Transport is what the push engine needs of the server; *client.Client
 // implements it.
 type Transport interface {
+	// OpenSession opens the session with the given id; idempotent.
 	OpenSession(ctx context.Context, device, session string) (string, error)
+	// SendBatch stages batch seq of the session; re-sending replaces it.
 	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row) error
+	// Commit applies the session; re-sending returns the first answer.
 	Commit(ctx context.Context, device, session string) (wire.Commit, error)
 }
 
@@ -97,6 +107,17 @@ var errCommitted = errors.New("push: session was committed; rows remain")
 // finishCommitted fetches the answer of a session the server already
 // committed (re-sent commits are idempotent) and applies it.
 func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, session string) error {
+	if err := e.commit(ctx, res, device, session); err != nil {
+		return err
+	}
+	return errCommitted
+}
+
+// commit commits the session on the server, applies the server's answer
+// to the store (which ends the push session there), and adds it to res.
+// Committing a session again is idempotent: the server answers as it did
+// the first time.
+func (e *Engine) commit(ctx context.Context, res *Result, device, session string) error {
 	c, err := e.tr.Commit(ctx, device, session)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
@@ -106,9 +127,11 @@ func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, sessi
 	}
 	res.Version = c.Version
 	res.Conflicts = append(res.Conflicts, c.Conflicts...)
-	return errCommitted
+	return nil
 }
 
+// push sends the dirty rows from the stored position on, in the stored
+// session or a new one, and commits the session.
 func (e *Engine) push(ctx context.Context, res *Result) error {
 	device := e.store.DeviceID()
 	st, err := e.store.PushState(ctx)
@@ -136,20 +159,8 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		if len(b.Rows) == 0 {
 			break
 		}
-		// The session id is made here and stored before the server hears
-		// of it, so that opening it again after a lost answer finds the
-		// same session instead of leaving one behind (G3).
-		if st.Session == "" {
-			st.Session = uuid.NewString()
-			if err := e.store.BeginPush(ctx, st.Session); err != nil {
-				return fmt.Errorf("push: %w", err)
-			}
-		}
-		if st.Seq == 0 && !opened {
-			if _, err := e.tr.OpenSession(ctx, device, st.Session); err != nil {
-				return fmt.Errorf("push: %w", err)
-			}
-			opened = true
+		if err := e.open(ctx, device, &st, &opened); err != nil {
+			return fmt.Errorf("push: %w", err)
 		}
 		next = e.read(ctx, b.Next, size)
 		err = e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows)
@@ -167,29 +178,50 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		if err != nil {
 			return fmt.Errorf("push: session %s: %w", st.Session, err)
 		}
-		st.Seq++
-		st.Pos = b.Next
-		if err := e.store.MarkSent(ctx, b, st); err != nil {
-			return fmt.Errorf("push: %w", err)
-		}
-		table := b.Rows[0].Table
-		res.Rows[table] += len(b.Rows)
-		if e.opts.OnBatch != nil {
-			e.opts.OnBatch(table, len(b.Rows))
+		if err := e.acknowledged(ctx, res, b, &st); err != nil {
+			return err
 		}
 	}
 	if st.Session == "" {
 		return nil
 	}
-	c, err := e.tr.Commit(ctx, device, st.Session)
-	if err != nil {
+	return e.commit(ctx, res, device, st.Session)
+}
+
+// open makes sure the push session exists before its first batch is sent.
+// The session id is made here and stored before the server hears of it,
+// so that opening it again after a lost answer finds the same session
+// instead of leaving one behind (G3). A session that already has
+// acknowledged batches, or was opened by this push, is not opened again.
+func (e *Engine) open(ctx context.Context, device string, st *localdb.PushState, opened *bool) error {
+	if st.Session == "" {
+		st.Session = uuid.NewString()
+		if err := e.store.BeginPush(ctx, st.Session); err != nil {
+			return err
+		}
+	}
+	if st.Seq == 0 && !*opened {
+		if _, err := e.tr.OpenSession(ctx, device, st.Session); err != nil {
+			return err
+		}
+		*opened = true
+	}
+	return nil
+}
+
+// acknowledged records that the server acknowledged batch b as batch
+// st.Seq, advances st past it, and reports it.
+func (e *Engine) acknowledged(ctx context.Context, res *Result, b localdb.DirtyBatch, st *localdb.PushState) error {
+	st.Seq++
+	st.Pos = b.Next
+	if err := e.store.MarkSent(ctx, b, *st); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
-	if err := e.store.FinishPush(ctx, c); err != nil {
-		return fmt.Errorf("push: session %s: %w", st.Session, err)
+	table := b.Rows[0].Table
+	res.Rows[table] += len(b.Rows)
+	if e.opts.OnBatch != nil {
+		e.opts.OnBatch(table, len(b.Rows))
 	}
-	res.Version = c.Version
-	res.Conflicts = append(res.Conflicts, c.Conflicts...)
 	return nil
 }
 

@@ -1,0 +1,21 @@
+// Package sqlitedsn builds data source names for the go-sqlite3 driver
+// (github.com/mattn/go-sqlite3), the one place where tether spells them.
+package sqlitedsn
+
+import "net/url"
+
+// DSN returns the go-sqlite3 data source name "file:PATH?k1=v1&k2=v2..."
+// for the database file at path, with params (driver options such as
+// "_journal_mode" or "_busy_timeout") sorted by key and their values
+// query-escaped. The path is used as given. With no params it returns
+// "file:PATH".
+func DSN(path string, params map[string]string) string {
+	if len(params) == 0 {
+		return "file:" + path
+	}
+	q := make(url.Values, len(params))
+	for k, v := range params {
+		q.Set(k, v)
+	}
+	return "file:" + path + "?" + q.Encode() // Encode sorts by key
+}

@@ -1,0 +1,78 @@
+// Package localdb is a device's local store: one SQLite file holding the
+// app's synced tables and everything tether needs to sync them.
+//
+// # What the file holds
+//
+// For every entity of the [entity.Registry] it is opened with, a table
+// derived from the schema (a column per field, "id" as primary key,
+// references as foreign keys checked at commit), plus bookkeeping columns
+// whose names start with an underscore: _dirty (changes not yet
+// acknowledged by the server), _deleted (a tombstone), _version (the server
+// version last synced), _hlc (the hybrid logical clock stamp of the last
+// change), _modified_at, _modified_by, and the local change counter and
+// changed columns used by the push. Triggers track writes made with plain
+// SQL. Next to them, tables of its own: _tether_state (device id, clock,
+// tenant, pull cursor, push state), _tether_ctl (change-tracking
+// suppression and the change counter), _tether_push (rows sent in the
+// current push session) and _tether_conflicts (the conflict log).
+//
+// # Opening and using it
+//
+// [Open] (or [OpenWith], for [Options]) opens or creates the file, in WAL
+// mode with foreign keys on, creating missing tables and adding missing
+// columns when structs have grown; it never drops anything. The returned
+// [*DB] is safe for concurrent use; [DB.Close] closes it, after which every
+// method that returns an error returns one wrapping [ErrClosed].
+//
+//	db, err := localdb.Open(ctx, "app.db", reg)
+//	err = db.Save(ctx, &customer)                  // insert or update, marks dirty
+//	err = db.Get(ctx, &customer, id)               // ErrNotFound when absent or deleted
+//	list, err := localdb.Query[Customer](ctx, db, "name LIKE ?", "A%")
+//	err = db.Delete(ctx, &customer)                // tombstone, dirty
+//	err = db.Update(ctx, func(tx *localdb.Tx) error { ... }) // one transaction
+//
+// [DB.Save], [DB.Get], [DB.Delete], [Query] and [DB.Update] with its [Tx]
+// are the CRUD API. Every local write marks its row dirty and stamps it;
+// [DB.Pending] counts the dirty rows. A delete keeps the row as a
+// tombstone (Deleted in [entity.Meta]) so that the deletion syncs and
+// children referencing it stay valid. [DB.SQL] gives the *sql.DB for the
+// app's own queries; its inserts, updates and deletes on synced tables are
+// tracked the same way.
+//
+// # The clock
+//
+// Every change carries a [Stamp] from a hybrid logical clock: physical
+// milliseconds, a counter and the device id ([DB.DeviceID]). It is
+// persisted, never goes backwards, and moves past every stamp pulled, so a
+// device with a wrong wall clock still orders its edits after what it has
+// seen. [StampTime] reads the wall time out of a stamp.
+//
+// # Sync state
+//
+// The push and pull engines (packages push and pull) keep their whole
+// state here, so an interrupted sync resumes where it stopped (G5):
+//
+//   - Push: [DB.BeginPush] records a new session; [DB.NextDirty] reads
+//     [DirtyBatch]es of dirty rows in table priority order from a
+//     [PushPos]; [DB.MarkSent] records each acknowledged batch with the
+//     [PushState] ([DB.PushState] reads it back after a restart);
+//     [DB.FinishPush] applies the server's commit answer, clearing the dirty
+//     flag only of rows unchanged since they were read (G2);
+//     [DB.AbandonPush] forgets a session the server no longer knows.
+//   - Pull: [DB.Cursor] is the stored position in the server's change
+//     feed; [DB.ApplyChanges] applies a page of rows and stores the cursor
+//     after it in the same transaction, without tracking the writes, and
+//     never overwrites a locally dirty row.
+//   - Tenant: [DB.BindTenant] binds the file to one tenant on the first
+//     sync and refuses any other ([ErrOtherTenant]); [DB.Tenant] reads it.
+//   - Convergence: [DB.Digest] is the digest of a table, comparable with
+//     the server's.
+//
+// # Conflicts
+//
+// Each conflict the server resolved on a pushed row is recorded as a
+// [ConflictRecord]; [DB.Conflicts] lists the open ones, [DB.KeepLocal]
+// writes the local version again as a new edit, and [DB.DismissConflict]
+// accepts the winner. Both return [ErrConflictClosed] for a conflict that
+// is not open.
+package localdb
