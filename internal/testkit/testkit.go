@@ -20,6 +20,8 @@ import (
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
+	"github.com/tethersync/tether/internal/sqlitedsn"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/sqlitestore"
@@ -207,7 +209,7 @@ func Dump(t testing.TB, db *sql.DB, table string, cols []string, tenant string) 
 func quoteAll(cols []string) []string {
 	out := make([]string, len(cols))
 	for i, c := range cols {
-		out[i] = fmt.Sprintf("%q", c)
+		out[i] = sqlident.Quote(c)
 	}
 	return out
 }
@@ -215,7 +217,7 @@ func quoteAll(cols []string) []string {
 // OpenServerDB opens the server's SQLite file for reading.
 func OpenServerDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro&_busy_timeout=5000")
+	db, err := sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"mode": "ro", "_busy_timeout": "5000"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/internal/sqlitedsn"
 	"github.com/tethersync/tether/server/sqlstore"
 	"github.com/tethersync/tether/wire"
 )
@@ -24,13 +24,8 @@ type Store = sqlstore.Store
 // databases written by earlier versions of tether are upgraded in place.
 func Open(path string, schema entity.Schema) (*Store, error) {
 	open := func(txlock string) (*sql.DB, error) {
-		q := url.Values{}
-		q.Set("_journal_mode", "WAL")
-		q.Set("_busy_timeout", "10000")
-		q.Set("_txlock", txlock)
-		q.Set("_synchronous", "NORMAL")
-		q.Set("_stmt_cache_size", "64")
-		return sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+		return sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"_journal_mode": "WAL", "_busy_timeout": "10000",
+			"_txlock": txlock, "_synchronous": "NORMAL", "_stmt_cache_size": "64"}))
 	}
 	w, err := open("immediate")
 	if err != nil {

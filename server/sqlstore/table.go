@@ -6,12 +6,13 @@ import (
 	"strings"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
 
 // Quote quotes an identifier the SQL way, with double quotes (MySQL reads
 // them so in ANSI_QUOTES mode, which the MySQL store sets).
-func Quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+var Quote = sqlident.Quote
 
 // Table is one synced table and the names a dialect needs to write its SQL.
 type Table struct {
