@@ -5,9 +5,12 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
@@ -36,8 +39,9 @@ func FuzzPushBatch(f *testing.F) {
 	f.Add([]byte(`{"rows":[]}`), false)
 	f.Add([]byte(`{"rows":[{"table":"users; DROP TABLE items","id":"a"}]}`), false)
 	f.Add([]byte(`{"rows":[{"table":"items","id":"a\u0000","hlc":"x"}]}`), false)
-	s := &Server{opts: Options{MaxBodyBytes: 1 << 20}}
+	s := &Server{opts: Options{MaxBodyBytes: 1 << 20, MaxBatchRows: wire.MaxBatchSize, MaxValueBytes: 64 << 10, BodyTimeout: time.Minute}}
 	f.Fuzz(func(t *testing.T, body []byte, gz bool) {
+		plain := len(body)
 		if gz {
 			var buf bytes.Buffer
 			zw := gzip.NewWriter(&buf)
@@ -45,12 +49,16 @@ func FuzzPushBatch(f *testing.F) {
 			zw.Close()
 			body = buf.Bytes()
 		}
-		r := httptest.NewRequest("PUT", "/v1/sessions/s/batches/0", bytes.NewReader(body))
-		if gz {
-			r.Header.Set("Content-Encoding", "gzip")
-		}
 		var b wire.Batch
-		if err := s.decode(r, &b); err != nil {
+		var err error
+		// Allocation is bounded by what the body holds, never by what it
+		// declares: a few times the decompressed bytes read (at most
+		// MaxBodyBytes), plus the buffers of gzip and the reader.
+		alloc := allocated(func() { b, err = s.decodeBatch(httptest.NewRecorder(), batchRequest(body, gz)) })
+		if limit := uint64(16*min(plain, int(s.opts.MaxBodyBytes)) + 1<<20); alloc > limit {
+			t.Fatalf("decoding %d bytes (%d decompressed) allocated %d bytes, more than %d", len(body), plain, alloc, limit)
+		}
+		if err != nil {
 			if !errors.Is(err, wire.ErrBadRequest) && !errors.Is(err, wire.ErrTooLarge) {
 				t.Fatalf("decode error is not bad input: %v", err)
 			}
@@ -66,8 +74,8 @@ func FuzzPushBatch(f *testing.F) {
 		if err != nil {
 			t.Fatalf("encode validated rows: %v", err)
 		}
-		var b2 wire.Batch
-		if err := s.decode(httptest.NewRequest("PUT", "/", bytes.NewReader(again)), &b2); err != nil {
+		b2, err := s.decodeBatch(httptest.NewRecorder(), batchRequest(again, false))
+		if err != nil {
 			t.Fatalf("validated rows do not decode again: %v\n%s", err, again)
 		}
 		if err := validateRows(fuzzSchema, b2.Rows); err != nil {
@@ -77,6 +85,25 @@ func FuzzPushBatch(f *testing.F) {
 			t.Fatalf("validation is not canonical:\n%+v\n%+v", b.Rows, b2.Rows)
 		}
 	})
+}
+
+// batchRequest is a pushed batch with body, gzipped when gz.
+func batchRequest(body []byte, gz bool) *http.Request {
+	r := httptest.NewRequest("PUT", "/v1/sessions/s/batches/0", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	if gz {
+		r.Header.Set("Content-Encoding", "gzip")
+	}
+	return r
+}
+
+// allocated returns the bytes the process allocated while f ran.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 // FuzzParseCursor: any text parses or is refused as bad input, and a

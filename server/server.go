@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
@@ -59,7 +61,36 @@ type Options struct {
 	// client honours. Zero means no limit.
 	RateLimit rate.Limit
 	RateBurst int
+	// MaxValueBytes limits one column value of a pushed row, while it is
+	// read; larger values get 413. Default DefaultMaxValueBytes.
+	MaxValueBytes int
+	// BodyTimeout is how long a request body may take to arrive; a slower
+	// one is cut off. Default 60s.
+	BodyTimeout time.Duration
+	// MaxPageBytes bounds a pull page's rows, as their values' sizes add
+	// up: a page holds at least one row, and stops before the row that
+	// would take it past the bound. Default DefaultMaxPageBytes.
+	MaxPageBytes int
+	// MaxClockSkew is how far ahead of the server's clock a pushed row's
+	// clock stamp may be: a later stamp is replaced, at commit, by one of
+	// the server's clock (its device part kept), so that no device's wrong
+	// clock wins last-writer-wins for long or poisons other devices'
+	// clocks. Default DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+	// AuthFailures is the number of failed authentications per second one
+	// client address may make, with bursts of AuthFailureBurst (default
+	// 20); past it, requests from that address get 429 before their token
+	// is looked at. Default 1; negative means no limit.
+	AuthFailures     rate.Limit
+	AuthFailureBurst int
 }
+
+// Defaults of Options.
+const (
+	DefaultMaxValueBytes = 4 << 20
+	DefaultMaxPageBytes  = 8 << 20
+	DefaultMaxClockSkew  = 5 * time.Minute
+)
 
 // Check returns an error naming the first table of Strategies, Resolvers
 // or Deletes that schema lacks, or the first unknown strategy or delete
@@ -119,6 +150,24 @@ func New(store Store, opts Options) (*Server, error) {
 	if opts.RateLimit > 0 && opts.RateBurst <= 0 {
 		opts.RateBurst = max(1, int(2*opts.RateLimit))
 	}
+	if opts.MaxValueBytes <= 0 {
+		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = 60 * time.Second
+	}
+	if opts.MaxPageBytes <= 0 {
+		opts.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if opts.MaxClockSkew <= 0 {
+		opts.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if opts.AuthFailures == 0 {
+		opts.AuthFailures = 1
+	}
+	if opts.AuthFailureBurst <= 0 {
+		opts.AuthFailureBurst = 20
+	}
 	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies, opts.Resolvers, opts.Deletes), mux: http.NewServeMux(),
 		limiters: newLimiters(opts.RateLimit, opts.RateBurst)}
 	p := wire.APIPrefix
@@ -148,7 +197,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-type handlerFunc func(ctx context.Context, p Principal, r *http.Request) (any, error)
+type handlerFunc func(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error)
 
 // authed authenticates the request and writes the handler's answer as JSON.
 func (s *Server) authed(h handlerFunc) http.Handler {
@@ -159,7 +208,7 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 			return
 		}
 		ctx := context.WithValue(r.Context(), principalKey{}, p)
-		out, err := h(ctx, p, r.WithContext(ctx))
+		out, err := h(ctx, p, w, r.WithContext(ctx))
 		if err != nil {
 			s.fail(w, r, err)
 			return
@@ -196,6 +245,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})
 }
 
+// seqRE is a batch number: digits, without sign or leading zeros.
+var seqRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,8})$`)
+
 var deviceRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
 func deviceOf(r *http.Request) (string, error) {
@@ -206,9 +258,9 @@ func deviceOf(r *http.Request) (string, error) {
 	return d, nil
 }
 
-func (s *Server) registerDevice(ctx context.Context, p Principal, r *http.Request) (any, error) {
+func (s *Server) registerDevice(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	var d wire.Device
-	if err := s.decode(r, &d); err != nil {
+	if err := s.decode(w, r, &d); err != nil {
 		return nil, err
 	}
 	if !deviceRE.MatchString(d.Device) {
@@ -223,13 +275,13 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, r *http.Reques
 	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil
 }
 
-func (s *Server) openSession(ctx context.Context, p Principal, r *http.Request) (any, error) {
+func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	device, err := deviceOf(r)
 	if err != nil {
 		return nil, err
 	}
 	var req wire.Session
-	if err := s.decode(r, &req); err != nil {
+	if err := s.decode(w, r, &req); err != nil {
 		return nil, err
 	}
 	if req.Session != "" && !deviceRE.MatchString(req.Session) {
@@ -242,17 +294,17 @@ func (s *Server) openSession(ctx context.Context, p Principal, r *http.Request) 
 	return wire.Session{Session: id}, nil
 }
 
-func (s *Server) stageBatch(ctx context.Context, p Principal, r *http.Request) (any, error) {
+func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	device, err := deviceOf(r)
 	if err != nil {
 		return nil, err
 	}
 	seq, err := strconv.Atoi(r.PathValue("seq"))
-	if err != nil || seq < 0 {
+	if err != nil || !seqRE.MatchString(r.PathValue("seq")) {
 		return nil, fmt.Errorf("malformed batch number %q: %w", r.PathValue("seq"), wire.ErrBadRequest)
 	}
-	var b wire.Batch
-	if err := s.decode(r, &b); err != nil {
+	b, err := s.decodeBatch(w, r)
+	if err != nil {
 		return nil, err
 	}
 	if err := validateRows(s.store.Schema(), b.Rows); err != nil {
@@ -267,15 +319,19 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, r *http.Request) (
 	return wire.BatchAck{Seq: seq, Staged: len(b.Rows)}, nil
 }
 
-func (s *Server) commit(ctx context.Context, p Principal, r *http.Request) (any, error) {
+func (s *Server) commit(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	device, err := deviceOf(r)
 	if err != nil {
+		return nil, err
+	}
+	var req struct{} // the body is {}
+	if err := s.decode(w, r, &req); err != nil {
 		return nil, err
 	}
 	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve, s.opts.Limits)
 }
 
-func (s *Server) changes(ctx context.Context, p Principal, r *http.Request) (any, error) {
+func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	after, err := ParseCursor(q.Get("cursor"))
 	if err != nil {
@@ -298,7 +354,7 @@ func (s *Server) changes(ctx context.Context, p Principal, r *http.Request) (any
 	return wire.Changes{Changes: rows, Cursor: next.String(), More: more}, nil
 }
 
-func (s *Server) digest(ctx context.Context, p Principal, r *http.Request) (any, error) {
+func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	d, ok := s.store.(Digester)
 	if !ok {
 		return nil, fmt.Errorf("this store cannot digest its rows: %w", wire.ErrNotFound)
@@ -314,33 +370,88 @@ func (s *Server) digest(ctx context.Context, p Principal, r *http.Request) (any,
 	return out, nil
 }
 
-// decode reads a JSON body, gzip-compressed or not, refusing unknown fields,
-// trailing data and bodies over the limit.
-func (s *Server) decode(r *http.Request, v any) error {
+// body returns the request body, decompressed, refusing more than
+// MaxBodyBytes of it after decompression, with a deadline of BodyTimeout
+// for reading it all. A body must be application/json.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, func(), error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, nil, fmt.Errorf("body of type %q, want application/json: %w", r.Header.Get("Content-Type"), wire.ErrUnsupportedMedia)
+	}
+	// A slow body holds a connection and a goroutine: it has BodyTimeout.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
 	var body io.Reader = r.Body
-	if r.Header.Get("Content-Encoding") == "gzip" {
+	done := func() {}
+	switch enc := r.Header.Get("Content-Encoding"); enc {
+	case "", "identity":
+	case "gzip":
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
-			return fmt.Errorf("malformed gzip body: %v: %w", err, wire.ErrBadRequest)
+			return nil, nil, fmt.Errorf("malformed gzip body: %v: %w", err, wire.ErrBadRequest)
 		}
-		defer zr.Close()
-		body = zr
+		body, done = zr, func() { zr.Close() }
+	default:
+		return nil, nil, fmt.Errorf("unknown Content-Encoding %q (gzip or none): %w", enc, wire.ErrUnsupportedMedia)
 	}
-	lr := &io.LimitedReader{R: body, N: s.opts.MaxBodyBytes + 1}
-	dec := json.NewDecoder(lr)
+	return &maxReader{r: body, left: s.opts.MaxBodyBytes, max: s.opts.MaxBodyBytes}, done, nil
+}
+
+// maxReader fails with wire.ErrTooLarge once more than max bytes were read.
+type maxReader struct {
+	r         io.Reader
+	left, max int64
+}
+
+func (m *maxReader) Read(p []byte) (int, error) {
+	if m.left < 0 {
+		return 0, fmt.Errorf("body larger than %d bytes (MaxBodyBytes, after decompression): %w", m.max, wire.ErrTooLarge)
+	}
+	if int64(len(p)) > m.left+1 {
+		p = p[:m.left+1]
+	}
+	n, err := m.r.Read(p)
+	m.left -= int64(n)
+	if m.left < 0 {
+		return n, fmt.Errorf("body larger than %d bytes (MaxBodyBytes, after decompression): %w", m.max, wire.ErrTooLarge)
+	}
+	return n, err
+}
+
+// decode reads a small JSON body strictly: unknown fields and anything but
+// white space after the value are refused.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body, done, err := s.body(w, r)
+	if err != nil {
+		return err
+	}
+	defer done()
+	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if lr.N <= 0 {
-		return fmt.Errorf("body larger than %d bytes: %w", s.opts.MaxBodyBytes, wire.ErrTooLarge)
-	}
-	if err != nil {
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, wire.ErrTooLarge) {
+			return err
+		}
 		return fmt.Errorf("malformed JSON body: %v: %w", err, wire.ErrBadRequest)
 	}
-	if dec.More() {
-		return fmt.Errorf("malformed JSON body: data after the object: %w", wire.ErrBadRequest)
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), body))
+	if err != nil {
+		return badBody(readError{err})
+	}
+	if len(bytes.TrimLeft(rest, " \t\r\n")) > 0 {
+		return fmt.Errorf("malformed JSON body: data after the value: %w", wire.ErrBadRequest)
 	}
 	return nil
+}
+
+// decodeBatch reads a pushed batch (see decodeBatch in decode.go).
+func (s *Server) decodeBatch(w http.ResponseWriter, r *http.Request) (wire.Batch, error) {
+	body, done, err := s.body(w, r)
+	if err != nil {
+		return wire.Batch{}, err
+	}
+	defer done()
+	return decodeBatch(body, batchLimits{maxRows: s.opts.MaxBatchRows, maxValue: s.opts.MaxValueBytes})
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

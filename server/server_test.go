@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +43,9 @@ func call(t *testing.T, method, url, token string, body string, headers ...strin
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	req.Header.Set(wire.HeaderDevice, device)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
@@ -133,7 +138,7 @@ func jwtToken(t *testing.T, exp time.Time) string {
 // serving.
 func TestBadInputRefused(t *testing.T) {
 	reg := testkit.Registry(t)
-	opts := server.Options{MaxBodyBytes: 2 << 20, Auth: server.Authenticators{testkit.Tokens, &server.JWT{Secret: jwtSecret}}}
+	opts := server.Options{MaxBodyBytes: 2 << 20, MaxValueBytes: 1 << 20, Auth: server.Authenticators{testkit.Tokens, &server.JWT{Secret: jwtSecret}}}
 	t.Run("sqlite", func(t *testing.T) {
 		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema())
 		if err != nil {
@@ -183,6 +188,10 @@ func badInput(t *testing.T, url string, digest digest) {
 	for i := range many {
 		many[i] = fmt.Sprintf(`{"table":"customers","id":"m%d","hlc":"1700000000000.000000.dev","values":{}}`, i)
 	}
+	big := make([]string, 3) // each value under MaxValueBytes, the body over MaxBodyBytes
+	for i := range big {
+		big[i] = strings.Replace(strings.Replace(goodRow, `"Ada"`, `"`+strings.Repeat("x", 900<<10)+`"`, 1), `"c1"`, fmt.Sprintf(`"b%d"`, i), 1)
+	}
 	before := digest(t)
 	tests := []struct {
 		name, method, url, token, body string
@@ -197,23 +206,34 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"malformed JSON", "PUT", openURL, "token-ada", `{"rows":[{"table":`, 400, "bad_request", "JSON", nil},
 		{"truncated JSON", "PUT", openURL, "token-ada", row(`"name":"x"`)[:40], 400, "bad_request", "JSON", nil},
 		{"trailing data", "PUT", openURL, "token-ada", `{"rows":[]} {}`, 400, "bad_request", "after", nil},
+		{"trailing brace", "PUT", openURL, "token-ada", row(`"name":"x"`) + `}`, 400, "bad_request", "after", nil},
+		{"trailing brackets", "PUT", openURL, "token-ada", row(`"name":"x"`) + `]]]`, 400, "bad_request", "after", nil},
+		{"trailing brace on a commit", "POST", url + "/v1/sessions/" + open + "/commit", "token-ada", `{}}`, 400, "bad_request", "after", nil},
+		{"not JSON", "PUT", openURL, "token-ada", row(`"name":"x"`), 415, "unsupported_media_type", "application/json", []string{"Content-Type", "text/plain"}},
+		{"unknown encoding", "PUT", openURL, "token-ada", row(`"name":"x"`), 415, "unsupported_media_type", "Content-Encoding", []string{"Content-Encoding", "br"}},
+		{"array for a value", "PUT", openURL, "token-ada", row(`"name":[` + strings.Repeat("0,", 1000) + `0]`), 400, "bad_request", "not an array", nil},
+		{"value over MaxValueBytes", "PUT", openURL, "token-ada", row(`"name":"` + strings.Repeat("x", 1<<20+1) + `"`), 413, "too_large", "MaxValueBytes", nil},
+		{"row without values", "PUT", openURL, "token-ada", `{"rows":[{"table":"customers","id":"c9","hlc":"1700000000000.000000.dev"}]}`, 400, "bad_request", "lacks column", nil},
+		{"row without a column", "PUT", openURL, "token-ada", `{"rows":[` + strings.Replace(goodRow, `"name":"Ada",`, ``, 1) + `]}`, 400, "bad_request", "lacks column name", nil},
+		{"field twice", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":"c1","id":"c2"`, 1), 400, "bad_request", "twice", nil},
+		{"signed batch number", "PUT", url + "/v1/sessions/" + open + "/batches/+5", "token-ada", row(`"name":"x"`), 400, "bad_request", "batch number", nil},
 		{"unknown field", "PUT", openURL, "token-ada", `{"rows":[], "x":1}`, 400, "bad_request", "x", nil},
 		{"empty batch", "PUT", openURL, "token-ada", `{"rows":[]}`, 400, "bad_request", "no rows", nil},
 		{"unknown table", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"customers"`, `"users; DROP TABLE customers"`, 1), 400, "bad_request", "unknown table", nil},
 		{"unknown column", "PUT", openURL, "token-ada", row(`"nme":"x"`), 400, "bad_request", "unknown column", nil},
 		{"SQL in a column name", "PUT", openURL, "token-ada", row(`"name\" = 1; --":"x"`), 400, "bad_request", "unknown column", nil},
 		{"wrong type", "PUT", openURL, "token-ada", row(`"name":42`), 400, "bad_request", "column name: want text", nil},
-		{"object for text", "PUT", openURL, "token-ada", row(`"name":{"a":1}`), 400, "bad_request", "column name: want text", nil},
+		{"object for text", "PUT", openURL, "token-ada", row(`"name":{"a":1}`), 400, "bad_request", "column name: offset 91: a value must be a string, number, boolean or null, not an object", nil},
 		{"invalid JSON column", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"tags":"[]"`, `"tags":"[1,"`, 1), 400, "bad_request", "JSON", nil},
 		{"NUL in text", "PUT", openURL, "token-ada", row(`"name":"a\u0000b"`), 400, "bad_request", "NUL character", nil},
 		{"null in non-null column", "PUT", openURL, "token-ada", row(`"name":null`), 400, "bad_request", "non-nullable", nil},
 		{"missing id", "PUT", openURL, "token-ada", withID(`""`), 400, "bad_request", "missing id", nil},
 		{"malformed id", "PUT", openURL, "token-ada", withID(`"a\u0000b"`), 400, "bad_request", "malformed id", nil},
-		{"huge id", "PUT", openURL, "token-ada", withID(`"` + strings.Repeat("i", 10_000) + `"`), 400, "bad_request", "malformed id", nil},
+		{"huge id", "PUT", openURL, "token-ada", withID(`"` + strings.Repeat("i", 10_000) + `"`), 400, "bad_request", "field id: offset 293: a string longer than 256 bytes", nil},
 		{"malformed stamp", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `1700000000000.000000.dev`, `tomorrow`, 1), 400, "bad_request", "clock stamp", nil},
 		{"id twice", "PUT", openURL, "token-ada", `{"rows":[` + goodRow + `,` + goodRow + `]}`, 400, "bad_request", "twice", nil},
-		{"body over the limit", "PUT", openURL, "token-ada", row(`"name":"` + strings.Repeat("x", 3<<20) + `"`), 413, "too_large", "larger than", nil},
-		{"too many rows", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(many, ",") + `]}`, 413, "too_large", "more than the limit", nil},
+		{"body over the limit", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(big, ",") + `]}`, 413, "too_large", "larger than 2097152 bytes (MaxBodyBytes, after decompression)", nil},
+		{"too many rows", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(many, ",") + `]}`, 413, "too_large", "more than 10000 rows", nil},
 		{"bad batch number", "PUT", url + "/v1/sessions/" + open + "/batches/-1", "token-ada", row(`"name":"x"`), 400, "bad_request", "batch number", nil},
 		{"unknown session", "PUT", url + "/v1/sessions/nope/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
 		{"session of another tenant", "PUT", url + "/v1/sessions/" + globexSession + "/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
@@ -524,5 +544,86 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}
 	if _, err := server.New(store, server.Options{Strategies: map[string]server.Strategy{"orders": server.MergeColumns}}); err != nil {
 		t.Errorf("New with good options: %v", err)
+	}
+}
+
+// No single request grows the server's memory by more than 64 MiB under the
+// default limits, whatever it holds or declares: measured as all the bytes
+// the process allocates while the server reads and refuses it (which is
+// more than the heap ever grows by).
+func TestRequestMemoryBounded(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	session := openSession(t, srv.URL, "token-ada", device)
+	url := srv.URL + "/v1/sessions/" + session + "/batches/0"
+	gz := func(write func(w io.Writer)) []byte {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		write(zw)
+		zw.Close()
+		return buf.Bytes()
+	}
+	head := `{"rows":[{"table":"customers","id":"c1","hlc":"1700000000000.000000.dev","values":{"email":null,"tags":"[]","name":`
+	zeros := gz(func(w io.Writer) { // 31 million zeros as one value, in about 31 KB
+		io.WriteString(w, head+"[0")
+		chunk := []byte(strings.Repeat(",0", 1<<16))
+		for range 31_000_000 >> 16 {
+			w.Write(chunk)
+		}
+		io.WriteString(w, "]}}]}")
+	})
+	long := gz(func(w io.Writer) { // one value of 31 MiB
+		io.WriteString(w, head+`"`)
+		chunk := []byte(strings.Repeat("x", 1<<20))
+		for range 31 {
+			w.Write(chunk)
+		}
+		io.WriteString(w, `"}}]}`)
+	})
+	past := gz(func(w io.Writer) { // 40 MiB after decompression, in values under the value limit
+		io.WriteString(w, `{"rows":[`)
+		v := strings.Repeat("y", 4<<20-16)
+		for i := range 10 {
+			if i > 0 {
+				io.WriteString(w, ",")
+			}
+			fmt.Fprintf(w, `{"table":"customers","id":"r%d","hlc":"1700000000000.000000.dev","values":{"email":null,"tags":"[]","name":"%s"}}`, i, v)
+		}
+		io.WriteString(w, "]}")
+	})
+	for _, tc := range []struct {
+		name   string
+		body   []byte
+		status int
+	}{
+		{"31 million zeros", zeros, 400},
+		{"a value of 31 MiB", long, 413},
+		{"40 MiB decompressed", past, 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("PUT", url, bytes.NewReader(tc.body))
+			req.Header.Set("Authorization", "Bearer token-ada")
+			req.Header.Set(wire.HeaderDevice, device)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Content-Encoding", "gzip")
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			runtime.ReadMemStats(&after)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			t.Logf("%d bytes on the wire: %d, %d MiB allocated", len(tc.body), resp.StatusCode, alloc>>20)
+			if resp.StatusCode != tc.status {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if alloc > 64<<20 {
+				t.Errorf("the request allocated %d MiB, more than 64 MiB", alloc>>20)
+			}
+		})
 	}
 }

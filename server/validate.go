@@ -76,6 +76,13 @@ func validateRow(t *entity.Table, r *wire.Row) error {
 		}
 		vals[name] = x
 	}
+	if !r.Deleted { // a column left out would be stored as NULL
+		for _, c := range t.Columns[1:] {
+			if _, ok := vals[c.Name]; !ok && !c.Nullable {
+				return fmt.Errorf("row lacks column %s: %w", c.Name, wire.ErrBadRequest)
+			}
+		}
+	}
 	r.Values = vals
 	r.Device, r.ModifiedBy, r.Version = "", "", 0 // set by the server, never by the payload (G8)
 	if r.Changed != nil {

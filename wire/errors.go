@@ -15,6 +15,8 @@ var (
 	ErrNotFound     = errors.New("not found")
 	ErrConflict     = errors.New("conflict")
 	ErrTooLarge     = errors.New("request too large")
+	// ErrUnsupportedMedia is a body that is not application/json.
+	ErrUnsupportedMedia = errors.New("unsupported media type")
 	ErrRateLimited  = errors.New("rate limited")
 	ErrInternal     = errors.New("internal server error")
 	ErrUnavailable  = errors.New("service unavailable")
@@ -32,6 +34,7 @@ var codes = []struct {
 	{ErrNotFound, "not_found", http.StatusNotFound},
 	{ErrConflict, "conflict", http.StatusConflict},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
+	{ErrUnsupportedMedia, "unsupported_media_type", http.StatusUnsupportedMediaType},
 	{ErrRateLimited, "rate_limited", http.StatusTooManyRequests},
 	{ErrUnavailable, "unavailable", http.StatusServiceUnavailable},
 	{ErrInternal, "internal", http.StatusInternalServerError},
