@@ -84,12 +84,13 @@ func New(store Store, tr Transport, opts Options) *Engine {
 
 // Push sends every dirty row and commits the session. Errors wrap the
 // transport's, so callers can classify them. When the server no longer
-// knows the session, Push starts a new one, once.
+// knows the session, or it is another user's (a device shared by several
+// people, one of whom started the push), Push starts a new one, once.
 func (e *Engine) Push(ctx context.Context) (Result, error) {
 	res := Result{Rows: map[string]int{}}
 	err := e.push(ctx, &res)
 	switch {
-	case errors.Is(err, wire.ErrNotFound):
+	case errors.Is(err, wire.ErrNotFound), errors.Is(err, wire.ErrForbidden):
 		if aerr := e.store.AbandonPush(ctx); aerr != nil {
 			return res, fmt.Errorf("push: abandon lost session: %w", aerr)
 		}

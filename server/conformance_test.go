@@ -258,15 +258,16 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f := fixture(t)
 		ctx := context.Background()
 		f.device(ada, "d1")
-		f.device(bob, "d1") // same tenant: fine
-		if err := f.s.RegisterDevice(ctx, gus, "d1"); !errors.Is(err, wire.ErrForbidden) {
-			t.Errorf("register another tenant's device: %v, want ErrForbidden", err)
-		}
-		if _, err := f.s.OpenSession(ctx, ada, "unregistered", "", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
-			t.Errorf("session of an unregistered device: %v, want ErrForbidden", err)
-		}
+		f.device(bob, "d1") // same tenant: a device shared by its users
+		// Devices are keyed by tenant: another tenant's device id is a
+		// device of its own there, and nothing tells that the id is in
+		// use elsewhere.
 		if _, err := f.s.OpenSession(ctx, gus, "d1", "", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("session on another tenant's device: %v, want ErrForbidden", err)
+		}
+		f.device(gus, "d1")
+		if _, err := f.s.OpenSession(ctx, ada, "unregistered", "", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
+			t.Errorf("session of an unregistered device: %v, want ErrForbidden", err)
 		}
 		sess, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		if err != nil {
@@ -276,16 +277,63 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f.device(gus, "g1")
 		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1")}
 		for name, call := range map[string]error{
-			"unknown session":           f.s.StageBatch(ctx, ada, "d1", "no-such-session", 0, rows, server.Limits{}),
-			"another device's session":  f.s.StageBatch(ctx, ada, "d2", sess, 0, rows, server.Limits{}),
-			"another tenant's session":  f.s.StageBatch(ctx, gus, "g1", sess, 0, rows, server.Limits{}),
-			"commit by another device":  commitErr(f.s.Commit(ctx, ada, "d2", sess, lww, server.Limits{})),
-			"commit by another tenant":  commitErr(f.s.Commit(ctx, gus, "g1", sess, lww, server.Limits{})),
-			"commit of unknown session": commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww, server.Limits{})),
+			"unknown session":                          f.s.StageBatch(ctx, ada, "d1", "no-such-session", 0, rows, server.Limits{}),
+			"another device's session":                 f.s.StageBatch(ctx, ada, "d2", sess, 0, rows, server.Limits{}),
+			"another tenant's session":                 f.s.StageBatch(ctx, gus, "g1", sess, 0, rows, server.Limits{}),
+			"another tenant's session, same device id": f.s.StageBatch(ctx, gus, "d1", sess, 0, rows, server.Limits{}),
+			"commit by another device":                 commitErr(f.s.Commit(ctx, ada, "d2", sess, lww, server.Limits{})),
+			"commit by another tenant":                 commitErr(f.s.Commit(ctx, gus, "g1", sess, lww, server.Limits{})),
+			"commit of unknown session":                commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww, server.Limits{})),
 		} {
 			if !errors.Is(call, wire.ErrNotFound) {
 				t.Errorf("%s: %v, want ErrNotFound", name, call)
 			}
+		}
+		// The same session id in another tenant is another session.
+		if id, err := f.s.OpenSession(ctx, gus, "d1", sess, server.Limits{}); err != nil || id != sess {
+			t.Errorf("another tenant opening the same session id: %q, %v; want its own session", id, err)
+		}
+	})
+
+	t.Run("a session is its user's", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "shared")
+		f.device(bob, "shared")
+		lim := server.Limits{MaxOpenSessions: 2}
+		sess, err := f.s.OpenSession(ctx, ada, "shared", "", lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := []wire.Row{parent("p1", "bob's text", "0000000000001.000000.shared")}
+		if err := f.s.StageBatch(ctx, bob, "shared", sess, 0, rows, lim); !errors.Is(err, wire.ErrForbidden) {
+			t.Errorf("batch into another user's session: %v, want ErrForbidden", err)
+		}
+		if _, err := f.s.Commit(ctx, bob, "shared", sess, lww, lim); !errors.Is(err, wire.ErrForbidden) {
+			t.Errorf("commit of another user's session: %v, want ErrForbidden", err)
+		}
+		if _, err := f.s.OpenSession(ctx, bob, "shared", sess, lim); !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("opening another user's session id: %v, want ErrConflict", err)
+		}
+		// Bob filling his own quota on the device leaves Ada's alone.
+		for range 2 {
+			if _, err := f.s.OpenSession(ctx, bob, "shared", "", lim); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := f.s.OpenSession(ctx, bob, "shared", "", lim); !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("bob past the limit: %v, want ErrConflict", err)
+		}
+		if _, err := f.s.OpenSession(ctx, ada, "shared", "", lim); err != nil {
+			t.Errorf("ada locked out by bob's sessions: %v", err)
+		}
+		c := f.push(ada, "shared", lww, []wire.Row{parent("p2", "ada's text", "0000000000002.000000.shared")})
+		if c.Applied != 1 {
+			t.Fatalf("ada's push: %+v", c)
+		}
+		audit, err := f.s.(server.Auditor).Audit(ctx, "acme", 0, 10)
+		if err != nil || len(audit) != 1 || audit[0].User != "ada" || audit[0].ID != "p2" {
+			t.Errorf("audit: %+v, %v; want only ada's row, written by ada", audit, err)
 		}
 	})
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	_ "github.com/jackc/pgx/v5/stdlib"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -241,8 +242,10 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"session replayed by another device", "PUT", openURL, "token-bob", row(`"name":"x"`), 404, "not_found", "unknown session", []string{wire.HeaderDevice, otherDevice}},
 		{"commit replayed by another device", "POST", url + "/v1/sessions/" + open + "/commit", "token-bob", `{}`, 404, "not_found", "unknown session", []string{wire.HeaderDevice, otherDevice}},
 		{"batch to a committed session", "PUT", batchURL + "1", "token-ada", row(`"name":"x"`), 409, "conflict", "committed", nil},
-		{"device of another tenant", "POST", url + "/v1/devices", "token-globe", `{"device":"` + device + `"}`, 403, "forbidden", "another tenant", nil},
-		{"session on another tenant's device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "forbidden", "not registered", nil},
+		// Devices are keyed by tenant: the answer is that of a device never
+		// registered, which tells nothing of the other tenant's.
+		{"session on another tenant's device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "forbidden", "not registered for this tenant", nil},
+		{"session on an unknown device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "forbidden", "not registered for this tenant", []string{wire.HeaderDevice, "0190a3b4-0000-7000-8000-00000000dead"}},
 		{"malformed device", "POST", url + "/v1/devices", "token-ada", `{"device":"../../x"}`, 400, "bad_request", "device", nil},
 		{"malformed cursor", "GET", url + "/v1/changes?cursor=!!!", "token-ada", ``, 400, "bad_request", "cursor", nil},
 		{"bad limit", "GET", url + "/v1/changes?limit=100000", "token-ada", ``, 400, "bad_request", "limit", nil},
@@ -451,6 +454,14 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 	if err := store.RegisterDevice(ctx, ada, device); err != nil {
 		t.Fatalf("registered device after upgrade: %v", err)
 	}
+	// Devices and sessions are now keyed by tenant.
+	gus := server.Principal{Tenant: "globex", User: "gus"}
+	if err := store.RegisterDevice(ctx, gus, device); err != nil {
+		t.Fatalf("the same device id in another tenant after upgrade: %v", err)
+	}
+	if _, err := store.OpenSession(ctx, gus, device, "new", server.Limits{}); err != nil {
+		t.Fatalf("the same session id in another tenant after upgrade: %v", err)
+	}
 	c, err := store.Commit(ctx, ada, device, "new", func(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
 		return server.Resolution{Winner: wire.WinnerClient}, server.ClientWins, nil
 	}, server.Limits{})
@@ -625,5 +636,33 @@ func TestRequestMemoryBounded(t *testing.T) {
 				t.Errorf("the request allocated %d MiB, more than 64 MiB", alloc>>20)
 			}
 		})
+	}
+}
+
+// A PostgreSQL database of an earlier version, whose devices were keyed by
+// their id alone, is upgraded: devices are keyed by tenant.
+func TestUpgradePostgresDevices(t *testing.T) {
+	url := pgtest.URL(t)
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE _tether_devices (device text PRIMARY KEY, tenant text NOT NULL, user_name text NOT NULL,
+		created_at timestamptz NOT NULL, seen_at timestamptz NOT NULL);
+		INSERT INTO _tether_devices VALUES ('d1', 'acme', 'ada', now(), now())`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	reg := testkit.Registry(t)
+	store, err := pgstore.Open(t.Context(), url, reg.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := store.OpenSession(t.Context(), server.Principal{Tenant: "acme", User: "ada"}, "d1", "", server.Limits{}); err != nil {
+		t.Errorf("the registered device after upgrade: %v", err)
+	}
+	if err := store.RegisterDevice(t.Context(), server.Principal{Tenant: "globex", User: "gus"}, "d1"); err != nil {
+		t.Errorf("the same device id in another tenant after upgrade: %v", err)
 	}
 }

@@ -17,9 +17,9 @@ var (
 	ErrTooLarge     = errors.New("request too large")
 	// ErrUnsupportedMedia is a body that is not application/json.
 	ErrUnsupportedMedia = errors.New("unsupported media type")
-	ErrRateLimited  = errors.New("rate limited")
-	ErrInternal     = errors.New("internal server error")
-	ErrUnavailable  = errors.New("service unavailable")
+	ErrRateLimited      = errors.New("rate limited")
+	ErrInternal         = errors.New("internal server error")
+	ErrUnavailable      = errors.New("service unavailable")
 )
 
 // codes is the one table from error to code and HTTP status.

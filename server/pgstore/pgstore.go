@@ -201,8 +201,8 @@ func pgType(k entity.Kind) string {
 const ddl = `
 CREATE SEQUENCE IF NOT EXISTS _tether_version;
 CREATE TABLE IF NOT EXISTS _tether_devices (
-	device text PRIMARY KEY, tenant text NOT NULL, user_name text NOT NULL,
-	created_at timestamptz NOT NULL, seen_at timestamptz NOT NULL);
+	tenant text NOT NULL, device text NOT NULL, user_name text NOT NULL,
+	created_at timestamptz NOT NULL, seen_at timestamptz NOT NULL, PRIMARY KEY (tenant, device));
 CREATE TABLE IF NOT EXISTS _tether_sessions (
 	tenant text NOT NULL, id text NOT NULL, device text NOT NULL, user_name text NOT NULL,
 	created_at timestamptz NOT NULL, committed_at timestamptz, version bigint, result text,
@@ -226,6 +226,17 @@ func (*Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Tabl
 	}
 	if _, err := tx.ExecContext(ctx, ddl); err != nil {
 		return fmt.Errorf("create bookkeeping tables: %w", err)
+	}
+	// Earlier versions keyed devices by their id alone.
+	var keys int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+		WHERE i.indrelid = '_tether_devices'::regclass AND i.indisprimary`).Scan(&keys); err != nil {
+		return fmt.Errorf("upgrade _tether_devices: %w", err)
+	}
+	if keys == 1 {
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE _tether_devices DROP CONSTRAINT _tether_devices_pkey, ADD PRIMARY KEY (tenant, device)`); err != nil {
+			return fmt.Errorf("upgrade _tether_devices: %w", err)
+		}
 	}
 	for _, t := range tables {
 		if err := migrateTable(ctx, tx, t); err != nil {

@@ -129,18 +129,23 @@ func (Dialect) Merge(t *sqlstore.Table) string {
 const ddl = `
 CREATE TABLE IF NOT EXISTS _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
 INSERT OR IGNORE INTO _tether_counter (id, version) VALUES (1, 0);
-CREATE TABLE IF NOT EXISTS _tether_devices (
-	device TEXT PRIMARY KEY, tenant TEXT NOT NULL, user_name TEXT NOT NULL,
-	created_at TEXT NOT NULL, seen_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS _tether_sessions (
-	tenant TEXT NOT NULL, id TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
-	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT,
-	PRIMARY KEY (tenant, id));
+CREATE TABLE IF NOT EXISTS _tether_devices (` + devicesCols + `);
+CREATE TABLE IF NOT EXISTS _tether_sessions (` + sessionsCols + `);
 CREATE TABLE IF NOT EXISTS _tether_audit (
 	tenant TEXT NOT NULL, version INTEGER NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL, deleted INTEGER NOT NULL,
 	user_name TEXT NOT NULL, device TEXT NOT NULL, session TEXT NOT NULL, at TEXT NOT NULL,
 	PRIMARY KEY (tenant, version, tbl, id));
 `
+
+// The devices and sessions tables, keyed by tenant: earlier versions keyed
+// them by device and session id alone, and are rebuilt so.
+const (
+	devicesCols = `tenant TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
+	created_at TEXT NOT NULL, seen_at TEXT NOT NULL, PRIMARY KEY (tenant, device)`
+	sessionsCols = `tenant TEXT NOT NULL, id TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
+	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT,
+	PRIMARY KEY (tenant, id)`
+)
 
 const batchesDDL = `CREATE TABLE IF NOT EXISTS _tether_batches (
 	tenant TEXT NOT NULL, session TEXT NOT NULL, seq INTEGER NOT NULL, tbl TEXT NOT NULL, rows INTEGER NOT NULL,
@@ -166,6 +171,23 @@ func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table
 	}
 	if err := addColumns(ctx, tx, "_tether_sessions", []entity.Column{{Name: "touched_at", Kind: entity.KindTime}}); err != nil {
 		return err
+	}
+	for _, t := range []struct{ name, cols, copy string }{
+		{"_tether_devices", devicesCols, "tenant, device, user_name, created_at, seen_at"},
+		{"_tether_sessions", sessionsCols, "tenant, id, device, user_name, created_at, committed_at, version, result, touched_at"},
+	} {
+		var keys int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE pk > 0`, t.name).Scan(&keys); err != nil {
+			return err
+		}
+		if keys == 1 { // keyed without the tenant
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+t.name+` RENAME TO `+t.name+`_old;
+				CREATE TABLE `+t.name+` (`+t.cols+`);
+				INSERT INTO `+t.name+` (`+t.copy+`) SELECT `+t.copy+` FROM `+t.name+`_old;
+				DROP TABLE `+t.name+`_old`); err != nil {
+				return fmt.Errorf("upgrade %s: %w", t.name, err)
+			}
+		}
 	}
 	have, err := columns(ctx, tx, "_tether_batches")
 	if err != nil {

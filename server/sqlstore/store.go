@@ -173,32 +173,32 @@ func timeOf(v any) (time.Time, error) {
 func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device string) error {
 	register := func() error {
 		return s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-			var tenant string
-			err := tx.QueryRowContext(ctx, s.q(`SELECT tenant FROM _tether_devices WHERE device = ?`+s.d.ForUpdate()), device).Scan(&tenant)
+			// Devices are keyed by tenant: the same id in another tenant is
+			// another device, and nothing here tells whether one exists.
+			var known string
+			err := tx.QueryRowContext(ctx, s.q(`SELECT device FROM _tether_devices WHERE tenant = ? AND device = ?`+s.d.ForUpdate()),
+				p.Tenant, device).Scan(&known)
 			now := s.d.Time(s.now())
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (device, tenant, user_name, created_at, seen_at) VALUES (?, ?, ?, ?, ?)`),
-					device, p.Tenant, p.User, now, now)
+				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (tenant, device, user_name, created_at, seen_at) VALUES (?, ?, ?, ?, ?)`),
+					p.Tenant, device, p.User, now, now)
 				return err
 			case err != nil:
 				return err
-			case tenant != p.Tenant:
-				// A device of another tenant is left untouched, seen_at included.
-				return fmt.Errorf("device %s is registered to another tenant: %w", device, wire.ErrForbidden)
 			}
-			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ? WHERE device = ?`), now, device)
+			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ? WHERE tenant = ? AND device = ?`), now, p.Tenant, device)
 			return err
 		})
 	}
 	err := register()
-	if err != nil && !errors.Is(err, wire.ErrForbidden) {
+	if err != nil {
 		err = register() // a concurrent first registration of the same device
 	}
-	if err != nil && !errors.Is(err, wire.ErrForbidden) {
+	if err != nil {
 		return fmt.Errorf("register device %s: %w", device, err)
 	}
-	return err
+	return nil
 }
 
 // OpenSession implements server.Store.
@@ -209,31 +209,31 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 		id = uuid.NewString()
 	}
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-		var tenant string
-		err := tx.QueryRowContext(ctx, s.q(`SELECT tenant FROM _tether_devices WHERE device = ?`), device).Scan(&tenant)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && tenant != p.Tenant) {
-			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
-		}
+		var n int
+		err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&n)
 		if err != nil {
 			return err
 		}
+		if n == 0 {
+			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
+		}
 		if session != "" {
-			var dev string
+			var dev, user string
 			var committed any
-			err := tx.QueryRowContext(ctx, s.q(`SELECT device, committed_at FROM _tether_sessions WHERE tenant = ? AND id = ?`+s.d.ForUpdate()),
-				p.Tenant, session).Scan(&dev, &committed)
+			err := tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, committed_at FROM _tether_sessions WHERE tenant = ? AND id = ?`+s.d.ForUpdate()),
+				p.Tenant, session).Scan(&dev, &user, &committed)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
 				return err
-			case dev == device && committed == nil:
+			case dev == device && user == p.User && committed == nil:
 				return errOpened // opened before; the answer was lost
 			default:
 				return fmt.Errorf("session id %s is already in use: %w", session, wire.ErrConflict)
 			}
 		}
-		idle, err := s.strings(ctx, tx, `SELECT id FROM _tether_sessions WHERE tenant = ? AND device = ? AND committed_at IS NULL
-			AND coalesce(touched_at, created_at) < ?`+s.d.ForUpdate(), p.Tenant, device, s.d.Time(s.now().Add(-lim.SessionIdle)))
+		idle, err := s.strings(ctx, tx, `SELECT id FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL
+			AND coalesce(touched_at, created_at) < ?`+s.d.ForUpdate(), p.Tenant, device, p.User, s.d.Time(s.now().Add(-lim.SessionIdle)))
 		if err != nil {
 			return err
 		}
@@ -243,14 +243,14 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 			}
 		}
 		var open int
-		err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_sessions WHERE tenant = ? AND device = ? AND committed_at IS NULL`),
-			p.Tenant, device).Scan(&open)
+		err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL`),
+			p.Tenant, device, p.User).Scan(&open)
 		if err != nil {
 			return err
 		}
-		if open >= lim.MaxOpenSessions {
-			return fmt.Errorf("device %s has %d open sessions, the limit: commit one, or wait %v for an idle one to expire: %w",
-				device, lim.MaxOpenSessions, lim.SessionIdle, wire.ErrConflict)
+		if open >= lim.MaxOpenSessions { // per user: no one fills another's quota
+			return fmt.Errorf("user %s has %d open sessions on device %s, the limit: commit one, or wait %v for an idle one to expire: %w",
+				p.User, lim.MaxOpenSessions, device, lim.SessionIdle, wire.ErrConflict)
 		}
 		now := s.d.Time(s.now())
 		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at)
@@ -319,16 +319,19 @@ func (s *Store) dropSession(ctx context.Context, tx *sql.Tx, tenant, id string) 
 // another tenant or device is not found; an expired one is dropped, in a
 // transaction of its own, and reported as not found.
 func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, lim server.Limits) (committed bool, result string, err error) {
-	var dev string
+	var dev, user string
 	var res sql.NullString
 	var touched any
-	err = tx.QueryRowContext(ctx, s.q(`SELECT device, result, coalesce(touched_at, created_at) FROM _tether_sessions
-		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &res, &touched)
+	err = tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, result, coalesce(touched_at, created_at) FROM _tether_sessions
+		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &user, &res, &touched)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && dev != device) {
 		return false, "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
 	}
 	if err != nil {
 		return false, "", fmt.Errorf("session %s: %w", id, err)
+	}
+	if user != p.User { // a session is its user's: no one else fills or commits it (G14)
+		return false, "", fmt.Errorf("session %s was opened by another user: %w", id, wire.ErrForbidden)
 	}
 	if res.Valid {
 		return true, res.String, nil
