@@ -201,10 +201,29 @@ func (f storeFixture) push(p server.Principal, dev string, resolve server.Resolv
 // all pulls every change of p's tenant, limit rows a page.
 func (f storeFixture) all(p server.Principal, limit int) []wire.Row {
 	f.t.Helper()
+	return f.allBytes(p, limit, 1<<30)
+}
+
+// allBytes pulls every change of p's tenant, limit rows and maxBytes a page.
+func (f storeFixture) allBytes(p server.Principal, limit, maxBytes int) []wire.Row {
+	f.t.Helper()
 	var out []wire.Row
 	var cur server.Cursor
 	for range 10_000 {
-		rows, next, more, err := f.s.Changes(context.Background(), p, cur, limit)
+		rows, next, more, err := f.s.Changes(context.Background(), p, cur, limit, maxBytes)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if len(rows) == 0 && more {
+			f.t.Fatal("an empty page with more to come")
+		}
+		size := 0
+		for _, r := range rows {
+			size += server.RowSize(r)
+		}
+		if len(rows) > 1 && size > maxBytes {
+			f.t.Fatalf("a page of %d rows and %d bytes, over %d", len(rows), size, maxBytes)
+		}
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -486,6 +505,27 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 		if got := names(f.all(ada, 10)); got["p"] != "ada's + bob's" || got["q"] != "" {
 			t.Errorf("after the failed commit the server holds %v", got)
+		}
+	})
+
+	t.Run("pull pages are bounded in bytes, and skip nothing", func(t *testing.T) {
+		f := fixture(t)
+		f.device(ada, "d1")
+		big := strings.Repeat("x", 30_000)
+		var want []string
+		for i := range 4 { // each session: a big parent and two small children
+			p := parent(fmt.Sprintf("p%d", i), big, "0000000000001.000000.d1")
+			f.push(ada, "d1", lww, []wire.Row{p}, []wire.Row{child(fmt.Sprintf("c%d-a", i), p.ID), child(fmt.Sprintf("c%d-b", i), p.ID)})
+			want = append(want, p.ID, fmt.Sprintf("c%d-a", i), fmt.Sprintf("c%d-b", i))
+		}
+		for _, maxBytes := range []int{1, 20_000, 50_000, 70_000} {
+			var got []string
+			for _, r := range f.allBytes(ada, 100, maxBytes) {
+				got = append(got, r.ID)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("pages of %d bytes: %v, want %v", maxBytes, got, want)
+			}
 		}
 	})
 

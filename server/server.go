@@ -344,7 +344,7 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 			return nil, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
 		}
 	}
-	rows, next, more, err := s.store.Changes(ctx, p, after, limit)
+	rows, next, more, err := s.store.Changes(ctx, p, after, limit, s.opts.MaxPageBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -42,8 +42,10 @@ type Store interface {
 	// wire.ErrNotFound.
 	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits) (wire.Commit, error)
 	// Changes returns up to limit rows after cursor in commit order, the
-	// cursor after them, and whether more remain.
-	Changes(ctx context.Context, p Principal, after Cursor, limit int) ([]wire.Row, Cursor, bool, error)
+	// cursor after them, and whether more remain. The rows' sizes (see
+	// RowSize) add up to at most maxBytes, but the first row is always
+	// returned whatever its size.
+	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) ([]wire.Row, Cursor, bool, error)
 	// Close releases the store.
 	Close() error
 }
@@ -148,4 +150,22 @@ func (a Cursor) Before(b Cursor) bool {
 		return a.Table < b.Table
 	}
 	return a.ID < b.ID
+}
+
+// RowSize estimates the bytes row takes in a pull page: its id, stamp and
+// values, with a small overhead per value.
+func RowSize(r wire.Row) int {
+	n := 64 + len(r.ID) + len(r.HLC) + len(r.Device) + len(r.ModifiedBy)
+	for k, v := range r.Values {
+		n += 8 + len(k)
+		switch x := v.(type) {
+		case string:
+			n += len(x)
+		case []byte:
+			n += (len(x) + 2) / 3 * 4 // base64
+		default:
+			n += 8
+		}
+	}
+	return n
 }

@@ -544,14 +544,17 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 
 // Changes implements server.Store. It reads every table in one read
 // transaction, so a page is a consistent snapshot, and merges them in
-// commit order.
-func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cursor, limit int) ([]wire.Row, server.Cursor, bool, error) {
+// commit order. A table's rows are read until they pass maxBytes; the
+// page then ends before any row that could come after the first row that
+// table did not read.
+func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int) ([]wire.Row, server.Cursor, bool, error) {
 	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
 	if err != nil {
 		return nil, after, false, fmt.Errorf("changes: %w", err)
 	}
 	defer tx.Rollback()
 	var all []changed
+	var bound *server.Cursor // the last position read of a table cut short by maxBytes
 	for _, t := range s.tables {
 		where, args := afterClause(t.Idx, after)
 		q := s.q(`SELECT ` + t.selects + ` FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
@@ -559,13 +562,21 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		if err != nil {
 			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
 		}
+		size := 0
 		for rows.Next() {
 			r, err := scanRow(&t.T, rows.Scan)
 			if err != nil {
 				rows.Close()
 				return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
 			}
-			all = append(all, changed{server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, r})
+			c := changed{server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, r, server.RowSize(r)}
+			all = append(all, c)
+			if size += c.size; size > maxBytes {
+				if bound == nil || c.pos.Before(*bound) {
+					bound = &c.pos
+				}
+				break
+			}
 		}
 		err = rows.Err()
 		rows.Close()
@@ -573,7 +584,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
 		}
 	}
-	out, next, more := page(all, after, limit)
+	out, next, more := page(all, after, limit, maxBytes, bound)
 	return out, next, more, nil
 }
 
@@ -592,26 +603,34 @@ func afterClause(idx int, c server.Cursor) (string, []any) {
 	}
 }
 
-// changed is a row read for a pull page, with its position.
+// changed is a row read for a pull page, with its position and size.
 type changed struct {
-	pos server.Cursor
-	row wire.Row
+	pos  server.Cursor
+	row  wire.Row
+	size int
 }
 
 // page orders the rows read from every table by commit order and keeps the
-// first limit of them.
-func page(all []changed, after server.Cursor, limit int) ([]wire.Row, server.Cursor, bool) {
+// first of them: at most limit, at most maxBytes but for the first row,
+// and none after bound (when a table's reading stopped there).
+func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server.Cursor) ([]wire.Row, server.Cursor, bool) {
 	sort.Slice(all, func(i, j int) bool { return all[i].pos.Before(all[j].pos) })
-	more := len(all) > limit
-	if more {
-		all = all[:limit]
+	n, size := 0, 0
+	for n < len(all) && n < limit {
+		c := all[n]
+		if n > 0 && (size+c.size > maxBytes || (bound != nil && bound.Before(c.pos))) {
+			break
+		}
+		size += c.size
+		n++
 	}
-	out := make([]wire.Row, len(all))
-	for i, it := range all {
+	more := n < len(all) || bound != nil
+	out := make([]wire.Row, n)
+	for i, it := range all[:n] {
 		out[i] = it.row
 	}
-	if len(all) > 0 {
-		after = all[len(all)-1].pos
+	if n > 0 {
+		after = all[n-1].pos
 	}
 	return out, after, more
 }
