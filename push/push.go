@@ -95,14 +95,21 @@ func (e *Engine) Push(ctx context.Context) (Result, error) {
 			return res, fmt.Errorf("push: abandon lost session: %w", aerr)
 		}
 		err = e.push(ctx, &res)
-	case errors.Is(err, errCommitted):
-		err = e.push(ctx, &res) // the rows left go up in a new session
+	}
+	// The rows left after a session was committed early (its answer was
+	// lost, or the server bounds a session's size) go up in new sessions.
+	for i := 0; errors.Is(err, errCommitted) && i < maxSessions; i++ {
+		err = e.push(ctx, &res)
 	}
 	return res, err
 }
 
-// errCommitted means the session turned out to be committed already (the
-// commit's answer was lost): push finished it, and rows remain.
+// maxSessions bounds the sessions one Push commits.
+const maxSessions = 100_000
+
+// errCommitted means the session was committed before every dirty row was
+// sent (the commit's answer had been lost, or the session was full): push
+// finished it, and rows remain.
 var errCommitted = errors.New("push: session was committed; rows remain")
 
 // finishCommitted fetches the answer of a session the server already
@@ -165,7 +172,12 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		}
 		next = e.read(ctx, b.Next, size)
 		err = e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows)
-		if errors.Is(err, wire.ErrTooLarge) && size > 1 {
+		if errors.Is(err, wire.ErrSessionFull) && st.Seq > 0 {
+			// The server bounds a session: commit what it holds, and send
+			// the rest in a new one.
+			return e.finishCommitted(ctx, res, device, st.Session)
+		}
+		if (errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrSessionFull)) && size > 1 {
 			<-next
 			size /= 2
 			next = e.read(ctx, st.Pos, size)

@@ -655,6 +655,99 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 	})
 
+	t.Run("sessions and tenants are bounded in what they stage", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		f.device(bob, "d2")
+		row := func(id string) wire.Row { return parent(id, strings.Repeat("x", 1000), "0000000000001.000000.d1") }
+		lim := server.Limits{MaxSessionRows: 3, MaxSessionBytes: 1 << 20, MaxTenantStagedBytes: 1 << 30}
+		sess, err := f.s.OpenSession(ctx, ada, "d1", "", lim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("a"), row("b")}, lim); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, []wire.Row{row("c"), row("d")}, lim); !errors.Is(err, wire.ErrSessionFull) {
+			t.Errorf("batch past MaxSessionRows: %v, want ErrSessionFull", err)
+		}
+		// Re-sending a batch replaces it: it does not count twice.
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("a"), row("b")}, lim); err != nil {
+			t.Errorf("re-sent batch within the bound: %v", err)
+		}
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, []wire.Row{row("c")}, lim); err != nil {
+			t.Errorf("batch up to MaxSessionRows: %v", err)
+		}
+		if c, err := f.s.Commit(ctx, ada, "d1", sess, lww, lim); err != nil || c.Applied != 3 {
+			t.Errorf("commit of a full session: %+v, %v", c, err)
+		}
+		byBytes := server.Limits{MaxSessionBytes: 2500, MaxTenantStagedBytes: 1 << 30}
+		sess, _ = f.s.OpenSession(ctx, ada, "d1", "", byBytes)
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("e"), row("f"), row("g")}, byBytes); !errors.Is(err, wire.ErrSessionFull) {
+			t.Errorf("batch past MaxSessionBytes: %v, want ErrSessionFull", err)
+		}
+		// The tenant's open sessions together: Bob is held back by what
+		// Ada staged, until it commits.
+		tenant := server.Limits{MaxTenantStagedBytes: 5000}
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("e"), row("f"), row("g")}, tenant); err != nil {
+			t.Fatal(err)
+		}
+		bs, _ := f.s.OpenSession(ctx, bob, "d2", "", tenant)
+		if err := f.s.StageBatch(ctx, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); !errors.Is(err, wire.ErrRateLimited) {
+			t.Errorf("batch past MaxTenantStagedBytes: %v, want ErrRateLimited", err)
+		}
+		if _, err := f.s.Commit(ctx, ada, "d1", sess, lww, tenant); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.s.StageBatch(ctx, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); err != nil {
+			t.Errorf("batch once the tenant's staged rows committed: %v", err)
+		}
+	})
+
+	t.Run("expired sessions are swept without their devices", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		f.device(gus, "g1")
+		type owner struct {
+			who server.Principal
+			dev string
+		}
+		stale := map[string]owner{}
+		for _, o := range []owner{{ada, "d1"}, {ada, "d1"}, {gus, "g1"}} {
+			id, err := f.s.OpenSession(ctx, o.who, o.dev, "", server.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.s.StageBatch(ctx, o.who, o.dev, id, 0, []wire.Row{parent("p-"+id, "staged", "0000000000001.000000."+o.dev)}, server.Limits{}); err != nil {
+				t.Fatal(err)
+			}
+			stale[id] = o
+		}
+		time.Sleep(30 * time.Millisecond)
+		fresh, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sw := f.s.(server.Sweeper)
+		idle := server.Limits{SessionIdle: 20 * time.Millisecond}
+		if n, err := sw.Sweep(ctx, idle, 2); err != nil || n != 2 { // bounded work: two at a time
+			t.Fatalf("first sweep: %d, %v; want 2", n, err)
+		}
+		if n, err := sw.Sweep(ctx, idle, 2); err != nil || n != 1 {
+			t.Fatalf("second sweep: %d, %v; want the third", n, err)
+		}
+		for id, o := range stale {
+			if _, err := f.s.Commit(ctx, o.who, o.dev, id, lww, server.Limits{}); !errors.Is(err, wire.ErrNotFound) {
+				t.Errorf("swept session %s: %v, want ErrNotFound", id, err)
+			}
+		}
+		if c, err := f.s.Commit(ctx, ada, "d1", fresh, lww, server.Limits{}); err != nil || c.Applied != 0 {
+			t.Errorf("the fresh session: %+v, %v; want it kept, and no swept row in it", c, err)
+		}
+	})
+
 	t.Run("audit log records every applied change", func(t *testing.T) {
 		f := fixture(t)
 		f.device(ada, "d1")

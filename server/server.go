@@ -83,6 +83,12 @@ type Options struct {
 	// is looked at. Default 1; negative means no limit.
 	AuthFailures     rate.Limit
 	AuthFailureBurst int
+	// SweepInterval is how often the server discards what has expired in
+	// a store that is a Sweeper (sessions idle past Limits.SessionIdle, and
+	// their staged rows), a bounded amount each time, whether or not their
+	// devices come back. Default 1 minute; negative turns it off. Close
+	// stops it.
+	SweepInterval time.Duration
 }
 
 // Defaults of Options.
@@ -128,6 +134,9 @@ type Server struct {
 	resolve  Resolver
 	mux      *http.ServeMux
 	limiters *limiters
+
+	stop    context.CancelFunc // ends the sweep
+	stopped chan struct{}
 }
 
 // New returns a server over store. It returns an error when
@@ -169,7 +178,17 @@ func New(store Store, opts Options) (*Server, error) {
 		opts.AuthFailureBurst = 20
 	}
 	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies, opts.Resolvers, opts.Deletes), mux: http.NewServeMux(),
-		limiters: newLimiters(opts.RateLimit, opts.RateBurst)}
+		limiters: newLimiters(opts.RateLimit, opts.RateBurst), stopped: make(chan struct{})}
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = time.Minute
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	if sw, ok := store.(Sweeper); ok && opts.SweepInterval > 0 {
+		go s.sweep(ctx, sw, opts.SweepInterval)
+	} else {
+		close(s.stopped)
+	}
 	p := wire.APIPrefix
 	s.mux.HandleFunc("GET "+p+"/health", s.health)
 	s.mux.Handle("POST "+p+"/devices", s.authed(s.registerDevice))
@@ -183,6 +202,37 @@ func New(store Store, opts Options) (*Server, error) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})
 	return s, nil
+}
+
+// Close stops the server's sweep. It does not close the store.
+func (s *Server) Close() error {
+	s.stop()
+	<-s.stopped
+	return nil
+}
+
+// sweepBatch is the most sessions one sweep discards: a sweep is one
+// short transaction, and the next comes soon.
+const sweepBatch = 100
+
+// sweep discards what has expired every interval until ctx ends.
+func (s *Server) sweep(ctx context.Context, sw Sweeper, interval time.Duration) {
+	defer close(s.stopped)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n, err := sw.Sweep(ctx, s.opts.Limits, sweepBatch)
+		if err != nil && ctx.Err() == nil {
+			s.opts.Logger.Error("sweep", "err", err)
+		} else if n > 0 {
+			s.opts.Logger.Info("sweep: discarded expired sessions", "sessions", n)
+		}
+	}
 }
 
 // ServeHTTP implements http.Handler.

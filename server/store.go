@@ -80,12 +80,23 @@ type Digester interface {
 
 // Limits bound what a device may keep open on the server.
 type Limits struct {
-	// MaxOpenSessions is the number of uncommitted push sessions a device
-	// may hold. Default 4.
+	// MaxOpenSessions is the number of uncommitted push sessions a user
+	// may hold on a device. Default 4.
 	MaxOpenSessions int
 	// SessionIdle is how long a session may go without a batch before it
 	// expires and its staged rows are discarded. Default 24h.
 	SessionIdle time.Duration
+	// MaxSessionRows and MaxSessionBytes bound what one session stages
+	// (bytes as RowSize counts them); a batch past them gets 413
+	// (wire.ErrSessionFull), and the push engine commits the session and
+	// goes on in a new one. They also bound how long one commit holds the
+	// SQLite store's single writer. Defaults 100,000 rows and 256 MiB.
+	MaxSessionRows  int
+	MaxSessionBytes int64
+	// MaxTenantStagedBytes bounds what all uncommitted sessions of a
+	// tenant hold together; past it, batches get 429 until sessions commit
+	// or expire. Default 2 GiB.
+	MaxTenantStagedBytes int64
 }
 
 // WithDefaults returns l with zero fields set to their defaults.
@@ -96,7 +107,25 @@ func (l Limits) WithDefaults() Limits {
 	if l.SessionIdle <= 0 {
 		l.SessionIdle = 24 * time.Hour
 	}
+	if l.MaxSessionRows <= 0 {
+		l.MaxSessionRows = 100_000
+	}
+	if l.MaxSessionBytes <= 0 {
+		l.MaxSessionBytes = 256 << 20
+	}
+	if l.MaxTenantStagedBytes <= 0 {
+		l.MaxTenantStagedBytes = 2 << 30
+	}
 	return l
+}
+
+// Sweeper is a store that discards, on its own, what has expired: the
+// uncommitted sessions idle for longer than lim.SessionIdle and their
+// staged rows. Sweep does at most max sessions' worth of work and returns
+// how many it discarded. The built-in stores are Sweepers; Server runs
+// Sweep every Options.SweepInterval.
+type Sweeper interface {
+	Sweep(ctx context.Context, lim Limits, max int) (int, error)
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are

@@ -102,6 +102,7 @@ func startUpstream(t *testing.T, path string, reg *entity.Registry) *upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { handler.Close() })
 	hs := httptest.NewServer(handler)
 	return &upstream{path: path, reg: reg, store: store, hs: hs}
 }

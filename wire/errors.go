@@ -15,6 +15,9 @@ var (
 	ErrNotFound     = errors.New("not found")
 	ErrConflict     = errors.New("conflict")
 	ErrTooLarge     = errors.New("request too large")
+	// ErrSessionFull is a batch that would take its push session past the
+	// server's bounds: commit the session, and go on in a new one.
+	ErrSessionFull = errors.New("push session full")
 	// ErrUnsupportedMedia is a body that is not application/json.
 	ErrUnsupportedMedia = errors.New("unsupported media type")
 	ErrRateLimited      = errors.New("rate limited")
@@ -34,6 +37,7 @@ var codes = []struct {
 	{ErrNotFound, "not_found", http.StatusNotFound},
 	{ErrConflict, "conflict", http.StatusConflict},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
+	{ErrSessionFull, "session_full", http.StatusRequestEntityTooLarge},
 	{ErrUnsupportedMedia, "unsupported_media_type", http.StatusUnsupportedMediaType},
 	{ErrRateLimited, "rate_limited", http.StatusTooManyRequests},
 	{ErrUnavailable, "unavailable", http.StatusServiceUnavailable},

@@ -59,8 +59,9 @@ func startServer(store server.Store, err error) (*benchServer, error) {
 		return nil, err
 	}
 	handler, err := server.New(store, server.Options{
-		Auth:   server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}}),
-		Logger: quiet,
+		Auth:          server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}}),
+		Logger:        quiet,
+		SweepInterval: -1, // a benchmark run is shorter than any session idle time
 	})
 	if err != nil {
 		store.Close()

@@ -159,6 +159,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer handler.Close()
 	srv := &http.Server{
 		Addr:              *listen,
 		Handler:           handler,

@@ -95,6 +95,7 @@ func Serve(t testing.TB, store server.Store, opts server.Options) *httptest.Serv
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { handler.Close() })
 	hs := httptest.NewServer(handler)
 	t.Cleanup(hs.Close)
 	return hs

@@ -301,7 +301,7 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 			id ` + id + ` NOT NULL, deleted BOOLEAN NOT NULL, user_name ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
 			session ` + short + ` NOT NULL, at DATETIME(6) NOT NULL, PRIMARY KEY (tenant, version, tbl, id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_batches (tenant ` + key + ` NOT NULL, session ` + short + ` NOT NULL, seq INT NOT NULL,
-			tbl VARCHAR(64) NOT NULL, "rows" INT NOT NULL, PRIMARY KEY (tenant, session, seq)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+			tbl VARCHAR(64) NOT NULL, "rows" INT NOT NULL, bytes BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (tenant, session, seq)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 	}
 	for _, t := range tables {
 		var defs []string

@@ -149,7 +149,7 @@ const (
 
 const batchesDDL = `CREATE TABLE IF NOT EXISTS _tether_batches (
 	tenant TEXT NOT NULL, session TEXT NOT NULL, seq INTEGER NOT NULL, tbl TEXT NOT NULL, rows INTEGER NOT NULL,
-	PRIMARY KEY (tenant, session, seq))`
+	bytes INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tenant, session, seq))`
 
 // Migrate implements sqlstore.Dialect. Databases of earlier versions are
 // upgraded: the user column becomes user_name, batches and staged rows
@@ -209,6 +209,9 @@ func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table
 	}
 	if _, err := tx.ExecContext(ctx, batchesDDL); err != nil {
 		return fmt.Errorf("create _tether_batches: %w", err)
+	}
+	if err := addBookkeeping(ctx, tx, "_tether_batches", "bytes", `INTEGER NOT NULL DEFAULT 0`); err != nil {
+		return err
 	}
 	for _, t := range tables {
 		if err := migrateTable(ctx, tx, t); err != nil {

@@ -357,6 +357,10 @@ func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, sess
 	if t == nil {
 		return fmt.Errorf("stage batch %d: unknown table %q: %w", seq, rows[0].Table, wire.ErrBadRequest)
 	}
+	size := int64(0)
+	for _, r := range rows {
+		size += int64(server.RowSize(r))
+	}
 	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
 		committed, _, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
@@ -389,17 +393,82 @@ func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, sess
 				return fmt.Errorf("replace: %w", err)
 			}
 		}
+		if err := s.bounded(ctx, tx, p, session, rows, size, lim); err != nil {
+			return err
+		}
 		if err := s.d.Stage(ctx, conn, tx, t, p.Tenant, session, seq, rows); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows") VALUES (?, ?, ?, ?, ?)`),
-			p.Tenant, session, seq, t.T.Name, len(rows))
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows", bytes) VALUES (?, ?, ?, ?, ?, ?)`),
+			p.Tenant, session, seq, t.T.Name, len(rows), size)
 		return err
 	})
 	if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
 		return fmt.Errorf("stage batch %d of session %s: %w", seq, session, err)
 	}
 	return err
+}
+
+// bounded checks that a batch of rows and size bytes fits its session's
+// and its tenant's bounds, with what they staged already.
+func (s *Store) bounded(ctx context.Context, tx *sql.Tx, p server.Principal, session string, rows []wire.Row, size int64, lim server.Limits) error {
+	var n, bytes, tenant int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(sum("rows"), 0), coalesce(sum(bytes), 0) FROM _tether_batches WHERE tenant = ? AND session = ?`),
+		p.Tenant, session).Scan(&n, &bytes)
+	if err != nil {
+		return err
+	}
+	if n+int64(len(rows)) > int64(lim.MaxSessionRows) || bytes+size > lim.MaxSessionBytes {
+		return fmt.Errorf("session %s holds %d rows and %d bytes: with %d rows and %d bytes more it would pass the limit of %d rows or %d bytes (MaxSessionRows, MaxSessionBytes): commit it and go on in a new session: %w",
+			session, n, bytes, len(rows), size, lim.MaxSessionRows, lim.MaxSessionBytes, wire.ErrSessionFull)
+	}
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(sum(bytes), 0) FROM _tether_batches WHERE tenant = ?`), p.Tenant).Scan(&tenant); err != nil {
+		return err
+	}
+	if tenant+size > lim.MaxTenantStagedBytes {
+		return fmt.Errorf("the tenant's open sessions hold %d bytes, the limit is %d (MaxTenantStagedBytes): try again once sessions commit or expire: %w",
+			tenant, lim.MaxTenantStagedBytes, wire.ErrRateLimited)
+	}
+	return nil
+}
+
+// Sweep implements server.Sweeper: it discards up to max uncommitted
+// sessions idle for longer than lim.SessionIdle, of any tenant, with
+// their staged rows.
+func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, error) {
+	lim = lim.WithDefaults()
+	n := 0
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT tenant, id FROM _tether_sessions WHERE committed_at IS NULL
+			AND coalesce(touched_at, created_at) < ? LIMIT ?`), s.d.Time(s.now().Add(-lim.SessionIdle)), max)
+		if err != nil {
+			return err
+		}
+		var expired [][2]string
+		for rows.Next() {
+			var tenant, id string
+			if err := rows.Scan(&tenant, &id); err != nil {
+				rows.Close()
+				return err
+			}
+			expired = append(expired, [2]string{tenant, id})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, e := range expired {
+			if err := s.dropSession(ctx, tx, e[0], e[1]); err != nil {
+				return err
+			}
+		}
+		n = len(expired)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sweep expired sessions: %w", err)
+	}
+	return n, nil
 }
 
 // Commit implements server.Store.
