@@ -12,7 +12,8 @@ import (
 // limiters idle for longest are forgotten.
 const maxLimiters = 100_000
 
-// limiters keeps one token bucket per bearer token.
+// limiters keeps one token bucket per key: per bearer token for the
+// request rate, per client address for failed authentications.
 type limiters struct {
 	limit rate.Limit
 	burst int
@@ -41,19 +42,47 @@ func (ls *limiters) wait(r *http.Request) time.Duration {
 	if err != nil {
 		return 0 // authenticated some other way: not limited per token
 	}
-	now := time.Now()
+	return ls.take(tok)
+}
+
+// bucket returns key's limiter, made on first use.
+func (ls *limiters) bucket(key string, now time.Time) *rate.Limiter {
 	ls.mu.Lock()
-	tl := ls.m[tok]
+	defer ls.mu.Unlock()
+	tl := ls.m[key]
 	if tl == nil {
 		if len(ls.m) >= maxLimiters {
 			ls.evict(now)
 		}
 		tl = &tokenLimiter{l: rate.NewLimiter(ls.limit, ls.burst)}
-		ls.m[tok] = tl
+		ls.m[key] = tl
 	}
 	tl.seen = now
-	ls.mu.Unlock()
-	res := tl.l.ReserveN(now, 1)
+	return tl.l
+}
+
+// empty returns how long until key's bucket holds a token again, or 0 when
+// it holds one now; it takes nothing.
+func (ls *limiters) empty(key string) time.Duration {
+	if ls.limit <= 0 {
+		return 0
+	}
+	now := time.Now()
+	tokens := ls.bucket(key, now).TokensAt(now)
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - tokens) / float64(ls.limit) * float64(time.Second))
+}
+
+// take takes one token from key's bucket, and returns how long the caller
+// must wait when it is empty (nothing is taken then), or 0.
+func (ls *limiters) take(key string) time.Duration {
+	if ls.limit <= 0 {
+		return 0
+	}
+	now := time.Now()
+	res := ls.bucket(key, now).ReserveN(now, 1)
 	if !res.OK() {
 		return time.Second
 	}

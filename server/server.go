@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"mime"
+	"net"
 	"net/http"
 	"regexp"
 	"slices"
@@ -134,6 +135,8 @@ type Server struct {
 	resolve  Resolver
 	mux      *http.ServeMux
 	limiters *limiters
+	// authFails counts failed authentications per client address.
+	authFails *limiters
 
 	stop    context.CancelFunc // ends the sweep
 	stopped chan struct{}
@@ -178,7 +181,8 @@ func New(store Store, opts Options) (*Server, error) {
 		opts.AuthFailureBurst = 20
 	}
 	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies, opts.Resolvers, opts.Deletes), mux: http.NewServeMux(),
-		limiters: newLimiters(opts.RateLimit, opts.RateBurst), stopped: make(chan struct{})}
+		limiters: newLimiters(opts.RateLimit, opts.RateBurst), authFails: newLimiters(max(opts.AuthFailures, 0), opts.AuthFailureBurst),
+		stopped: make(chan struct{})}
 	if opts.SweepInterval == 0 {
 		opts.SweepInterval = time.Minute
 	}
@@ -273,8 +277,19 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 	if s.opts.Auth == nil {
 		return Principal{}, fmt.Errorf("server has no authenticator configured: %w", wire.ErrUnauthorized)
 	}
+	// Guessing tokens: an address whose authentications failed too often
+	// is refused before its token is looked at.
+	addr := clientAddr(r)
+	if wait := s.authFails.empty(addr); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		return Principal{}, fmt.Errorf("too many failed authentications from this address; retry in %ds: %w", secs, wire.ErrRateLimited)
+	}
 	p, err := s.opts.Auth.Authenticate(r)
 	if err != nil {
+		if !errors.Is(err, wire.ErrInternal) {
+			s.authFails.take(addr)
+		}
 		if !errors.Is(err, wire.ErrUnauthorized) && !errors.Is(err, wire.ErrInternal) {
 			err = fmt.Errorf("%v: %w", err, wire.ErrUnauthorized)
 		}
@@ -293,6 +308,16 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})
+}
+
+// clientAddr is the address of r's client: the connection's host, not a
+// forwarded-for header, which any client can write.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // seqRE is a batch number: digits, without sign or leading zeros.
@@ -429,18 +454,23 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, func()
 		return nil, nil, fmt.Errorf("body of type %q, want application/json: %w", r.Header.Get("Content-Type"), wire.ErrUnsupportedMedia)
 	}
 	// A slow body holds a connection and a goroutine: it has BodyTimeout.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+	// The deadline is lifted once the body is read, so that it does not
+	// outlive the request on a kept-alive connection.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
 	var body io.Reader = r.Body
-	done := func() {}
+	done := func() { _ = rc.SetReadDeadline(time.Time{}) }
 	switch enc := r.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
+			done()
 			return nil, nil, fmt.Errorf("malformed gzip body: %v: %w", err, wire.ErrBadRequest)
 		}
-		body, done = zr, func() { zr.Close() }
+		body, done = zr, func() { zr.Close(); _ = rc.SetReadDeadline(time.Time{}) }
 	default:
+		done()
 		return nil, nil, fmt.Errorf("unknown Content-Encoding %q (gzip or none): %w", enc, wire.ErrUnsupportedMedia)
 	}
 	return &maxReader{r: body, left: s.opts.MaxBodyBytes, max: s.opts.MaxBodyBytes}, done, nil

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -664,5 +665,41 @@ func TestUpgradePostgresDevices(t *testing.T) {
 	}
 	if err := store.RegisterDevice(t.Context(), server.Principal{Tenant: "globex", User: "gus"}, "d1"); err != nil {
 		t.Errorf("the same device id in another tenant after upgrade: %v", err)
+	}
+}
+
+// Guessing tokens: past AuthFailureBurst failed authentications, an address
+// gets 429 with Retry-After before its token is even looked at, a valid
+// one included; other addresses are not held back.
+func TestFailedAuthenticationThrottled(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{AuthFailures: 0.01, AuthFailureBurst: 5})
+	get := func(token string, from string) (*http.Response, error) {
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
+		defer hc.CloseIdleConnections()
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/changes", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	for i := range 5 {
+		resp, err := get(fmt.Sprintf("guess-%d", i), "127.0.0.1")
+		if err != nil || resp.StatusCode != 401 {
+			t.Fatalf("guess %d: %v %v, want 401", i, resp, err)
+		}
+	}
+	resp, err := get("guess-5", "127.0.0.1")
+	if err != nil || resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("guess past the burst: %v %v, want 429 with Retry-After", resp, err)
+	}
+	if resp, err := get("token-ada", "127.0.0.1"); err != nil || resp.StatusCode != 429 {
+		t.Errorf("a valid token from the throttled address: %v %v, want 429", resp, err)
+	}
+	if resp, err := get("token-ada", "127.0.0.2"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a valid token from another address: %v %v, want 200", resp, err)
 	}
 }

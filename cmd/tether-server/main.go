@@ -85,6 +85,17 @@ func run(ctx context.Context, args []string) error {
 	idle := fs.Duration("session-idle", 24*time.Hour, "a push session idle this long expires with its staged rows")
 	rateLimit := fs.Float64("rate", 0, "requests per second per bearer token (429 with Retry-After above); 0 for no limit")
 	rateBurst := fs.Int("rate-burst", 0, "burst of -rate (default twice -rate)")
+	maxValue := fs.Int("max-value", server.DefaultMaxValueBytes, "largest column value of a pushed row, in bytes (413 above)")
+	maxPage := fs.Int("max-page-bytes", server.DefaultMaxPageBytes, "most bytes of rows in one pull page (at least one row)")
+	maxSessionRows := fs.Int("max-session-rows", 100_000, "most rows one push session stages (413 session_full above: the device commits and goes on in a new one)")
+	maxSessionBytes := fs.Int64("max-session-bytes", 256<<20, "most bytes one push session stages (413 session_full above)")
+	maxTenantStaged := fs.Int64("max-tenant-staged", 2<<30, "most bytes a tenant's open push sessions stage together (429 above)")
+	skew := fs.Duration("max-clock-skew", server.DefaultMaxClockSkew, "clock stamps further ahead of the server's clock are re-stamped at commit")
+	authFailures := fs.Float64("auth-failures", 1, "failed authentications per second one client address may make (429 above); negative for no limit")
+	authBurst := fs.Int("auth-failure-burst", 20, "burst of -auth-failures")
+	sweep := fs.Duration("sweep", time.Minute, "how often expired push sessions are discarded")
+	bodyTimeout := fs.Duration("body-timeout", 60*time.Second, "longest a request body may take to arrive")
+	idleConn := fs.Duration("idle-timeout", 2*time.Minute, "an idle keep-alive connection is closed after this long")
 	strat := strategies{}
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -102,8 +113,10 @@ func run(ctx context.Context, args []string) error {
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("-tls-cert and -tls-key go together")
 	}
-	if *maxBody <= 0 || *maxRows <= 0 || *maxRows > wire.MaxBatchSize || *maxSessions <= 0 || *idle <= 0 || *rateLimit < 0 || *rateBurst < 0 {
-		return fmt.Errorf("limits must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
+	if *maxBody <= 0 || *maxRows <= 0 || *maxRows > wire.MaxBatchSize || *maxSessions <= 0 || *idle <= 0 || *rateLimit < 0 || *rateBurst < 0 ||
+		*maxValue <= 0 || *maxPage <= 0 || *maxSessionRows <= 0 || *maxSessionBytes <= 0 || *maxTenantStaged <= 0 || *skew <= 0 ||
+		*authBurst <= 0 || *sweep <= 0 || *bodyTimeout <= 0 || *idleConn <= 0 {
+		return fmt.Errorf("limits and timeouts must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
 	}
 	schema, err := loadSchema(*schemaPath)
 	if err != nil {
@@ -143,9 +156,17 @@ func run(ctx context.Context, args []string) error {
 		Strategies:   strat,
 		MaxBodyBytes: *maxBody,
 		MaxBatchRows: *maxRows,
-		Limits:       server.Limits{MaxOpenSessions: *maxSessions, SessionIdle: *idle},
-		RateLimit:    rate.Limit(*rateLimit),
-		RateBurst:    *rateBurst,
+		Limits: server.Limits{MaxOpenSessions: *maxSessions, SessionIdle: *idle, MaxSessionRows: *maxSessionRows,
+			MaxSessionBytes: *maxSessionBytes, MaxTenantStagedBytes: *maxTenantStaged},
+		RateLimit:        rate.Limit(*rateLimit),
+		RateBurst:        *rateBurst,
+		MaxValueBytes:    *maxValue,
+		MaxPageBytes:     *maxPage,
+		MaxClockSkew:     *skew,
+		AuthFailures:     rate.Limit(*authFailures),
+		AuthFailureBurst: *authBurst,
+		SweepInterval:    *sweep,
+		BodyTimeout:      *bodyTimeout,
 	}
 	if err := opts.Check(schema); err != nil { // before a database is touched
 		return fmt.Errorf("-strategy: %w", err)
@@ -164,6 +185,7 @@ func run(ctx context.Context, args []string) error {
 		Addr:              *listen,
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       *idleConn, // a keep-alive connection needs no token: it must not be held forever
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/go-sql-driver/mysql"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -258,5 +260,57 @@ func TestBadConfiguration(t *testing.T) {
 		if err := run(t.Context(), args); err == nil {
 			t.Errorf("%s: run succeeded, want an error", name)
 		}
+	}
+}
+
+// Connections that hold the server without using it are closed: an idle
+// keep-alive connection (which needs no token) after -idle-timeout, a body
+// that stops arriving after -body-timeout.
+func TestConnectionTimeouts(t *testing.T) {
+	schema, toks := files(t, `{"token-ada": {"tenant": "acme", "user": "ada"}}`)
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-listen", addr, "-db", filepath.Join(t.TempDir(), "s.db"), "-schema", schema, "-tokens", toks,
+			"-idle-timeout", "200ms", "-body-timeout", "200ms"})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitUp(t, "http://"+addr, http.DefaultClient)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second)) // the test's own bound
+		return c
+	}
+
+	idle := dial()
+	defer idle.Close()
+	io.WriteString(idle, "GET /v1/health HTTP/1.1\r\nHost: tether\r\n\r\n")
+	br := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("health: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle keep-alive connection: read %v, want it closed by the server (EOF)", err)
+	}
+
+	slow := dial()
+	defer slow.Close()
+	io.WriteString(slow, "PUT /v1/sessions/s1/batches/0 HTTP/1.1\r\nHost: tether\r\nAuthorization: Bearer token-ada\r\n"+
+		"X-Tether-Device: d1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"rows\":[")
+	resp, err = http.ReadResponse(bufio.NewReader(slow), nil)
+	if err == nil && resp.StatusCode < 400 {
+		t.Errorf("a body that stopped arriving: %d, want it cut off", resp.StatusCode)
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("a body that stopped arriving held the connection for 10 s")
 	}
 }
