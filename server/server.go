@@ -447,33 +447,42 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 
 // body returns the request body, decompressed, refusing more than
 // MaxBodyBytes of it after decompression, with a deadline of BodyTimeout
-// for reading it all. A body must be application/json.
-func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, func(), error) {
+// for reading it all. A body must be application/json. The caller calls
+// finish with whether it read the body whole: the deadline is then lifted,
+// so that it does not outlive the request on a kept-alive connection;
+// otherwise the connection closes after the answer.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.Reader, func(ok bool), error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return nil, nil, fmt.Errorf("body of type %q, want application/json: %w", r.Header.Get("Content-Type"), wire.ErrUnsupportedMedia)
 	}
 	// A slow body holds a connection and a goroutine: it has BodyTimeout.
-	// The deadline is lifted once the body is read, so that it does not
-	// outlive the request on a kept-alive connection.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+	closeZ := func() {}
+	finish := func(ok bool) {
+		closeZ()
+		if ok {
+			_ = rc.SetReadDeadline(time.Time{})
+		} else {
+			w.Header().Set("Connection", "close")
+		}
+	}
 	var body io.Reader = r.Body
-	done := func() { _ = rc.SetReadDeadline(time.Time{}) }
 	switch enc := r.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {
-			done()
+			finish(false)
 			return nil, nil, fmt.Errorf("malformed gzip body: %v: %w", err, wire.ErrBadRequest)
 		}
-		body, done = zr, func() { zr.Close(); _ = rc.SetReadDeadline(time.Time{}) }
+		body, closeZ = zr, func() { zr.Close() }
 	default:
-		done()
+		finish(false)
 		return nil, nil, fmt.Errorf("unknown Content-Encoding %q (gzip or none): %w", enc, wire.ErrUnsupportedMedia)
 	}
-	return &maxReader{r: body, left: s.opts.MaxBodyBytes, max: s.opts.MaxBodyBytes}, done, nil
+	return &maxReader{r: body, left: s.opts.MaxBodyBytes, max: s.opts.MaxBodyBytes}, finish, nil
 }
 
 // maxReader fails with wire.ErrTooLarge once more than max bytes were read.
@@ -500,11 +509,12 @@ func (m *maxReader) Read(p []byte) (int, error) {
 // decode reads a small JSON body strictly: unknown fields and anything but
 // white space after the value are refused.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, done, err := s.body(w, r)
+	body, finish, err := s.body(w, r)
 	if err != nil {
 		return err
 	}
-	defer done()
+	ok := false
+	defer func() { finish(ok) }()
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
@@ -521,17 +531,19 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if len(bytes.TrimLeft(rest, " \t\r\n")) > 0 {
 		return fmt.Errorf("malformed JSON body: data after the value: %w", wire.ErrBadRequest)
 	}
+	ok = true
 	return nil
 }
 
 // decodeBatch reads a pushed batch (see decodeBatch in decode.go).
 func (s *Server) decodeBatch(w http.ResponseWriter, r *http.Request) (wire.Batch, error) {
-	body, done, err := s.body(w, r)
+	body, finish, err := s.body(w, r)
 	if err != nil {
 		return wire.Batch{}, err
 	}
-	defer done()
-	return decodeBatch(body, batchLimits{maxRows: s.opts.MaxBatchRows, maxValue: s.opts.MaxValueBytes})
+	b, err := decodeBatch(body, batchLimits{maxRows: s.opts.MaxBatchRows, maxValue: s.opts.MaxValueBytes})
+	finish(err == nil)
+	return b, err
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
