@@ -16,6 +16,14 @@ type Stamp = string
 
 const maxCounter = 999999
 
+// MaxStampAhead is how far ahead of the wall clock an observed stamp may
+// be for the clock to move past it. A stamp further ahead (a device whose
+// clock is years off, a forged stamp) is not followed: the clock would
+// otherwise make every later stamp of this device lose or win wrongly, or
+// overflow the stamp's 13 digits. Servers re-stamp stamps that are more
+// than their MaxClockSkew ahead, so what a device pulls stays well within.
+const MaxStampAhead = 24 * time.Hour
+
 // clock is a hybrid logical clock. Its readings never go backwards, even
 // when the wall clock does, and move past every stamp it has observed.
 type clock struct {
@@ -68,6 +76,14 @@ func (c *clock) Now() Stamp {
 	return c.format()
 }
 
+// sane reports whether a stamp of this device is one the clock could
+// have made: well formed, its own, and not beyond MaxStampAhead.
+func (c *clock) sane(s Stamp) bool {
+	ms, _, err := parseStamp(s)
+	return err == nil && strings.HasSuffix(s, "."+c.device) && len(s) == 13+1+6+1+len(c.device) &&
+		ms <= c.now().Add(MaxStampAhead).UnixMilli()
+}
+
 func (c *clock) tick() {
 	c.counter++
 	if c.counter > maxCounter {
@@ -77,7 +93,8 @@ func (c *clock) tick() {
 }
 
 // Observe moves the clock past a stamp received from elsewhere. Malformed
-// stamps are ignored.
+// stamps, and stamps more than MaxStampAhead ahead of the wall clock, are
+// ignored.
 func (c *clock) Observe(s Stamp) {
 	ms, counter, err := parseStamp(s)
 	if err != nil {
@@ -85,6 +102,9 @@ func (c *clock) Observe(s Stamp) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ms > c.now().Add(MaxStampAhead).UnixMilli() {
+		return
+	}
 	if ms > c.physMS || (ms == c.physMS && counter > c.counter) {
 		c.physMS, c.counter = ms, counter
 	}

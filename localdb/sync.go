@@ -128,6 +128,11 @@ func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (
 		if err := db.stampRaw(ctx, tx, t); err != nil {
 			return err
 		}
+		if pos.After == "" { // once per push and table
+			if err := db.restampInsane(ctx, tx, t); err != nil {
+				return err
+			}
+		}
 		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change", "_changed" FROM %s
 			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, sqlident.Quote(t.name)), pos.After, limit)
 		if err != nil {
@@ -151,6 +156,44 @@ func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (
 		b.Next.After = b.Rows[n-1].ID
 	}
 	return b, err
+}
+
+// restampInsane gives a new stamp to dirty rows whose stamp the clock
+// could not have made (from far in the future, malformed, or another
+// device's): the server would refuse them, and with them every later push.
+// A database that held a poisoned clock before MaxStampAhead recovers so.
+func (db *DB) restampInsane(ctx context.Context, tx *sql.Tx, t *table) error {
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "id", "_hlc" FROM %s WHERE "_dirty" = 1 AND "_hlc" <> ''`, sqlident.Quote(t.name)))
+	if err != nil {
+		return fmt.Errorf("check stamps: %w", err)
+	}
+	var insane []string
+	for rows.Next() {
+		var id, hlc string
+		if err := rows.Scan(&id, &hlc); err != nil {
+			rows.Close()
+			return err
+		}
+		if !db.clock.sane(hlc) {
+			insane = append(insane, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(insane) == 0 {
+		return err
+	}
+	if err := setSuppress(ctx, tx, true); err != nil {
+		return err
+	}
+	for _, id := range insane {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "id" = ?`, sqlident.Quote(t.name)), db.clock.Now(), id); err != nil {
+			return fmt.Errorf("restamp: %w", err)
+		}
+	}
+	if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
+		return err
+	}
+	return setSuppress(ctx, tx, false)
 }
 
 // stampRaw gives a clock stamp to dirty rows written with plain SQL.

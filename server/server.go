@@ -382,7 +382,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
-	if err := validateRows(s.store.Schema(), b.Rows); err != nil {
+	if err := validateRows(s.store.Schema(), b.Rows, stamping{device: device, now: time.Now(), skew: s.opts.MaxClockSkew}); err != nil {
 		return nil, fmt.Errorf("batch %d: %w", seq, err)
 	}
 	if len(b.Rows) > s.opts.MaxBatchRows {

@@ -123,7 +123,7 @@ func dbDigest(db *sql.DB, version string) digest {
 	}
 }
 
-const goodRow = `{"table":"customers","id":"c1","hlc":"1700000000000.000000.dev","values":{"name":"Ada","email":null,"tags":"[]"}}`
+const goodRow = `{"table":"customers","id":"c1","hlc":"1700000000000.000000.` + device + `","values":{"name":"Ada","email":null,"tags":"[]"}}`
 
 var jwtSecret = []byte("0123456789abcdef0123456789abcdef")
 
@@ -188,7 +188,7 @@ func badInput(t *testing.T, url string, digest digest) {
 	withID := func(id string) string { return strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":`+id, 1) }
 	many := make([]string, wire.MaxBatchSize+1)
 	for i := range many {
-		many[i] = fmt.Sprintf(`{"table":"customers","id":"m%d","hlc":"1700000000000.000000.dev","values":{}}`, i)
+		many[i] = fmt.Sprintf(`{"table":"customers","id":"m%d","hlc":"1700000000000.000000.%s","values":{}}`, i, device)
 	}
 	big := make([]string, 3) // each value under MaxValueBytes, the body over MaxBodyBytes
 	for i := range big {
@@ -215,7 +215,7 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"unknown encoding", "PUT", openURL, "token-ada", row(`"name":"x"`), 415, "unsupported_media_type", "Content-Encoding", []string{"Content-Encoding", "br"}},
 		{"array for a value", "PUT", openURL, "token-ada", row(`"name":[` + strings.Repeat("0,", 1000) + `0]`), 400, "bad_request", "not an array", nil},
 		{"value over MaxValueBytes", "PUT", openURL, "token-ada", row(`"name":"` + strings.Repeat("x", 1<<20+1) + `"`), 413, "too_large", "MaxValueBytes", nil},
-		{"row without values", "PUT", openURL, "token-ada", `{"rows":[{"table":"customers","id":"c9","hlc":"1700000000000.000000.dev"}]}`, 400, "bad_request", "lacks column", nil},
+		{"row without values", "PUT", openURL, "token-ada", `{"rows":[{"table":"customers","id":"c9","hlc":"1700000000000.000000.` + device + `"}]}`, 400, "bad_request", "lacks column", nil},
 		{"row without a column", "PUT", openURL, "token-ada", `{"rows":[` + strings.Replace(goodRow, `"name":"Ada",`, ``, 1) + `]}`, 400, "bad_request", "lacks column name", nil},
 		{"field twice", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"id":"c1"`, `"id":"c1","id":"c2"`, 1), 400, "bad_request", "twice", nil},
 		{"signed batch number", "PUT", url + "/v1/sessions/" + open + "/batches/+5", "token-ada", row(`"name":"x"`), 400, "bad_request", "batch number", nil},
@@ -225,14 +225,15 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"unknown column", "PUT", openURL, "token-ada", row(`"nme":"x"`), 400, "bad_request", "unknown column", nil},
 		{"SQL in a column name", "PUT", openURL, "token-ada", row(`"name\" = 1; --":"x"`), 400, "bad_request", "unknown column", nil},
 		{"wrong type", "PUT", openURL, "token-ada", row(`"name":42`), 400, "bad_request", "column name: want text", nil},
-		{"object for text", "PUT", openURL, "token-ada", row(`"name":{"a":1}`), 400, "bad_request", "column name: offset 91: a value must be a string, number, boolean or null, not an object", nil},
+		{"object for text", "PUT", openURL, "token-ada", row(`"name":{"a":1}`), 400, "bad_request", "a value must be a string, number, boolean or null, not an object", nil},
 		{"invalid JSON column", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `"tags":"[]"`, `"tags":"[1,"`, 1), 400, "bad_request", "JSON", nil},
 		{"NUL in text", "PUT", openURL, "token-ada", row(`"name":"a\u0000b"`), 400, "bad_request", "NUL character", nil},
 		{"null in non-null column", "PUT", openURL, "token-ada", row(`"name":null`), 400, "bad_request", "non-nullable", nil},
 		{"missing id", "PUT", openURL, "token-ada", withID(`""`), 400, "bad_request", "missing id", nil},
 		{"malformed id", "PUT", openURL, "token-ada", withID(`"a\u0000b"`), 400, "bad_request", "malformed id", nil},
 		{"huge id", "PUT", openURL, "token-ada", withID(`"` + strings.Repeat("i", 10_000) + `"`), 400, "bad_request", "field id: offset 293: a string longer than 256 bytes", nil},
-		{"malformed stamp", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `1700000000000.000000.dev`, `tomorrow`, 1), 400, "bad_request", "clock stamp", nil},
+		{"malformed stamp", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `1700000000000.000000.`+device, `tomorrow`, 1), 400, "bad_request", "clock stamp", nil},
+		{"another device's stamp", "PUT", openURL, "token-ada", strings.Replace(row(`"name":"x"`), `000000.`+device, `000000.someone-else`, 1), 400, "bad_request", "is not of device", nil},
 		{"id twice", "PUT", openURL, "token-ada", `{"rows":[` + goodRow + `,` + goodRow + `]}`, 400, "bad_request", "twice", nil},
 		{"body over the limit", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(big, ",") + `]}`, 413, "too_large", "larger than 2097152 bytes (MaxBodyBytes, after decompression)", nil},
 		{"too many rows", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(many, ",") + `]}`, 413, "too_large", "more than 10000 rows", nil},
@@ -240,7 +241,7 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"unknown session", "PUT", url + "/v1/sessions/nope/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
 		{"session of another tenant", "PUT", url + "/v1/sessions/" + globexSession + "/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
 		{"commit of another tenant's session", "POST", url + "/v1/sessions/" + globexSession + "/commit", "token-ada", `{}`, 404, "not_found", "unknown session", nil},
-		{"session replayed by another device", "PUT", openURL, "token-bob", row(`"name":"x"`), 404, "not_found", "unknown session", []string{wire.HeaderDevice, otherDevice}},
+		{"session replayed by another device", "PUT", openURL, "token-bob", strings.Replace(row(`"name":"x"`), "."+device, "."+otherDevice, 1), 404, "not_found", "unknown session", []string{wire.HeaderDevice, otherDevice}},
 		{"commit replayed by another device", "POST", url + "/v1/sessions/" + open + "/commit", "token-bob", `{}`, 404, "not_found", "unknown session", []string{wire.HeaderDevice, otherDevice}},
 		{"batch to a committed session", "PUT", batchURL + "1", "token-ada", row(`"name":"x"`), 409, "conflict", "committed", nil},
 		// Devices are keyed by tenant: the answer is that of a device never
@@ -316,7 +317,7 @@ func TestTenantIsolation(t *testing.T) {
 	// The same id in another tenant is another row.
 	gs := openSession(t, srv.URL, "token-globe", "globex-device")
 	for _, step := range []struct{ method, path, body string }{
-		{"PUT", "/v1/sessions/" + gs + "/batches/0", `{"rows":[` + strings.Replace(goodRow, "Ada", "Globex Ada", 1) + `]}`},
+		{"PUT", "/v1/sessions/" + gs + "/batches/0", `{"rows":[` + strings.NewReplacer("Ada", "Globex Ada", "."+device, ".globex-device").Replace(goodRow) + `]}`},
 		{"POST", "/v1/sessions/" + gs + "/commit", `{}`},
 	} {
 		st, _, body := call(t, step.method, srv.URL+step.path, "token-globe", step.body, wire.HeaderDevice, "globex-device")
@@ -360,7 +361,7 @@ func TestResentBatchReplaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	row := func(id, name string) wire.Row {
-		return wire.Row{Table: "customers", ID: id, HLC: "0000000000001.000000.d", Values: map[string]any{"name": name}}
+		return wire.Row{Table: "customers", ID: id, HLC: "0000000000001.000000." + device, Values: map[string]any{"name": name}}
 	}
 	for _, b := range []struct {
 		seq  int
@@ -523,7 +524,7 @@ func TestMaxBatchRows(t *testing.T) {
 	}
 	var rows []wire.Row
 	for i := range 3 {
-		rows = append(rows, wire.Row{Table: "customers", ID: fmt.Sprint("c", i), HLC: "0000000000001.000000.d", Values: map[string]any{"name": "x"}})
+		rows = append(rows, wire.Row{Table: "customers", ID: fmt.Sprint("c", i), HLC: "0000000000001.000000." + device, Values: map[string]any{"name": "x"}})
 	}
 	if err := api.SendBatch(ctx, device, s, 0, rows); !errors.Is(err, wire.ErrTooLarge) {
 		t.Errorf("3-row batch: %v, want ErrTooLarge", err)
@@ -575,7 +576,7 @@ func TestRequestMemoryBounded(t *testing.T) {
 		zw.Close()
 		return buf.Bytes()
 	}
-	head := `{"rows":[{"table":"customers","id":"c1","hlc":"1700000000000.000000.dev","values":{"email":null,"tags":"[]","name":`
+	head := `{"rows":[{"table":"customers","id":"c1","hlc":"1700000000000.000000.` + device + `","values":{"email":null,"tags":"[]","name":`
 	zeros := gz(func(w io.Writer) { // 31 million zeros as one value, in about 31 KB
 		io.WriteString(w, head+"[0")
 		chunk := []byte(strings.Repeat(",0", 1<<16))
@@ -599,7 +600,7 @@ func TestRequestMemoryBounded(t *testing.T) {
 			if i > 0 {
 				io.WriteString(w, ",")
 			}
-			fmt.Fprintf(w, `{"table":"customers","id":"r%d","hlc":"1700000000000.000000.dev","values":{"email":null,"tags":"[]","name":"%s"}}`, i, v)
+			fmt.Fprintf(w, `{"table":"customers","id":"r%d","hlc":"1700000000000.000000.%s","values":{"email":null,"tags":"[]","name":"%s"}}`, i, device, v)
 		}
 		io.WriteString(w, "]}")
 	})

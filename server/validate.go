@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tethersync/tether/entity"
@@ -16,10 +18,25 @@ const MaxIDLength = 200
 
 var stampRE = regexp.MustCompile(`^[0-9]{13}\.[0-9]{6}\.[A-Za-z0-9-]{1,64}$`)
 
+// stampDevice is where a stamp's device part starts.
+const stampDevice = 13 + 1 + 6 + 1
+
+// stamping says whose clock stamps a batch may carry, and what is too far
+// ahead.
+type stamping struct {
+	device string        // the authenticated device: every stamp is its
+	now    time.Time     // the server's clock
+	skew   time.Duration // stamps past now+skew are replaced
+}
+
 // validateRows checks pushed rows against the schema and converts their
 // values to canonical form in place. All rows must belong to one table.
-// Errors wrap wire.ErrBadRequest and name the row and column at fault.
-func validateRows(schema entity.Schema, rows []wire.Row) error {
+// Stamps must be the device's; one further ahead of the server's clock than
+// the skew allows is replaced by the server's, so that a wrong device
+// clock neither wins last-writer-wins for long nor poisons other devices'
+// clocks (G7). Errors wrap wire.ErrBadRequest and name the row and column
+// at fault.
+func validateRows(schema entity.Schema, rows []wire.Row, st stamping) error {
 	if len(rows) == 0 {
 		return fmt.Errorf("batch has no rows: %w", wire.ErrBadRequest)
 	}
@@ -33,7 +50,7 @@ func validateRows(schema entity.Schema, rows []wire.Row) error {
 	seen := make(map[string]bool, len(rows))
 	for i := range rows {
 		r := &rows[i]
-		if err := validateRow(t, r); err != nil {
+		if err := validateRow(t, r, st); err != nil {
 			return fmt.Errorf("row %d (%s %q): %w", i, r.Table, r.ID, err)
 		}
 		if seen[r.ID] {
@@ -44,7 +61,7 @@ func validateRows(schema entity.Schema, rows []wire.Row) error {
 	return nil
 }
 
-func validateRow(t *entity.Table, r *wire.Row) error {
+func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 	switch {
 	case r.Table != t.Name:
 		return fmt.Errorf("batch mixes tables %q and %q: %w", t.Name, r.Table, wire.ErrBadRequest)
@@ -56,6 +73,11 @@ func validateRow(t *entity.Table, r *wire.Row) error {
 		return fmt.Errorf("negative base version %d: %w", r.Base, wire.ErrBadRequest)
 	case !stampRE.MatchString(r.HLC):
 		return fmt.Errorf("malformed clock stamp %q: %w", r.HLC, wire.ErrBadRequest)
+	case r.HLC[stampDevice:] != st.device:
+		return fmt.Errorf("clock stamp %q is not of device %s, which sends it: %w", r.HLC, st.device, wire.ErrBadRequest)
+	}
+	if ms, _ := strconv.ParseInt(r.HLC[:13], 10, 64); ms > st.now.Add(st.skew).UnixMilli() {
+		r.HLC = fmt.Sprintf("%013d.%06d.%s", st.now.UnixMilli(), 0, st.device)
 	}
 	vals := make(map[string]any, len(t.Columns)-1)
 	for name, v := range r.Values {
