@@ -144,6 +144,12 @@ func (*Dialect) Retryable(err error) bool {
 	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
+// After implements sqlstore.Dialect. MariaDB does not seek an index with
+// a row value: the position is spelled out as two ranges.
+func (*Dialect) After(version int64, id string) (string, []any) {
+	return `("_version" > ? OR ("_version" = ? AND "id" > ?))`, []any{version, version, id}
+}
+
 // Text implements sqlstore.Dialect.
 func (*Dialect) Text(col string) string { return col }
 

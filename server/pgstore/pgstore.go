@@ -91,6 +91,11 @@ func (*Dialect) Retryable(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
+// After implements sqlstore.Dialect with a row value.
+func (*Dialect) After(version int64, id string) (string, []any) {
+	return sqlstore.RowValueAfter(version, id)
+}
+
 // Text implements sqlstore.Dialect.
 func (*Dialect) Text(col string) string { return col + "::text" }
 

@@ -71,6 +71,11 @@ func (Dialect) WriteOptions() *sql.TxOptions { return nil }
 // deadlocks; a busy database has waited for its busy timeout already.
 func (Dialect) Retryable(error) bool { return false }
 
+// After implements sqlstore.Dialect with a row value.
+func (Dialect) After(version int64, id string) (string, []any) {
+	return sqlstore.RowValueAfter(version, id)
+}
+
 // Text implements sqlstore.Dialect.
 func (Dialect) Text(col string) string { return col }
 

@@ -64,6 +64,10 @@ type Dialect interface {
 	// staged "_changed" columns at the commit's version. Its parameters
 	// are tenant, version, user, device, version, tenant, session.
 	Merge(t *Table) string
+	// After is the condition selecting the rows after position (version,
+	// id) in a table's commit order, "_version" then "id", with its
+	// arguments: written so that the database seeks its index there.
+	After(version int64, id string) (string, []any)
 	// Text is an expression reading the JSON column col as text.
 	Text(col string) string
 	// ByteOrder is an ORDER BY term sorting the text column col by bytes.

@@ -625,7 +625,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	var all []changed
 	var bound *server.Cursor // the last position read of a table cut short by maxBytes
 	for _, t := range s.tables {
-		where, args := afterClause(t.Idx, after)
+		where, args := s.afterClause(t.Idx, after)
 		q := s.q(`SELECT ` + t.selects + ` FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
 		rows, err := tx.QueryContext(ctx, q, append(append([]any{p.Tenant}, args...), limit+1)...)
 		if err != nil {
@@ -659,17 +659,21 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 
 // afterClause returns the condition selecting the rows of table idx that
 // come after cursor c in commit order.
-func afterClause(idx int, c server.Cursor) (string, []any) {
+func (s *Store) afterClause(idx int, c server.Cursor) (string, []any) {
 	switch {
 	case idx < c.Table:
 		return `"_version" > ?`, []any{c.Version}
 	case idx == c.Table:
-		// A row value, so that the database seeks the index to the
-		// cursor instead of scanning every row of the cursor's version.
-		return `("_version", "id") > (?, ?)`, []any{c.Version, c.ID}
+		return s.d.After(c.Version, c.ID)
 	default:
 		return `"_version" >= ?`, []any{c.Version}
 	}
+}
+
+// RowValueAfter is Dialect.After as a row value, which SQLite and
+// PostgreSQL seek their index with.
+func RowValueAfter(version int64, id string) (string, []any) {
+	return `("_version", "id") > (?, ?)`, []any{version, id}
 }
 
 // changed is a row read for a pull page, with its position and size.
