@@ -17,12 +17,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-resty/resty/v2"
 
+	"github.com/tethersync/tether/internal/gzpool"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -204,8 +204,7 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 		var w io.Writer = cw
 		var zw *gzip.Writer
 		if c.gzip {
-			zw = gzipWriters.Get().(*gzip.Writer)
-			zw.Reset(cw)
+			zw = gzpool.Get(cw)
 			w = zw
 		}
 		err := json.NewEncoder(w).Encode(v)
@@ -216,7 +215,7 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 			if cerr := zw.Close(); err == nil && cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) {
 				err = fmt.Errorf("compress request: %w", cerr)
 			}
-			gzipWriters.Put(zw)
+			gzpool.Put(zw)
 		}
 		c.sent.Add(cw.n)
 		pw.CloseWithError(err)
@@ -225,13 +224,6 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 	return pr, errc
 }
 
-// gzipWriters are reused: a gzip.Writer is large to allocate. BestSpeed
-// compresses this JSON about as well as the default level at a fraction
-// of the cost.
-var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	return zw
-}}
 
 type countingWriter struct {
 	w io.Writer

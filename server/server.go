@@ -18,11 +18,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/tethersync/tether/internal/gzpool"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -572,8 +572,7 @@ func (g *gzipWriter) WriteHeader(status int) {
 	g.Header().Set("Content-Encoding", "gzip")
 	g.Header().Del("Content-Length")
 	g.Header().Add("Vary", "Accept-Encoding")
-	g.zw = gzipWriters.Get().(*gzip.Writer)
-	g.zw.Reset(g.ResponseWriter)
+	g.zw = gzpool.Get(g.ResponseWriter)
 	g.ResponseWriter.WriteHeader(status)
 }
 
@@ -589,15 +588,8 @@ func (g *gzipWriter) Close() error {
 		return nil
 	}
 	err := g.zw.Close()
-	gzipWriters.Put(g.zw)
+	gzpool.Put(g.zw)
 	g.zw = nil
 	return err
 }
 
-// gzipWriters are reused: a gzip.Writer is large to allocate. BestSpeed
-// compresses this JSON about as well as the default level at a fraction
-// of the cost.
-var gzipWriters = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
-	return zw
-}}
