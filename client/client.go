@@ -224,7 +224,6 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 	return pr, errc
 }
 
-
 type countingWriter struct {
 	w io.Writer
 	n int64

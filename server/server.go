@@ -592,4 +592,3 @@ func (g *gzipWriter) Close() error {
 	g.zw = nil
 	return err
 }
-
