@@ -14,10 +14,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -125,17 +123,12 @@ func find(names ...string) string {
 	}
 	for _, dir := range []string{"/usr/sbin", "/usr/bin"} {
 		for _, name := range names {
-			if p := filepath.Join(dir, name); isFile(p) {
+			if p := filepath.Join(dir, name); throwaway.IsFile(p) {
 				return p
 			}
 		}
 	}
 	return ""
-}
-
-func isFile(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
 }
 
 // binaries returns the server binary and, for MariaDB, the script that
@@ -161,22 +154,9 @@ func binaries() (server, install string, err error) {
 }
 
 // credential returns the user to run the server as: the current one, or
-// when that is root (which mariadbd and mysqld refuse without --user) the
-// "mysql" or "nobody" user.
+// when that is root (which the server refuses) mysql or nobody.
 func credential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"mysql", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("running as root, and no mysql or nobody user to run MariaDB as")
+	return throwaway.Credential("MariaDB", "mysql", "nobody")
 }
 
 // tuning are the server options, for the initialization too, that make a
@@ -241,7 +221,7 @@ func Start() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("%s: %v: %s", filepath.Base(initCmd.Path), err, out)
 	}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = throwaway.FreePort(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -326,13 +306,4 @@ func (s *Server) Stop() {
 		}
 	}
 	os.RemoveAll(s.dir)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -13,10 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -97,7 +95,7 @@ func binDir() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	for _, d := range dirs {
-		if isFile(filepath.Join(d, "initdb")) && isFile(filepath.Join(d, "postgres")) {
+		if throwaway.IsFile(filepath.Join(d, "initdb")) && throwaway.IsFile(filepath.Join(d, "postgres")) {
 			return d, nil
 		}
 	}
@@ -109,27 +107,10 @@ func version(binDir string) int {
 	return v
 }
 
-func isFile(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir()
-}
-
-// credential returns the user to run PostgreSQL as: the current one, or
-// when that is root (which initdb refuses) the "postgres" or "nobody" user.
+// credential returns the user to run the server as: the current one, or
+// when that is root (which the server refuses) postgres or nobody.
 func credential() (*syscall.Credential, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("running as root, and no postgres or nobody user to run PostgreSQL as")
+	return throwaway.Credential("PostgreSQL", "postgres", "nobody")
 }
 
 // Start initializes a database cluster in a new temporary directory and
@@ -168,7 +149,7 @@ func Start() (*Cluster, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	if c.port, err = freePort(); err != nil {
+	if c.port, err = throwaway.FreePort(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -231,13 +212,4 @@ func (c *Cluster) Stop() {
 		}
 	}
 	os.RemoveAll(c.dir)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -8,8 +8,14 @@ package throwaway
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
+	"os/user"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -82,4 +88,39 @@ func Main(m *testing.M, stops ...func()) int {
 		stop()
 	}
 	return code
+}
+
+// IsFile reports whether p is a file.
+func IsFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// Credential returns the user to run a database server as: the current
+// one, or when that is root (which database servers refuse) the first of
+// users that exists.
+func Credential(server string, users ...string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	for _, name := range users {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, fmt.Errorf("running as root, and none of the users %s to run %s as", strings.Join(users, ", "), server)
+}
+
+// FreePort returns a TCP port free on the loopback address.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
