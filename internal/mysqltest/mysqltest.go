@@ -167,7 +167,7 @@ var tuning = []string{
 	"--performance-schema=OFF",
 	"--skip-log-bin",
 	"--sync-binlog=0",
-	"--innodb-buffer-pool-size=32M",
+	"--innodb-buffer-pool-size=256M",
 	"--innodb-log-file-size=8M",
 	"--innodb-flush-log-at-trx-commit=0",
 	"--innodb-doublewrite=0",
