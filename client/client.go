@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-resty/resty/v2"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/gzpool"
 	"github.com/tethersync/tether/wire"
 )
@@ -100,10 +101,11 @@ func (c *Client) Health(ctx context.Context) error {
 // RegisterDevice binds the device to the token's tenant, and returns the
 // tenant and user the server authenticated. When tenant is not empty, the
 // server refuses (403) credentials of any other tenant, and registers
-// nothing.
-func (c *Client) RegisterDevice(ctx context.Context, device, tenant string) (wire.Device, error) {
+// nothing. schema is the device's own (nil: the server's); the server
+// refuses one that contradicts its own with wire.ErrSchemaMismatch.
+func (c *Client) RegisterDevice(ctx context.Context, device, tenant string, schema *entity.Schema) (wire.Device, error) {
 	var out wire.Device
-	err := c.do(ctx, "register device", http.MethodPost, "/devices", device, wire.Device{Device: device, Tenant: tenant}, &out)
+	err := c.do(ctx, "register device", http.MethodPost, "/devices", device, wire.Device{Device: device, Tenant: tenant, Schema: schema}, &out)
 	return out, err
 }
 

@@ -27,7 +27,7 @@ func TestErrorMapping(t *testing.T) {
 		}})
 	}
 	good := client.New(srv.URL, client.Options{Token: "token-ada"})
-	if _, err := good.RegisterDevice(ctx, dev, ""); err != nil {
+	if _, err := good.RegisterDevice(ctx, dev, "", nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -40,7 +40,7 @@ func TestErrorMapping(t *testing.T) {
 		retry     time.Duration
 	}{
 		{"wrong token", func() error {
-			_, err := client.New(srv.URL, client.Options{Token: "nope"}).RegisterDevice(ctx, dev, "")
+			_, err := client.New(srv.URL, client.Options{Token: "nope"}).RegisterDevice(ctx, dev, "", nil)
 			return err
 		}, wire.ErrUnauthorized, 401, false, 0},
 		{"unknown session", func() error {
@@ -91,7 +91,7 @@ func TestGzipShrinksRequests(t *testing.T) {
 	sent := map[bool]int64{}
 	for _, gz := range []bool{false, true} {
 		c := client.New(srv.URL, client.Options{Token: "token-ada", DisableGzip: !gz})
-		if _, err := c.RegisterDevice(ctx, "d", ""); err != nil {
+		if _, err := c.RegisterDevice(ctx, "d", "", nil); err != nil {
 			t.Fatal(err)
 		}
 		s, err := c.OpenSession(ctx, "d", "")

@@ -245,7 +245,8 @@ func (c *Coordinator) register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	dev, err := c.api.RegisterDevice(ctx, c.db.DeviceID(), tenant)
+	schema := c.db.Registry().Schema()
+	dev, err := c.api.RegisterDevice(ctx, c.db.DeviceID(), tenant, &schema)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}

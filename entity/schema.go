@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"time"
 )
 
 // Schema describes the synced tables. It is what the server needs to know of
@@ -139,4 +140,28 @@ func ParseSchema(data []byte) (Schema, error) {
 	}
 	sortTables(s.Tables)
 	return s, nil
+}
+
+// Default is the SQL literal of the value a column takes in rows written
+// without it (rows that existed before it was added, rows pushed by a
+// device whose schema lacks it): NULL for a nullable column, else the zero
+// value of its kind. The literal reads the same in SQLite, PostgreSQL and
+// MySQL.
+func (c Column) Default() string {
+	if c.Nullable {
+		return "NULL"
+	}
+	switch c.Kind {
+	case KindText:
+		return "''"
+	case KindInteger, KindReal:
+		return "0"
+	case KindBool:
+		return "false"
+	case KindTime:
+		return "'" + FormatTime(time.Time{}) + "'"
+	case KindJSON:
+		return "'null'"
+	}
+	return "NULL" // blobs: a nil []byte
 }

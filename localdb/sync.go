@@ -400,7 +400,7 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 		for _, r := range rows {
 			t := db.byName[r.Table]
 			if t == nil {
-				return fmt.Errorf("server sent table %q, which is not registered on this device", r.Table)
+				continue // a table of a newer app version: not this device's
 			}
 			db.clock.Observe(r.HLC)
 			args, err := t.remoteArgs(r)

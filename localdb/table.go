@@ -113,7 +113,14 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 		if have[c.Name] {
 			continue
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s", q, sqlident.Quote(c.Name), c.Kind.SQLiteType(), references(c))
+		// A column added by a new app version: the rows already here take
+		// its default (a reference column stays NULL: SQLite adds
+		// references only with a NULL default).
+		def := ""
+		if c.Ref == "" && !c.Nullable {
+			def = " DEFAULT " + c.Default()
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", q, sqlident.Quote(c.Name), c.Kind.SQLiteType(), references(c), def)
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("add column %s: %w", c.Name, err)
 		}

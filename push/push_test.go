@@ -54,7 +54,7 @@ func device(t *testing.T, reg *entity.Registry, url string, rt http.RoundTripper
 	}
 	t.Cleanup(func() { db.Close() })
 	api := client.New(url, client.Options{Token: "token-ada", Transport: rt, Timeout: 10 * time.Second})
-	dev, err := api.RegisterDevice(ctx, db.DeviceID(), "")
+	dev, err := api.RegisterDevice(ctx, db.DeviceID(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

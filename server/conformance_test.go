@@ -173,7 +173,7 @@ type storeFixture struct {
 
 func (f storeFixture) device(p server.Principal, dev string) {
 	f.t.Helper()
-	if err := f.s.RegisterDevice(context.Background(), p, dev); err != nil {
+	if err := f.s.RegisterDevice(context.Background(), p, dev, nil); err != nil {
 		f.t.Fatal(err)
 	}
 }

@@ -344,7 +344,12 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 	if d.Tenant != "" && d.Tenant != p.Tenant {
 		return nil, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", d.Tenant, p.Tenant, wire.ErrForbidden)
 	}
-	if err := s.store.RegisterDevice(ctx, p, d.Device); err != nil {
+	if d.Schema != nil {
+		if err := CheckDeviceSchema(s.store.Schema(), *d.Schema); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.store.RegisterDevice(ctx, p, d.Device, d.Schema); err != nil {
 		return nil, err
 	}
 	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil

@@ -353,7 +353,7 @@ func TestResentBatchReplaces(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
-	if _, err := api.RegisterDevice(ctx, device, ""); err != nil {
+	if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	s, err := api.OpenSession(ctx, device, "")
@@ -453,12 +453,12 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 		t.Errorf("old session: %d sessions, %d batches left (%v); want none", sessions, batches, err)
 	}
 	ada := server.Principal{Tenant: "acme", User: "ada"}
-	if err := store.RegisterDevice(ctx, ada, device); err != nil {
+	if err := store.RegisterDevice(ctx, ada, device, nil); err != nil {
 		t.Fatalf("registered device after upgrade: %v", err)
 	}
 	// Devices and sessions are now keyed by tenant.
 	gus := server.Principal{Tenant: "globex", User: "gus"}
-	if err := store.RegisterDevice(ctx, gus, device); err != nil {
+	if err := store.RegisterDevice(ctx, gus, device, nil); err != nil {
 		t.Fatalf("the same device id in another tenant after upgrade: %v", err)
 	}
 	if _, err := store.OpenSession(ctx, gus, device, "new", server.Limits{}); err != nil {
@@ -515,7 +515,7 @@ func TestMaxBatchRows(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{MaxBatchRows: 2})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
-	if _, err := api.RegisterDevice(ctx, device, ""); err != nil {
+	if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	s, err := api.OpenSession(ctx, device, "")
@@ -664,7 +664,7 @@ func TestUpgradePostgresDevices(t *testing.T) {
 	if _, err := store.OpenSession(t.Context(), server.Principal{Tenant: "acme", User: "ada"}, "d1", "", server.Limits{}); err != nil {
 		t.Errorf("the registered device after upgrade: %v", err)
 	}
-	if err := store.RegisterDevice(t.Context(), server.Principal{Tenant: "globex", User: "gus"}, "d1"); err != nil {
+	if err := store.RegisterDevice(t.Context(), server.Principal{Tenant: "globex", User: "gus"}, "d1", nil); err != nil {
 		t.Errorf("the same device id in another tenant after upgrade: %v", err)
 	}
 }

@@ -18,9 +18,11 @@ import (
 type Store interface {
 	// Schema returns the tables the store holds, in priority order.
 	Schema() entity.Schema
-	// RegisterDevice binds a device id to the principal's tenant. It
-	// returns wire.ErrForbidden when the device belongs to another tenant.
-	RegisterDevice(ctx context.Context, p Principal, device string) error
+	// RegisterDevice registers a device id in the principal's tenant, with
+	// the device's schema (nil: the store's), which CheckDeviceSchema has
+	// accepted. Sessions opened later write only the columns of the schema
+	// the device had when they opened.
+	RegisterDevice(ctx context.Context, p Principal, device string, schema *entity.Schema) error
 	// OpenSession opens a push session for a registered device, with id
 	// session, or a new id when session is "". Opening an open session of
 	// the same device again returns it (a retry after a lost answer); an id

@@ -98,13 +98,9 @@ func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 		}
 		vals[name] = x
 	}
-	if !r.Deleted { // a column left out would be stored as NULL
-		for _, c := range t.Columns[1:] {
-			if _, ok := vals[c.Name]; !ok && !c.Nullable {
-				return fmt.Errorf("row lacks column %s: %w", c.Name, wire.ErrBadRequest)
-			}
-		}
-	}
+	// A column the row lacks is not written (a device of an older app
+	// version does not have it); the store checks the row against the
+	// device's schema.
 	r.Values = vals
 	r.Device, r.ModifiedBy, r.Version = "", "", 0 // set by the server, never by the payload (G8)
 	if r.Changed != nil {

@@ -18,6 +18,9 @@ var (
 	// ErrSessionFull is a batch that would take its push session past the
 	// server's bounds: commit the session, and go on in a new one.
 	ErrSessionFull = errors.New("push session full")
+	// ErrSchemaMismatch is a device whose schema contradicts the server's:
+	// a table or column the server does not have, or another kind.
+	ErrSchemaMismatch = errors.New("schema mismatch")
 	// ErrUnsupportedMedia is a body that is not application/json.
 	ErrUnsupportedMedia = errors.New("unsupported media type")
 	ErrRateLimited      = errors.New("rate limited")
@@ -36,6 +39,7 @@ var codes = []struct {
 	{ErrForbidden, "forbidden", http.StatusForbidden},
 	{ErrNotFound, "not_found", http.StatusNotFound},
 	{ErrConflict, "conflict", http.StatusConflict},
+	{ErrSchemaMismatch, "schema_mismatch", http.StatusConflict},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
 	{ErrSessionFull, "session_full", http.StatusRequestEntityTooLarge},
 	{ErrUnsupportedMedia, "unsupported_media_type", http.StatusUnsupportedMediaType},

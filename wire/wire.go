@@ -6,7 +6,11 @@
 // blobs, [entity.TimeFormat] text for times and JSON text for json columns.
 package wire
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/tethersync/tether/entity"
+)
 
 // APIPrefix is the path prefix of every endpoint of this API version.
 const APIPrefix = "/v1"
@@ -87,6 +91,11 @@ type Device struct {
 	Device string `json:"device"`
 	Tenant string `json:"tenant,omitempty"`
 	User   string `json:"user,omitempty"`
+	// Schema is the device's own schema (its app version's), in a
+	// registration: the server refuses one that contradicts its own and
+	// writes only the columns it has for the device's pushes. Absent means
+	// the server's.
+	Schema *entity.Schema `json:"schema,omitempty"`
 }
 
 // Session is the answer to POST /v1/sessions.

@@ -107,7 +107,7 @@ func (b *bench) pushRun(ctx context.Context, n int, o deviceOptions) (*benchServ
 		srv.Close()
 		return nil, nil, 0, err
 	}
-	if _, err := d.api.RegisterDevice(ctx, d.db.DeviceID(), ""); err != nil {
+	if _, err := d.api.RegisterDevice(ctx, d.db.DeviceID(), "", nil); err != nil {
 		d.Close()
 		srv.Close()
 		return nil, nil, 0, err

@@ -234,11 +234,11 @@ func TestServeJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := client.New(url, client.Options{Token: token}).RegisterDevice(t.Context(), "d1", "")
+	dev, err := client.New(url, client.Options{Token: token}).RegisterDevice(t.Context(), "d1", "", nil)
 	if err != nil || dev.Tenant != "acme" || dev.User != "ada" {
 		t.Errorf("RegisterDevice = %+v, %v; want tenant acme, user ada", dev, err)
 	}
-	if _, err := client.New(url, client.Options{Token: token + "x"}).RegisterDevice(t.Context(), "d1", ""); err == nil {
+	if _, err := client.New(url, client.Options{Token: token + "x"}).RegisterDevice(t.Context(), "d1", "", nil); err == nil {
 		t.Error("a tampered token was accepted")
 	}
 }

@@ -198,16 +198,21 @@ func (*Dialect) Latest(t *sqlstore.Table) string {
 	return `SELECT * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ?`
 }
 
-// Merge implements sqlstore.Dialect. The column versions are built from
-// the staged JSON array of changed columns.
-func (d *Dialect) Merge(t *sqlstore.Table) string {
-	return fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?, "_deleted", "_hlc", ?, ?, "_session",
-			coalesce((SELECT JSON_OBJECTAGG(j.c, ?) FROM JSON_TABLE(s."_changed", '$[*]' COLUMNS (c VARCHAR(64) PATH '$')) AS j), '{}')
-		FROM (%s) AS s
-		ON DUPLICATE KEY UPDATE %s, "_colvers" = JSON_MERGE_PATCH("_colvers", VALUES("_colvers"))`,
-		t.Name, t.ColumnList(), strings.Join(sqlstore.Bookkeeping, ", "), t.ColumnList(), d.Latest(t),
-		t.Assignments(func(c string) string { return "VALUES(" + c + ")" }, sqlstore.Bookkeeping...))
+// Upsert implements sqlstore.Dialect. The target's columns are named
+// with the table, since the merge's SELECT joins the table too.
+func (*Dialect) Upsert(t *sqlstore.Table) string {
+	set := func(c string) string { return fmt.Sprintf("%s.%s = VALUES(%s)", t.Name, c, c) }
+	var sets []string
+	for _, c := range append(t.Cols[1:], sqlstore.Bookkeeping...) {
+		sets = append(sets, set(c))
+	}
+	return `ON DUPLICATE KEY UPDATE ` + strings.Join(sets, ", ") +
+		`, ` + t.Name + `."_colvers" = JSON_MERGE_PATCH(` + t.Name + `."_colvers", VALUES("_colvers"))`
+}
+
+// ColumnVersions implements sqlstore.Dialect, with JSON_TABLE.
+func (*Dialect) ColumnVersions(changed string) string {
+	return `coalesce((SELECT JSON_OBJECTAGG(j.c, ?) FROM JSON_TABLE(` + changed + `, '$[*]' COLUMNS (c VARCHAR(64) PATH '$')) AS j), '{}')`
 }
 
 // Notify implements sqlstore.CrossProcess: the commit's device goes into
@@ -297,11 +302,12 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 		`CREATE TABLE IF NOT EXISTS _tether_tenants (tenant ` + key + ` NOT NULL PRIMARY KEY, version BIGINT NOT NULL,
 			device ` + short + ` NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_devices (tenant ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
-			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, seen_at DATETIME(6) NOT NULL, PRIMARY KEY (tenant, device))
+			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, seen_at DATETIME(6) NOT NULL, schema LONGTEXT NOT NULL,
+			PRIMARY KEY (tenant, device))
 			ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_sessions (tenant ` + key + ` NOT NULL, id ` + short + ` NOT NULL, device ` + short + ` NOT NULL,
 			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, touched_at DATETIME(6) NULL, committed_at DATETIME(6) NULL,
-			version BIGINT NULL, result LONGTEXT NULL, PRIMARY KEY (tenant, id), INDEX _tether_sessions__device (tenant, device, user_name, committed_at))
+			version BIGINT NULL, result LONGTEXT NULL, cols LONGTEXT NOT NULL, PRIMARY KEY (tenant, id), INDEX _tether_sessions__device (tenant, device, user_name, committed_at))
 			ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_audit (tenant ` + key + ` NOT NULL, version BIGINT NOT NULL, tbl VARCHAR(64) NOT NULL,
 			id ` + id + ` NOT NULL, deleted BOOLEAN NOT NULL, user_name ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
@@ -338,6 +344,7 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 	"_deleted" BOOLEAN NOT NULL,
 	"_hlc" VARCHAR(100) COLLATE %s NOT NULL,
 	"_changed" LONGTEXT COLLATE %s NOT NULL,
+	"_present" VARCHAR(1024) NOT NULL DEFAULT '',
 	"id" %s NOT NULL,
 	%s,
 	PRIMARY KEY ("_tenant", "_session", "id"),
@@ -356,10 +363,17 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 				return err
 			}
 			for i, c := range t.T.Columns[1:] {
-				if !have[c.Name] {
-					q := fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s NULL`, sqlstore.Quote(table), t.Cols[i+1], d.colType(c.Kind))
+				if have[c.Name] {
+					continue
+				}
+				q := fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s NULL`, sqlstore.Quote(table), t.Cols[i+1], d.colType(c.Kind))
+				if _, err := tx.ExecContext(ctx, q); err != nil {
+					return fmt.Errorf("add column %s to %s: %w", c.Name, table, err)
+				}
+				if table == t.T.Name && !c.Nullable { // the rows already there take its default
+					q := fmt.Sprintf(`UPDATE %s SET %s = %s`, sqlstore.Quote(table), t.Cols[i+1], c.Default())
 					if _, err := tx.ExecContext(ctx, q); err != nil {
-						return fmt.Errorf("add column %s to %s: %w", c.Name, table, err)
+						return fmt.Errorf("default of column %s of %s: %w", c.Name, table, err)
 					}
 				}
 			}

@@ -143,15 +143,15 @@ func (*Dialect) Latest(t *sqlstore.Table) string {
 	return `SELECT DISTINCT ON ("id") * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ? ORDER BY "id", "_seq" DESC`
 }
 
-// Merge implements sqlstore.Dialect.
-func (d *Dialect) Merge(t *sqlstore.Table) string {
-	return fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?::bigint, "_deleted", "_hlc", ?, ?, "_session",
-			(SELECT coalesce(jsonb_object_agg(c, ?::bigint), '{}'::jsonb) FROM jsonb_array_elements_text(s."_changed"::jsonb) AS c)
-		FROM (%s) AS s
-		ON CONFLICT ("_tenant", "id") DO UPDATE SET %s, "_colvers" = %s."_colvers" || excluded."_colvers"`,
-		t.Name, t.ColumnList(), strings.Join(sqlstore.Bookkeeping, ", "), t.ColumnList(), d.Latest(t),
-		t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...), t.Name)
+// Upsert implements sqlstore.Dialect.
+func (*Dialect) Upsert(t *sqlstore.Table) string {
+	return `ON CONFLICT ("_tenant", "id") DO UPDATE SET ` + t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...) +
+		`, "_colvers" = ` + t.Name + `."_colvers" || excluded."_colvers"`
+}
+
+// ColumnVersions implements sqlstore.Dialect.
+func (*Dialect) ColumnVersions(changed string) string {
+	return `(SELECT coalesce(jsonb_object_agg(c, ?::bigint), '{}'::jsonb) FROM jsonb_array_elements_text(` + changed + `::jsonb) AS c)`
 }
 
 // Notify implements sqlstore.CrossProcess with pg_notify, delivered when
@@ -213,6 +213,8 @@ CREATE TABLE IF NOT EXISTS _tether_sessions (
 	created_at timestamptz NOT NULL, committed_at timestamptz, version bigint, result text,
 	PRIMARY KEY (tenant, id));
 ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS touched_at timestamptz;
+ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS cols text NOT NULL DEFAULT '';
+ALTER TABLE _tether_devices ADD COLUMN IF NOT EXISTS schema text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS _tether_sessions__open ON _tether_sessions (tenant, device) WHERE committed_at IS NULL;
 CREATE TABLE IF NOT EXISTS _tether_audit (
 	tenant text NOT NULL, version bigint NOT NULL, tbl text NOT NULL, id text NOT NULL, deleted boolean NOT NULL,
@@ -291,11 +293,11 @@ CREATE INDEX IF NOT EXISTS %s ON %s (_tenant, _session, id, _seq)`,
 	stmts := []string{
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _colvers jsonb NOT NULL DEFAULT '{}'`, t.Name),
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _changed text NOT NULL DEFAULT '[]'`, t.Stage),
+		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _present text NOT NULL DEFAULT ''`, t.Stage),
 	}
-	for _, table := range []string{t.Name, t.Stage} {
-		for i, c := range t.T.Columns {
-			stmts = append(stmts, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s`, table, t.Cols[i], pgType(c.Kind)))
-		}
+	for i, c := range t.T.Columns { // the rows already there take a new column's default
+		stmts = append(stmts, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s DEFAULT %s`, t.Name, t.Cols[i], pgType(c.Kind), c.Default()),
+			fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s`, t.Stage, t.Cols[i], pgType(c.Kind)))
 	}
 	for _, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q); err != nil {

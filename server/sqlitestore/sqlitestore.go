@@ -118,17 +118,15 @@ func (Dialect) Latest(t *sqlstore.Table) string {
 	return `SELECT * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ?`
 }
 
-// Merge implements sqlstore.Dialect.
-func (Dialect) Merge(t *sqlstore.Table) string {
-	// The WHERE clause keeps SQLite from reading ON CONFLICT as a join
-	// constraint.
-	return fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?, "_deleted", "_hlc", ?, ?, "_session",
-			(SELECT json_group_object(j.value, ?) FROM json_each(s."_changed") AS j)
-		FROM (%s) AS s WHERE 1 ORDER BY "id"
-		ON CONFLICT ("_tenant", "id") DO UPDATE SET %s, "_colvers" = json_patch("_colvers", excluded."_colvers")`,
-		t.Name, t.ColumnList(), strings.Join(sqlstore.Bookkeeping, ", "), t.ColumnList(), Dialect{}.Latest(t),
-		t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...))
+// Upsert implements sqlstore.Dialect.
+func (Dialect) Upsert(t *sqlstore.Table) string {
+	return `ON CONFLICT ("_tenant", "id") DO UPDATE SET ` + t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...) +
+		`, "_colvers" = json_patch("_colvers", excluded."_colvers")`
+}
+
+// ColumnVersions implements sqlstore.Dialect.
+func (Dialect) ColumnVersions(changed string) string {
+	return `(SELECT json_group_object(j.value, ?) FROM json_each(` + changed + `) AS j)`
 }
 
 const ddl = `
@@ -146,10 +144,10 @@ CREATE TABLE IF NOT EXISTS _tether_audit (
 // them by device and session id alone, and are rebuilt so.
 const (
 	devicesCols = `tenant TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
-	created_at TEXT NOT NULL, seen_at TEXT NOT NULL, PRIMARY KEY (tenant, device)`
+	created_at TEXT NOT NULL, seen_at TEXT NOT NULL, schema TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant, device)`
 	sessionsCols = `tenant TEXT NOT NULL, id TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
 	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT,
-	PRIMARY KEY (tenant, id)`
+	cols TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant, id)`
 )
 
 const batchesDDL = `CREATE TABLE IF NOT EXISTS _tether_batches (
@@ -174,12 +172,17 @@ func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table
 			}
 		}
 	}
-	if err := addColumns(ctx, tx, "_tether_sessions", []entity.Column{{Name: "touched_at", Kind: entity.KindTime}}); err != nil {
+	if err := addColumns(ctx, tx, "_tether_sessions", []entity.Column{{Name: "touched_at", Kind: entity.KindTime, Nullable: true}}); err != nil {
 		return err
 	}
+	for _, c := range []struct{ table, col string }{{"_tether_devices", "schema"}, {"_tether_sessions", "cols"}} {
+		if err := addBookkeeping(ctx, tx, c.table, c.col, `TEXT NOT NULL DEFAULT ''`); err != nil {
+			return err
+		}
+	}
 	for _, t := range []struct{ name, cols, copy string }{
-		{"_tether_devices", devicesCols, "tenant, device, user_name, created_at, seen_at"},
-		{"_tether_sessions", sessionsCols, "tenant, id, device, user_name, created_at, committed_at, version, result, touched_at"},
+		{"_tether_devices", devicesCols, "tenant, device, user_name, created_at, seen_at, schema"},
+		{"_tether_sessions", sessionsCols, "tenant, id, device, user_name, created_at, committed_at, version, result, touched_at, cols"},
 	} {
 		var keys int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE pk > 0`, t.name).Scan(&keys); err != nil {
@@ -262,6 +265,7 @@ func migrateTable(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
 	"_deleted" INTEGER NOT NULL,
 	"_hlc" TEXT NOT NULL,
 	"_changed" TEXT NOT NULL DEFAULT '[]',
+	"_present" TEXT NOT NULL DEFAULT '',
 	%s,
 	PRIMARY KEY ("_session", "id"));
 CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
@@ -273,6 +277,9 @@ CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
 		return err
 	}
 	if err := addBookkeeping(ctx, tx, t.StageName, "_changed", `TEXT NOT NULL DEFAULT '[]'`); err != nil {
+		return err
+	}
+	if err := addBookkeeping(ctx, tx, t.StageName, "_present", `TEXT NOT NULL DEFAULT ''`); err != nil {
 		return err
 	}
 	have, err := columns(ctx, tx, t.StageName)
@@ -317,7 +324,8 @@ func addColumns(ctx context.Context, tx *sql.Tx, table string, cols []entity.Col
 	}
 	for _, c := range cols {
 		if !have[c.Name] {
-			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s`, sqlstore.Quote(table), sqlstore.Quote(c.Name), c.Kind.SQLiteType())); err != nil {
+			// The rows already there take the column's default.
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s DEFAULT %s`, sqlstore.Quote(table), sqlstore.Quote(c.Name), c.Kind.SQLiteType(), c.Default())); err != nil {
 				return fmt.Errorf("add column %s to %s: %w", c.Name, table, err)
 			}
 		}

@@ -16,15 +16,15 @@ import (
 // Rebind), double-quoted identifiers, and only SQL that every supported
 // database reads alike. The bookkeeping tables every dialect creates are:
 //
-//	_tether_devices  (device PK, tenant, user_name, created_at, seen_at)
-//	_tether_sessions (tenant, id, device, user_name, created_at, touched_at, committed_at, version, result)
-//	_tether_batches  (tenant, session, seq, tbl, rows)
+//	_tether_devices  (tenant, device, user_name, created_at, seen_at, schema)
+//	_tether_sessions (tenant, id, device, user_name, created_at, touched_at, committed_at, version, result, cols)
+//	_tether_batches  (tenant, session, seq, tbl, rows, bytes)
 //	_tether_audit    (tenant, version, tbl, id, deleted, user_name, device, session, at)
 //
 // and for every synced table T, T itself ("_tenant", the columns, "_version",
 // "_deleted", "_hlc", "_modified_by", "_origin", "_session", "_colvers") and
 // its staging table "_tether_stage_T" ("_tenant", "_session", "_seq",
-// "_base", "_deleted", "_hlc", "_changed", the columns).
+// "_base", "_deleted", "_hlc", "_changed", "_present", the columns).
 type Dialect interface {
 	// Name names the database in errors: "sqlite", "postgres", "mysql".
 	Name() string
@@ -59,11 +59,15 @@ type Dialect interface {
 	// Latest is a subquery of the staged rows of one session of t, the
 	// latest copy of each id; its parameters are tenant and session.
 	Latest(t *Table) string
-	// Merge is the statement that applies the rows of Latest to t: an
-	// insert, or an update of every column, "_colvers" merged with the
-	// staged "_changed" columns at the commit's version. Its parameters
-	// are tenant, version, user, device, version, tenant, session.
-	Merge(t *Table) string
+	// Upsert is the clause after an INSERT … SELECT into t that, when a
+	// row exists, updates every column and bookkeeping column to the
+	// inserted values, and merges "_colvers" with the inserted column
+	// versions.
+	Upsert(t *Table) string
+	// ColumnVersions is an expression, with one parameter (the commit's
+	// version), of the JSON object mapping each column named in the JSON
+	// array changed to that version.
+	ColumnVersions(changed string) string
 	// After is the condition selecting the rows after position (version,
 	// id) in a table's commit order, "_version" then "id", with its
 	// arguments: written so that the database seeks its index there.

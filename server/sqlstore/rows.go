@@ -29,18 +29,19 @@ func scanRow(t *entity.Table, scan func(...any) error, extra ...any) (wire.Row, 
 	return r, setRow(t, &r, deleted, raw)
 }
 
-// scanStaged reads a staged row: t's columns, then base, deleted, stamp and
-// the changed columns (a JSON array).
+// scanStaged reads a staged row: t's columns, then base, deleted, stamp,
+// the changed columns (a JSON array) and the columns it holds (Present).
+// Its values are those of the columns it holds.
 func scanStaged(t *entity.Table, scan func(...any) error) (wire.Row, error) {
 	raw := make([]any, len(t.Columns))
-	dest := make([]any, 0, len(raw)+4)
+	dest := make([]any, 0, len(raw)+5)
 	for i := range raw {
 		dest = append(dest, &raw[i])
 	}
 	r := wire.Row{Table: t.Name}
 	var deleted any
-	var changed string
-	if err := scan(append(dest, &r.Base, &deleted, &r.HLC, &changed)...); err != nil {
+	var changed, present string
+	if err := scan(append(dest, &r.Base, &deleted, &r.HLC, &changed, &present)...); err != nil {
 		return wire.Row{}, fmt.Errorf("read staged row: %w", err)
 	}
 	if err := json.Unmarshal([]byte(changed), &r.Changed); err != nil {
@@ -48,6 +49,11 @@ func scanStaged(t *entity.Table, scan func(...any) error) (wire.Row, error) {
 	}
 	if err := setRow(t, &r, deleted, raw); err != nil {
 		return wire.Row{}, fmt.Errorf("staged row: %w", err)
+	}
+	for i, c := range t.Columns[1:] {
+		if present != "" && (i >= len(present) || present[i] != '1') {
+			delete(r.Values, c.Name)
+		}
 	}
 	return r, nil
 }

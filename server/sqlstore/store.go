@@ -35,6 +35,7 @@ type Store struct {
 	byName  map[string]*Table
 	now     func() time.Time
 	rebound sync.Map // query -> query in the dialect's placeholders
+	merges  sync.Map // table index -> merge statement
 	onClose func() error
 
 	events      *broadcaster
@@ -170,7 +171,15 @@ func timeOf(v any) (time.Time, error) {
 }
 
 // RegisterDevice implements server.Store.
-func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device string) error {
+func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device string, schema *entity.Schema) error {
+	own := ""
+	if schema != nil {
+		b, err := json.Marshal(schema)
+		if err != nil {
+			return fmt.Errorf("register device %s: %w", device, err)
+		}
+		own = string(b)
+	}
 	register := func() error {
 		return s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 			// Devices are keyed by tenant: the same id in another tenant is
@@ -181,13 +190,13 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device s
 			now := s.d.Time(s.now())
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (tenant, device, user_name, created_at, seen_at) VALUES (?, ?, ?, ?, ?)`),
-					p.Tenant, device, p.User, now, now)
+				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (tenant, device, user_name, created_at, seen_at, schema) VALUES (?, ?, ?, ?, ?, ?)`),
+					p.Tenant, device, p.User, now, now, own)
 				return err
 			case err != nil:
 				return err
 			}
-			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ? WHERE tenant = ? AND device = ?`), now, p.Tenant, device)
+			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, schema = ? WHERE tenant = ? AND device = ?`), now, own, p.Tenant, device)
 			return err
 		})
 	}
@@ -209,13 +218,15 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 		id = uuid.NewString()
 	}
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-		var n int
-		err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&n)
+		// The session writes the columns of the app version the device has
+		// now, whatever it registers later.
+		var schema string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT schema FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
+		}
 		if err != nil {
 			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
 		}
 		if session != "" {
 			var dev, user string
@@ -253,8 +264,8 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 				p.User, lim.MaxOpenSessions, device, lim.SessionIdle, wire.ErrConflict)
 		}
 		now := s.d.Time(s.now())
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at)
-			VALUES (?, ?, ?, ?, ?, ?)`), p.Tenant, id, device, p.User, now, now)
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, cols)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`), p.Tenant, id, device, p.User, now, now, schema)
 		return err
 	})
 	if err != nil && !errors.Is(err, errOpened) {
@@ -318,36 +329,36 @@ func (s *Store) dropSession(ctx context.Context, tx *sql.Tx, tenant, id string) 
 // locking it: whether it is committed and its stored answer. A session of
 // another tenant or device is not found; an expired one is dropped, in a
 // transaction of its own, and reported as not found.
-func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, lim server.Limits) (committed bool, result string, err error) {
+func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, lim server.Limits) (committed bool, result, cols string, err error) {
 	var dev, user string
 	var res sql.NullString
 	var touched any
-	err = tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, result, coalesce(touched_at, created_at) FROM _tether_sessions
-		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &user, &res, &touched)
+	err = tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, result, coalesce(touched_at, created_at), cols FROM _tether_sessions
+		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &user, &res, &touched, &cols)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && dev != device) {
-		return false, "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
+		return false, "", "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
 	}
 	if err != nil {
-		return false, "", fmt.Errorf("session %s: %w", id, err)
+		return false, "", "", fmt.Errorf("session %s: %w", id, err)
 	}
 	if user != p.User { // a session is its user's: no one else fills or commits it (G14)
-		return false, "", fmt.Errorf("session %s was opened by another user: %w", id, wire.ErrForbidden)
+		return false, "", "", fmt.Errorf("session %s was opened by another user: %w", id, wire.ErrForbidden)
 	}
 	if res.Valid {
-		return true, res.String, nil
+		return true, res.String, cols, nil
 	}
 	at, err := timeOf(touched)
 	if err != nil {
-		return false, "", fmt.Errorf("session %s: %w", id, err)
+		return false, "", "", fmt.Errorf("session %s: %w", id, err)
 	}
 	if at.Before(s.now().Add(-lim.SessionIdle)) {
 		if err := s.dropSession(ctx, tx, p.Tenant, id); err != nil {
-			return false, "", fmt.Errorf("expire session %s: %w", id, err)
+			return false, "", "", fmt.Errorf("expire session %s: %w", id, err)
 		}
-		return false, "", &commitThen{fmt.Errorf("session %s expired after %v without a batch; its staged rows were discarded: %w",
+		return false, "", "", &commitThen{fmt.Errorf("session %s expired after %v without a batch; its staged rows were discarded: %w",
 			id, lim.SessionIdle, wire.ErrNotFound)}
 	}
-	return false, "", nil
+	return false, "", cols, nil
 }
 
 // StageBatch implements server.Store.
@@ -362,12 +373,15 @@ func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, sess
 		size += int64(server.RowSize(r))
 	}
 	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
-		committed, _, err := s.liveSession(ctx, tx, p, device, session, lim)
+		committed, _, cols, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err
 		}
 		if committed {
 			return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
+		}
+		if err := deviceColumns(t, cols, rows); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET touched_at = ? WHERE tenant = ? AND id = ?`),
 			s.d.Time(s.now()), p.Tenant, session); err != nil {
@@ -478,7 +492,7 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 	cross, _ := s.d.(CrossProcess)
 	fresh := false
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-		committed, result, err := s.liveSession(ctx, tx, p, device, session, lim)
+		committed, result, _, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err
 		}
@@ -555,7 +569,7 @@ func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) erro
 	}
 	// Everything still staged goes in with one statement, and into the
 	// audit log with another.
-	if _, err := a.tx.ExecContext(ctx, s.q(s.d.Merge(t)), a.p.Tenant, c.Version, a.p.User, a.device, c.Version, a.p.Tenant, a.session); err != nil {
+	if _, err := a.tx.ExecContext(ctx, s.q(s.merge(t)), a.p.Tenant, c.Version, a.p.User, a.device, c.Version, a.p.Tenant, a.session, a.p.Tenant); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	res, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
@@ -584,7 +598,7 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 	if err != nil {
 		return fmt.Errorf("read server row: %w", err)
 	}
-	staged, err := scanStaged(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.ColumnList()+`, "_base", "_deleted", "_hlc", "_changed" FROM (`+
+	staged, err := scanStaged(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.ColumnList()+`, "_base", "_deleted", "_hlc", "_changed", "_present" FROM (`+
 		latest+`) AS s WHERE "id" = ?`), a.p.Tenant, a.session, id).Scan)
 	if err != nil {
 		return err
@@ -598,8 +612,8 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 	case cf.Winner == wire.WinnerServer:
 		_, err = a.tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "id" = ?`), a.p.Tenant, a.session, id)
 	case merged != nil:
-		args := []any{merged.Deleted, merged.HLC, ChangedJSON(&t.T, *merged)}
-		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`, `"_changed" = ?`}
+		args := []any{merged.Deleted, merged.HLC, ChangedJSON(&t.T, *merged), Present(&t.T, *merged)}
+		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`, `"_changed" = ?`, `"_present" = ?`}
 		for i, col := range t.T.Columns[1:] {
 			sets = append(sets, t.Cols[i+1]+" = ?")
 			args = append(args, merged.Values[col.Name])
@@ -809,4 +823,62 @@ func (s *Store) listen(ctx context.Context, cross CrossProcess) {
 		}
 		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// merge is the statement that applies the rows of Latest to t: each row is
+// inserted, or updates the row it replaces, writing only the columns it
+// holds (Present): the others keep their values, or take their defaults in
+// a new row. Its parameters are tenant, version, user, device, version,
+// tenant, session, tenant.
+func (s *Store) merge(t *Table) string {
+	if q, ok := s.merges.Load(t.Idx); ok {
+		return q.(string)
+	}
+	vals := []string{`s."id"`}
+	for i, c := range t.T.Columns[1:] {
+		col := t.Cols[i+1]
+		vals = append(vals, fmt.Sprintf(`CASE WHEN s."_present" = '' OR substr(s."_present", %d, 1) = '1' THEN s.%s WHEN t."id" IS NULL THEN %s ELSE t.%s END`,
+			i+1, col, c.Default(), col))
+	}
+	q := fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
+		SELECT ?, %s, ?, s."_deleted", s."_hlc", ?, ?, s."_session", %s
+		FROM (%s) AS s LEFT JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id" WHERE 1 = 1 ORDER BY s."id"
+		%s`,
+		t.Name, t.ColumnList(), strings.Join(Bookkeeping, ", "), strings.Join(vals, ", "), s.d.ColumnVersions(`s."_changed"`),
+		s.d.Latest(t), t.Name, s.d.Upsert(t))
+	s.merges.Store(t.Idx, q)
+	return q
+}
+
+// deviceColumns checks that rows, all of table t, fit the schema of the
+// device that pushes them (cols, as it registered; "" for the server's):
+// no column it does not have, and every non-nullable one it has, in a live
+// row.
+func deviceColumns(t *Table, cols string, rows []wire.Row) error {
+	own := &t.T
+	if cols != "" {
+		var schema entity.Schema
+		if err := json.Unmarshal([]byte(cols), &schema); err != nil {
+			return fmt.Errorf("the device's schema: %w", err)
+		}
+		if own = schema.Table(t.T.Name); own == nil {
+			return fmt.Errorf("table %s is not in the schema the device registered: %w", t.T.Name, wire.ErrBadRequest)
+		}
+	}
+	for i, r := range rows {
+		for name := range r.Values {
+			if _, ok := own.Column(name); !ok {
+				return fmt.Errorf("row %d (%s %q): column %s is not in the schema the device registered: %w", i, r.Table, r.ID, name, wire.ErrBadRequest)
+			}
+		}
+		if r.Deleted {
+			continue
+		}
+		for _, c := range own.Columns[1:] {
+			if _, ok := r.Values[c.Name]; !ok && !c.Nullable {
+				return fmt.Errorf("row %d (%s %q) lacks column %s: %w", i, r.Table, r.ID, c.Name, wire.ErrBadRequest)
+			}
+		}
+	}
+	return nil
 }

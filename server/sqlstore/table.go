@@ -38,7 +38,7 @@ type Table struct {
 func newTable(idx int, t entity.Table) *Table {
 	tb := &Table{Idx: idx, T: t, Name: Quote(t.Name), StageName: "_tether_stage_" + t.Name}
 	tb.Stage = Quote(tb.StageName)
-	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed"}
+	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present"}
 	for _, c := range t.Columns {
 		tb.Cols = append(tb.Cols, Quote(c.Name))
 		tb.StageCols = append(tb.StageCols, c.Name)
@@ -53,7 +53,7 @@ func (t *Table) ColumnList() string { return strings.Join(t.Cols, ", ") }
 // StageValues appends to dst the values of a staged row, in the order of
 // StageCols.
 func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.Row) []any {
-	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, ChangedJSON(&t.T, r), r.ID)
+	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, ChangedJSON(&t.T, r), Present(&t.T, r), r.ID)
 	for _, c := range t.T.Columns[1:] {
 		dst = append(dst, r.Values[c.Name])
 	}
@@ -61,15 +61,34 @@ func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.R
 }
 
 // ChangedJSON is the JSON array of the columns a staged row changed: every
-// column but id when the device did not say.
+// column it holds when the device did not say.
 func ChangedJSON(t *entity.Table, r wire.Row) string {
 	cols := r.Changed
 	if cols == nil {
+		cols = []string{}
 		for _, c := range t.Columns[1:] {
-			cols = append(cols, c.Name)
+			if _, ok := r.Values[c.Name]; ok {
+				cols = append(cols, c.Name)
+			}
 		}
 	}
 	b, _ := json.Marshal(cols)
+	return string(b)
+}
+
+// Present says which of t's columns (but id) a pushed row holds, one
+// character each in schema order: '1' for a column it holds, '0' for one
+// it does not (its device's app version lacks it, or it is a tombstone
+// without values). A merge writes only the columns a row holds; "" (rows
+// staged by earlier versions) stands for all of them.
+func Present(t *entity.Table, r wire.Row) string {
+	b := make([]byte, len(t.Columns)-1)
+	for i, c := range t.Columns[1:] {
+		b[i] = '0'
+		if _, ok := r.Values[c.Name]; ok {
+			b[i] = '1'
+		}
+	}
 	return string(b)
 }
 
