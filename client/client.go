@@ -146,8 +146,15 @@ func (c *Client) Changes(ctx context.Context, cursor string, limit int) (wire.Ch
 }
 
 // Digests returns the server's digest of every table of the tenant.
-func (c *Client) Digests(ctx context.Context) (wire.Digests, error) {
+// With columns (a device's tables and their columns, id first), only
+// those are digested: what a device of an older app version has in common
+// with the server.
+func (c *Client) Digests(ctx context.Context, columns map[string][]string) (wire.Digests, error) {
 	var out wire.Digests
+	if columns != nil {
+		err := c.do(ctx, "digest", http.MethodPost, "/digest", "", wire.DigestRequest{Columns: columns}, &out)
+		return out, err
+	}
 	err := c.do(ctx, "digest", http.MethodGet, "/digest", "", nil, &out)
 	return out, err
 }

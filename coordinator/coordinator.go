@@ -462,7 +462,15 @@ func (r VerifyReport) Differs() []string {
 // technician can run. Sync first: rows not yet pushed (see Pending) or not
 // yet pulled make a table differ. Verify moves no rows.
 func (c *Coordinator) Verify(ctx context.Context) (VerifyReport, error) {
-	srv, err := c.api.Digests(ctx)
+	// Compared: the columns this device has, which a server with a newer
+	// schema has too.
+	columns := map[string][]string{}
+	for _, t := range c.db.Registry().Schema().Tables {
+		for _, col := range t.Columns {
+			columns[t.Name] = append(columns[t.Name], col.Name)
+		}
+	}
+	srv, err := c.api.Digests(ctx, columns)
 	if err != nil {
 		return VerifyReport{}, fmt.Errorf("verify: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/internal/sqlitedsn"
 )
 
@@ -46,6 +48,7 @@ type DB struct {
 	tables []*table // in priority order
 	byName map[string]*table
 	clock  *clock
+	refill int64 // see stateRefill
 	device string
 	closed atomic.Bool
 }
@@ -112,13 +115,48 @@ func (db *DB) init(ctx context.Context, opts Options) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE _tether_ctl SET suppress = 0`); err != nil {
 		return err
 	}
+	grew := false
 	for _, e := range db.reg.Entities() {
 		t := newTable(e)
-		if err := t.migrate(ctx, tx); err != nil {
+		g, err := t.migrate(ctx, tx)
+		if err != nil {
 			return fmt.Errorf("table %s: %w", t.name, err)
 		}
+		grew = grew || g
 		db.tables = append(db.tables, t)
 		db.byName[t.name] = t
+	}
+	if grew {
+		// A new app version: tables or columns this device skipped so far.
+		// The next pull starts over, so that they arrive, and rewrites the
+		// rows it holds at the same version too (up to the latest version
+		// it holds now); rows edited here stay as they are (a pull never
+		// overwrites a dirty row).
+		var latest int64
+		for _, t := range db.tables {
+			var v int64
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max("_version"), 0) FROM `+sqlident.Quote(t.name)).Scan(&v); err != nil {
+				return err
+			}
+			latest = max(latest, v)
+		}
+		if err := setState(ctx, tx, stateCursor, ""); err != nil {
+			return err
+		}
+		if latest > 0 {
+			if err := setState(ctx, tx, stateRefill, strconv.FormatInt(latest, 10)); err != nil {
+				return err
+			}
+		}
+	}
+	refill, err := getState(ctx, tx, stateRefill)
+	if err != nil {
+		return err
+	}
+	if refill != "" {
+		if db.refill, err = strconv.ParseInt(refill, 10, 64); err != nil {
+			return fmt.Errorf("refill version %q: %w", refill, err)
+		}
 	}
 	device, err := getState(ctx, tx, stateDevice)
 	if err != nil {
@@ -142,6 +180,10 @@ func (db *DB) init(ctx context.Context, opts Options) error {
 
 // Keys of _tether_state.
 const (
+	// stateRefill is the latest version a device held when its app
+	// version added tables or columns: pulled rows up to it are rewritten
+	// even at the version the device holds, to fill the new columns.
+	stateRefill      = "refill"
 	stateDevice      = "device"
 	stateClock       = "clock"
 	stateCursor      = "pull_cursor"

@@ -412,7 +412,11 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 			args = slices.Insert(args, len(t.cols), any(0))
 			in := ins[t]
 			if in == nil {
-				in = sqlbatch.New(tx, t.applyHead, t.applyTail, len(args))
+				tail := t.applyTail
+				if db.refill > 0 {
+					tail += fmt.Sprintf(` OR ("_dirty" = 0 AND "_version" <= %d)`, db.refill)
+				}
+				in = sqlbatch.New(tx, t.applyHead, tail, len(args))
 				ins[t] = in
 			}
 			if err := in.Add(ctx, args...); err != nil {

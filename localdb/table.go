@@ -90,9 +90,14 @@ func newTable(e *entity.Entity) *table {
 }
 
 // migrate creates the table, adds missing columns, and installs the index
-// and the change-tracking triggers.
-func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
+// and the change-tracking triggers. It reports whether the table grew: it
+// is new, or has new columns, in a database that existed before.
+func (t *table) migrate(ctx context.Context, tx *sql.Tx) (grew bool, err error) {
 	q := sqlident.Quote(t.name)
+	before, err := existingColumns(ctx, tx, t.name)
+	if err != nil {
+		return false, err
+	}
 	var defs []string
 	for i, c := range t.cols {
 		def := sqlident.Quote(c.Name) + " " + c.Kind.SQLiteType() + references(c)
@@ -103,16 +108,18 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 	}
 	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s,\n\t%s\n)", q, strings.Join(defs, ",\n\t"), bookkeepingDDL)
 	if _, err := tx.ExecContext(ctx, ddl); err != nil {
-		return fmt.Errorf("create: %w", err)
+		return false, fmt.Errorf("create: %w", err)
 	}
+	grew = len(before) == 0
 	have, err := existingColumns(ctx, tx, t.name)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, c := range t.cols {
 		if have[c.Name] {
 			continue
 		}
+		grew = true
 		// A column added by a new app version: the rows already here take
 		// its default (a reference column stays NULL: SQLite adds
 		// references only with a NULL default).
@@ -122,26 +129,26 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) error {
 		}
 		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", q, sqlident.Quote(c.Name), c.Kind.SQLiteType(), references(c), def)
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("add column %s: %w", c.Name, err)
+			return false, fmt.Errorf("add column %s: %w", c.Name, err)
 		}
 	}
 	if !have["_changed"] { // databases made before column tracking
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN "_changed" TEXT NOT NULL DEFAULT ''`, q)); err != nil {
-			return fmt.Errorf("add column _changed: %w", err)
+			return false, fmt.Errorf("add column _changed: %w", err)
 		}
 	}
 	// Triggers are made anew, so that an upgrade installs the current ones.
 	for _, name := range []string{"__track_insert", "__track_update", "__track_delete"} {
 		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+sqlident.Quote(t.name+name)); err != nil {
-			return fmt.Errorf("replace tracking: %w", err)
+			return false, fmt.Errorf("replace tracking: %w", err)
 		}
 	}
 	for _, stmt := range t.triggers() {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("install tracking: %w", err)
+			return false, fmt.Errorf("install tracking: %w", err)
 		}
 	}
-	return nil
+	return grew, nil
 }
 
 func existingColumns(ctx context.Context, tx *sql.Tx, name string) (map[string]bool, error) {

@@ -107,7 +107,7 @@ func TestDigestsAgreeAcrossStores(t *testing.T) {
 		f := storeFixture{t: t, s: s}
 		f.device(ada, "d1")
 		f.push(ada, "d1", lww, rows)
-		d, err := s.(server.Digester).Digest(t.Context(), ada, "parents")
+		d, err := s.(server.Digester).Digest(t.Context(), ada, "parents", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

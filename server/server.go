@@ -202,6 +202,7 @@ func New(store Store, opts Options) (*Server, error) {
 	s.mux.Handle("GET "+p+"/changes", s.authed(s.changes))
 	s.mux.HandleFunc("GET "+p+"/events", s.events)
 	s.mux.Handle("GET "+p+"/digest", s.authed(s.digest))
+	s.mux.Handle("POST "+p+"/digest", s.authed(s.digest))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})
@@ -439,9 +440,26 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 	if !ok {
 		return nil, fmt.Errorf("this store cannot digest its rows: %w", wire.ErrNotFound)
 	}
+	var req wire.DigestRequest
+	if r.Method == http.MethodPost {
+		if err := s.decode(w, r, &req); err != nil {
+			return nil, err
+		}
+		for name := range req.Columns {
+			if s.store.Schema().Table(name) == nil {
+				return nil, fmt.Errorf("digest: unknown table %q: %w", name, wire.ErrBadRequest)
+			}
+		}
+	}
 	var out wire.Digests
 	for _, t := range s.store.Schema().Tables {
-		td, err := d.Digest(ctx, p, t.Name)
+		var cols []string
+		if req.Columns != nil {
+			if cols = req.Columns[t.Name]; cols == nil {
+				continue // not one of the device's tables
+			}
+		}
+		td, err := d.Digest(ctx, p, t.Name, cols)
 		if err != nil {
 			return nil, err
 		}

@@ -76,8 +76,9 @@ type Auditor interface {
 // built-in stores are.
 type Digester interface {
 	// Digest returns the entity.Digest of tenant's rows of table, deleted
-	// rows included, in id byte order.
-	Digest(ctx context.Context, p Principal, table string) (wire.TableDigest, error)
+	// rows included, in id byte order, over the given columns (id first)
+	// or, when columns is nil, all of them.
+	Digest(ctx context.Context, p Principal, table string, columns []string) (wire.TableDigest, error)
 }
 
 // Limits bound what a device may keep open on the server.

@@ -81,6 +81,13 @@ type TableDigest struct {
 	SHA256 string `json:"sha256"`
 }
 
+// DigestRequest is the body of POST /v1/digest: the columns to digest of
+// each table, those a device's app version has (id first). GET /v1/digest
+// digests every column of every table.
+type DigestRequest struct {
+	Columns map[string][]string `json:"columns"`
+}
+
 // Digests is the answer to GET /v1/digest: every table, in priority order.
 type Digests struct {
 	Tables []TableDigest `json:"tables"`

@@ -752,18 +752,32 @@ func (s *Store) Audit(ctx context.Context, tenant string, after int64, limit int
 
 // Digest implements server.Digester: the table's rows of the tenant in
 // byte order of their ids, whatever the database's collation.
-func (s *Store) Digest(ctx context.Context, p server.Principal, table string) (wire.TableDigest, error) {
+func (s *Store) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
 	t := s.byName[table]
 	if t == nil {
 		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %q: %w", table, wire.ErrBadRequest)
 	}
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT "_deleted", `+t.ColumnList()+` FROM `+t.Name+` WHERE "_tenant" = ? ORDER BY `+
+	sub, list := t.T, t.ColumnList()
+	if columns != nil { // the columns a device has
+		sub.Columns = nil
+		var quoted []string
+		for i, name := range columns {
+			c, ok := t.T.Column(name)
+			if !ok || (i == 0) != (name == "id") {
+				return wire.TableDigest{}, fmt.Errorf("digest %s: column %q: unknown, or id not first: %w", table, name, wire.ErrBadRequest)
+			}
+			sub.Columns = append(sub.Columns, c)
+			quoted = append(quoted, Quote(name))
+		}
+		list = strings.Join(quoted, ", ")
+	}
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT "_deleted", `+list+` FROM `+t.Name+` WHERE "_tenant" = ? ORDER BY `+
 		s.d.ByteOrder(`"id"`)), p.Tenant)
 	if err != nil {
 		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
 	}
 	defer rows.Close()
-	d, err := entity.DigestRows(&t.T, rows.Next, rows.Scan)
+	d, err := entity.DigestRows(&sub, rows.Next, rows.Scan)
 	if err == nil {
 		err = rows.Err()
 	}
