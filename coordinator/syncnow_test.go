@@ -349,7 +349,7 @@ func TestCancelledSyncNowKeepsARunOthersWaitFor(t *testing.T) {
 	wait(t, first, "the first SyncNow")
 	wait(t, reached2, "the follow-up run")
 	save(t, a, 4, "c") // read by the follow-up once past its health check
-	cancelA() // B still waits for the follow-up
+	cancelA()          // B still waits for the follow-up
 	if r := wait(t, callA, "call A"); !errors.Is(r.err, context.Canceled) {
 		t.Errorf("call A=%v, want context.Canceled", r.err)
 	}
