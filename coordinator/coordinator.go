@@ -115,6 +115,10 @@ type Options struct {
 	OnProgress func(Progress)
 	// OnConflict, if set, is called for each conflict the server resolved.
 	OnConflict func(Conflict)
+	// OnSync, if set, is called after each sync ends, whoever started it
+	// (SyncNow, Run, Live), with its report and error: what a status page
+	// shows as the last success and the last error. It must not block.
+	OnSync func(Report, error)
 	// Logger receives state changes of Run and Live. Default slog.Default().
 	Logger *slog.Logger
 	// LiveDebounce is how long Live waits after a change event before it
@@ -249,6 +253,41 @@ func (c *Coordinator) Close() error {
 	return nil
 }
 
+// Shutdown stops the sync under way at the next safe point, as if every
+// caller had left (see SyncNow), fails a queued one with ErrClosed, and
+// waits for the sync to end. When ctx ends first, it stops the sync at once,
+// as Close does, waits for it, and returns ctx.Err(). Either way the next
+// sync, by this process or after a restart, resumes from the last
+// acknowledged batch. Later calls of SyncNow return ErrClosed. Use it on
+// SIGTERM.
+func (c *Coordinator) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	queued, cur := c.next, c.cur
+	c.next = nil
+	c.mu.Unlock()
+	if queued != nil {
+		queued.err = ErrClosed
+		close(queued.done)
+	}
+	if cur != nil {
+		cur.stop()
+	}
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		c.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
 // SyncNow checks connectivity, pushes local changes and pulls remote ones.
 // It returns an error wrapping ErrOffline at once when the server does not
 // answer the health check, and retries transient failures with backoff
@@ -336,6 +375,9 @@ func (c *Coordinator) startLocked() *run {
 		defer c.wg.Done()
 		rep, err := c.run(ctx, r)
 		cancel()
+		if c.opts.OnSync != nil {
+			c.opts.OnSync(rep, err)
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		r.rep, r.err = rep, err

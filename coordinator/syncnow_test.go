@@ -254,6 +254,15 @@ func TestProgressTotalNeverBelowDone(t *testing.T) {
 // wire, commits nothing, and the next sync resumes with the first batch
 // not acknowledged; every row reaches the server once.
 func TestCancelledSyncNowStopsAtASafePoint(t *testing.T) {
+	testStopAtASafePoint(t, false)
+}
+
+// Shutdown (SIGTERM) stops a run at the same safe point.
+func TestShutdownStopsAtASafePoint(t *testing.T) {
+	testStopAtASafePoint(t, true)
+}
+
+func testStopAtASafePoint(t *testing.T, shutdown bool) {
 	reg, srv := newServer(t)
 	reached, release := make(chan struct{}), make(chan struct{})
 	var mu sync.Mutex
@@ -278,13 +287,32 @@ func TestCancelledSyncNowStopsAtASafePoint(t *testing.T) {
 	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft, Co: coordinator.Options{PushBatchSize: 10}})
 	save(t, a, 50, "c")
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	call := syncAsync(a.Co, ctx)
 	wait(t, reached, "the third batch")
-	cancel()
-	if r := wait(t, call, "the cancelled SyncNow"); !errors.Is(r.err, context.Canceled) {
-		t.Fatalf("SyncNow=%v, want context.Canceled", r.err)
+	var stopped <-chan error
+	if shutdown {
+		ch := make(chan error, 1)
+		go func() { ch <- a.Co.Shutdown(context.Background()) }()
+		stopped = ch
+	} else {
+		cancel()
+		if r := wait(t, call, "the cancelled SyncNow"); !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("SyncNow=%v, want context.Canceled", r.err)
+		}
 	}
 	close(release) // the batch on the wire completes: the safe point
+	if shutdown {
+		if err := wait(t, stopped, "Shutdown"); err != nil {
+			t.Fatalf("Shutdown=%v", err)
+		}
+		if r := wait(t, call, "SyncNow during Shutdown"); !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("SyncNow=%v, want its run stopped (context.Canceled)", r.err)
+		}
+		if _, err := a.Co.SyncNow(context.Background()); !errors.Is(err, coordinator.ErrClosed) {
+			t.Errorf("SyncNow after Shutdown=%v, want ErrClosed", err)
+		}
+	}
 	deadline := time.Now().Add(guard)
 	for a.Co.Syncing() {
 		if time.Now().After(deadline) {
@@ -305,6 +333,11 @@ func TestCancelledSyncNowStopsAtASafePoint(t *testing.T) {
 		t.Errorf("server shows %d rows of an uncommitted session", n)
 	}
 
+	if shutdown { // as after a restart: a new coordinator on the same file
+		a.Co.Close()
+		a.DB.Close()
+		a = testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft, Path: a.Path, Co: coordinator.Options{PushBatchSize: 10}})
+	}
 	a.Sync(t)
 	mu.Lock()
 	resumed := append([]int(nil), seqs[before:]...)

@@ -109,6 +109,7 @@ func Open(ctx context.Context, cfg Config) (*App, error) {
 	a.co = coordinator.New(db, a.api, coordinator.Options{
 		PushBatchSize: cfg.PushBatchSize,
 		OnProgress:    a.onProgress,
+		OnSync:        a.onSync,
 		Logger:        cfg.Logger,
 		// A person is waiting: give up retrying sooner than a daemon.
 		MaxElapsed: 30 * time.Second,
@@ -172,12 +173,25 @@ func (a *App) setOnline(on bool) {
 func (a *App) onProgress(p coordinator.Progress) {
 	a.mu.Lock()
 	a.progress = p
-	if p.Phase == coordinator.PhaseDone {
-		a.lastSync, a.lastErr, a.online, a.checked = time.Now(), "", true, true
-		a.rev++ // pulled rows and conflicts
-	}
 	a.mu.Unlock()
 	a.notify(false)
+}
+
+// onSync records how each sync ended, the button's and background ones.
+func (a *App) onSync(_ coordinator.Report, err error) {
+	a.mu.Lock()
+	switch {
+	case err == nil:
+		a.lastSync, a.lastErr, a.online, a.checked = time.Now(), "", true, true
+	case errors.Is(err, coordinator.ErrOffline):
+		a.lastErr, a.online, a.checked = "offline", false, true
+	case errors.Is(err, context.Canceled):
+		a.lastErr = "sync stopped"
+	default:
+		a.lastErr = err.Error()
+	}
+	a.mu.Unlock()
+	a.notify(true) // pulled rows and conflicts
 }
 
 // notify wakes every event stream; bump also marks data as changed.
@@ -248,18 +262,12 @@ type SyncResult struct {
 func (a *App) Sync(ctx context.Context) SyncResult {
 	rep, err := a.co.SyncNow(ctx)
 	res := SyncResult{OK: err == nil, Pushed: rep.Pushed, Applied: rep.Applied, Conflicts: rep.Conflicts}
-	a.mu.Lock()
 	switch {
-	case err == nil:
-		a.lastErr = ""
 	case errors.Is(err, coordinator.ErrOffline):
-		res.Offline, a.online = true, false
-		res.Error, a.lastErr = "offline: the server does not answer", "offline"
-	default:
-		res.Error, a.lastErr = err.Error(), err.Error()
+		res.Offline, res.Error = true, "offline: the server does not answer"
+	case err != nil:
+		res.Error = err.Error()
 	}
-	a.mu.Unlock()
-	a.notify(true)
 	return res
 }
 
