@@ -81,7 +81,8 @@ func TestAgentProcess(t *testing.T) {
 			"-push-batch", "5", "-status", "127.0.0.1:0"}
 	}
 	// Configuration from the environment and from flags.
-	env := []string{"TETHER_SERVER=" + front.URL, "TETHER_TOKEN=token-field", "TETHER_LOG_LEVEL=info"}
+	// A sync cut by the server's stop retries for 2s, then the round fails.
+	env := []string{"TETHER_SERVER=" + front.URL, "TETHER_TOKEN=token-field", "TETHER_LOG_LEVEL=info", "TETHER_RETRY_FOR=2s"}
 
 	// 1. Recording and syncing.
 	a1 := start(t, "agent", agentBin, env, agentArgs("5ms")...)

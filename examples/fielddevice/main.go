@@ -57,7 +57,7 @@ func main() {
 // config is the agent's configuration.
 type config struct {
 	server, token, tokenFile, db, name, status string
-	interval, sample, shutdown                 time.Duration
+	interval, sample, shutdown, retryFor       time.Duration
 	live                                       bool
 	pushBatch                                  int
 	level                                      slog.Level
@@ -101,6 +101,7 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.status, "status", env("TETHER_STATUS_ADDR", "127.0.0.1:9464"), "loopback address of the status endpoint; empty for none ($TETHER_STATUS_ADDR)")
 	fs.DurationVar(&c.interval, "interval", dur("TETHER_SYNC_INTERVAL", 5*time.Minute), "sync interval ($TETHER_SYNC_INTERVAL)")
 	fs.DurationVar(&c.sample, "sample", dur("TETHER_SAMPLE_INTERVAL", 10*time.Second), "reading interval; 0 records nothing ($TETHER_SAMPLE_INTERVAL)")
+	fs.DurationVar(&c.retryFor, "retry-for", dur("TETHER_RETRY_FOR", 2*time.Minute), "how long one sync retries transient failures before the round counts as failed ($TETHER_RETRY_FOR)")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", dur("TETHER_SHUTDOWN_TIMEOUT", 60*time.Second), "longest wait for a sync's safe point on SIGTERM ($TETHER_SHUTDOWN_TIMEOUT)")
 	live, err := strconv.ParseBool(env("TETHER_LIVE", "false"))
 	errs = append(errs, err)
@@ -124,8 +125,8 @@ func parse(args []string) (config, error) {
 		return c, errors.New("-server or $TETHER_SERVER is required")
 	case c.token == "" && c.tokenFile == "":
 		return c, errors.New("give -token ($TETHER_TOKEN) or -token-file ($TETHER_TOKEN_FILE)")
-	case c.interval <= 0:
-		return c, errors.New("-interval must be positive")
+	case c.interval <= 0 || c.retryFor <= 0:
+		return c, errors.New("-interval and -retry-for must be positive")
 	case c.sample < 0:
 		return c, errors.New("-sample must not be negative")
 	}
@@ -196,6 +197,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	a.co = coordinator.New(db, client.New(cfg.server, opts), coordinator.Options{
 		PushBatchSize: cfg.pushBatch,
+		MaxElapsed:    cfg.retryFor,
 		Logger:        log,
 		OnSync:        a.onSync,
 		OnConflict: func(c coordinator.Conflict) {
