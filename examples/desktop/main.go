@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -32,7 +33,7 @@ func run(ctx context.Context, args []string) error {
 	srvURL := fs.String("server", "", "sync server URL; empty starts a demo server and two app instances")
 	token := fs.String("token", os.Getenv("TETHER_TOKEN"), "bearer token (default $TETHER_TOKEN)")
 	dbPath := fs.String("db", "contacts.db", "the device's SQLite file")
-	addr := fs.String("addr", "127.0.0.1:8765", "where the UI listens (keep it on loopback)")
+	addr := fs.String("addr", "127.0.0.1:8765", "where the UI listens (keep it on loopback); the demo's second instance takes the next port")
 	auto := fs.Duration("auto-sync", time.Minute, "background sync interval, and live sync on others' changes; 0 for the button only")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,11 +58,22 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeServer()
+	host, port, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("-addr: %w", err)
+	}
+	base, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("-addr: port: %w", err)
+	}
 	errc := make(chan error, 2)
 	for i, d := range []struct{ name, token string }{{"laptop", "token-laptop"}, {"desk", "token-desk"}} {
-		host, _, _ := net.SplitHostPort(*addr)
 		cfg := Config{Name: d.name, DBPath: filepath.Join(dir, d.name+".db"), Server: url, Token: d.token, AutoSync: *auto, Logger: log}
-		go func() { errc <- serveApp(ctx, cfg, net.JoinHostPort(host, fmt.Sprint(8765+i))) }()
+		next := base // the second instance listens on the next port (0: any)
+		if base != 0 {
+			next += i
+		}
+		go func() { errc <- serveApp(ctx, cfg, net.JoinHostPort(host, strconv.Itoa(next))) }()
 	}
 	err = <-errc
 	if err2 := <-errc; err == nil {
