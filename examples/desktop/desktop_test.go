@@ -207,6 +207,21 @@ func TestDesktopInChromium(t *testing.T) {
 	}
 	screenshot(t, laptop, shots, "desktop.png")
 
+	// Offline: the page says so, and Sync now returns at once, keeping the
+	// edit on the device.
+	edit(t, desk, "Alan Turing", "999")
+	srv.CloseClientConnections()
+	srv.Close()
+	waitJS(t, desk, "the offline state", `document.querySelector("#online").textContent === "offline"`)
+	runs = barRuns(t, desk)
+	do(t, desk, "click Sync now offline", chromedp.Click(chromedp.ID("sync")))
+	waitJS(t, desk, "the offline sync to end", fmt.Sprintf(`Number(document.querySelector("#bar").dataset.runs) > %d`, runs))
+	if state, txt := eval[string](t, desk, "read the bar", `document.querySelector("#bar").dataset.state`), textOf(t, desk, "#bar-text"); state != "error" || txt != "offline: changes stay on this device" {
+		t.Errorf("offline sync: bar %q %q", state, txt)
+	}
+	waitJS(t, desk, "the edit pending", `document.querySelector("#pending").textContent === "1"`)
+	screenshot(t, desk, shots, "desktop-offline.png")
+
 	rows := eval[string](t, desk, "read the desk's list",
 		`[...document.querySelectorAll("#records tr")].map(tr => tr.querySelector(".name").textContent + " " + tr.querySelector(".phone").textContent).join("; ")`)
 	t.Logf("desk shows: %s", rows)
