@@ -405,6 +405,9 @@ func (c *Coordinator) run(ctx context.Context, r *run) (rep Report, err error) {
 	err = c.api.Health(hctx)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil { // stopped while connecting: not a verdict on the server
+			return rep, fmt.Errorf("sync: stopped while connecting: %w", ctx.Err())
+		}
 		return rep, fmt.Errorf("%w: %w", ErrOffline, err)
 	}
 	b := backoff.NewExponentialBackOff()
