@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +28,36 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
+// TokenSource supplies bearer tokens that change over time, such as
+// short-lived JSON Web Tokens from an identity provider. It has the shape
+// of golang.org/x/oauth2's TokenSource, with a context and a plain string;
+// wrap an oauth2.TokenSource in a TokenFunc to use one.
+type TokenSource interface {
+	// Token returns a token to send as "Authorization: Bearer <token>".
+	// The client calls it for its first request that needs a token and
+	// keeps the answer for every request and the event stream, until the
+	// server refuses it with 401: then the client calls Token again, once,
+	// and sends the request again with the new token. Token must then
+	// return a new token, not the one refused. Calls are serialized.
+	Token(ctx context.Context) (string, error)
+}
+
+// TokenFunc adapts a function to TokenSource.
+type TokenFunc func(ctx context.Context) (string, error)
+
+// Token calls f.
+func (f TokenFunc) Token(ctx context.Context) (string, error) { return f(ctx) }
+
 // Options configures a Client. The zero value works.
 type Options struct {
-	// Token is sent as "Authorization: Bearer <Token>".
+	// Token is sent as "Authorization: Bearer <Token>". It never changes;
+	// for tokens that expire, set TokenSource instead.
 	Token string
+	// TokenSource, when set, supplies the bearer token (Token is then
+	// ignored), and a new one each time the server answers 401 to a
+	// request: the request is sent once more with the new token before
+	// the 401 is returned.
+	TokenSource TokenSource
 	// Timeout bounds each request, including reading the answer.
 	// Default 60s.
 	Timeout time.Duration
@@ -53,9 +80,13 @@ type Client struct {
 
 	// For the event stream, which outlives Options.Timeout.
 	base  string
-	token string
 	agent string
 	live  *http.Client
+
+	token string      // static token
+	src   TokenSource // or the source of tokens
+	tokMu sync.Mutex  // serializes calls of src
+	tok   string      // src's current token; "" when none is held
 }
 
 // New returns a client for the server at baseURL, such as
@@ -76,16 +107,72 @@ func New(baseURL string, opts Options) *Client {
 		SetTransport(opts.Transport).
 		SetHeader("User-Agent", opts.UserAgent).
 		SetRetryCount(0)
-	if opts.Token != "" {
-		r.SetAuthToken(opts.Token)
-	}
 	if opts.DisableGzip {
 		// An explicit Accept-Encoding also stops net/http from asking
 		// for gzip on its own.
 		r.SetHeader("Accept-Encoding", "identity")
 	}
 	return &Client{r: r, gzip: !opts.DisableGzip, base: baseURL + wire.APIPrefix, token: opts.Token, agent: opts.UserAgent,
-		live: &http.Client{Transport: opts.Transport}}
+		live: &http.Client{Transport: opts.Transport}, src: opts.TokenSource}
+}
+
+// bearer returns the token to send: the static one, or the source's
+// current one, fetched when none is held.
+func (c *Client) bearer(ctx context.Context) (string, error) {
+	if c.src == nil {
+		return c.token, nil
+	}
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	if c.tok == "" {
+		tok, err := c.src.Token(ctx)
+		if err != nil {
+			return "", fmt.Errorf("token source: %w", err)
+		}
+		if tok == "" {
+			return "", errors.New("token source returned an empty token")
+		}
+		c.tok = tok
+	}
+	return c.tok, nil
+}
+
+// refused drops tok, which the server refused, so that the next request
+// gets a new one from the source. It reports whether a new token can be
+// had, that is whether a source is set.
+func (c *Client) refused(tok string) bool {
+	if c.src == nil || tok == "" {
+		return false
+	}
+	c.tokMu.Lock()
+	if c.tok == tok { // not replaced by a concurrent request already
+		c.tok = ""
+	}
+	c.tokMu.Unlock()
+	return true
+}
+
+// unauthorized reports whether err is a 401 answer.
+func unauthorized(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusUnauthorized
+}
+
+// withToken runs send with the current token and, when the server refuses
+// it with 401 and a token source is set, once more with a new token.
+func (c *Client) withToken(ctx context.Context, op string, send func(token string) error) error {
+	for attempt := 0; ; attempt++ {
+		tok, err := c.bearer(ctx)
+		if err != nil {
+			return &Error{Op: op, Err: err}
+		}
+		err = send(tok)
+		// A refused token is never sent again; a request gets one more try.
+		if unauthorized(err) && c.refused(tok) && attempt == 0 {
+			continue
+		}
+		return err
+	}
 }
 
 // Bytes returns the request and response body bytes this client has sent
@@ -159,9 +246,23 @@ func (c *Client) Digests(ctx context.Context, columns map[string][]string) (wire
 	return out, err
 }
 
-// do sends one request and decodes its JSON answer into out.
+// do sends one request with the bearer token (except for the health
+// check, which needs none) and decodes its JSON answer into out.
 func (c *Client) do(ctx context.Context, op, method, path, device string, in, out any) error {
+	if op == "health" {
+		return c.send(ctx, op, method, path, device, c.token, in, out)
+	}
+	return c.withToken(ctx, op, func(token string) error {
+		return c.send(ctx, op, method, path, device, token, in, out)
+	})
+}
+
+// send sends one request and decodes its JSON answer into out.
+func (c *Client) send(ctx context.Context, op, method, path, device, token string, in, out any) error {
 	req := c.r.R().SetContext(ctx).SetDoNotParseResponse(true)
+	if token != "" {
+		req.SetAuthToken(token)
+	}
 	if device != "" {
 		req.SetHeader(wire.HeaderDevice, device)
 	}

@@ -21,8 +21,16 @@ const StreamIdle = 60 * time.Second
 // opened, if not nil, once the server has subscribed the stream: changes
 // committed after that are announced. It returns the error that ended the
 // stream: ctx.Err() when ctx ended, else an *Error (transient for network
-// failures and 5xx).
+// failures and 5xx). The stream is authenticated like every request: with
+// a TokenSource, a 401 gets a new token and one more try.
 func (c *Client) Events(outer context.Context, opened func(), fn func(wire.Event)) error {
+	return c.withToken(outer, "events", func(token string) error {
+		return c.events(outer, token, opened, fn)
+	})
+}
+
+// events follows the stream once, with token.
+func (c *Client) events(outer context.Context, token string, opened func(), fn func(wire.Event)) error {
 	ctx, cancel := context.WithCancel(outer)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/events", nil)
@@ -31,8 +39,8 @@ func (c *Client) Events(outer context.Context, opened func(), fn func(wire.Event
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("User-Agent", c.agent)
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := c.live.Do(req)
 	if err != nil {

@@ -3,8 +3,12 @@
 // transient failures with exponential backoff and jitter.
 //
 // [Coordinator.SyncNow] is for a "Sync now" button: it returns [ErrOffline]
-// at once when the server is unreachable, and concurrent calls share one
-// run. [Coordinator.Run] syncs periodically until its context ends.
+// at once when the server is unreachable, and it returns only after a sync
+// that started after the call has finished, so a "synced" shown to a user
+// covers every edit made before the click. Calls made while a sync runs
+// coalesce into at most one follow-up sync. A call whose context ends stops
+// its sync at the next safe point when no other caller waits for it.
+// [Coordinator.Run] syncs periodically until its context ends.
 package coordinator
 
 import (
@@ -16,7 +20,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/localdb"
@@ -42,13 +45,26 @@ const (
 )
 
 // Progress is a progress report for a progress bar.
+//
+// Done and Total count the rows of the current phase: they start again at
+// 0 when the pull begins, and when a failed attempt is retried. Total is
+// never below Done. For the push, Total is the number of dirty rows when
+// the push starts; rows saved during the push that go up in the same run
+// raise it (to Done), so it can grow but Done/Total never exceeds 1. For
+// the pull Total is 0: the number of rows to come is not known.
+//
+// A UI draws it so: during PhaseConnect an indeterminate bar (or empty);
+// during PhasePush with Total > 0 a bar filled to Done/Total, which may move
+// back a little when Total grows; during PhasePull an indeterminate bar
+// with the count Done beside it; at PhaseDone a full bar. Only PhaseDone
+// (or the return of SyncNow) says that a sync finished.
 type Progress struct {
 	Phase string
 	Table string
 	// Done counts the rows of the phase handled so far.
 	Done int
-	// Total is the number of rows to push (known when the push starts);
-	// 0 when unknown, as for a pull.
+	// Total is the number of rows of the phase, at least Done; 0 when
+	// unknown, as for a pull.
 	Total int
 }
 
@@ -93,10 +109,16 @@ type Options struct {
 	MaxBackoff time.Duration
 	// MaxElapsed bounds the time spent retrying one SyncNow. Default 2m.
 	MaxElapsed time.Duration
-	// OnProgress, if set, receives progress reports. It must not block.
+	// OnProgress, if set, receives progress reports (see Progress for how
+	// to draw them). It is called from the sync's goroutine, one report at
+	// a time, and must not block.
 	OnProgress func(Progress)
 	// OnConflict, if set, is called for each conflict the server resolved.
 	OnConflict func(Conflict)
+	// OnSync, if set, is called after each sync ends, whoever started it
+	// (SyncNow, Run, Live), with its report and error: what a status page
+	// shows as the last success and the last error. It must not block.
+	OnSync func(Report, error)
 	// Logger receives state changes of Run and Live. Default slog.Default().
 	Logger *slog.Logger
 	// LiveDebounce is how long Live waits after a change event before it
@@ -114,14 +136,76 @@ type Coordinator struct {
 	push *push.Engine
 	pull *pull.Engine
 
-	group  singleflight.Group
-	ctx    context.Context // owner context of shared runs
+	ctx    context.Context // owner context of runs; Close cancels it
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
 	closed   bool
+	cur      *run     // the run under way, if any
+	next     *run     // the follow-up run, queued while cur runs
 	progress Progress // of the run under way
+}
+
+// run is one sync run and the SyncNow calls waiting for it.
+type run struct {
+	done chan struct{} // closed when rep and err are set
+	rep  Report
+	err  error
+
+	waiters int // SyncNow calls waiting; guarded by Coordinator.mu
+
+	// cancel ends the run's context. When the last waiter leaves, the run
+	// stops: at once when it is between network exchanges (connecting,
+	// waiting to retry), else at the next safe point, after the batch or
+	// page on the wire is acknowledged and recorded.
+	cancel   context.CancelFunc
+	stopMu   sync.Mutex
+	stopping bool
+	busy     bool // inside the push or pull engine
+}
+
+// stop asks the run to stop at the next safe point.
+func (r *run) stop() {
+	r.stopMu.Lock()
+	defer r.stopMu.Unlock()
+	r.stopping = true
+	if !r.busy {
+		r.cancel()
+	}
+}
+
+// enter marks the run as inside an engine; it reports false, and ends the
+// run's context, when the run is stopping.
+func (r *run) enter() bool {
+	r.stopMu.Lock()
+	defer r.stopMu.Unlock()
+	if r.stopping {
+		r.cancel()
+		return false
+	}
+	r.busy = true
+	return true
+}
+
+// leave marks the run as outside the engines.
+func (r *run) leave() {
+	r.stopMu.Lock()
+	defer r.stopMu.Unlock()
+	r.busy = false
+	if r.stopping {
+		r.cancel()
+	}
+}
+
+// safePoint is called after each acknowledged batch or applied page: a
+// stopping run ends its context there.
+func (r *run) safePoint() {
+	r.stopMu.Lock()
+	defer r.stopMu.Unlock()
+	if r.stopping {
+		r.cancel()
+	}
 }
 
 // New returns a coordinator for db and the server api talks to.
@@ -151,45 +235,163 @@ func New(db *localdb.DB, api *client.Client, opts Options) *Coordinator {
 	return c
 }
 
-// Close stops a sync under way and waits for it to end.
+// Close stops a sync under way (at once, not at a safe point; what was
+// acknowledged stays recorded and the next sync resumes from there), fails
+// a queued one with ErrClosed, and waits for the sync to end.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
 	c.closed = true
+	queued := c.next
+	c.next = nil
 	c.mu.Unlock()
+	if queued != nil {
+		queued.err = ErrClosed
+		close(queued.done)
+	}
 	c.cancel()
 	c.wg.Wait()
 	return nil
 }
 
+// Shutdown stops the sync under way at the next safe point, as if every
+// caller had left (see SyncNow), fails a queued one with ErrClosed, and
+// waits for the sync to end. When ctx ends first, it stops the sync at once,
+// as Close does, waits for it, and returns ctx.Err(). Either way the next
+// sync, by this process or after a restart, resumes from the last
+// acknowledged batch. Later calls of SyncNow return ErrClosed. Use it on
+// SIGTERM.
+func (c *Coordinator) Shutdown(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	queued, cur := c.next, c.cur
+	c.next = nil
+	c.mu.Unlock()
+	if queued != nil {
+		queued.err = ErrClosed
+		close(queued.done)
+	}
+	if cur != nil {
+		cur.stop()
+	}
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		c.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
 // SyncNow checks connectivity, pushes local changes and pulls remote ones.
 // It returns an error wrapping ErrOffline at once when the server does not
 // answer the health check, and retries transient failures with backoff
-// until Options.MaxElapsed. Calls made while a sync runs share its result.
-// When ctx ends first, SyncNow returns ctx.Err() and the shared run goes
-// on until it ends or Close is called.
+// until Options.MaxElapsed.
+//
+// SyncNow returns only after a sync that started after the call has
+// finished, so every edit saved before the call went up (or SyncNow
+// failed). A call made while a sync runs waits for that sync to end and
+// then for a follow-up sync; all calls made during one sync share the same
+// follow-up, so a burst of clicks costs at most two syncs. Each call
+// returns the Report of the sync it waited for.
+//
+// When ctx ends first, SyncNow returns ctx.Err(). If no other call waits
+// for its sync, that sync stops at the next safe point: at once while it
+// connects or waits to retry, else as soon as the batch or page on the wire
+// has been acknowledged and recorded. Nothing is lost and the next sync
+// resumes from the last acknowledged batch (a queued follow-up that nobody
+// waits for any more is dropped). Run and Live stop their sync the same way
+// when their context ends.
 func (c *Coordinator) SyncNow(ctx context.Context) (Report, error) {
-	ch := c.group.DoChan("sync", func() (any, error) {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return Report{}, ErrClosed
-		}
-		c.wg.Add(1)
+	if err := ctx.Err(); err != nil {
+		return Report{}, err
+	}
+	c.mu.Lock()
+	if c.closed {
 		c.mu.Unlock()
-		defer c.wg.Done()
-		return c.run(c.ctx)
-	})
+		return Report{}, ErrClosed
+	}
+	var r *run
+	switch {
+	case c.cur == nil:
+		r = c.startLocked()
+	case c.next == nil:
+		r = &run{done: make(chan struct{})}
+		c.next = r
+	default:
+		r = c.next
+	}
+	r.waiters++
+	c.mu.Unlock()
 	select {
-	case res := <-ch:
-		rep, _ := res.Val.(Report)
-		return rep, res.Err
+	case <-r.done:
+		return r.rep, r.err
 	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	r.waiters--
+	if r.waiters == 0 {
+		switch r {
+		case c.next:
+			c.next = nil // nobody wants it any more
+		case c.cur:
+			r.stop()
+		}
+	}
+	c.mu.Unlock()
+	select {
+	case <-r.done: // it ended meanwhile: its result is the better answer
+		return r.rep, r.err
+	default:
 		return Report{}, ctx.Err()
 	}
 }
 
-// run is one shared SyncNow.
-func (c *Coordinator) run(ctx context.Context) (rep Report, err error) {
+// Syncing reports whether a sync is under way.
+func (c *Coordinator) Syncing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur != nil
+}
+
+// startLocked starts a run, or the queued one, as the current run. c.mu is
+// held.
+func (c *Coordinator) startLocked() *run {
+	r := c.next
+	c.next = nil
+	if r == nil {
+		r = &run{done: make(chan struct{})}
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	r.cancel = cancel
+	c.cur = r
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		rep, err := c.run(ctx, r)
+		cancel()
+		if c.opts.OnSync != nil {
+			c.opts.OnSync(rep, err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		r.rep, r.err = rep, err
+		close(r.done)
+		c.cur = nil
+		if c.next != nil && !c.closed {
+			c.startLocked()
+		}
+	}()
+	return r
+}
+
+// run is one sync.
+func (c *Coordinator) run(ctx context.Context, r *run) (rep Report, err error) {
 	start := time.Now()
 	rep = Report{Pushed: map[string]int{}, Pulled: map[string]int{}}
 	sent0, recv0 := c.api.Bytes()
@@ -203,6 +405,9 @@ func (c *Coordinator) run(ctx context.Context) (rep Report, err error) {
 	err = c.api.Health(hctx)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil { // stopped while connecting: not a verdict on the server
+			return rep, fmt.Errorf("sync: stopped while connecting: %w", ctx.Err())
+		}
 		return rep, fmt.Errorf("%w: %w", ErrOffline, err)
 	}
 	b := backoff.NewExponentialBackOff()
@@ -219,7 +424,7 @@ func (c *Coordinator) run(ctx context.Context) (rep Report, err error) {
 			registered = err == nil
 		}
 		if err == nil {
-			err = c.cycle(ctx, &rep)
+			err = c.cycle(ctx, r, &rep)
 		}
 		if err == nil {
 			c.report(Progress{Phase: PhaseDone})
@@ -257,14 +462,19 @@ func (c *Coordinator) register(ctx context.Context) error {
 	return nil
 }
 
-// cycle pushes then pulls once.
-func (c *Coordinator) cycle(ctx context.Context, rep *Report) error {
+// cycle pushes then pulls once. Each engine call is a stretch the run's
+// stop waits out until the next safe point (see run.safePoint).
+func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 	total, err := c.db.Pending(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("sync: %w", err)
 	}
 	c.report(Progress{Phase: PhasePush, Total: total})
+	if !r.enter() {
+		return fmt.Errorf("sync: stopped before the push: %w", context.Canceled)
+	}
 	pres, err := c.push.Push(ctx)
+	r.leave()
 	for t, n := range pres.Rows {
 		rep.Pushed[t] += n
 	}
@@ -273,7 +483,11 @@ func (c *Coordinator) cycle(ctx context.Context, rep *Report) error {
 		return err
 	}
 	c.report(Progress{Phase: PhasePull})
+	if !r.enter() {
+		return fmt.Errorf("sync: stopped before the pull: %w", context.Canceled)
+	}
 	lres, err := c.pull.Pull(ctx)
+	r.leave()
 	for t, n := range lres.Rows {
 		rep.Pulled[t] += n
 	}
@@ -301,21 +515,42 @@ func (c *Coordinator) report(p Progress) {
 	}
 }
 
+// onBatch is called by the push engine after each acknowledged batch: a
+// safe point.
 func (c *Coordinator) onBatch(table string, n int) {
+	c.advance(table, n)
+	c.safePoint()
+}
+
+// onPage is called by the pull engine after each applied page: a safe
+// point.
+func (c *Coordinator) onPage(rows map[string]int) {
+	for table, n := range rows {
+		c.advance(table, n)
+	}
+	c.safePoint()
+}
+
+// advance adds n handled rows of table to the progress, raising the total
+// when rows saved during the phase made it too low.
+func (c *Coordinator) advance(table string, n int) {
 	c.mu.Lock()
 	p := c.progress
 	p.Table, p.Done = table, p.Done+n
+	if p.Phase == PhasePush && p.Total < p.Done {
+		p.Total = p.Done
+	}
 	c.mu.Unlock()
 	c.report(p)
 }
 
-func (c *Coordinator) onPage(rows map[string]int) {
-	for table, n := range rows {
-		c.mu.Lock()
-		p := c.progress
-		p.Table, p.Done = table, p.Done+n
-		c.mu.Unlock()
-		c.report(p)
+// safePoint stops the current run there if it is stopping.
+func (c *Coordinator) safePoint() {
+	c.mu.Lock()
+	r := c.cur
+	c.mu.Unlock()
+	if r != nil {
+		r.safePoint()
 	}
 }
 

@@ -333,36 +333,9 @@ func TestOffline(t *testing.T) {
 	}
 }
 
-// Concurrent SyncNow calls share one run.
-func TestSyncNowCoalesces(t *testing.T) {
-	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{})
-	gate := make(chan struct{})
-	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-		if kind == "health" && n == 0 {
-			<-gate
-		}
-		return testkit.Pass
-	}}
-	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft})
-	saveCustomers(t, a, 3, "c")
-	var wg sync.WaitGroup
-	for range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := a.Co.SyncNow(ctx); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	time.Sleep(50 * time.Millisecond) // let the five calls join
-	close(gate)
-	wg.Wait()
-	if n := ft.Count("health"); n != 1 {
-		t.Errorf("health checks=%d for 5 concurrent SyncNow calls, want 1 shared run", n)
-	}
-}
+// Concurrent SyncNow calls coalescing into one follow-up run is tested in
+// coordinator (TestSyncNowCoalescesCallsIntoOneFollowUp), where the test
+// knows when each call has joined.
 
 func TestRunSurvivesFailedRounds(t *testing.T) {
 	reg := testkit.Registry(t)
