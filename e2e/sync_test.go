@@ -83,7 +83,11 @@ func TestTwoDevicesConverge(t *testing.T) {
 		t.Errorf("b.Get(o1)=%+v, %v; want placed at %v", gotO, err, o1.PlacedAt)
 	}
 
-	// A delete travels as a tombstone.
+	// A delete travels as a tombstone: the customer's order goes with it
+	// (a customer still referenced by a live order would come back).
+	if err := b.DB.Delete(ctx, &gotO); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.DB.Delete(ctx, &got); err != nil {
 		t.Fatal(err)
 	}

@@ -205,12 +205,14 @@ func bindField(f reflect.StructField) (field, error) {
 	if !ValidIdent(name) {
 		return field{}, fmt.Errorf("invalid column name %q", name)
 	}
-	asJSON, ref := false, ""
+	asJSON, ref, onDelete := false, "", ""
 	if opts != "" {
 		for o := range strings.SplitSeq(opts, ",") {
 			switch {
 			case o == "json":
 				asJSON = true
+			case o == Cascade || o == Restore:
+				onDelete = o
 			case strings.HasPrefix(o, "ref="):
 				ref = strings.TrimPrefix(o, "ref=")
 				if !ValidIdent(ref) {
@@ -231,8 +233,11 @@ func bindField(f reflect.StructField) (field, error) {
 	if err != nil {
 		return field{}, err
 	}
+	if onDelete != "" && ref == "" {
+		return field{}, fmt.Errorf("db tag option %q needs ref=table", onDelete)
+	}
 	return field{
-		Column: Column{Name: name, Kind: c.kind, Nullable: c.nullable, Ref: ref},
+		Column: Column{Name: name, Kind: c.kind, Nullable: c.nullable, Ref: ref, OnDelete: onDelete},
 		index:  f.Index,
 		codec:  c,
 	}, nil

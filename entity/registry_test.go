@@ -310,3 +310,37 @@ func TestReferences(t *testing.T) {
 		t.Errorf("schema round trip: %v", err)
 	}
 }
+
+// A reference declares its policy in the tag: restore by default, or
+// cascade; a policy without a reference is refused.
+func TestReferencePolicy(t *testing.T) {
+	type parent struct {
+		entity.Meta `sync:"parents,1"`
+		ID          string `db:"id"`
+	}
+	type cascading struct {
+		entity.Meta `sync:"children,2"`
+		ID          string `db:"id"`
+		ParentID    string `db:"parent_id,ref=parents,cascade"`
+		OtherID     string `db:"other_id,ref=parents"`
+	}
+	type stray struct {
+		entity.Meta `sync:"strays,2"`
+		ID          string `db:"id"`
+		Note        string `db:"note,cascade"`
+	}
+	reg := entity.NewRegistry()
+	if err := reg.Register(parent{}, cascading{}); err != nil {
+		t.Fatal(err)
+	}
+	s := reg.Schema()
+	if c, _ := s.Table("children").Column("parent_id"); c.OnDelete != entity.Cascade {
+		t.Errorf("parent_id: on delete %q, want cascade", c.OnDelete)
+	}
+	if c, _ := s.Table("children").Column("other_id"); c.OnDelete != "" {
+		t.Errorf("other_id: on delete %q, want the default (restore)", c.OnDelete)
+	}
+	if err := entity.NewRegistry().Register(parent{}, stray{}); err == nil || !strings.Contains(err.Error(), "needs ref=table") {
+		t.Errorf("cascade without a reference: %v, want an error", err)
+	}
+}

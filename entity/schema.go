@@ -29,7 +29,20 @@ type Column struct {
 	// Ref names the table whose id this column holds (`db:"col,ref=table"`):
 	// a foreign key on devices. The table must sync first (lower priority).
 	Ref string `json:"ref,omitempty"`
+	// OnDelete is the policy of a reference when edits on different
+	// devices would leave a live row referencing a deleted one (G12):
+	// Restore (the default, `db:"col,ref=table"` or `,restore`) brings the
+	// deleted row back, and tells the device whose delete was undone;
+	// Cascade (`db:"col,ref=table,cascade"`) deletes the referencing rows
+	// with it, and tells the devices whose rows were deleted.
+	OnDelete string `json:"on_delete,omitempty"`
 }
+
+// The reference policies of Column.OnDelete.
+const (
+	Restore = "restore"
+	Cascade = "cascade"
+)
 
 var identRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
@@ -100,7 +113,13 @@ func (s *Schema) Validate() error {
 func (s *Schema) checkRefs(t *Table) error {
 	for _, c := range t.Columns {
 		if c.Ref == "" {
+			if c.OnDelete != "" {
+				return fmt.Errorf("table %q column %q: on_delete %q without a reference", t.Name, c.Name, c.OnDelete)
+			}
 			continue
+		}
+		if c.OnDelete != "" && c.OnDelete != Restore && c.OnDelete != Cascade {
+			return fmt.Errorf("table %q column %q: unknown on_delete %q (restore or cascade)", t.Name, c.Name, c.OnDelete)
 		}
 		if c.Kind != KindText {
 			return fmt.Errorf("table %q column %q: a reference must be text, not %s", t.Name, c.Name, c.Kind)

@@ -33,6 +33,10 @@ type ConflictRecord struct {
 	Local wire.Row
 	// PushedHLC is the clock stamp of the version that was pushed.
 	PushedHLC string
+	// Reason says why the server settled it so, for a conflict of
+	// strategy "reference": a delete undone because live rows reference the
+	// row, or a row deleted with the one it referenced (G12).
+	Reason string
 	// Winning is the row the server holds now.
 	Winning wire.Row
 	// Lost is the server's version the pushed or merged row replaced, when
@@ -64,9 +68,9 @@ func (db *DB) logConflict(ctx context.Context, tx *sql.Tx, cf wire.Conflict) err
 		b, _ := json.Marshal(cf.Lost)
 		lost = string(b)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_conflicts (tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, cf.Table, cf.ID, cf.Strategy, cf.Winner, string(lj), string(wj), lost,
-		entity.FormatTime(db.clock.now()), cf.PushedHLC)
+	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_conflicts (tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc, reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, cf.Table, cf.ID, cf.Strategy, cf.Winner, string(lj), string(wj), lost,
+		entity.FormatTime(db.clock.now()), cf.PushedHLC, cf.Reason)
 	if err != nil {
 		return fmt.Errorf("log conflict %s %q: %w", cf.Table, cf.ID, err)
 	}
@@ -95,7 +99,7 @@ func (db *DB) Conflicts(ctx context.Context) ([]ConflictRecord, error) {
 	if err := db.checkOpen("Conflicts"); err != nil {
 		return nil, err
 	}
-	rows, err := db.sql.QueryContext(ctx, `SELECT id, tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc
+	rows, err := db.sql.QueryContext(ctx, `SELECT id, tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc, reason
 		FROM _tether_conflicts WHERE state = 'open' ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("localdb: conflicts: %w", err)
@@ -106,7 +110,7 @@ func (db *DB) Conflicts(ctx context.Context) ([]ConflictRecord, error) {
 		var c ConflictRecord
 		var local, winning, at string
 		var lost sql.NullString
-		if err := rows.Scan(&c.ID, &c.Table, &c.RowID, &c.Strategy, &c.Winner, &local, &winning, &lost, &at, &c.PushedHLC); err != nil {
+		if err := rows.Scan(&c.ID, &c.Table, &c.RowID, &c.Strategy, &c.Winner, &local, &winning, &lost, &at, &c.PushedHLC, &c.Reason); err != nil {
 			return nil, fmt.Errorf("localdb: conflicts: %w", err)
 		}
 		if err := errors.Join(decodeRow(local, &c.Local), decodeRow(winning, &c.Winning)); err != nil {

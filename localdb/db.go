@@ -97,7 +97,7 @@ CREATE TABLE IF NOT EXISTS _tether_push (tbl TEXT NOT NULL, id TEXT NOT NULL, ch
 CREATE TABLE IF NOT EXISTS _tether_conflicts (
 	id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id TEXT NOT NULL, strategy TEXT NOT NULL,
 	winner TEXT NOT NULL, local TEXT NOT NULL, winning TEXT NOT NULL, lost TEXT, at TEXT NOT NULL,
-	state TEXT NOT NULL DEFAULT 'open', pushed_hlc TEXT NOT NULL DEFAULT '');
+	state TEXT NOT NULL DEFAULT 'open', pushed_hlc TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS _tether_conflicts__open ON _tether_conflicts (id) WHERE state = 'open';
 `
 
@@ -114,6 +114,15 @@ func (db *DB) init(ctx context.Context, opts Options) error {
 	// transaction. Clear it anyway in case a tool wrote it.
 	if _, err := tx.ExecContext(ctx, `UPDATE _tether_ctl SET suppress = 0`); err != nil {
 		return err
+	}
+	have, err := existingColumns(ctx, tx, "_tether_conflicts")
+	if err != nil {
+		return err
+	}
+	if !have["reason"] { // databases made before reference policies
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE _tether_conflicts ADD COLUMN reason TEXT NOT NULL DEFAULT ''`); err != nil {
+			return fmt.Errorf("add column reason to the conflict log: %w", err)
+		}
 	}
 	grew := false
 	for _, e := range db.reg.Entities() {

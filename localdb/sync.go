@@ -402,6 +402,15 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 			if t == nil {
 				continue // a table of a newer app version: not this device's
 			}
+			if r.Notify == db.device && r.Reason != "" {
+				// The server undid this device's action to keep references
+				// whole: it goes into the conflict log, with the row as it
+				// stands here before the change.
+				cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: "reference", Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
+				if err := db.logConflict(ctx, tx, cf); err != nil {
+					return err
+				}
+			}
 			db.clock.Observe(r.HLC)
 			args, err := t.remoteArgs(r)
 			if err != nil {

@@ -103,6 +103,7 @@ func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 	// device's schema.
 	r.Values = vals
 	r.Device, r.ModifiedBy, r.Version = "", "", 0 // set by the server, never by the payload (G8)
+	r.Reason, r.Notify = "", ""
 	if r.Changed != nil {
 		seen := map[string]bool{}
 		var changed []string

@@ -60,6 +60,12 @@ type Row struct {
 	// Changed lists, in a push, the columns the device changed since Base;
 	// absent means every column (a new row).
 	Changed []string `json:"changed,omitempty"`
+	// Reason and Notify, in a pull, mark a row the server wrote to keep
+	// references whole (G12): a deleted row brought back, or a row deleted
+	// with the one it referenced. Notify is the device whose action was
+	// undone, which records it in its conflict log; Reason says why.
+	Reason string `json:"reason,omitempty"`
+	Notify string `json:"notify,omitempty"`
 }
 
 // Health is the body of GET /v1/health.
@@ -154,6 +160,9 @@ type Conflict struct {
 	Lost *Row `json:"lost,omitempty"`
 	// PushedHLC is the clock stamp of the pushed row.
 	PushedHLC string `json:"pushed_hlc"`
+	// Reason says why, for a conflict the server settled to keep
+	// references whole (Strategy "reference").
+	Reason string `json:"reason,omitempty"`
 }
 
 // Changes is the answer to GET /v1/changes.

@@ -333,6 +333,8 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 	"_origin" %s NOT NULL,
 	"_session" %s NOT NULL,
 	"_colvers" LONGTEXT COLLATE %s NOT NULL,
+	"_reason" VARCHAR(1024) NOT NULL DEFAULT '',
+	"_notify" VARCHAR(64) NOT NULL DEFAULT '',
 	PRIMARY KEY ("_tenant", "id"),
 	INDEX %s ("_tenant", "_version", "id")) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 				t.Name, key, id, cols, d.collation, key, short, short, d.collation, sqlstore.Quote(t.T.Name+"__changes")),

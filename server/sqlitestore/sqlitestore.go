@@ -254,8 +254,11 @@ func migrateTable(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
 	if err := addColumns(ctx, tx, t.T.Name, t.T.Columns); err != nil {
 		return err
 	}
-	if err := addBookkeeping(ctx, tx, t.T.Name, "_colvers", `TEXT NOT NULL DEFAULT '{}'`); err != nil {
-		return err
+	for _, b := range []struct{ name, def string }{{"_colvers", `TEXT NOT NULL DEFAULT '{}'`},
+		{"_reason", `TEXT NOT NULL DEFAULT ''`}, {"_notify", `TEXT NOT NULL DEFAULT ''`}} {
+		if err := addBookkeeping(ctx, tx, t.T.Name, b.name, b.def); err != nil {
+			return err
+		}
 	}
 	stage := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 	"_tenant" TEXT NOT NULL,

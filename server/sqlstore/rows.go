@@ -10,7 +10,7 @@ import (
 
 // rowCols are the bookkeeping columns read after a table's own columns by
 // scanRow, in its order.
-const rowCols = `"_version", "_deleted", "_hlc", "_modified_by", "_origin"`
+const rowCols = `"_version", "_deleted", "_hlc", "_modified_by", "_origin", "_reason", "_notify"`
 
 // scanRow reads t's columns, then rowCols, then extra destinations, from a
 // row of either store (scan is sql.Row.Scan, sql.Rows.Scan or pgx's).
@@ -22,7 +22,7 @@ func scanRow(t *entity.Table, scan func(...any) error, extra ...any) (wire.Row, 
 	}
 	r := wire.Row{Table: t.Name}
 	var deleted any
-	dest = append(dest, &r.Version, &deleted, &r.HLC, &r.ModifiedBy, &r.Device)
+	dest = append(dest, &r.Version, &deleted, &r.HLC, &r.ModifiedBy, &r.Device, &r.Reason, &r.Notify)
 	if err := scan(append(dest, extra...)...); err != nil {
 		return wire.Row{}, err
 	}

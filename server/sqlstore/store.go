@@ -36,6 +36,7 @@ type Store struct {
 	now     func() time.Time
 	rebound sync.Map // query -> query in the dialect's placeholders
 	merges  sync.Map // table index -> merge statement
+	refs    []ref    // the schema's references
 	onClose func() error
 
 	events      *broadcaster
@@ -70,6 +71,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 		s.tables = append(s.tables, tb)
 		s.byName[t.Name] = tb
 	}
+	s.refs = refs(s.tables, s.byName)
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error { return d.Migrate(ctx, tx, s.tables) })
 	if err != nil {
 		s.Close()
@@ -511,6 +513,9 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 				return fmt.Errorf("%s: %w", t.T.Name, err)
 			}
 		}
+		if err := ap.references(ctx, &c); err != nil { // G12
+			return err
+		}
 		res, err := json.Marshal(c)
 		if err != nil {
 			return err
@@ -855,7 +860,7 @@ func (s *Store) merge(t *Table) string {
 			i+1, col, c.Default(), col))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?, s."_deleted", s."_hlc", ?, ?, s."_session", %s
+		SELECT ?, %s, ?, s."_deleted", s."_hlc", ?, ?, s."_session", '', '', %s
 		FROM (%s) AS s LEFT JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id" WHERE 1 = 1 ORDER BY s."id"
 		%s`,
 		t.Name, t.ColumnList(), strings.Join(Bookkeeping, ", "), strings.Join(vals, ", "), s.d.ColumnVersions(`s."_changed"`),

@@ -107,4 +107,4 @@ func (t *Table) Assignments(f func(col string) string, extra ...string) string {
 
 // Bookkeeping are the quoted bookkeeping columns a merge writes after the
 // table's own, in the order Merge's SELECT gives them.
-var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`}
+var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`, `"_reason"`, `"_notify"`}

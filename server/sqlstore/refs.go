@@ -1,0 +1,182 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/wire"
+)
+
+// StrategyReference is the strategy of a conflict settled to keep references
+// whole (G12): a delete undone, or a row deleted with the one it
+// referenced.
+const StrategyReference = "reference"
+
+// ref is one reference column: child.col holds ids of parent.
+type ref struct {
+	child, parent *Table
+	col           string // quoted
+	name          string
+	cascade       bool
+}
+
+// refs lists the schema's references, children in priority order.
+func refs(tables []*Table, byName map[string]*Table) []ref {
+	var out []ref
+	for _, t := range tables {
+		for i, c := range t.T.Columns {
+			if c.Ref == "" || byName[c.Ref] == nil {
+				continue
+			}
+			out = append(out, ref{child: t, parent: byName[c.Ref], col: t.Cols[i], name: c.Name, cascade: c.OnDelete == entity.Cascade})
+		}
+	}
+	return out
+}
+
+// rowKey names a row of a table.
+type rowKey struct{ table, id string }
+
+// references keeps the commit from leaving a live row that references a
+// deleted one, on the rows this commit wrote and the rows they reference
+// or are referenced by (G12). By each reference's policy, a deleted row a
+// live one references comes back (restore), or the referencing rows are
+// deleted with it (cascade); a row that had to come back is never deleted
+// again in the same commit, so the rules settle. Rows of the pushed session
+// that a rule changed are reported in c as conflicts of strategy
+// StrategyReference; other rows carry in "_notify" the device whose action
+// was undone, and in "_reason" why, until they are written again.
+func (a *applier) references(ctx context.Context, c *wire.Commit) error {
+	rs := a.s.refs
+	if len(rs) == 0 {
+		return nil
+	}
+	own, err := a.ownRows(ctx, c.Version)
+	if err != nil {
+		return err
+	}
+	kept := map[rowKey]bool{} // restored in this commit: never deleted again
+	for round := 0; round < 2*len(a.s.tables)+2; round++ {
+		changed := false
+		for _, r := range rs {
+			// A live row written by this commit that references a deleted
+			// one, and a row deleted by this commit that live rows
+			// reference.
+			pairs, err := a.pairs(ctx, r, c.Version)
+			if err != nil {
+				return err
+			}
+			for _, p := range pairs {
+				child, parent := rowKey{r.child.T.Name, p.child}, rowKey{r.parent.T.Name, p.parent}
+				if r.cascade && !kept[child] {
+					why := fmt.Sprintf("deleted with %s %q, which it references (%s) and which was deleted", r.parent.T.Name, p.parent, r.name)
+					if err := a.rewrite(ctx, c, r.child, p.child, true, why, own[child]); err != nil {
+						return err
+					}
+				} else {
+					why := fmt.Sprintf("brought back: %s %q references it (%s)", r.child.T.Name, p.child, r.name)
+					if err := a.rewrite(ctx, c, r.parent, p.parent, false, why, own[parent]); err != nil {
+						return err
+					}
+					kept[parent] = true
+				}
+				changed = true
+			}
+		}
+		if !changed {
+			return nil
+		}
+	}
+	return fmt.Errorf("references did not settle")
+}
+
+// pair is a live child and the deleted parent it references.
+type pair struct{ child, parent string }
+
+// pairs returns the live rows of r.child that reference deleted rows of
+// r.parent, where either was written by the commit at version.
+func (a *applier) pairs(ctx context.Context, r ref, version int64) ([]pair, error) {
+	q := a.s.q(fmt.Sprintf(`SELECT c."id", p."id" FROM %s AS c JOIN %s AS p ON p."_tenant" = c."_tenant" AND p."id" = c.%s
+		WHERE c."_tenant" = ? AND NOT c."_deleted" AND p."_deleted" AND (c."_version" = ? OR p."_version" = ?) ORDER BY c."id"`,
+		r.child.Name, r.parent.Name, r.col))
+	rows, err := a.tx.QueryContext(ctx, q, a.p.Tenant, version, version)
+	if err != nil {
+		return nil, fmt.Errorf("check references %s.%s: %w", r.child.T.Name, r.name, err)
+	}
+	defer rows.Close()
+	var out []pair
+	for rows.Next() {
+		var p pair
+		if err := rows.Scan(&p.child, &p.parent); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// ownRows returns the rows the pushed session wrote: those of the commit's
+// audit entries so far.
+func (a *applier) ownRows(ctx context.Context, version int64) (map[rowKey]bool, error) {
+	rows, err := a.tx.QueryContext(ctx, a.s.q(`SELECT tbl, id FROM _tether_audit WHERE tenant = ? AND version = ?`), a.p.Tenant, version)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	own := map[rowKey]bool{}
+	for rows.Next() {
+		var k rowKey
+		if err := rows.Scan(&k.table, &k.id); err != nil {
+			return nil, err
+		}
+		own[k] = true
+	}
+	return own, rows.Err()
+}
+
+// rewrite deletes or brings back one row in the commit: the row is written
+// at the commit's version, by the pushing device and user, and the device
+// whose action this undoes is told: the pushing one by a conflict in c
+// when the row is its own, else the row's last writer, through the row.
+func (a *applier) rewrite(ctx context.Context, c *wire.Commit, t *Table, id string, deleted bool, why string, own bool) error {
+	s := a.s
+	var notify string
+	if !own {
+		if err := a.tx.QueryRowContext(ctx, s.q(`SELECT "_origin" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`), a.p.Tenant, id).Scan(&notify); err != nil {
+			return fmt.Errorf("%s %q: %w", t.T.Name, id, err)
+		}
+		if notify == a.device {
+			notify = "" // the pushing device's own earlier row: it pulls the change
+		}
+	}
+	_, err := a.tx.ExecContext(ctx, s.q(`UPDATE `+t.Name+` SET "_deleted" = ?, "_version" = ?, "_session" = ?, "_origin" = ?, "_modified_by" = ?,
+		"_reason" = ?, "_notify" = ? WHERE "_tenant" = ? AND "id" = ?`),
+		deleted, c.Version, a.session, a.device, a.p.User, why, notify, a.p.Tenant, id)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", t.T.Name, id, err)
+	}
+	// The audit log records the row as this commit left it.
+	if _, err := a.tx.ExecContext(ctx, s.q(`DELETE FROM _tether_audit WHERE tenant = ? AND version = ? AND tbl = ? AND id = ?`),
+		a.p.Tenant, c.Version, t.T.Name, id); err != nil {
+		return err
+	}
+	if _, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), a.p.Tenant, c.Version, t.T.Name, id, deleted, a.p.User, a.device, a.session, a.at); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if !own {
+		return nil
+	}
+	row, err := scanRow(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`),
+		a.p.Tenant, id).Scan)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", t.T.Name, id, err)
+	}
+	row.Reason, row.Notify = "", ""
+	cf := wire.Conflict{Table: t.T.Name, ID: id, Strategy: StrategyReference, Winner: wire.WinnerServer, Row: row, Reason: why}
+	c.Conflicts = slices.DeleteFunc(c.Conflicts, func(x wire.Conflict) bool { return x.Table == cf.Table && x.ID == cf.ID })
+	c.Conflicts = append(c.Conflicts, cf)
+	return nil
+}
