@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,12 +224,19 @@ func (c *Client) Commit(ctx context.Context, device, session string) (wire.Commi
 }
 
 // Changes returns up to limit rows changed after cursor.
-func (c *Client) Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error) {
+//
+// own names push sessions of device whose rows the caller holds as pushed:
+// the server passes over those it kept as pushed (at most
+// wire.MaxEchoSessions; nil for none).
+func (c *Client) Changes(ctx context.Context, device, cursor string, limit int, own []string) (wire.Changes, error) {
 	var out wire.Changes
 	q := url.Values{}
 	q.Set("cursor", cursor)
 	q.Set("limit", strconv.Itoa(limit))
-	err := c.do(ctx, "pull changes", http.MethodGet, "/changes?"+q.Encode(), "", nil, &out)
+	if len(own) > 0 {
+		q.Set("own", strings.Join(own, ","))
+	}
+	err := c.do(ctx, "pull changes", http.MethodGet, "/changes?"+q.Encode(), device, nil, &out)
 	return out, err
 }
 

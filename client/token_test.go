@@ -188,7 +188,7 @@ func TestTokenRefusedAfterRefresh(t *testing.T) {
 	bad := client.New(srv.URL, client.Options{TokenSource: client.TokenFunc(func(context.Context) (string, error) {
 		return "", errors.New("identity provider down")
 	})})
-	if _, err := bad.Changes(ctx, "", 10); err == nil || client.Transient(err) {
+	if _, err := bad.Changes(ctx, "", "", 10, nil); err == nil || client.Transient(err) {
 		t.Errorf("Changes with a failing source = %v", err)
 	} else if got := err.Error(); got != "pull changes: token source: identity provider down" {
 		t.Errorf("error %q", got)

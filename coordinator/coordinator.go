@@ -84,7 +84,7 @@ type Conflict struct {
 // Report describes one SyncNow.
 type Report struct {
 	Pushed        map[string]int // rows pushed per table
-	Pulled        map[string]int // rows received per table, own echoes included
+	Pulled        map[string]int // rows received per table (a device's own pushes come back only where the server changed them)
 	Applied       int            // pulled rows written locally
 	Conflicts     int
 	BytesSent     int64

@@ -99,6 +99,7 @@ CREATE TABLE IF NOT EXISTS _tether_conflicts (
 	winner TEXT NOT NULL, local TEXT NOT NULL, winning TEXT NOT NULL, lost TEXT, at TEXT NOT NULL,
 	state TEXT NOT NULL DEFAULT 'open', pushed_hlc TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS _tether_conflicts__open ON _tether_conflicts (id) WHERE state = 'open';
+CREATE TABLE IF NOT EXISTS _tether_own (seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, version INTEGER NOT NULL);
 `
 
 func (db *DB) init(ctx context.Context, opts Options) error {

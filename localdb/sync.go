@@ -302,6 +302,17 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
 			return err
 		}
+		// This database holds what it pushed in the session, as the server
+		// kept it: the next pull need not bring it back (see OwnSessions).
+		session, err := getState(ctx, tx, statePushSession)
+		if err != nil {
+			return err
+		}
+		if session != "" {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO _tether_own (session, version) VALUES (?, ?)`, session, c.Version); err != nil {
+				return fmt.Errorf("record own session: %w", err)
+			}
+		}
 		if err := savePushState(ctx, tx, PushState{}); err != nil {
 			return err
 		}
@@ -554,4 +565,45 @@ func (db *DB) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	defer tx.Rollback()
 	return fn(tx)
+}
+
+// OwnSessions returns the push sessions this database committed and whose
+// rows it holds as pushed, which no pull has passed yet: at most
+// wire.MaxEchoSessions, the latest, and a mark for ForgetOwn. A pull names
+// them so that the server does not send those rows back (a copy of the
+// database, or one restored from a backup, does not have the sessions the
+// other committed, and so gets their rows).
+func (db *DB) OwnSessions(ctx context.Context) ([]string, int64, error) {
+	if err := db.checkOpen("OwnSessions"); err != nil {
+		return nil, 0, err
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT seq, session FROM _tether_own ORDER BY seq DESC LIMIT ?`, wire.MaxEchoSessions)
+	if err != nil {
+		return nil, 0, fmt.Errorf("localdb: own sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	var mark int64
+	for rows.Next() {
+		var seq int64
+		var s string
+		if err := rows.Scan(&seq, &s); err != nil {
+			return nil, 0, fmt.Errorf("localdb: own sessions: %w", err)
+		}
+		out = append(out, s)
+		mark = max(mark, seq)
+	}
+	return out, mark, rows.Err()
+}
+
+// ForgetOwn forgets the own sessions up to mark (from OwnSessions), once a
+// pull has passed every row they wrote.
+func (db *DB) ForgetOwn(ctx context.Context, mark int64) error {
+	if err := db.checkOpen("ForgetOwn"); err != nil {
+		return err
+	}
+	if _, err := db.sql.ExecContext(ctx, `DELETE FROM _tether_own WHERE seq <= ?`, mark); err != nil {
+		return fmt.Errorf("localdb: forget own sessions: %w", err)
+	}
+	return nil
 }

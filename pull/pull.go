@@ -19,13 +19,24 @@ type Store interface {
 	// ApplyChanges applies a page and stores the cursor after it in the
 	// same transaction, and returns the number of rows written.
 	ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error)
+	// DeviceID is the id of the device.
+	DeviceID() string
+	// OwnSessions returns the push sessions whose rows the store holds as
+	// pushed, which the server need not send back, and a mark for
+	// ForgetOwn.
+	OwnSessions(ctx context.Context) ([]string, int64, error)
+	// ForgetOwn forgets the own sessions up to mark, once a pull passed
+	// them.
+	ForgetOwn(ctx context.Context, mark int64) error
 }
 
 // Transport is what the pull engine needs of the server; *client.Client
 // implements it.
 type Transport interface {
-	// Changes returns up to limit changes after cursor.
-	Changes(ctx context.Context, cursor string, limit int) (wire.Changes, error)
+	// Changes returns up to limit changes after cursor, passing over the
+	// rows device pushed in the sessions own that the server kept as
+	// pushed.
+	Changes(ctx context.Context, device, cursor string, limit int, own []string) (wire.Changes, error)
 }
 
 // Options configures an Engine. The zero value works.
@@ -52,6 +63,9 @@ type Engine struct {
 	store Store
 	tr    Transport
 	opts  Options
+
+	device string   // set for the pull under way
+	own    []string // the device's own sessions, for the pull under way
 }
 
 // New returns an engine.
@@ -69,6 +83,13 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("pull: %w", err)
 	}
+	// The rows this device pushed and holds come back only where the
+	// server changed them: its echo is not downloaded.
+	own, mark, err := e.store.OwnSessions(ctx)
+	if err != nil {
+		return res, fmt.Errorf("pull: %w", err)
+	}
+	e.own, e.device = own, e.store.DeviceID()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	next := e.fetch(ctx, cursor)
@@ -78,7 +99,9 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 			return res, fmt.Errorf("pull after %q: %w", cursor, f.err)
 		}
 		ch := f.page
-		more := ch.More && len(ch.Changes) > 0
+		// A page may be empty when it held only this device's echo: the
+		// cursor still moves.
+		more := ch.More && (len(ch.Changes) > 0 || ch.Cursor != cursor)
 		if more {
 			next = e.fetch(ctx, ch.Cursor)
 		}
@@ -97,6 +120,9 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 		}
 		cursor = ch.Cursor
 		if !more {
+			if err := e.store.ForgetOwn(ctx, mark); err != nil { // passed: the next pull starts after them
+				return res, fmt.Errorf("pull: %w", err)
+			}
 			return res, nil
 		}
 	}
@@ -111,7 +137,7 @@ type fetched struct {
 func (e *Engine) fetch(ctx context.Context, cursor string) <-chan fetched {
 	out := make(chan fetched, 1)
 	go func() {
-		ch, err := e.tr.Changes(ctx, cursor, e.opts.PageSize)
+		ch, err := e.tr.Changes(ctx, e.device, cursor, e.opts.PageSize, e.own)
 		out <- fetched{ch, err}
 	}()
 	return out

@@ -80,7 +80,7 @@ func commitOrder(t *testing.T, store server.Store) {
 		go func() {
 			defer pulls.Done()
 			for range 1_000_000 {
-				rows, next, _, err := store.Changes(ctx, ada, cursors[q], 7, 1<<30)
+				rows, next, _, err := store.Changes(ctx, ada, cursors[q], 7, 1<<30, server.Echo{})
 				if err != nil {
 					errs <- err
 					return
@@ -106,7 +106,7 @@ func commitOrder(t *testing.T, store server.Store) {
 	}
 	for q := range pullers {
 		for { // what committed after the puller's last page
-			rows, next, more, err := store.Changes(ctx, ada, cursors[q], 1000, 1<<30)
+			rows, next, more, err := store.Changes(ctx, ada, cursors[q], 1000, 1<<30, server.Echo{})
 			if err != nil {
 				t.Fatal(err)
 			}

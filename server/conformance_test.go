@@ -210,7 +210,7 @@ func (f storeFixture) allBytes(p server.Principal, limit, maxBytes int) []wire.R
 	var out []wire.Row
 	var cur server.Cursor
 	for range 10_000 {
-		rows, next, more, err := f.s.Changes(context.Background(), p, cur, limit, maxBytes)
+		rows, next, more, err := f.s.Changes(context.Background(), p, cur, limit, maxBytes, server.Echo{})
 		if err != nil {
 			f.t.Fatal(err)
 		}

@@ -425,7 +425,23 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 			return nil, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
 		}
 	}
-	rows, next, more, err := s.store.Changes(ctx, p, after, limit, s.opts.MaxPageBytes)
+	// A device names the push sessions it committed and has not pulled
+	// past yet: what it pushed comes back only where the server changed it.
+	var echo Echo
+	if own := q.Get("own"); own != "" {
+		device, err := deviceOf(r)
+		if err != nil {
+			return nil, err
+		}
+		echo = Echo{Device: device, Sessions: map[string]bool{}}
+		for _, id := range strings.Split(own, ",") {
+			if !deviceRE.MatchString(id) || len(echo.Sessions) == wire.MaxEchoSessions {
+				return nil, fmt.Errorf("own: want at most %d session ids: %w", wire.MaxEchoSessions, wire.ErrBadRequest)
+			}
+			echo.Sessions[id] = true
+		}
+	}
+	rows, next, more, err := s.store.Changes(ctx, p, after, limit, s.opts.MaxPageBytes, echo)
 	if err != nil {
 		return nil, err
 	}

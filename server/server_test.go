@@ -470,7 +470,7 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 	if err != nil || c.Applied != 1 || c.Version != 8 {
 		t.Fatalf("commit of the session staged before the upgrade: %+v, %v; want 1 row applied at version 8", c, err)
 	}
-	rows, _, _, err := store.Changes(ctx, ada, server.Cursor{}, 10, 1<<30)
+	rows, _, _, err := store.Changes(ctx, ada, server.Cursor{}, 10, 1<<30, server.Echo{})
 	if err != nil || len(rows) != 2 || rows[0].ID != "c0" || rows[1].ID != "c1" || rows[1].Values["name"] != "Staged" {
 		t.Fatalf("rows after upgrade: %+v, %v; want c0 and the staged c1", rows, err)
 	}

@@ -47,7 +47,12 @@ type Store interface {
 	// cursor after them, and whether more remain. The rows' sizes (see
 	// RowSize) add up to at most maxBytes, but the first row is always
 	// returned whatever its size.
-	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) ([]wire.Row, Cursor, bool, error)
+	//
+	// Rows of echo.Device's push sessions in echo.Sessions that the server
+	// kept exactly as pushed (no conflict settled against them, no merge,
+	// no new clock stamp, no reference rule) are passed over: the device
+	// has them. The cursor moves past them all the same.
+	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, echo Echo) ([]wire.Row, Cursor, bool, error)
 	// Close releases the store.
 	Close() error
 }
@@ -182,6 +187,13 @@ func (a Cursor) Before(b Cursor) bool {
 		return a.Table < b.Table
 	}
 	return a.ID < b.ID
+}
+
+// Echo names the push sessions whose rows a pulling device holds already:
+// Changes does not send them back to it.
+type Echo struct {
+	Device   string
+	Sessions map[string]bool
 }
 
 // RowSize estimates the bytes row takes in a pull page: its id, stamp and

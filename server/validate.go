@@ -78,6 +78,7 @@ func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 	}
 	if ms, _ := strconv.ParseInt(r.HLC[:13], 10, 64); ms > st.now.Add(st.skew).UnixMilli() {
 		r.HLC = fmt.Sprintf("%013d.%06d.%s", st.now.UnixMilli(), 0, st.device)
+		r.Restamped = true
 	}
 	vals := make(map[string]any, len(t.Columns)-1)
 	for name, v := range r.Values {

@@ -45,15 +45,36 @@ var (
 	soakFlag    = flag.Bool("sim.soak", false, "soak: at least 100,000 operations")
 )
 
-// Account is a parent row.
+// The schema, three levels deep, one strategy per table:
+//
+//	accounts (last-writer-wins)  <- entries.account_id (restore, the default)
+//	entries  (merge-columns)     <- notes.entry_id     (cascade)
+//	notes    (a custom resolver)
+//	journal  (last-writer-wins, insert only)
+//
+// Two app versions run at once: version 2 (the server's schema) has
+// accounts.region, which version 1 lacks.
+
+// Account is a parent row, as version 2 of the app declares it.
 type Account struct {
+	entity.Meta `sync:"accounts,1"`
+	ID          string `db:"id"`
+	Name        string `db:"name"`
+	Balance     int64  `db:"balance"`
+	Region      string `db:"region"` // version 2 only
+}
+
+// AccountV1 is the same table as version 1 of the app declares it: it
+// does not know region.
+type AccountV1 struct {
 	entity.Meta `sync:"accounts,1"`
 	ID          string `db:"id"`
 	Name        string `db:"name"`
 	Balance     int64  `db:"balance"`
 }
 
-// Entry is a child row of an account.
+// Entry is a child row of an account; a deleted account a live entry
+// references comes back (restore). Its conflicts merge columns.
 type Entry struct {
 	entity.Meta `sync:"entries,2"`
 	ID          string  `db:"id"`
@@ -62,20 +83,91 @@ type Entry struct {
 	Note        *string `db:"note"`
 }
 
+// Note is a child row of an entry, deleted with it (cascade). Its
+// conflicts go to resolveNote.
+type Note struct {
+	entity.Meta `sync:"notes,3"`
+	ID          string `db:"id"`
+	EntryID     string `db:"entry_id,ref=entries,cascade"`
+	Text        string `db:"text"`
+	Score       int64  `db:"score"`
+}
+
 // Journal rows are only ever inserted: every one must reach the server.
 type Journal struct {
-	entity.Meta `sync:"journal,3"`
+	entity.Meta `sync:"journal,4"`
 	ID          string `db:"id"`
 	Device      string `db:"device"`
 	Seq         int64  `db:"seq"`
 }
 
-func registry() *entity.Registry {
+// registry returns the schema of app version 2 (the server's) or 1.
+func registry(v2 bool) *entity.Registry {
 	reg := entity.NewRegistry()
-	if err := reg.Register(Account{}, Entry{}, Journal{}); err != nil {
+	var acct any = AccountV1{}
+	if v2 {
+		acct = Account{}
+	}
+	if err := reg.Register(acct, Entry{}, Note{}, Journal{}); err != nil {
 		panic(err)
 	}
 	return reg
+}
+
+// The tables' conflict rules (G7).
+const (
+	mergeTable  = "entries"
+	customTable = "notes"
+)
+
+// serverOptions sets the tables' strategies: last-writer-wins by default,
+// merge-columns on entries and resolveNote on notes.
+func serverOptions() server.Options {
+	return server.Options{
+		Auth: tokens, Logger: quiet,
+		Strategies: map[string]server.Strategy{mergeTable: server.MergeColumns},
+		Resolvers:  map[string]server.ResolveFunc{customTable: resolveNote},
+	}
+}
+
+// resolveNote is the custom rule of notes: a delete against an update goes
+// to the later clock stamp; two updates merge, keeping the larger score and
+// the text of the later stamp.
+func resolveNote(_ context.Context, c server.Conflict) (server.Resolution, error) {
+	if c.Server.Deleted || c.Pushed.Deleted {
+		if c.Pushed.HLC > c.Server.HLC {
+			return server.Resolution{Winner: wire.WinnerClient}, nil
+		}
+		return server.Resolution{Winner: wire.WinnerServer}, nil
+	}
+	ss, err := toInt(c.Server.Values["score"])
+	if err != nil {
+		return server.Resolution{}, fmt.Errorf("server score: %w", err)
+	}
+	ps, err := toInt(c.Pushed.Values["score"])
+	if err != nil {
+		return server.Resolution{}, fmt.Errorf("pushed score: %w", err)
+	}
+	vals := maps.Clone(c.Server.Values)
+	vals["score"] = max(ss, ps)
+	if c.Pushed.HLC > c.Server.HLC {
+		vals["text"] = c.Pushed.Values["text"]
+	}
+	return server.Resolution{Winner: wire.WinnerMerged, Values: vals}, nil
+}
+
+func toInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case float64:
+		return int64(x), nil
+	case json.Number:
+		return x.Int64()
+	}
+	return 0, fmt.Errorf("not a number: %T %v", v, v)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -98,7 +190,7 @@ func startUpstream(t *testing.T, path string, reg *entity.Registry) *upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := server.New(store, server.Options{Auth: tokens, Logger: quiet})
+	handler, err := server.New(store, serverOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,10 +205,28 @@ func (u *upstream) close() {
 	u.store.Close()
 }
 
+// regions tracks what the devices of version 2 wrote to accounts.region,
+// the column version 1 does not know (G11).
+type regions struct {
+	mu sync.Mutex
+	// written holds, per account, every region a version-2 device wrote.
+	written map[string]map[string]bool
+	// held holds, per account, a non-empty region the server held at some
+	// point: seen on a version-2 device in a clean row. Every version-2
+	// write sets a non-empty region and version 1 never writes it, so the
+	// server must hold a non-empty region for these rows to the end.
+	held map[string]string
+}
+
+func newRegions() *regions {
+	return &regions{written: map[string]map[string]bool{}, held: map[string]string{}}
+}
+
 // device is a simulated device in this process.
 type device struct {
 	name string
 	path string
+	v2   bool // app version 2 (accounts.region), else 1
 	db   *localdb.DB
 	co   *coordinator.Coordinator
 	rng  *rand.Rand
@@ -124,12 +234,18 @@ type device struct {
 	seq  int64
 	// journal ids this device created (committed).
 	journal []string
+	// regions is shared by the version-2 devices; pending (guarded by
+	// regions.mu) maps the accounts whose region this device wrote and
+	// has not yet seen clean to the number of that write.
+	regions *regions
+	pending map[string]int64
+	writes  int64
 }
 
-func openDevice(t *testing.T, name, path, url string, seed uint64, skew time.Duration) *device {
-	d := &device{name: name, path: path, rng: rand.New(rand.NewPCG(seed, 7))}
+func openDevice(t *testing.T, name, path, url string, seed uint64, skew time.Duration, v2 bool, rg *regions) *device {
+	d := &device{name: name, path: path, v2: v2, rng: rand.New(rand.NewPCG(seed, 7)), regions: rg, pending: map[string]int64{}}
 	d.skew.Store(int64(skew))
-	db, err := localdb.OpenWith(context.Background(), path, registry(), localdb.Options{
+	db, err := localdb.OpenWith(context.Background(), path, registry(v2), localdb.Options{
 		Now: func() time.Time { return time.Now().Add(time.Duration(d.skew.Load())) },
 	})
 	if err != nil {
@@ -137,16 +253,81 @@ func openDevice(t *testing.T, name, path, url string, seed uint64, skew time.Dur
 	}
 	d.db = db
 	api := client.New(url, client.Options{Token: token, Timeout: 10 * time.Second})
-	d.co = coordinator.New(db, api, coordinator.Options{
+	opts := coordinator.Options{
 		PushBatchSize: 7, PullBatchSize: 11, Logger: quiet,
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxElapsed: 3 * time.Second,
-	})
+	}
+	if v2 && rg != nil {
+		// Once a push is acknowledged, and once a sync is done, the rows
+		// this device wrote that are clean hold what the server held.
+		opts.OnProgress = func(p coordinator.Progress) {
+			if (p.Phase == coordinator.PhasePull && p.Done == 0) || p.Phase == coordinator.PhaseDone {
+				d.observeRegions(context.Background())
+			}
+		}
+	}
+	d.co = coordinator.New(db, api, opts)
 	return d
 }
 
 func (d *device) close() {
 	d.co.Close()
 	d.db.Close()
+}
+
+// wroteRegion records that this device committed region to account id.
+func (d *device) wroteRegion(id, region string) {
+	rg := d.regions
+	if rg == nil {
+		return
+	}
+	rg.mu.Lock()
+	defer rg.mu.Unlock()
+	if rg.written[id] == nil {
+		rg.written[id] = map[string]bool{}
+	}
+	rg.written[id][region] = true
+	d.writes++
+	d.pending[id] = d.writes
+}
+
+// observeRegions looks at the accounts whose region this device wrote: a
+// clean one holds a row the server held (its acknowledged push, the
+// winner of a conflict, or a pulled row), so a non-empty region there was
+// on the server.
+func (d *device) observeRegions(ctx context.Context) {
+	rg := d.regions
+	if rg == nil {
+		return
+	}
+	rg.mu.Lock()
+	ids := maps.Clone(d.pending)
+	rg.mu.Unlock()
+	for id, n := range ids {
+		var dirty int
+		var region sql.NullString
+		err := d.db.SQL().QueryRowContext(ctx, `SELECT _dirty, region FROM accounts WHERE id = ?`, id).Scan(&dirty, &region)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			continue // e.g. closed at the end: looked at again later
+		}
+		if err == nil && dirty != 0 {
+			continue
+		}
+		rg.mu.Lock()
+		if err == nil && region.String != "" {
+			rg.held[id] = region.String
+		}
+		if d.pending[id] == n {
+			delete(d.pending, id)
+		}
+		rg.mu.Unlock()
+	}
+}
+
+// newRegion returns a region no device wrote before.
+func (d *device) newRegion() string {
+	d.seq++
+	return fmt.Sprintf("%s-region-%d", d.name, d.seq)
 }
 
 // op performs one random local write. Expected failures (a row deleted
@@ -165,28 +346,68 @@ func (d *device) op(ctx context.Context) error {
 		return id
 	}
 	switch x := d.rng.IntN(100); {
-	case x < 18:
-		a := Account{Name: fmt.Sprintf("%s-acct-%d", d.name, d.rng.IntN(1000)), Balance: int64(d.rng.IntN(100))}
-		return d.db.Save(ctx, &a)
-	case x < 36:
+	case x < 14:
+		name, balance := fmt.Sprintf("%s-acct-%d", d.name, d.rng.IntN(1000)), int64(d.rng.IntN(100))
+		if !d.v2 {
+			return d.db.Save(ctx, &AccountV1{Name: name, Balance: balance})
+		}
+		a := Account{Name: name, Balance: balance, Region: d.newRegion()}
+		if err := d.db.Save(ctx, &a); err != nil {
+			return err
+		}
+		d.wroteRegion(a.ID, a.Region)
+		return nil
+	case x < 28: // version 1 edits a row whose region it does not know
 		id := pick("accounts")
 		if id == "" {
 			return nil
+		}
+		name, add := fmt.Sprintf("%s-renamed-%d", d.name, d.rng.IntN(1000)), int64(d.rng.IntN(10))
+		if !d.v2 {
+			var a AccountV1
+			if err := d.db.Get(ctx, &a, id); err != nil {
+				return ignoreNotFound(err)
+			}
+			a.Name, a.Balance = name, a.Balance+add
+			return d.db.Save(ctx, &a)
 		}
 		var a Account
 		if err := d.db.Get(ctx, &a, id); err != nil {
 			return ignoreNotFound(err)
 		}
-		a.Name = fmt.Sprintf("%s-renamed-%d", d.name, d.rng.IntN(1000))
-		a.Balance += int64(d.rng.IntN(10))
-		return d.db.Save(ctx, &a)
-	case x < 42: // delete a parent, whose children others may be editing
+		a.Name, a.Balance, a.Region = name, a.Balance+add, d.newRegion()
+		if err := d.db.Save(ctx, &a); err != nil {
+			return err
+		}
+		d.wroteRegion(a.ID, a.Region)
+		return nil
+	case x < 34: // delete a parent, whose children others may be editing
 		id := pick("accounts")
 		if id == "" {
 			return nil
 		}
-		return ignoreNotFound(d.db.Delete(ctx, &Account{ID: id}))
-	case x < 62:
+		if !d.v2 {
+			return ignoreNotFound(d.db.Delete(ctx, &AccountV1{ID: id}))
+		}
+		// Version 2 writes a region with every write, deletes too: a
+		// tombstone's values come back when a reference restores it.
+		region := d.newRegion()
+		err := d.db.Update(ctx, func(tx *localdb.Tx) error {
+			var a Account
+			if err := tx.Get(ctx, &a, id); err != nil {
+				return err
+			}
+			a.Region = region
+			if err := tx.Save(ctx, &a); err != nil {
+				return err
+			}
+			return tx.Delete(ctx, &a)
+		})
+		if err == nil {
+			d.wroteRegion(id, region)
+		}
+		return ignoreNotFound(err)
+	case x < 48: // a child, maybe of a parent another device is deleting
 		id := pick("accounts")
 		if id == "" {
 			return nil
@@ -194,23 +415,74 @@ func (d *device) op(ctx context.Context) error {
 		note := "n"
 		e := Entry{AccountID: id, Amount: float64(d.rng.IntN(10000)) / 100, Note: &note}
 		return d.db.Save(ctx, &e)
-	case x < 72: // plain SQL, tracked by triggers
+	case x < 55: // plain SQL, tracked by triggers: one column (merge-columns)
 		id := pick("entries")
 		if id == "" {
 			return nil
 		}
 		_, err := d.db.SQL().ExecContext(ctx, `UPDATE entries SET amount = amount + 1 WHERE id = ?`, id)
 		return err
-	case x < 77:
+	case x < 60: // another column of an entry, through the store
+		id := pick("entries")
+		if id == "" {
+			return nil
+		}
+		var e Entry
+		if err := d.db.Get(ctx, &e, id); err != nil {
+			return ignoreNotFound(err)
+		}
+		note := fmt.Sprintf("%s-note-%d", d.name, d.rng.IntN(1000))
+		e.Note = &note
+		return d.db.Save(ctx, &e)
+	case x < 64: // delete a middle row: its notes go with it on the server
 		id := pick("entries")
 		if id == "" {
 			return nil
 		}
 		return ignoreNotFound(d.db.Delete(ctx, &Entry{ID: id}))
-	case x < 82: // plain SQL insert of a parent
-		_, err := d.db.SQL().ExecContext(ctx, `INSERT INTO accounts (id, name, balance) VALUES (?, ?, ?)`,
-			fmt.Sprintf("%s-sql-%d-%d", d.name, d.seq, d.rng.IntN(1_000_000)), "via sql", 1)
+	case x < 73: // a grandchild, maybe of an entry another device is deleting
+		id := pick("entries")
+		if id == "" {
+			return nil
+		}
+		n := Note{EntryID: id, Text: fmt.Sprintf("%s-text-%d", d.name, d.rng.IntN(1000)), Score: int64(d.rng.IntN(100))}
+		return d.db.Save(ctx, &n)
+	case x < 77:
+		id := pick("notes")
+		if id == "" {
+			return nil
+		}
+		var n Note
+		if err := d.db.Get(ctx, &n, id); err != nil {
+			return ignoreNotFound(err)
+		}
+		n.Text, n.Score = fmt.Sprintf("%s-edit-%d", d.name, d.rng.IntN(1000)), int64(d.rng.IntN(100))
+		return d.db.Save(ctx, &n)
+	case x < 80:
+		id := pick("notes")
+		if id == "" {
+			return nil
+		}
+		_, err := d.db.SQL().ExecContext(ctx, `UPDATE notes SET score = score + 1 WHERE id = ?`, id)
+		return err
+	case x < 83:
+		id := pick("notes")
+		if id == "" {
+			return nil
+		}
+		return ignoreNotFound(d.db.Delete(ctx, &Note{ID: id}))
+	case x < 87: // plain SQL insert of a parent
+		id := fmt.Sprintf("%s-sql-%d-%d", d.name, d.seq, d.rng.IntN(1_000_000))
 		d.seq++
+		if !d.v2 {
+			_, err := d.db.SQL().ExecContext(ctx, `INSERT INTO accounts (id, name, balance) VALUES (?, ?, ?)`, id, "via sql", 1)
+			return err
+		}
+		region := d.newRegion()
+		_, err := d.db.SQL().ExecContext(ctx, `INSERT INTO accounts (id, name, balance, region) VALUES (?, ?, ?, ?)`, id, "via sql", 1, region)
+		if err == nil {
+			d.wroteRegion(id, region)
+		}
 		return err
 	default:
 		d.seq++

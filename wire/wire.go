@@ -66,7 +66,16 @@ type Row struct {
 	// undone, which records it in its conflict log; Reason says why.
 	Reason string `json:"reason,omitempty"`
 	Notify string `json:"notify,omitempty"`
+
+	// Restamped is set by the server, never sent: the row's clock stamp
+	// was replaced when it was received, so its pusher must pull it back.
+	Restamped bool `json:"-"`
 }
+
+// MaxEchoSessions is the most push sessions a pull may name as its own
+// (GET /v1/changes?own=): rows a device pushed in them, and that the server
+// kept as pushed, are not sent back to it.
+const MaxEchoSessions = 64
 
 // Health is the body of GET /v1/health.
 type Health struct {

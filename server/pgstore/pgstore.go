@@ -294,6 +294,8 @@ CREATE INDEX IF NOT EXISTS %s ON %s (_tenant, _session, id, _seq)`,
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _colvers jsonb NOT NULL DEFAULT '{}'`, t.Name),
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _reason text NOT NULL DEFAULT ''`, t.Name),
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _notify text NOT NULL DEFAULT ''`, t.Name),
+		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _pushed integer NOT NULL DEFAULT 0`, t.Name),
+		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _exact integer NOT NULL DEFAULT 0`, t.Stage),
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _changed text NOT NULL DEFAULT '[]'`, t.Stage),
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _present text NOT NULL DEFAULT ''`, t.Stage),
 	}

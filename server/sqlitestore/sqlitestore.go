@@ -255,7 +255,7 @@ func migrateTable(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
 		return err
 	}
 	for _, b := range []struct{ name, def string }{{"_colvers", `TEXT NOT NULL DEFAULT '{}'`},
-		{"_reason", `TEXT NOT NULL DEFAULT ''`}, {"_notify", `TEXT NOT NULL DEFAULT ''`}} {
+		{"_reason", `TEXT NOT NULL DEFAULT ''`}, {"_notify", `TEXT NOT NULL DEFAULT ''`}, {"_pushed", `INTEGER NOT NULL DEFAULT 0`}} {
 		if err := addBookkeeping(ctx, tx, t.T.Name, b.name, b.def); err != nil {
 			return err
 		}
@@ -283,6 +283,9 @@ CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
 		return err
 	}
 	if err := addBookkeeping(ctx, tx, t.StageName, "_present", `TEXT NOT NULL DEFAULT ''`); err != nil {
+		return err
+	}
+	if err := addBookkeeping(ctx, tx, t.StageName, "_exact", `INTEGER NOT NULL DEFAULT 0`); err != nil {
 		return err
 	}
 	have, err := columns(ctx, tx, t.StageName)

@@ -152,7 +152,7 @@ func (a *applier) rewrite(ctx context.Context, c *wire.Commit, t *Table, id stri
 		}
 	}
 	_, err := a.tx.ExecContext(ctx, s.q(`UPDATE `+t.Name+` SET "_deleted" = ?, "_version" = ?, "_session" = ?, "_origin" = ?, "_modified_by" = ?,
-		"_reason" = ?, "_notify" = ? WHERE "_tenant" = ? AND "id" = ?`),
+		"_reason" = ?, "_notify" = ?, "_pushed" = 0 WHERE "_tenant" = ? AND "id" = ?`),
 		deleted, c.Version, a.session, a.device, a.p.User, why, notify, a.p.Tenant, id)
 	if err != nil {
 		return fmt.Errorf("%s %q: %w", t.T.Name, id, err)

@@ -618,7 +618,7 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 		_, err = a.tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "id" = ?`), a.p.Tenant, a.session, id)
 	case merged != nil:
 		args := []any{merged.Deleted, merged.HLC, ChangedJSON(&t.T, *merged), Present(&t.T, *merged)}
-		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`, `"_changed" = ?`, `"_present" = ?`}
+		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`, `"_changed" = ?`, `"_present" = ?`, `"_exact" = 0`}
 		for i, col := range t.T.Columns[1:] {
 			sets = append(sets, t.Cols[i+1]+" = ?")
 			args = append(args, merged.Values[col.Name])
@@ -635,7 +635,7 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 // commit order. A table's rows are read until they pass maxBytes; the
 // page then ends before any row that could come after the first row that
 // table did not read.
-func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int) ([]wire.Row, server.Cursor, bool, error) {
+func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int, echo server.Echo) ([]wire.Row, server.Cursor, bool, error) {
 	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
 	if err != nil {
 		return nil, after, false, fmt.Errorf("changes: %w", err)
@@ -645,19 +645,25 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	var bound *server.Cursor // the last position read of a table cut short by maxBytes
 	for _, t := range s.tables {
 		where, args := s.afterClause(t.Idx, after)
-		q := s.q(`SELECT ` + t.selects + ` FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
+		q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
 		rows, err := tx.QueryContext(ctx, q, append(append([]any{p.Tenant}, args...), limit+1)...)
 		if err != nil {
 			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
 		}
 		size := 0
 		for rows.Next() {
-			r, err := scanRow(&t.T, rows.Scan)
+			var session string
+			var pushed int64
+			r, err := scanRow(&t.T, rows.Scan, &session, &pushed)
 			if err != nil {
 				rows.Close()
 				return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
 			}
-			c := changed{server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, r, server.RowSize(r)}
+			c := changed{pos: server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, row: r, size: server.RowSize(r),
+				echo: pushed == 1 && r.Device == echo.Device && echo.Sessions[session]}
+			if c.echo {
+				c.size = 0
+			}
 			all = append(all, c)
 			if size += c.size; size > maxBytes {
 				if bound == nil || c.pos.Before(*bound) {
@@ -700,6 +706,7 @@ type changed struct {
 	pos  server.Cursor
 	row  wire.Row
 	size int
+	echo bool // the pulling device's own row, as it pushed it: not sent
 }
 
 // page orders the rows read from every table by commit order and keeps the
@@ -717,9 +724,11 @@ func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server
 		n++
 	}
 	more := n < len(all) || bound != nil
-	out := make([]wire.Row, n)
-	for i, it := range all[:n] {
-		out[i] = it.row
+	out := make([]wire.Row, 0, n)
+	for _, it := range all[:n] {
+		if !it.echo { // passed over, the cursor moves past it
+			out = append(out, it.row)
+		}
 	}
 	if n > 0 {
 		after = all[n-1].pos
@@ -860,7 +869,7 @@ func (s *Store) merge(t *Table) string {
 			i+1, col, c.Default(), col))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?, s."_deleted", s."_hlc", ?, ?, s."_session", '', '', %s
+		SELECT ?, %s, ?, s."_deleted", s."_hlc", ?, ?, s."_session", '', '', s."_exact", %s
 		FROM (%s) AS s LEFT JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id" WHERE 1 = 1 ORDER BY s."id"
 		%s`,
 		t.Name, t.ColumnList(), strings.Join(Bookkeeping, ", "), strings.Join(vals, ", "), s.d.ColumnVersions(`s."_changed"`),

@@ -38,7 +38,7 @@ type Table struct {
 func newTable(idx int, t entity.Table) *Table {
 	tb := &Table{Idx: idx, T: t, Name: Quote(t.Name), StageName: "_tether_stage_" + t.Name}
 	tb.Stage = Quote(tb.StageName)
-	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present"}
+	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact"}
 	for _, c := range t.Columns {
 		tb.Cols = append(tb.Cols, Quote(c.Name))
 		tb.StageCols = append(tb.StageCols, c.Name)
@@ -53,7 +53,11 @@ func (t *Table) ColumnList() string { return strings.Join(t.Cols, ", ") }
 // StageValues appends to dst the values of a staged row, in the order of
 // StageCols.
 func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.Row) []any {
-	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, ChangedJSON(&t.T, r), Present(&t.T, r), r.ID)
+	exact := 1 // the row will be stored as it was pushed, unless a conflict settles otherwise
+	if r.Restamped {
+		exact = 0
+	}
+	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, ChangedJSON(&t.T, r), Present(&t.T, r), exact, r.ID)
 	for _, c := range t.T.Columns[1:] {
 		dst = append(dst, r.Values[c.Name])
 	}
@@ -107,4 +111,4 @@ func (t *Table) Assignments(f func(col string) string, extra ...string) string {
 
 // Bookkeeping are the quoted bookkeeping columns a merge writes after the
 // table's own, in the order Merge's SELECT gives them.
-var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`, `"_reason"`, `"_notify"`}
+var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`, `"_reason"`, `"_notify"`, `"_pushed"`}
