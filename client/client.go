@@ -240,6 +240,17 @@ func (c *Client) Changes(ctx context.Context, device, cursor string, limit int, 
 	return out, err
 }
 
+// Snapshot returns a page of the tenant's live rows after cursor (""
+// starts a snapshot), for a device that must rebuild (wire.Snapshot).
+func (c *Client) Snapshot(ctx context.Context, device, cursor string, limit int) (wire.Snapshot, error) {
+	var out wire.Snapshot
+	q := url.Values{}
+	q.Set("cursor", cursor)
+	q.Set("limit", strconv.Itoa(limit))
+	err := c.do(ctx, "snapshot", http.MethodGet, "/snapshot?"+q.Encode(), device, nil, &out)
+	return out, err
+}
+
 // Digests returns the server's digest of every table of the tenant.
 // With columns (a device's tables and their columns, id first), only
 // those are digested: what a device of an older app version has in common

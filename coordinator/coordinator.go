@@ -41,6 +41,10 @@ const (
 	PhaseConnect = "connect"
 	PhasePush    = "push"
 	PhasePull    = "pull"
+	// PhaseRebuild is a rebuild from the server's snapshot, for a device
+	// that was away longer than the server keeps deletions: Done counts
+	// the rows received, Total is the tenant's rows.
+	PhaseRebuild = "rebuild"
 	PhaseDone    = "done"
 )
 
@@ -91,6 +95,10 @@ type Report struct {
 	BytesReceived int64
 	Attempts      int
 	Duration      time.Duration
+	// Rebuilt reports that the device was away longer than the server
+	// keeps deletions, and rebuilt its rows from the server's snapshot
+	// (keeping the ones edited here, which it pushes).
+	Rebuilt bool
 }
 
 // Options configures a Coordinator. The zero value works.
@@ -482,17 +490,78 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	c.report(Progress{Phase: PhasePull})
-	if !r.enter() {
-		return fmt.Errorf("sync: stopped before the pull: %w", context.Canceled)
+	for attempt := 0; ; attempt++ {
+		// A rebuild cut short goes on first; then the pull.
+		if _, under, err := c.db.RebuildCursor(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		} else if under {
+			if err := c.rebuild(ctx, r, rep); err != nil {
+				return err
+			}
+		}
+		c.report(Progress{Phase: PhasePull})
+		if !r.enter() {
+			return fmt.Errorf("sync: stopped before the pull: %w", context.Canceled)
+		}
+		lres, err := c.pull.Pull(ctx)
+		r.leave()
+		for t, n := range lres.Rows {
+			rep.Pulled[t] += n
+		}
+		rep.Applied += lres.Applied
+		if !errors.Is(err, wire.ErrHistoryPurged) || attempt > 0 {
+			return err
+		}
+		// Away longer than the server keeps deletions: rebuild from its
+		// snapshot, keeping what was edited here, then pull on.
+		c.opts.Logger.Info("sync: the server's history no longer reaches this device's cursor: rebuilding from a snapshot")
+		if err := c.db.BeginRebuild(ctx); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
 	}
-	lres, err := c.pull.Pull(ctx)
-	r.leave()
-	for t, n := range lres.Rows {
-		rep.Pulled[t] += n
+}
+
+// rebuild reads the server's snapshot page by page into the database
+// (resumable: each page is stored with its position), then ends the
+// rebuild and leaves the pull to go on from where the snapshot started.
+func (c *Coordinator) rebuild(ctx context.Context, r *run, rep *Report) error {
+	cursor, _, err := c.db.RebuildCursor(ctx)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
 	}
-	rep.Applied += lres.Applied
-	return err
+	done, total := 0, 0
+	c.report(Progress{Phase: PhaseRebuild})
+	for range 1 << 30 { // ends with the snapshot's last page
+		if !r.enter() {
+			return fmt.Errorf("sync: stopped during the rebuild: %w", context.Canceled)
+		}
+		page, err := c.api.Snapshot(ctx, c.db.DeviceID(), cursor, wire.BatchSize(c.opts.PullBatchSize))
+		if err == nil {
+			_, err = c.db.ApplySnapshot(ctx, page.Rows, page.Cursor)
+		}
+		r.leave()
+		if err != nil {
+			return fmt.Errorf("sync: rebuild: %w", err)
+		}
+		if page.Total > 0 {
+			total = page.Total
+		}
+		done += len(page.Rows)
+		for _, row := range page.Rows {
+			rep.Pulled[row.Table]++
+		}
+		c.report(Progress{Phase: PhaseRebuild, Done: done, Total: max(total, done)})
+		cursor = page.Cursor
+		if !page.More {
+			if _, err := c.db.FinishRebuild(ctx, page.Resume); err != nil {
+				return fmt.Errorf("sync: %w", err)
+			}
+			rep.Rebuilt = true
+			return nil
+		}
+		c.safePoint()
+	}
+	return fmt.Errorf("sync: rebuild did not end")
 }
 
 func (c *Coordinator) conflicts(cs []wire.Conflict, rep *Report) {
@@ -670,8 +739,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 // TableCheck compares one table of the device with the server.
 type TableCheck struct {
 	Table      string
-	DeviceRows int // rows on the device, deleted and unpushed ones included
-	ServerRows int // rows of the tenant on the server, deleted ones included
+	DeviceRows int // live rows on the device, unpushed ones included
+	ServerRows int // live rows of the tenant on the server
 	Pending    int // device rows waiting to be pushed
 	Match      bool
 }

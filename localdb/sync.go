@@ -539,7 +539,7 @@ func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, 
 		if err := tx.QueryRowContext(ctx, t.countDirty).Scan(&pending); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s ORDER BY "id"`, strings.Join(names, ", "), sqlident.Quote(t.name)))
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "_deleted", %s FROM %s WHERE "_deleted" = 0 ORDER BY "id"`, strings.Join(names, ", "), sqlident.Quote(t.name)))
 		if err != nil {
 			return err
 		}

@@ -29,7 +29,8 @@ const bookkeepingDDL = `"_changed" TEXT NOT NULL DEFAULT '',
 	"_hlc" TEXT NOT NULL DEFAULT '',
 	"_change" INTEGER NOT NULL DEFAULT 0,
 	"_modified_at" TEXT NOT NULL DEFAULT '',
-	"_modified_by" TEXT NOT NULL DEFAULT ''`
+	"_modified_by" TEXT NOT NULL DEFAULT '',
+	"_stale" INTEGER NOT NULL DEFAULT 0`
 
 // metaCols are read after the entity columns by every select.
 const metaCols = `"_dirty", "_deleted", "_version", "_hlc", "_modified_at", "_modified_by"`
@@ -47,6 +48,7 @@ type table struct {
 	// applyHead and applyTail frame the multi-row insert of pulled rows,
 	// which skips dirty rows and rows at the same or a later version.
 	applyHead, applyTail string
+	snapshotTail         string // applyHead's tail for rows of a snapshot
 }
 
 func newTable(e *entity.Entity) *table {
@@ -82,6 +84,12 @@ func newTable(e *entity.Entity) *table {
 		q, strings.Join(names, ", "), strings.Join(params, ", "), set)
 	t.applyHead = fmt.Sprintf(`INSERT INTO %s (%s, "_dirty", "_deleted", "_version", "_hlc", "_modified_at", "_modified_by")`,
 		q, strings.Join(names, ", "))
+	// A snapshot row replaces the clean row whatever its version, and
+	// marks it seen (see BeginRebuild).
+	t.snapshotTail = fmt.Sprintf(`ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 0, "_deleted" = excluded."_deleted",
+		"_version" = excluded."_version", "_hlc" = excluded."_hlc",
+		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by", "_changed" = '', "_stale" = 0
+		WHERE "_dirty" = 0`, set)
 	t.applyTail = fmt.Sprintf(`ON CONFLICT ("id") DO UPDATE SET %s "_dirty" = 0, "_deleted" = excluded."_deleted",
 		"_version" = excluded."_version", "_hlc" = excluded."_hlc",
 		"_modified_at" = excluded."_modified_at", "_modified_by" = excluded."_modified_by", "_changed" = ''
@@ -135,6 +143,11 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) (grew bool, err error) 
 	if !have["_changed"] { // databases made before column tracking
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN "_changed" TEXT NOT NULL DEFAULT ''`, q)); err != nil {
 			return false, fmt.Errorf("add column _changed: %w", err)
+		}
+	}
+	if !have["_stale"] { // databases made before rebuilds
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN "_stale" INTEGER NOT NULL DEFAULT 0`, q)); err != nil {
+			return false, fmt.Errorf("add column _stale: %w", err)
 		}
 	}
 	// Triggers are made anew, so that an upgrade installs the current ones.

@@ -202,6 +202,7 @@ func New(store Store, opts Options) (*Server, error) {
 	s.mux.Handle("GET "+p+"/changes", s.authed(s.changes))
 	s.mux.HandleFunc("GET "+p+"/events", s.events)
 	s.mux.Handle("GET "+p+"/digest", s.authed(s.digest))
+	s.mux.Handle("GET "+p+"/snapshot", s.authed(s.snapshot))
 	s.mux.Handle("POST "+p+"/digest", s.authed(s.digest))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
@@ -427,13 +428,21 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 	}
 	// A device names the push sessions it committed and has not pulled
 	// past yet: what it pushed comes back only where the server changed it.
+	// The pulling device, when it says: the store records how far it
+	// pulled, which decides when tombstones may go.
 	var echo Echo
-	if own := q.Get("own"); own != "" {
+	if r.Header.Get(wire.HeaderDevice) != "" {
 		device, err := deviceOf(r)
 		if err != nil {
 			return nil, err
 		}
-		echo = Echo{Device: device, Sessions: map[string]bool{}}
+		echo.Device = device
+	}
+	if own := q.Get("own"); own != "" {
+		if echo.Device == "" {
+			return nil, fmt.Errorf("own sessions without a %s header: %w", wire.HeaderDevice, wire.ErrBadRequest)
+		}
+		echo.Sessions = map[string]bool{}
 		for _, id := range strings.Split(own, ",") {
 			if !deviceRE.MatchString(id) || len(echo.Sessions) == wire.MaxEchoSessions {
 				return nil, fmt.Errorf("own: want at most %d session ids: %w", wire.MaxEchoSessions, wire.ErrBadRequest)
@@ -449,6 +458,26 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 		rows = []wire.Row{}
 	}
 	return wire.Changes{Changes: rows, Cursor: next.String(), More: more}, nil
+}
+
+// snapshot serves a page of the tenant's live rows (wire.Snapshot).
+func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
+	sn, ok := s.store.(Snapshotter)
+	if !ok {
+		return nil, fmt.Errorf("this store cannot take snapshots: %w", wire.ErrNotFound)
+	}
+	q := r.URL.Query()
+	after, err := ParseCursor(q.Get("cursor"))
+	if err != nil {
+		return nil, err
+	}
+	limit := wire.DefaultBatchSize
+	if l := q.Get("limit"); l != "" {
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > wire.MaxBatchSize {
+			return nil, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
+		}
+	}
+	return sn.Snapshot(ctx, p, after, limit, s.opts.MaxPageBytes)
 }
 
 func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {

@@ -105,6 +105,20 @@ type Limits struct {
 	// tenant hold together; past it, batches get 429 until sessions commit
 	// or expire. Default 2 GiB.
 	MaxTenantStagedBytes int64
+
+	// DeviceActivity is how long a device counts as active after it was
+	// last seen. Tombstones are purged once every active device of the
+	// tenant has pulled past them (or, when none is active, all of them);
+	// a device that comes back later, with an older cursor, gets 410
+	// history_purged and rebuilds from a snapshot. Default 30 days.
+	DeviceActivity time.Duration
+	// SessionRetention is how long committed sessions and their stored
+	// answers are kept (a commit re-sent later than that is answered 404,
+	// and the device pushes what it still has again). Default 30 days.
+	SessionRetention time.Duration
+	// AuditRetention is how long audit log entries are kept. Default 365
+	// days.
+	AuditRetention time.Duration
 }
 
 // WithDefaults returns l with zero fields set to their defaults.
@@ -124,14 +138,26 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxTenantStagedBytes <= 0 {
 		l.MaxTenantStagedBytes = 2 << 30
 	}
+	if l.DeviceActivity <= 0 {
+		l.DeviceActivity = 30 * 24 * time.Hour
+	}
+	if l.SessionRetention <= 0 {
+		l.SessionRetention = 30 * 24 * time.Hour
+	}
+	if l.AuditRetention <= 0 {
+		l.AuditRetention = 365 * 24 * time.Hour
+	}
 	return l
 }
 
 // Sweeper is a store that discards, on its own, what has expired: the
 // uncommitted sessions idle for longer than lim.SessionIdle and their
-// staged rows. Sweep does at most max sessions' worth of work and returns
-// how many it discarded. The built-in stores are Sweepers; Server runs
-// Sweep every Options.SweepInterval.
+// staged rows, tombstones every active device has pulled past
+// (lim.DeviceActivity), committed sessions older than lim.SessionRetention
+// and audit entries older than lim.AuditRetention. Sweep does at most max
+// rows' worth of work of each kind and returns how many it discarded. The
+// built-in stores are Sweepers; Server runs Sweep every
+// Options.SweepInterval.
 type Sweeper interface {
 	Sweep(ctx context.Context, lim Limits, max int) (int, error)
 }
@@ -187,6 +213,16 @@ func (a Cursor) Before(b Cursor) bool {
 		return a.Table < b.Table
 	}
 	return a.ID < b.ID
+}
+
+// Snapshotter is a store that can list a tenant's live rows from one
+// starting version on, for a device that must rebuild (wire.Snapshot). The
+// built-in stores are Snapshotters.
+type Snapshotter interface {
+	// Snapshot returns up to limit live rows (and at most maxBytes of
+	// them, but one) after the position after; the zero position starts a
+	// snapshot at the tenant's latest version.
+	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) (wire.Snapshot, error)
 }
 
 // Echo names the push sessions whose rows a pulling device holds already:

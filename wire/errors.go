@@ -21,6 +21,10 @@ var (
 	// ErrSchemaMismatch is a device whose schema contradicts the server's:
 	// a table or column the server does not have, or another kind.
 	ErrSchemaMismatch = errors.New("schema mismatch")
+	// ErrHistoryPurged is a pull from a cursor older than the server's
+	// history: deletions after it may have been purged. The device must
+	// rebuild from a snapshot (the coordinator does, on its own).
+	ErrHistoryPurged = errors.New("history purged")
 	// ErrUnsupportedMedia is a body that is not application/json.
 	ErrUnsupportedMedia = errors.New("unsupported media type")
 	ErrRateLimited      = errors.New("rate limited")
@@ -40,6 +44,7 @@ var codes = []struct {
 	{ErrNotFound, "not_found", http.StatusNotFound},
 	{ErrConflict, "conflict", http.StatusConflict},
 	{ErrSchemaMismatch, "schema_mismatch", http.StatusConflict},
+	{ErrHistoryPurged, "history_purged", http.StatusGone},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
 	{ErrSessionFull, "session_full", http.StatusRequestEntityTooLarge},
 	{ErrUnsupportedMedia, "unsupported_media_type", http.StatusUnsupportedMediaType},

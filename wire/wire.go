@@ -72,6 +72,24 @@ type Row struct {
 	Restamped bool `json:"-"`
 }
 
+// Snapshot is the answer to GET /v1/snapshot?cursor=&limit=: a page of the
+// tenant's live rows, table by table in priority order and id order within
+// a table, as they are when the page is read. A device whose cursor is
+// older than the server's history (ErrHistoryPurged) rebuilds from the
+// pages, then pulls from Resume: what changed while it read them.
+type Snapshot struct {
+	Rows []Row `json:"rows"`
+	// Cursor is the position after the page, for the next; it also fixes
+	// the version the snapshot started at.
+	Cursor string `json:"cursor"`
+	More   bool   `json:"more"`
+	// Resume is the pull cursor to continue from once every page is in.
+	Resume string `json:"resume"`
+	// Total is the number of live rows when the snapshot started, for
+	// progress; on the first page only.
+	Total int `json:"total,omitempty"`
+}
+
 // MaxEchoSessions is the most push sessions a pull may name as its own
 // (GET /v1/changes?own=): rows a device pushed in them, and that the server
 // kept as pushed, are not sent back to it.

@@ -303,12 +303,14 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 			device ` + short + ` NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_devices (tenant ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
 			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, seen_at DATETIME(6) NOT NULL, schema LONGTEXT NOT NULL,
+			pulled BIGINT NOT NULL DEFAULT 0,
 			PRIMARY KEY (tenant, device))
 			ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_sessions (tenant ` + key + ` NOT NULL, id ` + short + ` NOT NULL, device ` + short + ` NOT NULL,
 			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, touched_at DATETIME(6) NULL, committed_at DATETIME(6) NULL,
 			version BIGINT NULL, result LONGTEXT NULL, cols LONGTEXT NOT NULL, PRIMARY KEY (tenant, id), INDEX _tether_sessions__device (tenant, device, user_name, committed_at))
 			ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+		`CREATE TABLE IF NOT EXISTS _tether_horizons (tenant ` + key + ` NOT NULL PRIMARY KEY, version BIGINT NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_audit (tenant ` + key + ` NOT NULL, version BIGINT NOT NULL, tbl VARCHAR(64) NOT NULL,
 			id ` + id + ` NOT NULL, deleted BOOLEAN NOT NULL, user_name ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
 			session ` + short + ` NOT NULL, at DATETIME(6) NOT NULL, PRIMARY KEY (tenant, version, tbl, id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,

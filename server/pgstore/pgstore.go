@@ -215,6 +215,8 @@ CREATE TABLE IF NOT EXISTS _tether_sessions (
 ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS touched_at timestamptz;
 ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS cols text NOT NULL DEFAULT '';
 ALTER TABLE _tether_devices ADD COLUMN IF NOT EXISTS schema text NOT NULL DEFAULT '';
+ALTER TABLE _tether_devices ADD COLUMN IF NOT EXISTS pulled bigint NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS _tether_horizons (tenant text PRIMARY KEY, version bigint NOT NULL);
 CREATE INDEX IF NOT EXISTS _tether_sessions__open ON _tether_sessions (tenant, device) WHERE committed_at IS NULL;
 CREATE TABLE IF NOT EXISTS _tether_audit (
 	tenant text NOT NULL, version bigint NOT NULL, tbl text NOT NULL, id text NOT NULL, deleted boolean NOT NULL,

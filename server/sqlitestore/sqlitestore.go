@@ -134,6 +134,7 @@ CREATE TABLE IF NOT EXISTS _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1
 INSERT OR IGNORE INTO _tether_counter (id, version) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS _tether_devices (` + devicesCols + `);
 CREATE TABLE IF NOT EXISTS _tether_sessions (` + sessionsCols + `);
+CREATE TABLE IF NOT EXISTS _tether_horizons (tenant TEXT PRIMARY KEY, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS _tether_audit (
 	tenant TEXT NOT NULL, version INTEGER NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL, deleted INTEGER NOT NULL,
 	user_name TEXT NOT NULL, device TEXT NOT NULL, session TEXT NOT NULL, at TEXT NOT NULL,
@@ -144,7 +145,8 @@ CREATE TABLE IF NOT EXISTS _tether_audit (
 // them by device and session id alone, and are rebuilt so.
 const (
 	devicesCols = `tenant TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
-	created_at TEXT NOT NULL, seen_at TEXT NOT NULL, schema TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant, device)`
+	created_at TEXT NOT NULL, seen_at TEXT NOT NULL, schema TEXT NOT NULL DEFAULT '', pulled INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (tenant, device)`
 	sessionsCols = `tenant TEXT NOT NULL, id TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
 	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT,
 	cols TEXT NOT NULL DEFAULT '', PRIMARY KEY (tenant, id)`
@@ -175,13 +177,14 @@ func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table
 	if err := addColumns(ctx, tx, "_tether_sessions", []entity.Column{{Name: "touched_at", Kind: entity.KindTime, Nullable: true}}); err != nil {
 		return err
 	}
-	for _, c := range []struct{ table, col string }{{"_tether_devices", "schema"}, {"_tether_sessions", "cols"}} {
-		if err := addBookkeeping(ctx, tx, c.table, c.col, `TEXT NOT NULL DEFAULT ''`); err != nil {
+	for _, c := range []struct{ table, col, def string }{{"_tether_devices", "schema", `TEXT NOT NULL DEFAULT ''`},
+		{"_tether_sessions", "cols", `TEXT NOT NULL DEFAULT ''`}, {"_tether_devices", "pulled", `INTEGER NOT NULL DEFAULT 0`}} {
+		if err := addBookkeeping(ctx, tx, c.table, c.col, c.def); err != nil {
 			return err
 		}
 	}
 	for _, t := range []struct{ name, cols, copy string }{
-		{"_tether_devices", devicesCols, "tenant, device, user_name, created_at, seen_at, schema"},
+		{"_tether_devices", devicesCols, "tenant, device, user_name, created_at, seen_at, schema, pulled"},
 		{"_tether_sessions", sessionsCols, "tenant, id, device, user_name, created_at, committed_at, version, result, touched_at, cols"},
 	} {
 		var keys int

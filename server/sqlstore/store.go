@@ -19,10 +19,12 @@ import (
 )
 
 var (
-	_ server.Store    = (*Store)(nil)
-	_ server.Auditor  = (*Store)(nil)
-	_ server.Digester = (*Store)(nil)
-	_ server.Notifier = (*Store)(nil)
+	_ server.Store       = (*Store)(nil)
+	_ server.Auditor     = (*Store)(nil)
+	_ server.Digester    = (*Store)(nil)
+	_ server.Notifier    = (*Store)(nil)
+	_ server.Snapshotter = (*Store)(nil)
+	_ server.Sweeper     = (*Store)(nil)
 )
 
 // Store is a server.Store over a SQL database: the session and commit flow,
@@ -449,8 +451,10 @@ func (s *Store) bounded(ctx context.Context, tx *sql.Tx, p server.Principal, ses
 }
 
 // Sweep implements server.Sweeper: it discards up to max uncommitted
-// sessions idle for longer than lim.SessionIdle, of any tenant, with
-// their staged rows.
+// sessions idle for longer than lim.SessionIdle, of any tenant, with their
+// staged rows; then, for each tenant, up to max tombstones every active
+// device has pulled past; then up to max committed sessions and audit
+// entries past their retention.
 func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, error) {
 	lim = lim.WithDefaults()
 	n := 0
@@ -483,6 +487,133 @@ func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sweep expired sessions: %w", err)
+	}
+	purged, err := s.purgeTombstones(ctx, lim, max)
+	if err != nil {
+		return n, fmt.Errorf("sweep tombstones: %w", err)
+	}
+	n += purged
+	for _, q := range []struct {
+		what, table, cond string
+		before            time.Duration
+	}{
+		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention},
+		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention},
+	} {
+		m, err := s.deleteOld(ctx, q.table, q.cond, s.d.Time(s.now().Add(-q.before)), max)
+		if err != nil {
+			return n, fmt.Errorf("sweep %s: %w", q.what, err)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// deleteOld deletes up to max rows of a bookkeeping table matching cond
+// (one parameter), by key, in one transaction.
+func (s *Store) deleteOld(ctx context.Context, table, cond string, arg any, max int) (int, error) {
+	key := map[string]string{"_tether_sessions": "tenant, id", "_tether_audit": "tenant, version, tbl, id"}[table]
+	n := 0
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+key+` FROM `+table+` WHERE `+cond+` LIMIT ?`), arg, max)
+		if err != nil {
+			return err
+		}
+		var keys [][]any
+		for rows.Next() {
+			k := make([]any, strings.Count(key, ",")+1)
+			ptrs := make([]any, len(k))
+			for i := range k {
+				ptrs[i] = &k[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				return err
+			}
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		where := strings.ReplaceAll(key, ",", " = ? AND") + " = ?"
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+table+` WHERE `+where), k...); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	return n, err
+}
+
+// purgeTombstones moves each tenant's horizon up to the oldest position an
+// active device has pulled to (or, with no active device, to the latest
+// version), and deletes up to max of the tombstones at or before it.
+func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int) (int, error) {
+	var tenants []string
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		var err error
+		tenants, err = s.strings(ctx, tx, `SELECT DISTINCT tenant FROM _tether_devices`)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, tenant := range tenants {
+		err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+			var active sql.NullInt64
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND seen_at >= ?`),
+				tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active); err != nil {
+				return err
+			}
+			horizon := active.Int64
+			if !active.Valid { // nobody active: every deletion is history
+				for _, t := range s.tables {
+					var v int64
+					if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0) FROM `+t.Name+` WHERE "_tenant" = ?`), tenant).Scan(&v); err != nil {
+						return err
+					}
+					horizon = max(horizon, v)
+				}
+			}
+			var stored int64
+			err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`+s.d.ForUpdate()), tenant).Scan(&stored)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				if horizon > 0 {
+					if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO _tether_horizons (tenant, version) VALUES (?, ?)`), tenant, horizon); err != nil {
+						return err
+					}
+				}
+			case err != nil:
+				return err
+			case horizon > stored:
+				if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_horizons SET version = ? WHERE tenant = ?`), horizon, tenant); err != nil {
+					return err
+				}
+			default:
+				horizon = stored
+			}
+			for _, t := range s.tables {
+				ids, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "_deleted" AND "_version" <= ? LIMIT ?`, tenant, horizon, most)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`), tenant, id); err != nil {
+						return err
+					}
+				}
+				n += len(ids)
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("tenant %s: %w", tenant, err)
+		}
 	}
 	return n, nil
 }
@@ -641,6 +772,19 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		return nil, after, false, fmt.Errorf("changes: %w", err)
 	}
 	defer tx.Rollback()
+	if after != (server.Cursor{}) {
+		// Tombstones up to the horizon may be gone: a cursor before it
+		// would miss deletions.
+		var horizon int64
+		err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), p.Tenant).Scan(&horizon)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, after, false, fmt.Errorf("changes: %w", err)
+		}
+		if after.Version < horizon {
+			return nil, after, false, fmt.Errorf("the cursor is at version %d, and deletions up to version %d were purged: rebuild from a snapshot: %w",
+				after.Version, horizon, wire.ErrHistoryPurged)
+		}
+	}
 	var all []changed
 	var bound *server.Cursor // the last position read of a table cut short by maxBytes
 	for _, t := range s.tables {
@@ -679,6 +823,15 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		}
 	}
 	out, next, more := page(all, after, limit, maxBytes, bound)
+	tx.Rollback()
+	if !more && echo.Device != "" {
+		// The device has pulled everything up to here: tombstones before
+		// it may go, as far as it is concerned.
+		if _, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET pulled = ? WHERE tenant = ? AND device = ? AND pulled < ?`),
+			next.Version, p.Tenant, echo.Device, next.Version); err != nil {
+			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)
+		}
+	}
 	return out, next, more, nil
 }
 
@@ -785,7 +938,7 @@ func (s *Store) Digest(ctx context.Context, p server.Principal, table string, co
 		}
 		list = strings.Join(quoted, ", ")
 	}
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT "_deleted", `+list+` FROM `+t.Name+` WHERE "_tenant" = ? ORDER BY `+
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT "_deleted", `+list+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" ORDER BY `+
 		s.d.ByteOrder(`"id"`)), p.Tenant)
 	if err != nil {
 		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
@@ -909,4 +1062,78 @@ func deviceColumns(t *Table, cols string, rows []wire.Row) error {
 		}
 	}
 	return nil
+}
+
+// Snapshot implements server.Snapshotter. The first page fixes the
+// starting version (the tenant's latest) in the cursor; every page reads
+// the rows as they are then, so the device must pull from Resume after the
+// last page to catch what changed meanwhile.
+func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int) (wire.Snapshot, error) {
+	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
+	if err != nil {
+		return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	var out wire.Snapshot
+	if after == (server.Cursor{}) {
+		for _, t := range s.tables {
+			var v int64
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0), count(CASE WHEN NOT "_deleted" THEN 1 END) FROM `+t.Name+
+				` WHERE "_tenant" = ?`), p.Tenant).Scan(&v, &n); err != nil {
+				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+			}
+			after.Version = max(after.Version, v)
+			out.Total += n
+		}
+	}
+	out.Resume = server.Cursor{Version: after.Version, Table: len(s.tables)}.String()
+	pos, size := after, 0
+	out.Rows = []wire.Row{}
+	for idx := after.Table; idx < len(s.tables); idx++ {
+		t := s.tables[idx]
+		id := ""
+		if idx == after.Table {
+			id = after.ID
+		}
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
+			s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), p.Tenant, id, limit-len(out.Rows)+1)
+		if err != nil {
+			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+		}
+		full := false
+		for rows.Next() {
+			r, err := scanRow(&t.T, rows.Scan)
+			if err != nil {
+				rows.Close()
+				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+			}
+			sz := server.RowSize(r)
+			if len(out.Rows) == limit || (len(out.Rows) > 0 && size+sz > maxBytes) {
+				full = true
+				break
+			}
+			r.Reason, r.Notify = "", ""
+			out.Rows = append(out.Rows, r)
+			size += sz
+			pos = server.Cursor{Version: after.Version, Table: idx, ID: r.ID}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+		}
+		if full {
+			out.More = true
+			break
+		}
+		if idx+1 < len(s.tables) { // this table is done
+			pos = server.Cursor{Version: after.Version, Table: idx + 1}
+		}
+	}
+	if !out.More {
+		pos = server.Cursor{Version: after.Version, Table: len(s.tables)}
+	}
+	out.Cursor = pos.String()
+	return out, nil
 }

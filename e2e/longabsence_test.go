@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/sqlitestore"
+)
+
+// eachStoreWith runs f on a server over each store with opts; f gets the
+// store too, to sweep it.
+func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, url string, store server.Store)) {
+	t.Run("sqlite", func(t *testing.T) {
+		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+		f(t, testkit.Serve(t, store, opts).URL, store)
+	})
+	eachSharedStore(t, func(t *testing.T, kind string) {
+		store := sharedStore(t, kind, reg)
+		f(t, testkit.Serve(t, store, opts).URL, store)
+	})
+}
+
+// Devices away longer than the server keeps deletions: tombstones are
+// purged once every active device has pulled past them; a device that
+// comes back after that (with pending edits, inserts and deletes), and one
+// restored from a backup older than the purge, are told so and rebuild
+// from a snapshot, keeping everything typed offline; the devices that
+// stayed are never rebuilt.
+func TestLongAbsence(t *testing.T) {
+	reg := testkit.Registry(t)
+	lim := server.Limits{DeviceActivity: 300 * time.Millisecond}
+	opts := server.Options{Limits: lim, SweepInterval: -1}
+	eachStoreWith(t, reg, opts, func(t *testing.T, url string, store server.Store) {
+		dir := t.TempDir()
+		a := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
+		b := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
+		away := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Path: filepath.Join(dir, "away.db")})
+		ids := saveCustomers(t, a, 6, "shared")
+		a.Sync(t)
+		b.Sync(t)
+		away.Sync(t)
+		// A backup of another device, taken now.
+		drawer := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Path: filepath.Join(dir, "drawer.db")})
+		drawer.Sync(t)
+		drawer.Co.Close()
+		drawer.DB.Close()
+		copyDB(t, filepath.Join(dir, "drawer.db"), filepath.Join(dir, "backup.db"))
+
+		// The away device goes offline with edits of its own.
+		var c testkit.Customer
+		if err := away.DB.Get(ctx, &c, ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		c.Name = "edited while away"
+		if err := away.DB.Save(ctx, &c); err != nil {
+			t.Fatal(err)
+		}
+		mine := saveCustomers(t, away, 2, "typed while away")
+		if err := away.DB.Delete(ctx, &testkit.Customer{ID: ids[1]}); err != nil {
+			t.Fatal(err)
+		}
+
+		// Meanwhile a deletes two customers; everyone still around pulls.
+		for _, id := range ids[4:6] {
+			if err := a.DB.Delete(ctx, &testkit.Customer{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.Sync(t)
+		time.Sleep(2 * lim.DeviceActivity) // the away devices are no longer active
+		for _, d := range []*testkit.Device{a, b} {
+			if rep := d.Sync(t); rep.Rebuilt {
+				t.Error("an active device was rebuilt")
+			}
+		}
+		sw := store.(server.Sweeper)
+		if n, err := sw.Sweep(ctx, lim, 1000); err != nil || n < 2 {
+			t.Fatalf("sweep: %d, %v; want the 2 tombstones purged", n, err)
+		}
+		if rep := a.Sync(t); rep.Rebuilt {
+			t.Error("an active device was rebuilt after the purge")
+		}
+
+		// The away device comes back: its cursor is older than the purge.
+		rep := away.Sync(t)
+		if !rep.Rebuilt {
+			t.Error("the device back after the purge was not rebuilt")
+		}
+		for _, id := range ids[4:6] {
+			if err := away.DB.Get(ctx, &testkit.Customer{}, id); err == nil {
+				t.Errorf("customer %s, deleted and purged on the server, still live on the device back", id)
+			}
+		}
+		restored := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Path: filepath.Join(dir, "backup.db")})
+		if rep := restored.Sync(t); !rep.Rebuilt {
+			t.Error("the device restored from a backup older than the purge was not rebuilt")
+		}
+		for _, d := range []*testkit.Device{a, b, away, restored} {
+			d.Sync(t)
+		}
+		for _, d := range []*testkit.Device{a, b, restored} {
+			got := names(t, d)
+			if got[ids[0]] != "edited while away" || got[mine[0]] != "typed while away-0" || len(got) != 6-2-1+2 {
+				t.Errorf("a device holds %v; want the edit, the inserts and the delete made while away, and a's deletes", got)
+			}
+		}
+		for _, d := range []*testkit.Device{a, b, away, restored} {
+			rep, err := d.Co.Verify(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := rep.Differs(); len(diff) > 0 {
+				t.Errorf("a device differs from the server in %v", diff)
+			}
+		}
+	})
+}

@@ -1,0 +1,162 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+
+	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/internal/sqlident"
+	"github.com/tethersync/tether/wire"
+)
+
+// A device whose pull cursor is older than the server's history (the
+// server purged deletions after it: wire.ErrHistoryPurged) rebuilds its
+// clean rows from a snapshot of the server's (wire.Snapshot), and keeps
+// every row it edited and has not pushed yet:
+//
+//	BeginRebuild                 marks every clean row stale
+//	ApplySnapshot, page by page  writes the server's rows, clean and fresh
+//	FinishRebuild                deletes the rows still stale (the server
+//	                             deleted them), and pulls on from Resume
+//
+// Each step is one transaction and the snapshot's position is stored with
+// its rows, so an interrupted rebuild goes on where it stopped
+// (RebuildCursor).
+
+// stateRebuild holds the snapshot position of a rebuild under way ("-" at
+// its start); absent when none is.
+const stateRebuild = "rebuild"
+
+// RebuildCursor reports whether a rebuild is under way, and the snapshot
+// position to go on from ("" for the first page).
+func (db *DB) RebuildCursor(ctx context.Context) (string, bool, error) {
+	if err := db.checkOpen("RebuildCursor"); err != nil {
+		return "", false, err
+	}
+	c, err := getState(ctx, db.sql, stateRebuild)
+	if err != nil || c == "" {
+		return "", false, err
+	}
+	if c == "-" {
+		c = ""
+	}
+	return c, true, nil
+}
+
+// BeginRebuild starts a rebuild: every clean row is marked stale, until a
+// snapshot page brings it again. Rows edited here (dirty) are left alone.
+func (db *DB) BeginRebuild(ctx context.Context) error {
+	if err := db.checkOpen("BeginRebuild"); err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := setSuppress(ctx, tx, true); err != nil {
+			return err
+		}
+		for _, t := range db.tables {
+			if _, err := tx.ExecContext(ctx, `UPDATE `+sqlident.Quote(t.name)+` SET "_stale" = 1 WHERE "_dirty" = 0`); err != nil {
+				return fmt.Errorf("localdb: begin rebuild %s: %w", t.name, err)
+			}
+		}
+		if err := setState(ctx, tx, stateRebuild, "-"); err != nil {
+			return err
+		}
+		return setSuppress(ctx, tx, false)
+	})
+}
+
+// ApplySnapshot writes a page of the snapshot, clean, over every clean row
+// (a row edited here keeps its edit), and stores the position after it in
+// the same transaction. It returns the number of rows written.
+func (db *DB) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+	if err := db.checkOpen("ApplySnapshot"); err != nil {
+		return 0, err
+	}
+	written := 0
+	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
+		if err := setSuppress(ctx, tx, true); err != nil {
+			return err
+		}
+		ins := map[*table]*sqlbatch.Inserter{}
+		for _, r := range rows {
+			t := db.byName[r.Table]
+			if t == nil {
+				continue // a table of a newer app version
+			}
+			db.clock.Observe(r.HLC)
+			args, err := t.remoteArgs(r)
+			if err != nil {
+				return err
+			}
+			args = slices.Insert(args, len(t.cols), any(0)) // clean
+			in := ins[t]
+			if in == nil {
+				in = sqlbatch.New(tx, t.applyHead, t.snapshotTail, len(args))
+				ins[t] = in
+			}
+			if err := in.Add(ctx, args...); err != nil {
+				return fmt.Errorf("snapshot %s: %w", t.name, err)
+			}
+		}
+		for _, in := range ins {
+			if err := in.Flush(ctx); err != nil {
+				return err
+			}
+			written += int(in.Affected)
+		}
+		if err := setState(ctx, tx, stateRebuild, cursor); err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
+			return err
+		}
+		return setSuppress(ctx, tx, false)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localdb: %w", err)
+	}
+	return written, nil
+}
+
+// FinishRebuild ends a rebuild: the rows still stale, which the server no
+// longer holds, are deleted (clean tombstones, so that nothing pushes the
+// deletion back and references stay whole), and the pull cursor becomes
+// resume. It returns the number of rows deleted.
+func (db *DB) FinishRebuild(ctx context.Context, resume string) (int, error) {
+	if err := db.checkOpen("FinishRebuild"); err != nil {
+		return 0, err
+	}
+	deleted := 0
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := setSuppress(ctx, tx, true); err != nil {
+			return err
+		}
+		for _, t := range db.tables {
+			res, err := tx.ExecContext(ctx, `UPDATE `+sqlident.Quote(t.name)+` SET "_deleted" = 1, "_stale" = 0 WHERE "_stale" = 1 AND "_dirty" = 0`)
+			if err != nil {
+				return fmt.Errorf("finish rebuild %s: %w", t.name, err)
+			}
+			n, _ := res.RowsAffected()
+			deleted += int(n)
+			if _, err := tx.ExecContext(ctx, `UPDATE `+sqlident.Quote(t.name)+` SET "_stale" = 0 WHERE "_stale" = 1`); err != nil {
+				return err
+			}
+		}
+		if err := setState(ctx, tx, stateCursor, resume); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_state WHERE key = ?`, stateRebuild); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_own`); err != nil {
+			return err
+		}
+		return setSuppress(ctx, tx, false)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localdb: %w", err)
+	}
+	return deleted, nil
+}
