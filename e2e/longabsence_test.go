@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,4 +123,58 @@ func TestLongAbsence(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A device keeps closed conflict log entries for ConflictRetention (30
+// days), then drops them at a push; open ones stay.
+func TestConflictLogRetention(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Now: now})
+	b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
+	ids := saveCustomers(t, a, 2, "x")
+	a.Sync(t)
+	b.Sync(t)
+	for _, id := range ids { // two conflicts, b's later edits win
+		for _, d := range []*testkit.Device{a, b} {
+			var c testkit.Customer
+			if err := d.DB.Get(ctx, &c, id); err != nil {
+				t.Fatal(err)
+			}
+			c.Name += " edited"
+			if err := d.DB.Save(ctx, &c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	offset.Store(int64(-time.Minute)) // a's edits are older
+	b.Sync(t)
+	a.Sync(t)
+	log, err := a.DB.Conflicts(ctx)
+	if err != nil || len(log) != 2 {
+		t.Fatalf("conflict log: %d entries, %v; want 2", len(log), err)
+	}
+	if err := a.DB.DismissConflict(ctx, log[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		var n int
+		if err := a.DB.SQL().QueryRow(`SELECT count(*) FROM _tether_conflicts`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	saveCustomers(t, a, 1, "a day later")
+	a.Sync(t)
+	if n := count(); n != 2 {
+		t.Errorf("%d entries a day later, want both kept", n)
+	}
+	offset.Store(int64(31 * 24 * time.Hour))
+	saveCustomers(t, a, 1, "a month later")
+	a.Sync(t)
+	if n := count(); n != 1 {
+		t.Errorf("%d entries a month later, want the open one only", n)
+	}
 }

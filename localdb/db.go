@@ -38,6 +38,10 @@ type Options struct {
 	// BusyTimeout is how long a write waits for another writer's lock.
 	// Default 10s.
 	BusyTimeout time.Duration
+	// ConflictRetention is how long conflict log entries are kept once
+	// closed (kept or dismissed); the next push after that removes them.
+	// Open entries stay until the app closes them. Default 30 days.
+	ConflictRetention time.Duration
 }
 
 // DB is a local SQLite database of synced entities. It is safe for
@@ -49,6 +53,8 @@ type DB struct {
 	byName map[string]*table
 	clock  *clock
 	refill int64 // see stateRefill
+	// conflictRetention is Options.ConflictRetention.
+	conflictRetention time.Duration
 	device string
 	closed atomic.Bool
 }
@@ -69,6 +75,9 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if opts.BusyTimeout <= 0 {
 		opts.BusyTimeout = 10 * time.Second
 	}
+	if opts.ConflictRetention <= 0 {
+		opts.ConflictRetention = 30 * 24 * time.Hour
+	}
 	dsn := sqlitedsn.DSN(path, map[string]string{
 		"_journal_mode":    "WAL",
 		"_busy_timeout":    fmt.Sprint(opts.BusyTimeout.Milliseconds()),
@@ -81,7 +90,7 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
-	db := &DB{sql: sdb, reg: reg, byName: map[string]*table{}}
+	db := &DB{sql: sdb, reg: reg, byName: map[string]*table{}, conflictRetention: opts.ConflictRetention}
 	if err := db.init(ctx, opts); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)

@@ -319,6 +319,11 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 		if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
 			return err
 		}
+		// Closed conflict log entries past their retention go.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_conflicts WHERE state <> 'open' AND at < ?`,
+			entity.FormatTime(db.clock.now().Add(-db.conflictRetention))); err != nil {
+			return fmt.Errorf("conflict log retention: %w", err)
+		}
 		return setSuppress(ctx, tx, false)
 	})
 }
