@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
 	"path/filepath"
+	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
@@ -177,4 +182,84 @@ func TestConflictLogRetention(t *testing.T) {
 	if n := count(); n != 1 {
 		t.Errorf("%d entries a month later, want the open one only", n)
 	}
+}
+
+// Purges run while devices pull: no device misses a delete, and none that
+// stays active is rebuilt.
+func TestPurgeWhilePulling(t *testing.T) {
+	reg := testkit.Registry(t)
+	lim := server.Limits{DeviceActivity: time.Hour}
+	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store) {
+		writer := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
+		var readers []*testkit.Device
+		for range 2 {
+			readers = append(readers, testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob", Co: coordinator.Options{PullBatchSize: 3}}))
+		}
+		for _, d := range append(readers, writer) {
+			d.Sync(t)
+		}
+		stop := make(chan struct{})
+		errs := make(chan error, 8)
+		var wg sync.WaitGroup
+		for _, r := range readers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 1000 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					rep, err := r.Co.SyncNow(ctx)
+					if err == nil && rep.Rebuilt {
+						err = errors.New("an active device was rebuilt")
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() { // the sweeper
+			defer wg.Done()
+			for range 1000 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := store.(server.Sweeper).Sweep(ctx, lim, 50); err != nil {
+					errs <- err
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		for round := range 10 {
+			ids := saveCustomers(t, writer, 6, fmt.Sprintf("round %d", round))
+			writer.Sync(t)
+			for _, id := range ids[:3] {
+				if err := writer.DB.Delete(ctx, &testkit.Customer{ID: id}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			writer.Sync(t)
+		}
+		close(stop)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		want := names(t, writer)
+		for i, r := range readers {
+			r.Sync(t)
+			if got := names(t, r); !reflect.DeepEqual(got, want) {
+				t.Errorf("reader %d holds %d customers, the writer %d: a delete was missed", i, len(got), len(want))
+			}
+		}
+	})
 }
