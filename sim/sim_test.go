@@ -1,21 +1,26 @@
 // Package sim is a randomized simulation of many devices syncing through a
-// fault-injecting proxy with one server, checking guarantees G1-G7 of
-// DESIGN.md once the faults stop. It is seeded: a failure prints the seed
-// and the command that replays it.
+// fault-injecting proxy with one server, checking guarantees G1-G7, G11
+// and G12 of DESIGN.md once the faults stop: devices of two app versions
+// at once, a table per conflict strategy (last-writer-wins, merge-columns,
+// a custom resolver) and both reference policies, three levels deep. It is
+// seeded: a failure prints the seed and the command that replays it.
 //
-//	go test ./sim                                 # the default run, under two minutes
+//	go test ./sim                                 # the default run, under a minute
 //	go test ./sim -sim.seed=42 -v                 # replay a seed
-//	go test ./sim -sim.soak -timeout 2h -v        # at least 100,000 operations
+//	go test ./sim -run TestSimulation -sim.soak -timeout 60m -v   # at least 100,000 operations
 package sim
 
 import (
 	"bufio"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
@@ -524,9 +529,10 @@ func TestSimulation(t *testing.T) {
 				seed, seed, ops, *devicesFlag)
 		}
 	}()
+	start := time.Now()
 	ctx := context.Background()
 	dir := t.TempDir()
-	reg := registry()
+	reg := registry(true)
 	up := startUpstream(t, filepath.Join(dir, "server.db"), reg)
 	var upMu sync.Mutex
 	defer func() {
@@ -545,15 +551,17 @@ func TestSimulation(t *testing.T) {
 	}
 	proxy.Enable(true)
 
-	// Devices: one an hour ahead, one whose clock jumps back halfway.
+	// Devices: one an hour ahead, one whose clock jumps back halfway; the
+	// odd ones (and the child) run app version 1, without accounts.region.
 	n := *devicesFlag
 	devs := make([]*device, n)
+	rg := newRegions()
 	for i := range devs {
 		var skew time.Duration
 		if i == 0 {
 			skew = time.Hour
 		}
-		devs[i] = openDevice(t, fmt.Sprintf("d%d", i), filepath.Join(dir, fmt.Sprintf("d%d.db", i)), proxy.URL(), seed+uint64(i), skew)
+		devs[i] = openDevice(t, fmt.Sprintf("d%d", i), filepath.Join(dir, fmt.Sprintf("d%d.db", i)), proxy.URL(), seed+uint64(i), skew, i%2 == 0, rg)
 	}
 	defer func() {
 		for _, d := range devs {
@@ -621,7 +629,7 @@ func TestSimulation(t *testing.T) {
 	}
 	proxy.Enable(false)
 
-	child := openDevice(t, "child", childPath, proxy.URL(), seed+99, 0)
+	child := openDevice(t, "child", childPath, proxy.URL(), seed+99, 0, false, nil)
 	defer child.close()
 	all := append(devs, child)
 
@@ -633,31 +641,41 @@ func TestSimulation(t *testing.T) {
 			}
 		}
 	}
-	checkOracle(t, ctx, all, up, childJournal)
+	for _, d := range all {
+		d.observeRegions(ctx)
+	}
+	checkOracle(t, ctx, all, up, childJournal, rg)
 	counts := proxy.Counts()
 	var faults int64
 	for _, c := range counts {
 		faults += c
 	}
-	conflicts := 0
+	conflicts, byStrategy := 0, map[string]int{}
 	for _, d := range all {
 		log, _ := d.db.Conflicts(ctx)
 		conflicts += len(log)
+		for _, c := range log {
+			byStrategy[c.Table+"/"+c.Strategy]++
+		}
 	}
-	t.Logf("ops %d, devices %d+1, faults %d %v, conflicts %d, server restarted once, child killed twice",
-		done.Load(), n, faults, counts, conflicts)
+	rg.mu.Lock()
+	held := len(rg.held)
+	rg.mu.Unlock()
+	t.Logf("ops %d, devices %d+1 (%d on app version 1), faults %d %v, open conflicts %d %v, accounts whose region the server held %d, server restarted once, child killed twice, %s",
+		done.Load(), n, n/2+1, faults, counts, conflicts, byStrategy, held, time.Since(start).Round(time.Second))
 }
 
-func checkOracle(t *testing.T, ctx context.Context, all []*device, up *upstream, childJournal []string) {
+func checkOracle(t *testing.T, ctx context.Context, all []*device, up *upstream, childJournal []string, rg *regions) {
 	t.Helper()
-	// G6: every device holds exactly the server's rows.
+	// G6: every device holds exactly the server's rows; a device of app
+	// version 1 compares the columns it has (G11).
 	for _, d := range all {
 		rep, err := d.co.Verify(ctx)
 		if err != nil {
 			t.Fatalf("verify %s: %v", d.name, err)
 		}
 		if diff := rep.Differs(); len(diff) > 0 {
-			t.Errorf("G6: %s differs from the server in %v: %+v", d.name, diff, rep.Tables)
+			t.Errorf("G6: %s (app version %d) differs from the server in %v: %+v", d.name, version(d), diff, rep.Tables)
 		}
 	}
 	// G1, G3: every journal row a device committed is on the server, once.
@@ -692,27 +710,240 @@ func checkOracle(t *testing.T, ctx context.Context, all []*device, up *upstream,
 			t.Errorf("G4: %s has %d foreign key violations (%v)", d.name, n, err)
 		}
 	}
-	// G7: each conflict was settled as last-writer-wins prescribes.
+	// G12: no live row references a deleted or missing one, on any device
+	// or on the server.
+	for _, d := range all {
+		for _, bad := range dangling(t, ctx, d.db.SQL(), "") {
+			t.Errorf("G12: on %s, %s", d.name, bad)
+		}
+	}
+	for _, bad := range dangling(t, ctx, srv, "sim") {
+		t.Errorf("G12: on the server, %s", bad)
+	}
+	// G11: no column a device does not know is lost.
+	checkRegions(t, ctx, srv, rg)
+	// G7: each conflict was settled by its table's rule.
 	for _, d := range all {
 		log, err := d.db.Conflicts(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range log {
-			switch c.Winner {
-			case wire.WinnerServer:
-				if c.Winning.HLC < c.PushedHLC {
-					t.Errorf("G7: %s %s %s: the server's row (%s) won over a later push (%s)", d.name, c.Table, c.RowID, c.Winning.HLC, c.PushedHLC)
-				}
-			case wire.WinnerClient:
-				if c.Lost == nil || c.PushedHLC <= c.Lost.HLC {
-					t.Errorf("G7: %s %s %s: the push (%s) won over a later server row (%+v)", d.name, c.Table, c.RowID, c.PushedHLC, c.Lost)
-				}
-			default:
-				t.Errorf("G7: %s: unexpected winner %q", d.name, c.Winner)
+			if msg := checkConflict(c); msg != "" {
+				t.Errorf("G7: %s: %s %s (%s, winner %s): %s", d.name, c.Table, c.RowID, c.Strategy, c.Winner, msg)
 			}
 		}
 	}
+}
+
+func version(d *device) int {
+	if d.v2 {
+		return 2
+	}
+	return 1
+}
+
+// dangling returns the live rows of db that reference a deleted or missing
+// row, at most a few; tenant filters a server's rows ("" on a device).
+func dangling(t *testing.T, ctx context.Context, db *sql.DB, tenant string) []string {
+	t.Helper()
+	var out []string
+	for _, r := range []struct{ child, col, parent string }{{"entries", "account_id", "accounts"}, {"notes", "entry_id", "entries"}} {
+		q := fmt.Sprintf(`SELECT c.id, c.%[2]s, coalesce(p._deleted, -1) FROM %[1]s AS c LEFT JOIN %[3]s AS p ON p.id = c.%[2]s`, r.child, r.col, r.parent)
+		if tenant != "" {
+			q += ` AND p._tenant = c._tenant WHERE c._tenant = ? AND`
+		} else {
+			q += ` WHERE ? = '' AND`
+		}
+		q += ` c._deleted = 0 AND coalesce(p._deleted, 1) != 0 ORDER BY c.id LIMIT 5`
+		rows, err := db.QueryContext(ctx, q, tenant)
+		if err != nil {
+			t.Fatalf("G12 query: %v", err)
+		}
+		for rows.Next() {
+			var id, parent string
+			var deleted int
+			if err := rows.Scan(&id, &parent, &deleted); err != nil {
+				t.Fatal(err)
+			}
+			state := "deleted"
+			if deleted < 0 {
+				state = "missing"
+			}
+			out = append(out, fmt.Sprintf("live %s %s references %s %s, which is %s", r.child, id, r.parent, parent, state))
+		}
+		rows.Close()
+	}
+	return out
+}
+
+// checkRegions checks accounts.region on the server, the column app
+// version 1 does not know: every value is one a version-2 device wrote to
+// that row (or the default, for a row no version-2 device wrote); never
+// NULL; and a row for which the server once held a non-empty region holds
+// one still (every version-2 write sets one; version 1 must not erase it).
+func checkRegions(t *testing.T, ctx context.Context, srv *sql.DB, rg *regions) {
+	t.Helper()
+	rg.mu.Lock()
+	defer rg.mu.Unlock()
+	rows, err := srv.QueryContext(ctx, `SELECT id, region, _deleted FROM accounts WHERE _tenant = 'sim'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen, errs := map[string]bool{}, 0
+	report := func(format string, args ...any) {
+		if errs++; errs <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	for rows.Next() {
+		var id string
+		var region sql.NullString
+		var deleted bool
+		if err := rows.Scan(&id, &region, &deleted); err != nil {
+			t.Fatal(err)
+		}
+		seen[id] = true
+		switch {
+		case !region.Valid:
+			report("G11: server accounts %s (deleted %v): region is NULL", id, deleted)
+		case region.String == "" && rg.held[id] != "":
+			report("G11: server accounts %s (deleted %v): region erased; it held %q, written by an app-version-2 device", id, deleted, rg.held[id])
+		case region.String != "" && !rg.written[id][region.String]:
+			report("G11: server accounts %s (deleted %v): region %q, which no device wrote to it", id, deleted, region.String)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for id := range rg.held {
+		if !seen[id] {
+			report("G11: accounts %s, whose region the server held, is missing on the server", id)
+		}
+	}
+	if errs > 10 {
+		t.Errorf("G11: %d region errors in all", errs)
+	}
+}
+
+// checkConflict checks one conflict log entry against its table's rule and
+// returns what is wrong, or "".
+func checkConflict(c localdb.ConflictRecord) string {
+	// pushed is the version that was pushed, when the device did not edit
+	// the row again before the answer.
+	pushed := c.Local.HLC == c.PushedHLC
+	lwwOrder := func() string {
+		switch c.Winner {
+		case wire.WinnerServer:
+			if c.Winning.HLC < c.PushedHLC {
+				return fmt.Sprintf("the server's row (%s) won over a later push (%s)", c.Winning.HLC, c.PushedHLC)
+			}
+		case wire.WinnerClient:
+			if c.Lost == nil || c.PushedHLC <= c.Lost.HLC {
+				return fmt.Sprintf("the push (%s) won over a later server row (%+v)", c.PushedHLC, c.Lost)
+			}
+		default:
+			return "unexpected winner"
+		}
+		return ""
+	}
+	deleteInvolved := func() bool {
+		return c.Winning.Deleted || (c.Lost != nil && c.Lost.Deleted) || !pushed || c.Local.Deleted
+	}
+	same := func(a, b any) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+	if c.Strategy == "reference" {
+		// G12: the server undid a delete (restore: accounts, which entries
+		// reference) or deleted a row with its parent (cascade: notes).
+		switch {
+		case c.Winner != wire.WinnerServer:
+			return "a reference entry whose winner is not the server's row"
+		case strings.HasPrefix(c.Reason, "brought back"):
+			if c.Table != "accounts" || c.Winning.Deleted {
+				return fmt.Sprintf("brought back, but deleted %v (%s)", c.Winning.Deleted, c.Reason)
+			}
+		case strings.HasPrefix(c.Reason, "deleted with"):
+			if c.Table != customTable || !c.Winning.Deleted {
+				return fmt.Sprintf("deleted with its parent, but deleted %v (%s)", c.Winning.Deleted, c.Reason)
+			}
+		default:
+			return fmt.Sprintf("unexpected reason %q", c.Reason)
+		}
+		return ""
+	}
+	switch c.Table {
+	case mergeTable:
+		switch c.Strategy {
+		case string(server.LastWriterWins): // a delete against an update
+			if !deleteInvolved() {
+				return "whole-row last-writer-wins on two live rows of a merge-columns table"
+			}
+			return lwwOrder()
+		case string(server.MergeColumns):
+			if c.Winner != wire.WinnerMerged || c.Lost == nil {
+				return "a merge that did not merge"
+			}
+			if c.Winning.Deleted || c.Lost.Deleted {
+				return "a merge of a deleted row"
+			}
+			if c.Winning.HLC != max(c.Lost.HLC, c.PushedHLC) {
+				return fmt.Sprintf("merged stamp %s, want the later of %s and %s", c.Winning.HLC, c.Lost.HLC, c.PushedHLC)
+			}
+			if pushed { // every column comes from one side or the other
+				for col, v := range c.Winning.Values {
+					if !same(v, c.Lost.Values[col]) && !same(v, c.Local.Values[col]) {
+						return fmt.Sprintf("merged %s = %v, from neither the server's %v nor the pushed %v", col, v, c.Lost.Values[col], c.Local.Values[col])
+					}
+				}
+			}
+			return ""
+		}
+	case customTable:
+		if c.Strategy != string(server.Custom) {
+			break
+		}
+		if c.Winner != wire.WinnerMerged { // a delete against an update
+			if !deleteInvolved() {
+				return "the resolver kept one row of two live ones"
+			}
+			return lwwOrder()
+		}
+		if c.Lost == nil || c.Lost.Deleted || c.Winning.Deleted {
+			return "a merge involving a deleted row"
+		}
+		ws, err1 := toInt(c.Winning.Values["score"])
+		ls, err2 := toInt(c.Lost.Values["score"])
+		if err := errors.Join(err1, err2); err != nil {
+			return err.Error()
+		}
+		wantText := c.Lost.Values["text"]
+		if pushed {
+			ps, err := toInt(c.Local.Values["score"])
+			if err != nil {
+				return err.Error()
+			}
+			if ws != max(ls, ps) {
+				return fmt.Sprintf("merged score %d, want the larger of %d and %d", ws, ls, ps)
+			}
+			if c.PushedHLC > c.Lost.HLC {
+				wantText = c.Local.Values["text"]
+			}
+			if !same(c.Winning.Values["text"], wantText) {
+				return fmt.Sprintf("merged text %v, want %v (the later stamp's)", c.Winning.Values["text"], wantText)
+			}
+		} else if ws < ls {
+			return fmt.Sprintf("merged score %d below the server's %d", ws, ls)
+		}
+		if !same(c.Winning.Values["entry_id"], c.Lost.Values["entry_id"]) {
+			return "the merge changed entry_id"
+		}
+		return ""
+	default:
+		if c.Strategy == string(server.LastWriterWins) {
+			return lwwOrder()
+		}
+	}
+	return fmt.Sprintf("strategy %q is not the table's", c.Strategy)
 }
 
 // runKilledChild runs a device in a child process (this test binary) on
@@ -764,7 +995,8 @@ func TestChildDevice(t *testing.T) {
 	var seed uint64
 	fmt.Sscan(os.Getenv("SIM_CHILD_SEED"), &seed)
 	ctx := context.Background()
-	d := openDevice(t, "child", path, os.Getenv("SIM_CHILD_URL"), seed+uint64(time.Now().UnixNano()), 0)
+	// Named after its process: the journal ids of the two runs differ.
+	d := openDevice(t, fmt.Sprintf("child%d", os.Getpid()), path, os.Getenv("SIM_CHILD_URL"), seed+uint64(time.Now().UnixNano()), 0, false, nil)
 	var mu sync.Mutex
 	d.co = coordinator.New(d.db, client.New(os.Getenv("SIM_CHILD_URL"), client.Options{Token: token}), coordinator.Options{
 		PushBatchSize: 3, PullBatchSize: 3, Logger: quiet, MaxElapsed: 5 * time.Second, InitialBackoff: 10 * time.Millisecond,
