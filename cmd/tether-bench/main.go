@@ -43,7 +43,7 @@ type config struct {
 	dir       string
 }
 
-var allScenarios = []string{"baseline", "push", "pull", "incremental", "noop", "wire", "memory"}
+var allScenarios = []string{"baseline", "push", "pull", "syncnow", "incremental", "noop", "wire", "memory"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -218,6 +218,28 @@ func (b *bench) run(ctx context.Context, log func(string)) (*table, error) {
 			ok = ratio >= 0.25
 			t.add(label+": ratio to baseline", n, fmt.Sprintf("%.2f × baseline", ratio), "≥ 0.25 × baseline", &ok)
 		}
+	}
+	if cfg.scenarios["syncnow"] {
+		n := slices.Max(cfg.rows)
+		log(fmt.Sprintf("SyncNow with %d local changes", n))
+		if _, ok := base[n]; !ok {
+			d, err := b.measureBaseline(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			base[n] = rate(n, d)
+		}
+		r, err := b.measureFullSync(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		ratio := rate(n, r.took) / base[n]
+		ok := ratio >= 0.2
+		t.add("SyncNow of a device holding local changes, timed whole", n, fmt.Sprintf("%s, %.2f × baseline", perSec(n, r.took), ratio),
+			"≥ 0.2 × baseline", &ok)
+		ok = r.pulled*100 <= n
+		t.add("SyncNow of local changes: rows downloaded back", n, fmt.Sprintf("%d rows, %s on the wire (%s reported)", r.pulled,
+			bytesText(r.wireRead), bytesText(r.reported)), "≤ 1% of rows pushed", &ok)
 	}
 	if cfg.scenarios["incremental"] {
 		log(fmt.Sprintf("incremental SyncNow on %d rows", cfg.syncRows))

@@ -49,7 +49,7 @@ func smallRun(t *testing.T, store string) {
 	}
 	for _, want := range []string{"baseline", "push into an empty server", "pull into a fresh device",
 		"incremental SyncNow", "no-op SyncNow", "wire bytes per row, push", "wire bytes per row, pull",
-		"peak resident memory", "pull time"} {
+		"peak resident memory", "pull time", "SyncNow of a device holding local changes", "SyncNow of local changes: rows downloaded back"} {
 		if !strings.Contains(out.String(), "| "+want) {
 			t.Errorf("no %q row in:\n%s", want, out.String())
 		}

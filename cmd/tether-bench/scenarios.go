@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -341,4 +342,67 @@ func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// fullSync is what one SyncNow of a device holding local changes did.
+type fullSync struct {
+	took     time.Duration
+	pulled   int   // rows received
+	wireRead int64 // bytes read from the connection, headers included
+	reported int64 // Report.BytesReceived
+}
+
+// measureFullSync times one SyncNow, push and the pull after it, of a
+// device holding n local changes, into an empty server (median of runs),
+// and counts what came back down.
+func (b *bench) measureFullSync(ctx context.Context, n int) (fullSync, error) {
+	var runs []fullSync
+	for range b.cfg.runs {
+		tpl, err := b.template(ctx, n)
+		if err != nil {
+			return fullSync{}, err
+		}
+		devPath := b.path("syncnow-device")
+		if err := copyFile(devPath, tpl); err != nil {
+			return fullSync{}, err
+		}
+		srv, err := startServer(b.openStore(b.path("server")))
+		if err != nil {
+			return fullSync{}, err
+		}
+		d, err := openDevice(ctx, devPath, srv.URL, b.reg, deviceOptions{batch: b.cfg.batch})
+		if err != nil {
+			srv.Close()
+			return fullSync{}, err
+		}
+		start := time.Now()
+		rep, err := d.co.SyncNow(ctx)
+		took := time.Since(start)
+		d.Close()
+		srv.Close()
+		if err != nil {
+			return fullSync{}, fmt.Errorf("SyncNow with %d local changes: %w", n, err)
+		}
+		if rep.Pushed["items"] != n {
+			return fullSync{}, fmt.Errorf("SyncNow pushed %d rows, want %d", rep.Pushed["items"], n)
+		}
+		r := fullSync{took: took, wireRead: d.wire.read.Load(), reported: rep.BytesReceived}
+		for _, v := range rep.Pulled {
+			r.pulled += v
+		}
+		runs = append(runs, r)
+	}
+	slices.SortFunc(runs, func(a, b fullSync) int { return cmp.Compare(a.took, b.took) })
+	return runs[len(runs)/2], nil
+}
+
+// bytesText is a byte count for the table.
+func bytesText(n int64) string {
+	switch {
+	case n >= 10<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 10<<10:
+		return fmt.Sprintf("%.0f KB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
