@@ -43,7 +43,7 @@ type config struct {
 	dir       string
 }
 
-var allScenarios = []string{"baseline", "push", "pull", "syncnow", "incremental", "noop", "wire", "memory"}
+var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -217,6 +217,19 @@ func (b *bench) run(ctx context.Context, log func(string)) (*table, error) {
 			t.add(label, n, perSec(n, d), "≥ "+thousands(int(goal))+" rows/s", &ok)
 			ok = ratio >= 0.25
 			t.add(label+": ratio to baseline", n, fmt.Sprintf("%.2f × baseline", ratio), "≥ 0.25 × baseline", &ok)
+		}
+	}
+	if cfg.scenarios["snapshot"] {
+		for _, n := range cfg.rows {
+			if n < 10_000 {
+				continue
+			}
+			log(fmt.Sprintf("first sync through a snapshot, %d rows", n))
+			d, err := b.measureSnapshot(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			t.add("first sync through the snapshot path (rebuild)", n, perSec(n, d), "", nil)
 		}
 	}
 	if cfg.scenarios["syncnow"] {

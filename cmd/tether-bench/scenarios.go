@@ -406,3 +406,61 @@ func bytesText(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
+
+// measureSnapshot times a fresh device's first sync through the snapshot
+// path a rebuild takes (every page of GET /v1/snapshot, then the pull from
+// where it started), from a server holding n rows.
+func (b *bench) measureSnapshot(ctx context.Context, n int) (time.Duration, error) {
+	srv, err := b.server(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	var took []time.Duration
+	for range b.cfg.runs {
+		d, err := openDevice(ctx, b.path("snapshot-device"), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch})
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		got, err := snapshotSync(ctx, d, b.cfg.batch)
+		took = append(took, time.Since(start))
+		d.Close()
+		if err != nil {
+			return 0, fmt.Errorf("snapshot of %d rows: %w", n, err)
+		}
+		if got != n {
+			return 0, fmt.Errorf("the snapshot brought %d rows, want %d", got, n)
+		}
+	}
+	return median(took), nil
+}
+
+// snapshotSync is the rebuild a coordinator runs, then its pull.
+func snapshotSync(ctx context.Context, d *device, batch int) (int, error) {
+	if _, err := d.api.RegisterDevice(ctx, d.db.DeviceID(), "", nil); err != nil {
+		return 0, err
+	}
+	if err := d.db.BeginRebuild(ctx); err != nil {
+		return 0, err
+	}
+	got, cursor := 0, ""
+	for range 1 << 30 {
+		page, err := d.api.Snapshot(ctx, d.db.DeviceID(), cursor, batch)
+		if err != nil {
+			return got, err
+		}
+		if _, err := d.db.ApplySnapshot(ctx, page.Rows, page.Cursor); err != nil {
+			return got, err
+		}
+		got += len(page.Rows)
+		cursor = page.Cursor
+		if !page.More {
+			if _, err := d.db.FinishRebuild(ctx, page.Resume); err != nil {
+				return got, err
+			}
+			break
+		}
+	}
+	_, err := d.co.SyncNow(ctx)
+	return got, err
+}
