@@ -11,7 +11,10 @@
 //	POST /v1/sessions                         open a push session
 //	PUT  /v1/sessions/{id}/batches/{seq}      stage batch seq (idempotent: a re-sent batch replaces itself)
 //	POST /v1/sessions/{id}/commit             apply the whole session in one transaction (idempotent)
-//	GET  /v1/changes?cursor=&limit=           rows changed after cursor, in commit order
+//	GET  /v1/changes?cursor=&limit=&own=      rows changed after cursor, in commit order
+//	GET  /v1/snapshot?cursor=&limit=          the tenant's live rows, for a device that must rebuild
+//	GET  /v1/digest, POST /v1/digest          digests of the tenant's live rows
+//	GET  /v1/events                           a server-sent event after each commit of the tenant
 //
 // Session, batch and commit requests carry the device id in the
 // X-Tether-Device header. Errors are JSON bodies naming the problem, with
@@ -22,8 +25,17 @@
 // Each pushed row carries the server version it was based on. When the
 // server row moved since, the table's [Strategy] decides the winner:
 // [LastWriterWins] by hybrid logical clock stamp (the default),
-// [ServerWins] or [ClientWins]. A delete against an update follows the
-// same rule. The commit answer lists every conflict and its winning row.
+// [ServerWins], [ClientWins] or [MergeColumns], or a [ResolveFunc]. A
+// delete against an update follows the same rule. The commit answer lists
+// every conflict and its winning row. References between tables are kept
+// whole across devices by each reference's policy (restore or cascade).
+//
+// # Stores
+//
+// The session and commit flow is written once, in package sqlstore, over a
+// small dialect per database: sqlitestore (embedded, cgo), pgstore and
+// mysqlstore (any number of server processes). Package server itself needs
+// no cgo.
 //
 // # Tenancy
 //
