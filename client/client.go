@@ -108,10 +108,13 @@ func New(baseURL string, opts Options) *Client {
 		SetTransport(opts.Transport).
 		SetHeader("User-Agent", opts.UserAgent).
 		SetRetryCount(0)
+	// An explicit Accept-Encoding stops net/http from asking for gzip on
+	// its own and decompressing out of sight: the client decompresses
+	// answers itself, after counting the bytes that crossed the wire.
 	if opts.DisableGzip {
-		// An explicit Accept-Encoding also stops net/http from asking
-		// for gzip on its own.
 		r.SetHeader("Accept-Encoding", "identity")
+	} else {
+		r.SetHeader("Accept-Encoding", "gzip")
 	}
 	return &Client{r: r, gzip: !opts.DisableGzip, base: baseURL + wire.APIPrefix, token: opts.Token, agent: opts.UserAgent,
 		live: &http.Client{Transport: opts.Transport}, src: opts.TokenSource}
@@ -177,7 +180,8 @@ func (c *Client) withToken(ctx context.Context, op string, send func(token strin
 }
 
 // Bytes returns the request and response body bytes this client has sent
-// and received so far (after decompression of answers).
+// and received so far, as they crossed the wire (compressed, when they
+// were).
 func (c *Client) Bytes() (sent, received int64) { return c.sent.Load(), c.recvd.Load() }
 
 // Health checks that the server answers. Give ctx a short deadline.
@@ -308,10 +312,19 @@ func (c *Client) send(ctx context.Context, op, method, path, device, token strin
 	defer raw.Close()
 	cr := &countingReader{r: raw}
 	defer func() { c.recvd.Add(cr.n) }()
-	if resp.StatusCode() >= 400 {
-		return errorFrom(op, resp.StatusCode(), resp.Header(), cr)
+	var answer io.Reader = cr
+	if strings.EqualFold(resp.Header().Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(cr)
+		if err != nil {
+			return &Error{Op: op, Status: resp.StatusCode(), Err: fmt.Errorf("read answer: %w", err), transient: true}
+		}
+		defer zr.Close()
+		answer = zr
 	}
-	dec := json.NewDecoder(cr)
+	if resp.StatusCode() >= 400 {
+		return errorFrom(op, resp.StatusCode(), resp.Header(), answer)
+	}
+	dec := json.NewDecoder(answer)
 	dec.UseNumber()
 	if err := dec.Decode(out); err != nil {
 		// A cut or garbled answer: the request may have been applied, and

@@ -104,8 +104,28 @@ func TestGzipShrinksRequests(t *testing.T) {
 		}
 		after, _ := c.Bytes()
 		sent[gz] = after - before
+		if gz {
+			if _, err := c.Commit(ctx, "d", s); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if sent[true]*3 > sent[false] {
 		t.Errorf("gzip sent %d bytes, plain %d: want at least 3x smaller", sent[true], sent[false])
+	}
+	// Answers are counted as they crossed the wire: compressed.
+	received := map[bool]int64{}
+	for _, gz := range []bool{false, true} {
+		c := client.New(srv.URL, client.Options{Token: "token-ada", DisableGzip: !gz})
+		_, before := c.Bytes()
+		ch, err := c.Changes(ctx, "", "", 1000, nil)
+		if err != nil || len(ch.Changes) != len(rows) {
+			t.Fatalf("changes: %d rows, %v", len(ch.Changes), err)
+		}
+		_, after := c.Bytes()
+		received[gz] = after - before
+	}
+	if received[true]*3 > received[false] {
+		t.Errorf("gzip received %d bytes, plain %d: want the compressed answer counted, at least 3x smaller", received[true], received[false])
 	}
 }
