@@ -55,8 +55,8 @@ type DB struct {
 	refill int64 // see stateRefill
 	// conflictRetention is Options.ConflictRetention.
 	conflictRetention time.Duration
-	device string
-	closed atomic.Bool
+	device            string
+	closed            atomic.Bool
 }
 
 // Open opens the SQLite database at path, creating it if needed, with the

@@ -4,9 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
 
-	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
@@ -74,50 +72,11 @@ func (db *DB) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor string)
 	if err := db.checkOpen("ApplySnapshot"); err != nil {
 		return 0, err
 	}
-	written := 0
-	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
-		if err := setSuppress(ctx, tx, true); err != nil {
-			return err
-		}
-		ins := map[*table]*sqlbatch.Inserter{}
-		for _, r := range rows {
-			t := db.byName[r.Table]
-			if t == nil {
-				continue // a table of a newer app version
-			}
-			db.clock.Observe(r.HLC)
-			args, err := t.remoteArgs(r)
-			if err != nil {
-				return err
-			}
-			args = slices.Insert(args, len(t.cols), any(0)) // clean
-			in := ins[t]
-			if in == nil {
-				in = sqlbatch.New(tx, t.applyHead, t.snapshotTail, len(args))
-				ins[t] = in
-			}
-			if err := in.Add(ctx, args...); err != nil {
-				return fmt.Errorf("snapshot %s: %w", t.name, err)
-			}
-		}
-		for _, in := range ins {
-			if err := in.Flush(ctx); err != nil {
-				return err
-			}
-			written += int(in.Affected)
-		}
-		if err := setState(ctx, tx, stateRebuild, cursor); err != nil {
-			return err
-		}
-		if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
-			return err
-		}
-		return setSuppress(ctx, tx, false)
-	})
+	n, err := db.writeRemote(ctx, rows, stateRebuild, cursor, false, func(t *table) string { return t.snapshotTail })
 	if err != nil {
-		return 0, fmt.Errorf("localdb: %w", err)
+		return 0, fmt.Errorf("localdb: apply snapshot: %w", err)
 	}
-	return written, nil
+	return n, nil
 }
 
 // FinishRebuild ends a rebuild: the rows still stale, which the server no

@@ -407,7 +407,25 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 	if err := db.checkOpen("ApplyChanges"); err != nil {
 		return 0, err
 	}
-	applied := 0
+	n, err := db.writeRemote(ctx, rows, stateCursor, cursor, true, func(t *table) string {
+		if db.refill > 0 {
+			return t.applyTail + fmt.Sprintf(` OR ("_dirty" = 0 AND "_version" <= %d)`, db.refill)
+		}
+		return t.applyTail
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localdb: apply changes: %w", err)
+	}
+	return n, nil
+}
+
+// writeRemote writes rows received from the server, clean, with the upsert
+// tail of each table, and stores position under key, in one transaction
+// with change tracking suppressed. With notify, the rows the server marked
+// for this device go into its conflict log first. It returns the number of
+// rows written.
+func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, key, position string, notify bool, tail func(*table) string) (int, error) {
+	written := 0
 	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
 			return err
@@ -418,7 +436,7 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 			if t == nil {
 				continue // a table of a newer app version: not this device's
 			}
-			if r.Notify == db.device && r.Reason != "" {
+			if notify && r.Notify == db.device && r.Reason != "" {
 				// The server undid this device's action to keep references
 				// whole: it goes into the conflict log, with the row as it
 				// stands here before the change.
@@ -432,29 +450,25 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 			if err != nil {
 				return err
 			}
-			// A pulled row is clean: "_dirty" = 0 comes first among the
+			// A received row is clean: "_dirty" = 0 comes first among the
 			// bookkeeping columns.
 			args = slices.Insert(args, len(t.cols), any(0))
 			in := ins[t]
 			if in == nil {
-				tail := t.applyTail
-				if db.refill > 0 {
-					tail += fmt.Sprintf(` OR ("_dirty" = 0 AND "_version" <= %d)`, db.refill)
-				}
-				in = sqlbatch.New(tx, t.applyHead, tail, len(args))
+				in = sqlbatch.New(tx, t.applyHead, tail(t), len(args))
 				ins[t] = in
 			}
 			if err := in.Add(ctx, args...); err != nil {
-				return fmt.Errorf("apply %s: %w", t.name, err)
+				return fmt.Errorf("write %s: %w", t.name, err)
 			}
 		}
 		for t, in := range ins {
 			if err := in.Flush(ctx); err != nil {
-				return fmt.Errorf("apply %s: %w", t.name, err)
+				return fmt.Errorf("write %s: %w", t.name, err)
 			}
-			applied += int(in.Affected)
+			written += int(in.Affected)
 		}
-		if err := setState(ctx, tx, stateCursor, cursor); err != nil {
+		if err := setState(ctx, tx, key, position); err != nil {
 			return err
 		}
 		if err := setState(ctx, tx, stateClock, db.clock.last()); err != nil {
@@ -462,10 +476,7 @@ func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) 
 		}
 		return setSuppress(ctx, tx, false)
 	})
-	if err != nil {
-		return 0, fmt.Errorf("localdb: apply changes: %w", err)
-	}
-	return applied, nil
+	return written, err
 }
 
 func setSuppress(ctx context.Context, tx *sql.Tx, on bool) error {
