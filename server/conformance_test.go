@@ -314,6 +314,32 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 	})
 
+	t.Run("the same session and row ids in two tenants stay apart", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		f.device(gus, "d1")
+		for _, p := range []server.Principal{ada, gus} {
+			if id, err := f.s.OpenSession(ctx, p, "d1", "same-session", server.Limits{}); err != nil || id != "same-session" {
+				t.Fatalf("%s opens the session: %q, %v", p.Tenant, id, err)
+			}
+		}
+		for _, p := range []server.Principal{ada, gus} {
+			if err := f.s.StageBatch(ctx, p, "d1", "same-session", 0, []wire.Row{parent("p1", p.Tenant+"'s", "0000000000001.000000.d1")}, server.Limits{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, p := range []server.Principal{ada, gus} {
+			c, err := f.s.Commit(ctx, p, "d1", "same-session", lww, server.Limits{})
+			if err != nil || c.Applied != 1 {
+				t.Errorf("%s's commit: %+v, %v; want its own row applied", p.Tenant, c, err)
+			}
+			if got := names(f.all(p, 10)); got["p1"] != p.Tenant+"'s" {
+				t.Errorf("%s holds %v, want its own p1", p.Tenant, got)
+			}
+		}
+	})
+
 	t.Run("a session is its user's", func(t *testing.T) {
 		f := fixture(t)
 		ctx := context.Background()

@@ -12,7 +12,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/server/sqlstore"
 	"github.com/tethersync/tether/wire"
 )
@@ -173,24 +172,11 @@ func (*Dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int
 // again by a later batch replaces the earlier copy, and an earlier batch
 // sent again does not replace a later one.
 func (*Dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
-	cols := make([]string, len(t.StageCols))
-	for i, c := range t.StageCols {
-		cols[i] = sqlstore.Quote(c)
-	}
-	head := fmt.Sprintf(`INSERT INTO %s (%s)`, t.Stage, strings.Join(cols, ", "))
 	// Assignments run left to right on the updated row: "_seq" goes last.
 	tail := `ON DUPLICATE KEY UPDATE ` + t.Assignments(func(c string) string {
 		return fmt.Sprintf(`IF(VALUES("_seq") >= "_seq", VALUES(%s), %s)`, c, c)
-	}, `"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_seq"`)
-	ins := sqlbatch.New(tx, head, tail, len(cols))
-	args := make([]any, 0, len(cols))
-	for _, r := range rows {
-		args = t.StageValues(args[:0], tenant, session, seq, r)
-		if err := ins.Add(ctx, args...); err != nil {
-			return err
-		}
-	}
-	return ins.Flush(ctx)
+	}, sqlstore.Restaged[1:]...)
+	return sqlstore.StageInsert(ctx, tx, t, tenant, session, seq, rows, tail)
 }
 
 // Latest implements sqlstore.Dialect: a session holds one copy of a row.

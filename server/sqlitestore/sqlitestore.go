@@ -10,7 +10,6 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/internal/sqlitedsn"
 	"github.com/tethersync/tether/server/sqlstore"
 	"github.com/tethersync/tether/wire"
@@ -94,23 +93,9 @@ func (Dialect) NextVersion(ctx context.Context, tx *sql.Tx, _ string) (int64, er
 // again by a later batch replaces the earlier copy, and an earlier batch
 // sent again does not replace a later one.
 func (Dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
-	cols := make([]string, len(t.StageCols))
-	for i, c := range t.StageCols {
-		cols[i] = sqlstore.Quote(c)
-	}
-	head := fmt.Sprintf(`INSERT INTO %s (%s)`, t.Stage, strings.Join(cols, ", "))
-	tail := `ON CONFLICT ("_session", "id") DO UPDATE SET ` +
-		t.Assignments(func(c string) string { return "excluded." + c }, `"_tenant"`, `"_seq"`, `"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`) +
-		` WHERE excluded."_seq" >= "_seq"`
-	ins := sqlbatch.New(tx, head, tail, len(cols))
-	args := make([]any, 0, len(cols))
-	for _, r := range rows {
-		args = t.StageValues(args[:0], tenant, session, seq, r)
-		if err := ins.Add(ctx, args...); err != nil {
-			return err
-		}
-	}
-	return ins.Flush(ctx)
+	tail := `ON CONFLICT ("_tenant", "_session", "id") DO UPDATE SET ` +
+		t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Restaged...) + ` WHERE excluded."_seq" >= "_seq"`
+	return sqlstore.StageInsert(ctx, tx, t, tenant, session, seq, rows, tail)
 }
 
 // Latest implements sqlstore.Dialect: a session holds one copy of a row.
@@ -272,8 +257,9 @@ func migrateTable(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
 	"_hlc" TEXT NOT NULL,
 	"_changed" TEXT NOT NULL DEFAULT '[]',
 	"_present" TEXT NOT NULL DEFAULT '',
+	"_exact" INTEGER NOT NULL DEFAULT 0,
 	%s,
-	PRIMARY KEY ("_session", "id"));
+	PRIMARY KEY ("_tenant", "_session", "id"));
 CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
 		t.Stage, strings.Join(defs, ",\n\t"), sqlstore.Quote(t.StageName+"__seq"), t.Stage)
 	if _, err := tx.ExecContext(ctx, stage); err != nil {
@@ -300,6 +286,26 @@ CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE `+t.Stage+` SET "_tenant" = coalesce((SELECT tenant FROM _tether_sessions WHERE id = "_session"), '')`); err != nil {
+			return fmt.Errorf("upgrade staging table: %w", err)
+		}
+	}
+	// Staging tables of earlier versions were keyed by session and id,
+	// without the tenant: rebuilt, with what they hold.
+	var keys int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE pk > 0`, t.StageName).Scan(&keys); err != nil {
+		return err
+	}
+	if keys == 2 {
+		cols := make([]string, len(t.StageCols))
+		for i, c := range t.StageCols {
+			cols[i] = sqlstore.Quote(c)
+		}
+		list := strings.Join(cols, ", ")
+		old := sqlstore.Quote(t.StageName + "_old")
+		if _, err := tx.ExecContext(ctx, `DROP INDEX IF EXISTS `+sqlstore.Quote(t.StageName+"__seq")+`;
+			ALTER TABLE `+t.Stage+` RENAME TO `+old+`;`+stage+`;
+			INSERT INTO `+t.Stage+` (`+list+`) SELECT `+list+` FROM `+old+`;
+			DROP TABLE `+old); err != nil {
 			return fmt.Errorf("upgrade staging table: %w", err)
 		}
 	}

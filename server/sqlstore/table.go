@@ -1,11 +1,14 @@
 package sqlstore
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
@@ -112,3 +115,27 @@ func (t *Table) Assignments(f func(col string) string, extra ...string) string {
 // Bookkeeping are the quoted bookkeeping columns a merge writes after the
 // table's own, in the order Merge's SELECT gives them.
 var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`, `"_reason"`, `"_notify"`, `"_pushed"`}
+
+// StageInsert writes rows, staged as batch seq of a session, with
+// multi-row INSERTs that end with tail, the dialect's upsert clause for a
+// row staged again. It is Dialect.Stage for databases without a bulk path.
+func StageInsert(ctx context.Context, tx *sql.Tx, t *Table, tenant, session string, seq int, rows []wire.Row, tail string) error {
+	cols := make([]string, len(t.StageCols))
+	for i, c := range t.StageCols {
+		cols[i] = Quote(c)
+	}
+	ins := sqlbatch.New(tx, fmt.Sprintf(`INSERT INTO %s (%s)`, t.Stage, strings.Join(cols, ", ")), tail, len(cols))
+	args := make([]any, 0, len(cols))
+	for _, r := range rows {
+		args = t.StageValues(args[:0], tenant, session, seq, r)
+		if err := ins.Add(ctx, args...); err != nil {
+			return err
+		}
+	}
+	return ins.Flush(ctx)
+}
+
+// Restaged are the bookkeeping columns a row staged again by a later batch
+// takes from it, besides its values; "_seq" is last (MySQL assigns left to
+// right).
+var Restaged = []string{`"_tenant"`, `"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_present"`, `"_exact"`, `"_seq"`}
