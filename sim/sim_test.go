@@ -245,10 +245,19 @@ type device struct {
 	regions *regions
 	pending map[string]int64
 	writes  int64
+	// colsMu orders the entry writes with what follows: changed holds,
+	// per entry, the columns this device's writes since the row was last
+	// seen clean may have changed (a superset of what its push says it
+	// changed); merges keeps, per merge-columns conflict ("id@winning
+	// stamp"), that set as it stood when the answer came.
+	colsMu  sync.Mutex
+	changed map[string]map[string]bool
+	merges  map[string]map[string]bool
 }
 
 func openDevice(t *testing.T, name, path, url string, seed uint64, skew time.Duration, v2 bool, rg *regions) *device {
-	d := &device{name: name, path: path, v2: v2, rng: rand.New(rand.NewPCG(seed, 7)), regions: rg, pending: map[string]int64{}}
+	d := &device{name: name, path: path, v2: v2, rng: rand.New(rand.NewPCG(seed, 7)), regions: rg, pending: map[string]int64{},
+		changed: map[string]map[string]bool{}, merges: map[string]map[string]bool{}}
 	d.skew.Store(int64(skew))
 	db, err := localdb.OpenWith(context.Background(), path, registry(v2), localdb.Options{
 		Now: func() time.Time { return time.Now().Add(time.Duration(d.skew.Load())) },
@@ -262,14 +271,21 @@ func openDevice(t *testing.T, name, path, url string, seed uint64, skew time.Dur
 		PushBatchSize: 7, PullBatchSize: 11, Logger: quiet,
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxElapsed: 3 * time.Second,
 	}
-	if v2 && rg != nil {
-		// Once a push is acknowledged, and once a sync is done, the rows
-		// this device wrote that are clean hold what the server held.
-		opts.OnProgress = func(p coordinator.Progress) {
-			if (p.Phase == coordinator.PhasePull && p.Done == 0) || p.Phase == coordinator.PhaseDone {
-				d.observeRegions(context.Background())
-			}
+	// Once a push is acknowledged, and once a sync is done, the rows this
+	// device wrote that are clean hold what the server held.
+	opts.OnProgress = func(p coordinator.Progress) {
+		if (p.Phase == coordinator.PhasePull && p.Done == 0) || p.Phase == coordinator.PhaseDone {
+			d.observeRegions(context.Background())
+			d.observeEntries(context.Background())
 		}
+	}
+	opts.OnConflict = func(c coordinator.Conflict) {
+		if c.Table != mergeTable || c.Strategy != string(server.MergeColumns) {
+			return
+		}
+		d.colsMu.Lock()
+		d.merges[c.ID+"@"+c.Winner.HLC] = maps.Clone(d.changed[c.ID])
+		d.colsMu.Unlock()
 	}
 	d.co = coordinator.New(db, api, opts)
 	return d
@@ -326,6 +342,36 @@ func (d *device) observeRegions(ctx context.Context) {
 			delete(d.pending, id)
 		}
 		rg.mu.Unlock()
+	}
+}
+
+// writeEntry runs write, which may change cols of an entry, and records
+// them, in the order of the sync's observations.
+func (d *device) writeEntry(write func() (id string, err error), cols ...string) error {
+	d.colsMu.Lock()
+	defer d.colsMu.Unlock()
+	id, err := write()
+	if id != "" {
+		if d.changed[id] == nil {
+			d.changed[id] = map[string]bool{}
+		}
+		for _, c := range cols {
+			d.changed[id][c] = true
+		}
+	}
+	return err
+}
+
+// observeEntries forgets the changed columns of the entries now clean.
+func (d *device) observeEntries(ctx context.Context) {
+	d.colsMu.Lock()
+	defer d.colsMu.Unlock()
+	for id := range d.changed {
+		var dirty int
+		err := d.db.SQL().QueryRowContext(ctx, `SELECT _dirty FROM entries WHERE id = ?`, id).Scan(&dirty)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && dirty == 0) {
+			delete(d.changed, id)
+		}
 	}
 }
 
@@ -419,26 +465,35 @@ func (d *device) op(ctx context.Context) error {
 		}
 		note := "n"
 		e := Entry{AccountID: id, Amount: float64(d.rng.IntN(10000)) / 100, Note: &note}
-		return d.db.Save(ctx, &e)
+		return d.writeEntry(func() (string, error) {
+			err := d.db.Save(ctx, &e)
+			return e.ID, err
+		}, "account_id", "amount", "note")
 	case x < 55: // plain SQL, tracked by triggers: one column (merge-columns)
 		id := pick("entries")
 		if id == "" {
 			return nil
 		}
-		_, err := d.db.SQL().ExecContext(ctx, `UPDATE entries SET amount = amount + 1 WHERE id = ?`, id)
-		return err
+		return d.writeEntry(func() (string, error) {
+			_, err := d.db.SQL().ExecContext(ctx, `UPDATE entries SET amount = amount + 1 WHERE id = ?`, id)
+			return id, err
+		}, "amount")
 	case x < 60: // another column of an entry, through the store
 		id := pick("entries")
 		if id == "" {
 			return nil
 		}
-		var e Entry
-		if err := d.db.Get(ctx, &e, id); err != nil {
-			return ignoreNotFound(err)
-		}
 		note := fmt.Sprintf("%s-note-%d", d.name, d.rng.IntN(1000))
-		e.Note = &note
-		return d.db.Save(ctx, &e)
+		return ignoreNotFound(d.writeEntry(func() (string, error) {
+			return id, d.db.Update(ctx, func(tx *localdb.Tx) error { // no pull between read and write
+				var e Entry
+				if err := tx.Get(ctx, &e, id); err != nil {
+					return err
+				}
+				e.Note = &note
+				return tx.Save(ctx, &e)
+			})
+		}, "note"))
 	case x < 64: // delete a middle row: its notes go with it on the server
 		id := pick("entries")
 		if id == "" {
@@ -728,8 +783,12 @@ func checkOracle(t *testing.T, ctx context.Context, all []*device, up *upstream,
 		if err != nil {
 			t.Fatal(err)
 		}
+		d.colsMu.Lock()
+		merges := d.merges
+		d.colsMu.Unlock()
 		for _, c := range log {
-			if msg := checkConflict(c); msg != "" {
+			changed, known := merges[c.RowID+"@"+c.Winning.HLC]
+			if msg := checkConflict(c, changed, known); msg != "" {
 				t.Errorf("G7: %s: %s %s (%s, winner %s): %s", d.name, c.Table, c.RowID, c.Strategy, c.Winner, msg)
 			}
 		}
@@ -828,8 +887,9 @@ func checkRegions(t *testing.T, ctx context.Context, srv *sql.DB, rg *regions) {
 }
 
 // checkConflict checks one conflict log entry against its table's rule and
-// returns what is wrong, or "".
-func checkConflict(c localdb.ConflictRecord) string {
+// returns what is wrong, or "". For a merge-columns conflict, changed
+// holds, when known, every column the device may have changed.
+func checkConflict(c localdb.ConflictRecord, changed map[string]bool, known bool) string {
 	// pushed is the version that was pushed, when the device did not edit
 	// the row again before the answer.
 	pushed := c.Local.HLC == c.PushedHLC
@@ -893,6 +953,10 @@ func checkConflict(c localdb.ConflictRecord) string {
 				for col, v := range c.Winning.Values {
 					if !same(v, c.Lost.Values[col]) && !same(v, c.Local.Values[col]) {
 						return fmt.Sprintf("merged %s = %v, from neither the server's %v nor the pushed %v", col, v, c.Lost.Values[col], c.Local.Values[col])
+					}
+					// A column the device did not change keeps the server's value.
+					if known && !changed[col] && !same(v, c.Lost.Values[col]) {
+						return fmt.Sprintf("merged %s = %v, the device's unchanged (stale) value over the server's %v", col, v, c.Lost.Values[col])
 					}
 				}
 			}
