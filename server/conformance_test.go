@@ -340,6 +340,49 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 	})
 
+	t.Run("a purge never takes a deletion a device may not have stored", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		gone := parent("b", "gone", "0000000000001.000000.d1")
+		gone.Deleted = true
+		f.push(ada, "d1", lww, []wire.Row{parent("a", "kept", "0000000000001.000000.d1"), gone})
+		echo := server.Echo{Device: "d1"}
+		rows, c1, more, err := f.s.Changes(ctx, ada, server.Cursor{}, 1, 1<<30, echo)
+		if err != nil || len(rows) != 1 || !more {
+			t.Fatalf("page 1: %v, %v, %v", rows, more, err)
+		}
+		// Page 2 reaches the device's end: the server records it as
+		// pulled; but its answer is lost, and the device keeps c1.
+		if rows, _, more, err := f.s.Changes(ctx, ada, c1, 1, 1<<30, echo); err != nil || len(rows) != 1 || more {
+			t.Fatalf("page 2: %v, %v, %v", rows, more, err)
+		}
+		lim := server.Limits{DeviceActivity: time.Hour}
+		if _, err := f.s.(server.Sweeper).Sweep(ctx, lim, 100); err != nil {
+			t.Fatal(err)
+		}
+		rows, _, _, err = f.s.Changes(ctx, ada, c1, 10, 1<<30, echo)
+		if !errors.Is(err, wire.ErrHistoryPurged) && (err != nil || len(rows) != 1 || rows[0].ID != "b" || !rows[0].Deleted) {
+			t.Errorf("pulling page 2 again after the purge: %v, %v; want the tombstone of b, or ErrHistoryPurged", rows, err)
+		}
+		// Once the device pulls on past it, the tombstone goes; then an
+		// empty cursor (a device that pushed before its first pull) must
+		// rebuild too.
+		f.push(ada, "d1", lww, []wire.Row{parent("c", "later", "0000000000002.000000.d1")})
+		if _, _, _, err := f.s.Changes(ctx, ada, c1, 10, 1<<30, echo); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.s.(server.Sweeper).Sweep(ctx, lim, 100); err != nil || n != 1 {
+			t.Fatalf("sweep: %d, %v; want the tombstone purged", n, err)
+		}
+		if _, _, _, err := f.s.Changes(ctx, ada, server.Cursor{}, 10, 1<<30, echo); !errors.Is(err, wire.ErrHistoryPurged) {
+			t.Errorf("an empty cursor after a purge: %v, want ErrHistoryPurged", err)
+		}
+		if _, _, _, err := f.s.Changes(ctx, ada, c1, 10, 1<<30, echo); !errors.Is(err, wire.ErrHistoryPurged) {
+			t.Errorf("a cursor before the purge: %v, want ErrHistoryPurged", err)
+		}
+	})
+
 	t.Run("a session is its user's", func(t *testing.T) {
 		f := fixture(t)
 		ctx := context.Background()

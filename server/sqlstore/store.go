@@ -598,7 +598,9 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 				horizon = stored
 			}
 			for _, t := range s.tables {
-				ids, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "_deleted" AND "_version" <= ? LIMIT ?`, tenant, horizon, most)
+				// Strictly before the horizon: a device recorded at the
+				// horizon may not have stored the page that ended there.
+				ids, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "_deleted" AND "_version" < ? LIMIT ?`, tenant, horizon, most)
 				if err != nil {
 					return err
 				}
@@ -772,18 +774,17 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		return nil, after, false, fmt.Errorf("changes: %w", err)
 	}
 	defer tx.Rollback()
-	if after != (server.Cursor{}) {
-		// Tombstones up to the horizon may be gone: a cursor before it
-		// would miss deletions.
-		var horizon int64
-		err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), p.Tenant).Scan(&horizon)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, after, false, fmt.Errorf("changes: %w", err)
-		}
-		if after.Version < horizon {
-			return nil, after, false, fmt.Errorf("the cursor is at version %d, and deletions up to version %d were purged: rebuild from a snapshot: %w",
-				after.Version, horizon, wire.ErrHistoryPurged)
-		}
+	// Tombstones before the horizon may be gone: a cursor before it would
+	// miss deletions. So would the empty cursor of a device that pushed
+	// before its first pull: it starts from a snapshot too.
+	var horizon int64
+	err = tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), p.Tenant).Scan(&horizon)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, after, false, fmt.Errorf("changes: %w", err)
+	}
+	if after.Version < horizon {
+		return nil, after, false, fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
+			after.Version, horizon, wire.ErrHistoryPurged)
 	}
 	var all []changed
 	var bound *server.Cursor // the last position read of a table cut short by maxBytes
