@@ -13,6 +13,7 @@ import (
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/sqlitestore"
+	"github.com/tethersync/tether/wire"
 )
 
 // Three levels, the default policy: a deleted row a live one references
@@ -238,6 +239,39 @@ func TestReferencesCascade(t *testing.T) {
 		settle(t, a, b)
 		if err := b.DB.Get(ctx, &cOrder{}, "o2"); err == nil {
 			t.Error("o2 still live on b")
+		}
+	})
+}
+
+// A row that references a row the server does not have (never pushed, or
+// its tombstone purged) cannot bring it back: it is deleted, and its
+// device is told why.
+func TestReferenceToMissingRow(t *testing.T) {
+	reg := registry(t, rCustomer{}, rOrder{}, rLine{})
+	eachStore(t, reg, func(t *testing.T, url string) {
+		d := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
+		d.Sync(t)
+		dev := d.DB.DeviceID()
+		session, err := d.API.OpenSession(ctx, dev, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := wire.Row{Table: "orders", ID: "o9", HLC: "1700000000000.000000." + dev, Values: map[string]any{"customer_id": "nope"}}
+		if err := d.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := d.API.Commit(ctx, dev, session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Conflicts) != 1 || c.Conflicts[0].ID != "o9" || c.Conflicts[0].Strategy != "reference" || !c.Conflicts[0].Row.Deleted ||
+			!strings.Contains(c.Conflicts[0].Reason, `customers "nope"`) {
+			t.Errorf("commit answer %+v; want o9 deleted, saying it references a missing customer", c.Conflicts)
+		}
+		other := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
+		other.Sync(t)
+		if n := dangling(t, other.DB.SQL()); n != 0 {
+			t.Errorf("another device holds %d dangling rows", n)
 		}
 	})
 }

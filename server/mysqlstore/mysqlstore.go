@@ -255,8 +255,11 @@ func (d *Dialect) Listen(ctx context.Context, ready func(), deliver func(sqlstor
 	}
 }
 
-func (d *Dialect) colType(k entity.Kind) string {
-	switch k {
+func (d *Dialect) colType(c entity.Column) string {
+	if c.Ref != "" { // ids, and indexed
+		return fmt.Sprintf("VARCHAR(%d) COLLATE %s", 200, d.collation)
+	}
+	switch c.Kind {
 	case entity.KindInteger:
 		return "BIGINT"
 	case entity.KindReal:
@@ -306,7 +309,7 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 	for _, t := range tables {
 		var defs []string
 		for i, c := range t.T.Columns[1:] {
-			defs = append(defs, t.Cols[i+1]+" "+d.colType(c.Kind)+" NULL")
+			defs = append(defs, t.Cols[i+1]+" "+d.colType(c)+" NULL")
 		}
 		cols := strings.Join(defs, ",\n\t")
 		stmts = append(stmts,
@@ -348,6 +351,20 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 			return fmt.Errorf("create tables: %w", err)
 		}
 	}
+	for _, t := range tables { // the indexes of references
+		for _, ix := range t.RefIndexes() {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM information_schema.statistics WHERE table_schema = DATABASE()
+				AND table_name = ? AND index_name = ?`, t.T.Name, strings.Trim(ix[0], `"`)).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				if _, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX %s ON %s (%s)`, ix[0], t.Name, ix[1])); err != nil {
+					return fmt.Errorf("index a reference: %w", err)
+				}
+			}
+		}
+	}
 	for _, t := range tables { // columns added to the schema since
 		for _, table := range []string{t.T.Name, t.StageName} {
 			have, err := d.columns(ctx, tx, table)
@@ -358,7 +375,7 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 				if have[c.Name] {
 					continue
 				}
-				q := fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s NULL`, sqlstore.Quote(table), t.Cols[i+1], d.colType(c.Kind))
+				q := fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s %s NULL`, sqlstore.Quote(table), t.Cols[i+1], d.colType(c))
 				if _, err := tx.ExecContext(ctx, q); err != nil {
 					return fmt.Errorf("add column %s to %s: %w", c.Name, table, err)
 				}

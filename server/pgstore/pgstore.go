@@ -301,6 +301,9 @@ CREATE INDEX IF NOT EXISTS %s ON %s (_tenant, _session, id, _seq)`,
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _changed text NOT NULL DEFAULT '[]'`, t.Stage),
 		fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS _present text NOT NULL DEFAULT ''`, t.Stage),
 	}
+	for _, ix := range t.RefIndexes() {
+		stmts = append(stmts, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (%s)`, ix[0], t.Name, ix[1]))
+	}
 	for i, c := range t.T.Columns { // the rows already there take a new column's default
 		stmts = append(stmts, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s DEFAULT %s`, t.Name, t.Cols[i], pgType(c.Kind), c.Default()),
 			fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s`, t.Stage, t.Cols[i], pgType(c.Kind)))

@@ -309,6 +309,11 @@ CREATE INDEX IF NOT EXISTS %s ON %s ("_session", "_seq")`,
 			return fmt.Errorf("upgrade staging table: %w", err)
 		}
 	}
+	for _, ix := range t.RefIndexes() {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (%s)`, ix[0], t.Name, ix[1])); err != nil {
+			return fmt.Errorf("index a reference: %w", err)
+		}
+	}
 	_, err = tx.ExecContext(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s ("_tenant", "_version", "id")`, sqlstore.Quote(t.T.Name+"__changes"), t.Name))
 	return err
 }

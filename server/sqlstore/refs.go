@@ -70,6 +70,16 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 			}
 			for _, p := range pairs {
 				child, parent := rowKey{r.child.T.Name, p.child}, rowKey{r.parent.T.Name, p.parent}
+				if p.missing {
+					// Nothing to bring back (never pushed, or its tombstone
+					// purged): the row goes, and its device is told.
+					why := fmt.Sprintf("deleted: it references %s %q (%s), which does not exist", r.parent.T.Name, p.parent, r.name)
+					if err := a.rewrite(ctx, c, r.child, p.child, true, why, own[child]); err != nil {
+						return err
+					}
+					changed = true
+					continue
+				}
 				if r.cascade && !kept[child] {
 					why := fmt.Sprintf("deleted with %s %q, which it references (%s) and which was deleted", r.parent.T.Name, p.parent, r.name)
 					if err := a.rewrite(ctx, c, r.child, p.child, true, why, own[child]); err != nil {
@@ -89,32 +99,51 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("references did not settle")
+	return fmt.Errorf("references did not settle after %d rounds", 2*len(a.s.tables)+2)
 }
 
-// pair is a live child and the deleted parent it references.
-type pair struct{ child, parent string }
+// pair is a live child and the deleted (or missing) parent it references.
+type pair struct {
+	child, parent string
+	missing       bool // no parent row at all
+}
 
-// pairs returns the live rows of r.child that reference deleted rows of
-// r.parent, where either was written by the commit at version.
+// pairs returns the live rows of r.child that reference deleted or missing
+// rows of r.parent, where either was written by the commit at version: the
+// children written at version (found by the changes index), then the
+// parents deleted at version (their children found by the reference
+// column's index).
 func (a *applier) pairs(ctx context.Context, r ref, version int64) ([]pair, error) {
-	q := a.s.q(fmt.Sprintf(`SELECT c."id", p."id" FROM %s AS c JOIN %s AS p ON p."_tenant" = c."_tenant" AND p."id" = c.%s
-		WHERE c."_tenant" = ? AND NOT c."_deleted" AND p."_deleted" AND (c."_version" = ? OR p."_version" = ?) ORDER BY c."id"`,
-		r.child.Name, r.parent.Name, r.col))
-	rows, err := a.tx.QueryContext(ctx, q, a.p.Tenant, version, version)
-	if err != nil {
-		return nil, fmt.Errorf("check references %s.%s: %w", r.child.T.Name, r.name, err)
-	}
-	defer rows.Close()
 	var out []pair
-	for rows.Next() {
-		var p pair
-		if err := rows.Scan(&p.child, &p.parent); err != nil {
+	for _, q := range []string{
+		fmt.Sprintf(`SELECT c."id", c.%s, p."id" IS NULL FROM %s AS c LEFT JOIN %s AS p ON p."_tenant" = c."_tenant" AND p."id" = c.%s
+			WHERE c."_tenant" = ? AND c."_version" = ? AND NOT c."_deleted" AND c.%s IS NOT NULL AND (p."id" IS NULL OR p."_deleted")
+			ORDER BY c."id"`, r.col, r.child.Name, r.parent.Name, r.col, r.col),
+		fmt.Sprintf(`SELECT c."id", p."id", false FROM %s AS p JOIN %s AS c ON c."_tenant" = p."_tenant" AND c.%s = p."id"
+			WHERE p."_tenant" = ? AND p."_version" = ? AND p."_deleted" AND NOT c."_deleted" ORDER BY c."id"`, r.parent.Name, r.child.Name, r.col),
+	} {
+		rows, err := a.tx.QueryContext(ctx, a.s.q(q), a.p.Tenant, version)
+		if err != nil {
+			return nil, fmt.Errorf("check references %s.%s: %w", r.child.T.Name, r.name, err)
+		}
+		for rows.Next() {
+			var p pair
+			var missing any
+			if err := rows.Scan(&p.child, &p.parent, &missing); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			m, _ := entity.KindBool.FromDB(missing)
+			p.missing, _ = m.(bool)
+			out = append(out, p)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
 			return nil, err
 		}
-		out = append(out, p)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // ownRows returns the rows the pushed session wrote: those of the commit's

@@ -576,7 +576,7 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 					if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0) FROM `+t.Name+` WHERE "_tenant" = ?`), tenant).Scan(&v); err != nil {
 						return err
 					}
-					horizon = max(horizon, v)
+					horizon = max(horizon, v+1)
 				}
 			}
 			var stored int64

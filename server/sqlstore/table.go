@@ -139,3 +139,16 @@ func StageInsert(ctx context.Context, tx *sql.Tx, t *Table, tenant, session stri
 // takes from it, besides its values; "_seq" is last (MySQL assigns left to
 // right).
 var Restaged = []string{`"_tenant"`, `"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_present"`, `"_exact"`, `"_seq"`}
+
+// RefIndexes returns, for each reference column of t, the name of its
+// index and the quoted columns it covers ("_tenant", the column): the
+// reference rules of a commit look children up by it.
+func (t *Table) RefIndexes() [][2]string {
+	var out [][2]string
+	for i, c := range t.T.Columns {
+		if c.Ref != "" {
+			out = append(out, [2]string{Quote(t.T.Name + "__ref_" + c.Name), `"_tenant", ` + t.Cols[i]})
+		}
+	}
+	return out
+}
