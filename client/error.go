@@ -29,6 +29,8 @@ type Error struct {
 	transient bool
 }
 
+// Error describes the failed call: the operation, the status and code, and the
+// server's message or the underlying error.
 func (e *Error) Error() string {
 	switch {
 	case e.Message != "":

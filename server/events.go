@@ -11,8 +11,9 @@ import (
 )
 
 // Notifier is a store that tells subscribers when a tenant's rows change.
-// Both built-in stores are: the SQLite store within its process, the
-// PostgreSQL store across every process on the database (LISTEN/NOTIFY).
+// The built-in stores are: the SQLite store within its process, the
+// PostgreSQL store across every process on the database (LISTEN/NOTIFY),
+// the MySQL store across processes too (by polling the tenants' versions).
 type Notifier interface {
 	// Subscribe returns a channel that receives an event after each commit
 	// of tenant's, until ctx ends. Events may be coalesced: a receiver

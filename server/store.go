@@ -70,7 +70,7 @@ type AuditEntry struct {
 	At      time.Time `json:"at"`
 }
 
-// Auditor is a store that keeps the audit log. Both built-in stores are.
+// Auditor is a store that keeps the audit log. The built-in stores are.
 type Auditor interface {
 	// Audit returns up to limit entries of tenant's audit log with
 	// versions above after, oldest first.

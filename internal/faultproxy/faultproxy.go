@@ -1,8 +1,3 @@
-// Package faultproxy is an HTTP proxy on loopback that injects network and
-// server faults between sync clients and a tether server, for tests: lost
-// requests and answers, duplicated requests, delays, error statuses,
-// connections reset or answers cut in the middle of a body. Each fault has
-// its own rate; decisions come from a seeded generator.
 package faultproxy
 
 import (
@@ -38,6 +33,7 @@ const (
 
 var names = [...]string{"none", "drop-request", "drop-response", "duplicate", "delay", "500", "503", "429", "reset", "truncate"}
 
+// String names the fault.
 func (f Fault) String() string { return names[f] }
 
 // Proxy forwards requests to an upstream server, injecting faults.

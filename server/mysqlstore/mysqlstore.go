@@ -291,7 +291,7 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 		`CREATE TABLE IF NOT EXISTS _tether_tenants (tenant ` + key + ` NOT NULL PRIMARY KEY, version BIGINT NOT NULL,
 			device ` + short + ` NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_devices (tenant ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
-			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, seen_at DATETIME(6) NOT NULL, schema LONGTEXT NOT NULL,
+			user_name ` + key + ` NOT NULL, created_at DATETIME(6) NOT NULL, seen_at DATETIME(6) NOT NULL, app_schema LONGTEXT NOT NULL,
 			pulled BIGINT NOT NULL DEFAULT 0,
 			PRIMARY KEY (tenant, device))
 			ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,

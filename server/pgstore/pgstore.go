@@ -214,7 +214,7 @@ CREATE TABLE IF NOT EXISTS _tether_sessions (
 	PRIMARY KEY (tenant, id));
 ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS touched_at timestamptz;
 ALTER TABLE _tether_sessions ADD COLUMN IF NOT EXISTS cols text NOT NULL DEFAULT '';
-ALTER TABLE _tether_devices ADD COLUMN IF NOT EXISTS schema text NOT NULL DEFAULT '';
+ALTER TABLE _tether_devices ADD COLUMN IF NOT EXISTS app_schema text NOT NULL DEFAULT '';
 ALTER TABLE _tether_devices ADD COLUMN IF NOT EXISTS pulled bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS _tether_horizons (tenant text PRIMARY KEY, version bigint NOT NULL);
 CREATE INDEX IF NOT EXISTS _tether_sessions__open ON _tether_sessions (tenant, device) WHERE committed_at IS NULL;

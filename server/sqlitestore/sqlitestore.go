@@ -130,7 +130,7 @@ CREATE TABLE IF NOT EXISTS _tether_audit (
 // them by device and session id alone, and are rebuilt so.
 const (
 	devicesCols = `tenant TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
-	created_at TEXT NOT NULL, seen_at TEXT NOT NULL, schema TEXT NOT NULL DEFAULT '', pulled INTEGER NOT NULL DEFAULT 0,
+	created_at TEXT NOT NULL, seen_at TEXT NOT NULL, app_schema TEXT NOT NULL DEFAULT '', pulled INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (tenant, device)`
 	sessionsCols = `tenant TEXT NOT NULL, id TEXT NOT NULL, device TEXT NOT NULL, user_name TEXT NOT NULL,
 	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT,
@@ -162,14 +162,14 @@ func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table
 	if err := addColumns(ctx, tx, "_tether_sessions", []entity.Column{{Name: "touched_at", Kind: entity.KindTime, Nullable: true}}); err != nil {
 		return err
 	}
-	for _, c := range []struct{ table, col, def string }{{"_tether_devices", "schema", `TEXT NOT NULL DEFAULT ''`},
+	for _, c := range []struct{ table, col, def string }{{"_tether_devices", "app_schema", `TEXT NOT NULL DEFAULT ''`},
 		{"_tether_sessions", "cols", `TEXT NOT NULL DEFAULT ''`}, {"_tether_devices", "pulled", `INTEGER NOT NULL DEFAULT 0`}} {
 		if err := addBookkeeping(ctx, tx, c.table, c.col, c.def); err != nil {
 			return err
 		}
 	}
 	for _, t := range []struct{ name, cols, copy string }{
-		{"_tether_devices", devicesCols, "tenant, device, user_name, created_at, seen_at, schema, pulled"},
+		{"_tether_devices", devicesCols, "tenant, device, user_name, created_at, seen_at, app_schema, pulled"},
 		{"_tether_sessions", sessionsCols, "tenant, id, device, user_name, created_at, committed_at, version, result, touched_at, cols"},
 	} {
 		var keys int

@@ -16,15 +16,20 @@ import (
 // Rebind), double-quoted identifiers, and only SQL that every supported
 // database reads alike. The bookkeeping tables every dialect creates are:
 //
-//	_tether_devices  (tenant, device, user_name, created_at, seen_at, schema)
+//	_tether_devices  (tenant, device, user_name, created_at, seen_at, app_schema, pulled)
 //	_tether_sessions (tenant, id, device, user_name, created_at, touched_at, committed_at, version, result, cols)
 //	_tether_batches  (tenant, session, seq, tbl, rows, bytes)
 //	_tether_audit    (tenant, version, tbl, id, deleted, user_name, device, session, at)
+//	_tether_horizons (tenant, version): deletions before version were purged
 //
-// and for every synced table T, T itself ("_tenant", the columns, "_version",
-// "_deleted", "_hlc", "_modified_by", "_origin", "_session", "_colvers") and
-// its staging table "_tether_stage_T" ("_tenant", "_session", "_seq",
-// "_base", "_deleted", "_hlc", "_changed", "_present", the columns).
+// (plus whatever NextVersion needs: a counter, a sequence, a row per
+// tenant), and for every synced table T, T itself ("_tenant", the columns,
+// "_version", "_deleted", "_hlc", "_modified_by", "_origin", "_session",
+// "_colvers", "_reason", "_notify", "_pushed"; an index on "_tenant",
+// "_version", "id" and one per reference column) and its staging table
+// "_tether_stage_T" ("_tenant", "_session", "_seq", "_base", "_deleted",
+// "_hlc", "_changed", "_present", "_exact", the columns; the latest copy of
+// a row per tenant, session and id).
 type Dialect interface {
 	// Name names the database in errors: "sqlite", "postgres", "mysql".
 	Name() string

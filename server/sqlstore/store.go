@@ -194,13 +194,13 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device s
 			now := s.d.Time(s.now())
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (tenant, device, user_name, created_at, seen_at, schema) VALUES (?, ?, ?, ?, ?, ?)`),
+				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (tenant, device, user_name, created_at, seen_at, app_schema) VALUES (?, ?, ?, ?, ?, ?)`),
 					p.Tenant, device, p.User, now, now, own)
 				return err
 			case err != nil:
 				return err
 			}
-			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, schema = ? WHERE tenant = ? AND device = ?`), now, own, p.Tenant, device)
+			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, app_schema = ? WHERE tenant = ? AND device = ?`), now, own, p.Tenant, device)
 			return err
 		})
 	}
@@ -225,7 +225,7 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 		// The session writes the columns of the app version the device has
 		// now, whatever it registers later.
 		var schema string
-		err := tx.QueryRowContext(ctx, s.q(`SELECT schema FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema)
+		err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
 		}
@@ -788,6 +788,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	}
 	var all []changed
 	var bound *server.Cursor // the last position read of a table cut short by maxBytes
+	read := 0                // bytes read so far, of every table: memory stays near maxBytes
 	for _, t := range s.tables {
 		where, args := s.afterClause(t.Idx, after)
 		q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
@@ -795,7 +796,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		if err != nil {
 			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
 		}
-		size := 0
+		taken := 0
 		for rows.Next() {
 			var session string
 			var pushed int64
@@ -806,11 +807,11 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 			}
 			c := changed{pos: server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, row: r, size: server.RowSize(r),
 				echo: pushed == 1 && r.Device == echo.Device && echo.Sessions[session]}
-			if c.echo {
-				c.size = 0
-			}
 			all = append(all, c)
-			if size += c.size; size > maxBytes {
+			taken++
+			// Each table gives at least one row, so that the page knows
+			// how far it may go.
+			if read += c.size; read > maxBytes && taken > 0 {
 				if bound == nil || c.pos.Before(*bound) {
 					bound = &c.pos
 				}
@@ -868,13 +869,19 @@ type changed struct {
 // and none after bound (when a table's reading stopped there).
 func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server.Cursor) ([]wire.Row, server.Cursor, bool) {
 	sort.Slice(all, func(i, j int) bool { return all[i].pos.Before(all[j].pos) })
-	n, size := 0, 0
+	n, size, sent := 0, 0, 0
 	for n < len(all) && n < limit {
 		c := all[n]
-		if n > 0 && (size+c.size > maxBytes || (bound != nil && bound.Before(c.pos))) {
+		if n > 0 && bound != nil && bound.Before(c.pos) {
 			break
 		}
-		size += c.size
+		if !c.echo { // the device's own rows are not sent: they take no room
+			if sent > 0 && size+c.size > maxBytes {
+				break
+			}
+			size += c.size
+			sent++
+		}
 		n++
 	}
 	more := n < len(all) || bound != nil
