@@ -280,8 +280,11 @@ func (d *Dialect) colType(c entity.Column) string {
 // DDL as it goes: each statement is idempotent.)
 func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table) error {
 	var got sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT GET_LOCK('tether-migrate', 60)`).Scan(&got); err != nil || got.Int64 != 1 {
-		return fmt.Errorf("lock for migration: %v (got %v)", err, got)
+	if err := tx.QueryRowContext(ctx, `SELECT GET_LOCK('tether-migrate', 60)`).Scan(&got); err != nil {
+		return fmt.Errorf("lock for migration: %w", err)
+	}
+	if got.Int64 != 1 {
+		return fmt.Errorf("lock for migration: another process held the lock tether-migrate for 60s")
 	}
 	defer tx.ExecContext(context.WithoutCancel(ctx), `SELECT RELEASE_LOCK('tether-migrate')`)
 	key := "VARCHAR(255) COLLATE " + d.collation
