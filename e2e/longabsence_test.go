@@ -83,6 +83,9 @@ func TestLongAbsence(t *testing.T) {
 		a.Sync(t)
 		saveCustomers(t, a, 1, "later") // the devices around pull past the deletions
 		a.Sync(t)
+		for _, d := range []*testkit.Device{a, b, a, b} { // a pull proves the one before it
+			d.Sync(t)
+		}
 		time.Sleep(2 * lim.DeviceActivity) // the away devices are no longer active
 		for _, d := range []*testkit.Device{a, b} {
 			if rep := d.Sync(t); rep.Rebuilt {

@@ -436,6 +436,19 @@ func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, key, position st
 			if t == nil {
 				continue // a table of a newer app version: not this device's
 			}
+			if r.Deleted {
+				// The tombstone of a row this device never held tells it
+				// nothing, and may reference a row it does not hold either
+				// (a rebuilt device's parents are gone): not stored.
+				var one int
+				err := tx.QueryRowContext(ctx, `SELECT 1 FROM `+sqlident.Quote(t.name)+` WHERE "id" = ?`, r.ID).Scan(&one)
+				if errors.Is(err, sql.ErrNoRows) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+			}
 			if notify && r.Notify == db.device && r.Reason != "" {
 				// The server undid this device's action to keep references
 				// whole: it goes into the conflict log, with the row as it

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -213,8 +214,8 @@ func TestPullAppliesPages(t *testing.T) {
 	if res.Rows["customers"] != 5 || res.Rows["orders"] != 2 || len(res.Rows) != 2 {
 		t.Errorf("Result.Rows=%v, want 5 customers and 2 orders", res.Rows)
 	}
-	if res.Applied != 7 {
-		t.Errorf("Result.Applied=%d, want 7", res.Applied)
+	if res.Applied != 6 { // a tombstone of a row the device never held is not stored
+		t.Errorf("Result.Applied=%d, want 6", res.Applied)
 	}
 	if want := []int{3, 3, 1}; !slices.Equal(pages, want) {
 		t.Errorf("pages of %v rows, want %v", pages, want)
@@ -227,8 +228,11 @@ func TestPullAppliesPages(t *testing.T) {
 		name string
 		cols []string
 	}{{"customers", testkit.CustomerCols}, {"orders", testkit.OrderCols}} {
+		live := func(rows []string) []string {
+			return slices.DeleteFunc(rows, func(r string) bool { return strings.HasSuffix(r, "|1") })
+		}
 		got := testkit.Dump(t, db.SQL(), table.name, table.cols, "")
-		want := testkit.Dump(t, w.db.SQL(), table.name, table.cols, "")
+		want := live(testkit.Dump(t, w.db.SQL(), table.name, table.cols, ""))
 		if !slices.Equal(got, want) {
 			t.Errorf("%s after the pull:\n%v\nwant the writer's\n%v", table.name, got, want)
 		}

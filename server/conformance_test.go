@@ -369,7 +369,11 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		// empty cursor (a device that pushed before its first pull) must
 		// rebuild too.
 		f.push(ada, "d1", lww, []wire.Row{parent("c", "later", "0000000000002.000000.d1")})
-		if _, _, _, err := f.s.Changes(ctx, ada, c1, 10, 1<<30, echo); err != nil {
+		_, c2, _, err := f.s.Changes(ctx, ada, c1, 10, 1<<30, echo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := f.s.Changes(ctx, ada, c2, 10, 1<<30, echo); err != nil { // proves the device stored c2
 			t.Fatal(err)
 		}
 		if n, err := f.s.(server.Sweeper).Sweep(ctx, lim, 100); err != nil || n != 1 {

@@ -826,11 +826,12 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	}
 	out, next, more := page(all, after, limit, maxBytes, bound)
 	tx.Rollback()
-	if !more && echo.Device != "" {
-		// The device has pulled everything up to here: tombstones before
-		// it may go, as far as it is concerned.
+	if echo.Device != "" && after.Version > 0 {
+		// The cursor a device sends proves it stored everything before
+		// it (an answer it never got proves nothing): tombstones before
+		// it may go, as far as this device is concerned.
 		if _, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET pulled = ? WHERE tenant = ? AND device = ? AND pulled < ?`),
-			next.Version, p.Tenant, echo.Device, next.Version); err != nil {
+			after.Version, p.Tenant, echo.Device, after.Version); err != nil {
 			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)
 		}
 	}
