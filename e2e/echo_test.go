@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
 )
@@ -146,4 +148,45 @@ func TestEchoAfterBackupAndCopy(t *testing.T) {
 			t.Errorf("a copy holds %d customers, want %d", n, 3+4+2+5)
 		}
 	}
+}
+
+// A backup taken in the middle of a push session, restored after the
+// session went on and committed from the live database: the restored copy
+// did not send all of that session, so it must not take its rows for its
+// own echo.
+func TestEchoAfterBackupMidSession(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	dir := t.TempDir()
+	path, backup := filepath.Join(dir, "a.db"), filepath.Join(dir, "backup.db")
+	noCommit := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "commit" {
+			return testkit.DropRequest
+		}
+		return testkit.Pass
+	}}
+	quick := coordinator.Options{PushBatchSize: 2, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxElapsed: 200 * time.Millisecond}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Path: path, Transport: noCommit, Co: quick})
+	saveCustomers(t, a, 4, "in the session")
+	if _, err := a.Co.SyncNow(ctx); err == nil {
+		t.Fatal("the session committed without its commit")
+	}
+	a.Co.Close()
+	a.DB.Close()
+	copyDB(t, path, backup) // the session is open, its batches sent
+
+	a = testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Path: path, Co: coordinator.Options{PushBatchSize: 2}})
+	saveCustomers(t, a, 3, "added to the session later") // the resumed session sends them too
+	a.Sync(t)
+	a.Co.Close()
+	a.DB.Close()
+	copyDB(t, backup, path)
+
+	restored := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Path: path, Co: coordinator.Options{PushBatchSize: 2}})
+	restored.Sync(t)
+	restored.Sync(t)
+	if n := len(names(t, restored)); n != 7 {
+		t.Errorf("the restored copy holds %d customers, want all 7 the session committed", n)
+	}
+	assertConverged(t, srv, restored)
 }

@@ -45,7 +45,7 @@ func TestErrClosed(t *testing.T) {
 		"AbandonPush":     func() error { return db.AbandonPush(ctx) },
 		"NextDirty":       func() error { _, err := db.NextDirty(ctx, localdb.PushPos{}, 10); return err },
 		"MarkSent":        func() error { return db.MarkSent(ctx, localdb.DirtyBatch{}, localdb.PushState{}) },
-		"FinishPush":      func() error { return db.FinishPush(ctx, wire.Commit{}) },
+		"FinishPush":      func() error { return db.FinishPush(ctx, wire.Commit{}, true) },
 		"Cursor":          func() error { _, err := db.Cursor(ctx); return err },
 		"ApplyChanges":    func() error { _, err := db.ApplyChanges(ctx, nil, "c"); return err },
 		"Digest":          func() error { _, _, err := db.Digest(ctx, "notes"); return err },

@@ -260,7 +260,7 @@ func TestEditDuringPushStaysDirty(t *testing.T) {
 	if _, err := db.SQL().Exec(`UPDATE notes SET title = 'b raw edit' WHERE id = ?`, b.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.FinishPush(ctx, wire.Commit{Version: 7}); err != nil {
+	if err := db.FinishPush(ctx, wire.Commit{Version: 7}, true); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{a.ID, b.ID} {

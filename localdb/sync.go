@@ -270,7 +270,10 @@ func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 // merge won take the winning row, unless edited meanwhile. Every conflict
 // is recorded in the conflict log (see Conflicts). It ends the push
 // session.
-func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
+//
+// With own, the session is recorded as one whose rows this database holds
+// as pushed (see OwnSessions).
+func (db *DB) FinishPush(ctx context.Context, c wire.Commit, own bool) error {
 	if err := db.checkOpen("FinishPush"); err != nil {
 		return err
 	}
@@ -308,7 +311,7 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit) error {
 		if err != nil {
 			return err
 		}
-		if session != "" {
+		if session != "" && own {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO _tether_own (session, version) VALUES (?, ?)`, session, c.Version); err != nil {
 				return fmt.Errorf("record own session: %w", err)
 			}

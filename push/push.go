@@ -27,7 +27,9 @@ type Store interface {
 	// MarkSent records an acknowledged batch and the new state.
 	MarkSent(ctx context.Context, b localdb.DirtyBatch, st localdb.PushState) error
 	// FinishPush applies the answer to the commit and ends the session.
-	FinishPush(ctx context.Context, c wire.Commit) error
+	// With own, the store holds everything the session pushed, as pushed:
+	// the next pull need not bring it back (see localdb.DB.OwnSessions).
+	FinishPush(ctx context.Context, c wire.Commit, own bool) error
 }
 
 // Transport is what the push engine needs of the server; *client.Client
@@ -107,8 +109,8 @@ var errCommitted = errors.New("push: session was committed; rows remain")
 
 // finishCommitted fetches the answer of a session the server already
 // committed (re-sent commits are idempotent) and applies it.
-func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, session string) error {
-	if err := e.commit(ctx, res, device, session); err != nil {
+func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, session string, own bool) error {
+	if err := e.commit(ctx, res, device, session, own); err != nil {
 		return err
 	}
 	return errCommitted
@@ -118,12 +120,18 @@ func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, sessi
 // to the store (which ends the push session there), and adds it to res.
 // Committing a session again is idempotent: the server answers as it did
 // the first time.
-func (e *Engine) commit(ctx context.Context, res *Result, device, session string) error {
+//
+// With own, the store records the session as one whose rows it holds as
+// pushed: only for a session this engine opened and saw through itself. A
+// session resumed from the database may have been pushed further by a copy
+// of it (a backup restored over it), and one found already committed may
+// hold rows this database never sent.
+func (e *Engine) commit(ctx context.Context, res *Result, device, session string, own bool) error {
 	c, err := e.tr.Commit(ctx, device, session)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
-	if err := e.store.FinishPush(ctx, c); err != nil {
+	if err := e.store.FinishPush(ctx, c, own); err != nil {
 		return fmt.Errorf("push: session %s: %w", session, err)
 	}
 	res.Version = c.Version
@@ -141,6 +149,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 	}
 	size := e.opts.BatchSize
 	opened := false
+	fresh := st.Session == "" // a session this push makes, rather than resumes
 	// The next batch is read while the current one is on the wire. The
 	// read only looks at rows after the current batch, so it does not
 	// depend on the server's answer.
@@ -168,7 +177,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		if errors.Is(err, wire.ErrSessionFull) && st.Seq > 0 {
 			// The server bounds a session: commit what it holds, and send
 			// the rest in a new one.
-			return e.finishCommitted(ctx, res, device, st.Session)
+			return e.finishCommitted(ctx, res, device, st.Session, fresh)
 		}
 		if (errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrSessionFull)) && size > 1 {
 			<-next
@@ -179,7 +188,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		if errors.Is(err, wire.ErrConflict) && st.Seq > 0 {
 			// Committed already: its answer was lost after a commit, and
 			// rows edited since are being sent in the same session.
-			return e.finishCommitted(ctx, res, device, st.Session)
+			return e.finishCommitted(ctx, res, device, st.Session, false)
 		}
 		if err != nil {
 			return fmt.Errorf("push: session %s: %w", st.Session, err)
@@ -191,7 +200,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 	if st.Session == "" {
 		return nil
 	}
-	return e.commit(ctx, res, device, st.Session)
+	return e.commit(ctx, res, device, st.Session, fresh)
 }
 
 // open makes sure the push session exists before its first batch is sent.
