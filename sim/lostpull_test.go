@@ -27,9 +27,6 @@ import (
 // It failed while the server recorded a device's position before the
 // device had stored the page (it now takes the cursor the device sends).
 func TestLostPullAnswerRebuilds(t *testing.T) {
-	if !*strictRebuilds {
-		t.Skip("off with -sim.strict-rebuilds=false")
-	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	reg := registry(true)

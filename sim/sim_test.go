@@ -52,7 +52,7 @@ var (
 	soakFlag    = flag.Bool("sim.soak", false, "soak: at least 100,000 operations")
 	// The two sub-checks the simulation found failing in the library
 	// (README "Simulation"), off by default, each with its reproducer.
-	strictRebuilds = flag.Bool("sim.strict-rebuilds", true, "fail on rebuilds of active devices after a lost pull answer (a bug the simulation found, fixed), and run TestLostPullAnswerRebuilds")
+	strictRebuilds = flag.Bool("sim.strict-rebuilds", false, "fail on rebuilds that look needless (of devices the server counted active at every sweep), which the oracle's timing can misjudge; logged otherwise")
 	strictFK       = flag.Bool("sim.strict-fk", true, "fail on foreign key violations of rebuilt devices caused by pulled tombstones of children whose parent they never held (a bug the simulation found, fixed), and run TestRebuiltDeviceForeignKeys")
 	activity       = flag.Duration("sim.activity", 2*time.Second, "how long the server counts a device active after it last synced (Limits.DeviceActivity)")
 )

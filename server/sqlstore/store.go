@@ -826,12 +826,13 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	}
 	out, next, more := page(all, after, limit, maxBytes, bound)
 	tx.Rollback()
-	if echo.Device != "" && after.Version > 0 {
+	if echo.Device != "" {
 		// The cursor a device sends proves it stored everything before
 		// it (an answer it never got proves nothing): tombstones before
-		// it may go, as far as this device is concerned.
-		if _, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET pulled = ? WHERE tenant = ? AND device = ? AND pulled < ?`),
-			after.Version, p.Tenant, echo.Device, after.Version); err != nil {
+		// it may go, as far as this device is concerned. A device that
+		// pulls is seen: a long pull keeps it active.
+		if _, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
+			WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device); err != nil {
 			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)
 		}
 	}
