@@ -42,7 +42,7 @@ func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f fu
 // stayed are never rebuilt.
 func TestLongAbsence(t *testing.T) {
 	reg := testkit.Registry(t)
-	lim := server.Limits{DeviceActivity: 300 * time.Millisecond}
+	lim := server.Limits{DeviceActivity: 1500 * time.Millisecond} // wide enough for syncs on a loaded machine
 	opts := server.Options{Limits: lim, SweepInterval: -1}
 	eachStoreWith(t, reg, opts, func(t *testing.T, url string, store server.Store) {
 		dir := t.TempDir()

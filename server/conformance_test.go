@@ -798,13 +798,13 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			}
 			stale[id] = o
 		}
-		time.Sleep(30 * time.Millisecond)
+		time.Sleep(700 * time.Millisecond) // the stale sessions pass SessionIdle; the fresh one, opened next, is far from it
 		fresh, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		sw := f.s.(server.Sweeper)
-		idle := server.Limits{SessionIdle: 20 * time.Millisecond}
+		idle := server.Limits{SessionIdle: 500 * time.Millisecond}
 		if n, err := sw.Sweep(ctx, idle, 2); err != nil || n != 2 { // bounded work: two at a time
 			t.Fatalf("first sweep: %d, %v; want 2", n, err)
 		}
