@@ -442,14 +442,14 @@ func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, key, position st
 			if r.Deleted {
 				// The tombstone of a row this device never held tells it
 				// nothing, and may reference a row it does not hold either
-				// (a rebuilt device's parents are gone): not stored.
-				var one int
-				err := tx.QueryRowContext(ctx, `SELECT 1 FROM `+sqlident.Quote(t.name)+` WHERE "id" = ?`, r.ID).Scan(&one)
-				if errors.Is(err, sql.ErrNoRows) {
-					continue
-				}
+				// (a rebuilt device's parents are gone): not stored, unless
+				// a row here references it.
+				keep, err := db.holdsOrReferenced(ctx, tx, t, r.ID)
 				if err != nil {
 					return err
+				}
+				if !keep {
+					continue
 				}
 			}
 			if notify && r.Notify == db.device && r.Reason != "" {
@@ -638,4 +638,28 @@ func (db *DB) ForgetOwn(ctx context.Context, mark int64) error {
 		return fmt.Errorf("localdb: forget own sessions: %w", err)
 	}
 	return nil
+}
+
+// holdsOrReferenced reports whether the device holds the row id of t, or
+// holds a row that references it.
+func (db *DB) holdsOrReferenced(ctx context.Context, tx *sql.Tx, t *table, id string) (bool, error) {
+	queries := []string{`SELECT 1 FROM ` + sqlident.Quote(t.name) + ` WHERE "id" = ?`}
+	for _, c := range db.tables {
+		for _, col := range c.cols {
+			if col.Ref == t.name {
+				queries = append(queries, `SELECT 1 FROM `+sqlident.Quote(c.name)+` WHERE `+sqlident.Quote(col.Name)+` = ? LIMIT 1`)
+			}
+		}
+	}
+	for _, q := range queries {
+		var one int
+		err := tx.QueryRowContext(ctx, q, id).Scan(&one)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+	}
+	return false, nil
 }
