@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -76,6 +77,8 @@ type Client struct {
 	base  string
 	agent string
 	live  *http.Client
+
+	tenant atomic.Pointer[string] // sent as wire.HeaderTenant, when set
 
 	token string      // static token
 	src   TokenSource // or the source of tokens
@@ -205,10 +208,52 @@ func (c *Client) OpenSession(ctx context.Context, device, session string) (strin
 }
 
 // SendBatch stages batch seq of a session. Re-sending a batch replaces it.
-func (c *Client) SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row) error {
+// With p.Open the server opens the session first if it has not yet (an
+// older server answers wire.ErrNotFound instead: open it with OpenSession
+// and send again); with p.Commit it commits the session after the batch
+// and the answer holds the commit's answer (an older server stages the
+// batch and leaves the answer's Commit nil: commit with Commit).
+func (c *Client) SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row, p wire.BatchParams) (wire.BatchAck, error) {
 	var out wire.BatchAck
 	path := "/sessions/" + url.PathEscape(session) + "/batches/" + strconv.Itoa(seq)
-	return c.do(ctx, fmt.Sprintf("send batch %d", seq), http.MethodPut, path, device, wire.Batch{Rows: rows}, &out)
+	q := url.Values{}
+	if p.Open {
+		q.Set(wire.BatchOpen, "1")
+	}
+	if p.Commit {
+		q.Set(wire.BatchCommit, "1")
+	}
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err := c.do(ctx, fmt.Sprintf("send batch %d", seq), http.MethodPut, path, device, wire.Batch{Rows: rows}, &out)
+	return out, err
+}
+
+// SetTenant makes every authenticated request name tenant in the
+// wire.HeaderTenant header (none when ""): the server then refuses, with
+// wire.ErrForbidden, credentials of any other tenant. The coordinator sets
+// the tenant the device's database is bound to, so that a token of another
+// tenant cannot pull that tenant's rows into it.
+func (c *Client) SetTenant(tenant string) {
+	c.tenant.Store(&tenant)
+}
+
+// ErrUnreachable is wrapped in the error of a request that got no
+// connection to the server (the dial failed, or took longer than the
+// context's connect timeout, WithConnectTimeout: nothing was sent), and of
+// a 502 or 504 answer without this API's error body (a gateway in front
+// of the server could not reach it).
+var ErrUnreachable = errors.New("server unreachable")
+
+type connectKey struct{}
+
+// WithConnectTimeout returns a context under which each request must get a
+// connection to the server (dial and TLS handshake, or an idle connection
+// from the pool) within d, or fail with ErrUnreachable. The rest of the
+// request is bounded by Options.Timeout and ctx as usual.
+func WithConnectTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, connectKey{}, d)
 }
 
 // Commit applies a session on the server. Re-sending a commit returns the
@@ -275,9 +320,26 @@ func (c *Client) do(ctx context.Context, op, method, path, device string, in, ou
 
 // send sends one request and decodes its JSON answer into out.
 func (c *Client) send(ctx context.Context, op, method, path, device, token string, in, out any) error {
+	// Whether the request got a connection tells an unreachable server
+	// from a failure after it was reached.
+	var connected atomic.Bool
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
+	if d, ok := ctx.Value(connectKey{}).(time.Duration); ok && d > 0 {
+		t := time.AfterFunc(d, func() {
+			if !connected.Load() {
+				cancel(fmt.Errorf("no connection within %v: %w", d, ErrUnreachable))
+			}
+		})
+		defer t.Stop()
+	}
 	req := c.r.R().SetContext(ctx).SetDoNotParseResponse(true)
 	if token != "" {
 		req.SetAuthToken(token)
+		if t := c.tenant.Load(); t != nil && *t != "" {
+			req.SetHeader(wire.HeaderTenant, *t)
+		}
 	}
 	if device != "" {
 		req.SetHeader(wire.HeaderDevice, device)
@@ -299,6 +361,13 @@ func (c *Client) send(ctx context.Context, op, method, path, device, token strin
 		}
 	}
 	if err != nil {
+		if !connected.Load() {
+			if cause := context.Cause(ctx); errors.Is(cause, ErrUnreachable) {
+				err = cause
+			} else if ctx.Err() == nil {
+				err = fmt.Errorf("%w: %w", ErrUnreachable, err)
+			}
+		}
 		return &Error{Op: op, Err: err, transient: true}
 	}
 	raw := resp.RawBody()

@@ -52,7 +52,8 @@ func TestErrorMapping(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return good.SendBatch(ctx, dev, s, 0, []wire.Row{{Table: "customers", ID: "x", Values: map[string]any{"nope": 1}}})
+			_, err = good.SendBatch(ctx, dev, s, 0, []wire.Row{{Table: "customers", ID: "x", Values: map[string]any{"nope": 1}}}, wire.BatchParams{})
+			return err
 		}, wire.ErrBadRequest, 400, false, 0},
 		{"503", func() error { return faulty(testkit.Status503).Health(ctx) }, wire.ErrUnavailable, 503, true, 0},
 		{"429", func() error { return faulty(testkit.Status429).Health(ctx) }, wire.ErrRateLimited, 429, true, time.Second},
@@ -99,7 +100,7 @@ func TestGzipShrinksRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 		before, _ := c.Bytes()
-		if err := c.SendBatch(ctx, "d", s, 0, rows); err != nil {
+		if _, err := c.SendBatch(ctx, "d", s, 0, rows, wire.BatchParams{}); err != nil {
 			t.Fatal(err)
 		}
 		after, _ := c.Bytes()

@@ -27,6 +27,7 @@ type Error struct {
 	Err error
 
 	transient bool
+	refused   bool // an answer with one of the API's codes and a 4xx status
 }
 
 // Error describes the failed call: the operation, the status and code, and the
@@ -41,8 +42,15 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %v", e.Op, e.Err)
 }
 
-// Unwrap returns the underlying sentinel or network error.
-func (e *Error) Unwrap() error { return e.Err }
+// Unwrap returns the underlying sentinel or network error and, for an
+// answer with one of the API's error codes and a 4xx status,
+// wire.ErrRefused: the server applied none of the request.
+func (e *Error) Unwrap() []error {
+	if e.refused {
+		return []error{e.Err, wire.ErrRefused}
+	}
+	return []error{e.Err}
+}
 
 // Transient reports whether retrying the same request can succeed: network
 // errors, timeouts, cut answers, 5xx and 429. 400, 401, 403, 404, 409 and
@@ -75,9 +83,14 @@ func errorFrom(op string, status int, h http.Header, body io.Reader) *Error {
 		Message:   eb.Error.Message,
 		Err:       wire.ErrorFor(eb.Error.Code, status),
 		transient: status >= 500 || status == http.StatusTooManyRequests,
+		refused:   status >= 400 && status < 500 && wire.ErrorFor(eb.Error.Code, 0) != nil,
 	}
 	if e.Code == "" {
 		e.Code = http.StatusText(status)
+	}
+	if eb.Error.Code == "" && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout) {
+		// A gateway in front of the server could not reach it.
+		e.Err = fmt.Errorf("%w: %w (a gateway's answer)", ErrUnreachable, e.Err)
 	}
 	if ra := h.Get("Retry-After"); ra != "" {
 		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {

@@ -2,6 +2,9 @@ package coordinator
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -398,34 +401,40 @@ func (c *Coordinator) run(ctx context.Context, r *run) (rep Report, err error) {
 		rep.Duration = time.Since(start)
 	}()
 	c.report(Progress{Phase: PhaseConnect})
-	hctx, cancel := context.WithTimeout(ctx, c.opts.HealthTimeout)
-	err = c.api.Health(hctx)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil { // stopped while connecting: not a verdict on the server
-			return rep, fmt.Errorf("sync: stopped while connecting: %w", ctx.Err())
-		}
-		return rep, fmt.Errorf("%w: %w", ErrOffline, err)
-	}
+	// No request of its own checks the connection: each request of the
+	// sync must connect within HealthTimeout, and one that cannot reach
+	// the server ends the sync as offline, without retries (what was
+	// acknowledged stays, and the next sync goes on from there).
+	ctx = client.WithConnectTimeout(ctx, c.opts.HealthTimeout)
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = c.opts.InitialBackoff
 	b.MaxInterval = c.opts.MaxBackoff
 	b.MaxElapsedTime = c.opts.MaxElapsed
 	b.Reset()
-	registered := false
+	reregistered := false
 	for {
 		rep.Attempts++
-		var err error
-		if !registered {
-			err = c.register(ctx)
-			registered = err == nil
-		}
+		err := c.register(ctx, false)
 		if err == nil {
 			err = c.cycle(ctx, r, &rep)
+		}
+		if errors.Is(err, wire.ErrDeviceUnknown) && !reregistered {
+			// The server lost the device's registration (a database
+			// restored or replaced): register again, once, and go on.
+			reregistered = true
+			if err = c.register(ctx, true); err == nil {
+				err = c.cycle(ctx, r, &rep)
+			}
 		}
 		if err == nil {
 			c.report(Progress{Phase: PhaseDone})
 			return rep, nil
+		}
+		if errors.Is(err, client.ErrUnreachable) { // retrying would not help soon
+			if ctx.Err() != nil { // stopped while connecting: not a verdict on the server
+				return rep, fmt.Errorf("sync: stopped while connecting: %w", ctx.Err())
+			}
+			return rep, fmt.Errorf("%w: %w", ErrOffline, err)
 		}
 		if ctx.Err() != nil || !client.Transient(err) {
 			return rep, err
@@ -441,13 +450,29 @@ func (c *Coordinator) run(ctx context.Context, r *run) (rep Report, err error) {
 	}
 }
 
-// register registers the device, and binds the database to the tenant.
-func (c *Coordinator) register(ctx context.Context) error {
+// register registers the device, and binds the database to the tenant,
+// unless it did with the same schema before (or again, with force, after
+// the server said it does not know the device). The client then names the
+// database's tenant in every request, so that credentials of another
+// tenant are refused without a registration first.
+func (c *Coordinator) register(ctx context.Context, force bool) error {
 	tenant, err := c.db.Tenant(ctx)
 	if err != nil {
 		return err
 	}
+	c.api.SetTenant(tenant)
 	schema := c.db.Registry().Schema()
+	js, err := json.Marshal(schema)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	sum := sha256.Sum256(js)
+	mark := hex.EncodeToString(sum[:])
+	if !force && tenant != "" {
+		if done, err := c.db.Registration(ctx); err != nil || done == mark {
+			return err
+		}
+	}
 	dev, err := c.api.RegisterDevice(ctx, c.db.DeviceID(), tenant, &schema)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
@@ -456,7 +481,8 @@ func (c *Coordinator) register(ctx context.Context) error {
 	if err := c.db.BindTenant(ctx, dev.Tenant); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	return nil
+	c.api.SetTenant(dev.Tenant)
+	return c.db.SetRegistration(ctx, mark)
 }
 
 // cycle pushes then pulls once. Each engine call is a stretch the run's

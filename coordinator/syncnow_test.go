@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,7 +148,7 @@ func TestSyncNowReturnsAfterARunStartedAfterTheCall(t *testing.T) {
 	if r.rep.Pushed["customers"] != 1 {
 		t.Errorf("second call's report pushed %v, want the 1 late record", r.rep.Pushed)
 	}
-	if n := ft.Count("health"); n != 2 {
+	if n := ft.Count("changes"); n != 2 {
 		t.Errorf("%d runs, want 2 (the one under way and one follow-up)", n)
 	}
 }
@@ -157,7 +158,7 @@ func TestSyncNowCoalescesCallsIntoOneFollowUp(t *testing.T) {
 	reg, srv := newServer(t)
 	reached, release := make(chan struct{}), make(chan struct{})
 	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-		if kind == "health" && n == 0 {
+		if kind == "changes" && n == 0 {
 			close(reached)
 			<-release
 		}
@@ -185,7 +186,7 @@ func TestSyncNowCoalescesCallsIntoOneFollowUp(t *testing.T) {
 			t.Errorf("call %d: %v", i, r.err)
 		}
 	}
-	if n := ft.Count("health"); n != 2 {
+	if n := ft.Count("changes"); n != 2 {
 		t.Errorf("%d runs for 1 call and 5 calls during it, want 2", n)
 	}
 	if a.Co.Syncing() {
@@ -269,7 +270,7 @@ func testStopAtASafePoint(t *testing.T, shutdown bool) {
 	var mu sync.Mutex
 	var seqs []int // batch numbers delivered to the server, in order
 	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-		if kind != "batches" || r.Context().Err() != nil {
+		if !strings.Contains(r.URL.Path, "/batches/") || r.Context().Err() != nil {
 			return testkit.Pass // a cancelled request never reaches the server
 		}
 		if n == 2 {
@@ -361,10 +362,10 @@ func TestCancelledSyncNowKeepsARunOthersWaitFor(t *testing.T) {
 	reached2, release2 := make(chan struct{}), make(chan struct{})
 	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
 		switch {
-		case kind == "health" && n == 0:
+		case kind == "changes" && n == 0:
 			close(reached1)
 			<-release1
-		case kind == "health" && n == 1:
+		case kind == "changes" && n == 1:
 			close(reached2)
 			<-release2
 		}
@@ -373,6 +374,7 @@ func TestCancelledSyncNowKeepsARunOthersWaitFor(t *testing.T) {
 	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft})
 	first := syncAsync(a.Co, context.Background())
 	wait(t, reached1, "the first run")
+	save(t, a, 4, "c") // for the follow-up to push before its pull
 	actx, cancelA := context.WithCancel(context.Background())
 	ja, jb := join(actx), join(context.Background())
 	callA := syncAsync(a.Co, ja)
@@ -382,8 +384,7 @@ func TestCancelledSyncNowKeepsARunOthersWaitFor(t *testing.T) {
 	close(release1)
 	wait(t, first, "the first SyncNow")
 	wait(t, reached2, "the follow-up run")
-	save(t, a, 4, "c") // read by the follow-up once past its health check
-	cancelA()          // B still waits for the follow-up
+	cancelA() // B still waits for the follow-up, held in its pull
 	if r := wait(t, callA, "call A"); !errors.Is(r.err, context.Canceled) {
 		t.Errorf("call A=%v, want context.Canceled", r.err)
 	}

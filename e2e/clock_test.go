@@ -51,7 +51,7 @@ func TestFutureStampsDoNotWin(t *testing.T) {
 			t.Fatal(err)
 		}
 		row := wire.Row{Table: "customers", ID: ids[i], Base: base, HLC: stamp, Values: map[string]any{"name": "forged", "email": nil, "tags": "[]"}}
-		if err := mallory.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}); err != nil {
+		if _, err := mallory.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}, wire.BatchParams{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := mallory.API.Commit(ctx, dev, session); err != nil {

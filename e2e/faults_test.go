@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,7 +172,13 @@ func TestRetriesApplyOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := testkit.Registry(t)
 			srv := testkit.NewServer(t, reg, server.Options{})
-			ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault { return tt.decide(kind, n) }}
+			var batches atomic.Int32 // requests carrying a batch, the last one's commit included
+			ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+				if strings.Contains(r.URL.Path, "/batches/") {
+					batches.Add(1)
+				}
+				return tt.decide(kind, n)
+			}}
 			a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft,
 				Co: coordinator.Options{PushBatchSize: 10, PullBatchSize: 30}})
 			ids := saveCustomers(t, a, 100, "c")
@@ -178,7 +186,7 @@ func TestRetriesApplyOnce(t *testing.T) {
 			if rep.Attempts != 2 {
 				t.Errorf("Attempts=%d, want 2 (one retry)", rep.Attempts)
 			}
-			if got := ft.Count("batches"); got != tt.wantBatches {
+			if got := int(batches.Load()); got != tt.wantBatches {
 				t.Errorf("batch requests=%d, want %d (resume from the last acknowledged batch)", got, tt.wantBatches)
 			}
 			if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != len(ids) {
@@ -228,7 +236,7 @@ func TestPushResumesAfterRestart(t *testing.T) {
 
 	seqs := make(chan string, 100)
 	healthy := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-		if kind == "batches" {
+		if strings.Contains(r.URL.Path, "/batches/") {
 			seqs <- r.URL.Path
 		}
 		return testkit.Pass
@@ -341,7 +349,7 @@ func TestRunSurvivesFailedRounds(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-		if kind == "health" && n < 2 {
+		if kind == "devices" && n < 2 {
 			return testkit.DropRequest // the first two rounds are offline
 		}
 		return testkit.Pass
@@ -362,8 +370,8 @@ func TestRunSurvivesFailedRounds(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Run=%v, want context.Canceled", err)
 	}
-	if n, _ := a.DB.Pending(ctx); n != 0 || ft.Count("health") < 3 {
-		t.Errorf("Pending=%d after %d rounds, want 0 after surviving 2 failed rounds", n, ft.Count("health"))
+	if n, _ := a.DB.Pending(ctx); n != 0 || ft.Count("devices") < 3 {
+		t.Errorf("Pending=%d after %d rounds, want 0 after surviving 2 failed rounds", n, ft.Count("devices"))
 	}
 }
 

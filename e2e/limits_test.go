@@ -49,7 +49,7 @@ func TestServerSweepsExpiredSessions(t *testing.T) {
 	}
 	row := wire.Row{Table: "customers", ID: "c1", HLC: "1700000000000.000000." + device,
 		Values: map[string]any{"name": "left behind", "email": nil, "tags": "[]"}}
-	if err := d.API.SendBatch(ctx, device, session, 0, []wire.Row{row}); err != nil {
+	if _, err := d.API.SendBatch(ctx, device, session, 0, []wire.Row{row}, wire.BatchParams{}); err != nil {
 		t.Fatal(err)
 	}
 	staged := func() int {

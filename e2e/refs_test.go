@@ -257,7 +257,7 @@ func TestReferenceToMissingRow(t *testing.T) {
 			t.Fatal(err)
 		}
 		row := wire.Row{Table: "orders", ID: "o9", HLC: "1700000000000.000000." + dev, Values: map[string]any{"customer_id": "nope"}}
-		if err := d.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}); err != nil {
+		if _, err := d.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}, wire.BatchParams{}); err != nil {
 			t.Fatal(err)
 		}
 		c, err := d.API.Commit(ctx, dev, session)

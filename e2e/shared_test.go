@@ -25,7 +25,8 @@ func TestSharedDeviceTakesTurns(t *testing.T) {
 		}
 		return testkit.Pass
 	}}
-	quick := coordinator.Options{InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxElapsed: 200 * time.Millisecond}
+	// Batches of 2: the first is staged, the last (which commits) is lost.
+	quick := coordinator.Options{PushBatchSize: 2, InitialBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, MaxElapsed: 200 * time.Millisecond}
 	ada := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Path: path, Transport: noCommit, Co: quick})
 	saveCustomers(t, ada, 3, "typed on the tablet")
 	if _, err := ada.Co.SyncNow(ctx); err == nil {

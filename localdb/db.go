@@ -210,6 +210,8 @@ const (
 	statePushSession = "push_session"
 	statePushSeq     = "push_seq"
 	statePushPos     = "push_pos"
+	statePushFinal   = "push_final"
+	stateRegistered  = "registered"
 )
 
 type execer interface {
@@ -271,6 +273,31 @@ func (db *DB) BindTenant(ctx context.Context, tenant string) error {
 		}
 		return fmt.Errorf("%w: it holds tenant %q, and the credentials are for %q", ErrOtherTenant, cur, tenant)
 	})
+}
+
+// Registration returns the mark SetRegistration stored, or "".
+func (db *DB) Registration(ctx context.Context) (string, error) {
+	if err := db.checkOpen("Registration"); err != nil {
+		return "", err
+	}
+	m, err := getState(ctx, db.sql, stateRegistered)
+	if err != nil {
+		return "", fmt.Errorf("localdb: %w", err)
+	}
+	return m, nil
+}
+
+// SetRegistration stores an opaque mark of what the device registered with
+// the server (the coordinator's is a hash of the schema sent): while it is
+// the same, the device need not register again. "" forgets it.
+func (db *DB) SetRegistration(ctx context.Context, mark string) error {
+	if err := db.checkOpen("SetRegistration"); err != nil {
+		return err
+	}
+	if err := setState(ctx, db.sql, stateRegistered, mark); err != nil {
+		return fmt.Errorf("localdb: %w", err)
+	}
+	return nil
 }
 
 // DeviceID returns the id this database was given at creation. It names the

@@ -34,6 +34,12 @@ type PushState struct {
 	Session string  // server session id; "" when no push is under way
 	Seq     int     // number of batches the server acknowledged
 	Pos     PushPos // where the next batch starts
+	// Final reports that batch Seq, the session's last, was sent with the
+	// commit and its answer is unknown: it is recorded as sent (MarkSent),
+	// and Seq and Pos are still before it. Whether it was committed is
+	// for the server's answer to the commit to tell (wire.Commit.Batches):
+	// FinishPush if it was, ForgetFinal if not.
+	Final bool
 }
 
 // DirtyBatch is a batch of dirty rows read for pushing.
@@ -67,6 +73,11 @@ func (db *DB) PushState(ctx context.Context) (PushState, error) {
 	idx, after, _ := strings.Cut(pos, ":")
 	st.Pos.Table, _ = strconv.Atoi(idx)
 	st.Pos.After = after
+	final, err := getState(ctx, db.sql, statePushFinal)
+	if err != nil {
+		return PushState{}, err
+	}
+	st.Final = final == "1"
 	return st, nil
 }
 
@@ -77,7 +88,41 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 	if err := setState(ctx, tx, statePushSeq, strconv.Itoa(st.Seq)); err != nil {
 		return err
 	}
+	final := ""
+	if st.Final {
+		final = "1"
+	}
+	if err := setState(ctx, tx, statePushFinal, final); err != nil {
+		return err
+	}
 	return setState(ctx, tx, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))
+}
+
+// ForgetFinal forgets the last batch of the push session, recorded as sent
+// with the commit (PushState.Final), when the server did not commit it:
+// its rows stay dirty, for the next batch or session to send again.
+func (db *DB) ForgetFinal(ctx context.Context) error {
+	if err := db.checkOpen("ForgetFinal"); err != nil {
+		return err
+	}
+	st, err := db.PushState(ctx)
+	if err != nil || !st.Final {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		// The final batch's rows are those recorded after the position.
+		for i := st.Pos.Table; i < len(db.tables); i++ {
+			q, args := `DELETE FROM _tether_push WHERE tbl = ?`, []any{db.tables[i].name}
+			if i == st.Pos.Table {
+				q, args = q+` AND id > ?`, append(args, st.Pos.After)
+			}
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return fmt.Errorf("forget final batch: %w", err)
+			}
+		}
+		st.Final = false
+		return savePushState(ctx, tx, st)
+	})
 }
 
 // BeginPush records a new push session, forgetting any earlier one.
@@ -244,7 +289,8 @@ func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) 
 
 // MarkSent records that the server acknowledged batch b as batch number
 // st.Seq of session st.Session, and stores the new push state, in one
-// transaction.
+// transaction. With st.Final, b is instead about to be sent as the
+// session's last batch, with the commit, and st is the state before it.
 func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 	if err := db.checkOpen("MarkSent"); err != nil {
 		return err

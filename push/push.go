@@ -24,8 +24,12 @@ type Store interface {
 	AbandonPush(ctx context.Context) error
 	// NextDirty reads the next batch of dirty rows from pos.
 	NextDirty(ctx context.Context, pos localdb.PushPos, limit int) (localdb.DirtyBatch, error)
-	// MarkSent records an acknowledged batch and the new state.
+	// MarkSent records an acknowledged batch and the new state, or, with
+	// st.Final, a last batch about to be sent with the commit.
 	MarkSent(ctx context.Context, b localdb.DirtyBatch, st localdb.PushState) error
+	// ForgetFinal forgets the last batch recorded with st.Final, which the
+	// server did not commit.
+	ForgetFinal(ctx context.Context) error
 	// FinishPush applies the answer to the commit and ends the session.
 	// With own, the store holds everything the session pushed, as pushed:
 	// the next pull need not bring it back (see localdb.DB.OwnSessions).
@@ -35,10 +39,13 @@ type Store interface {
 // Transport is what the push engine needs of the server; *client.Client
 // implements it.
 type Transport interface {
-	// OpenSession opens the session with the given id; idempotent.
+	// OpenSession opens the session with the given id; idempotent. Only
+	// servers that do not know wire.BatchOpen need it.
 	OpenSession(ctx context.Context, device, session string) (string, error)
 	// SendBatch stages batch seq of the session; re-sending replaces it.
-	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row) error
+	// p.Open opens the session first, p.Commit commits it after (see
+	// client.Client.SendBatch).
+	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row, p wire.BatchParams) (wire.BatchAck, error)
 	// Commit applies the session; re-sending returns the first answer.
 	Commit(ctx context.Context, device, session string) (wire.Commit, error)
 }
@@ -69,6 +76,13 @@ type Engine struct {
 	store Store
 	tr    Transport
 	opts  Options
+	// legacy is set once the server turned out older than
+	// wire.BatchOpen: sessions are then opened with OpenSession.
+	legacy bool
+	// final is the last batch sent with the commit whose answer is not
+	// known yet, with its session, for settle to count.
+	final        localdb.DirtyBatch
+	finalSession string
 }
 
 // New returns an engine.
@@ -141,87 +155,182 @@ func (e *Engine) commit(ctx context.Context, res *Result, device, session string
 
 // push sends the dirty rows from the stored position on, in the stored
 // session or a new one, and commits the session.
+//
+// A push takes as few requests as the server allows: the first batch opens
+// the session (wire.BatchOpen) and the last one commits it
+// (wire.BatchCommit), so that a push of one batch is one request. The last
+// batch is recorded as sent before it goes (PushState.Final): when its
+// answer is lost, the next push asks the server whether it was committed
+// (settle) instead of sending rows that may have changed since.
 func (e *Engine) push(ctx context.Context, res *Result) error {
 	device := e.store.DeviceID()
 	st, err := e.store.PushState(ctx)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
+	if st.Final {
+		return e.settle(ctx, res, device, st)
+	}
 	size := e.opts.BatchSize
 	opened := false
 	fresh := st.Session == "" // a session this push makes, rather than resumes
-	// The next batch is read while the current one is on the wire. The
-	// read only looks at rows after the current batch, so it does not
-	// depend on the server's answer.
+	// Batches are read ahead while the one before is on the wire: the
+	// reads only look at rows after the batch being sent, so they do not
+	// depend on the server's answer. The batch after the one to send must
+	// be read before it goes, to know whether it is the last.
 	ctx, cancel := context.WithCancel(ctx)
-	next := e.read(ctx, st.Pos, size)
+	var ahead <-chan read = closed
 	defer func() {
 		cancel()
-		<-next // never leave a read running on the store
+		<-ahead // never leave a read running on the store
 	}()
-	for {
-		r := <-next
-		next = closed
-		if r.err != nil {
-			return fmt.Errorf("push: %w", r.err)
+	// from reads the batch at pos, and starts reading the one after it.
+	from := func(pos localdb.PushPos) (localdb.DirtyBatch, error) {
+		<-ahead
+		ahead = e.read(ctx, pos, size)
+		r := <-ahead
+		ahead = closed
+		if r.err == nil && len(r.batch.Rows) > 0 {
+			ahead = e.read(ctx, r.batch.Next, size)
 		}
-		b := r.batch
-		if len(b.Rows) == 0 {
-			break
+		return r.batch, r.err
+	}
+	b, err := from(st.Pos)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	var after *localdb.DirtyBatch // the batch after b, once read
+	for len(b.Rows) > 0 {
+		if after == nil {
+			r := <-ahead
+			ahead = closed
+			if r.err != nil {
+				return fmt.Errorf("push: %w", r.err)
+			}
+			after = &r.batch
+			if len(after.Rows) > 0 {
+				ahead = e.read(ctx, after.Next, size)
+			}
 		}
-		if err := e.open(ctx, device, &st, &opened); err != nil {
-			return fmt.Errorf("push: %w", err)
+		last := len(after.Rows) == 0
+		if st.Session == "" {
+			st.Session = uuid.NewString()
+			// Stored before the server hears of it, so that a retry after
+			// a lost answer finds the same session instead of leaving one
+			// behind (G3).
+			if err := e.store.BeginPush(ctx, st.Session); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
 		}
-		next = e.read(ctx, b.Next, size)
-		err = e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows)
-		if errors.Is(err, wire.ErrSessionFull) && st.Seq > 0 {
+		if e.legacy && st.Seq == 0 && !opened {
+			if _, err := e.tr.OpenSession(ctx, device, st.Session); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			opened = true
+		}
+		if last { // recorded before it goes: see settle
+			fin := st
+			fin.Final = true
+			if err := e.store.MarkSent(ctx, b, fin); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			e.final, e.finalSession = b, st.Session
+		}
+		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: last})
+		if err != nil && last && errors.Is(err, wire.ErrRefused) {
+			// Refused whole: the batch was not committed.
+			if ferr := e.store.ForgetFinal(ctx); ferr != nil {
+				return fmt.Errorf("push: %w", ferr)
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, wire.ErrNotFound) && st.Seq == 0 && !e.legacy:
+			// A server older than wire.BatchOpen: sessions are opened
+			// apart. The batch goes again.
+			e.legacy = true
+			continue
+		case errors.Is(err, wire.ErrSessionFull) && st.Seq > 0:
 			// The server bounds a session: commit what it holds, and send
 			// the rest in a new one.
 			return e.finishCommitted(ctx, res, device, st.Session, fresh)
-		}
-		if (errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrSessionFull)) && size > 1 {
-			<-next
+		case (errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrSessionFull)) && size > 1:
 			size /= 2
-			next = e.read(ctx, st.Pos, size)
+			after = nil
+			if b, err = from(st.Pos); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
 			continue
-		}
-		if errors.Is(err, wire.ErrConflict) && st.Seq > 0 {
+		case errors.Is(err, wire.ErrConflict):
 			// Committed already: its answer was lost after a commit, and
-			// rows edited since are being sent in the same session.
-			return e.finishCommitted(ctx, res, device, st.Session, false)
-		}
-		if err != nil {
+			// rows edited since are being sent in the same session (or a
+			// copy of this database, restored from a backup, pushed it).
+			// A first batch may instead have met the open-session limit.
+			cerr := e.finishCommitted(ctx, res, device, st.Session, false)
+			if st.Seq == 0 && errors.Is(cerr, wire.ErrNotFound) {
+				return fmt.Errorf("push: session %s: %w", st.Session, err)
+			}
+			return cerr
+		default:
 			return fmt.Errorf("push: session %s: %w", st.Session, err)
 		}
-		if err := e.acknowledged(ctx, res, b, &st); err != nil {
-			return err
+		if !last {
+			if err := e.acknowledged(ctx, res, b, &st); err != nil {
+				return err
+			}
+			b, after = *after, nil
+			continue
 		}
+		if ack.Commit == nil { // a server older than wire.BatchCommit
+			st.Final = false
+			if err := e.acknowledged(ctx, res, b, &st); err != nil {
+				return err
+			}
+			return e.commit(ctx, res, device, st.Session, fresh)
+		}
+		if err := e.store.FinishPush(ctx, *ack.Commit, fresh); err != nil {
+			return fmt.Errorf("push: session %s: %w", st.Session, err)
+		}
+		e.counted(res, b)
+		res.Version = ack.Commit.Version
+		res.Conflicts = append(res.Conflicts, ack.Commit.Conflicts...)
+		return nil
 	}
 	if st.Session == "" {
 		return nil
 	}
+	// Every row went up in batches acknowledged before (a push resumed
+	// after a lost commit answer): commit apart.
 	return e.commit(ctx, res, device, st.Session, fresh)
 }
 
-// open makes sure the push session exists before its first batch is sent.
-// The session id is made here and stored before the server hears of it,
-// so that opening it again after a lost answer finds the same session
-// instead of leaving one behind (G3). A session that already has
-// acknowledged batches, or was opened by this push, is not opened again.
-func (e *Engine) open(ctx context.Context, device string, st *localdb.PushState, opened *bool) error {
-	if st.Session == "" {
-		st.Session = uuid.NewString()
-		if err := e.store.BeginPush(ctx, st.Session); err != nil {
-			return err
+// settle finds out whether the last batch of the session, sent with the
+// commit, was committed, when its answer was lost: it commits the session
+// (a commit re-sent returns the first answer; a session the server did not
+// commit yet commits what it staged) and the answer's Batches tells
+// whether the batch is in. If it is not, its rows stay dirty and go up in
+// the next session.
+func (e *Engine) settle(ctx context.Context, res *Result, device string, st localdb.PushState) error {
+	c, err := e.tr.Commit(ctx, device, st.Session)
+	if err != nil {
+		return fmt.Errorf("push: settle session %s: %w", st.Session, err)
+	}
+	in := c.Batches > st.Seq
+	if !in {
+		if err := e.store.ForgetFinal(ctx); err != nil {
+			return fmt.Errorf("push: %w", err)
 		}
 	}
-	if st.Seq == 0 && !*opened {
-		if _, err := e.tr.OpenSession(ctx, device, st.Session); err != nil {
-			return err
-		}
-		*opened = true
+	if err := e.store.FinishPush(ctx, c, false); err != nil {
+		return fmt.Errorf("push: session %s: %w", st.Session, err)
 	}
-	return nil
+	if in && e.finalSession == st.Session && len(e.final.Rows) > 0 {
+		e.counted(res, e.final) // sent by this engine: counted now it is in
+	}
+	e.final, e.finalSession = localdb.DirtyBatch{}, ""
+	res.Version = c.Version
+	res.Conflicts = append(res.Conflicts, c.Conflicts...)
+	return errCommitted
 }
 
 // acknowledged records that the server acknowledged batch b as batch
@@ -232,12 +341,18 @@ func (e *Engine) acknowledged(ctx context.Context, res *Result, b localdb.DirtyB
 	if err := e.store.MarkSent(ctx, b, *st); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
+	e.counted(res, b)
+	return nil
+}
+
+// counted adds the rows of a batch the server took to res, and reports
+// them.
+func (e *Engine) counted(res *Result, b localdb.DirtyBatch) {
 	table := b.Rows[0].Table
 	res.Rows[table] += len(b.Rows)
 	if e.opts.OnBatch != nil {
 		e.opts.OnBatch(table, len(b.Rows))
 	}
-	return nil
 }
 
 type read struct {

@@ -63,7 +63,7 @@ func commitOrder(t *testing.T, store server.Store) {
 					errs <- err
 					return
 				}
-				if _, err := store.Commit(ctx, ada, dev, id, lww, server.Limits{}); err != nil {
+				if _, err := store.Commit(ctx, ada, dev, id, lww, server.Limits{}, nil); err != nil {
 					errs <- err
 					return
 				}

@@ -191,7 +191,7 @@ func (f storeFixture) push(p server.Principal, dev string, resolve server.Resolv
 			f.t.Fatal(err)
 		}
 	}
-	c, err := f.s.Commit(ctx, p, dev, sess, resolve, server.Limits{})
+	c, err := f.s.Commit(ctx, p, dev, sess, resolve, server.Limits{}, nil)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -281,12 +281,12 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		// Devices are keyed by tenant: another tenant's device id is a
 		// device of its own there, and nothing tells that the id is in
 		// use elsewhere.
-		if _, err := f.s.OpenSession(ctx, gus, "d1", "", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
-			t.Errorf("session on another tenant's device: %v, want ErrForbidden", err)
+		if _, err := f.s.OpenSession(ctx, gus, "d1", "", server.Limits{}); !errors.Is(err, wire.ErrDeviceUnknown) {
+			t.Errorf("session on another tenant's device: %v, want ErrDeviceUnknown", err)
 		}
 		f.device(gus, "d1")
-		if _, err := f.s.OpenSession(ctx, ada, "unregistered", "", server.Limits{}); !errors.Is(err, wire.ErrForbidden) {
-			t.Errorf("session of an unregistered device: %v, want ErrForbidden", err)
+		if _, err := f.s.OpenSession(ctx, ada, "unregistered", "", server.Limits{}); !errors.Is(err, wire.ErrDeviceUnknown) {
+			t.Errorf("session of an unregistered device: %v, want ErrDeviceUnknown", err)
 		}
 		sess, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		if err != nil {
@@ -300,9 +300,9 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			"another device's session":                 f.s.StageBatch(ctx, ada, "d2", sess, 0, rows, server.Limits{}),
 			"another tenant's session":                 f.s.StageBatch(ctx, gus, "g1", sess, 0, rows, server.Limits{}),
 			"another tenant's session, same device id": f.s.StageBatch(ctx, gus, "d1", sess, 0, rows, server.Limits{}),
-			"commit by another device":                 commitErr(f.s.Commit(ctx, ada, "d2", sess, lww, server.Limits{})),
-			"commit by another tenant":                 commitErr(f.s.Commit(ctx, gus, "g1", sess, lww, server.Limits{})),
-			"commit of unknown session":                commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww, server.Limits{})),
+			"commit by another device":                 commitErr(f.s.Commit(ctx, ada, "d2", sess, lww, server.Limits{}, nil)),
+			"commit by another tenant":                 commitErr(f.s.Commit(ctx, gus, "g1", sess, lww, server.Limits{}, nil)),
+			"commit of unknown session":                commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww, server.Limits{}, nil)),
 		} {
 			if !errors.Is(call, wire.ErrNotFound) {
 				t.Errorf("%s: %v, want ErrNotFound", name, call)
@@ -330,7 +330,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			}
 		}
 		for _, p := range []server.Principal{ada, gus} {
-			c, err := f.s.Commit(ctx, p, "d1", "same-session", lww, server.Limits{})
+			c, err := f.s.Commit(ctx, p, "d1", "same-session", lww, server.Limits{}, nil)
 			if err != nil || c.Applied != 1 {
 				t.Errorf("%s's commit: %+v, %v; want its own row applied", p.Tenant, c, err)
 			}
@@ -401,7 +401,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err := f.s.StageBatch(ctx, bob, "shared", sess, 0, rows, lim); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("batch into another user's session: %v, want ErrForbidden", err)
 		}
-		if _, err := f.s.Commit(ctx, bob, "shared", sess, lww, lim); !errors.Is(err, wire.ErrForbidden) {
+		if _, err := f.s.Commit(ctx, bob, "shared", sess, lww, lim, nil); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("commit of another user's session: %v, want ErrForbidden", err)
 		}
 		if _, err := f.s.OpenSession(ctx, bob, "shared", sess, lim); !errors.Is(err, wire.ErrConflict) {
@@ -441,11 +441,11 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, rows, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
-		first, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{})
+		first, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{})
+		again, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{}, nil)
 		if err != nil || !reflect.DeepEqual(first, again) {
 			t.Errorf("re-commit = %+v, %v; want the first answer %+v", again, err, first)
 		}
@@ -472,7 +472,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		stage(1, parent("c", "old", "0000000000001.000000.d1"))
 		stage(0, parent("a", "second", "0000000000001.000000.d1")) // b is gone
 		stage(2, parent("c", "new", "0000000000002.000000.d1"))    // c again, later batch
-		c, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{})
+		c, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -573,7 +573,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			parent("q", "new", "0000000000009.000000.d2")}, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.s.Commit(ctx, bob, "d2", sess, bad, server.Limits{}); err == nil || !strings.Contains(err.Error(), "lacks column") {
+		if _, err := f.s.Commit(ctx, bob, "d2", sess, bad, server.Limits{}, nil); err == nil || !strings.Contains(err.Error(), "lacks column") {
 			t.Errorf("commit with a bad merge: %v, want an error naming the missing column", err)
 		}
 		if got := names(f.all(ada, 10)); got["p"] != "ada's + bob's" || got["q"] != "" {
@@ -662,7 +662,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if _, err := f.s.OpenSession(ctx, ada, "d2", "", lim); err != nil {
 			t.Errorf("another device is not limited by d1's sessions: %v", err)
 		}
-		if _, err := f.s.Commit(ctx, ada, "d1", open[0], lww, lim); err != nil {
+		if _, err := f.s.Commit(ctx, ada, "d1", open[0], lww, lim, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := f.s.OpenSession(ctx, ada, "d1", "", lim); err != nil {
@@ -685,7 +685,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if _, err := f.s.OpenSession(ctx, ada, "d2", "sess-1", server.Limits{}); !errors.Is(err, wire.ErrConflict) {
 			t.Errorf("another device opening sess-1: %v, want ErrConflict", err)
 		}
-		if _, err := f.s.Commit(ctx, ada, "d1", "sess-1", lww, lim); err != nil {
+		if _, err := f.s.Commit(ctx, ada, "d1", "sess-1", lww, lim, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := f.s.OpenSession(ctx, ada, "d1", "sess-1", lim); !errors.Is(err, wire.ErrConflict) {
@@ -706,10 +706,10 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond) // longer than short.SessionIdle
-		if _, err := f.s.Commit(ctx, ada, "d1", stale, lww, short); !errors.Is(err, wire.ErrNotFound) {
+		if _, err := f.s.Commit(ctx, ada, "d1", stale, lww, short, nil); !errors.Is(err, wire.ErrNotFound) {
 			t.Fatalf("commit of an expired session: %v, want ErrNotFound", err)
 		}
-		if _, err := f.s.Commit(ctx, ada, "d1", stale, lww, server.Limits{}); !errors.Is(err, wire.ErrNotFound) {
+		if _, err := f.s.Commit(ctx, ada, "d1", stale, lww, server.Limits{}, nil); !errors.Is(err, wire.ErrNotFound) {
 			t.Errorf("expired session still there: %v", err)
 		}
 		// The staged row is gone: a fresh session commits only its own.
@@ -752,7 +752,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, []wire.Row{row("c")}, lim); err != nil {
 			t.Errorf("batch up to MaxSessionRows: %v", err)
 		}
-		if c, err := f.s.Commit(ctx, ada, "d1", sess, lww, lim); err != nil || c.Applied != 3 {
+		if c, err := f.s.Commit(ctx, ada, "d1", sess, lww, lim, nil); err != nil || c.Applied != 3 {
 			t.Errorf("commit of a full session: %+v, %v", c, err)
 		}
 		byBytes := server.Limits{MaxSessionBytes: 2500, MaxTenantStagedBytes: 1 << 30}
@@ -770,7 +770,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err := f.s.StageBatch(ctx, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); !errors.Is(err, wire.ErrRateLimited) {
 			t.Errorf("batch past MaxTenantStagedBytes: %v, want ErrRateLimited", err)
 		}
-		if _, err := f.s.Commit(ctx, ada, "d1", sess, lww, tenant); err != nil {
+		if _, err := f.s.Commit(ctx, ada, "d1", sess, lww, tenant, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.s.StageBatch(ctx, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); err != nil {
@@ -812,11 +812,11 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			t.Fatalf("second sweep: %d, %v; want the third", n, err)
 		}
 		for id, o := range stale {
-			if _, err := f.s.Commit(ctx, o.who, o.dev, id, lww, server.Limits{}); !errors.Is(err, wire.ErrNotFound) {
+			if _, err := f.s.Commit(ctx, o.who, o.dev, id, lww, server.Limits{}, nil); !errors.Is(err, wire.ErrNotFound) {
 				t.Errorf("swept session %s: %v, want ErrNotFound", id, err)
 			}
 		}
-		if c, err := f.s.Commit(ctx, ada, "d1", fresh, lww, server.Limits{}); err != nil || c.Applied != 0 {
+		if c, err := f.s.Commit(ctx, ada, "d1", fresh, lww, server.Limits{}, nil); err != nil || c.Applied != 0 {
 			t.Errorf("the fresh session: %+v, %v; want it kept, and no swept row in it", c, err)
 		}
 	})

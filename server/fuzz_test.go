@@ -57,7 +57,7 @@ func FuzzPushBatch(f *testing.F) {
 		// Allocation is bounded by what the body holds, never by what it
 		// declares: a few times the decompressed bytes read (at most
 		// MaxBodyBytes), plus the buffers of gzip and the reader.
-		alloc := allocated(func() { b, err = s.decodeBatch(httptest.NewRecorder(), batchRequest(body, gz)) })
+		alloc := allocated(func() { b, err = s.decodeBatch(httptest.NewRecorder(), batchRequest(body, gz), nil) })
 		if limit := uint64(16*min(plain, int(s.opts.MaxBodyBytes)) + 1<<20); alloc > limit {
 			t.Fatalf("decoding %d bytes (%d decompressed) allocated %d bytes, more than %d", len(body), plain, alloc, limit)
 		}
@@ -77,7 +77,7 @@ func FuzzPushBatch(f *testing.F) {
 		if err != nil {
 			t.Fatalf("encode validated rows: %v", err)
 		}
-		b2, err := s.decodeBatch(httptest.NewRecorder(), batchRequest(again, false))
+		b2, err := s.decodeBatch(httptest.NewRecorder(), batchRequest(again, false), nil)
 		if err != nil {
 			t.Fatalf("validated rows do not decode again: %v\n%s", err, again)
 		}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tethersync/tether/entity"
+	"hash"
 	"io"
 	"log/slog"
 	"maps"
@@ -22,6 +24,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/gzpool"
 	"github.com/tethersync/tether/wire"
 )
@@ -300,6 +303,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 	if p.Tenant == "" {
 		return Principal{}, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden)
 	}
+	if t := r.Header.Get(wire.HeaderTenant); t != "" && t != p.Tenant {
+		return Principal{}, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", t, p.Tenant, wire.ErrForbidden)
+	}
 	if wait := s.limiters.wait(r); wait > 0 {
 		secs := int((wait + time.Second - 1) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -385,7 +391,29 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil || !seqRE.MatchString(r.PathValue("seq")) {
 		return nil, fmt.Errorf("malformed batch number %q: %w", r.PathValue("seq"), wire.ErrBadRequest)
 	}
-	b, err := s.decodeBatch(w, r)
+	params, err := batchParams(r)
+	if err != nil {
+		return nil, err
+	}
+	session := r.PathValue("session")
+	// A request that commits may come twice (a proxy that retries, a
+	// duplicated packet): the second finds its session committed, and
+	// gets the first answer if it carries the same batch (see
+	// Store.Commit).
+	again := func(err error) bool { return params.Commit && errors.Is(err, wire.ErrConflict) }
+	if params.Open {
+		if !deviceRE.MatchString(session) {
+			return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", session, wire.ErrBadRequest)
+		}
+		if _, err := s.store.OpenSession(ctx, p, device, session, s.opts.Limits); err != nil && !again(err) {
+			return nil, err
+		}
+	}
+	var digest hash.Hash
+	if params.Commit {
+		digest = sha256.New()
+	}
+	b, err := s.decodeBatch(w, r, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -395,10 +423,39 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if len(b.Rows) > s.opts.MaxBatchRows {
 		return nil, fmt.Errorf("batch %d has %d rows, more than the limit of %d: %w", seq, len(b.Rows), s.opts.MaxBatchRows, wire.ErrTooLarge)
 	}
-	if err := s.store.StageBatch(ctx, p, device, r.PathValue("session"), seq, b.Rows, s.opts.Limits); err != nil {
+	if err := s.store.StageBatch(ctx, p, device, session, seq, b.Rows, s.opts.Limits); err != nil && !again(err) {
 		return nil, err
 	}
-	return wire.BatchAck{Seq: seq, Staged: len(b.Rows)}, nil
+	ack := wire.BatchAck{Seq: seq, Staged: len(b.Rows)}
+	if params.Commit {
+		last := &LastBatch{Seq: seq, Digest: hex.EncodeToString(digest.Sum(nil))}
+		c, err := s.store.Commit(ctx, p, device, session, s.resolve, s.opts.Limits, last)
+		if err != nil {
+			return nil, err
+		}
+		ack.Commit = &c
+	}
+	return ack, nil
+}
+
+// batchParams reads a batch's query parameters: open and commit, each
+// absent or "1".
+func batchParams(r *http.Request) (wire.BatchParams, error) {
+	var p wire.BatchParams
+	for name, vals := range r.URL.Query() {
+		if len(vals) != 1 || vals[0] != "1" {
+			return p, fmt.Errorf("batch parameter %s=%q: want %s=1 once: %w", name, strings.Join(vals, ","), name, wire.ErrBadRequest)
+		}
+		switch name {
+		case wire.BatchOpen:
+			p.Open = true
+		case wire.BatchCommit:
+			p.Commit = true
+		default:
+			return p, fmt.Errorf("unknown batch parameter %q (want %s or %s): %w", name, wire.BatchOpen, wire.BatchCommit, wire.ErrBadRequest)
+		}
+	}
+	return p, nil
 }
 
 func (s *Server) commit(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
@@ -410,7 +467,7 @@ func (s *Server) commit(ctx context.Context, p Principal, w http.ResponseWriter,
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, err
 	}
-	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve, s.opts.Limits)
+	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve, s.opts.Limits, nil)
 }
 
 func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
@@ -603,11 +660,15 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-// decodeBatch reads a pushed batch (see decodeBatch in decode.go).
-func (s *Server) decodeBatch(w http.ResponseWriter, r *http.Request) (wire.Batch, error) {
+// decodeBatch reads a pushed batch (see decodeBatch in decode.go), and
+// writes the body, decompressed, to digest when it is not nil.
+func (s *Server) decodeBatch(w http.ResponseWriter, r *http.Request, digest io.Writer) (wire.Batch, error) {
 	body, finish, err := s.body(w, r)
 	if err != nil {
 		return wire.Batch{}, err
+	}
+	if digest != nil {
+		body = io.TeeReader(body, digest)
 	}
 	b, err := decodeBatch(body, batchLimits{maxRows: s.opts.MaxBatchRows, maxValue: s.opts.MaxValueBytes})
 	finish(err == nil)

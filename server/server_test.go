@@ -246,8 +246,8 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"batch to a committed session", "PUT", batchURL + "1", "token-ada", row(`"name":"x"`), 409, "conflict", "committed", nil},
 		// Devices are keyed by tenant: the answer is that of a device never
 		// registered, which tells nothing of the other tenant's.
-		{"session on another tenant's device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "forbidden", "not registered for this tenant", nil},
-		{"session on an unknown device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "forbidden", "not registered for this tenant", []string{wire.HeaderDevice, "0190a3b4-0000-7000-8000-00000000dead"}},
+		{"session on another tenant's device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "unknown_device", "not registered for this tenant", nil},
+		{"session on an unknown device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "unknown_device", "not registered for this tenant", []string{wire.HeaderDevice, "0190a3b4-0000-7000-8000-00000000dead"}},
 		{"malformed device", "POST", url + "/v1/devices", "token-ada", `{"device":"../../x"}`, 400, "bad_request", "device", nil},
 		{"malformed cursor", "GET", url + "/v1/changes?cursor=!!!", "token-ada", ``, 400, "bad_request", "cursor", nil},
 		{"bad limit", "GET", url + "/v1/changes?limit=100000", "token-ada", ``, 400, "bad_request", "limit", nil},
@@ -299,8 +299,8 @@ func TestTenantIsolation(t *testing.T) {
 		t.Errorf("stored modified_by=%q origin=%q, want ada and %s", by, origin, device)
 	}
 
-	get := func(token string) wire.Changes {
-		st, _, body := call(t, "GET", srv.URL+"/v1/changes", token, "")
+	get := func(token, dev string) wire.Changes {
+		st, _, body := call(t, "GET", srv.URL+"/v1/changes", token, "", wire.HeaderDevice, dev)
 		if st != 200 {
 			t.Fatalf("changes: %d %s", st, body)
 		}
@@ -308,14 +308,18 @@ func TestTenantIsolation(t *testing.T) {
 		json.NewDecoder(bytes.NewReader(body)).Decode(&ch)
 		return ch
 	}
-	if ch := get("token-globe"); len(ch.Changes) != 0 {
+	// A device pulls in a tenant it is registered in.
+	if st, code, _ := call(t, "GET", srv.URL+"/v1/changes", "token-globe", ""); st != 403 || code != "unknown_device" {
+		t.Errorf("pull by a device of another tenant: %d %s, want 403 unknown_device", st, code)
+	}
+	gs := openSession(t, srv.URL, "token-globe", "globex-device")
+	if ch := get("token-globe", "globex-device"); len(ch.Changes) != 0 {
 		t.Errorf("other tenant pulled %d rows, want 0", len(ch.Changes))
 	}
-	if ch := get("token-bob"); len(ch.Changes) != 1 || ch.Changes[0].ModifiedBy != "ada" {
+	if ch := get("token-bob", device); len(ch.Changes) != 1 || ch.Changes[0].ModifiedBy != "ada" {
 		t.Errorf("same tenant pulled %+v, want c1 modified by ada", ch.Changes)
 	}
 	// The same id in another tenant is another row.
-	gs := openSession(t, srv.URL, "token-globe", "globex-device")
 	for _, step := range []struct{ method, path, body string }{
 		{"PUT", "/v1/sessions/" + gs + "/batches/0", `{"rows":[` + strings.NewReplacer("Ada", "Globex Ada", "."+device, ".globex-device").Replace(goodRow) + `]}`},
 		{"POST", "/v1/sessions/" + gs + "/commit", `{}`},
@@ -371,7 +375,7 @@ func TestResentBatchReplaces(t *testing.T) {
 		{1, []wire.Row{row("c", "kept")}},
 		{0, []wire.Row{row("a", "second")}}, // replaces batch 0: b is gone
 	} {
-		if err := api.SendBatch(ctx, device, s, b.seq, b.rows); err != nil {
+		if _, err := api.SendBatch(ctx, device, s, b.seq, b.rows, wire.BatchParams{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -466,7 +470,7 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 	}
 	c, err := store.Commit(ctx, ada, device, "new", func(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
 		return server.Resolution{Winner: wire.WinnerClient}, server.ClientWins, nil
-	}, server.Limits{})
+	}, server.Limits{}, nil)
 	if err != nil || c.Applied != 1 || c.Version != 8 {
 		t.Fatalf("commit of the session staged before the upgrade: %+v, %v; want 1 row applied at version 8", c, err)
 	}
@@ -526,10 +530,10 @@ func TestMaxBatchRows(t *testing.T) {
 	for i := range 3 {
 		rows = append(rows, wire.Row{Table: "customers", ID: fmt.Sprint("c", i), HLC: "0000000000001.000000." + device, Values: map[string]any{"name": "x"}})
 	}
-	if err := api.SendBatch(ctx, device, s, 0, rows); !errors.Is(err, wire.ErrTooLarge) {
+	if _, err := api.SendBatch(ctx, device, s, 0, rows, wire.BatchParams{}); !errors.Is(err, wire.ErrTooLarge) {
 		t.Errorf("3-row batch: %v, want ErrTooLarge", err)
 	}
-	if err := api.SendBatch(ctx, device, s, 0, rows[:2]); err != nil {
+	if _, err := api.SendBatch(ctx, device, s, 0, rows[:2], wire.BatchParams{}); err != nil {
 		t.Errorf("2-row batch: %v", err)
 	}
 }

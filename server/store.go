@@ -42,7 +42,13 @@ type Store interface {
 	// records each applied row in the audit log. Committing a committed
 	// session returns the first commit's answer; an expired one is
 	// wire.ErrNotFound.
-	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits) (wire.Commit, error)
+	//
+	// last, when not nil, is the batch whose request commits the session
+	// (wire.BatchCommit), recorded with the commit: committing again with
+	// the same last batch (the same request delivered twice) returns the
+	// first answer, and with another one is wire.ErrConflict (the session
+	// was committed without that batch).
+	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits, last *LastBatch) (wire.Commit, error)
 	// Changes returns up to limit rows after cursor in commit order, the
 	// cursor after them, and whether more remain. The rows' sizes (see
 	// RowSize) add up to at most maxBytes, but the first row is always
@@ -55,6 +61,13 @@ type Store interface {
 	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, echo Echo) ([]wire.Row, Cursor, bool, error)
 	// Close releases the store.
 	Close() error
+}
+
+// LastBatch names the batch whose request commits its session: its number
+// and a digest of its body.
+type LastBatch struct {
+	Seq    int
+	Digest string
 }
 
 // AuditEntry records one applied change: which row, who pushed it, when

@@ -25,6 +25,16 @@ var (
 	// history: deletions after it may have been purged. The device must
 	// rebuild from a snapshot (the coordinator does, on its own).
 	ErrHistoryPurged = errors.New("history purged")
+	// ErrDeviceUnknown is a device the server has no registration of in
+	// the credentials' tenant (never registered, or the server's database
+	// was replaced): register it (POST /v1/devices) and try again. The
+	// coordinator does, on its own.
+	ErrDeviceUnknown = errors.New("device not registered")
+	// ErrRefused is wrapped, by the client, in every error answer carrying
+	// one of this API's codes with a 4xx status: the server refused the
+	// request whole, and applied none of it. Network errors, cut answers
+	// and 5xx answers leave it unknown whether a request was applied.
+	ErrRefused = errors.New("refused by the server")
 	// ErrUnsupportedMedia is a body that is not application/json.
 	ErrUnsupportedMedia = errors.New("unsupported media type")
 	ErrRateLimited      = errors.New("rate limited")
@@ -44,6 +54,7 @@ var codes = []struct {
 	{ErrNotFound, "not_found", http.StatusNotFound},
 	{ErrConflict, "conflict", http.StatusConflict},
 	{ErrSchemaMismatch, "schema_mismatch", http.StatusConflict},
+	{ErrDeviceUnknown, "unknown_device", http.StatusForbidden},
 	{ErrHistoryPurged, "history_purged", http.StatusGone},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
 	{ErrSessionFull, "session_full", http.StatusRequestEntityTooLarge},

@@ -31,6 +31,11 @@ func BatchSize(n int) int {
 const (
 	// HeaderDevice carries the id of the calling device.
 	HeaderDevice = "X-Tether-Device"
+	// HeaderTenant, when a request carries it, names the tenant the
+	// calling device's database belongs to: the server refuses (403)
+	// credentials of any other tenant, so that a token of another tenant
+	// never mixes its rows into the database.
+	HeaderTenant = "X-Tether-Tenant"
 )
 
 // Row is one row of a synced table, as pushed or pulled.
@@ -142,10 +147,33 @@ type Batch struct {
 	Rows []Row `json:"rows"`
 }
 
+// Query parameters of PUT /v1/sessions/{id}/batches/{seq}, which let a
+// push that fits in one batch take one request instead of three.
+const (
+	// BatchOpen ("open=1") opens the session first when the server does
+	// not have it yet, as POST /v1/sessions would (idempotent).
+	BatchOpen = "open"
+	// BatchCommit ("commit=1") commits the session once the batch is
+	// staged, as POST /v1/sessions/{id}/commit would; the answer's Commit
+	// is the commit's answer. The batch must be the session's last.
+	BatchCommit = "commit"
+)
+
+// BatchParams are the query parameters of a batch: BatchOpen and
+// BatchCommit.
+type BatchParams struct {
+	Open   bool
+	Commit bool
+}
+
 // BatchAck is the answer to a batch.
 type BatchAck struct {
 	Seq    int `json:"seq"`
 	Staged int `json:"staged"`
+	// Commit is the answer to the commit, for a batch sent with
+	// BatchCommit; nil otherwise (and from servers older than the
+	// parameter, which ignore it).
+	Commit *Commit `json:"commit,omitempty"`
 }
 
 // Commit is the answer to POST /v1/sessions/{id}/commit. Every row of the
@@ -155,6 +183,11 @@ type Commit struct {
 	Version   int64      `json:"version"`
 	Applied   int        `json:"applied"`
 	Conflicts []Conflict `json:"conflicts,omitempty"`
+	// Batches is one more than the highest batch number the session held
+	// when it was committed (0: none): a device that lost the answer to a
+	// batch sent with BatchCommit learns from it whether the batch was
+	// committed. 0 from servers older than the field.
+	Batches int `json:"batches,omitempty"`
 }
 
 // Winner values of a Conflict.

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/tethersync/tether/wire"
 )
 
 // guard bounds every wait of this test: a hang detector, not a speed
@@ -133,8 +135,17 @@ func TestAgentProcess(t *testing.T) {
 	a2 := start(t, "agent", agentBin, env, agentArgs("5ms")...)
 	st = a2.waitStatus(t, "a sync after the restart", func(s Status) bool { return !s.LastSuccess.IsZero() && s.Recorded >= last.readings()+10 })
 	resumed := px.since(mark)
-	if len(resumed) == 0 || resumed[0].session != held.session || (resumed[0].commit == (resumed[0].seq >= 0)) ||
-		(!resumed[0].commit && resumed[0].seq != held.seq+1) {
+	switch {
+	case held.final:
+		// The held batch was the session's last and committed it: the
+		// session is over, and the next push is a new one.
+		for _, e := range resumed {
+			if e.session == held.session {
+				t.Errorf("after the restart the agent sent %+v of session %s, which its last batch committed", e, held.session)
+			}
+		}
+	case len(resumed) == 0 || resumed[0].session != held.session || (resumed[0].commit == (resumed[0].seq >= 0)) ||
+		(!resumed[0].commit && resumed[0].seq != held.seq+1):
 		t.Errorf("after the restart the agent sent %+v first, want session %s resumed after batch %d (its next batch or its commit)",
 			resumed, held.session, held.seq)
 	}
@@ -434,11 +445,13 @@ type proxy struct {
 
 type counts struct{ batches, commits int }
 
-// event is a batch (seq >= 0) or a commit (seq -1) of a push session.
+// event is a batch (seq >= 0) or a commit (seq -1) of a push session. A
+// final batch is sent with the commit (wire.BatchCommit).
 type event struct {
 	session string
 	seq     int
 	commit  bool
+	final   bool
 }
 
 // sessionOf returns the session id in a path /v1/sessions/<id>/...
@@ -488,7 +501,7 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.reached = nil
 		p.n.batches++
 		seq, _ := strconv.Atoi(path.Base(r.URL.Path))
-		p.events = append(p.events, event{session: sessionOf(r.URL.Path), seq: seq})
+		p.events = append(p.events, event{session: sessionOf(r.URL.Path), seq: seq, final: r.URL.Query().Get(wire.BatchCommit) == "1"})
 		p.mu.Unlock()
 		if reached != nil {
 			close(reached)

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
+
+	"github.com/tethersync/tether/wire"
 )
 
 // ErrInjected is the error of an injected network failure.
@@ -18,7 +21,7 @@ type Fault int
 // The faults.
 const (
 	Pass         Fault = iota // deliver normally
-	DropRequest               // fail before the server sees the request
+	DropRequest               // fail before the server sees the request (on a connection the client got)
 	DropResponse              // deliver, let the server act, then lose the answer
 	Status503                 // answer 503 without delivering
 	Status429                 // answer 429 with Retry-After: 1 without delivering
@@ -38,11 +41,14 @@ type FaultTransport struct {
 }
 
 // Kind names a request for counting: "health", "devices", "sessions",
-// "batches", "commit", "changes".
+// "batches", "commit", "changes". A batch sent with the commit
+// (wire.BatchCommit) is a "commit": it is the request that commits.
 func Kind(r *http.Request) string {
 	p := r.URL.Path
 	switch {
 	case strings.HasSuffix(p, "/commit"):
+		return "commit"
+	case strings.Contains(p, "/batches/") && r.URL.Query().Get(wire.BatchCommit) == "1":
 		return "commit"
 	case strings.Contains(p, "/batches/"):
 		return "batches"
@@ -77,6 +83,10 @@ func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	switch fault {
 	case DropRequest:
+		// Lost on a connection the client had: not an unreachable server.
+		if trace := httptrace.ContextClientTrace(r.Context()); trace != nil && trace.GotConn != nil {
+			trace.GotConn(httptrace.GotConnInfo{})
+		}
 		return nil, ErrInjected
 	case Status503:
 		return synthetic(r, http.StatusServiceUnavailable, "unavailable"), nil

@@ -227,7 +227,7 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 		var schema string
 		err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrForbidden)
+			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
 		}
 		if err != nil {
 			return err
@@ -621,7 +621,7 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 }
 
 // Commit implements server.Store.
-func (s *Store) Commit(ctx context.Context, p server.Principal, device, session string, resolve server.Resolver, lim server.Limits) (wire.Commit, error) {
+func (s *Store) Commit(ctx context.Context, p server.Principal, device, session string, resolve server.Resolver, lim server.Limits, last *server.LastBatch) (wire.Commit, error) {
 	lim = lim.WithDefaults()
 	var c wire.Commit
 	cross, _ := s.d.(CrossProcess)
@@ -632,10 +632,25 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 			return err
 		}
 		if committed { // a re-sent commit gets the first answer (G3)
-			if err := json.Unmarshal([]byte(result), &c); err != nil {
+			var stored storedCommit
+			if err := json.Unmarshal([]byte(result), &stored); err != nil {
 				return fmt.Errorf("stored result: %w", err)
 			}
+			if last != nil && (stored.Last == nil || *stored.Last != *last) {
+				return fmt.Errorf("session %s is already committed, without batch %d as sent now: %w", session, last.Seq, wire.ErrConflict)
+			}
+			c = stored.Commit
 			return nil
+		}
+		// The answer says how many batches it committed: a device that
+		// lost the answer to its last batch learns whether it went in.
+		var top sql.NullInt64
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT max(seq) FROM _tether_batches WHERE tenant = ? AND session = ?`),
+			p.Tenant, session).Scan(&top); err != nil {
+			return err
+		}
+		if top.Valid {
+			c.Batches = int(top.Int64) + 1
 		}
 		if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
 			return fmt.Errorf("next version: %w", err)
@@ -649,7 +664,7 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 		if err := ap.references(ctx, &c); err != nil { // G12
 			return err
 		}
-		res, err := json.Marshal(c)
+		res, err := json.Marshal(storedCommit{Commit: c, Last: last})
 		if err != nil {
 			return err
 		}
@@ -676,6 +691,13 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 		s.events.publish(p.Tenant, wire.Event{Version: c.Version, Device: device})
 	}
 	return c, nil
+}
+
+// storedCommit is a commit's answer as the session keeps it, with the
+// batch whose request committed it, if one did.
+type storedCommit struct {
+	wire.Commit
+	Last *server.LastBatch `json:"last,omitempty"`
 }
 
 // applier applies the staged rows of one session inside its transaction.
@@ -831,9 +853,23 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		// it (an answer it never got proves nothing): tombstones before
 		// it may go, as far as this device is concerned. A device that
 		// pulls is seen: a long pull keeps it active.
-		if _, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
-			WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device); err != nil {
+		res, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
+			WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device)
+		if err != nil {
 			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)
+		}
+		// A device the server does not know registers (its position
+		// decides when tombstones go). MySQL counts changed rows, not
+		// matched ones: an unchanged row is looked up.
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			var known int
+			err := s.r.QueryRowContext(ctx, s.q(`SELECT 1 FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, echo.Device).Scan(&known)
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, after, false, fmt.Errorf("device %s is not registered for this tenant: %w", echo.Device, wire.ErrDeviceUnknown)
+			}
+			if err != nil {
+				return nil, after, false, fmt.Errorf("changes: %w", err)
+			}
 		}
 	}
 	return out, next, more, nil
