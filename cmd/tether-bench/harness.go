@@ -123,17 +123,65 @@ func countingTransport() (*http.Transport, *wireCounter) {
 	return tr, wc
 }
 
+// delayTransport is a slow link: it adds a fixed round-trip time to every
+// request, half of it before the request is sent and half after the
+// answer's headers arrive, and counts the requests. A zero half adds
+// nothing.
+type delayTransport struct {
+	next     http.RoundTripper
+	half     time.Duration
+	requests atomic.Int64
+}
+
+// RoundTrip sends req through next, late by half on each way. A request
+// whose context ends while it waits fails with the context's error.
+func (t *delayTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.requests.Add(1)
+	if err := pause(req.Context(), t.half); err != nil {
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on errors
+		}
+		return nil, fmt.Errorf("delayed link: before sending %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := pause(req.Context(), t.half); err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("delayed link: after the answer to %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	return resp, nil
+}
+
+// pause waits d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // device is a benchmark device: its database, client and coordinator.
 type device struct {
 	db   *localdb.DB
 	api  *client.Client
 	co   *coordinator.Coordinator
 	wire *wireCounter
+	link *delayTransport // counts the device's requests, and delays them by deviceOptions.rtt
 }
 
 type deviceOptions struct {
 	batch  int
 	noGzip bool
+	rtt    time.Duration // added to every request's round trip
 }
 
 func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o deviceOptions) (*device, error) {
@@ -142,12 +190,13 @@ func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o d
 		return nil, err
 	}
 	tr, wc := countingTransport()
-	api := client.New(url, client.Options{Token: benchToken, Transport: tr, DisableGzip: o.noGzip})
+	link := &delayTransport{next: tr, half: o.rtt / 2}
+	api := client.New(url, client.Options{Token: benchToken, Transport: link, DisableGzip: o.noGzip})
 	co := coordinator.New(db, api, coordinator.Options{
 		PushBatchSize: o.batch, PullBatchSize: o.batch, Logger: quiet,
 		MaxElapsed: 10 * time.Second,
 	})
-	return &device{db: db, api: api, co: co, wire: wc}, nil
+	return &device{db: db, api: api, co: co, wire: wc, link: link}, nil
 }
 
 func (d *device) Close() error {

@@ -5,9 +5,17 @@
 //	go run ./cmd/tether-bench                      # the default scenarios
 //	go run ./cmd/tether-bench -million             # adds 1,000,000-row push and pull
 //	go run ./cmd/tether-bench -rows 1000 -runs 1 -scenarios push,pull
+//	go run ./cmd/tether-bench -scenarios latency,fleet -fleet 50 -fleet-duration 30s
 //
 // Each figure is the median of -runs runs. Setup (filling the device
 // database, starting servers) is not counted.
+//
+// Besides throughput, two scenarios look at what a field deployment feels:
+// latency syncs a device through a link that adds -rtt to the round trip of
+// every request (a cellular or satellite link), and counts the requests a
+// sync makes; fleet runs -fleet devices at once against one server, each
+// saving a row and syncing over and over for -fleet-duration, and reports
+// the syncs per second and the p50 and p99 of SyncNow's latency.
 package main
 
 import (
@@ -41,9 +49,17 @@ type config struct {
 	memRows   int
 	syncRows  int
 	dir       string
+
+	rtt           time.Duration // added to each request's round trip in the latency scenario
+	fleet         []int         // device counts of the fleet scenario
+	fleetDuration time.Duration // how long each fleet runs
 }
 
-var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory"}
+// maxFleet bounds -fleet: each device holds a SQLite file and a connection
+// open on both sides.
+const maxFleet = 1000
+
+var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "latency", "fleet"}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -64,6 +80,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	scen := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run")
 	memRows := fs.Int("mem-rows", 1_000_000, "rows pulled by the child process of the memory scenario")
 	syncRows := fs.Int("sync-rows", 100_000, "rows on the device of the incremental and no-op scenarios")
+	rtt := fs.Duration("rtt", 300*time.Millisecond, "round-trip time the latency scenario's link adds to every request (its targets: 1 round trip + 50 ms for a no-op sync, 2 + 100 ms for one new row)")
+	fleet := fs.String("fleet", "50,200", "device counts of the fleet scenario")
+	fleetDuration := fs.Duration("fleet-duration", 10*time.Second, "how long each fleet of the fleet scenario runs")
 	dir := fs.String("dir", "", "scratch directory (default a new temporary one, removed at the end)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
 	childURL := fs.String("child-pull", "", "internal: pull from this server URL and report (memory scenario)")
@@ -86,7 +105,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	cfg := config{batch: *batch, runs: *runs, store: *store, memRows: *memRows, syncRows: *syncRows,
-		scenarios: map[string]bool{}}
+		scenarios: map[string]bool{}, rtt: *rtt, fleetDuration: *fleetDuration}
+	for f := range strings.SplitSeq(*fleet, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxFleet {
+			return fmt.Errorf("-fleet: %q is not a device count from 1 to %d", f, maxFleet)
+		}
+		cfg.fleet = append(cfg.fleet, n)
+	}
+	if cfg.rtt < 0 || cfg.rtt > 10*time.Second {
+		return fmt.Errorf("-rtt %s: want from 0 to 10s", cfg.rtt)
+	}
+	if cfg.fleetDuration <= 0 || cfg.fleetDuration > time.Hour {
+		return fmt.Errorf("-fleet-duration %s: want more than 0 and at most 1h", cfg.fleetDuration)
+	}
 	for f := range strings.SplitSeq(*rows, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
@@ -310,7 +342,59 @@ func (b *bench) run(ctx context.Context, log func(string)) (*table, error) {
 		t.add(fmt.Sprintf("pull time, %s rows / %s rows", thousands(cfg.memRows), thousands(small)), cfg.memRows,
 			fmt.Sprintf("%.1f× (%s vs %s)", ratio, secs(tBig), secs(tSmall)), "≤ 12×", &ok)
 	}
+	if cfg.scenarios["latency"] {
+		log(fmt.Sprintf("latency: SyncNow over a link adding %s of round trip", cfg.rtt))
+		noop, one, err := b.measureLatency(ctx, latencyRows)
+		if err != nil {
+			return nil, err
+		}
+		link := fmt.Sprintf("over a link adding %s of round trip", cfg.rtt)
+		goal := cfg.rtt + 50*time.Millisecond
+		ok := noop.took <= goal
+		t.add("latency: no-op SyncNow "+link, latencyRows, secs(noop.took), "≤ "+secs(goal), &ok)
+		ok = noop.requests <= 1
+		t.add("latency: requests of a no-op SyncNow", latencyRows, requestsText(noop.requests), "1 request", &ok)
+		goal = 2*cfg.rtt + 100*time.Millisecond
+		ok = one.took <= goal
+		t.add("latency: SyncNow of one new row "+link, latencyRows, secs(one.took), "≤ "+secs(goal), &ok)
+		ok = one.requests <= 2
+		t.add("latency: requests of a SyncNow of one new row", latencyRows, requestsText(one.requests), "≤ 2 requests", &ok)
+	}
+	if cfg.scenarios["fleet"] {
+		for _, n := range cfg.fleet {
+			log(fmt.Sprintf("fleet of %d devices for %s", n, cfg.fleetDuration))
+			r, err := b.measureFleet(ctx, n)
+			if err != nil {
+				return nil, err
+			}
+			rate := float64(r.syncs) / r.elapsed.Seconds()
+			result := fmt.Sprintf("%s syncs/s (%s syncs in %s, pulling %.0f rows each on average)", thousands(int(rate)),
+				thousands(r.syncs), secs(r.elapsed), float64(r.pulled)/float64(r.syncs))
+			label := fmt.Sprintf("fleet of %d devices, each saving one row then SyncNow", n)
+			if n == 50 {
+				ok := rate >= 612
+				t.add(label+": throughput", r.syncs, result, "≥ 612 syncs/s", &ok)
+			} else {
+				t.add(label+": throughput", r.syncs, result, "", nil)
+			}
+			result = fmt.Sprintf("p50 %s, p99 %s", secs(r.p50), secs(r.p99))
+			if n == 200 {
+				ok := r.p99 < time.Second
+				t.add(label+": SyncNow latency", r.syncs, result, "p99 < 1 s", &ok)
+			} else {
+				t.add(label+": SyncNow latency", r.syncs, result, "", nil)
+			}
+		}
+	}
 	return t, nil
+}
+
+// requestsText is a request count for the table.
+func requestsText(n int64) string {
+	if n == 1 {
+		return "1 request"
+	}
+	return fmt.Sprintf("%d requests", n)
 }
 
 func perSec(n int, d time.Duration) string {

@@ -43,13 +43,17 @@ func TestSmallRunMySQL(t *testing.T) {
 
 func smallRun(t *testing.T, store string) {
 	var out strings.Builder
-	args := []string{"-store", store, "-rows", "300", "-runs", "1", "-sync-rows", "500", "-mem-rows", "2000", "-dir", t.TempDir()}
+	args := []string{"-store", store, "-rows", "300", "-runs", "1", "-sync-rows", "500", "-mem-rows", "2000",
+		"-rtt", "10ms", "-fleet", "3", "-fleet-duration", "500ms", "-dir", t.TempDir()}
 	if err := run(t.Context(), args, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"baseline", "push into an empty server", "pull into a fresh device",
 		"incremental SyncNow", "no-op SyncNow", "wire bytes per row, push", "wire bytes per row, pull",
-		"peak resident memory", "pull time", "SyncNow of a device holding local changes", "SyncNow of local changes: rows downloaded back"} {
+		"peak resident memory", "pull time", "SyncNow of a device holding local changes", "SyncNow of local changes: rows downloaded back",
+		"latency: no-op SyncNow", "latency: requests of a no-op SyncNow", "latency: SyncNow of one new row",
+		"latency: requests of a SyncNow of one new row", "fleet of 3 devices, each saving one row then SyncNow: throughput",
+		"fleet of 3 devices, each saving one row then SyncNow: SyncNow latency"} {
 		if !strings.Contains(out.String(), "| "+want) {
 			t.Errorf("no %q row in:\n%s", want, out.String())
 		}
@@ -59,6 +63,7 @@ func smallRun(t *testing.T, store string) {
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-rows", "0"}, {"-rows", "ten"}, {"-scenarios", "push,warp"}, {"-store", "oracle"}, {"-runs", "0"},
+		{"-fleet", "0"}, {"-fleet", "50,many"}, {"-fleet-duration", "0s"}, {"-rtt", "-1ms"},
 	} {
 		if err := run(t.Context(), args, &strings.Builder{}); err == nil {
 			t.Errorf("run(%q) succeeded, want an error", args)

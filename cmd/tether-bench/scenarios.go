@@ -5,19 +5,25 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/push"
 )
 
@@ -463,4 +469,226 @@ func snapshotSync(ctx context.Context, d *device, batch int) (int, error) {
 	}
 	_, err := d.co.SyncNow(ctx)
 	return got, err
+}
+
+// latencyRows is the number of rows the device of the latency scenario
+// holds.
+const latencyRows = 1000
+
+// linkSync is one SyncNow over a delayed link: how long it took and how
+// many requests it made.
+type linkSync struct {
+	took     time.Duration
+	requests int64
+}
+
+// measureLatency times SyncNow over a link that adds -rtt to the round trip
+// of every request, on a device that already holds the n rows of a fresh
+// server (its first sync is not timed): a no-op sync, where nothing
+// changed on either side, and the sync of one row newly saved on the
+// device. Each is the median of -runs syncs, with the requests that sync
+// made.
+func (b *bench) measureLatency(ctx context.Context, n int) (noop, oneRow linkSync, err error) {
+	srv, seeder, _, err := b.pushRun(ctx, n, deviceOptions{batch: b.cfg.batch})
+	if err != nil {
+		return linkSync{}, linkSync{}, fmt.Errorf("latency: a server holding %d rows: %w", n, err)
+	}
+	defer srv.Close()
+	seeder.Close()
+	d, err := openDevice(ctx, b.path("latency-device"), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch, rtt: b.cfg.rtt})
+	if err != nil {
+		return linkSync{}, linkSync{}, fmt.Errorf("latency: open the device: %w", err)
+	}
+	defer d.Close()
+	rep, err := d.co.SyncNow(ctx)
+	if err != nil {
+		return linkSync{}, linkSync{}, fmt.Errorf("latency: first sync of the device: %w", err)
+	}
+	if rep.Pulled["items"] != n {
+		return linkSync{}, linkSync{}, fmt.Errorf("latency: the first sync pulled %d rows, want %d", rep.Pulled["items"], n)
+	}
+	// timed is one SyncNow and the requests it made.
+	timed := func() (linkSync, coordinator.Report, error) {
+		before := d.link.requests.Load()
+		start := time.Now()
+		rep, err := d.co.SyncNow(ctx)
+		return linkSync{took: time.Since(start), requests: d.link.requests.Load() - before}, rep, err
+	}
+	var noops, ones []linkSync
+	for range b.cfg.runs {
+		s, rep, err := timed()
+		if err != nil {
+			return linkSync{}, linkSync{}, fmt.Errorf("latency: no-op SyncNow: %w", err)
+		}
+		if rep.Pushed["items"] != 0 || rep.Pulled["items"] != 0 {
+			return linkSync{}, linkSync{}, fmt.Errorf("latency: a no-op SyncNow pushed %d rows and pulled %d, want none",
+				rep.Pushed["items"], rep.Pulled["items"])
+		}
+		noops = append(noops, s)
+	}
+	r := rand.New(rand.NewPCG(uint64(n), 3))
+	for round := range b.cfg.runs {
+		it := newItem(r, n+round)
+		if err := d.db.Update(ctx, func(tx *localdb.Tx) error { return tx.Save(ctx, &it) }); err != nil {
+			return linkSync{}, linkSync{}, fmt.Errorf("latency: save one new row: %w", err)
+		}
+		s, rep, err := timed()
+		if err != nil {
+			return linkSync{}, linkSync{}, fmt.Errorf("latency: SyncNow of one new row: %w", err)
+		}
+		if rep.Pushed["items"] != 1 {
+			return linkSync{}, linkSync{}, fmt.Errorf("latency: SyncNow of one new row pushed %d rows, want 1", rep.Pushed["items"])
+		}
+		ones = append(ones, s)
+	}
+	return medianSync(noops), medianSync(ones), nil
+}
+
+// medianSync returns the sync of median duration.
+func medianSync(s []linkSync) linkSync {
+	s = slices.Clone(s)
+	slices.SortFunc(s, func(a, b linkSync) int { return cmp.Compare(a.took, b.took) })
+	return s[len(s)/2]
+}
+
+// fleetMaxSyncs bounds the syncs of one fleet device, whatever
+// -fleet-duration says.
+const fleetMaxSyncs = 100_000
+
+// fleetResult is what a fleet run measured.
+type fleetResult struct {
+	syncs    int           // SyncNow calls completed in the window, each after saving one new row
+	pulled   int           // rows those syncs pulled: the other devices' rows (one user, one tenant)
+	elapsed  time.Duration // from the start of the window until the last device stopped
+	p50, p99 time.Duration // SyncNow latency
+}
+
+// measureFleet runs `devices` devices at once against one fresh, empty
+// server, all with the same token (one user of one tenant). Each device has
+// its own SQLite file and client, syncs once untimed, and then, in its own
+// goroutine, saves one new row and calls SyncNow, over and over, until
+// -fleet-duration has passed (after at least one sync, and at most
+// fleetMaxSyncs). Any error fails the run. At the end, one device syncs
+// once more and checks with the server's digest that the server and it
+// hold every row the fleet saved.
+func (b *bench) measureFleet(ctx context.Context, devices int) (res fleetResult, err error) {
+	srv, err := startServer(b.openStore(b.path(fmt.Sprintf("fleet-%d-server", devices))))
+	if err != nil {
+		return fleetResult{}, fmt.Errorf("fleet of %d devices: start the server: %w", devices, err)
+	}
+	devs := make([]*device, 0, devices)
+	defer func() {
+		var errs []error
+		for i, d := range devs {
+			if cerr := d.Close(); cerr != nil {
+				errs = append(errs, fmt.Errorf("close device %d: %w", i, cerr))
+			}
+		}
+		if cerr := srv.Close(); cerr != nil {
+			errs = append(errs, fmt.Errorf("close the server: %w", cerr))
+		}
+		if cerr := errors.Join(errs...); cerr != nil && err == nil {
+			err = fmt.Errorf("fleet of %d devices: %w", devices, cerr)
+		}
+	}()
+	for i := range devices {
+		d, err := openDevice(ctx, b.path(fmt.Sprintf("fleet-%d-device-%d", devices, i)), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch})
+		if err != nil {
+			return fleetResult{}, fmt.Errorf("fleet of %d devices: open device %d: %w", devices, i, err)
+		}
+		devs = append(devs, d)
+		if _, err := d.co.SyncNow(ctx); err != nil {
+			return fleetResult{}, fmt.Errorf("fleet of %d devices: first sync of device %d: %w", devices, i, err)
+		}
+	}
+
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Bool // a device failed: the others stop after their current sync
+	)
+	lat := make([][]time.Duration, devices) // per device, its syncs' latencies
+	pulled := make([]int, devices)          // per device, the rows its syncs pulled
+	errs := make([]error, devices)          // per device, the error that stopped it
+	start := time.Now()
+	deadline := start.Add(b.cfg.fleetDuration)
+	for i, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(devices), uint64(i)))
+			for k := range fleetMaxSyncs {
+				it := newItem(r, k)
+				if err := d.db.Update(ctx, func(tx *localdb.Tx) error { return tx.Save(ctx, &it) }); err != nil {
+					errs[i] = fmt.Errorf("device %d: save of row %d: %w", i, k+1, err)
+					failed.Store(true)
+					return
+				}
+				t0 := time.Now()
+				rep, err := d.co.SyncNow(ctx)
+				took := time.Since(t0)
+				if err != nil {
+					errs[i] = fmt.Errorf("device %d: sync %d, after %s: %w", i, k+1, secs(took), err)
+					failed.Store(true)
+					return
+				}
+				lat[i] = append(lat[i], took)
+				pulled[i] += rep.Pulled["items"]
+				if failed.Load() || !time.Now().Before(deadline) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	var nfailed int
+	var first error
+	for _, e := range errs {
+		if e != nil {
+			nfailed++
+			first = cmp.Or(first, e)
+		}
+	}
+	if first != nil {
+		return fleetResult{}, fmt.Errorf("fleet of %d devices: %d of them failed; the first: %w", devices, nfailed, first)
+	}
+	all := make([]time.Duration, 0, devices)
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	res.syncs = len(all)
+	for _, p := range pulled {
+		res.pulled += p
+	}
+	res.p50, res.p99 = percentile(all, 50), percentile(all, 99)
+
+	// Every saved row was followed by a successful sync of its device, so
+	// the server holds res.syncs rows; one device pulls them all.
+	d := devs[0]
+	if _, err := d.co.SyncNow(ctx); err != nil {
+		return fleetResult{}, fmt.Errorf("fleet of %d devices: last sync of device 0: %w", devices, err)
+	}
+	v, err := d.co.Verify(ctx)
+	if err != nil {
+		return fleetResult{}, fmt.Errorf("fleet of %d devices: verify device 0 against the server: %w", devices, err)
+	}
+	for _, t := range v.Tables {
+		if t.Table != "items" {
+			continue
+		}
+		if t.ServerRows != res.syncs || t.DeviceRows != res.syncs || t.Pending != 0 || !t.Match {
+			return fleetResult{}, fmt.Errorf("fleet of %d devices: after %d syncs of one new row each, the server holds %d rows, "+
+				"device 0 %d (%d pending), digests match: %t", devices, res.syncs, t.ServerRows, t.DeviceRows, t.Pending, t.Match)
+		}
+		return res, nil
+	}
+	return fleetResult{}, fmt.Errorf("fleet of %d devices: verify: no items table in %+v", devices, v.Tables)
+}
+
+// percentile returns the p-th percentile (0 < p ≤ 100) of sorted, which is
+// not empty, by nearest rank.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	k := int(math.Ceil(p / 100 * float64(len(sorted))))
+	return sorted[min(max(k, 1), len(sorted))-1]
 }
