@@ -396,19 +396,11 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 		return nil, err
 	}
 	session := r.PathValue("session")
-	// A request that commits may come twice (a proxy that retries, a
-	// duplicated packet): the second finds its session committed, and
-	// gets the first answer if it carries the same batch (see
-	// Store.Commit).
-	again := func(err error) bool { return params.Commit && errors.Is(err, wire.ErrConflict) }
-	if params.Open {
-		if !deviceRE.MatchString(session) {
-			return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", session, wire.ErrBadRequest)
-		}
-		if _, err := s.store.OpenSession(ctx, p, device, session, s.opts.Limits); err != nil && !again(err) {
-			return nil, err
-		}
+	if params.Open && !deviceRE.MatchString(session) {
+		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", session, wire.ErrBadRequest)
 	}
+	// The digest of a batch that commits tells the same request delivered
+	// twice (a proxy that retries) from another (Store.Push).
 	var digest hash.Hash
 	if params.Commit {
 		digest = sha256.New()
@@ -423,19 +415,15 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if len(b.Rows) > s.opts.MaxBatchRows {
 		return nil, fmt.Errorf("batch %d has %d rows, more than the limit of %d: %w", seq, len(b.Rows), s.opts.MaxBatchRows, wire.ErrTooLarge)
 	}
-	if err := s.store.StageBatch(ctx, p, device, session, seq, b.Rows, s.opts.Limits); err != nil && !again(err) {
+	o := PushOptions{Open: params.Open, Resolve: s.resolve, Limits: s.opts.Limits}
+	if params.Commit {
+		o.Commit = &LastBatch{Seq: seq, Digest: hex.EncodeToString(digest.Sum(nil))}
+	}
+	c, err := s.store.Push(ctx, p, device, session, seq, b.Rows, o)
+	if err != nil {
 		return nil, err
 	}
-	ack := wire.BatchAck{Seq: seq, Staged: len(b.Rows)}
-	if params.Commit {
-		last := &LastBatch{Seq: seq, Digest: hex.EncodeToString(digest.Sum(nil))}
-		c, err := s.store.Commit(ctx, p, device, session, s.resolve, s.opts.Limits, last)
-		if err != nil {
-			return nil, err
-		}
-		ack.Commit = &c
-	}
-	return ack, nil
+	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c}, nil
 }
 
 // batchParams reads a batch's query parameters: open and commit, each
@@ -494,6 +482,9 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 			return nil, err
 		}
 		echo.Device = device
+		// Whether a device is active is a question of days: its record
+		// need not be written by every pull of a device that syncs often.
+		echo.SeenEvery = min(s.opts.Limits.DeviceActivity/100, time.Minute)
 	}
 	if own := q.Get("own"); own != "" {
 		if echo.Device == "" {

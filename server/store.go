@@ -37,6 +37,17 @@ type Store interface {
 	// for longer than lim.SessionIdle (whose staged rows it discards), and
 	// wire.ErrConflict for a committed one.
 	StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, lim Limits) error
+	// Push stages batch seq of a session as StageBatch does, after
+	// opening the session first when o.Open (as OpenSession would, with
+	// the session id the device chose), and commits it after when
+	// o.Commit is set (as Commit would, with o.Commit as the last batch;
+	// the answer is then the commit's), all in one transaction: a push
+	// that fits in one batch is one request and one transaction.
+	//
+	// A request that commits may be delivered twice: when the session is
+	// committed already, Push returns the first commit's answer if it was
+	// committed by the same last batch, and wire.ErrConflict otherwise.
+	Push(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, o PushOptions) (*wire.Commit, error)
 	// Commit applies every staged batch of a session in one transaction,
 	// tables in priority order, resolving conflicts with resolve, and
 	// records each applied row in the audit log. Committing a committed
@@ -61,6 +72,17 @@ type Store interface {
 	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, echo Echo) ([]wire.Row, Cursor, bool, error)
 	// Close releases the store.
 	Close() error
+}
+
+// PushOptions are the options of Store.Push.
+type PushOptions struct {
+	// Open opens the session first, if it is not open yet.
+	Open bool
+	// Commit, when set, commits the session after the batch, which is its
+	// last, with Resolve deciding conflicts.
+	Commit  *LastBatch
+	Resolve Resolver
+	Limits  Limits
 }
 
 // LastBatch names the batch whose request commits its session: its number
@@ -238,11 +260,16 @@ type Snapshotter interface {
 	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) (wire.Snapshot, error)
 }
 
-// Echo names the push sessions whose rows a pulling device holds already:
-// Changes does not send them back to it.
+// Echo names the pulling device, and the push sessions whose rows it holds
+// already: Changes does not send them back to it.
 type Echo struct {
 	Device   string
 	Sessions map[string]bool
+	// SeenEvery is how stale the device's record of when it was last seen
+	// may be before a pull writes it again: a pull from the position
+	// recorded already, sooner than that, writes nothing. Zero writes on
+	// every pull.
+	SeenEvery time.Duration
 }
 
 // RowSize estimates the bytes row takes in a pull page: its id, stamp and

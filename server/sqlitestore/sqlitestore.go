@@ -206,6 +206,13 @@ func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table
 	if _, err := tx.ExecContext(ctx, batchesDDL); err != nil {
 		return fmt.Errorf("create _tether_batches: %w", err)
 	}
+	// A device's open sessions are looked up at every open: without an
+	// index, every committed session of the tenant (kept for
+	// SessionRetention) would be read.
+	if _, err := tx.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS _tether_sessions__open ON _tether_sessions (tenant, device, user_name)
+		WHERE committed_at IS NULL`); err != nil {
+		return fmt.Errorf("index _tether_sessions: %w", err)
+	}
 	if err := addBookkeeping(ctx, tx, "_tether_batches", "bytes", `INTEGER NOT NULL DEFAULT 0`); err != nil {
 		return err
 	}

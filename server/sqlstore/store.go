@@ -222,60 +222,66 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 		id = uuid.NewString()
 	}
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-		// The session writes the columns of the app version the device has
-		// now, whatever it registers later.
-		var schema string
-		err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
-		}
-		if err != nil {
-			return err
-		}
-		if session != "" {
-			var dev, user string
-			var committed any
-			err := tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, committed_at FROM _tether_sessions WHERE tenant = ? AND id = ?`+s.d.ForUpdate()),
-				p.Tenant, session).Scan(&dev, &user, &committed)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
-			case err != nil:
-				return err
-			case dev == device && user == p.User && committed == nil:
-				return errOpened // opened before; the answer was lost
-			default:
-				return fmt.Errorf("session id %s is already in use: %w", session, wire.ErrConflict)
-			}
-		}
-		idle, err := s.strings(ctx, tx, `SELECT id FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL
-			AND coalesce(touched_at, created_at) < ?`+s.d.ForUpdate(), p.Tenant, device, p.User, s.d.Time(s.now().Add(-lim.SessionIdle)))
-		if err != nil {
-			return err
-		}
-		for _, old := range idle {
-			if err := s.dropSession(ctx, tx, p.Tenant, old); err != nil {
-				return err
-			}
-		}
-		var open int
-		err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL`),
-			p.Tenant, device, p.User).Scan(&open)
-		if err != nil {
-			return err
-		}
-		if open >= lim.MaxOpenSessions { // per user: no one fills another's quota
-			return fmt.Errorf("user %s has %d open sessions on device %s, the limit: commit one, or wait %v for an idle one to expire: %w",
-				p.User, lim.MaxOpenSessions, device, lim.SessionIdle, wire.ErrConflict)
-		}
-		now := s.d.Time(s.now())
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, cols)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`), p.Tenant, id, device, p.User, now, now, schema)
-		return err
+		return s.openTx(ctx, tx, p, device, id, session != "", lim)
 	})
 	if err != nil && !errors.Is(err, errOpened) {
 		return "", fmt.Errorf("open session: %w", err)
 	}
 	return id, nil
+}
+
+// openTx opens session id of the device in tx; named reports that the
+// device chose the id, which may then be open already (errOpened).
+func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, named bool, lim server.Limits) error {
+	// The session writes the columns of the app version the device has
+	// now, whatever it registers later.
+	var schema string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
+	}
+	if err != nil {
+		return err
+	}
+	if named {
+		var dev, user string
+		var committed any
+		err := tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, committed_at FROM _tether_sessions WHERE tenant = ? AND id = ?`+s.d.ForUpdate()),
+			p.Tenant, id).Scan(&dev, &user, &committed)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case dev == device && user == p.User && committed == nil:
+			return errOpened // opened before; the answer was lost
+		default:
+			return fmt.Errorf("session id %s is already in use: %w", id, wire.ErrConflict)
+		}
+	}
+	idle, err := s.strings(ctx, tx, `SELECT id FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL
+		AND coalesce(touched_at, created_at) < ?`+s.d.ForUpdate(), p.Tenant, device, p.User, s.d.Time(s.now().Add(-lim.SessionIdle)))
+	if err != nil {
+		return err
+	}
+	for _, old := range idle {
+		if err := s.dropSession(ctx, tx, p.Tenant, old); err != nil {
+			return err
+		}
+	}
+	var open int
+	err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL`),
+		p.Tenant, device, p.User).Scan(&open)
+	if err != nil {
+		return err
+	}
+	if open >= lim.MaxOpenSessions { // per user: no one fills another's quota
+		return fmt.Errorf("user %s has %d open sessions on device %s, the limit: commit one, or wait %v for an idle one to expire: %w",
+			p.User, lim.MaxOpenSessions, device, lim.SessionIdle, wire.ErrConflict)
+	}
+	now := s.d.Time(s.now())
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, cols)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), p.Tenant, id, device, p.User, now, now, schema)
+	return err
 }
 
 // errOpened ends the transaction of an OpenSession that finds the session
@@ -363,68 +369,6 @@ func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal,
 			id, lim.SessionIdle, wire.ErrNotFound)}
 	}
 	return false, "", cols, nil
-}
-
-// StageBatch implements server.Store.
-func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, session string, seq int, rows []wire.Row, lim server.Limits) error {
-	lim = lim.WithDefaults()
-	t := s.byName[rows[0].Table]
-	if t == nil {
-		return fmt.Errorf("stage batch %d: unknown table %q: %w", seq, rows[0].Table, wire.ErrBadRequest)
-	}
-	size := int64(0)
-	for _, r := range rows {
-		size += int64(server.RowSize(r))
-	}
-	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
-		committed, _, cols, err := s.liveSession(ctx, tx, p, device, session, lim)
-		if err != nil {
-			return err
-		}
-		if committed {
-			return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
-		}
-		if err := deviceColumns(t, cols, rows); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET touched_at = ? WHERE tenant = ? AND id = ?`),
-			s.d.Time(s.now()), p.Tenant, session); err != nil {
-			return err
-		}
-		// A re-sent batch replaces the first one (G3).
-		var old string
-		err = tx.QueryRowContext(ctx, s.q(`SELECT tbl FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
-			p.Tenant, session, seq).Scan(&old)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return err
-		default:
-			if ot := s.byName[old]; ot != nil {
-				if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+ot.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "_seq" = ?`),
-					p.Tenant, session, seq); err != nil {
-					return fmt.Errorf("replace: %w", err)
-				}
-			}
-			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
-				p.Tenant, session, seq); err != nil {
-				return fmt.Errorf("replace: %w", err)
-			}
-		}
-		if err := s.bounded(ctx, tx, p, session, rows, size, lim); err != nil {
-			return err
-		}
-		if err := s.d.Stage(ctx, conn, tx, t, p.Tenant, session, seq, rows); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows", bytes) VALUES (?, ?, ?, ?, ?, ?)`),
-			p.Tenant, session, seq, t.T.Name, len(rows), size)
-		return err
-	})
-	if err != nil && !errors.Is(err, wire.ErrNotFound) && !errors.Is(err, wire.ErrConflict) {
-		return fmt.Errorf("stage batch %d of session %s: %w", seq, session, err)
-	}
-	return err
 }
 
 // bounded checks that a batch of rows and size bytes fits its session's
@@ -620,11 +564,16 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 	return n, nil
 }
 
+// StageBatch implements server.Store.
+func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, session string, seq int, rows []wire.Row, lim server.Limits) error {
+	_, err := s.Push(ctx, p, device, session, seq, rows, server.PushOptions{Limits: lim})
+	return err
+}
+
 // Commit implements server.Store.
 func (s *Store) Commit(ctx context.Context, p server.Principal, device, session string, resolve server.Resolver, lim server.Limits, last *server.LastBatch) (wire.Commit, error) {
 	lim = lim.WithDefaults()
 	var c wire.Commit
-	cross, _ := s.d.(CrossProcess)
 	fresh := false
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		committed, result, _, err := s.liveSession(ctx, tx, p, device, session, lim)
@@ -632,54 +581,10 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 			return err
 		}
 		if committed { // a re-sent commit gets the first answer (G3)
-			var stored storedCommit
-			if err := json.Unmarshal([]byte(result), &stored); err != nil {
-				return fmt.Errorf("stored result: %w", err)
-			}
-			if last != nil && (stored.Last == nil || *stored.Last != *last) {
-				return fmt.Errorf("session %s is already committed, without batch %d as sent now: %w", session, last.Seq, wire.ErrConflict)
-			}
-			c = stored.Commit
-			return nil
-		}
-		// The answer says how many batches it committed: a device that
-		// lost the answer to its last batch learns whether it went in.
-		var top sql.NullInt64
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT max(seq) FROM _tether_batches WHERE tenant = ? AND session = ?`),
-			p.Tenant, session).Scan(&top); err != nil {
-			return err
-		}
-		if top.Valid {
-			c.Batches = int(top.Int64) + 1
-		}
-		if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
-			return fmt.Errorf("next version: %w", err)
-		}
-		ap := &applier{s: s, tx: tx, p: p, device: device, session: session, resolve: resolve, at: s.d.Time(s.now())}
-		for _, t := range s.tables { // parents before children (G4)
-			if err := ap.applyTable(ctx, t, &c); err != nil {
-				return fmt.Errorf("%s: %w", t.T.Name, err)
-			}
-		}
-		if err := ap.references(ctx, &c); err != nil { // G12
-			return err
-		}
-		res, err := json.Marshal(storedCommit{Commit: c, Last: last})
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET committed_at = ?, version = ?, result = ? WHERE tenant = ? AND id = ?`),
-			s.d.Time(s.now()), c.Version, string(res), p.Tenant, session); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ?`), p.Tenant, session); err != nil {
-			return err
+			return storedAnswer(result, session, last, &c)
 		}
 		fresh = true
-		if cross != nil { // delivered to every process when the commit is
-			return cross.Notify(ctx, tx, Notice{Tenant: p.Tenant, Version: c.Version, Device: device})
-		}
-		return nil
+		return s.commitTx(ctx, tx, p, device, session, resolve, last, &c)
 	})
 	if err != nil {
 		if errors.Is(err, wire.ErrNotFound) {
@@ -687,10 +592,171 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 		}
 		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
 	}
-	if fresh && cross == nil {
-		s.events.publish(p.Tenant, wire.Event{Version: c.Version, Device: device})
+	s.committed(p, device, c, fresh)
+	return c, nil
+}
+
+// Push implements server.Store: it opens the session if asked, stages the
+// batch and commits the session if asked, in one transaction.
+func (s *Store) Push(ctx context.Context, p server.Principal, device, session string, seq int, rows []wire.Row, o server.PushOptions) (*wire.Commit, error) {
+	lim := o.Limits.WithDefaults()
+	t := s.byName[rows[0].Table]
+	if t == nil {
+		return nil, fmt.Errorf("stage batch %d: unknown table %q: %w", seq, rows[0].Table, wire.ErrBadRequest)
+	}
+	size := int64(0)
+	for _, r := range rows {
+		size += int64(server.RowSize(r))
+	}
+	var c *wire.Commit
+	fresh := false
+	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
+		c, fresh = nil, false // a retried transaction starts over
+		if o.Open {
+			// A request that commits may come twice (see
+			// server.PushOptions): its session is committed then, which
+			// the commit below answers.
+			err := s.openTx(ctx, tx, p, device, session, true, lim)
+			if err != nil && !errors.Is(err, errOpened) && (o.Commit == nil || !errors.Is(err, wire.ErrConflict)) {
+				return fmt.Errorf("open session: %w", err)
+			}
+		}
+		committed, result, cols, err := s.liveSession(ctx, tx, p, device, session, lim)
+		if err != nil {
+			return err
+		}
+		if committed {
+			if o.Commit == nil {
+				return fmt.Errorf("session %s is already committed: %w", session, wire.ErrConflict)
+			}
+			c = &wire.Commit{}
+			return storedAnswer(result, session, o.Commit, c)
+		}
+		if err := s.stageTx(ctx, conn, tx, p, session, seq, t, rows, size, cols, lim); err != nil {
+			return err
+		}
+		if o.Commit == nil {
+			return nil
+		}
+		c, fresh = &wire.Commit{}, true
+		return s.commitTx(ctx, tx, p, device, session, o.Resolve, o.Commit, c)
+	})
+	if err != nil {
+		if errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("stage batch %d of session %s: %w", seq, session, err)
+	}
+	if c != nil {
+		s.committed(p, device, *c, fresh)
 	}
 	return c, nil
+}
+
+// storedAnswer reads the answer a committed session keeps into c: for a
+// commit that carries the last batch, only if it is the batch that
+// committed the session.
+func storedAnswer(result, session string, last *server.LastBatch, c *wire.Commit) error {
+	var stored storedCommit
+	if err := json.Unmarshal([]byte(result), &stored); err != nil {
+		return fmt.Errorf("stored result: %w", err)
+	}
+	if last != nil && (stored.Last == nil || *stored.Last != *last) {
+		return fmt.Errorf("session %s is already committed, without batch %d as sent now: %w", session, last.Seq, wire.ErrConflict)
+	}
+	*c = stored.Commit
+	return nil
+}
+
+// committed tells the tenant's listeners in this process of a fresh
+// commit (a CrossProcess dialect told every process inside the commit).
+func (s *Store) committed(p server.Principal, device string, c wire.Commit, fresh bool) {
+	if _, cross := s.d.(CrossProcess); fresh && !cross {
+		s.events.publish(p.Tenant, wire.Event{Version: c.Version, Device: device})
+	}
+}
+
+// stageTx stages a batch of rows of table t, size bytes as RowSize counts
+// them, in an open session whose device has the columns cols.
+func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, t *Table, rows []wire.Row, size int64, cols string, lim server.Limits) error {
+	if err := deviceColumns(t, cols, rows); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET touched_at = ? WHERE tenant = ? AND id = ?`),
+		s.d.Time(s.now()), p.Tenant, session); err != nil {
+		return err
+	}
+	// A re-sent batch replaces the first one (G3).
+	var old string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT tbl FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
+		p.Tenant, session, seq).Scan(&old)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		if ot := s.byName[old]; ot != nil {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+ot.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "_seq" = ?`),
+				p.Tenant, session, seq); err != nil {
+				return fmt.Errorf("replace: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
+			p.Tenant, session, seq); err != nil {
+			return fmt.Errorf("replace: %w", err)
+		}
+	}
+	if err := s.bounded(ctx, tx, p, session, rows, size, lim); err != nil {
+		return err
+	}
+	if err := s.d.Stage(ctx, conn, tx, t, p.Tenant, session, seq, rows); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows", bytes) VALUES (?, ?, ?, ?, ?, ?)`),
+		p.Tenant, session, seq, t.T.Name, len(rows), size)
+	return err
+}
+
+// commitTx commits an open session in tx into c.
+func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, session string, resolve server.Resolver, last *server.LastBatch, c *wire.Commit) error {
+	// The answer says how many batches it committed: a device that lost
+	// the answer to its last batch learns whether it went in.
+	var top sql.NullInt64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT max(seq) FROM _tether_batches WHERE tenant = ? AND session = ?`),
+		p.Tenant, session).Scan(&top); err != nil {
+		return err
+	}
+	if top.Valid {
+		c.Batches = int(top.Int64) + 1
+	}
+	var err error
+	if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
+		return fmt.Errorf("next version: %w", err)
+	}
+	ap := &applier{s: s, tx: tx, p: p, device: device, session: session, resolve: resolve, at: s.d.Time(s.now())}
+	for _, t := range s.tables { // parents before children (G4)
+		if err := ap.applyTable(ctx, t, c); err != nil {
+			return fmt.Errorf("%s: %w", t.T.Name, err)
+		}
+	}
+	if err := ap.references(ctx, c); err != nil { // G12
+		return err
+	}
+	res, err := json.Marshal(storedCommit{Commit: *c, Last: last})
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET committed_at = ?, version = ?, result = ? WHERE tenant = ? AND id = ?`),
+		s.d.Time(s.now()), c.Version, string(res), p.Tenant, session); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ?`), p.Tenant, session); err != nil {
+		return err
+	}
+	if cross, ok := s.d.(CrossProcess); ok { // delivered to every process when the commit is
+		return cross.Notify(ctx, tx, Notice{Tenant: p.Tenant, Version: c.Version, Device: device})
+	}
+	return nil
 }
 
 // storedCommit is a commit's answer as the session keeps it, with the
@@ -808,6 +874,25 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		return nil, after, false, fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
 			after.Version, horizon, wire.ErrHistoryPurged)
 	}
+	// The pulling device must be registered: its position decides when
+	// tombstones go.
+	record := false
+	if echo.Device != "" {
+		var pulled int64
+		var seen any
+		err := tx.QueryRowContext(ctx, s.q(`SELECT pulled, seen_at FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, echo.Device).Scan(&pulled, &seen)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, after, false, fmt.Errorf("device %s is not registered for this tenant: %w", echo.Device, wire.ErrDeviceUnknown)
+		}
+		if err != nil {
+			return nil, after, false, fmt.Errorf("changes: %w", err)
+		}
+		at, err := timeOf(seen)
+		if err != nil {
+			return nil, after, false, fmt.Errorf("changes: device %s: %w", echo.Device, err)
+		}
+		record = pulled < after.Version || at.Before(s.now().Add(-echo.SeenEvery))
+	}
 	var all []changed
 	var bound *server.Cursor // the last position read of a table cut short by maxBytes
 	read := 0                // bytes read so far, of every table: memory stays near maxBytes
@@ -848,28 +933,15 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	}
 	out, next, more := page(all, after, limit, maxBytes, bound)
 	tx.Rollback()
-	if echo.Device != "" {
+	if record {
 		// The cursor a device sends proves it stored everything before
 		// it (an answer it never got proves nothing): tombstones before
 		// it may go, as far as this device is concerned. A device that
-		// pulls is seen: a long pull keeps it active.
-		res, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
-			WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device)
-		if err != nil {
+		// pulls is seen: a long pull keeps it active (seen_at may lag by
+		// echo.SeenEvery: a pull that moves nothing writes nothing).
+		if _, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
+			WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device); err != nil {
 			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)
-		}
-		// A device the server does not know registers (its position
-		// decides when tombstones go). MySQL counts changed rows, not
-		// matched ones: an unchanged row is looked up.
-		if n, err := res.RowsAffected(); err == nil && n == 0 {
-			var known int
-			err := s.r.QueryRowContext(ctx, s.q(`SELECT 1 FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, echo.Device).Scan(&known)
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, after, false, fmt.Errorf("device %s is not registered for this tenant: %w", echo.Device, wire.ErrDeviceUnknown)
-			}
-			if err != nil {
-				return nil, after, false, fmt.Errorf("changes: %w", err)
-			}
 		}
 	}
 	return out, next, more, nil
