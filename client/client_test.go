@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -59,6 +60,11 @@ func TestErrorMapping(t *testing.T) {
 		{"429", func() error { return faulty(testkit.Status429).Health(ctx) }, wire.ErrRateLimited, 429, true, time.Second},
 		{"413", func() error { return faulty(testkit.Status413).Health(ctx) }, wire.ErrTooLarge, 413, false, 0},
 		{"network", func() error { return faulty(testkit.DropRequest).Health(ctx) }, testkit.ErrInjected, 0, true, 0},
+		{"gateway", func() error { return faulty(testkit.Status502).Health(ctx) }, client.ErrUnreachable, 502, true, 0},
+		{"unknown device", func() error {
+			_, err := good.Changes(ctx, "never-registered", "", 10, nil)
+			return err
+		}, wire.ErrDeviceUnknown, 403, false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
@@ -75,7 +81,39 @@ func TestErrorMapping(t *testing.T) {
 			if got := client.RetryAfter(err); got != tt.retry {
 				t.Errorf("RetryAfter=%v, want %v", got, tt.retry)
 			}
+			// Only an answer of the API with a 4xx status says that nothing
+			// of the request was applied.
+			if refused := tt.status >= 400 && tt.status < 500; errors.Is(err, wire.ErrRefused) != refused {
+				t.Errorf("errors.Is(err, wire.ErrRefused)=%v, want %v", !refused, refused)
+			}
 		})
+	}
+}
+
+// A request that gets no connection within the context's connect timeout
+// fails with ErrUnreachable, without waiting for the request's timeout.
+func TestConnectTimeout(t *testing.T) {
+	dials := make(chan struct{}, 10)
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials <- struct{}{}
+		<-ctx.Done() // a link that never connects
+		return nil, ctx.Err()
+	}}
+	c := client.New("http://127.0.0.1:1", client.Options{Token: "token-ada", Transport: tr, Timeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a hang detector
+	defer cancel()
+	_, err := c.Changes(client.WithConnectTimeout(ctx, 50*time.Millisecond), "d", "", 10, nil)
+	if !errors.Is(err, client.ErrUnreachable) || !client.Transient(err) || ctx.Err() != nil {
+		t.Fatalf("Changes=%v (ctx %v), want a transient ErrUnreachable before the context ends", err, ctx.Err())
+	}
+	if len(dials) == 0 {
+		t.Error("no dial was attempted")
+	}
+	// A caller's own cancellation is not a verdict on the server.
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	if _, err := c.Changes(client.WithConnectTimeout(cctx, time.Minute), "d", "", 10, nil); errors.Is(err, client.ErrUnreachable) {
+		t.Errorf("cancelled request: %v, want no ErrUnreachable", err)
 	}
 }
 

@@ -22,7 +22,8 @@ import (
 
 // Sentinel errors.
 var (
-	// ErrOffline is returned by SyncNow when the server cannot be reached.
+	// ErrOffline is returned by SyncNow when the server cannot be reached
+	// (it wraps client.ErrUnreachable).
 	ErrOffline = errors.New("coordinator: server unreachable")
 	// ErrClosed is returned by SyncNow after Close.
 	ErrClosed = errors.New("coordinator: closed")
@@ -101,7 +102,10 @@ type Options struct {
 	// PullBatchSize is the number of rows per pull page. Default 1,000,
 	// at most 10,000.
 	PullBatchSize int
-	// HealthTimeout bounds the connectivity check. Default 3s.
+	// HealthTimeout bounds how long each request of a sync may take to get
+	// a connection to the server (dial and TLS handshake, or an idle one):
+	// past it the sync ends with ErrOffline. There is no request of its own
+	// to check connectivity. Default 3s.
 	HealthTimeout time.Duration
 	// InitialBackoff is the first wait before a retry. Default 500ms.
 	InitialBackoff time.Duration
@@ -288,10 +292,12 @@ func (c *Coordinator) Shutdown(ctx context.Context) error {
 	}
 }
 
-// SyncNow checks connectivity, pushes local changes and pulls remote ones.
-// It returns an error wrapping ErrOffline at once when the server does not
-// answer the health check, and retries transient failures with backoff
-// until Options.MaxElapsed.
+// SyncNow pushes local changes and pulls remote ones. It returns an error
+// wrapping ErrOffline at once when a request cannot reach the server (no
+// connection within Options.HealthTimeout, or a gateway's 502 or 504), and
+// retries other transient failures with backoff until Options.MaxElapsed.
+// A sync with nothing to do is one request, and one whose push fits in one
+// batch two: the device registers only when it must.
 //
 // SyncNow returns only after a sync that started after the call has
 // finished, so every edit saved before the call went up (or SyncNow

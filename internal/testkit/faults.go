@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,8 @@ const (
 	Status503                 // answer 503 without delivering
 	Status429                 // answer 429 with Retry-After: 1 without delivering
 	Status413                 // answer 413 without delivering
+	Status502                 // answer 502 as a gateway that cannot reach the server (no API error body)
+	Duplicate                 // deliver twice (a proxy that retries), answer with the second answer
 )
 
 // FaultTransport is an http.RoundTripper that injects faults chosen per
@@ -96,6 +99,32 @@ func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return resp, nil
 	case Status413:
 		return synthetic(r, http.StatusRequestEntityTooLarge, "too_large"), nil
+	case Status502:
+		resp := synthetic(r, http.StatusBadGateway, "")
+		resp.Header.Set("Content-Type", "text/plain")
+		resp.Body = io.NopCloser(strings.NewReader("502 Bad Gateway"))
+		return resp, nil
+	case Duplicate:
+		var body []byte
+		if r.Body != nil {
+			var err error
+			if body, err = io.ReadAll(r.Body); err != nil {
+				return nil, err
+			}
+			r.Body.Close()
+		}
+		send := func() (*http.Response, error) {
+			c := r.Clone(r.Context())
+			c.Body, c.ContentLength, c.GetBody = io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
+			return base.RoundTrip(c)
+		}
+		first, err := send()
+		if err != nil {
+			return nil, err
+		}
+		io.Copy(io.Discard, first.Body)
+		first.Body.Close()
+		return send()
 	case DropResponse:
 		resp, err := base.RoundTrip(r)
 		if err == nil {

@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tethersync/tether/client"
+	"github.com/tethersync/tether/coordinator"
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// requestLog records every request a device makes, as "METHOD kind".
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []string
+	base http.RoundTripper
+}
+
+func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	l.reqs = append(l.reqs, r.Method+" "+testkit.Kind(r))
+	l.mu.Unlock()
+	if l.base != nil {
+		return l.base.RoundTrip(r)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// take returns the requests since the last take.
+func (l *requestLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.reqs
+	l.reqs = nil
+	return out
+}
+
+// A sync costs the round trips it needs, no more: a field device on a
+// satellite link pays each one. A first sync registers the device; later
+// ones do not. A sync with nothing to do is one request; one whose push
+// fits in one batch is two; a push of n batches is n requests.
+func TestSyncRoundTrips(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	log := &requestLog{}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: log, Co: coordinator.Options{PushBatchSize: 10}})
+	b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
+
+	saveCustomers(t, a, 3, "first")
+	a.Sync(t)
+	if got, want := log.take(), []string{"POST devices", "PUT commit", "GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("first sync with 3 rows: %v, want %v", got, want)
+	}
+	a.Sync(t)
+	if got, want := log.take(), []string{"GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("sync with nothing to do: %v, want %v", got, want)
+	}
+	saveCustomers(t, a, 1, "one")
+	a.Sync(t)
+	if got, want := log.take(), []string{"PUT commit", "GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("sync of one row: %v, want %v", got, want)
+	}
+	saveCustomers(t, a, 25, "three batches")
+	a.Sync(t)
+	if got, want := log.take(), []string{"PUT batches", "PUT batches", "PUT commit", "GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("sync of 25 rows in batches of 10: %v, want %v", got, want)
+	}
+	saveCustomers(t, b, 2, "from b")
+	b.Sync(t)
+	rep := a.Sync(t)
+	if got, want := log.take(), []string{"GET changes"}; !slices.Equal(got, want) || rep.Pulled["customers"] != 2 {
+		t.Errorf("sync pulling 2 rows: %v, pulled %v; want %v and 2 rows", got, rep.Pulled, want)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 31 {
+		t.Errorf("server holds %d customers, want 31", n)
+	}
+	assertConverged(t, srv, a, b)
+}
+
+// A device registers again when the server lost its registration (a
+// database restored from before it registered), and goes on in the same
+// sync.
+func TestDeviceRegistersAgainWhenTheServerLostIt(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	log := &requestLog{}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: log})
+	saveCustomers(t, a, 2, "c")
+	a.Sync(t)
+	db := srv.Store.DB()
+	if _, err := db.Exec(`DELETE FROM _tether_devices`); err != nil {
+		t.Fatal(err)
+	}
+	log.take()
+	a.Sync(t) // a pull only: the server does not know the device
+	if got, want := log.take(), []string{"GET changes", "POST devices", "GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("pull of a device the server lost: %v, want %v", got, want)
+	}
+	if _, err := db.Exec(`DELETE FROM _tether_devices`); err != nil {
+		t.Fatal(err)
+	}
+	saveCustomers(t, a, 1, "more")
+	rep := a.Sync(t) // a push first
+	if got, want := log.take(), []string{"PUT commit", "POST devices", "PUT commit", "GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("push of a device the server lost: %v, want %v", got, want)
+	}
+	if rep.Pushed["customers"] != 1 || serverCount(t, srv, `SELECT count(*) FROM customers`) != 3 {
+		t.Errorf("report %+v, server rows %d; want 1 pushed and 3 on the server", rep, serverCount(t, srv, `SELECT count(*) FROM customers`))
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM _tether_devices`); n != 1 {
+		t.Errorf("server knows %d devices, want the device registered again", n)
+	}
+}
+
+// The answer to the request that commits can be lost whichever way: the
+// request never arrived, or arrived and committed. The next sync asks the
+// server which (the commit's answer says how many batches it holds) and
+// neither loses a row nor applies one twice nor reports a conflict.
+func TestLostLastBatchSettled(t *testing.T) {
+	for name, fault := range map[string]testkit.Fault{"request lost": testkit.DropRequest, "answer lost": testkit.DropResponse} {
+		t.Run(name, func(t *testing.T) {
+			reg := testkit.Registry(t)
+			srv := testkit.NewServer(t, reg, server.Options{})
+			log := &requestLog{base: &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+				if kind == "commit" && n == 0 {
+					return fault
+				}
+				return testkit.Pass
+			}}}
+			a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: log, Co: coordinator.Options{PushBatchSize: 10}})
+			saveCustomers(t, a, 15, "c")
+			rep := a.Sync(t)
+			if rep.Pushed["customers"] != 15 || rep.Conflicts != 0 {
+				t.Errorf("Report=%+v, want 15 rows pushed, no conflict", rep)
+			}
+			reqs := log.take()
+			// The retry asks about the session (POST commit) before anything else.
+			settle := slices.Index(reqs, "POST commit")
+			if settle < 0 || !slices.Contains(reqs[:settle], "PUT commit") {
+				t.Errorf("requests %v: want the lost last batch settled with POST commit", reqs)
+			}
+			if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 15 {
+				t.Errorf("server holds %d customers, want 15", n)
+			}
+			if n := serverCount(t, srv, `SELECT count(*) FROM _tether_audit`); n != 15 {
+				t.Errorf("audit log holds %d entries, want 15: a row was applied twice", n)
+			}
+			if n, _ := a.DB.Pending(ctx); n != 0 {
+				t.Errorf("Pending=%d, want 0", n)
+			}
+			b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
+			b.Sync(t)
+			assertConverged(t, srv, a, b)
+		})
+	}
+}
+
+// The request that commits, delivered twice (a proxy that retries it),
+// is committed once, and the second delivery gets the first answer; a
+// request carrying another batch for the committed session is refused.
+func TestCommittingBatchDeliveredTwice(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	twice := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "commit" {
+			return testkit.Duplicate
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: twice})
+	saveCustomers(t, a, 3, "c")
+	rep := a.Sync(t)
+	if rep.Pushed["customers"] != 3 || rep.Attempts != 1 {
+		t.Errorf("Report=%+v, want 3 rows in one attempt", rep)
+	}
+	if n := serverCount(t, srv, `SELECT version FROM _tether_counter`); n != 1 {
+		t.Errorf("server version %d, want 1: committed once", n)
+	}
+	// Another batch for the committed session: 409, nothing applied.
+	session := ""
+	if err := testkit.OpenServerDB(t, srv.Path).QueryRow(`SELECT id FROM _tether_sessions`).Scan(&session); err != nil {
+		t.Fatal(err)
+	}
+	row := wire.Row{Table: "customers", ID: "01a22cda-b156-7934-906b-5cf4406331b5", HLC: "1796048859610.000000." + a.DB.DeviceID(),
+		Values: map[string]any{"name": "late", "email": nil, "tags": nil}}
+	_, err := a.API.SendBatch(ctx, a.DB.DeviceID(), session, 0, []wire.Row{row}, wire.BatchParams{Open: true, Commit: true})
+	if !errors.Is(err, wire.ErrConflict) || !errors.Is(err, wire.ErrRefused) {
+		t.Errorf("another last batch for a committed session: %v, want a refused ErrConflict", err)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 3 {
+		t.Errorf("server holds %d customers, want 3", n)
+	}
+}
+
+// oldServer makes the server look like one from before wire.BatchOpen and
+// wire.BatchCommit: it drops the parameters on the way.
+type oldServer struct{ log *requestLog }
+
+func (o oldServer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, "/batches/") && r.URL.RawQuery != "" {
+		r = r.Clone(r.Context())
+		u := *r.URL
+		u.RawQuery = ""
+		r.URL = &u
+	}
+	return o.log.RoundTrip(r)
+}
+
+// A device pushes to a server older than the one-request push: it opens
+// its session and commits apart, as before.
+func TestPushToAnOlderServer(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	log := &requestLog{}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: oldServer{log}, Co: coordinator.Options{PushBatchSize: 10}})
+	saveCustomers(t, a, 15, "c")
+	rep := a.Sync(t)
+	want := []string{"POST devices", "PUT batches", "POST sessions", "PUT batches", "PUT batches", "POST commit", "GET changes"}
+	if got := log.take(); !slices.Equal(got, want) || rep.Pushed["customers"] != 15 {
+		t.Errorf("requests %v, pushed %v; want %v and 15 rows", got, rep.Pushed, want)
+	}
+	saveCustomers(t, a, 1, "more")
+	a.Sync(t) // the engine remembers: no failed first batch this time
+	if got, want := log.take(), []string{"POST sessions", "PUT batches", "POST commit", "GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("second push to the older server: %v, want %v", got, want)
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 16 {
+		t.Errorf("server holds %d customers, want 16", n)
+	}
+}
+
+// A gateway in front of a server that is down answers 502: the sync ends
+// at once as offline, like one that cannot connect, and keeps every edit.
+func TestGatewayWithoutServerIsOffline(t *testing.T) {
+	reg := testkit.Registry(t)
+	gateway := testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault { return testkit.Status502 }}
+	a := testkit.NewDevice(t, reg, "http://127.0.0.1:1", testkit.DeviceOptions{Transport: &gateway})
+	saveCustomers(t, a, 1, "c")
+	rep, err := a.Co.SyncNow(ctx)
+	if !errors.Is(err, coordinator.ErrOffline) || !errors.Is(err, client.ErrUnreachable) || rep.Attempts != 1 {
+		t.Errorf("SyncNow=%v after %d attempts, want ErrOffline at once", err, rep.Attempts)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 1 {
+		t.Errorf("Pending=%d, want the edit kept", n)
+	}
+}
