@@ -152,6 +152,9 @@ func (*Dialect) After(version int64, id string) (string, []any) {
 // Text implements sqlstore.Dialect.
 func (*Dialect) Text(col string) string { return col }
 
+// JSON implements sqlstore.Dialect: "_colvers" is text.
+func (*Dialect) JSON(expr string) string { return expr }
+
 // ByteOrder implements sqlstore.Dialect: ids are stored in a binary
 // collation.
 func (*Dialect) ByteOrder(col string) string { return col }

@@ -99,6 +99,9 @@ func (*Dialect) After(version int64, id string) (string, []any) {
 // Text implements sqlstore.Dialect.
 func (*Dialect) Text(col string) string { return col + "::text" }
 
+// JSON implements sqlstore.Dialect: "_colvers" is jsonb.
+func (*Dialect) JSON(expr string) string { return expr + "::jsonb" }
+
 // ByteOrder implements sqlstore.Dialect: COLLATE "C", whatever the
 // database's collation.
 func (*Dialect) ByteOrder(col string) string { return col + ` COLLATE "C"` }

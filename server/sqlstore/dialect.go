@@ -79,6 +79,9 @@ type Dialect interface {
 	After(version int64, id string) (string, []any)
 	// Text is an expression reading the JSON column col as text.
 	Text(col string) string
+	// JSON is an expression reading the text expression expr (such as a
+	// parameter) as a value of the "_colvers" column's JSON type.
+	JSON(expr string) string
 	// ByteOrder is an ORDER BY term sorting the text column col by bytes.
 	ByteOrder(col string) string
 }

@@ -820,7 +820,9 @@ func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) erro
 	}
 	// Everything still staged goes in with one statement, and into the
 	// audit log with another.
-	if _, err := a.tx.ExecContext(ctx, s.q(s.merge(t)), a.p.Tenant, c.Version, a.p.User, a.device, c.Version, a.p.Tenant, a.session, a.p.Tenant); err != nil {
+	all, allVersions := t.everyColumn(c.Version)
+	if _, err := a.tx.ExecContext(ctx, s.q(s.merge(t)), a.p.Tenant, c.Version, a.p.User, a.device, all, allVersions, c.Version,
+		a.p.Tenant, a.session, a.p.Tenant); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
 	res, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
@@ -1168,7 +1170,10 @@ func (s *Store) merge(t *Table) string {
 		SELECT ?, %s, ?, s."_deleted", s."_hlc", ?, ?, s."_session", '', '', s."_exact", %s
 		FROM (%s) AS s LEFT JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id" WHERE 1 = 1 ORDER BY s."id"
 		%s`,
-		t.Name, t.ColumnList(), strings.Join(Bookkeeping, ", "), strings.Join(vals, ", "), s.d.ColumnVersions(`s."_changed"`),
+		// A row that changed every column (a new one, the common case)
+		// takes the column versions computed once for the commit.
+		t.Name, t.ColumnList(), strings.Join(Bookkeeping, ", "), strings.Join(vals, ", "),
+		`CASE WHEN s."_changed" = ? THEN `+s.d.JSON("?")+` ELSE `+s.d.ColumnVersions(`s."_changed"`)+` END`,
 		s.d.Latest(t), t.Name, s.d.Upsert(t))
 	s.merges.Store(t.Idx, q)
 	return q

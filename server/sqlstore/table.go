@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/tethersync/tether/entity"
@@ -36,11 +37,33 @@ type Table struct {
 	StageCols []string
 
 	selects string // the columns, then rowCols
+	every   string // ChangedJSON of a row that changed every column
+}
+
+// everyColumn returns ChangedJSON of a row that changed every column, and
+// the column versions of such a row committed at version.
+func (t *Table) everyColumn(version int64) (changed, versions string) {
+	b := []byte{'{'}
+	for i, c := range t.T.Columns[1:] {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		name, _ := json.Marshal(c.Name)
+		b = append(append(b, name...), ':')
+		b = strconv.AppendInt(b, version, 10)
+	}
+	return t.every, string(append(b, '}'))
 }
 
 func newTable(idx int, t entity.Table) *Table {
 	tb := &Table{Idx: idx, T: t, Name: Quote(t.Name), StageName: "_tether_stage_" + t.Name}
 	tb.Stage = Quote(tb.StageName)
+	every := []string{}
+	for _, c := range t.Columns[1:] {
+		every = append(every, c.Name)
+	}
+	b, _ := json.Marshal(every)
+	tb.every = string(b)
 	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact"}
 	for _, c := range t.Columns {
 		tb.Cols = append(tb.Cols, Quote(c.Name))
