@@ -1,7 +1,6 @@
 package client
 
 import (
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-resty/resty/v2"
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/gzpool"

@@ -1,9 +1,10 @@
 package gzpool
 
 import (
-	"compress/gzip"
 	"io"
 	"sync"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 var pool = sync.Pool{New: func() any {
