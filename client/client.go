@@ -416,7 +416,18 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 			zw = gzpool.Get(cw)
 			w = zw
 		}
-		err := json.NewEncoder(w).Encode(v)
+		var err error
+		if b, ok := v.(wire.Batch); ok { // the bulk of a push: encoded without reflection
+			buf := batchBufs.Get().(*[]byte)
+			if *buf, err = wire.AppendBatch((*buf)[:0], b.Rows); err == nil {
+				_, err = w.Write(*buf)
+			}
+			if cap(*buf) <= 16<<20 {
+				batchBufs.Put(buf)
+			}
+		} else {
+			err = json.NewEncoder(w).Encode(v)
+		}
 		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
 			err = fmt.Errorf("encode request: %w", err)
 		}
@@ -432,6 +443,9 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 	}()
 	return pr, errc
 }
+
+// batchBufs holds the buffers pushed batches are encoded into.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 type countingWriter struct {
 	w io.Writer
