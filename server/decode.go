@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -250,12 +251,12 @@ func (d *jsonReader) array(elem func() error) error {
 // row reads one row object.
 func (d *jsonReader) row(lim batchLimits) (wire.Row, error) {
 	var r wire.Row
-	seen := map[string]bool{}
+	var seen []string // a row has few fields: a slice is cheaper than a map
 	err := d.object(func(key string) error {
-		if seen[key] {
+		if slices.Contains(seen, key) {
 			return fmt.Errorf("field %q twice", key)
 		}
-		seen[key] = true
+		seen = append(seen, key)
 		var err error
 		switch key {
 		case "table":
@@ -436,6 +437,24 @@ func (d *jsonReader) number() (json.Number, error) {
 // stringBody reads the rest of a string after its opening quote: at most
 // max bytes once unescaped, valid UTF-8, no control characters.
 func (d *jsonReader) stringBody(max int) (string, error) {
+	// Most strings are short, plain and already read: taken from the
+	// buffer at once.
+	if buf, _ := d.r.Peek(d.r.Buffered()); len(buf) > 0 {
+		for i, c := range buf[:min(len(buf), max+1)] {
+			if c == '"' {
+				s := string(buf[:i])
+				if !utf8.ValidString(s) {
+					break // the byte by byte reading says where
+				}
+				_, _ = d.r.Discard(i + 1)
+				d.off += int64(i + 1)
+				return s, nil
+			}
+			if c == '\\' || c < 0x20 {
+				break
+			}
+		}
+	}
 	d.buf.Reset()
 	for {
 		c, err := d.readByte()
