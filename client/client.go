@@ -212,9 +212,7 @@ func (c *Client) OpenSession(ctx context.Context, device, session string) (strin
 // older server answers wire.ErrNotFound instead: open it with OpenSession
 // and send again); with p.Commit it commits the session after the batch
 // and the answer holds the commit's answer (an older server stages the
-// batch and leaves the answer's Commit nil: commit with Commit); with
-// p.Restart it drops the session's batches after seq first (see
-// wire.BatchRestart).
+// batch and leaves the answer's Commit nil: commit with Commit).
 func (c *Client) SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row, p wire.BatchParams) (wire.BatchAck, error) {
 	var out wire.BatchAck
 	path := "/sessions/" + url.PathEscape(session) + "/batches/" + strconv.Itoa(seq)
@@ -224,9 +222,6 @@ func (c *Client) SendBatch(ctx context.Context, device, session string, seq int,
 	}
 	if p.Commit {
 		q.Set(wire.BatchCommit, "1")
-	}
-	if p.Restart {
-		q.Set(wire.BatchRestart, "1")
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()

@@ -234,7 +234,7 @@ func New(db *localdb.DB, api *client.Client, opts Options) *Coordinator {
 	}
 	c := &Coordinator{db: db, api: api, opts: opts}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.push = push.New(db, api, push.Options{BatchSize: opts.PushBatchSize, OnBatch: c.advance, Stop: c.stopping})
+	c.push = push.New(db, api, push.Options{BatchSize: opts.PushBatchSize, OnBatch: c.onBatch})
 	c.pull = pull.New(db, api, pull.Options{PageSize: opts.PullBatchSize, OnPage: c.onPage})
 	return c
 }
@@ -605,6 +605,13 @@ func (c *Coordinator) report(p Progress) {
 	}
 }
 
+// onBatch is called by the push engine after each acknowledged batch: a
+// safe point.
+func (c *Coordinator) onBatch(table string, n int) {
+	c.advance(table, n)
+	c.safePoint()
+}
+
 // onPage is called by the pull engine after each applied page: a safe
 // point.
 func (c *Coordinator) onPage(rows map[string]int) {
@@ -625,21 +632,6 @@ func (c *Coordinator) advance(table string, n int) {
 	}
 	c.mu.Unlock()
 	c.report(p)
-}
-
-// stopping reports whether the run under way is to stop at its next safe
-// point: the push engine asks it before each batch, and stops sending
-// once the batches on the wire are acknowledged.
-func (c *Coordinator) stopping() bool {
-	c.mu.Lock()
-	r := c.cur
-	c.mu.Unlock()
-	if r == nil {
-		return false
-	}
-	r.stopMu.Lock()
-	defer r.stopMu.Unlock()
-	return r.stopping
 }
 
 // safePoint stops the current run there if it is stopping.

@@ -57,11 +57,6 @@ type Options struct {
 	BatchSize int
 	// OnBatch, if set, is called after each acknowledged batch.
 	OnBatch func(table string, rows int)
-	// Stop, if set, is asked before each batch is sent: when it reports
-	// true, the push sends nothing more, waits for the batches on the wire
-	// and records them, and returns an error wrapping context.Canceled.
-	// The next push resumes after them.
-	Stop func() bool
 }
 
 // Result reports one push.
@@ -84,11 +79,6 @@ type Engine struct {
 	// legacy is set once the server turned out older than
 	// wire.BatchOpen: sessions are then opened with OpenSession.
 	legacy bool
-	// pipelined is set once the server honoured wire.BatchRestart: two
-	// batches may then be on the wire at a time.
-	pipelined bool
-	// lastAcked is the last batch recorded as acknowledged.
-	lastAcked localdb.DirtyBatch
 	// final is the last batch sent with the commit whose answer is not
 	// known yet, with its session, for settle to count.
 	final        localdb.DirtyBatch
@@ -172,14 +162,6 @@ func (e *Engine) commit(ctx context.Context, res *Result, device, session string
 // batch is recorded as sent before it goes (PushState.Final): when its
 // answer is lost, the next push asks the server whether it was committed
 // (settle) instead of sending rows that may have changed since.
-//
-// Two batches are on the wire at a time once the server has shown that it
-// drops a session's later batches when asked (wire.BatchRestart). The
-// first batch of each run of sends (a push, or the sends after a failure)
-// asks it, and goes alone: batches an earlier attempt staged, whose
-// acknowledgements were never recorded, cannot outlive the run that sends
-// them again. Acknowledgements are recorded in batch order; the last
-// batch goes once every other one is acknowledged.
 func (e *Engine) push(ctx context.Context, res *Result) error {
 	device := e.store.DeviceID()
 	st, err := e.store.PushState(ctx)
@@ -192,19 +174,15 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 	size := e.opts.BatchSize
 	opened := false
 	fresh := st.Session == "" // a session this push makes, rather than resumes
-	// Batches are read ahead while the ones before are on the wire: the
-	// reads only look at rows after them, so they do not depend on the
-	// server's answers. The batch after the one to send must be read
-	// before it goes, to know whether it is the last.
+	// Batches are read ahead while the one before is on the wire: the
+	// reads only look at rows after the batch being sent, so they do not
+	// depend on the server's answer. The batch after the one to send must
+	// be read before it goes, to know whether it is the last.
 	ctx, cancel := context.WithCancel(ctx)
 	var ahead <-chan read = closed
-	var flight []*sending // on the wire, in batch order: flight[i] is batch st.Seq+i
 	defer func() {
 		cancel()
 		<-ahead // never leave a read running on the store
-		for _, f := range flight {
-			<-f.done // nor a send
-		}
 	}()
 	// from reads the batch at pos, and starts reading the one after it.
 	from := func(pos localdb.PushPos) (localdb.DirtyBatch, error) {
@@ -217,45 +195,12 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		}
 		return r.batch, r.err
 	}
-	restart := true // the next send starts a run of sends
-	holes := false  // a batch after a failed one was staged
-	// land waits for the oldest batch on the wire and records it. On a
-	// failure it waits for the others, records none of them (they go
-	// again, after a restart), and returns the failure.
-	land := func() error {
-		f := flight[0]
-		<-f.done
-		if f.err != nil {
-			for _, g := range flight[1:] {
-				<-g.done
-				holes = holes || g.err == nil
-			}
-			flight, restart = nil, true
-			return f.err
-		}
-		flight = flight[1:]
-		if f.ack.Restarted {
-			e.pipelined = true
-		}
-		return e.acknowledged(ctx, res, f.batch, &st)
-	}
 	b, err := from(st.Pos)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	var after *localdb.DirtyBatch // the batch after b, once read
 	for len(b.Rows) > 0 {
-		if e.opts.Stop != nil && e.opts.Stop() {
-			// Nothing more goes; what is on the wire lands first.
-			var err error
-			for err == nil && len(flight) > 0 {
-				err = land()
-			}
-			if err == nil {
-				err = context.Canceled
-			}
-			return fmt.Errorf("push: stopped: %w", err)
-		}
 		if after == nil {
 			r := <-ahead
 			ahead = closed
@@ -283,46 +228,19 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			}
 			opened = true
 		}
-		var ack wire.BatchAck
-		var err error
-		if !last {
-			seq := st.Seq + len(flight)
-			first := restart
-			flight = append(flight, e.send(ctx, device, st.Session, seq, b, wire.BatchParams{Open: seq == 0 && !e.legacy, Restart: first && !e.legacy}))
-			restart = false
-			window := 1 // on the wire while the next batch is read
-			if e.pipelined && !first {
-				window = 2
+		if last { // recorded before it goes: see settle
+			fin := st
+			fin.Final = true
+			if err := e.store.MarkSent(ctx, b, fin); err != nil {
+				return fmt.Errorf("push: %w", err)
 			}
-			for err == nil && len(flight) >= window {
-				err = land()
-			}
-			if err == nil {
-				b, after = *after, nil
-				continue
-			}
-		} else {
-			for err == nil && len(flight) > 0 {
-				err = land()
-			}
-			if err == nil {
-				fin := st // recorded before it goes: see settle
-				fin.Final = true
-				if err := e.store.MarkSent(ctx, b, fin); err != nil {
-					return fmt.Errorf("push: %w", err)
-				}
-				e.final, e.finalSession = b, st.Session
-				ack, err = e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows,
-					wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: true, Restart: restart && !e.legacy})
-				if err != nil && errors.Is(err, wire.ErrRefused) {
-					// Refused whole: the batch was not committed.
-					if ferr := e.store.ForgetFinal(ctx); ferr != nil {
-						return fmt.Errorf("push: %w", ferr)
-					}
-				}
-				if err != nil {
-					restart = true
-				}
+			e.final, e.finalSession = b, st.Session
+		}
+		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: last})
+		if err != nil && last && errors.Is(err, wire.ErrRefused) {
+			// Refused whole: the batch was not committed.
+			if ferr := e.store.ForgetFinal(ctx); ferr != nil {
+				return fmt.Errorf("push: %w", ferr)
 			}
 		}
 		switch {
@@ -331,21 +249,10 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			// A server older than wire.BatchOpen: sessions are opened
 			// apart. The batch goes again.
 			e.legacy = true
-			after = nil
-			if b, err = from(st.Pos); err != nil {
-				return fmt.Errorf("push: %w", err)
-			}
 			continue
 		case errors.Is(err, wire.ErrSessionFull) && st.Seq > 0:
 			// The server bounds a session: commit what it holds, and send
-			// the rest in a new one. A batch staged after the one refused
-			// must not go in with a hole before it (a child before its
-			// parent): the last recorded batch goes again, restarting.
-			if holes {
-				if _, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq-1, e.lastAcked.Rows, wire.BatchParams{Restart: true}); err != nil {
-					return fmt.Errorf("push: session %s: %w", st.Session, err)
-				}
-			}
+			// the rest in a new one.
 			return e.finishCommitted(ctx, res, device, st.Session, fresh)
 		case (errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrSessionFull)) && size > 1:
 			size /= 2
@@ -366,6 +273,13 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			return cerr
 		default:
 			return fmt.Errorf("push: session %s: %w", st.Session, err)
+		}
+		if !last {
+			if err := e.acknowledged(ctx, res, b, &st); err != nil {
+				return err
+			}
+			b, after = *after, nil
+			continue
 		}
 		if ack.Commit == nil { // a server older than wire.BatchCommit
 			st.Final = false
@@ -388,24 +302,6 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 	// Every row went up in batches acknowledged before (a push resumed
 	// after a lost commit answer): commit apart.
 	return e.commit(ctx, res, device, st.Session, fresh)
-}
-
-// sending is a batch on the wire.
-type sending struct {
-	batch localdb.DirtyBatch
-	done  chan struct{} // closed once ack and err are set
-	ack   wire.BatchAck
-	err   error
-}
-
-// send sends batch b as batch seq of the session in the background.
-func (e *Engine) send(ctx context.Context, device, session string, seq int, b localdb.DirtyBatch, p wire.BatchParams) *sending {
-	f := &sending{batch: b, done: make(chan struct{})}
-	go func() {
-		defer close(f.done)
-		f.ack, f.err = e.tr.SendBatch(ctx, device, session, seq, b.Rows, p)
-	}()
-	return f
 }
 
 // settle finds out whether the last batch of the session, sent with the
@@ -445,7 +341,6 @@ func (e *Engine) acknowledged(ctx context.Context, res *Result, b localdb.DirtyB
 	if err := e.store.MarkSent(ctx, b, *st); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
-	e.lastAcked = b
 	e.counted(res, b)
 	return nil
 }

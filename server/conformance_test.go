@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -455,58 +454,6 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 		if got := f.all(ada, 10); len(got) != 2 || got[0].Version != first.Version {
 			t.Errorf("pulled %d rows, want 2 at version %d", len(got), first.Version)
-		}
-	})
-
-	t.Run("push opens, stages and commits in one call; the same call again gets the first answer", func(t *testing.T) {
-		f := fixture(t)
-		ctx := context.Background()
-		f.device(ada, "d1")
-		last := &server.LastBatch{Seq: 0, Digest: "body-1"}
-		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1")}
-		c, err := f.s.Push(ctx, ada, "d1", "one-shot", 0, rows, server.PushOptions{Open: true, Commit: last, Resolve: lww})
-		if err != nil || c == nil || c.Applied != 1 || c.Batches != 1 {
-			t.Fatalf("one-shot push: %+v, %v; want 1 row applied from 1 batch", c, err)
-		}
-		again, err := f.s.Push(ctx, ada, "d1", "one-shot", 0, rows, server.PushOptions{Open: true, Commit: last, Resolve: lww})
-		if err != nil || again == nil || !reflect.DeepEqual(*again, *c) {
-			t.Errorf("the same push again: %+v, %v; want the first answer %+v", again, err, c)
-		}
-		other := []wire.Row{parent("p1", "changed", "0000000000002.000000.d1")}
-		if _, err := f.s.Push(ctx, ada, "d1", "one-shot", 0, other, server.PushOptions{Open: true, Commit: &server.LastBatch{Seq: 0, Digest: "body-2"}, Resolve: lww}); !errors.Is(err, wire.ErrConflict) {
-			t.Errorf("another last batch for the committed session: %v, want ErrConflict", err)
-		}
-		if got := f.all(ada, 10); len(got) != 1 || got[0].Values["name"] != "x" || got[0].Version != c.Version {
-			t.Errorf("pulled %+v, want p1 once, as first pushed", got)
-		}
-	})
-
-	t.Run("a restarting batch drops the batches after it", func(t *testing.T) {
-		f := fixture(t)
-		ctx := context.Background()
-		f.device(ada, "d1")
-		push := func(seq int, o server.PushOptions, rows ...wire.Row) *wire.Commit {
-			t.Helper()
-			o.Resolve = lww
-			c, err := f.s.Push(ctx, ada, "d1", "restarted", seq, rows, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return c
-		}
-		push(0, server.PushOptions{Open: true}, parent("p0", "a", "0000000000001.000000.d1"))
-		push(2, server.PushOptions{}, parent("p2", "stale", "0000000000001.000002.d1")) // staged by an attempt that failed at 1
-		push(1, server.PushOptions{Restart: true}, parent("p1", "b", "0000000000001.000001.d1"))
-		c := push(2, server.PushOptions{Commit: &server.LastBatch{Seq: 2, Digest: "d"}}, parent("p3", "c", "0000000000001.000003.d1"))
-		if c == nil || c.Applied != 3 || c.Batches != 3 {
-			t.Errorf("commit: %+v, want 3 rows from 3 batches", c)
-		}
-		var ids []string
-		for _, r := range f.all(ada, 10) {
-			ids = append(ids, r.ID)
-		}
-		if !slices.Equal(slices.Sorted(slices.Values(ids)), []string{"p0", "p1", "p3"}) {
-			t.Errorf("committed %v, want p0, p1 and p3: the batch staged before the restart was dropped", ids)
 		}
 	})
 

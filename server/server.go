@@ -416,7 +416,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if len(b.Rows) > s.opts.MaxBatchRows {
 		return nil, fmt.Errorf("batch %d has %d rows, more than the limit of %d: %w", seq, len(b.Rows), s.opts.MaxBatchRows, wire.ErrTooLarge)
 	}
-	o := PushOptions{Open: params.Open, Restart: params.Restart, Resolve: s.resolve, Limits: s.opts.Limits}
+	o := PushOptions{Open: params.Open, Resolve: s.resolve, Limits: s.opts.Limits}
 	if params.Commit {
 		o.Commit = &LastBatch{Seq: seq, Digest: hex.EncodeToString(digest.Sum(nil))}
 	}
@@ -424,11 +424,11 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
-	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c, Restarted: params.Restart}, nil
+	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c}, nil
 }
 
-// batchParams reads a batch's query parameters: open, commit and restart,
-// each absent or "1".
+// batchParams reads a batch's query parameters: open and commit, each
+// absent or "1".
 func batchParams(r *http.Request) (wire.BatchParams, error) {
 	var p wire.BatchParams
 	for name, vals := range r.URL.Query() {
@@ -440,10 +440,8 @@ func batchParams(r *http.Request) (wire.BatchParams, error) {
 			p.Open = true
 		case wire.BatchCommit:
 			p.Commit = true
-		case wire.BatchRestart:
-			p.Restart = true
 		default:
-			return p, fmt.Errorf("unknown batch parameter %q (want %s, %s or %s): %w", name, wire.BatchOpen, wire.BatchCommit, wire.BatchRestart, wire.ErrBadRequest)
+			return p, fmt.Errorf("unknown batch parameter %q (want %s or %s): %w", name, wire.BatchOpen, wire.BatchCommit, wire.ErrBadRequest)
 		}
 	}
 	return p, nil

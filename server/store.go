@@ -78,9 +78,6 @@ type Store interface {
 type PushOptions struct {
 	// Open opens the session first, if it is not open yet.
 	Open bool
-	// Restart drops the session's staged batches after this one first
-	// (wire.BatchRestart).
-	Restart bool
 	// Commit, when set, commits the session after the batch, which is its
 	// last, with Resolve deciding conflicts.
 	Commit  *LastBatch

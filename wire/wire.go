@@ -157,20 +157,13 @@ const (
 	// staged, as POST /v1/sessions/{id}/commit would; the answer's Commit
 	// is the commit's answer. The batch must be the session's last.
 	BatchCommit = "commit"
-	// BatchRestart ("restart=1") drops the session's staged batches after
-	// this one before staging it: a device sends it with the first batch
-	// of a run of sends, so that batches an earlier attempt staged
-	// without recording their acknowledgement go away. The answer's
-	// Restarted says the server did.
-	BatchRestart = "restart"
 )
 
 // BatchParams are the query parameters of a batch: BatchOpen and
 // BatchCommit.
 type BatchParams struct {
-	Open    bool
-	Commit  bool
-	Restart bool
+	Open   bool
+	Commit bool
 }
 
 // BatchAck is the answer to a batch.
@@ -181,10 +174,6 @@ type BatchAck struct {
 	// BatchCommit; nil otherwise (and from servers older than the
 	// parameter, which ignore it).
 	Commit *Commit `json:"commit,omitempty"`
-	// Restarted reports that the server dropped the session's batches
-	// after this one, for a batch sent with BatchRestart (servers older
-	// than the parameter ignore it, and leave this false).
-	Restarted bool `json:"restarted,omitempty"`
 }
 
 // Commit is the answer to POST /v1/sessions/{id}/commit. Every row of the

@@ -321,26 +321,6 @@ func Set(list []string, err error) (map[string]bool, error) {
 	return set, err
 }
 
-// dropAfter deletes the batches of an uncommitted session after batch seq,
-// and the rows they staged.
-func (s *Store) dropAfter(ctx context.Context, tx *sql.Tx, tenant, session string, seq int) error {
-	tables, err := s.strings(ctx, tx, `SELECT DISTINCT tbl FROM _tether_batches WHERE tenant = ? AND session = ? AND seq > ?`, tenant, session, seq)
-	if err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	for _, name := range tables {
-		if t := s.byName[name]; t != nil {
-			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "_seq" > ?`), tenant, session, seq); err != nil {
-				return fmt.Errorf("restart: %w", err)
-			}
-		}
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ? AND seq > ?`), tenant, session, seq); err != nil {
-		return fmt.Errorf("restart: %w", err)
-	}
-	return nil
-}
-
 // dropSession deletes an uncommitted session and everything it staged.
 func (s *Store) dropSession(ctx context.Context, tx *sql.Tx, tenant, id string) error {
 	for _, t := range s.tables {
@@ -651,11 +631,6 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			}
 			c = &wire.Commit{}
 			return storedAnswer(result, session, o.Commit, c)
-		}
-		if o.Restart {
-			if err := s.dropAfter(ctx, tx, p.Tenant, session, seq); err != nil {
-				return err
-			}
 		}
 		if err := s.stageTx(ctx, conn, tx, p, session, seq, t, rows, size, cols, lim); err != nil {
 			return err
