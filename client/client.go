@@ -230,9 +230,9 @@ func (c *Client) SendBatch(ctx context.Context, device, session string, seq int,
 	return out, err
 }
 
-// SetTenant makes every authenticated request name tenant in the
-// wire.HeaderTenant header (none when ""): the server then refuses, with
-// wire.ErrForbidden, credentials of any other tenant. The coordinator sets
+// SetTenant makes every request, the event stream's too, name tenant in
+// the wire.HeaderTenant header (none when ""): the server then refuses,
+// with wire.ErrForbidden, credentials of any other tenant. The coordinator sets
 // the tenant the device's database is bound to, so that a token of another
 // tenant cannot pull that tenant's rows into it.
 func (c *Client) SetTenant(tenant string) {
@@ -242,8 +242,11 @@ func (c *Client) SetTenant(tenant string) {
 // ErrUnreachable is wrapped in the error of a request that got no
 // connection to the server (the dial failed, or took longer than the
 // context's connect timeout, WithConnectTimeout: nothing was sent), and of
-// a 502 or 504 answer without this API's error body (a gateway in front
-// of the server could not reach it).
+// a 502 answer without this API's error body (a gateway in front of the
+// server could not reach it). A connection is told by the transport's
+// net/http/httptrace hooks: through a transport that reports none (not a
+// net/http Transport, nor one wrapping it), no error is ErrUnreachable and
+// the connect timeout does not apply.
 var ErrUnreachable = errors.New("server unreachable")
 
 type connectKey struct{}
@@ -262,6 +265,16 @@ func (c *Client) Commit(ctx context.Context, device, session string) (wire.Commi
 	var out wire.Commit
 	path := "/sessions/" + url.PathEscape(session) + "/commit"
 	err := c.do(ctx, "commit session "+session, http.MethodPost, path, device, struct{}{}, &out)
+	return out, err
+}
+
+// Settle commits a session whose last batch, sent with the commit, got no
+// answer (wire.CommitRequest): the answer's Settled says whether that
+// batch committed the session.
+func (c *Client) Settle(ctx context.Context, device, session string, last wire.LastBatch) (wire.Commit, error) {
+	var out wire.Commit
+	path := "/sessions/" + url.PathEscape(session) + "/commit"
+	err := c.do(ctx, "settle session "+session, http.MethodPost, path, device, wire.CommitRequest{Settle: &last}, &out)
 	return out, err
 }
 
@@ -321,14 +334,19 @@ func (c *Client) do(ctx context.Context, op, method, path, device string, in, ou
 // send sends one request and decodes its JSON answer into out.
 func (c *Client) send(ctx context.Context, op, method, path, device, token string, in, out any) error {
 	// Whether the request got a connection tells an unreachable server
-	// from a failure after it was reached.
-	var connected atomic.Bool
+	// from a failure after it was reached, where the transport says so
+	// (traced: it asked for a connection).
+	var traced, connected atomic.Bool
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn: func(string) { traced.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
+	})
+	unreached := func() bool { return traced.Load() && !connected.Load() }
 	if d, ok := ctx.Value(connectKey{}).(time.Duration); ok && d > 0 {
 		t := time.AfterFunc(d, func() {
-			if !connected.Load() {
+			if unreached() {
 				cancel(fmt.Errorf("no connection within %v: %w", d, ErrUnreachable))
 			}
 		})
@@ -337,9 +355,9 @@ func (c *Client) send(ctx context.Context, op, method, path, device, token strin
 	req := c.r.R().SetContext(ctx).SetDoNotParseResponse(true)
 	if token != "" {
 		req.SetAuthToken(token)
-		if t := c.tenant.Load(); t != nil && *t != "" {
-			req.SetHeader(wire.HeaderTenant, *t)
-		}
+	}
+	if t := c.tenant.Load(); t != nil && *t != "" {
+		req.SetHeader(wire.HeaderTenant, *t)
 	}
 	if device != "" {
 		req.SetHeader(wire.HeaderDevice, device)
@@ -361,7 +379,7 @@ func (c *Client) send(ctx context.Context, op, method, path, device, token strin
 		}
 	}
 	if err != nil {
-		if !connected.Load() {
+		if unreached() {
 			if cause := context.Cause(ctx); errors.Is(cause, ErrUnreachable) {
 				err = cause
 			} else if ctx.Err() == nil {

@@ -61,6 +61,7 @@ func TestErrorMapping(t *testing.T) {
 		{"413", func() error { return faulty(testkit.Status413).Health(ctx) }, wire.ErrTooLarge, 413, false, 0},
 		{"network", func() error { return faulty(testkit.DropRequest).Health(ctx) }, testkit.ErrInjected, 0, true, 0},
 		{"gateway", func() error { return faulty(testkit.Status502).Health(ctx) }, client.ErrUnreachable, 502, true, 0},
+		{"proxy 413", func() error { return faulty(testkit.ProxyStatus413).Health(ctx) }, wire.ErrTooLarge, 413, false, 0},
 		{"unknown device", func() error {
 			_, err := good.Changes(ctx, "never-registered", "", 10, nil)
 			return err
@@ -108,6 +109,20 @@ func TestConnectTimeout(t *testing.T) {
 	}
 	if len(dials) == 0 {
 		t.Error("no dial was attempted")
+	}
+	// A transport that reports no connection (not net/http's) is not
+	// judged by the connect timeout.
+	slow := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+		return nil, errors.New("in-process transport failed after sending")
+	})
+	s := client.New("http://127.0.0.1:1", client.Options{Token: "token-ada", Transport: slow})
+	if _, err := s.Changes(client.WithConnectTimeout(ctx, 20*time.Millisecond), "d", "", 10, nil); err == nil || errors.Is(err, client.ErrUnreachable) {
+		t.Errorf("untraced transport: %v, want its own error, not ErrUnreachable", err)
 	}
 	// A caller's own cancellation is not a verdict on the server.
 	cctx, ccancel := context.WithCancel(context.Background())
@@ -168,3 +183,7 @@ func TestGzipShrinksRequests(t *testing.T) {
 		t.Errorf("gzip received %d bytes, plain %d: want the compressed answer counted, at least 3x smaller", received[true], received[false])
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

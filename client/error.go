@@ -83,13 +83,16 @@ func errorFrom(op string, status int, h http.Header, body io.Reader) *Error {
 		Message:   eb.Error.Message,
 		Err:       wire.ErrorFor(eb.Error.Code, status),
 		transient: status >= 500 || status == http.StatusTooManyRequests,
-		refused:   status >= 400 && status < 500 && wire.ErrorFor(eb.Error.Code, 0) != nil,
+		// A 413 is refused whoever answers it (a proxy's body limit too):
+		// nothing of a body too large was applied.
+		refused: status == http.StatusRequestEntityTooLarge || status >= 400 && status < 500 && wire.ErrorFor(eb.Error.Code, 0) != nil,
 	}
 	if e.Code == "" {
 		e.Code = http.StatusText(status)
 	}
-	if eb.Error.Code == "" && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout) {
-		// A gateway in front of the server could not reach it.
+	if eb.Error.Code == "" && status == http.StatusBadGateway {
+		// A gateway in front of the server could not reach it. (A 504
+		// says it reached the server, which was slow: transient.)
 		e.Err = fmt.Errorf("%w: %w (a gateway's answer)", ErrUnreachable, e.Err)
 	}
 	if ra := h.Get("Retry-After"); ra != "" {

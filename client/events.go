@@ -42,6 +42,9 @@ func (c *Client) events(outer context.Context, token string, opened func(), fn f
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if t := c.tenant.Load(); t != nil && *t != "" {
+		req.Header.Set(wire.HeaderTenant, *t)
+	}
 	resp, err := c.live.Do(req)
 	if err != nil {
 		if outer.Err() != nil {

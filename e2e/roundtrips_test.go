@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -248,5 +250,111 @@ func TestGatewayWithoutServerIsOffline(t *testing.T) {
 	}
 	if n, _ := a.DB.Pending(ctx); n != 1 {
 		t.Errorf("Pending=%d, want the edit kept", n)
+	}
+}
+
+// A batch an earlier attempt staged without its answer arriving (a stale
+// copy) cannot be taken for the last batch of a later attempt whose
+// request was lost: the settle drops it, and the rows go up again, none
+// marked clean without being on the server.
+func TestSettleDropsAStaleBatch(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	var mu sync.Mutex
+	sent := 0
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if !strings.Contains(r.URL.Path, "/batches/") {
+			return testkit.Pass
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		sent++
+		switch sent {
+		case 1, 2: // batches of 4, then 2 rows: too large, halved to 1 row
+			return testkit.Status413
+		case 4: // batch 1 (1 row) staged, its answer lost
+			return testkit.DropResponse
+		case 5: // the retry's last batch (rows 1 to 4, at batch 1) lost on the way
+			return testkit.DropRequest
+		}
+		return testkit.Pass
+	}}
+	log := &requestLog{base: ft}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: log, Co: coordinator.Options{PushBatchSize: 4}})
+	saveCustomers(t, a, 5, "c")
+	rep := a.Sync(t)
+	if !slices.Contains(log.take(), "POST commit") {
+		t.Error("the lost last batch was not settled")
+	}
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 5 {
+		t.Errorf("server holds %d customers, want 5", n)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 || rep.Conflicts != 0 {
+		t.Errorf("Pending=%d, %d conflicts; want 0 and 0", n, rep.Conflicts)
+	}
+	b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
+	b.Sync(t)
+	assertConverged(t, srv, a, b)
+}
+
+// A 413 from a proxy in front of the server (no API error body) refuses
+// the last batch whole: it is halved and sent again in the same sync.
+func TestProxyRefusesLargeLastBatch(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "commit" && n == 0 {
+			return testkit.ProxyStatus413
+		}
+		return testkit.Pass
+	}}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft, Co: coordinator.Options{PushBatchSize: 4}})
+	saveCustomers(t, a, 4, "c")
+	rep := a.Sync(t)
+	if rep.Pushed["customers"] != 4 || serverCount(t, srv, `SELECT count(*) FROM customers`) != 4 {
+		t.Errorf("Report=%+v, server rows %d; want 4 pushed and on the server", rep, serverCount(t, srv, `SELECT count(*) FROM customers`))
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 {
+		t.Errorf("Pending=%d, want 0", n)
+	}
+}
+
+// oldRegistration makes the server's registration answers look like those
+// of a server that does not check the tenant header.
+type oldRegistration struct{ log *requestLog }
+
+func (o oldRegistration) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(r.URL.Path, "/devices") {
+		return o.log.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Accept-Encoding", "identity")
+	resp, err := o.log.RoundTrip(r)
+	if err != nil {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	body = bytes.ReplaceAll(body, []byte(`,"tenant_checked":true`), nil)
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// A device registers before every sync with a server that does not check
+// the tenant header: registering is what refuses another tenant's
+// credentials there.
+func TestRegistersEverySyncWithoutTenantCheck(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	log := &requestLog{}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: oldRegistration{log}})
+	a.Sync(t)
+	a.Sync(t)
+	if got, want := log.take(), []string{"POST devices", "GET changes", "POST devices", "GET changes"}; !slices.Equal(got, want) {
+		t.Errorf("two syncs: %v, want %v", got, want)
 	}
 }

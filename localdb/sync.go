@@ -1,6 +1,7 @@
 package localdb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -40,6 +41,9 @@ type PushState struct {
 	// for the server's answer to the commit to tell (wire.Commit.Batches):
 	// FinishPush if it was, ForgetFinal if not.
 	Final bool
+	// FinalDigest is the digest of the last batch's body, with Final
+	// (wire.LastBatch).
+	FinalDigest string
 }
 
 // DirtyBatch is a batch of dirty rows read for pushing.
@@ -77,7 +81,10 @@ func (db *DB) PushState(ctx context.Context) (PushState, error) {
 	if err != nil {
 		return PushState{}, err
 	}
-	st.Final = final == "1"
+	st.Final, st.FinalDigest = final != "", final
+	if final == "1" { // recorded by a version that kept no digest
+		st.FinalDigest = ""
+	}
 	return st, nil
 }
 
@@ -90,7 +97,7 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 	}
 	final := ""
 	if st.Final {
-		final = "1"
+		final = cmp.Or(st.FinalDigest, "1")
 	}
 	if err := setState(ctx, tx, statePushFinal, final); err != nil {
 		return err

@@ -2,6 +2,8 @@ package push
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -48,6 +50,10 @@ type Transport interface {
 	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row, p wire.BatchParams) (wire.BatchAck, error)
 	// Commit applies the session; re-sending returns the first answer.
 	Commit(ctx context.Context, device, session string) (wire.Commit, error)
+	// Settle commits the session when the answer to its last batch, sent
+	// with the commit, was lost: the answer's Settled says whether that
+	// batch committed it.
+	Settle(ctx context.Context, device, session string, last wire.LastBatch) (wire.Commit, error)
 }
 
 // Options configures an Engine. The zero value works.
@@ -79,6 +85,9 @@ type Engine struct {
 	// legacy is set once the server turned out older than
 	// wire.BatchOpen: sessions are then opened with OpenSession.
 	legacy bool
+	// proven is set once an answer showed that the server takes the
+	// commit with the last batch (wire.BatchAck.Protocol).
+	proven bool
 	// final is the last batch sent with the commit whose answer is not
 	// known yet, with its session, for settle to count.
 	final        localdb.DirtyBatch
@@ -228,20 +237,37 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			}
 			opened = true
 		}
-		if last { // recorded before it goes: see settle
+		// The last batch commits the session in the same request, where
+		// the server is known to take it: the first batch opens the
+		// session in the same request (an older server refuses it), or an
+		// earlier answer said so.
+		commit := last && !e.legacy && (st.Seq == 0 || e.proven)
+		if commit { // recorded before it goes: see settle
+			body, err := wire.AppendBatch(nil, b.Rows)
+			if err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			sum := sha256.Sum256(body) // the server's digest of the same body
 			fin := st
-			fin.Final = true
+			fin.Final, fin.FinalDigest = true, hex.EncodeToString(sum[:])
 			if err := e.store.MarkSent(ctx, b, fin); err != nil {
 				return fmt.Errorf("push: %w", err)
 			}
 			e.final, e.finalSession = b, st.Session
 		}
-		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: last})
-		if err != nil && last && errors.Is(err, wire.ErrRefused) {
+		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: commit})
+		if err != nil && commit {
+			if !errors.Is(err, wire.ErrRefused) {
+				// Committed or not: the next push settles it.
+				return fmt.Errorf("push: session %s: %w", st.Session, err)
+			}
 			// Refused whole: the batch was not committed.
 			if ferr := e.store.ForgetFinal(ctx); ferr != nil {
 				return fmt.Errorf("push: %w", ferr)
 			}
+		}
+		if err == nil && ack.Protocol >= wire.ProtocolOneRequest {
+			e.proven = true
 		}
 		switch {
 		case err == nil:
@@ -274,12 +300,15 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		default:
 			return fmt.Errorf("push: session %s: %w", st.Session, err)
 		}
-		if !last {
+		if !commit {
 			if err := e.acknowledged(ctx, res, b, &st); err != nil {
 				return err
 			}
-			b, after = *after, nil
-			continue
+			if !last {
+				b, after = *after, nil
+				continue
+			}
+			return e.commit(ctx, res, device, st.Session, fresh)
 		}
 		if ack.Commit == nil { // a server older than wire.BatchCommit
 			st.Final = false
@@ -305,17 +334,17 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 }
 
 // settle finds out whether the last batch of the session, sent with the
-// commit, was committed, when its answer was lost: it commits the session
-// (a commit re-sent returns the first answer; a session the server did not
-// commit yet commits what it staged) and the answer's Batches tells
-// whether the batch is in. If it is not, its rows stay dirty and go up in
-// the next session.
+// commit, was committed, when its answer was lost. The server stages that
+// batch only together with the commit, so the session is either committed
+// by it (the answer's Settled, checked by batch number and body digest) or
+// not committed, and is then committed without it. If it is not in, its
+// rows stay dirty and go up in the next session.
 func (e *Engine) settle(ctx context.Context, res *Result, device string, st localdb.PushState) error {
-	c, err := e.tr.Commit(ctx, device, st.Session)
+	c, err := e.tr.Settle(ctx, device, st.Session, wire.LastBatch{Seq: st.Seq, Digest: st.FinalDigest})
 	if err != nil {
 		return fmt.Errorf("push: settle session %s: %w", st.Session, err)
 	}
-	in := c.Batches > st.Seq
+	in := c.Settled
 	if !in {
 		if err := e.store.ForgetFinal(ctx); err != nil {
 			return fmt.Errorf("push: %w", err)

@@ -457,6 +457,74 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 	})
 
+	t.Run("push opens, stages and commits in one call; the same call again gets the first answer", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		last := &server.LastBatch{Seq: 0, Digest: strings.Repeat("1", 64)}
+		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1")}
+		c, err := f.s.Push(ctx, ada, "d1", "one-shot", 0, rows, server.PushOptions{Open: true, Commit: last, Resolve: lww})
+		if err != nil || c == nil || c.Applied != 1 || c.Batches != 1 {
+			t.Fatalf("one-shot push: %+v, %v; want 1 row applied from 1 batch", c, err)
+		}
+		again, err := f.s.Push(ctx, ada, "d1", "one-shot", 0, rows, server.PushOptions{Open: true, Commit: last, Resolve: lww})
+		if err != nil || again == nil || !reflect.DeepEqual(*again, *c) {
+			t.Errorf("the same push again: %+v, %v; want the first answer %+v", again, err, c)
+		}
+		other := []wire.Row{parent("p1", "changed", "0000000000002.000000.d1")}
+		if _, err := f.s.Push(ctx, ada, "d1", "one-shot", 0, other, server.PushOptions{Open: true, Commit: &server.LastBatch{Seq: 0, Digest: strings.Repeat("2", 64)}, Resolve: lww}); !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("another last batch for the committed session: %v, want ErrConflict", err)
+		}
+		if got := f.all(ada, 10); len(got) != 1 || got[0].Values["name"] != "x" || got[0].Version != c.Version {
+			t.Errorf("pulled %+v, want p1 once, as first pushed", got)
+		}
+		// The open-session limit holds for a push that opens and commits.
+		lim := server.Limits{MaxOpenSessions: 1}
+		if _, err := f.s.OpenSession(ctx, ada, "d1", "left-open", lim); err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.s.Push(ctx, ada, "d1", "over-the-limit", 0, rows, server.PushOptions{Open: true, Commit: last, Resolve: lww, Limits: lim})
+		if !errors.Is(err, wire.ErrConflict) || !strings.Contains(err.Error(), "open sessions") {
+			t.Errorf("one-shot push past the open-session limit: %v, want the limit's ErrConflict", err)
+		}
+	})
+
+	t.Run("a settle says whether the lost batch committed the session, and drops a stale one", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		last := &server.LastBatch{Seq: 0, Digest: strings.Repeat("a", 64)}
+		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1")}
+		if _, err := f.s.Push(ctx, ada, "d1", "committed", 0, rows, server.PushOptions{Open: true, Commit: last, Resolve: lww}); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := f.s.Commit(ctx, ada, "d1", "committed", lww, server.Limits{}, last); err != nil || !c.Settled {
+			t.Errorf("settle of the batch that committed: %+v, %v; want Settled", c, err)
+		}
+		other := &server.LastBatch{Seq: 0, Digest: strings.Repeat("b", 64)}
+		if c, err := f.s.Commit(ctx, ada, "d1", "committed", lww, server.Limits{}, other); err != nil || c.Settled {
+			t.Errorf("settle of another batch: %+v, %v; want not Settled", c, err)
+		}
+		// Batch 1 staged by an earlier attempt; the last batch, sent as
+		// batch 1 with the commit, never arrived.
+		sess, _ := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{parent("p2", "y", "0000000000002.000000.d1")}, server.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, []wire.Row{parent("p3", "stale", "0000000000002.000001.d1")}, server.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{}, &server.LastBatch{Seq: 1, Digest: strings.Repeat("c", 64)})
+		if err != nil || c.Settled || c.Applied != 1 {
+			t.Errorf("settle of a batch that never arrived: %+v, %v; want 1 row applied (batch 0), not Settled", c, err)
+		}
+		for _, r := range f.all(ada, 10) {
+			if r.ID == "p3" {
+				t.Error("the stale batch was committed")
+			}
+		}
+	})
+
 	t.Run("re-sent batch replaces; later batch wins for a row sent twice", func(t *testing.T) {
 		f := fixture(t)
 		ctx := context.Background()

@@ -361,7 +361,7 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 	if err := s.store.RegisterDevice(ctx, p, d.Device, d.Schema); err != nil {
 		return nil, err
 	}
-	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil
+	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User, TenantChecked: true}, nil
 }
 
 func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
@@ -424,7 +424,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
-	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c}, nil
+	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c, Protocol: wire.ProtocolOneRequest}, nil
 }
 
 // batchParams reads a batch's query parameters: open and commit, each
@@ -452,11 +452,14 @@ func (s *Server) commit(ctx context.Context, p Principal, w http.ResponseWriter,
 	if err != nil {
 		return nil, err
 	}
-	var req struct{} // the body is {}
+	var req wire.CommitRequest // {} for a plain commit
 	if err := s.decode(w, r, &req); err != nil {
 		return nil, err
 	}
-	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve, s.opts.Limits, nil)
+	if st := req.Settle; st != nil && (st.Seq < 0 || len(st.Digest) != 64) {
+		return nil, fmt.Errorf("settle: batch %d with digest %q (want a batch number and a hex SHA-256): %w", st.Seq, st.Digest, wire.ErrBadRequest)
+	}
+	return s.store.Commit(ctx, p, device, r.PathValue("session"), s.resolve, s.opts.Limits, req.Settle)
 }
 
 func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {

@@ -54,12 +54,13 @@ type Store interface {
 	// session returns the first commit's answer; an expired one is
 	// wire.ErrNotFound.
 	//
-	// last, when not nil, is the batch whose request commits the session
-	// (wire.BatchCommit), recorded with the commit: committing again with
-	// the same last batch (the same request delivered twice) returns the
-	// first answer, and with another one is wire.ErrConflict (the session
-	// was committed without that batch).
-	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits, last *LastBatch) (wire.Commit, error)
+	// settle, when not nil, is the batch a device sent with
+	// wire.BatchCommit and got no answer for (wire.CommitRequest): the
+	// answer's Settled says whether that batch committed the session (as
+	// recorded by Push); when the session is not committed, its batches
+	// from settle.Seq on are dropped (they are an earlier attempt's: Push
+	// stages a committing batch only with its commit) before it is.
+	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits, settle *LastBatch) (wire.Commit, error)
 	// Changes returns up to limit rows after cursor in commit order, the
 	// cursor after them, and whether more remain. The rows' sizes (see
 	// RowSize) add up to at most maxBytes, but the first row is always
@@ -86,11 +87,8 @@ type PushOptions struct {
 }
 
 // LastBatch names the batch whose request commits its session: its number
-// and a digest of its body.
-type LastBatch struct {
-	Seq    int
-	Digest string
-}
+// and the digest of its body.
+type LastBatch = wire.LastBatch
 
 // AuditEntry records one applied change: which row, who pushed it, when
 // (server time), from which device and in which session.

@@ -135,6 +135,12 @@ type Device struct {
 	// writes only the columns it has for the device's pushes. Absent means
 	// the server's.
 	Schema *entity.Schema `json:"schema,omitempty"`
+	// TenantChecked, in the answer, says that the server refuses every
+	// request whose HeaderTenant is not the credentials' tenant: a device
+	// that sends it need not register before each sync to learn that its
+	// credentials are still its database's tenant's. Servers older than
+	// the header leave it false.
+	TenantChecked bool `json:"tenant_checked,omitempty"`
 }
 
 // Session is the answer to POST /v1/sessions.
@@ -174,6 +180,32 @@ type BatchAck struct {
 	// BatchCommit; nil otherwise (and from servers older than the
 	// parameter, which ignore it).
 	Commit *Commit `json:"commit,omitempty"`
+	// Protocol is ProtocolOneRequest from servers that take BatchOpen and
+	// BatchCommit; 0 from older ones.
+	Protocol int `json:"protocol,omitempty"`
+}
+
+// ProtocolOneRequest is BatchAck.Protocol of servers that open and commit
+// a session with its batches (BatchOpen, BatchCommit, CommitRequest).
+const ProtocolOneRequest = 2
+
+// LastBatch names the batch that was to commit its session: its number and
+// the SHA-256, in hex, of its body as sent (JSON, before gzip).
+type LastBatch struct {
+	Seq    int    `json:"seq"`
+	Digest string `json:"digest"`
+}
+
+// CommitRequest is the body of POST /v1/sessions/{id}/commit ({} for a
+// plain commit).
+type CommitRequest struct {
+	// Settle is the batch the device sent with BatchCommit and got no
+	// answer for. The server stages such a batch only together with the
+	// commit, so the session is either committed by it, and the answer's
+	// Settled says so, or not committed: batches from Settle.Seq on are
+	// then not the device's (an earlier attempt's), and are dropped before
+	// the session is committed without them.
+	Settle *LastBatch `json:"settle,omitempty"`
 }
 
 // Commit is the answer to POST /v1/sessions/{id}/commit. Every row of the
@@ -184,10 +216,12 @@ type Commit struct {
 	Applied   int        `json:"applied"`
 	Conflicts []Conflict `json:"conflicts,omitempty"`
 	// Batches is one more than the highest batch number the session held
-	// when it was committed (0: none): a device that lost the answer to a
-	// batch sent with BatchCommit learns from it whether the batch was
-	// committed. 0 from servers older than the field.
+	// when it was committed (0: none).
 	Batches int `json:"batches,omitempty"`
+	// Settled reports, in the answer to a commit with
+	// CommitRequest.Settle, that the batch named there committed the
+	// session.
+	Settled bool `json:"settled,omitempty"`
 }
 
 // Winner values of a Conflict.

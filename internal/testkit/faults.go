@@ -21,14 +21,15 @@ type Fault int
 
 // The faults.
 const (
-	Pass         Fault = iota // deliver normally
-	DropRequest               // fail before the server sees the request (on a connection the client got)
-	DropResponse              // deliver, let the server act, then lose the answer
-	Status503                 // answer 503 without delivering
-	Status429                 // answer 429 with Retry-After: 1 without delivering
-	Status413                 // answer 413 without delivering
-	Status502                 // answer 502 as a gateway that cannot reach the server (no API error body)
-	Duplicate                 // deliver twice (a proxy that retries), answer with the second answer
+	Pass           Fault = iota // deliver normally
+	DropRequest                 // fail before the server sees the request (on a connection the client got)
+	DropResponse                // deliver, let the server act, then lose the answer
+	Status503                   // answer 503 without delivering
+	Status429                   // answer 429 with Retry-After: 1 without delivering
+	Status413                   // answer 413 without delivering
+	Status502                   // answer 502 as a gateway that cannot reach the server (no API error body)
+	ProxyStatus413              // answer 413 as a proxy's body limit (no API error body), without delivering
+	Duplicate                   // deliver twice (a proxy that retries), answer with the second answer
 )
 
 // FaultTransport is an http.RoundTripper that injects faults chosen per
@@ -103,6 +104,11 @@ func (f *FaultTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		resp := synthetic(r, http.StatusBadGateway, "")
 		resp.Header.Set("Content-Type", "text/plain")
 		resp.Body = io.NopCloser(strings.NewReader("502 Bad Gateway"))
+		return resp, nil
+	case ProxyStatus413:
+		resp := synthetic(r, http.StatusRequestEntityTooLarge, "")
+		resp.Header.Set("Content-Type", "text/html")
+		resp.Body = io.NopCloser(strings.NewReader("<html>413 Request Entity Too Large</html>"))
 		return resp, nil
 	case Duplicate:
 		var body []byte

@@ -254,6 +254,8 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 			return err
 		case dev == device && user == p.User && committed == nil:
 			return errOpened // opened before; the answer was lost
+		case dev == device && user == p.User:
+			return errCommitted
 		default:
 			return fmt.Errorf("session id %s is already in use: %w", id, wire.ErrConflict)
 		}
@@ -288,6 +290,10 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 // already open, with nothing to write.
 var errOpened = errors.New("session already open")
 
+// errCommitted is an OpenSession of a session the same device and user
+// committed already: a retry of the request that committed it, for Push.
+var errCommitted = fmt.Errorf("session already committed: %w", wire.ErrConflict)
+
 // strings runs a query of one text column in tx.
 func (s *Store) strings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
 	return Strings(ctx, tx, s.q(query), args...)
@@ -319,6 +325,26 @@ func Set(list []string, err error) (map[string]bool, error) {
 		set[v] = true
 	}
 	return set, err
+}
+
+// dropFrom deletes the batches of an uncommitted session from batch seq on,
+// and the rows they staged.
+func (s *Store) dropFrom(ctx context.Context, tx *sql.Tx, tenant, session string, seq int) error {
+	tables, err := s.strings(ctx, tx, `SELECT DISTINCT tbl FROM _tether_batches WHERE tenant = ? AND session = ? AND seq >= ?`, tenant, session, seq)
+	if err != nil {
+		return fmt.Errorf("drop stale batches: %w", err)
+	}
+	for _, name := range tables {
+		if t := s.byName[name]; t != nil {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "_seq" >= ?`), tenant, session, seq); err != nil {
+				return fmt.Errorf("drop stale batches: %w", err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ? AND seq >= ?`), tenant, session, seq); err != nil {
+		return fmt.Errorf("drop stale batches: %w", err)
+	}
+	return nil
 }
 
 // dropSession deletes an uncommitted session and everything it staged.
@@ -571,20 +597,34 @@ func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, sess
 }
 
 // Commit implements server.Store.
-func (s *Store) Commit(ctx context.Context, p server.Principal, device, session string, resolve server.Resolver, lim server.Limits, last *server.LastBatch) (wire.Commit, error) {
+func (s *Store) Commit(ctx context.Context, p server.Principal, device, session string, resolve server.Resolver, lim server.Limits, settle *server.LastBatch) (wire.Commit, error) {
 	lim = lim.WithDefaults()
 	var c wire.Commit
 	fresh := false
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		c, fresh = wire.Commit{}, false // a retried transaction starts over
 		committed, result, _, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err
 		}
 		if committed { // a re-sent commit gets the first answer (G3)
-			return storedAnswer(result, session, last, &c)
+			var stored storedCommit
+			if err := json.Unmarshal([]byte(result), &stored); err != nil {
+				return fmt.Errorf("stored result: %w", err)
+			}
+			c = stored.Commit
+			c.Settled = settle != nil && stored.Last != nil && *stored.Last == *settle
+			return nil
+		}
+		if settle != nil {
+			// The batch to settle was not committed, so it was not staged:
+			// what is staged from its number on is an earlier attempt's.
+			if err := s.dropFrom(ctx, tx, p.Tenant, session, settle.Seq); err != nil {
+				return err
+			}
 		}
 		fresh = true
-		return s.commitTx(ctx, tx, p, device, session, resolve, last, &c)
+		return s.commitTx(ctx, tx, p, device, session, resolve, nil, &c)
 	})
 	if err != nil {
 		if errors.Is(err, wire.ErrNotFound) {
@@ -617,7 +657,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			// server.PushOptions): its session is committed then, which
 			// the commit below answers.
 			err := s.openTx(ctx, tx, p, device, session, true, lim)
-			if err != nil && !errors.Is(err, errOpened) && (o.Commit == nil || !errors.Is(err, wire.ErrConflict)) {
+			if err != nil && !errors.Is(err, errOpened) && (o.Commit == nil || !errors.Is(err, errCommitted)) {
 				return fmt.Errorf("open session: %w", err)
 			}
 		}
