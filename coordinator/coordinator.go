@@ -294,7 +294,7 @@ func (c *Coordinator) Shutdown(ctx context.Context) error {
 
 // SyncNow pushes local changes and pulls remote ones. It returns an error
 // wrapping ErrOffline at once when a request cannot reach the server (no
-// connection within Options.HealthTimeout, or a gateway's 502 or 504), and
+// connection within Options.HealthTimeout, or a gateway's 502), and
 // retries other transient failures with backoff until Options.MaxElapsed.
 // A sync with nothing to do is one request, and one whose push fits in one
 // batch two: the device registers only when it must.
