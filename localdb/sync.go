@@ -338,7 +338,8 @@ func (db *DB) FinishPush(ctx context.Context, c wire.Commit, own bool) error {
 			_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %[1]s SET
 				"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
 				"_changed" = CASE WHEN %[1]s."_change" = p.change THEN '' ELSE %[1]s."_changed" END,
-				"_version" = ?
+				"_version" = ?,
+				"_stale" = 0 -- the server holds it at this version: a rebuild under way keeps it
 				FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, sqlident.Quote(t.name)), c.Version, t.name)
 			if err != nil {
 				return fmt.Errorf("acknowledge %s: %w", t.name, err)
