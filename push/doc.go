@@ -5,4 +5,11 @@
 // a network failure, a crash or a reboot resumes with the first batch the
 // server did not acknowledge (G5). A batch the server answers with 413 is
 // halved and sent again.
+//
+// The first batch opens the session and the last one commits it, in the
+// same requests (a push of one batch is one request); the last batch is
+// recorded, with the digest of its body, before it goes, so that when its
+// answer is lost the next push settles it with the server instead of
+// sending rows that may have changed since. A server older than that gets
+// a session opened and committed with requests of their own.
 package push
