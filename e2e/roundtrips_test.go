@@ -8,7 +8,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
@@ -358,3 +362,79 @@ func TestRegistersEverySyncWithoutTenantCheck(t *testing.T) {
 		t.Errorf("two syncs: %v, want %v", got, want)
 	}
 }
+
+// A last batch recorded without its digest (by an earlier version of the
+// one-request push) is settled as not committed: its rows go up again,
+// none lost, and the device is not stuck.
+func TestSettleWithoutDigest(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	var broken atomic.Bool // every committing request lost, the settles too
+	broken.Store(true)
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "commit" && broken.Load() {
+			return testkit.DropRequest
+		}
+		return testkit.Pass
+	}}
+	quick := coordinator.Options{MaxElapsed: 50 * time.Millisecond}
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft, Co: quick})
+	saveCustomers(t, a, 3, "c")
+	if _, err := a.Co.SyncNow(ctx); err == nil {
+		t.Fatal("SyncNow succeeded though its last batch was lost")
+	}
+	broken.Store(false)
+	if _, err := a.DB.SQL().ExecContext(ctx, `UPDATE _tether_state SET value = '1' WHERE key = 'push_final'`); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := a.DB.PushState(ctx); err != nil || !st.Final || st.FinalDigest != "" {
+		t.Fatalf("PushState %+v, %v; want a last batch recorded without digest", st, err)
+	}
+	a.Sync(t)
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 3 {
+		t.Errorf("server holds %d customers, want 3", n)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 {
+		t.Errorf("Pending=%d, want 0", n)
+	}
+}
+
+// A server that refuses the settle form (400) gets a plain commit, and the
+// lost last batch is taken as not committed: its rows go up again.
+func TestSettleRefusedFallsBack(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "commit" && n == 0 && strings.Contains(r.URL.Path, "/batches/") {
+			return testkit.DropRequest
+		}
+		return testkit.Pass
+	}}
+	noSettle := roundTrip(func(r *http.Request) (*http.Response, error) {
+		if strings.HasSuffix(r.URL.Path, "/commit") && r.ContentLength != 2 && r.Header.Get("Content-Encoding") == "gzip" {
+			body, _ := io.ReadAll(r.Body)
+			if zr, err := gzip.NewReader(bytes.NewReader(body)); err == nil {
+				if plain, _ := io.ReadAll(zr); bytes.Contains(plain, []byte("settle")) {
+					return &http.Response{StatusCode: 400, Header: http.Header{"Content-Type": {"application/json"}}, Request: r,
+						Body: io.NopCloser(strings.NewReader(`{"error":{"code":"bad_request","message":"unknown field settle"}}`))}, nil
+				}
+			}
+			r = r.Clone(r.Context())
+			r.Body, r.ContentLength, r.GetBody = io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
+		}
+		return ft.RoundTrip(r)
+	})
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: noSettle})
+	saveCustomers(t, a, 3, "c")
+	rep := a.Sync(t)
+	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 3 || rep.Pushed["customers"] != 3 {
+		t.Errorf("server holds %d customers, report %v; want 3 and 3", n, rep.Pushed)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 {
+		t.Errorf("Pending=%d, want 0", n)
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -1,11 +1,13 @@
 package push
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -130,10 +132,13 @@ const maxSessions = 100_000
 // finished it, and rows remain.
 var errCommitted = errors.New("push: session was committed; rows remain")
 
+// noBatch is a digest no batch body has.
+var noBatch = strings.Repeat("0", 64)
+
 // finishCommitted fetches the answer of a session the server already
 // committed (re-sent commits are idempotent) and applies it.
-func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, session string, own bool) error {
-	if err := e.commit(ctx, res, device, session, own); err != nil {
+func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, session string, acked int, own bool) error {
+	if err := e.commit(ctx, res, device, session, acked, own); err != nil {
 		return err
 	}
 	return errCommitted
@@ -149,8 +154,17 @@ func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, sessi
 // session resumed from the database may have been pushed further by a copy
 // of it (a backup restored over it), and one found already committed may
 // hold rows this database never sent.
-func (e *Engine) commit(ctx context.Context, res *Result, device, session string, own bool) error {
-	c, err := e.tr.Commit(ctx, device, session)
+func (e *Engine) commit(ctx context.Context, res *Result, device, session string, acked int, own bool) error {
+	var c wire.Commit
+	var err error
+	if e.proven && !e.legacy {
+		// In the settle form, with a digest no batch has: the server drops
+		// what an earlier attempt staged from the acknowledged count on,
+		// which the device never recorded.
+		c, err = e.tr.Settle(ctx, device, session, wire.LastBatch{Seq: acked, Digest: noBatch})
+	} else {
+		c, err = e.tr.Commit(ctx, device, session)
+	}
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
@@ -279,7 +293,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		case errors.Is(err, wire.ErrSessionFull) && st.Seq > 0:
 			// The server bounds a session: commit what it holds, and send
 			// the rest in a new one.
-			return e.finishCommitted(ctx, res, device, st.Session, fresh)
+			return e.finishCommitted(ctx, res, device, st.Session, st.Seq, fresh)
 		case (errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrSessionFull)) && size > 1:
 			size /= 2
 			after = nil
@@ -292,7 +306,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			// rows edited since are being sent in the same session (or a
 			// copy of this database, restored from a backup, pushed it).
 			// A first batch may instead have met the open-session limit.
-			cerr := e.finishCommitted(ctx, res, device, st.Session, false)
+			cerr := e.finishCommitted(ctx, res, device, st.Session, st.Seq, false)
 			if st.Seq == 0 && errors.Is(cerr, wire.ErrNotFound) {
 				return fmt.Errorf("push: session %s: %w", st.Session, err)
 			}
@@ -308,14 +322,14 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 				b, after = *after, nil
 				continue
 			}
-			return e.commit(ctx, res, device, st.Session, fresh)
+			return e.commit(ctx, res, device, st.Session, st.Seq, fresh)
 		}
 		if ack.Commit == nil { // a server older than wire.BatchCommit
 			st.Final = false
 			if err := e.acknowledged(ctx, res, b, &st); err != nil {
 				return err
 			}
-			return e.commit(ctx, res, device, st.Session, fresh)
+			return e.commit(ctx, res, device, st.Session, st.Seq, fresh)
 		}
 		if err := e.store.FinishPush(ctx, *ack.Commit, fresh); err != nil {
 			return fmt.Errorf("push: session %s: %w", st.Session, err)
@@ -330,7 +344,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 	}
 	// Every row went up in batches acknowledged before (a push resumed
 	// after a lost commit answer): commit apart.
-	return e.commit(ctx, res, device, st.Session, fresh)
+	return e.commit(ctx, res, device, st.Session, st.Seq, fresh)
 }
 
 // settle finds out whether the last batch of the session, sent with the
@@ -340,7 +354,17 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 // not committed, and is then committed without it. If it is not in, its
 // rows stay dirty and go up in the next session.
 func (e *Engine) settle(ctx context.Context, res *Result, device string, st localdb.PushState) error {
-	c, err := e.tr.Settle(ctx, device, st.Session, wire.LastBatch{Seq: st.Seq, Digest: st.FinalDigest})
+	// A last batch recorded without its digest (by an earlier version)
+	// cannot be told apart: it is taken as not committed (at worst its
+	// rows go up twice, never lost).
+	last := wire.LastBatch{Seq: st.Seq, Digest: cmp.Or(st.FinalDigest, noBatch)}
+	c, err := e.tr.Settle(ctx, device, st.Session, last)
+	if errors.Is(err, wire.ErrBadRequest) {
+		// A server that does not take the settle form: a plain commit,
+		// and the batch taken as not committed.
+		c, err = e.tr.Commit(ctx, device, st.Session)
+		c.Settled = false
+	}
 	if err != nil {
 		return fmt.Errorf("push: settle session %s: %w", st.Session, err)
 	}

@@ -216,7 +216,8 @@ type Commit struct {
 	Applied   int        `json:"applied"`
 	Conflicts []Conflict `json:"conflicts,omitempty"`
 	// Batches is one more than the highest batch number the session held
-	// when it was committed (0: none).
+	// when it was committed by a batch sent with BatchCommit (0 for other
+	// commits).
 	Batches int `json:"batches,omitempty"`
 	// Settled reports, in the answer to a commit with
 	// CommitRequest.Settle, that the batch named there committed the
