@@ -223,6 +223,9 @@ func (c *Client) SendBatch(ctx context.Context, device, session string, seq int,
 	if p.Commit {
 		q.Set(wire.BatchCommit, "1")
 	}
+	if p.Attempt > 0 {
+		q.Set(wire.BatchAttempt, strconv.FormatInt(p.Attempt, 10))
+	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}

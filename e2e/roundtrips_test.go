@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
@@ -438,3 +440,68 @@ func TestSettleRefusedFallsBack(t *testing.T) {
 type roundTrip func(*http.Request) (*http.Response, error)
 
 func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A batch request delayed on the way (a proxy that retried it late) does
+// not undo the newer copy of that batch a later attempt staged: the server
+// refuses a batch from an earlier attempt. Without that, the server
+// committed the older content while the device marked the row clean at the
+// newer one.
+func TestDelayedBatchOfAnEarlierAttempt(t *testing.T) {
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	var a *testkit.Device
+	var ids []string
+	var delayed *http.Request
+	var delayedBody []byte
+	var replayed atomic.Int32
+	var first sync.Once
+	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == "batches" && strings.HasSuffix(r.URL.Path, "/batches/1") {
+			fault := testkit.Pass
+			first.Do(func() {
+				// Attempt 1 of batch 1: kept for a late copy, its answer lost,
+				// and the row edited before attempt 2 reads it again.
+				delayedBody, _ = io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(delayedBody))
+				delayed = r.Clone(context.Background())
+				list, err := localdb.Query[testkit.Customer](ctx, a.DB, "id = ?", ids[2])
+				if err != nil || len(list) != 1 {
+					t.Errorf("read row 2: %v", err)
+					return
+				}
+				list[0].Name = "edited between attempts"
+				if err := a.DB.Save(ctx, &list[0]); err != nil {
+					t.Error(err)
+				}
+				fault = testkit.DropResponse
+			})
+			return fault
+		}
+		if kind == "commit" && delayed != nil && replayed.Add(1) == 1 {
+			// The late copy of attempt 1 arrives before the last batch.
+			late := delayed.Clone(context.Background())
+			late.Body, late.ContentLength, late.GetBody = io.NopCloser(bytes.NewReader(delayedBody)), int64(len(delayedBody)), nil
+			if resp, err := http.DefaultTransport.RoundTrip(late); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusConflict {
+					t.Errorf("the late copy of attempt 1 got %d, want 409", resp.StatusCode)
+				}
+			}
+		}
+		return testkit.Pass
+	}}
+	a = testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft, Co: coordinator.Options{PushBatchSize: 2}})
+	ids = saveCustomers(t, a, 5, "c")
+	a.Sync(t)
+	var name string
+	if err := srv.Store.DB().QueryRow(`SELECT name FROM customers WHERE id = ?`, ids[2]).Scan(&name); err != nil || name != "edited between attempts" {
+		t.Errorf("server holds %q (%v) for the row edited between attempts, want the edit", name, err)
+	}
+	if n, _ := a.DB.Pending(ctx); n != 0 {
+		t.Errorf("Pending=%d, want 0", n)
+	}
+	b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
+	b.Sync(t)
+	assertConverged(t, srv, a, b)
+}

@@ -211,6 +211,7 @@ const (
 	statePushSeq     = "push_seq"
 	statePushPos     = "push_pos"
 	statePushFinal   = "push_final"
+	statePushAttempt = "push_attempt"
 	stateRegistered  = "registered"
 )
 

@@ -105,6 +105,29 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 	return setState(ctx, tx, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))
 }
 
+// NextAttempt returns a new attempt number for the batches a push is about
+// to send (wire.BatchAttempt), larger than every one returned before, and
+// stores it first.
+func (db *DB) NextAttempt(ctx context.Context) (int64, error) {
+	if err := db.checkOpen("NextAttempt"); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := getState(ctx, tx, statePushAttempt)
+		if err != nil {
+			return err
+		}
+		n, _ = strconv.ParseInt(cur, 10, 64)
+		n++
+		return setState(ctx, tx, statePushAttempt, strconv.FormatInt(n, 10))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localdb: next push attempt: %w", err)
+	}
+	return n, nil
+}
+
 // ForgetFinal forgets the last batch of the push session, recorded as sent
 // with the commit (PushState.Final), when the server did not commit it:
 // its rows stay dirty, for the next batch or session to send again.

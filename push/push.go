@@ -34,6 +34,9 @@ type Store interface {
 	// ForgetFinal forgets the last batch recorded with st.Final, which the
 	// server did not commit.
 	ForgetFinal(ctx context.Context) error
+	// NextAttempt returns a new, larger attempt number, stored before it
+	// is used (wire.BatchAttempt).
+	NextAttempt(ctx context.Context) (int64, error)
 	// FinishPush applies the answer to the commit and ends the session.
 	// With own, the store holds everything the session pushed, as pushed:
 	// the next pull need not bring it back (see localdb.DB.OwnSessions).
@@ -223,6 +226,12 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		return fmt.Errorf("push: %w", err)
 	}
 	var after *localdb.DirtyBatch // the batch after b, once read
+	var attempt int64             // numbers this push's sends (wire.BatchAttempt)
+	if len(b.Rows) > 0 {
+		if attempt, err = e.store.NextAttempt(ctx); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+	}
 	for len(b.Rows) > 0 {
 		if after == nil {
 			r := <-ahead
@@ -269,7 +278,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			}
 			e.final, e.finalSession = b, st.Session
 		}
-		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: commit})
+		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: commit, Attempt: attempt})
 		if err != nil && commit {
 			if !errors.Is(err, wire.ErrRefused) {
 				// Committed or not: the next push settles it.

@@ -489,6 +489,33 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 	})
 
+	t.Run("a batch from an earlier attempt does not replace a later copy", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		stage := func(attempt int64, name string) error {
+			_, err := f.s.Push(ctx, ada, "d1", "attempts", 0, []wire.Row{parent("p1", name, "0000000000001.000000.d1")},
+				server.PushOptions{Open: true, Attempt: attempt, Resolve: lww})
+			return err
+		}
+		if err := stage(1, "first"); err != nil {
+			t.Fatal(err)
+		}
+		if err := stage(2, "second"); err != nil {
+			t.Fatal(err)
+		}
+		if err := stage(1, "late copy of the first"); !errors.Is(err, wire.ErrConflict) {
+			t.Errorf("batch of attempt 1 after attempt 2: %v, want ErrConflict", err)
+		}
+		c, err := f.s.Commit(ctx, ada, "d1", "attempts", lww, server.Limits{}, nil)
+		if err != nil || c.Applied != 1 {
+			t.Fatalf("commit: %+v, %v", c, err)
+		}
+		if got := f.all(ada, 10); len(got) != 1 || got[0].Values["name"] != "second" {
+			t.Errorf("committed %+v, want attempt 2's copy", got)
+		}
+	})
+
 	t.Run("a settle says whether the lost batch committed the session, and drops a stale one", func(t *testing.T) {
 		f := fixture(t)
 		ctx := context.Background()

@@ -416,7 +416,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if len(b.Rows) > s.opts.MaxBatchRows {
 		return nil, fmt.Errorf("batch %d has %d rows, more than the limit of %d: %w", seq, len(b.Rows), s.opts.MaxBatchRows, wire.ErrTooLarge)
 	}
-	o := PushOptions{Open: params.Open, Resolve: s.resolve, Limits: s.opts.Limits}
+	o := PushOptions{Open: params.Open, Attempt: params.Attempt, Resolve: s.resolve, Limits: s.opts.Limits}
 	if params.Commit {
 		o.Commit = &LastBatch{Seq: seq, Digest: hex.EncodeToString(digest.Sum(nil))}
 	}
@@ -428,10 +428,18 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 }
 
 // batchParams reads a batch's query parameters: open and commit, each
-// absent or "1".
+// absent or "1", and attempt, a positive number.
 func batchParams(r *http.Request) (wire.BatchParams, error) {
 	var p wire.BatchParams
 	for name, vals := range r.URL.Query() {
+		if name == wire.BatchAttempt {
+			n, err := strconv.ParseInt(strings.Join(vals, ","), 10, 64)
+			if err != nil || n < 1 || !seqRE.MatchString(vals[0]) {
+				return p, fmt.Errorf("batch parameter %s=%q: want a positive number once: %w", name, strings.Join(vals, ","), wire.ErrBadRequest)
+			}
+			p.Attempt = n
+			continue
+		}
 		if len(vals) != 1 || vals[0] != "1" {
 			return p, fmt.Errorf("batch parameter %s=%q: want %s=1 once: %w", name, strings.Join(vals, ","), name, wire.ErrBadRequest)
 		}
@@ -441,7 +449,7 @@ func batchParams(r *http.Request) (wire.BatchParams, error) {
 		case wire.BatchCommit:
 			p.Commit = true
 		default:
-			return p, fmt.Errorf("unknown batch parameter %q (want %s or %s): %w", name, wire.BatchOpen, wire.BatchCommit, wire.ErrBadRequest)
+			return p, fmt.Errorf("unknown batch parameter %q (want %s, %s or %s): %w", name, wire.BatchOpen, wire.BatchCommit, wire.BatchAttempt, wire.ErrBadRequest)
 		}
 	}
 	return p, nil

@@ -79,6 +79,11 @@ type Store interface {
 type PushOptions struct {
 	// Open opens the session first, if it is not open yet.
 	Open bool
+	// Attempt numbers the device's attempts at the session (see
+	// wire.BatchAttempt): a batch from an earlier attempt than the copy
+	// staged under its number is refused with wire.ErrConflict, and
+	// changes nothing.
+	Attempt int64
 	// Commit, when set, commits the session after the batch, which is its
 	// last, with Resolve deciding conflicts.
 	Commit  *LastBatch

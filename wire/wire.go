@@ -163,13 +163,20 @@ const (
 	// staged, as POST /v1/sessions/{id}/commit would; the answer's Commit
 	// is the commit's answer. The batch must be the session's last.
 	BatchCommit = "commit"
+	// BatchAttempt ("attempt=N") numbers the device's attempts at a
+	// session, growing with each: the server refuses (409) a batch from an
+	// earlier attempt than the copy it staged under that batch number, so
+	// that a request delayed on the way (a proxy that retried it) cannot
+	// undo the newer copy. Absent counts as 0.
+	BatchAttempt = "attempt"
 )
 
 // BatchParams are the query parameters of a batch: BatchOpen and
 // BatchCommit.
 type BatchParams struct {
-	Open   bool
-	Commit bool
+	Open    bool
+	Commit  bool
+	Attempt int64
 }
 
 // BatchAck is the answer to a batch.

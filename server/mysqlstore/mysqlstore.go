@@ -310,7 +310,8 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 			id ` + id + ` NOT NULL, deleted BOOLEAN NOT NULL, user_name ` + key + ` NOT NULL, device ` + short + ` NOT NULL,
 			session ` + short + ` NOT NULL, at DATETIME(6) NOT NULL, PRIMARY KEY (tenant, version, tbl, id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 		`CREATE TABLE IF NOT EXISTS _tether_batches (tenant ` + key + ` NOT NULL, session ` + short + ` NOT NULL, seq INT NOT NULL,
-			tbl VARCHAR(64) NOT NULL, "rows" INT NOT NULL, bytes BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (tenant, session, seq)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
+			tbl VARCHAR(64) NOT NULL, "rows" INT NOT NULL, bytes BIGINT NOT NULL DEFAULT 0, attempt BIGINT NOT NULL DEFAULT 0,
+			PRIMARY KEY (tenant, session, seq)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`,
 	}
 	for _, t := range tables {
 		var defs []string
@@ -369,6 +370,13 @@ func (d *Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Ta
 					return fmt.Errorf("index a reference: %w", err)
 				}
 			}
+		}
+	}
+	if have, err := d.columns(ctx, tx, "_tether_batches"); err != nil {
+		return err
+	} else if !have["attempt"] { // a database of the first version of this store
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE _tether_batches ADD COLUMN attempt BIGINT NOT NULL DEFAULT 0`); err != nil {
+			return fmt.Errorf("add column attempt to _tether_batches: %w", err)
 		}
 	}
 	for _, t := range tables { // columns added to the schema since

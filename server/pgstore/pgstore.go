@@ -229,6 +229,7 @@ CREATE TABLE IF NOT EXISTS _tether_batches (
 	tenant text NOT NULL, session text NOT NULL, seq integer NOT NULL, tbl text NOT NULL, rows integer NOT NULL,
 	PRIMARY KEY (tenant, session, seq));
 ALTER TABLE _tether_batches ADD COLUMN IF NOT EXISTS bytes bigint NOT NULL DEFAULT 0;
+ALTER TABLE _tether_batches ADD COLUMN IF NOT EXISTS attempt bigint NOT NULL DEFAULT 0;
 `
 
 // Migrate implements sqlstore.Dialect. Several processes may start at once

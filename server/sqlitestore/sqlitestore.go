@@ -219,6 +219,9 @@ func (Dialect) Migrate(ctx context.Context, tx *sql.Tx, tables []*sqlstore.Table
 	if err := addBookkeeping(ctx, tx, "_tether_batches", "bytes", `INTEGER NOT NULL DEFAULT 0`); err != nil {
 		return err
 	}
+	if err := addBookkeeping(ctx, tx, "_tether_batches", "attempt", `INTEGER NOT NULL DEFAULT 0`); err != nil {
+		return err
+	}
 	for _, t := range tables {
 		if err := migrateTable(ctx, tx, t); err != nil {
 			return fmt.Errorf("table %s: %w", t.T.Name, err)

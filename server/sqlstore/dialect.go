@@ -18,7 +18,7 @@ import (
 //
 //	_tether_devices  (tenant, device, user_name, created_at, seen_at, app_schema, pulled)
 //	_tether_sessions (tenant, id, device, user_name, created_at, touched_at, committed_at, version, result, cols)
-//	_tether_batches  (tenant, session, seq, tbl, rows, bytes)
+//	_tether_batches  (tenant, session, seq, tbl, rows, bytes, attempt)
 //	_tether_audit    (tenant, version, tbl, id, deleted, user_name, device, session, at)
 //	_tether_horizons (tenant, version): deletions before version were purged
 //

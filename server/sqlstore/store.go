@@ -290,6 +290,9 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 // already open, with nothing to write.
 var errOpened = errors.New("session already open")
 
+// errStaleAttempt is a batch older than the copy staged (see stageTx).
+var errStaleAttempt = fmt.Errorf("a later attempt staged it: %w", wire.ErrConflict)
+
 // errCommitted is an OpenSession of a session the same device and user
 // committed already: a retry of the request that committed it, for Push.
 var errCommitted = fmt.Errorf("session already committed: %w", wire.ErrConflict)
@@ -672,7 +675,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			c = &wire.Commit{}
 			return storedAnswer(result, session, o.Commit, c)
 		}
-		if err := s.stageTx(ctx, conn, tx, p, session, seq, t, rows, size, cols, lim); err != nil {
+		if err := s.stageTx(ctx, conn, tx, p, session, seq, o.Attempt, t, rows, size, cols, lim); err != nil {
 			return err
 		}
 		if o.Commit == nil {
@@ -718,7 +721,7 @@ func (s *Store) committed(p server.Principal, device string, c wire.Commit, fres
 
 // stageTx stages a batch of rows of table t, size bytes as RowSize counts
 // them, in an open session whose device has the columns cols.
-func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, t *Table, rows []wire.Row, size int64, cols string, lim server.Limits) error {
+func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, attempt int64, t *Table, rows []wire.Row, size int64, cols string, lim server.Limits) error {
 	if err := deviceColumns(t, cols, rows); err != nil {
 		return err
 	}
@@ -726,14 +729,19 @@ func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p serve
 		s.d.Time(s.now()), p.Tenant, session); err != nil {
 		return err
 	}
-	// A re-sent batch replaces the first one (G3).
+	// A re-sent batch replaces the first one (G3), unless it comes from
+	// an earlier attempt than the copy staged: a request delayed on the
+	// way (a proxy that retried it) must not undo a newer one.
 	var old string
-	err := tx.QueryRowContext(ctx, s.q(`SELECT tbl FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
-		p.Tenant, session, seq).Scan(&old)
+	var staged int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT tbl, attempt FROM _tether_batches WHERE tenant = ? AND session = ? AND seq = ?`),
+		p.Tenant, session, seq).Scan(&old, &staged)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return err
+	case attempt < staged:
+		return fmt.Errorf("batch %d of session %s was staged again by a later attempt (%d, this is %d): %w", seq, session, staged, attempt, errStaleAttempt)
 	default:
 		if ot := s.byName[old]; ot != nil {
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+ot.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "_seq" = ?`),
@@ -752,8 +760,8 @@ func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p serve
 	if err := s.d.Stage(ctx, conn, tx, t, p.Tenant, session, seq, rows); err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows", bytes) VALUES (?, ?, ?, ?, ?, ?)`),
-		p.Tenant, session, seq, t.T.Name, len(rows), size)
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows", bytes, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		p.Tenant, session, seq, t.T.Name, len(rows), size, attempt)
 	return err
 }
 
