@@ -248,6 +248,11 @@ func badInput(t *testing.T, url string, digest digest) {
 		// registered, which tells nothing of the other tenant's.
 		{"session on another tenant's device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "unknown_device", "not registered for this tenant", nil},
 		{"session on an unknown device", "POST", url + "/v1/sessions", "token-globe", `{}`, 403, "unknown_device", "not registered for this tenant", []string{wire.HeaderDevice, "0190a3b4-0000-7000-8000-00000000dead"}},
+		// A database bound to acme names it: a globex token is refused
+		// whatever the call, before it reads or writes anything (G8).
+		{"pull with a token of another tenant than the database's", "GET", url + "/v1/changes", "token-globe", ``, 403, "forbidden", `belongs to tenant \"acme\"`, []string{wire.HeaderTenant, "acme"}},
+		{"batch with a token of another tenant than the database's", "PUT", batchURL + "9?open=1&commit=1", "token-globe", row(`"name":"x"`), 403, "forbidden", `belongs to tenant \"acme\"`, []string{wire.HeaderTenant, "acme"}},
+		{"events with a token of another tenant than the database's", "GET", url + "/v1/events", "token-globe", ``, 403, "forbidden", `belongs to tenant \"acme\"`, []string{wire.HeaderTenant, "acme"}},
 		{"malformed device", "POST", url + "/v1/devices", "token-ada", `{"device":"../../x"}`, 400, "bad_request", "device", nil},
 		{"malformed cursor", "GET", url + "/v1/changes?cursor=!!!", "token-ada", ``, 400, "bad_request", "cursor", nil},
 		{"bad limit", "GET", url + "/v1/changes?limit=100000", "token-ada", ``, 400, "bad_request", "limit", nil},
