@@ -21,7 +21,7 @@ import (
 // store too, to sweep it.
 func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, url string, store server.Store)) {
 	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema())
+		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +92,7 @@ func TestLongAbsence(t *testing.T) {
 				t.Error("an active device was rebuilt")
 			}
 		}
-		sw := store.(server.Sweeper)
+		sw := store
 		if n, err := sw.Sweep(ctx, lim, 1000); err != nil || n < 2 {
 			t.Fatalf("sweep: %d, %v; want the 2 tombstones purged", n, err)
 		}
@@ -236,7 +236,7 @@ func TestPurgeWhilePulling(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := store.(server.Sweeper).Sweep(ctx, lim, 50); err != nil {
+				if _, err := store.Sweep(ctx, lim, 50); err != nil {
 					errs <- err
 					return
 				}

@@ -34,14 +34,14 @@ var sharedStores = map[string]struct {
 	open func(t *testing.T, dsn string, reg *entity.Registry) server.Store
 }{
 	"postgres": {pgtest.URL, func(t *testing.T, dsn string, reg *entity.Registry) server.Store {
-		s, err := pgstore.Open(t.Context(), dsn, reg.Schema())
+		s, err := pgstore.Open(t.Context(), dsn, reg.Schema(), pgstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}},
 	"mysql": {mysqltest.URL, func(t *testing.T, dsn string, reg *entity.Registry) server.Store {
-		s, err := mysqlstore.Open(t.Context(), dsn, reg.Schema())
+		s, err := mysqlstore.Open(t.Context(), dsn, reg.Schema(), mysqlstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,7 +52,7 @@ type cLine struct {
 // eachStore runs f on a server over each store, for the registry reg.
 func eachStore(t *testing.T, reg *entity.Registry, f func(t *testing.T, url string)) {
 	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema())
+		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

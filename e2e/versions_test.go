@@ -59,7 +59,7 @@ func registry(t *testing.T, entities ...any) *entity.Registry {
 func TestMixedAppVersions(t *testing.T) {
 	v2 := registry(t, contactV2{}, noteV2{})
 	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), v2.Schema())
+		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), v2.Schema(), sqlitestore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestServerSchemaUpgrade(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "server.db")
 		upgrade(t, func(reg *entity.Registry) server.Store {
-			s, err := sqlitestore.Open(path, reg.Schema())
+			s, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

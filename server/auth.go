@@ -54,8 +54,8 @@ func BearerToken(r *http.Request) (string, error) {
 
 type principalKey struct{}
 
-// PrincipalFrom returns the principal the server authenticated for ctx.
-func PrincipalFrom(ctx context.Context) (Principal, bool) {
+// principalFrom returns the principal the server authenticated for ctx.
+func principalFrom(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
 }

@@ -20,7 +20,7 @@ import (
 // The stores of several server processes (PostgreSQL, MySQL) are tested;
 // the SQLite store has a single writer.
 func TestPostgresCommitOrder(t *testing.T) {
-	store, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema)
+	store, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema, pgstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestPostgresCommitOrder(t *testing.T) {
 }
 
 func TestMySQLCommitOrder(t *testing.T) {
-	store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema)
+	store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema, mysqlstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

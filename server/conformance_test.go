@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 
 func TestSQLiteStore(t *testing.T) {
 	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), schema)
+		s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), schema, sqlitestore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +42,7 @@ func TestSQLiteStore(t *testing.T) {
 
 func TestPostgresStore(t *testing.T) {
 	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := pgstore.Open(t.Context(), pgtest.URL(t), schema)
+		s, err := pgstore.Open(t.Context(), pgtest.URL(t), schema, pgstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func TestPostgresStore(t *testing.T) {
 
 func TestMySQLStore(t *testing.T) {
 	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), schema)
+		s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), schema, mysqlstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,21 +79,21 @@ func TestDigestsAgreeAcrossStores(t *testing.T) {
 	}
 	open := map[string]func(t *testing.T) server.Store{
 		"sqlite": func(t *testing.T) server.Store {
-			s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), kindsSchema)
+			s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), kindsSchema, sqlitestore.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s
 		},
 		"postgres": func(t *testing.T) server.Store {
-			s, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema)
+			s, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema, pgstore.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s
 		},
 		"mysql": func(t *testing.T) server.Store {
-			s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema)
+			s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema, mysqlstore.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +107,7 @@ func TestDigestsAgreeAcrossStores(t *testing.T) {
 		f := storeFixture{t: t, s: s}
 		f.device(ada, "d1")
 		f.push(ada, "d1", lww, rows)
-		d, err := s.(server.Digester).Digest(t.Context(), ada, "parents", nil)
+		d, err := s.Digest(t.Context(), ada, "parents", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func (f storeFixture) allBytes(p server.Principal, limit, maxBytes int) []wire.R
 		}
 		size := 0
 		for _, r := range rows {
-			size += server.RowSize(r)
+			size += r.Size()
 		}
 		if len(rows) > 1 && size > maxBytes {
 			f.t.Fatalf("a page of %d rows and %d bytes, over %d", len(rows), size, maxBytes)
@@ -358,7 +358,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			t.Fatalf("page 2: %v, %v, %v", rows, more, err)
 		}
 		lim := server.Limits{DeviceActivity: time.Hour}
-		if _, err := f.s.(server.Sweeper).Sweep(ctx, lim, 100); err != nil {
+		if _, err := f.s.Sweep(ctx, lim, 100); err != nil {
 			t.Fatal(err)
 		}
 		rows, _, _, err = f.s.Changes(ctx, ada, c1, 10, 1<<30, echo)
@@ -376,7 +376,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if _, _, _, err := f.s.Changes(ctx, ada, c2, 10, 1<<30, echo); err != nil { // proves the device stored c2
 			t.Fatal(err)
 		}
-		if n, err := f.s.(server.Sweeper).Sweep(ctx, lim, 100); err != nil || n != 1 {
+		if n, err := f.s.Sweep(ctx, lim, 100); err != nil || n != 1 {
 			t.Fatalf("sweep: %d, %v; want the tombstone purged", n, err)
 		}
 		if _, _, _, err := f.s.Changes(ctx, ada, server.Cursor{}, 10, 1<<30, echo); !errors.Is(err, wire.ErrHistoryPurged) {
@@ -423,7 +423,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if c.Applied != 1 {
 			t.Fatalf("ada's push: %+v", c)
 		}
-		audit, err := f.s.(server.Auditor).Audit(ctx, "acme", 0, 10)
+		audit, err := f.s.Audit(ctx, "acme", 0, 10)
 		if err != nil || len(audit) != 1 || audit[0].User != "ada" || audit[0].ID != "p2" {
 			t.Errorf("audit: %+v, %v; want only ada's row, written by ada", audit, err)
 		}
@@ -898,7 +898,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err != nil {
 			t.Fatal(err)
 		}
-		sw := f.s.(server.Sweeper)
+		sw := f.s
 		idle := server.Limits{SessionIdle: 500 * time.Millisecond}
 		if n, err := sw.Sweep(ctx, idle, 2); err != nil || n != 2 { // bounded work: two at a time
 			t.Fatalf("first sweep: %d, %v; want 2", n, err)
@@ -928,7 +928,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		// A change that loses its conflict is not applied, so not audited.
 		f.push(ada, "d1", resolve(wire.WinnerServer, server.ServerWins),
 			[]wire.Row{parent("p1", "lost", "0000000000003.000000.d1")})
-		log, err := f.s.(server.Auditor).Audit(context.Background(), "acme", 0, 100)
+		log, err := f.s.Audit(context.Background(), "acme", 0, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -953,7 +953,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("audit log\n%+v\nwant\n%+v", got, want)
 		}
-		if other, _ := f.s.(server.Auditor).Audit(context.Background(), "globex", 0, 100); len(other) != 0 {
+		if other, _ := f.s.Audit(context.Background(), "globex", 0, 100); len(other) != 0 {
 			t.Errorf("another tenant's audit log shows %d entries", len(other))
 		}
 	})

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,17 +8,6 @@ import (
 
 	"github.com/tethersync/tether/wire"
 )
-
-// Notifier is a store that tells subscribers when a tenant's rows change.
-// The built-in stores are: the SQLite store within its process, the
-// PostgreSQL store across every process on the database (LISTEN/NOTIFY),
-// the MySQL store across processes too (by polling the tenants' versions).
-type Notifier interface {
-	// Subscribe returns a channel that receives an event after each commit
-	// of tenant's, until ctx ends. Events may be coalesced: a receiver
-	// that falls behind gets the latest.
-	Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error)
-}
 
 // heartbeat is how often an idle event stream carries a comment, so that
 // proxies keep it open and clients notice a dead connection.
@@ -33,18 +21,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	n, ok := s.store.(Notifier)
-	if !ok {
-		s.fail(w, r, fmt.Errorf("this store has no live updates: %w", wire.ErrNotFound))
-		return
-	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		s.fail(w, r, fmt.Errorf("the connection cannot stream: %w", wire.ErrInternal))
 		return
 	}
 	ctx := r.Context()
-	ch, err := n.Subscribe(ctx, p.Tenant)
+	ch, err := s.store.Subscribe(ctx, p.Tenant)
 	if err != nil {
 		s.fail(w, r, err)
 		return

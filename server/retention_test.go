@@ -21,7 +21,7 @@ func TestRetentionBoundsTheDatabase(t *testing.T) {
 	const sessions, perSession = 100, 100
 	size := func(retain bool) int64 {
 		path := filepath.Join(t.TempDir(), "server.db")
-		s, err := sqlitestore.Open(path, kindsSchema)
+		s, err := sqlitestore.Open(path, kindsSchema, sqlitestore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,13 +7,13 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-// CheckDeviceSchema returns an error wrapping wire.ErrSchemaMismatch, naming
+// checkDeviceSchema returns an error wrapping wire.ErrSchemaMismatch, naming
 // the table and column, when a device's schema contradicts the server's:
 // a table or column the server does not have, or a column of another kind
 // or nullability. A device of an older app version, which lacks tables or
 // columns the server has, is accepted: what it pushes changes only the
 // columns it has.
-func CheckDeviceSchema(server, device entity.Schema) error {
+func checkDeviceSchema(server, device entity.Schema) error {
 	for _, dt := range device.Tables {
 		st := server.Table(dt.Name)
 		if st == nil {

@@ -192,8 +192,8 @@ func New(store Store, opts Options) (*Server, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
-	if sw, ok := store.(Sweeper); ok && opts.SweepInterval > 0 {
-		go s.sweep(ctx, sw, opts.SweepInterval)
+	if opts.SweepInterval > 0 {
+		go s.sweep(ctx, store, opts.SweepInterval)
 	} else {
 		close(s.stopped)
 	}
@@ -226,7 +226,7 @@ func (s *Server) Close() error {
 const sweepBatch = 100
 
 // sweep discards what has expired every interval until ctx ends.
-func (s *Server) sweep(ctx context.Context, sw Sweeper, interval time.Duration) {
+func (s *Server) sweep(ctx context.Context, sw Store, interval time.Duration) {
 	defer close(s.stopped)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -354,7 +354,7 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 		return nil, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", d.Tenant, p.Tenant, wire.ErrForbidden)
 	}
 	if d.Schema != nil {
-		if err := CheckDeviceSchema(s.store.Schema(), *d.Schema); err != nil {
+		if err := checkDeviceSchema(s.store.Schema(), *d.Schema); err != nil {
 			return nil, err
 		}
 	}
@@ -522,10 +522,6 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 
 // snapshot serves a page of the tenant's live rows (wire.Snapshot).
 func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
-	sn, ok := s.store.(Snapshotter)
-	if !ok {
-		return nil, fmt.Errorf("this store cannot take snapshots: %w", wire.ErrNotFound)
-	}
 	q := r.URL.Query()
 	after, err := ParseCursor(q.Get("cursor"))
 	if err != nil {
@@ -537,14 +533,10 @@ func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWrite
 			return nil, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
 		}
 	}
-	return sn.Snapshot(ctx, p, after, limit, s.opts.MaxPageBytes)
+	return s.store.Snapshot(ctx, p, after, limit, s.opts.MaxPageBytes)
 }
 
 func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
-	d, ok := s.store.(Digester)
-	if !ok {
-		return nil, fmt.Errorf("this store cannot digest its rows: %w", wire.ErrNotFound)
-	}
 	var req wire.DigestRequest
 	if r.Method == http.MethodPost {
 		if err := s.decode(w, r, &req); err != nil {
@@ -564,7 +556,7 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 				continue // not one of the device's tables
 			}
 		}
-		td, err := d.Digest(ctx, p, t.Name, cols)
+		td, err := s.store.Digest(ctx, p, t.Name, cols)
 		if err != nil {
 			return nil, err
 		}

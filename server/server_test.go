@@ -142,7 +142,7 @@ func TestBadInputRefused(t *testing.T) {
 	reg := testkit.Registry(t)
 	opts := server.Options{MaxBodyBytes: 2 << 20, MaxValueBytes: 1 << 20, Auth: server.Authenticators{testkit.Tokens, &server.JWT{Secret: jwtSecret}}}
 	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema())
+		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema(), sqlitestore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestBadInputRefused(t *testing.T) {
 		badInput(t, testkit.Serve(t, store, opts).URL, sqliteDigest(store))
 	})
 	t.Run("postgres", func(t *testing.T) {
-		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema())
+		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema(), pgstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +158,7 @@ func TestBadInputRefused(t *testing.T) {
 		badInput(t, testkit.Serve(t, store, opts).URL, postgresDigest(store))
 	})
 	t.Run("mysql", func(t *testing.T) {
-		store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), reg.Schema())
+		store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), reg.Schema(), mysqlstore.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -449,7 +449,7 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	store, err := sqlitestore.Open(path, reg.Schema())
+	store, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +547,7 @@ func TestMaxBatchRows(t *testing.T) {
 // strategy or delete policy, with an error naming it.
 func TestNewRefusesBadOptions(t *testing.T) {
 	reg := testkit.Registry(t)
-	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema())
+	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,7 +665,7 @@ func TestUpgradePostgresDevices(t *testing.T) {
 	}
 	db.Close()
 	reg := testkit.Registry(t)
-	store, err := pgstore.Open(t.Context(), url, reg.Schema())
+	store, err := pgstore.Open(t.Context(), url, reg.Schema(), pgstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

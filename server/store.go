@@ -19,7 +19,7 @@ type Store interface {
 	// Schema returns the tables the store holds, in priority order.
 	Schema() entity.Schema
 	// RegisterDevice registers a device id in the principal's tenant, with
-	// the device's schema (nil: the store's), which CheckDeviceSchema has
+	// the device's schema (nil: the store's), which checkDeviceSchema has
 	// accepted. Sessions opened later write only the columns of the schema
 	// the device had when they opened.
 	RegisterDevice(ctx context.Context, p Principal, device string, schema *entity.Schema) error
@@ -63,7 +63,7 @@ type Store interface {
 	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits, settle *LastBatch) (wire.Commit, error)
 	// Changes returns up to limit rows after cursor in commit order, the
 	// cursor after them, and whether more remain. The rows' sizes (see
-	// RowSize) add up to at most maxBytes, but the first row is always
+	// wire.Row.Size) add up to at most maxBytes, but the first row is always
 	// returned whatever its size.
 	//
 	// Rows of echo.Device's push sessions in echo.Sessions that the server
@@ -71,6 +71,33 @@ type Store interface {
 	// no new clock stamp, no reference rule) are passed over: the device
 	// has them. The cursor moves past them all the same.
 	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, echo Echo) ([]wire.Row, Cursor, bool, error)
+	// Audit returns up to limit entries of tenant's audit log with
+	// versions above after, oldest first.
+	Audit(ctx context.Context, tenant string, after int64, limit int) ([]AuditEntry, error)
+	// Digest returns the entity.Digest of tenant's live rows of table, in
+	// id byte order, over the given columns (id first) or, when columns is
+	// nil, all of them.
+	Digest(ctx context.Context, p Principal, table string, columns []string) (wire.TableDigest, error)
+	// Snapshot returns up to limit live rows (and at most maxBytes of
+	// them, but one) after the position after, for a device that must
+	// rebuild (wire.Snapshot); the zero position starts a snapshot at the
+	// tenant's latest version.
+	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) (wire.Snapshot, error)
+	// Sweep discards what has expired: the uncommitted sessions idle for
+	// longer than lim.SessionIdle and their staged rows, tombstones every
+	// active device has pulled past (lim.DeviceActivity), committed
+	// sessions older than lim.SessionRetention and audit entries older
+	// than lim.AuditRetention. It does at most max rows' worth of work of
+	// each kind and returns how many it discarded. Server runs it every
+	// Options.SweepInterval.
+	Sweep(ctx context.Context, lim Limits, max int) (int, error)
+	// Subscribe returns a channel that receives an event after each commit
+	// of tenant's, until ctx ends. Events may be coalesced: a receiver
+	// that falls behind gets the latest. The SQLite store tells
+	// subscribers within its process; the PostgreSQL store across every
+	// process on the database (LISTEN/NOTIFY); the MySQL store across
+	// processes too (by polling the tenants' versions).
+	Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error)
 	// Close releases the store.
 	Close() error
 }
@@ -108,22 +135,6 @@ type AuditEntry struct {
 	At      time.Time `json:"at"`
 }
 
-// Auditor is a store that keeps the audit log. The built-in stores are.
-type Auditor interface {
-	// Audit returns up to limit entries of tenant's audit log with
-	// versions above after, oldest first.
-	Audit(ctx context.Context, tenant string, after int64, limit int) ([]AuditEntry, error)
-}
-
-// Digester is a store that can digest a tenant's rows of a table. Both
-// built-in stores are.
-type Digester interface {
-	// Digest returns the entity.Digest of tenant's rows of table, deleted
-	// rows included, in id byte order, over the given columns (id first)
-	// or, when columns is nil, all of them.
-	Digest(ctx context.Context, p Principal, table string, columns []string) (wire.TableDigest, error)
-}
-
 // Limits bound what a device may keep open on the server.
 type Limits struct {
 	// MaxOpenSessions is the number of uncommitted push sessions a user
@@ -133,7 +144,7 @@ type Limits struct {
 	// expires and its staged rows are discarded. Default 24h.
 	SessionIdle time.Duration
 	// MaxSessionRows and MaxSessionBytes bound what one session stages
-	// (bytes as RowSize counts them); a batch past them gets 413
+	// (bytes as wire.Row.Size counts them); a batch past them gets 413
 	// (wire.ErrSessionFull), and the push engine commits the session and
 	// goes on in a new one. They also bound how long one commit holds the
 	// SQLite store's single writer. Defaults 100,000 rows and 256 MiB.
@@ -186,18 +197,6 @@ func (l Limits) WithDefaults() Limits {
 		l.AuditRetention = 365 * 24 * time.Hour
 	}
 	return l
-}
-
-// Sweeper is a store that discards, on its own, what has expired: the
-// uncommitted sessions idle for longer than lim.SessionIdle and their
-// staged rows, tombstones every active device has pulled past
-// (lim.DeviceActivity), committed sessions older than lim.SessionRetention
-// and audit entries older than lim.AuditRetention. Sweep does at most max
-// rows' worth of work of each kind and returns how many it discarded. The
-// built-in stores are Sweepers; Server runs Sweep every
-// Options.SweepInterval.
-type Sweeper interface {
-	Sweep(ctx context.Context, lim Limits, max int) (int, error)
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are
@@ -253,16 +252,6 @@ func (a Cursor) Before(b Cursor) bool {
 	return a.ID < b.ID
 }
 
-// Snapshotter is a store that can list a tenant's live rows from one
-// starting version on, for a device that must rebuild (wire.Snapshot). The
-// built-in stores are Snapshotters.
-type Snapshotter interface {
-	// Snapshot returns up to limit live rows (and at most maxBytes of
-	// them, but one) after the position after; the zero position starts a
-	// snapshot at the tenant's latest version.
-	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) (wire.Snapshot, error)
-}
-
 // Echo names the pulling device, and the push sessions whose rows it holds
 // already: Changes does not send them back to it.
 type Echo struct {
@@ -273,22 +262,4 @@ type Echo struct {
 	// recorded already, sooner than that, writes nothing. Zero writes on
 	// every pull.
 	SeenEvery time.Duration
-}
-
-// RowSize estimates the bytes row takes in a pull page: its id, stamp and
-// values, with a small overhead per value.
-func RowSize(r wire.Row) int {
-	n := 64 + len(r.ID) + len(r.HLC) + len(r.Device) + len(r.ModifiedBy)
-	for k, v := range r.Values {
-		n += 8 + len(k)
-		switch x := v.(type) {
-		case string:
-			n += len(x)
-		case []byte:
-			n += (len(x) + 2) / 3 * 4 // base64
-		default:
-			n += 8
-		}
-	}
-	return n
 }

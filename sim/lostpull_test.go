@@ -31,7 +31,7 @@ func TestLostPullAnswerRebuilds(t *testing.T) {
 	dir := t.TempDir()
 	reg := registry(true)
 	lim := server.Limits{DeviceActivity: time.Hour} // everyone stays active
-	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema())
+	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestRebuiltDeviceForeignKeys(t *testing.T) {
 	dir := t.TempDir()
 	reg := registry(true)
 	lim := server.Limits{DeviceActivity: time.Hour}
-	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema())
+	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

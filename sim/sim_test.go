@@ -205,7 +205,7 @@ type upstream struct {
 }
 
 func startUpstream(t *testing.T, path string, reg *entity.Registry) *upstream {
-	store, err := sqlitestore.Open(path, reg.Schema())
+	store, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,15 +42,15 @@ func (b *bench) openStore(path string) (server.Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		return pgstore.Open(context.Background(), url, b.reg.Schema())
+		return pgstore.Open(context.Background(), url, b.reg.Schema(), pgstore.Options{})
 	case b.my != nil:
 		dsn, err := b.my.NewDatabase()
 		if err != nil {
 			return nil, err
 		}
-		return mysqlstore.Open(context.Background(), dsn, b.reg.Schema())
+		return mysqlstore.Open(context.Background(), dsn, b.reg.Schema(), mysqlstore.Options{})
 	}
-	return sqlitestore.Open(path, b.reg.Schema())
+	return sqlitestore.Open(path, b.reg.Schema(), sqlitestore.Options{})
 }
 
 // startServer starts a server on loopback over store.

@@ -229,9 +229,9 @@ func storeKind(db string) string {
 func openStore(ctx context.Context, db string, schema entity.Schema) (server.Store, error) {
 	switch {
 	case isPostgres(db):
-		return pgstore.Open(ctx, db, schema)
+		return pgstore.Open(ctx, db, schema, pgstore.Options{})
 	case isMySQL(db):
-		return mysqlstore.Open(ctx, db, schema)
+		return mysqlstore.Open(ctx, db, schema, mysqlstore.Options{})
 	}
 	return openSQLite(db, schema)
 }

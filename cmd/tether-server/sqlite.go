@@ -11,5 +11,5 @@ import (
 // openSQLite opens the embedded store. It needs cgo; a binary built
 // without it serves PostgreSQL and MySQL only.
 func openSQLite(path string, schema entity.Schema) (server.Store, error) {
-	return sqlitestore.Open(path, schema)
+	return sqlitestore.Open(path, schema, sqlitestore.Options{})
 }

@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string) error {
 // demoServer serves a tether server over a SQLite file on loopback. The
 // store's construction is kept here, in one place.
 func demoServer(path string, reg *entity.Registry, log *slog.Logger) (url string, closeFn func(), err error) {
-	store, err := sqlitestore.Open(path, reg.Schema())
+	store, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		return "", nil, fmt.Errorf("demo server store: %w", err)
 	}

@@ -69,7 +69,7 @@ func run(ctx context.Context) error {
 	}
 
 	// The server: SQLite store, two users of tenant "acme".
-	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema())
+	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		return err
 	}

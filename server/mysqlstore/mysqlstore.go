@@ -23,12 +23,20 @@ type Store = sqlstore.Store
 // tenants' versions to learn of other processes' commits.
 const PollInterval = 200 * time.Millisecond
 
+// Options configure Open. The zero value works.
+type Options struct {
+	// Now is the clock of the store's time-based rules: session expiry,
+	// device activity, retention and the times it records. Default
+	// time.Now; tests set it to move time without waiting.
+	Now func() time.Time
+}
+
 // Open connects to the MySQL or MariaDB database named by dsn and creates
 // or upgrades the tables of schema. dsn is a go-sql-driver/mysql DSN
 // ("user:pass@tcp(host:3306)/tether") or a URL
 // ("mysql://user:pass@host:3306/tether"); the store sets the session
 // options it relies on (ANSI_QUOTES, strict mode, UTC, utf8mb4).
-func Open(ctx context.Context, dsn string, schema entity.Schema) (*Store, error) {
+func Open(ctx context.Context, dsn string, schema entity.Schema, opts Options) (*Store, error) {
 	cfg, err := ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: open: %w", err)
@@ -44,7 +52,7 @@ func Open(ctx context.Context, dsn string, schema entity.Schema) (*Store, error)
 		db.Close()
 		return nil, fmt.Errorf("mysqlstore: open: %w", err)
 	}
-	s, err := sqlstore.New(ctx, db, d, schema, sqlstore.Options{})
+	s, err := sqlstore.New(ctx, db, d, schema, sqlstore.Options{Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: open: %w", err)
 	}

@@ -24,17 +24,26 @@ import (
 // Store is the PostgreSQL server store.
 type Store = sqlstore.Store
 
+// Options configure Open. The zero value works.
+type Options struct {
+	// Now is the clock of the store's time-based rules: session expiry,
+	// device activity, retention and the times it records. Default
+	// time.Now; tests set it to move time without waiting.
+	Now func() time.Time
+}
+
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string; pool size and timeouts as pgx reads them)
 // and creates or upgrades the tables of schema. It adds missing tables and
 // columns and never drops any.
-func Open(ctx context.Context, url string, schema entity.Schema) (*Store, error) {
+func Open(ctx context.Context, url string, schema entity.Schema, opts Options) (*Store, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: open: %w", err)
 	}
 	d := &Dialect{pool: pool}
 	s, err := sqlstore.New(ctx, stdlib.OpenDBFromPool(pool), d, schema, sqlstore.Options{
+		Now:     opts.Now,
 		OnClose: func() error { pool.Close(); return nil },
 	})
 	if err != nil {

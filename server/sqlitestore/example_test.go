@@ -27,7 +27,7 @@ func ExampleOpen() {
 	}
 	dir, _ := os.MkdirTemp("", "tether-example-")
 	defer os.RemoveAll(dir)
-	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema())
+	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema(), sqlitestore.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}

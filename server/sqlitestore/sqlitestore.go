@@ -18,10 +18,18 @@ import (
 // Store is the embedded server store.
 type Store = sqlstore.Store
 
+// Options configure Open. The zero value works.
+type Options struct {
+	// Now is the clock of the store's time-based rules: session expiry,
+	// device activity, retention and the times it records. Default
+	// time.Now; tests set it to move time without waiting.
+	Now func() time.Time
+}
+
 // Open opens or creates the server database at path with tables for
 // schema. It adds missing tables and columns and never drops any;
 // databases written by earlier versions of tether are upgraded in place.
-func Open(path string, schema entity.Schema) (*Store, error) {
+func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	open := func(txlock string) (*sql.DB, error) {
 		return sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"_journal_mode": "WAL", "_busy_timeout": "10000",
 			"_txlock": txlock, "_synchronous": "NORMAL", "_stmt_cache_size": "64"}))
@@ -36,7 +44,7 @@ func Open(path string, schema entity.Schema) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
-	s, err := sqlstore.New(context.Background(), w, Dialect{}, schema, sqlstore.Options{Read: r})
+	s, err := sqlstore.New(context.Background(), w, Dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}

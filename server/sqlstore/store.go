@@ -18,14 +18,7 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-var (
-	_ server.Store       = (*Store)(nil)
-	_ server.Auditor     = (*Store)(nil)
-	_ server.Digester    = (*Store)(nil)
-	_ server.Notifier    = (*Store)(nil)
-	_ server.Snapshotter = (*Store)(nil)
-	_ server.Sweeper     = (*Store)(nil)
-)
+var _ server.Store = (*Store)(nil)
 
 // Store is a server.Store over a SQL database: the session and commit flow,
 // written once, over a Dialect. It is safe for concurrent use.
@@ -54,6 +47,8 @@ type Options struct {
 	Read *sql.DB
 	// OnClose runs when the store closes, after both pools are closed.
 	OnClose func() error
+	// Now is the clock of the time-based rules; default time.Now.
+	Now func() time.Time
 }
 
 // New returns a store over db with dialect d, after creating or upgrading
@@ -67,6 +62,9 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 		onClose: opts.OnClose, events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
 	if s.r == nil {
 		s.r = db
+	}
+	if opts.Now != nil {
+		s.now = opts.Now
 	}
 	for i, t := range schema.Tables {
 		tb := newTable(i, t)
@@ -423,7 +421,7 @@ func (s *Store) bounded(ctx context.Context, tx *sql.Tx, p server.Principal, ses
 	return nil
 }
 
-// Sweep implements server.Sweeper: it discards up to max uncommitted
+// Sweep implements server.Store: it discards up to max uncommitted
 // sessions idle for longer than lim.SessionIdle, of any tenant, with their
 // staged rows; then, for each tenant, up to max tombstones every active
 // device has pulled past; then up to max committed sessions and audit
@@ -649,7 +647,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 	}
 	size := int64(0)
 	for _, r := range rows {
-		size += int64(server.RowSize(r))
+		size += int64(r.Size())
 	}
 	var c *wire.Commit
 	fresh := false
@@ -883,7 +881,7 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 	if err != nil {
 		return err
 	}
-	cf, merged, err := server.Decide(ctx, a.resolve, &t.T, cur, staged, colvers, c.Version, a.device, a.p.User)
+	cf, merged, err := decide(ctx, a.resolve, &t.T, cur, staged, colvers, c.Version, a.device, a.p.User)
 	if err != nil {
 		return err
 	}
@@ -966,7 +964,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 				rows.Close()
 				return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
 			}
-			c := changed{pos: server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, row: r, size: server.RowSize(r),
+			c := changed{pos: server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, row: r, size: r.Size(),
 				echo: pushed == 1 && r.Device == echo.Device && echo.Sessions[session]}
 			all = append(all, c)
 			taken++
@@ -1061,7 +1059,7 @@ func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server
 	return out, after, more
 }
 
-// Audit implements server.Auditor. The log is the _tether_audit table.
+// Audit implements server.Store. The log is the _tether_audit table.
 func (s *Store) Audit(ctx context.Context, tenant string, after int64, limit int) ([]server.AuditEntry, error) {
 	rows, err := s.r.QueryContext(ctx, s.q(`SELECT version, tbl, id, deleted, user_name, device, session, at FROM _tether_audit
 		WHERE tenant = ? AND version > ? ORDER BY version, tbl, id LIMIT ?`), tenant, after, limit)
@@ -1089,7 +1087,7 @@ func (s *Store) Audit(ctx context.Context, tenant string, after int64, limit int
 	return out, rows.Err()
 }
 
-// Digest implements server.Digester: the table's rows of the tenant in
+// Digest implements server.Store: the table's rows of the tenant in
 // byte order of their ids, whatever the database's collation.
 func (s *Store) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
 	t := s.byName[table]
@@ -1126,7 +1124,7 @@ func (s *Store) Digest(ctx context.Context, p server.Principal, table string, co
 	return wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}, nil
 }
 
-// Subscribe implements server.Notifier. With a CrossProcess dialect the
+// Subscribe implements server.Store. With a CrossProcess dialect the
 // commits of every server process on the database are seen; otherwise
 // those of this process.
 func (s *Store) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error) {
@@ -1239,7 +1237,7 @@ func deviceColumns(t *Table, cols string, rows []wire.Row) error {
 	return nil
 }
 
-// Snapshot implements server.Snapshotter. The first page fixes the
+// Snapshot implements server.Store. The first page fixes the
 // starting version (the tenant's latest) in the cursor; every page reads
 // the rows as they are then, so the device must pull from Resume after the
 // last page to catch what changed meanwhile.
@@ -1283,7 +1281,7 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 				rows.Close()
 				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
 			}
-			sz := server.RowSize(r)
+			sz := r.Size()
 			if len(out.Rows) == limit || (len(out.Rows) > 0 && size+sz > maxBytes) {
 				full = true
 				break
