@@ -234,8 +234,8 @@ func New(db *localdb.DB, api *client.Client, opts Options) *Coordinator {
 	}
 	c := &Coordinator{db: db, api: api, opts: opts}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.push = push.New(db, api, push.Options{BatchSize: opts.PushBatchSize, OnBatch: c.onBatch})
-	c.pull = pull.New(db, api, pull.Options{PageSize: opts.PullBatchSize, OnPage: c.onPage})
+	c.push = push.New(db.Syncer(), api, push.Options{BatchSize: opts.PushBatchSize, OnBatch: c.onBatch})
+	c.pull = pull.New(db.Syncer(), api, pull.Options{PageSize: opts.PullBatchSize, OnPage: c.onPage})
 	return c
 }
 
@@ -464,7 +464,7 @@ func (c *Coordinator) run(ctx context.Context, r *run) (rep Report, err error) {
 // without a registration first; an older server is registered with before
 // every sync, which checks them.
 func (c *Coordinator) register(ctx context.Context, force bool) error {
-	tenant, err := c.db.Tenant(ctx)
+	tenant, err := c.db.Syncer().Tenant(ctx)
 	if err != nil {
 		return err
 	}
@@ -477,7 +477,7 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 	sum := sha256.Sum256(js)
 	mark := hex.EncodeToString(sum[:])
 	if !force && tenant != "" {
-		if done, err := c.db.Registration(ctx); err != nil || done == mark {
+		if done, err := c.db.Syncer().Registration(ctx); err != nil || done == mark {
 			return err
 		}
 	}
@@ -486,7 +486,7 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	// Before any data moves, the database must belong to this tenant.
-	if err := c.db.BindTenant(ctx, dev.Tenant); err != nil {
+	if err := c.db.Syncer().BindTenant(ctx, dev.Tenant); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	c.api.SetTenant(dev.Tenant)
@@ -495,7 +495,7 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 		// before every sync is what checks the credentials' tenant.
 		mark = ""
 	}
-	return c.db.SetRegistration(ctx, mark)
+	return c.db.Syncer().SetRegistration(ctx, mark)
 }
 
 // cycle pushes then pulls once. Each engine call is a stretch the run's
@@ -520,7 +520,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 	}
 	for attempt := 0; ; attempt++ {
 		// A rebuild cut short goes on first; then the pull.
-		if _, under, err := c.db.RebuildCursor(ctx); err != nil {
+		if _, under, err := c.db.Syncer().RebuildCursor(ctx); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		} else if under {
 			if err := c.rebuild(ctx, r, rep); err != nil {
@@ -543,7 +543,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 		// Away longer than the server keeps deletions: rebuild from its
 		// snapshot, keeping what was edited here, then pull on.
 		c.opts.Logger.Info("sync: the server's history no longer reaches this device's cursor: rebuilding from a snapshot")
-		if err := c.db.BeginRebuild(ctx); err != nil {
+		if err := c.db.Syncer().BeginRebuild(ctx); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
 	}
@@ -553,7 +553,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 // (resumable: each page is stored with its position), then ends the
 // rebuild and leaves the pull to go on from where the snapshot started.
 func (c *Coordinator) rebuild(ctx context.Context, r *run, rep *Report) error {
-	cursor, _, err := c.db.RebuildCursor(ctx)
+	cursor, _, err := c.db.Syncer().RebuildCursor(ctx)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -565,7 +565,7 @@ func (c *Coordinator) rebuild(ctx context.Context, r *run, rep *Report) error {
 		}
 		page, err := c.api.Snapshot(ctx, c.db.DeviceID(), cursor, wire.BatchSize(c.opts.PullBatchSize))
 		if err == nil {
-			_, err = c.db.ApplySnapshot(ctx, page.Rows, page.Cursor)
+			_, err = c.db.Syncer().ApplySnapshot(ctx, page.Rows, page.Cursor)
 		}
 		r.leave()
 		if err != nil {
@@ -581,7 +581,7 @@ func (c *Coordinator) rebuild(ctx context.Context, r *run, rep *Report) error {
 		c.report(Progress{Phase: PhaseRebuild, Done: done, Total: max(total, done)})
 		cursor = page.Cursor
 		if !page.More {
-			if _, err := c.db.FinishRebuild(ctx, page.Resume); err != nil {
+			if _, err := c.db.Syncer().FinishRebuild(ctx, page.Resume); err != nil {
 				return fmt.Errorf("sync: %w", err)
 			}
 			rep.Rebuilt = true
@@ -812,7 +812,7 @@ func (c *Coordinator) Verify(ctx context.Context) (VerifyReport, error) {
 	}
 	var rep VerifyReport
 	for _, e := range c.db.Registry().Entities() {
-		local, pending, err := c.db.Digest(ctx, e.Table.Name)
+		local, pending, err := c.db.Syncer().Digest(ctx, e.Table.Name)
 		if err != nil {
 			return VerifyReport{}, fmt.Errorf("verify: %w", err)
 		}

@@ -128,7 +128,7 @@ func TestDatabaseBoundToTenant(t *testing.T) {
 	a := testkit.NewDevice(t, reg, first.URL, testkit.DeviceOptions{Token: "token-ada"})
 	saveCustomers(t, a, 2, "acme")
 	a.Sync(t)
-	if tenant, err := a.DB.Tenant(ctx); err != nil || tenant != "acme" {
+	if tenant, err := a.DB.Syncer().Tenant(ctx); err != nil || tenant != "acme" {
 		t.Fatalf("Tenant=%q, %v; want acme after the first sync", tenant, err)
 	}
 	saveCustomers(t, a, 1, "more")

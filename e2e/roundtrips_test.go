@@ -389,7 +389,7 @@ func TestSettleWithoutDigest(t *testing.T) {
 	if _, err := a.DB.SQL().ExecContext(ctx, `UPDATE _tether_state SET value = '1' WHERE key = 'push_final'`); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := a.DB.PushState(ctx); err != nil || !st.Final || st.FinalDigest != "" {
+	if st, err := a.DB.Syncer().PushState(ctx); err != nil || !st.Final || st.FinalDigest != "" {
 		t.Fatalf("PushState %+v, %v; want a last batch recorded without digest", st, err)
 	}
 	a.Sync(t)

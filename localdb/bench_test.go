@@ -32,7 +32,7 @@ func BenchmarkApplyChanges(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := db.ApplyChanges(ctx, pages[i], fmt.Sprint(i)); err != nil {
+		if _, err := db.Syncer().ApplyChanges(ctx, pages[i], fmt.Sprint(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -44,14 +44,14 @@ func BenchmarkApplyChanges(b *testing.B) {
 func BenchmarkNextDirty(b *testing.B) {
 	db := open(b, filepath.Join(b.TempDir(), "app.db"))
 	for i := range 20 {
-		if _, err := db.ApplyChanges(ctx, notePage(fmt.Sprint("clean", i), 1), "c"); err != nil {
+		if _, err := db.Syncer().ApplyChanges(ctx, notePage(fmt.Sprint("clean", i), 1), "c"); err != nil {
 			b.Fatal(err)
 		}
 	}
 	saveNotes(b, db, page)
 	b.ResetTimer()
 	for range b.N {
-		batch, err := db.NextDirty(ctx, localdb.PushPos{}, page)
+		batch, err := db.Syncer().NextDirty(ctx, localdb.PushPos{}, page)
 		if err != nil || len(batch.Rows) != page {
 			b.Fatalf("NextDirty: %d rows, %v", len(batch.Rows), err)
 		}

@@ -243,7 +243,8 @@ func setState(ctx context.Context, q execer, key, value string) error {
 
 // Tenant returns the tenant the database was bound to by its first
 // successful sync, or "".
-func (db *DB) Tenant(ctx context.Context) (string, error) {
+func (s *Syncer) Tenant(ctx context.Context) (string, error) {
+	db := s.db
 	if err := db.checkOpen("Tenant"); err != nil {
 		return "", err
 	}
@@ -257,7 +258,8 @@ func (db *DB) Tenant(ctx context.Context) (string, error) {
 // BindTenant binds the database to tenant on first use, and afterwards
 // returns an error wrapping ErrOtherTenant for any other tenant: a
 // database never mixes the rows of two tenants.
-func (db *DB) BindTenant(ctx context.Context, tenant string) error {
+func (s *Syncer) BindTenant(ctx context.Context, tenant string) error {
+	db := s.db
 	if err := db.checkOpen("BindTenant"); err != nil {
 		return err
 	}
@@ -277,7 +279,8 @@ func (db *DB) BindTenant(ctx context.Context, tenant string) error {
 }
 
 // Registration returns the mark SetRegistration stored, or "".
-func (db *DB) Registration(ctx context.Context) (string, error) {
+func (s *Syncer) Registration(ctx context.Context) (string, error) {
+	db := s.db
 	if err := db.checkOpen("Registration"); err != nil {
 		return "", err
 	}
@@ -291,7 +294,8 @@ func (db *DB) Registration(ctx context.Context) (string, error) {
 // SetRegistration stores an opaque mark of what the device registered with
 // the server (the coordinator's is a hash of the schema sent): while it is
 // the same, the device need not register again. "" forgets it.
-func (db *DB) SetRegistration(ctx context.Context, mark string) error {
+func (s *Syncer) SetRegistration(ctx context.Context, mark string) error {
+	db := s.db
 	if err := db.checkOpen("SetRegistration"); err != nil {
 		return err
 	}

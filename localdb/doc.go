@@ -52,20 +52,20 @@
 // The push and pull engines (packages push and pull) keep their whole
 // state here, so an interrupted sync resumes where it stopped (G5):
 //
-//   - Push: [DB.BeginPush] records a new session; [DB.NextDirty] reads
+//   - Push: [Syncer.BeginPush] records a new session; [Syncer.NextDirty] reads
 //     [DirtyBatch]es of dirty rows in table priority order from a
-//     [PushPos]; [DB.MarkSent] records each acknowledged batch with the
-//     [PushState] ([DB.PushState] reads it back after a restart);
-//     [DB.FinishPush] applies the server's commit answer, clearing the dirty
+//     [PushPos]; [Syncer.MarkSent] records each acknowledged batch with the
+//     [PushState] ([Syncer.PushState] reads it back after a restart);
+//     [Syncer.FinishPush] applies the server's commit answer, clearing the dirty
 //     flag only of rows unchanged since they were read (G2);
-//     [DB.AbandonPush] forgets a session the server no longer knows.
-//   - Pull: [DB.Cursor] is the stored position in the server's change
-//     feed; [DB.ApplyChanges] applies a page of rows and stores the cursor
+//     [Syncer.AbandonPush] forgets a session the server no longer knows.
+//   - Pull: [Syncer.Cursor] is the stored position in the server's change
+//     feed; [Syncer.ApplyChanges] applies a page of rows and stores the cursor
 //     after it in the same transaction, without tracking the writes, and
 //     never overwrites a locally dirty row.
-//   - Tenant: [DB.BindTenant] binds the file to one tenant on the first
-//     sync and refuses any other ([ErrOtherTenant]); [DB.Tenant] reads it.
-//   - Convergence: [DB.Digest] is the digest of a table, comparable with
+//   - Tenant: [Syncer.BindTenant] binds the file to one tenant on the first
+//     sync and refuses any other ([ErrOtherTenant]); [Syncer.Tenant] reads it.
+//   - Convergence: [Syncer.Digest] is the digest of a table, comparable with
 //     the server's.
 //
 // # Conflicts

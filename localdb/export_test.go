@@ -8,7 +8,8 @@ import (
 )
 
 // FinishPushForTest marks every row clean, as an acknowledged push would.
-func (db *DB) FinishPushForTest(ctx context.Context) error {
+func (s *Syncer) FinishPushForTest(ctx context.Context) error {
+	db := s.db
 	return db.inTx(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
 			return err

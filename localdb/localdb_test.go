@@ -169,7 +169,7 @@ func TestRawSQLTracked(t *testing.T) {
 	if err := db.Get(ctx, &n, "r1"); err != nil || !n.Dirty {
 		t.Fatalf("raw insert: %+v, %v; want a dirty row", n, err)
 	}
-	if err := db.FinishPushForTest(ctx); err != nil {
+	if err := db.Syncer().FinishPushForTest(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if pending(t, db) != 0 {
@@ -191,7 +191,7 @@ func TestRawSQLTracked(t *testing.T) {
 	if deleted != 1 || dirty != 1 {
 		t.Errorf("after raw DELETE: deleted=%d dirty=%d, want 1 1", deleted, dirty)
 	}
-	b, err := db.NextDirty(ctx, localdb.PushPos{}, 10)
+	b, err := db.Syncer().NextDirty(ctx, localdb.PushPos{}, 10)
 	if err != nil || len(b.Rows) != 1 || b.Rows[0].HLC == "" || !b.Rows[0].Deleted {
 		t.Errorf("NextDirty=%+v, %v; want the stamped tombstone", b.Rows, err)
 	}
@@ -200,7 +200,7 @@ func TestRawSQLTracked(t *testing.T) {
 func TestPulledWritesNotTracked(t *testing.T) {
 	db := newDB(t)
 	rows := []wire.Row{{Table: "notes", ID: "p1", Version: 3, HLC: "1700000000000.000000.dev", Values: map[string]any{"title": "pulled", "at": "2026-01-01T00:00:00Z"}}}
-	n, err := db.ApplyChanges(ctx, rows, "cursor-1")
+	n, err := db.Syncer().ApplyChanges(ctx, rows, "cursor-1")
 	if err != nil || n != 1 {
 		t.Fatalf("ApplyChanges=%d, %v; want 1", n, err)
 	}
@@ -211,7 +211,7 @@ func TestPulledWritesNotTracked(t *testing.T) {
 	if err := db.Get(ctx, &got, "p1"); err != nil || got.Title != "pulled" || got.Version != 3 {
 		t.Errorf("Get=%+v, %v; want the pulled row at version 3", got, err)
 	}
-	if c, _ := db.Cursor(ctx); c != "cursor-1" {
+	if c, _ := db.Syncer().Cursor(ctx); c != "cursor-1" {
 		t.Errorf("Cursor=%q, want cursor-1", c)
 	}
 	// A later local edit is not overwritten by an older or newer pull.
@@ -221,7 +221,7 @@ func TestPulledWritesNotTracked(t *testing.T) {
 	}
 	rows[0].Version = 4
 	rows[0].Values["title"] = "theirs"
-	if n, err := db.ApplyChanges(ctx, rows, "cursor-2"); err != nil || n != 0 {
+	if n, err := db.Syncer().ApplyChanges(ctx, rows, "cursor-2"); err != nil || n != 0 {
 		t.Errorf("ApplyChanges over dirty row=%d, %v; want 0 applied", n, err)
 	}
 	db.Get(ctx, &got, "p1")
@@ -230,10 +230,10 @@ func TestPulledWritesNotTracked(t *testing.T) {
 	}
 	// A malformed value refuses the whole page, cursor unchanged.
 	bad := []wire.Row{{Table: "notes", ID: "p2", Version: 5, HLC: "x", Values: map[string]any{"title": 42}}}
-	if _, err := db.ApplyChanges(ctx, bad, "cursor-3"); err == nil {
+	if _, err := db.Syncer().ApplyChanges(ctx, bad, "cursor-3"); err == nil {
 		t.Error("ApplyChanges accepted a number for a text column")
 	}
-	if c, _ := db.Cursor(ctx); c != "cursor-2" {
+	if c, _ := db.Syncer().Cursor(ctx); c != "cursor-2" {
 		t.Errorf("Cursor=%q after a refused page, want cursor-2", c)
 	}
 }
@@ -245,14 +245,14 @@ func TestEditDuringPushStaysDirty(t *testing.T) {
 	a, b := Note{Title: "a"}, Note{Title: "b"}
 	db.Save(ctx, &a)
 	db.Save(ctx, &b)
-	if err := db.BeginPush(ctx, "s1"); err != nil {
+	if err := db.Syncer().BeginPush(ctx, "s1"); err != nil {
 		t.Fatal(err)
 	}
-	batch, err := db.NextDirty(ctx, localdb.PushPos{}, 10)
+	batch, err := db.Syncer().NextDirty(ctx, localdb.PushPos{}, 10)
 	if err != nil || len(batch.Rows) != 2 {
 		t.Fatalf("NextDirty=%d rows, %v", len(batch.Rows), err)
 	}
-	if err := db.MarkSent(ctx, batch, localdb.PushState{Session: "s1", Seq: 1, Pos: batch.Next}); err != nil {
+	if err := db.Syncer().MarkSent(ctx, batch, localdb.PushState{Session: "s1", Seq: 1, Pos: batch.Next}); err != nil {
 		t.Fatal(err)
 	}
 	a.Title = "a edited during push"
@@ -260,7 +260,7 @@ func TestEditDuringPushStaysDirty(t *testing.T) {
 	if _, err := db.SQL().Exec(`UPDATE notes SET title = 'b raw edit' WHERE id = ?`, b.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.FinishPush(ctx, wire.Commit{Version: 7}, true); err != nil {
+	if err := db.Syncer().FinishPush(ctx, wire.Commit{Version: 7}, true); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{a.ID, b.ID} {
@@ -270,7 +270,7 @@ func TestEditDuringPushStaysDirty(t *testing.T) {
 			t.Errorf("%s: dirty=%v version=%d, want dirty at base version 7", got.Title, got.Dirty, got.Version)
 		}
 	}
-	st, _ := db.PushState(ctx)
+	st, _ := db.Syncer().PushState(ctx)
 	if st.Session != "" {
 		t.Errorf("PushState after finish=%+v, want none", st)
 	}
@@ -287,7 +287,7 @@ func TestClockNeverGoesBack(t *testing.T) {
 	}
 	n := Note{Title: "x"}
 	db.Save(ctx, &n)
-	first, _ := db.NextDirty(ctx, localdb.PushPos{}, 1)
+	first, _ := db.Syncer().NextDirty(ctx, localdb.PushPos{}, 1)
 	db.Close()
 
 	wall = wall.Add(-time.Hour) // the device clock jumps back and the app restarts
@@ -298,7 +298,7 @@ func TestClockNeverGoesBack(t *testing.T) {
 	defer db.Close()
 	n.Title = "y"
 	db.Save(ctx, &n)
-	second, _ := db.NextDirty(ctx, localdb.PushPos{}, 1)
+	second, _ := db.Syncer().NextDirty(ctx, localdb.PushPos{}, 1)
 	if !(second.Rows[0].HLC > first.Rows[0].HLC) {
 		t.Errorf("stamp after clock jump %s, want later than %s", second.Rows[0].HLC, first.Rows[0].HLC)
 	}
@@ -306,18 +306,18 @@ func TestClockNeverGoesBack(t *testing.T) {
 
 func TestBindTenant(t *testing.T) {
 	db := newDB(t)
-	if tenant, err := db.Tenant(ctx); err != nil || tenant != "" {
+	if tenant, err := db.Syncer().Tenant(ctx); err != nil || tenant != "" {
 		t.Fatalf("Tenant of a new database = %q, %v", tenant, err)
 	}
 	for _, tenant := range []string{"acme", "acme"} {
-		if err := db.BindTenant(ctx, tenant); err != nil {
+		if err := db.Syncer().BindTenant(ctx, tenant); err != nil {
 			t.Fatalf("BindTenant(%q): %v", tenant, err)
 		}
 	}
-	if err := db.BindTenant(ctx, "globex"); !errors.Is(err, localdb.ErrOtherTenant) {
+	if err := db.Syncer().BindTenant(ctx, "globex"); !errors.Is(err, localdb.ErrOtherTenant) {
 		t.Errorf("BindTenant(globex) = %v, want ErrOtherTenant", err)
 	}
-	if tenant, _ := db.Tenant(ctx); tenant != "acme" {
+	if tenant, _ := db.Syncer().Tenant(ctx); tenant != "acme" {
 		t.Errorf("Tenant = %q after a refused bind, want acme", tenant)
 	}
 }
@@ -333,7 +333,7 @@ func TestChangedColumns(t *testing.T) {
 	}
 	changed := func() []string {
 		t.Helper()
-		b, err := db.NextDirty(ctx, localdb.PushPos{}, 10)
+		b, err := db.Syncer().NextDirty(ctx, localdb.PushPos{}, 10)
 		if err != nil || len(b.Rows) != 1 {
 			t.Fatalf("NextDirty: %d rows, %v", len(b.Rows), err)
 		}
@@ -342,7 +342,7 @@ func TestChangedColumns(t *testing.T) {
 	if got := changed(); got != nil {
 		t.Errorf("new row: Changed=%v, want nil (every column)", got)
 	}
-	if err := db.FinishPushForTest(ctx); err != nil {
+	if err := db.Syncer().FinishPushForTest(ctx); err != nil {
 		t.Fatal(err)
 	}
 	n.Title = "t2"

@@ -29,7 +29,8 @@ const stateRebuild = "rebuild"
 
 // RebuildCursor reports whether a rebuild is under way, and the snapshot
 // position to go on from ("" for the first page).
-func (db *DB) RebuildCursor(ctx context.Context) (string, bool, error) {
+func (s *Syncer) RebuildCursor(ctx context.Context) (string, bool, error) {
+	db := s.db
 	if err := db.checkOpen("RebuildCursor"); err != nil {
 		return "", false, err
 	}
@@ -45,7 +46,8 @@ func (db *DB) RebuildCursor(ctx context.Context) (string, bool, error) {
 
 // BeginRebuild starts a rebuild: every clean row is marked stale, until a
 // snapshot page brings it again. Rows edited here (dirty) are left alone.
-func (db *DB) BeginRebuild(ctx context.Context) error {
+func (s *Syncer) BeginRebuild(ctx context.Context) error {
+	db := s.db
 	if err := db.checkOpen("BeginRebuild"); err != nil {
 		return err
 	}
@@ -68,7 +70,8 @@ func (db *DB) BeginRebuild(ctx context.Context) error {
 // ApplySnapshot writes a page of the snapshot, clean, over every clean row
 // (a row edited here keeps its edit), and stores the position after it in
 // the same transaction. It returns the number of rows written.
-func (db *DB) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+func (s *Syncer) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+	db := s.db
 	if err := db.checkOpen("ApplySnapshot"); err != nil {
 		return 0, err
 	}
@@ -83,7 +86,8 @@ func (db *DB) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor string)
 // longer holds, are deleted (clean tombstones, so that nothing pushes the
 // deletion back and references stay whole), and the pull cursor becomes
 // resume. It returns the number of rows deleted.
-func (db *DB) FinishRebuild(ctx context.Context, resume string) (int, error) {
+func (s *Syncer) FinishRebuild(ctx context.Context, resume string) (int, error) {
+	db := s.db
 	if err := db.checkOpen("FinishRebuild"); err != nil {
 		return 0, err
 	}

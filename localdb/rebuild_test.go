@@ -18,10 +18,10 @@ func TestRowPushedDuringRebuildStays(t *testing.T) {
 		return wire.Row{Table: "notes", ID: "a", Version: v, HLC: "1700000000000.000000.srv",
 			Values: map[string]any{"title": title, "at": "2026-01-01T00:00:00Z"}}
 	}
-	if _, err := db.ApplyChanges(ctx, []wire.Row{row("x", 1)}, "c1"); err != nil {
+	if _, err := db.Syncer().ApplyChanges(ctx, []wire.Row{row("x", 1)}, "c1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.BeginRebuild(ctx); err != nil { // the cursor was purged
+	if err := db.Syncer().BeginRebuild(ctx); err != nil { // the cursor was purged
 		t.Fatal(err)
 	}
 	if err := db.Save(ctx, &Note{ID: "a", Title: "mine"}); err != nil {
@@ -30,27 +30,27 @@ func TestRowPushedDuringRebuildStays(t *testing.T) {
 	// A snapshot page that does not hold a (deleted on the server when
 	// the page was read), then the next page fails: the retried sync
 	// pushes a at version 5.
-	if _, err := db.ApplySnapshot(ctx, nil, "page1"); err != nil {
+	if _, err := db.Syncer().ApplySnapshot(ctx, nil, "page1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.BeginPush(ctx, "s1"); err != nil {
+	if err := db.Syncer().BeginPush(ctx, "s1"); err != nil {
 		t.Fatal(err)
 	}
-	b, err := db.NextDirty(ctx, localdb.PushPos{}, 10)
+	b, err := db.Syncer().NextDirty(ctx, localdb.PushPos{}, 10)
 	if err != nil || len(b.Rows) != 1 {
 		t.Fatal(err, len(b.Rows))
 	}
-	if err := db.MarkSent(ctx, b, localdb.PushState{Session: "s1", Seq: 1, Pos: b.Next}); err != nil {
+	if err := db.Syncer().MarkSent(ctx, b, localdb.PushState{Session: "s1", Seq: 1, Pos: b.Next}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.FinishPush(ctx, wire.Commit{Version: 5}, true); err != nil {
+	if err := db.Syncer().FinishPush(ctx, wire.Commit{Version: 5}, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.FinishRebuild(ctx, "resume4"); err != nil {
+	if _, err := db.Syncer().FinishRebuild(ctx, "resume4"); err != nil {
 		t.Fatal(err)
 	}
 	// The pull from the snapshot's version brings a as the server holds it.
-	if _, err := db.ApplyChanges(ctx, []wire.Row{row("mine", 5)}, "c5"); err != nil {
+	if _, err := db.Syncer().ApplyChanges(ctx, []wire.Row{row("mine", 5)}, "c5"); err != nil {
 		t.Fatal(err)
 	}
 	var got Note

@@ -56,7 +56,8 @@ type DirtyBatch struct {
 }
 
 // PushState returns the state of the unfinished push session, if any.
-func (db *DB) PushState(ctx context.Context) (PushState, error) {
+func (s *Syncer) PushState(ctx context.Context) (PushState, error) {
+	db := s.db
 	if err := db.checkOpen("PushState"); err != nil {
 		return PushState{}, err
 	}
@@ -108,7 +109,8 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 // NextAttempt returns a new attempt number for the batches a push is about
 // to send (wire.BatchAttempt), larger than every one returned before, and
 // stores it first.
-func (db *DB) NextAttempt(ctx context.Context) (int64, error) {
+func (s *Syncer) NextAttempt(ctx context.Context) (int64, error) {
+	db := s.db
 	if err := db.checkOpen("NextAttempt"); err != nil {
 		return 0, err
 	}
@@ -131,11 +133,12 @@ func (db *DB) NextAttempt(ctx context.Context) (int64, error) {
 // ForgetFinal forgets the last batch of the push session, recorded as sent
 // with the commit (PushState.Final), when the server did not commit it:
 // its rows stay dirty, for the next batch or session to send again.
-func (db *DB) ForgetFinal(ctx context.Context) error {
+func (s *Syncer) ForgetFinal(ctx context.Context) error {
+	db := s.db
 	if err := db.checkOpen("ForgetFinal"); err != nil {
 		return err
 	}
-	st, err := db.PushState(ctx)
+	st, err := s.PushState(ctx)
 	if err != nil || !st.Final {
 		return err
 	}
@@ -156,7 +159,8 @@ func (db *DB) ForgetFinal(ctx context.Context) error {
 }
 
 // BeginPush records a new push session, forgetting any earlier one.
-func (db *DB) BeginPush(ctx context.Context, session string) error {
+func (s *Syncer) BeginPush(ctx context.Context, session string) error {
+	db := s.db
 	if err := db.checkOpen("BeginPush"); err != nil {
 		return err
 	}
@@ -170,18 +174,20 @@ func (db *DB) BeginPush(ctx context.Context, session string) error {
 
 // AbandonPush forgets the push session, for example when the server no
 // longer knows it. Rows stay dirty and go up in the next session.
-func (db *DB) AbandonPush(ctx context.Context) error {
+func (s *Syncer) AbandonPush(ctx context.Context) error {
+	db := s.db
 	if err := db.checkOpen("AbandonPush"); err != nil {
 		return err
 	}
-	return db.BeginPush(ctx, "")
+	return s.BeginPush(ctx, "")
 }
 
 // NextDirty reads up to limit dirty rows from pos on, in table priority
 // order and id order within a table. A batch holds rows of one table. An
 // empty batch means no dirty rows remain after pos. Rows written with plain
 // SQL get their clock stamp here.
-func (db *DB) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBatch, error) {
+func (s *Syncer) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBatch, error) {
+	db := s.db
 	if err := db.checkOpen("NextDirty"); err != nil {
 		return DirtyBatch{}, err
 	}
@@ -321,7 +327,8 @@ func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) 
 // st.Seq of session st.Session, and stores the new push state, in one
 // transaction. With st.Final, b is instead about to be sent as the
 // session's last batch, with the commit, and st is the state before it.
-func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
+func (s *Syncer) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
+	db := s.db
 	if err := db.checkOpen("MarkSent"); err != nil {
 		return err
 	}
@@ -349,7 +356,8 @@ func (db *DB) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 //
 // With own, the session is recorded as one whose rows this database holds
 // as pushed (see OwnSessions).
-func (db *DB) FinishPush(ctx context.Context, c wire.Commit, own bool) error {
+func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error {
+	db := s.db
 	if err := db.checkOpen("FinishPush"); err != nil {
 		return err
 	}
@@ -466,7 +474,8 @@ func (t *table) wireArgs(r wire.Row) ([]any, error) {
 }
 
 // Cursor returns the stored pull cursor; "" before the first pull.
-func (db *DB) Cursor(ctx context.Context) (string, error) {
+func (s *Syncer) Cursor(ctx context.Context) (string, error) {
+	db := s.db
 	if err := db.checkOpen("Cursor"); err != nil {
 		return "", err
 	}
@@ -483,7 +492,8 @@ func (db *DB) Cursor(ctx context.Context) (string, error) {
 // goes up in the next push and the server resolves the conflict. A row the
 // device already holds at the same or a later version is skipped. It
 // returns the number of rows written.
-func (db *DB) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+	db := s.db
 	if err := db.checkOpen("ApplyChanges"); err != nil {
 		return 0, err
 	}
@@ -630,7 +640,8 @@ func runTx(tx *sql.Tx, err error, fn func(tx *sql.Tx) error) error {
 // Digest returns the entity.Digest of the rows of table this database
 // holds, deleted rows and rows not yet pushed included, and the number of
 // rows waiting to be pushed.
-func (db *DB) Digest(ctx context.Context, table string) (wire.TableDigest, int, error) {
+func (s *Syncer) Digest(ctx context.Context, table string) (wire.TableDigest, int, error) {
+	db := s.db
 	if err := db.checkOpen("Digest"); err != nil {
 		return wire.TableDigest{}, 0, err
 	}
@@ -682,7 +693,8 @@ func (db *DB) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // them so that the server does not send those rows back (a copy of the
 // database, or one restored from a backup, does not have the sessions the
 // other committed, and so gets their rows).
-func (db *DB) OwnSessions(ctx context.Context) ([]string, int64, error) {
+func (s *Syncer) OwnSessions(ctx context.Context) ([]string, int64, error) {
+	db := s.db
 	if err := db.checkOpen("OwnSessions"); err != nil {
 		return nil, 0, err
 	}
@@ -707,7 +719,8 @@ func (db *DB) OwnSessions(ctx context.Context) ([]string, int64, error) {
 
 // ForgetOwn forgets the own sessions up to mark (from OwnSessions), once a
 // pull has passed every row they wrote.
-func (db *DB) ForgetOwn(ctx context.Context, mark int64) error {
+func (s *Syncer) ForgetOwn(ctx context.Context, mark int64) error {
+	db := s.db
 	if err := db.checkOpen("ForgetOwn"); err != nil {
 		return err
 	}

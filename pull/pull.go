@@ -7,7 +7,7 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-// Store is what the pull engine needs of the local store; *localdb.DB
+// Store is what the pull engine needs of the local store; *localdb.Syncer
 // implements it.
 type Store interface {
 	// Cursor returns the stored cursor; "" before the first pull.

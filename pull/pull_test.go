@@ -53,7 +53,7 @@ func device(t *testing.T, reg *entity.Registry, url, token string, rt http.Round
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.BindTenant(ctx, dev.Tenant); err != nil {
+	if err := db.Syncer().BindTenant(ctx, dev.Tenant); err != nil {
 		t.Fatal(err)
 	}
 	return db, api
@@ -67,7 +67,7 @@ type writer struct {
 
 func newWriter(t *testing.T, reg *entity.Registry, url string) *writer {
 	db, api := device(t, reg, url, "token-bob", nil, "")
-	return &writer{db: db, eng: push.New(db, api, push.Options{})}
+	return &writer{db: db, eng: push.New(db.Syncer(), api, push.Options{})}
 }
 
 // push pushes the writer's edits in one session.
@@ -166,7 +166,7 @@ func ids(t *testing.T, db *localdb.DB) []string {
 
 func cursor(t *testing.T, db *localdb.DB) string {
 	t.Helper()
-	c, err := db.Cursor(testCtx(t))
+	c, err := db.Syncer().Cursor(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestPullAppliesPages(t *testing.T) {
 	tr := newCursors(testkit.Pass)
 	db, api := device(t, reg, srv.URL, "token-ada", tr, "")
 	var pages []int
-	eng := pull.New(db, api, pull.Options{PageSize: 3, OnPage: func(rows map[string]int) {
+	eng := pull.New(db.Syncer(), api, pull.Options{PageSize: 3, OnPage: func(rows map[string]int) {
 		n := 0
 		for _, c := range rows {
 			n += c
@@ -286,7 +286,7 @@ func TestPullResumesFromCursor(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "device.db")
 	broken := newCursors(testkit.DropResponse, 1)
 	db, api := device(t, reg, srv.URL, "token-ada", broken, path)
-	if _, err := pull.New(db, api, pull.Options{PageSize: 3}).Pull(ctx); err == nil {
+	if _, err := pull.New(db.Syncer(), api, pull.Options{PageSize: 3}).Pull(ctx); err == nil {
 		t.Fatal("Pull succeeded through a lost page")
 	}
 	sent := broken.take()
@@ -306,7 +306,7 @@ func TestPullResumesFromCursor(t *testing.T) {
 
 	healthy := newCursors(testkit.Pass)
 	db2, api2 := device(t, reg, srv.URL, "token-ada", healthy, path)
-	res, err := pull.New(db2, api2, pull.Options{PageSize: 3}).Pull(ctx)
+	res, err := pull.New(db2.Syncer(), api2, pull.Options{PageSize: 3}).Pull(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +340,7 @@ func TestPullStoresCursorWithRows(t *testing.T) {
 		WHEN NEW.name = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END`); err != nil {
 		t.Fatal(err)
 	}
-	eng := pull.New(db, api, pull.Options{PageSize: 3})
+	eng := pull.New(db.Syncer(), api, pull.Options{PageSize: 3})
 	if _, err := eng.Pull(ctx); err == nil {
 		t.Fatal("Pull succeeded through a refused row")
 	}
@@ -386,7 +386,7 @@ func TestPullKeepsLocalDirtyRow(t *testing.T) {
 	w.push(t)
 
 	db, api := device(t, reg, srv.URL, "token-ada", nil, "")
-	eng := pull.New(db, api, pull.Options{})
+	eng := pull.New(db.Syncer(), api, pull.Options{})
 	if _, err := eng.Pull(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-// Store is what the push engine needs of the local store; *localdb.DB
+// Store is what the push engine needs of the local store; *localdb.Syncer
 // implements it.
 type Store interface {
 	// DeviceID names the device to the server.
@@ -39,7 +39,7 @@ type Store interface {
 	NextAttempt(ctx context.Context) (int64, error)
 	// FinishPush applies the answer to the commit and ends the session.
 	// With own, the store holds everything the session pushed, as pushed:
-	// the next pull need not bring it back (see localdb.DB.OwnSessions).
+	// the next pull need not bring it back (see localdb.Syncer.OwnSessions).
 	FinishPush(ctx context.Context, c wire.Commit, own bool) error
 }
 

@@ -59,7 +59,7 @@ func device(t *testing.T, reg *entity.Registry, url string, rt http.RoundTripper
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.BindTenant(ctx, dev.Tenant); err != nil {
+	if err := db.Syncer().BindTenant(ctx, dev.Tenant); err != nil {
 		t.Fatal(err)
 	}
 	return db, api
@@ -193,7 +193,7 @@ func TestPushSendsDirtyRowsInPriorityOrder(t *testing.T) {
 		rows  int
 	}
 	var acks []ack
-	eng := push.New(db, api, push.Options{BatchSize: 2, OnBatch: func(table string, rows int) {
+	eng := push.New(db.Syncer(), api, push.Options{BatchSize: 2, OnBatch: func(table string, rows int) {
 		acks = append(acks, ack{table, rows})
 	}})
 
@@ -296,7 +296,7 @@ func TestPushSendsDirtyRowsInPriorityOrder(t *testing.T) {
 			t.Errorf("order %s: dirty=%v version=%d, want clean at %d", id, o.Dirty, o.Version, res.Version)
 		}
 	}
-	if st, err := db.PushState(ctx); err != nil || st.Session != "" {
+	if st, err := db.Syncer().PushState(ctx); err != nil || st.Session != "" {
 		t.Errorf("PushState after the push: %+v, %v; want no session", st, err)
 	}
 	if n := serverInt(t, srv, `SELECT count(*) FROM customers`); n != 4 {
@@ -324,7 +324,7 @@ func TestPushHalvesBatchOn413(t *testing.T) {
 		wl := &wireLog{}
 		db, api := device(t, reg, srv.URL, &testkit.FaultTransport{Base: wl}, "")
 		ids := saveCustomers(t, db, 8)
-		res, err := push.New(db, api, push.Options{BatchSize: 8}).Push(ctx)
+		res, err := push.New(db.Syncer(), api, push.Options{BatchSize: 8}).Push(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,7 +371,7 @@ func TestPushHalvesBatchOn413(t *testing.T) {
 		}}
 		db, api := device(t, reg, srv.URL, ft, "")
 		saveCustomers(t, db, 4)
-		_, err := push.New(db, api, push.Options{BatchSize: 4}).Push(ctx)
+		_, err := push.New(db.Syncer(), api, push.Options{BatchSize: 4}).Push(ctx)
 		if !errors.Is(err, wire.ErrTooLarge) {
 			t.Fatalf("Push: %v, want an error wrapping wire.ErrTooLarge", err)
 		}
@@ -410,10 +410,10 @@ func TestPushResumesAfterInterruption(t *testing.T) {
 			}}
 			db, api := device(t, reg, srv.URL, broken, path)
 			ids := saveCustomers(t, db, 10)
-			if _, err := push.New(db, api, push.Options{BatchSize: 2}).Push(ctx); err == nil {
+			if _, err := push.New(db.Syncer(), api, push.Options{BatchSize: 2}).Push(ctx); err == nil {
 				t.Fatal("Push succeeded through a dropped batch")
 			}
-			st, err := db.PushState(ctx)
+			st, err := db.Syncer().PushState(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -430,7 +430,7 @@ func TestPushResumesAfterInterruption(t *testing.T) {
 			wl2 := &wireLog{}
 			healthy := &testkit.FaultTransport{Base: wl2}
 			db2, api2 := device(t, reg, srv.URL, healthy, path)
-			res, err := push.New(db2, api2, push.Options{BatchSize: 2}).Push(ctx)
+			res, err := push.New(db2.Syncer(), api2, push.Options{BatchSize: 2}).Push(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -499,7 +499,7 @@ func TestPushEditDuringBatchStaysDirty(t *testing.T) {
 	}}
 	db, api := device(t, reg, srv.URL, ft, "")
 	ids = saveCustomers(t, db, 6)
-	eng := push.New(db, api, push.Options{BatchSize: 2})
+	eng := push.New(db.Syncer(), api, push.Options{BatchSize: 2})
 	res, err := eng.Push(ctx)
 	if err != nil {
 		t.Fatal(err)

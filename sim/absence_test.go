@@ -239,7 +239,7 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 		if at, ok := seen[d.id]; !ok || at.Before(cut) || !d.syncMu.TryRLock() {
 			continue // inactive, or away: its database may be reopening
 		}
-		cur, err := d.db.Cursor(ctx)
+		cur, err := d.db.Syncer().Cursor(ctx)
 		d.syncMu.RUnlock()
 		if err != nil {
 			continue // closed at the end
@@ -305,7 +305,7 @@ func horizon(ctx context.Context, db *sql.DB) (int64, error) {
 // before the purge horizon: its next pull would miss deletions. No sync of
 // d may be under way. It reports whether it must.
 func (w *world) expectRebuild(ctx context.Context, d *device, why string) (bool, error) {
-	cur, err := d.db.Cursor(ctx)
+	cur, err := d.db.Syncer().Cursor(ctx)
 	if err != nil {
 		return false, err
 	}

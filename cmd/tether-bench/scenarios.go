@@ -120,7 +120,7 @@ func (b *bench) pushRun(ctx context.Context, n int, o deviceOptions) (*benchServ
 		return nil, nil, 0, err
 	}
 	start := time.Now()
-	res, err := push.New(d.db, d.api, push.Options{BatchSize: o.batch}).Push(ctx)
+	res, err := push.New(d.db.Syncer(), d.api, push.Options{BatchSize: o.batch}).Push(ctx)
 	took := time.Since(start)
 	if err == nil && res.Rows["items"] != n {
 		err = fmt.Errorf("pushed %d rows, want %d", res.Rows["items"], n)
@@ -446,7 +446,7 @@ func snapshotSync(ctx context.Context, d *device, batch int) (int, error) {
 	if _, err := d.api.RegisterDevice(ctx, d.db.DeviceID(), "", nil); err != nil {
 		return 0, err
 	}
-	if err := d.db.BeginRebuild(ctx); err != nil {
+	if err := d.db.Syncer().BeginRebuild(ctx); err != nil {
 		return 0, err
 	}
 	got, cursor := 0, ""
@@ -455,13 +455,13 @@ func snapshotSync(ctx context.Context, d *device, batch int) (int, error) {
 		if err != nil {
 			return got, err
 		}
-		if _, err := d.db.ApplySnapshot(ctx, page.Rows, page.Cursor); err != nil {
+		if _, err := d.db.Syncer().ApplySnapshot(ctx, page.Rows, page.Cursor); err != nil {
 			return got, err
 		}
 		got += len(page.Rows)
 		cursor = page.Cursor
 		if !page.More {
-			if _, err := d.db.FinishRebuild(ctx, page.Resume); err != nil {
+			if _, err := d.db.Syncer().FinishRebuild(ctx, page.Resume); err != nil {
 				return got, err
 			}
 			break
