@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
@@ -98,4 +99,29 @@ func ExampleCoordinator_SyncNow() {
 	// laptop pushed: map[customers:1]
 	// phone pulled: map[customers:1]
 	// on the phone: Ada written by ada
+}
+
+// An unattended device: sync every five minutes, and soon after another
+// device's changes commit (server-sent events), until ctx ends. The
+// callbacks feed a status page. (Compiled, not run: it runs until stopped.)
+func ExampleCoordinator_Live() {
+	ctx := context.Background()
+	reg := entity.NewRegistry()
+	if err := reg.Register(Customer{}); err != nil {
+		log.Fatal(err)
+	}
+	db, err := localdb.Open(ctx, "app.db", reg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+	api := client.New("https://sync.example.com", client.Options{Token: os.Getenv("TETHER_TOKEN")})
+	co := coordinator.New(db, api, coordinator.Options{
+		OnProgress: func(p coordinator.Progress) { log.Printf("%s %s %d/%d", p.Phase, p.Table, p.Done, p.Total) },
+		OnConflict: func(c coordinator.Conflict) { log.Printf("conflict on %s %s: %s", c.Table, c.ID, c.Outcome) },
+		OnSync:     func(r coordinator.Report, err error) { log.Printf("synced: %v %v", r.Pushed, err) },
+	})
+	defer co.Close()
+	err = co.Live(ctx, 5*time.Minute) // or co.Run(ctx, 5*time.Minute): the interval only
+	log.Print(err)
 }
