@@ -1,0 +1,17 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/tethersync/tether/wire"
+)
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code, status := wire.Code(err)
+	msg := err.Error()
+	if status >= 500 {
+		s.opts.Logger.Error("tether request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal server error"
+	}
+	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}})
+}
