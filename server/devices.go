@@ -9,8 +9,10 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
+// deviceRE is a device or session id: 1 to 64 letters, digits and dashes.
 var deviceRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 
+// deviceOf returns the device id of the request's wire.HeaderDevice.
 func deviceOf(r *http.Request) (string, error) {
 	d := r.Header.Get(wire.HeaderDevice)
 	if !deviceRE.MatchString(d) {
@@ -19,6 +21,8 @@ func deviceOf(r *http.Request) (string, error) {
 	return d, nil
 }
 
+// registerDevice registers the calling device in the principal's tenant,
+// with its schema, which must not contradict the server's (wire.Device).
 func (s *Server) registerDevice(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	var d wire.Device
 	if err := s.decode(w, r, &d); err != nil {
@@ -38,5 +42,5 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 	if err := s.store.RegisterDevice(ctx, p, d.Device, d.Schema); err != nil {
 		return nil, err
 	}
-	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User, TenantChecked: true}, nil
+	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
+// digest serves the digests of the tenant's live rows, of the tables
+// and columns a POST names, or of every table (wire.Digests).
 func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	var req wire.DigestRequest
 	if r.Method == http.MethodPost {

@@ -6,6 +6,9 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
+// fail writes err as a JSON error body, with the status wire.Code (the one
+// table from error to status) gives it; a server error is logged, and its
+// message is not sent.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code, status := wire.Code(err)
 	msg := err.Error()

@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/tethersync/tether/wire"
 )
@@ -18,6 +17,8 @@ import (
 // seqRE is a batch number: digits, without sign or leading zeros.
 var seqRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,8})$`)
 
+// openSession opens a push session (wire.Session): the first batch of a
+// push may open it instead (wire.BatchOpen).
 func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	device, err := deviceOf(r)
 	if err != nil {
@@ -37,6 +38,8 @@ func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWr
 	return wire.Session{Session: id}, nil
 }
 
+// stageBatch stages a pushed batch, opening its session first and
+// committing it after when the request says so (wire.BatchParams).
 func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	device, err := deviceOf(r)
 	if err != nil {
@@ -64,7 +67,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
-	if err := validateRows(s.store.Schema(), b.Rows, stamping{device: device, now: time.Now(), skew: s.opts.MaxClockSkew}); err != nil {
+	if err := validateRows(s.store.Schema(), b.Rows, stamping{device: device, now: s.opts.Now(), skew: s.opts.MaxClockSkew}); err != nil {
 		return nil, fmt.Errorf("batch %d: %w", seq, err)
 	}
 	if len(b.Rows) > s.opts.MaxBatchRows {
@@ -109,6 +112,8 @@ func batchParams(r *http.Request) (wire.BatchParams, error) {
 	return p, nil
 }
 
+// commit commits a session, or settles the batch that was to commit it
+// (wire.CommitRequest).
 func (s *Server) commit(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	device, err := deviceOf(r)
 	if err != nil {

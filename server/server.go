@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -30,57 +28,37 @@ type Server struct {
 	stopped chan struct{}
 }
 
-// New returns a server over store. It returns an error when
+// New returns a server over store, and starts its sweep (see
+// Options.SweepInterval), which Close stops. It returns an error when
 // Options.Strategies, Resolvers or Deletes name a table the store does not
 // hold, or an unknown strategy or policy (see Options.Check).
 func New(store Store, opts Options) (*Server, error) {
 	if err := opts.Check(store.Schema()); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	opts = opts.withDefaults()
+	s := &Server{
+		store:     store,
+		opts:      opts,
+		resolve:   resolver(opts.Strategies, opts.Resolvers, opts.Deletes),
+		mux:       http.NewServeMux(),
+		limiters:  newLimiters(opts.RateLimit, opts.RateBurst, opts.Now),
+		authFails: newLimiters(max(opts.AuthFailures, 0), opts.AuthFailureBurst, opts.Now),
+		stopped:   make(chan struct{}),
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	opts.Limits = opts.Limits.WithDefaults()
-	if opts.MaxBatchRows <= 0 || opts.MaxBatchRows > wire.MaxBatchSize {
-		opts.MaxBatchRows = wire.MaxBatchSize
-	}
-	if opts.RateLimit > 0 && opts.RateBurst <= 0 {
-		opts.RateBurst = max(1, int(2*opts.RateLimit))
-	}
-	if opts.MaxValueBytes <= 0 {
-		opts.MaxValueBytes = DefaultMaxValueBytes
-	}
-	if opts.BodyTimeout <= 0 {
-		opts.BodyTimeout = 60 * time.Second
-	}
-	if opts.MaxPageBytes <= 0 {
-		opts.MaxPageBytes = DefaultMaxPageBytes
-	}
-	if opts.MaxClockSkew <= 0 {
-		opts.MaxClockSkew = DefaultMaxClockSkew
-	}
-	if opts.AuthFailures == 0 {
-		opts.AuthFailures = 1
-	}
-	if opts.AuthFailureBurst <= 0 {
-		opts.AuthFailureBurst = 20
-	}
-	s := &Server{store: store, opts: opts, resolve: resolver(opts.Strategies, opts.Resolvers, opts.Deletes), mux: http.NewServeMux(),
-		limiters: newLimiters(opts.RateLimit, opts.RateBurst), authFails: newLimiters(max(opts.AuthFailures, 0), opts.AuthFailureBurst),
-		stopped: make(chan struct{})}
-	if opts.SweepInterval == 0 {
-		opts.SweepInterval = time.Minute
-	}
+	s.routes()
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	if opts.SweepInterval > 0 {
-		go s.sweep(ctx, store, opts.SweepInterval)
+		go s.sweep(ctx, opts.SweepInterval)
 	} else {
 		close(s.stopped)
 	}
+	return s, nil
+}
+
+// routes registers the endpoints (see the package documentation).
+func (s *Server) routes() {
 	p := wire.APIPrefix
 	s.mux.HandleFunc("GET "+p+"/health", s.health)
 	s.mux.Handle("POST "+p+"/devices", s.authed(s.registerDevice))
@@ -95,7 +73,6 @@ func New(store Store, opts Options) (*Server, error) {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})
-	return s, nil
 }
 
 // Close stops the server's sweep. It does not close the store.
@@ -117,6 +94,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// handlerFunc is an endpoint behind authed: it returns the answer to
+// write as JSON, or the error for fail.
 type handlerFunc func(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error)
 
 // authed authenticates the request and writes the handler's answer as JSON.
@@ -137,10 +116,12 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 	})
 }
 
+// health answers that the server is up; it needs no credentials.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})
 }
 
+// writeJSON writes v as a JSON body with the given status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

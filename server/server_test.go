@@ -492,7 +492,8 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 // Each token has its own request budget; over it, 429 with Retry-After.
 func TestRateLimitPerToken(t *testing.T) {
 	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{RateLimit: 0.5, RateBurst: 2})
+	clock := newClock()
+	srv := testkit.NewServer(t, reg, server.Options{RateLimit: 0.5, RateBurst: 2, Now: clock.Now})
 	devices := srv.URL + "/v1/devices"
 	body := `{"device":"` + device + `"}`
 	for i := range 2 {
@@ -512,6 +513,13 @@ func TestRateLimitPerToken(t *testing.T) {
 	}
 	if st, code, _ := call(t, "POST", devices, "token-bob", body); st != 200 {
 		t.Errorf("another token was limited too: %d %s", st, code)
+	}
+	clock.Advance(2 * time.Second) // one request's worth at 0.5 a second
+	if st, code, _ := call(t, "POST", devices, "token-ada", body); st != 200 {
+		t.Errorf("request after the wait: %d %s", st, code)
+	}
+	if st, code, _ := call(t, "POST", devices, "token-ada", body); st != 429 {
+		t.Errorf("second request after the wait: %d %s, want 429", st, code)
 	}
 	if st, _, _ := call(t, "GET", srv.URL+"/v1/health", "", ""); st != 200 {
 		t.Errorf("health is not rate limited: %d", st)
@@ -683,7 +691,8 @@ func TestUpgradePostgresDevices(t *testing.T) {
 // one included; other addresses are not held back.
 func TestFailedAuthenticationThrottled(t *testing.T) {
 	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{AuthFailures: 0.01, AuthFailureBurst: 5})
+	clock := newClock()
+	srv := testkit.NewServer(t, reg, server.Options{AuthFailures: 0.01, AuthFailureBurst: 5, Now: clock.Now})
 	get := func(token string, from string) (*http.Response, error) {
 		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
@@ -711,5 +720,9 @@ func TestFailedAuthenticationThrottled(t *testing.T) {
 	}
 	if resp, err := get("token-ada", "127.0.0.2"); err != nil || resp.StatusCode != 200 {
 		t.Errorf("a valid token from another address: %v %v, want 200", resp, err)
+	}
+	clock.Advance(100 * time.Second) // one failure's worth at 0.01 a second
+	if resp, err := get("token-ada", "127.0.0.1"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a valid token from the throttled address after the wait: %v %v, want 200", resp, err)
 	}
 }

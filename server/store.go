@@ -31,18 +31,21 @@ type Store interface {
 	// wire.ErrConflict when the device already has lim.MaxOpenSessions
 	// uncommitted sessions.
 	OpenSession(ctx context.Context, p Principal, device, session string, lim Limits) (string, error)
-	// StageBatch stores batch seq of an open session, replacing an earlier
-	// batch with the same seq. Rows are validated and canonical, all of one
-	// table. It returns wire.ErrNotFound for an unknown session or one idle
-	// for longer than lim.SessionIdle (whose staged rows it discards), and
-	// wire.ErrConflict for a committed one.
-	StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, lim Limits) error
-	// Push stages batch seq of a session as StageBatch does, after
-	// opening the session first when o.Open (as OpenSession would, with
-	// the session id the device chose), and commits it after when
-	// o.Commit is set (as Commit would, with o.Commit as the last batch;
-	// the answer is then the commit's), all in one transaction: a push
-	// that fits in one batch is one request and one transaction.
+	// Push stores batch seq of a session, replacing an earlier batch
+	// with the same seq; rows are validated and canonical, all of one
+	// table. It opens the session first when o.Open (as OpenSession
+	// would, with the session id the device chose), and commits it after
+	// when o.Commit is set (as Commit would, with o.Commit as the last
+	// batch; the answer is then the commit's, else nil), all in one
+	// transaction: a push that fits in one batch is one request and one
+	// transaction.
+	//
+	// It returns wire.ErrNotFound for an unknown session or one idle for
+	// longer than o.Limits.SessionIdle (whose staged rows it discards),
+	// wire.ErrConflict for a committed one (but see below) or a batch of
+	// an earlier attempt, wire.ErrSessionFull past
+	// o.Limits.MaxSessionRows or MaxSessionBytes, and
+	// wire.ErrRateLimited past o.Limits.MaxTenantStagedBytes.
 	//
 	// A request that commits may be delivered twice: when the session is
 	// committed already, Push returns the first commit's answer if it was

@@ -9,8 +9,10 @@ import (
 // short transaction, and the next comes soon.
 const sweepBatch = 100
 
-// sweep discards what has expired every interval until ctx ends.
-func (s *Server) sweep(ctx context.Context, sw Store, interval time.Duration) {
+// sweep runs Store.Sweep every interval until ctx ends. The interval is
+// a timer, not a time rule: what has expired is the store's to decide,
+// by its own clock.
+func (s *Server) sweep(ctx context.Context, interval time.Duration) {
 	defer close(s.stopped)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
@@ -20,7 +22,7 @@ func (s *Server) sweep(ctx context.Context, sw Store, interval time.Duration) {
 			return
 		case <-tick.C:
 		}
-		n, err := sw.Sweep(ctx, s.opts.Limits, sweepBatch)
+		n, err := s.store.Sweep(ctx, s.opts.Limits, sweepBatch)
 		if err != nil && ctx.Err() == nil {
 			s.opts.Logger.Error("sweep", "err", err)
 		} else if n > 0 {
