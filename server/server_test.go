@@ -726,3 +726,32 @@ func TestFailedAuthenticationThrottled(t *testing.T) {
 		t.Errorf("a valid token from the throttled address after the wait: %v %v, want 200", resp, err)
 	}
 }
+
+// How far ahead a pushed stamp is (MaxClockSkew) is measured against the
+// server's clock, Options.Now.
+func TestStampsAheadOfTheServerClock(t *testing.T) {
+	reg := testkit.Registry(t)
+	clock := newClock()
+	srv := testkit.NewServer(t, reg, server.Options{MaxClockSkew: time.Minute, Now: clock.Now})
+	ahead := clock.Now().Add(10 * time.Minute).UnixMilli()
+	stamp := fmt.Sprintf("%013d.000000.%s", ahead, device)
+	push := func(id string) (hlc string) {
+		t.Helper()
+		session := openSession(t, srv.URL, "token-ada", device)
+		body := `{"rows":[` + strings.NewReplacer(`"id":"c1"`, `"id":"`+id+`"`, "1700000000000.000000."+device, stamp).Replace(goodRow) + `]}`
+		if st, _, resp := call(t, "PUT", srv.URL+"/v1/sessions/"+session+"/batches/0?commit=1", "token-ada", body); st != 200 {
+			t.Fatalf("push: %d %s", st, resp)
+		}
+		if err := srv.Store.DB().QueryRow(`SELECT "_hlc" FROM customers WHERE id = ?`, id).Scan(&hlc); err != nil {
+			t.Fatal(err)
+		}
+		return hlc
+	}
+	if got, want := push("c1"), fmt.Sprintf("%013d.000000.%s", clock.Now().UnixMilli(), device); got != want {
+		t.Errorf("a stamp 10 minutes ahead of the server's clock: stored %q, want it re-stamped %q", got, want)
+	}
+	clock.Advance(time.Hour)
+	if got := push("c2"); got != stamp {
+		t.Errorf("the same stamp once the server's clock passed it: stored %q, want it kept", got)
+	}
+}
