@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -54,14 +53,6 @@ func BearerToken(r *http.Request) (string, error) {
 		return "", fmt.Errorf("missing bearer token: %w", wire.ErrUnauthorized)
 	}
 	return strings.TrimSpace(tok), nil
-}
-
-type principalKey struct{}
-
-// principalFrom returns the principal the server authenticated for ctx.
-func principalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
 }
 
 // authenticate finds the request's principal and applies the rate limit;

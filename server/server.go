@@ -106,8 +106,7 @@ func (s *Server) authed(h handlerFunc) http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		ctx := context.WithValue(r.Context(), principalKey{}, p)
-		out, err := h(ctx, p, w, r.WithContext(ctx))
+		out, err := h(r.Context(), p, w, r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
