@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -38,9 +40,15 @@ func TestPushSpansSessions(t *testing.T) {
 // devices come back.
 func TestServerSweepsExpiredSessions(t *testing.T) {
 	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{SweepInterval: 10 * time.Millisecond,
-		Limits: server.Limits{SessionIdle: 50 * time.Millisecond}})
-	d := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{})
+	clock := newClock()
+	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	lim := server.Limits{SessionIdle: time.Hour}
+	url := testkit.Serve(t, store, server.Options{SweepInterval: 10 * time.Millisecond, Limits: lim, Now: clock.Now}).URL
+	d := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 	d.Sync(t) // registers the device
 	device := d.DB.DeviceID()
 	session, err := d.API.OpenSession(ctx, device, "")
@@ -54,7 +62,7 @@ func TestServerSweepsExpiredSessions(t *testing.T) {
 	}
 	staged := func() int {
 		var n int
-		if err := srv.Store.DB().QueryRow(`SELECT (SELECT count(*) FROM _tether_stage_customers) + (SELECT count(*) FROM _tether_sessions)`).Scan(&n); err != nil {
+		if err := store.DB().QueryRow(`SELECT (SELECT count(*) FROM _tether_stage_customers) + (SELECT count(*) FROM _tether_sessions)`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -62,9 +70,11 @@ func TestServerSweepsExpiredSessions(t *testing.T) {
 	if staged() == 0 {
 		t.Fatal("nothing staged")
 	}
+	clock.Advance(2 * lim.SessionIdle) // the session expires
+	// The sweep runs every 10ms of real time: wait for the next one.
 	deadline := time.Now().Add(10 * time.Second)
 	for staged() > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	if n := staged(); n > 0 {
 		t.Errorf("%d staged rows and sessions left after the sweep should have run", n)

@@ -12,26 +12,66 @@ import (
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/mysqltest"
+	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/server/mysqlstore"
+	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/server/sqlitestore"
 )
 
-// eachStoreWith runs f on a server over each store with opts; f gets the
-// store too, to sweep it.
-func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, url string, store server.Store)) {
-	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		f(t, testkit.Serve(t, store, opts).URL, store)
-	})
-	eachSharedStore(t, func(t *testing.T, kind string) {
-		store := sharedStore(t, kind, reg)
-		f(t, testkit.Serve(t, store, opts).URL, store)
-	})
+// eachStoreWith runs f on a server over each store with opts, server and
+// store on one fake clock. f gets the store too, to sweep it, and the clock.
+func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, url string, store server.Store, clock *clock)) {
+	open := map[string]func(t *testing.T, now func() time.Time) (server.Store, error){
+		"sqlite": func(t *testing.T, now func() time.Time) (server.Store, error) {
+			return sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{Now: now})
+		},
+		"postgres": func(t *testing.T, now func() time.Time) (server.Store, error) {
+			return pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema(), pgstore.Options{Now: now})
+		},
+		"mysql": func(t *testing.T, now func() time.Time) (server.Store, error) {
+			return mysqlstore.Open(t.Context(), mysqltest.URL(t), reg.Schema(), mysqlstore.Options{Now: now})
+		},
+	}
+	for _, kind := range []string{"sqlite", "postgres", "mysql"} {
+		t.Run(kind, func(t *testing.T) {
+			clock := newClock()
+			opts := opts
+			opts.Now = clock.Now
+			store, err := open[kind](t, clock.Now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { store.Close() })
+			f(t, testkit.Serve(t, store, opts).URL, store, clock)
+		})
+	}
+}
+
+// clock is a fake clock for the time rules of a server and its store: it
+// starts at the real time and moves only by Advance. It is safe for
+// concurrent use.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Now()} }
+
+// Now returns the clock's time.
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock d forward.
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 // Devices away longer than the server keeps deletions: tombstones are
@@ -42,9 +82,8 @@ func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f fu
 // stayed are never rebuilt.
 func TestLongAbsence(t *testing.T) {
 	reg := testkit.Registry(t)
-	lim := server.Limits{DeviceActivity: 1500 * time.Millisecond} // wide enough for syncs on a loaded machine
-	opts := server.Options{Limits: lim, SweepInterval: -1}
-	eachStoreWith(t, reg, opts, func(t *testing.T, url string, store server.Store) {
+	lim := server.Limits{DeviceActivity: time.Hour}
+	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store, clock *clock) {
 		dir := t.TempDir()
 		a := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 		b := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
@@ -86,7 +125,7 @@ func TestLongAbsence(t *testing.T) {
 		for _, d := range []*testkit.Device{a, b, a, b} { // a pull proves the one before it
 			d.Sync(t)
 		}
-		time.Sleep(2 * lim.DeviceActivity) // the away devices are no longer active
+		clock.Advance(2 * lim.DeviceActivity) // the away devices are no longer active
 		for _, d := range []*testkit.Device{a, b} {
 			if rep := d.Sync(t); rep.Rebuilt {
 				t.Error("an active device was rebuilt")
@@ -194,7 +233,7 @@ func TestConflictLogRetention(t *testing.T) {
 func TestPurgeWhilePulling(t *testing.T) {
 	reg := testkit.Registry(t)
 	lim := server.Limits{DeviceActivity: time.Hour}
-	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store) {
+	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store, clock *clock) {
 		writer := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 		var readers []*testkit.Device
 		for range 2 {

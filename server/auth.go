@@ -1,11 +1,14 @@
 package server
 
 import (
-	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tethersync/tether/wire"
 )
@@ -52,10 +55,50 @@ func BearerToken(r *http.Request) (string, error) {
 	return strings.TrimSpace(tok), nil
 }
 
-type principalKey struct{}
+// authenticate finds the request's principal and applies the rate limit;
+// the error is ready for fail.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal, error) {
+	if s.opts.Auth == nil {
+		return Principal{}, fmt.Errorf("server has no authenticator configured: %w", wire.ErrUnauthorized)
+	}
+	// Guessing tokens: an address whose authentications failed too often
+	// is refused before its token is looked at.
+	addr := clientAddr(r)
+	if wait := s.authFails.empty(addr); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		return Principal{}, fmt.Errorf("too many failed authentications from this address; retry in %ds: %w", secs, wire.ErrRateLimited)
+	}
+	p, err := s.opts.Auth.Authenticate(r)
+	if err != nil {
+		if !errors.Is(err, wire.ErrInternal) {
+			s.authFails.take(addr)
+		}
+		if !errors.Is(err, wire.ErrUnauthorized) && !errors.Is(err, wire.ErrInternal) {
+			err = fmt.Errorf("%v: %w", err, wire.ErrUnauthorized)
+		}
+		return Principal{}, err
+	}
+	if p.Tenant == "" {
+		return Principal{}, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden)
+	}
+	if t := r.Header.Get(wire.HeaderTenant); t != "" && t != p.Tenant {
+		return Principal{}, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", t, p.Tenant, wire.ErrForbidden)
+	}
+	if wait := s.limiters.wait(r); wait > 0 {
+		secs := int((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		return Principal{}, fmt.Errorf("more than %v requests a second with this token; retry in %ds: %w", s.opts.RateLimit, secs, wire.ErrRateLimited)
+	}
+	return p, nil
+}
 
-// principalFrom returns the principal the server authenticated for ctx.
-func principalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+// clientAddr is the address of r's client: the connection's host, not a
+// forwarded-for header, which any client can write.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -59,7 +59,7 @@ func commitOrder(t *testing.T, store server.Store) {
 				for i := range rows {
 					batch = append(batch, child(fmt.Sprintf("%s-%d-%d", dev, s, i), "p"))
 				}
-				if err := store.StageBatch(ctx, ada, dev, id, 0, batch, server.Limits{}); err != nil {
+				if err := stage(ctx, store, ada, dev, id, 0, batch, server.Limits{}); err != nil {
 					errs <- err
 					return
 				}

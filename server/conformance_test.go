@@ -30,8 +30,8 @@ func TestMain(m *testing.M) {
 // The conformance suite: the same tests run against every store.
 
 func TestSQLiteStore(t *testing.T) {
-	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), schema, sqlitestore.Options{})
+	conformance(t, func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store {
+		s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), schema, sqlitestore.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,8 +41,8 @@ func TestSQLiteStore(t *testing.T) {
 }
 
 func TestPostgresStore(t *testing.T) {
-	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := pgstore.Open(t.Context(), pgtest.URL(t), schema, pgstore.Options{})
+	conformance(t, func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store {
+		s, err := pgstore.Open(t.Context(), pgtest.URL(t), schema, pgstore.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,8 +52,8 @@ func TestPostgresStore(t *testing.T) {
 }
 
 func TestMySQLStore(t *testing.T) {
-	conformance(t, func(t *testing.T, schema entity.Schema) server.Store {
-		s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), schema, mysqlstore.Options{})
+	conformance(t, func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store {
+		s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), schema, mysqlstore.Options{Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,8 +167,9 @@ func child(id, parentID string) wire.Row {
 }
 
 type storeFixture struct {
-	t *testing.T
-	s server.Store
+	t     *testing.T
+	s     server.Store
+	clock *clock // the store's clock, when it is a fake one
 }
 
 func (f storeFixture) device(p server.Principal, dev string) {
@@ -187,7 +188,7 @@ func (f storeFixture) push(p server.Principal, dev string, resolve server.Resolv
 		f.t.Fatal(err)
 	}
 	for i, b := range batches {
-		if err := f.s.StageBatch(ctx, p, dev, sess, i, b, server.Limits{}); err != nil {
+		if err := stage(ctx, f.s, p, dev, sess, i, b, server.Limits{}); err != nil {
 			f.t.Fatal(err)
 		}
 	}
@@ -251,8 +252,11 @@ func lww(_ context.Context, c server.Conflict) (server.Resolution, server.Strate
 	return server.Resolution{Winner: wire.WinnerServer}, server.LastWriterWins, nil
 }
 
-func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) server.Store) {
-	fixture := func(t *testing.T) storeFixture { return storeFixture{t: t, s: open(t, kindsSchema)} }
+func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store) {
+	fixture := func(t *testing.T) storeFixture {
+		clock := newClock()
+		return storeFixture{t: t, s: open(t, kindsSchema, clock.Now), clock: clock}
+	}
 
 	t.Run("values round-trip", func(t *testing.T) {
 		f := fixture(t)
@@ -296,10 +300,10 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f.device(gus, "g1")
 		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1")}
 		for name, call := range map[string]error{
-			"unknown session":                          f.s.StageBatch(ctx, ada, "d1", "no-such-session", 0, rows, server.Limits{}),
-			"another device's session":                 f.s.StageBatch(ctx, ada, "d2", sess, 0, rows, server.Limits{}),
-			"another tenant's session":                 f.s.StageBatch(ctx, gus, "g1", sess, 0, rows, server.Limits{}),
-			"another tenant's session, same device id": f.s.StageBatch(ctx, gus, "d1", sess, 0, rows, server.Limits{}),
+			"unknown session":                          stage(ctx, f.s, ada, "d1", "no-such-session", 0, rows, server.Limits{}),
+			"another device's session":                 stage(ctx, f.s, ada, "d2", sess, 0, rows, server.Limits{}),
+			"another tenant's session":                 stage(ctx, f.s, gus, "g1", sess, 0, rows, server.Limits{}),
+			"another tenant's session, same device id": stage(ctx, f.s, gus, "d1", sess, 0, rows, server.Limits{}),
 			"commit by another device":                 commitErr(f.s.Commit(ctx, ada, "d2", sess, lww, server.Limits{}, nil)),
 			"commit by another tenant":                 commitErr(f.s.Commit(ctx, gus, "g1", sess, lww, server.Limits{}, nil)),
 			"commit of unknown session":                commitErr(f.s.Commit(ctx, ada, "d1", "nope", lww, server.Limits{}, nil)),
@@ -325,7 +329,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			}
 		}
 		for _, p := range []server.Principal{ada, gus} {
-			if err := f.s.StageBatch(ctx, p, "d1", "same-session", 0, []wire.Row{parent("p1", p.Tenant+"'s", "0000000000001.000000.d1")}, server.Limits{}); err != nil {
+			if err := stage(ctx, f.s, p, "d1", "same-session", 0, []wire.Row{parent("p1", p.Tenant+"'s", "0000000000001.000000.d1")}, server.Limits{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -398,7 +402,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			t.Fatal(err)
 		}
 		rows := []wire.Row{parent("p1", "bob's text", "0000000000001.000000.shared")}
-		if err := f.s.StageBatch(ctx, bob, "shared", sess, 0, rows, lim); !errors.Is(err, wire.ErrForbidden) {
+		if err := stage(ctx, f.s, bob, "shared", sess, 0, rows, lim); !errors.Is(err, wire.ErrForbidden) {
 			t.Errorf("batch into another user's session: %v, want ErrForbidden", err)
 		}
 		if _, err := f.s.Commit(ctx, bob, "shared", sess, lww, lim, nil); !errors.Is(err, wire.ErrForbidden) {
@@ -438,7 +442,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			t.Fatal(err)
 		}
 		rows := []wire.Row{parent("p1", "x", "0000000000001.000000.d1"), parent("p2", "y", "0000000000001.000001.d1")}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, rows, server.Limits{}); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", sess, 0, rows, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		first, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{}, nil)
@@ -449,7 +453,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err != nil || !reflect.DeepEqual(first, again) {
 			t.Errorf("re-commit = %+v, %v; want the first answer %+v", again, err, first)
 		}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, rows, server.Limits{}); !errors.Is(err, wire.ErrConflict) {
+		if err := stage(ctx, f.s, ada, "d1", sess, 1, rows, server.Limits{}); !errors.Is(err, wire.ErrConflict) {
 			t.Errorf("stage into a committed session: %v, want ErrConflict", err)
 		}
 		if got := f.all(ada, 10); len(got) != 2 || got[0].Version != first.Version {
@@ -535,10 +539,10 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		// Batch 1 staged by an earlier attempt; the last batch, sent as
 		// batch 1 with the commit, never arrived.
 		sess, _ := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{parent("p2", "y", "0000000000002.000000.d1")}, server.Limits{}); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", sess, 0, []wire.Row{parent("p2", "y", "0000000000002.000000.d1")}, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, []wire.Row{parent("p3", "stale", "0000000000002.000001.d1")}, server.Limits{}); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", sess, 1, []wire.Row{parent("p3", "stale", "0000000000002.000001.d1")}, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		c, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{}, &server.LastBatch{Seq: 1, Digest: strings.Repeat("c", 64)})
@@ -559,7 +563,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		sess, _ := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		stage := func(seq int, rows ...wire.Row) {
 			t.Helper()
-			if err := f.s.StageBatch(ctx, ada, "d1", sess, seq, rows, server.Limits{}); err != nil {
+			if err := stage(ctx, f.s, ada, "d1", sess, seq, rows, server.Limits{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -664,7 +668,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 		ctx := context.Background()
 		sess, _ := f.s.OpenSession(ctx, bob, "d2", "", server.Limits{})
-		if err := f.s.StageBatch(ctx, bob, "d2", sess, 0, []wire.Row{parent("p", "again", "0000000000009.000000.d2"),
+		if err := stage(ctx, f.s, bob, "d2", sess, 0, []wire.Row{parent("p", "again", "0000000000009.000000.d2"),
 			parent("q", "new", "0000000000009.000000.d2")}, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
@@ -797,10 +801,10 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := f.s.StageBatch(ctx, ada, "d1", stale, 0, []wire.Row{parent("p1", "staged", "0000000000001.000000.d1")}, server.Limits{}); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", stale, 0, []wire.Row{parent("p1", "staged", "0000000000001.000000.d1")}, server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond) // longer than short.SessionIdle
+		f.clock.Advance(20 * time.Millisecond) // longer than short.SessionIdle
 		if _, err := f.s.Commit(ctx, ada, "d1", stale, lww, short, nil); !errors.Is(err, wire.ErrNotFound) {
 			t.Fatalf("commit of an expired session: %v, want ErrNotFound", err)
 		}
@@ -817,7 +821,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if _, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		f.clock.Advance(20 * time.Millisecond)
 		if _, err := f.s.OpenSession(ctx, ada, "d1", "", short); err != nil {
 			t.Errorf("idle session not swept on open: %v", err)
 		}
@@ -834,17 +838,17 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("a"), row("b")}, lim); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", sess, 0, []wire.Row{row("a"), row("b")}, lim); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, []wire.Row{row("c"), row("d")}, lim); !errors.Is(err, wire.ErrSessionFull) {
+		if err := stage(ctx, f.s, ada, "d1", sess, 1, []wire.Row{row("c"), row("d")}, lim); !errors.Is(err, wire.ErrSessionFull) {
 			t.Errorf("batch past MaxSessionRows: %v, want ErrSessionFull", err)
 		}
 		// Re-sending a batch replaces it: it does not count twice.
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("a"), row("b")}, lim); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", sess, 0, []wire.Row{row("a"), row("b")}, lim); err != nil {
 			t.Errorf("re-sent batch within the bound: %v", err)
 		}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 1, []wire.Row{row("c")}, lim); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", sess, 1, []wire.Row{row("c")}, lim); err != nil {
 			t.Errorf("batch up to MaxSessionRows: %v", err)
 		}
 		if c, err := f.s.Commit(ctx, ada, "d1", sess, lww, lim, nil); err != nil || c.Applied != 3 {
@@ -852,23 +856,23 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 		byBytes := server.Limits{MaxSessionBytes: 2500, MaxTenantStagedBytes: 1 << 30}
 		sess, _ = f.s.OpenSession(ctx, ada, "d1", "", byBytes)
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("e"), row("f"), row("g")}, byBytes); !errors.Is(err, wire.ErrSessionFull) {
+		if err := stage(ctx, f.s, ada, "d1", sess, 0, []wire.Row{row("e"), row("f"), row("g")}, byBytes); !errors.Is(err, wire.ErrSessionFull) {
 			t.Errorf("batch past MaxSessionBytes: %v, want ErrSessionFull", err)
 		}
 		// The tenant's open sessions together: Bob is held back by what
 		// Ada staged, until it commits.
 		tenant := server.Limits{MaxTenantStagedBytes: 5000}
-		if err := f.s.StageBatch(ctx, ada, "d1", sess, 0, []wire.Row{row("e"), row("f"), row("g")}, tenant); err != nil {
+		if err := stage(ctx, f.s, ada, "d1", sess, 0, []wire.Row{row("e"), row("f"), row("g")}, tenant); err != nil {
 			t.Fatal(err)
 		}
 		bs, _ := f.s.OpenSession(ctx, bob, "d2", "", tenant)
-		if err := f.s.StageBatch(ctx, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); !errors.Is(err, wire.ErrRateLimited) {
+		if err := stage(ctx, f.s, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); !errors.Is(err, wire.ErrRateLimited) {
 			t.Errorf("batch past MaxTenantStagedBytes: %v, want ErrRateLimited", err)
 		}
 		if _, err := f.s.Commit(ctx, ada, "d1", sess, lww, tenant, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.s.StageBatch(ctx, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); err != nil {
+		if err := stage(ctx, f.s, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); err != nil {
 			t.Errorf("batch once the tenant's staged rows committed: %v", err)
 		}
 	})
@@ -888,18 +892,18 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := f.s.StageBatch(ctx, o.who, o.dev, id, 0, []wire.Row{parent("p-"+id, "staged", "0000000000001.000000."+o.dev)}, server.Limits{}); err != nil {
+			if err := stage(ctx, f.s, o.who, o.dev, id, 0, []wire.Row{parent("p-"+id, "staged", "0000000000001.000000."+o.dev)}, server.Limits{}); err != nil {
 				t.Fatal(err)
 			}
 			stale[id] = o
 		}
-		time.Sleep(700 * time.Millisecond) // the stale sessions pass SessionIdle; the fresh one, opened next, is far from it
+		f.clock.Advance(time.Hour) // the stale sessions pass SessionIdle; the fresh one, opened next, is far from it
 		fresh, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		sw := f.s
-		idle := server.Limits{SessionIdle: 500 * time.Millisecond}
+		idle := server.Limits{SessionIdle: 30 * time.Minute}
 		if n, err := sw.Sweep(ctx, idle, 2); err != nil || n != 2 { // bounded work: two at a time
 			t.Fatalf("first sweep: %d, %v; want 2", n, err)
 		}
@@ -920,7 +924,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		f := fixture(t)
 		f.device(ada, "d1")
 		f.device(bob, "d2")
-		before := time.Now().Add(-time.Minute)
+		before := f.clock.Now().Add(-time.Minute)
 		c1 := f.push(ada, "d1", lww, []wire.Row{parent("p1", "a", "0000000000001.000000.d1")}, []wire.Row{child("c1", "p1")})
 		gone := parent("p1", "a", "0000000000002.000000.d2")
 		gone.Deleted, gone.Base = true, c1.Version
@@ -940,7 +944,7 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema) ser
 		}
 		var got []entry
 		for _, e := range log {
-			if e.Session == "" || e.At.Before(before) || e.At.After(time.Now().Add(time.Minute)) {
+			if e.Session == "" || e.At.Before(before) || e.At.After(f.clock.Now().Add(time.Minute)) {
 				t.Errorf("entry %+v: want a session and the server time of the commit", e)
 			}
 			got = append(got, entry{e.Version, e.Table, e.ID, e.Deleted, e.User, e.Device})
@@ -983,4 +987,10 @@ func names(rows []wire.Row) map[string]string {
 		}
 	}
 	return out
+}
+
+// stage stores a batch of an open session, without opening or committing it.
+func stage(ctx context.Context, s server.Store, p server.Principal, dev, session string, seq int, rows []wire.Row, lim server.Limits) error {
+	_, err := s.Push(ctx, p, dev, session, seq, rows, server.PushOptions{Limits: lim})
+	return err
 }

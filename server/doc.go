@@ -9,7 +9,9 @@
 //	GET  /v1/health                           liveness
 //	POST /v1/devices                          register the calling device to the token's tenant
 //	POST /v1/sessions                         open a push session
-//	PUT  /v1/sessions/{id}/batches/{seq}      stage batch seq (idempotent: a re-sent batch replaces itself)
+//	PUT  /v1/sessions/{id}/batches/{seq}      stage batch seq (idempotent: a re-sent batch replaces itself);
+//	                                          ?open=1 opens the session first, ?commit=1 commits it after
+//	                                          (a small push is one request), ?attempt=n numbers the try
 //	POST /v1/sessions/{id}/commit             apply the whole session in one transaction (idempotent)
 //	GET  /v1/changes?cursor=&limit=&own=      rows changed after cursor, in commit order
 //	GET  /v1/snapshot?cursor=&limit=          the tenant's live rows, for a device that must rebuild
@@ -29,6 +31,16 @@
 // delete against an update follows the same rule. The commit answer lists
 // every conflict and its winning row. References between tables are kept
 // whole across devices by each reference's policy (restore or cascade).
+//
+// # Running
+//
+// [New] takes a [Store] and [Options], whose zero value works (but
+// authenticates nobody: set Options.Auth); every limit has a Default
+// constant, which cmd/tether-server uses for its flags. [Limits] bound what
+// devices keep open and how long what expires is kept; the server sweeps
+// the store every Options.SweepInterval until [Server.Close]. The time
+// rules read a clock that a test can replace: Options.Now for the rate
+// limits and clock stamps, the store's own for expiry and retention.
 //
 // # Stores
 //

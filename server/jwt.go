@@ -12,6 +12,13 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
+// Defaults of JWT.
+const (
+	DefaultTenantClaim = "tenant"
+	DefaultUserClaim   = "sub"
+	DefaultJWTLeeway   = 30 * time.Second
+)
+
 // JWT authenticates bearer tokens that are JSON Web Tokens signed with
 // HS256 (a shared secret) or RS256 (an RSA key pair; the server holds the
 // public key). Only the one algorithm configured is accepted, so a token
@@ -25,13 +32,18 @@ type JWT struct {
 	Issuer string
 	// Audience, when set, must be in the "aud" claim.
 	Audience string
-	// TenantClaim names the claim holding the tenant. Default "tenant".
+	// TenantClaim names the claim holding the tenant. Default
+	// DefaultTenantClaim.
 	TenantClaim string
-	// UserClaim names the claim holding the user. Default "sub".
+	// UserClaim names the claim holding the user. Default
+	// DefaultUserClaim.
 	UserClaim string
 	// Leeway is the clock skew allowed when checking "exp", "nbf" and
-	// "iat". Default 30s.
+	// "iat". Default DefaultJWTLeeway.
 	Leeway time.Duration
+	// Now is the clock the token's times are checked against. Default
+	// time.Now.
+	Now func() time.Time
 }
 
 // Authenticate implements Authenticator.
@@ -52,9 +64,12 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	}
 	leeway := j.Leeway
 	if leeway <= 0 {
-		leeway = 30 * time.Second
+		leeway = DefaultJWTLeeway
 	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{method}), jwt.WithExpirationRequired(), jwt.WithLeeway(leeway), jwt.WithIssuedAt()}
+	if j.Now != nil {
+		opts = append(opts, jwt.WithTimeFunc(j.Now))
+	}
 	if j.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(j.Issuer))
 	}
@@ -67,10 +82,10 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	}
 	tenantClaim, userClaim := j.TenantClaim, j.UserClaim
 	if tenantClaim == "" {
-		tenantClaim = "tenant"
+		tenantClaim = DefaultTenantClaim
 	}
 	if userClaim == "" {
-		userClaim = "sub"
+		userClaim = DefaultUserClaim
 	}
 	tenant, _ := claims[tenantClaim].(string)
 	user, _ := claims[userClaim].(string)

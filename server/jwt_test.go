@@ -5,6 +5,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
 )
 
 func TestJWT(t *testing.T) {
@@ -100,4 +102,25 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// A token's times are checked against JWT.Now.
+func TestJWTClock(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	clock := newClock()
+	auth := &server.JWT{Secret: secret, Now: clock.Now}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "ada", "tenant": "acme",
+		"exp": clock.Now().Add(time.Hour).Unix()}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	if _, err := auth.Authenticate(r); err != nil {
+		t.Fatalf("a token within its time: %v", err)
+	}
+	clock.Advance(2 * time.Hour)
+	if _, err := auth.Authenticate(r); !errors.Is(err, wire.ErrUnauthorized) {
+		t.Errorf("a token past its expiry by JWT.Now: %v, want ErrUnauthorized", err)
+	}
 }

@@ -17,6 +17,7 @@ const maxLimiters = 100_000
 type limiters struct {
 	limit rate.Limit
 	burst int
+	now   func() time.Time
 
 	mu sync.Mutex
 	m  map[string]*tokenLimiter
@@ -27,8 +28,10 @@ type tokenLimiter struct {
 	seen time.Time
 }
 
-func newLimiters(limit rate.Limit, burst int) *limiters {
-	return &limiters{limit: limit, burst: burst, m: map[string]*tokenLimiter{}}
+// newLimiters returns limiters of limit per second with bursts of burst,
+// by the clock now.
+func newLimiters(limit rate.Limit, burst int, now func() time.Time) *limiters {
+	return &limiters{limit: limit, burst: burst, now: now, m: map[string]*tokenLimiter{}}
 }
 
 // wait takes one request from the bucket of r's token, and returns how long
@@ -67,7 +70,7 @@ func (ls *limiters) empty(key string) time.Duration {
 	if ls.limit <= 0 {
 		return 0
 	}
-	now := time.Now()
+	now := ls.now()
 	tokens := ls.bucket(key, now).TokensAt(now)
 	if tokens >= 1 {
 		return 0
@@ -81,7 +84,7 @@ func (ls *limiters) take(key string) time.Duration {
 	if ls.limit <= 0 {
 		return 0
 	}
-	now := time.Now()
+	now := ls.now()
 	res := ls.bucket(key, now).ReserveN(now, 1)
 	if !res.OK() {
 		return time.Second

@@ -21,7 +21,8 @@ func TestRetentionBoundsTheDatabase(t *testing.T) {
 	const sessions, perSession = 100, 100
 	size := func(retain bool) int64 {
 		path := filepath.Join(t.TempDir(), "server.db")
-		s, err := sqlitestore.Open(path, kindsSchema, sqlitestore.Options{})
+		clock := newClock()
+		s, err := sqlitestore.Open(path, kindsSchema, sqlitestore.Options{Now: clock.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,8 +42,8 @@ func TestRetentionBoundsTheDatabase(t *testing.T) {
 			f.push(ada, "d1", lww, rows)
 		}
 		if retain {
-			time.Sleep(20 * time.Millisecond)
-			lim := server.Limits{DeviceActivity: time.Millisecond, SessionRetention: time.Millisecond, AuditRetention: time.Millisecond}
+			clock.Advance(time.Hour) // past every retention below
+			lim := server.Limits{DeviceActivity: time.Minute, SessionRetention: time.Minute, AuditRetention: time.Minute}
 			for range 1000 {
 				n, err := s.Sweep(context.Background(), lim, 1000)
 				if err != nil {

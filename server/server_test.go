@@ -492,7 +492,8 @@ func TestUpgradeSQLiteDatabase(t *testing.T) {
 // Each token has its own request budget; over it, 429 with Retry-After.
 func TestRateLimitPerToken(t *testing.T) {
 	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{RateLimit: 0.5, RateBurst: 2})
+	clock := newClock()
+	srv := testkit.NewServer(t, reg, server.Options{RateLimit: 0.5, RateBurst: 2, Now: clock.Now})
 	devices := srv.URL + "/v1/devices"
 	body := `{"device":"` + device + `"}`
 	for i := range 2 {
@@ -512,6 +513,13 @@ func TestRateLimitPerToken(t *testing.T) {
 	}
 	if st, code, _ := call(t, "POST", devices, "token-bob", body); st != 200 {
 		t.Errorf("another token was limited too: %d %s", st, code)
+	}
+	clock.Advance(2 * time.Second) // one request's worth at 0.5 a second
+	if st, code, _ := call(t, "POST", devices, "token-ada", body); st != 200 {
+		t.Errorf("request after the wait: %d %s", st, code)
+	}
+	if st, code, _ := call(t, "POST", devices, "token-ada", body); st != 429 {
+		t.Errorf("second request after the wait: %d %s, want 429", st, code)
 	}
 	if st, _, _ := call(t, "GET", srv.URL+"/v1/health", "", ""); st != 200 {
 		t.Errorf("health is not rate limited: %d", st)
@@ -683,7 +691,8 @@ func TestUpgradePostgresDevices(t *testing.T) {
 // one included; other addresses are not held back.
 func TestFailedAuthenticationThrottled(t *testing.T) {
 	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{AuthFailures: 0.01, AuthFailureBurst: 5})
+	clock := newClock()
+	srv := testkit.NewServer(t, reg, server.Options{AuthFailures: 0.01, AuthFailureBurst: 5, Now: clock.Now})
 	get := func(token string, from string) (*http.Response, error) {
 		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}}
@@ -711,5 +720,38 @@ func TestFailedAuthenticationThrottled(t *testing.T) {
 	}
 	if resp, err := get("token-ada", "127.0.0.2"); err != nil || resp.StatusCode != 200 {
 		t.Errorf("a valid token from another address: %v %v, want 200", resp, err)
+	}
+	clock.Advance(100 * time.Second) // one failure's worth at 0.01 a second
+	if resp, err := get("token-ada", "127.0.0.1"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a valid token from the throttled address after the wait: %v %v, want 200", resp, err)
+	}
+}
+
+// How far ahead a pushed stamp is (MaxClockSkew) is measured against the
+// server's clock, Options.Now.
+func TestStampsAheadOfTheServerClock(t *testing.T) {
+	reg := testkit.Registry(t)
+	clock := newClock()
+	srv := testkit.NewServer(t, reg, server.Options{MaxClockSkew: time.Minute, Now: clock.Now})
+	ahead := clock.Now().Add(10 * time.Minute).UnixMilli()
+	stamp := fmt.Sprintf("%013d.000000.%s", ahead, device)
+	push := func(id string) (hlc string) {
+		t.Helper()
+		session := openSession(t, srv.URL, "token-ada", device)
+		body := `{"rows":[` + strings.NewReplacer(`"id":"c1"`, `"id":"`+id+`"`, "1700000000000.000000."+device, stamp).Replace(goodRow) + `]}`
+		if st, _, resp := call(t, "PUT", srv.URL+"/v1/sessions/"+session+"/batches/0?commit=1", "token-ada", body); st != 200 {
+			t.Fatalf("push: %d %s", st, resp)
+		}
+		if err := srv.Store.DB().QueryRow(`SELECT "_hlc" FROM customers WHERE id = ?`, id).Scan(&hlc); err != nil {
+			t.Fatal(err)
+		}
+		return hlc
+	}
+	if got, want := push("c1"), fmt.Sprintf("%013d.000000.%s", clock.Now().UnixMilli(), device); got != want {
+		t.Errorf("a stamp 10 minutes ahead of the server's clock: stored %q, want it re-stamped %q", got, want)
+	}
+	clock.Advance(time.Hour)
+	if got := push("c2"); got != stamp {
+		t.Errorf("the same stamp once the server's clock passed it: stored %q, want it kept", got)
 	}
 }

@@ -31,18 +31,21 @@ type Store interface {
 	// wire.ErrConflict when the device already has lim.MaxOpenSessions
 	// uncommitted sessions.
 	OpenSession(ctx context.Context, p Principal, device, session string, lim Limits) (string, error)
-	// StageBatch stores batch seq of an open session, replacing an earlier
-	// batch with the same seq. Rows are validated and canonical, all of one
-	// table. It returns wire.ErrNotFound for an unknown session or one idle
-	// for longer than lim.SessionIdle (whose staged rows it discards), and
-	// wire.ErrConflict for a committed one.
-	StageBatch(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, lim Limits) error
-	// Push stages batch seq of a session as StageBatch does, after
-	// opening the session first when o.Open (as OpenSession would, with
-	// the session id the device chose), and commits it after when
-	// o.Commit is set (as Commit would, with o.Commit as the last batch;
-	// the answer is then the commit's), all in one transaction: a push
-	// that fits in one batch is one request and one transaction.
+	// Push stores batch seq of a session, replacing an earlier batch
+	// with the same seq; rows are validated and canonical, all of one
+	// table. It opens the session first when o.Open (as OpenSession
+	// would, with the session id the device chose), and commits it after
+	// when o.Commit is set (as Commit would, with o.Commit as the last
+	// batch; the answer is then the commit's, else nil), all in one
+	// transaction: a push that fits in one batch is one request and one
+	// transaction.
+	//
+	// It returns wire.ErrNotFound for an unknown session or one idle for
+	// longer than o.Limits.SessionIdle (whose staged rows it discards),
+	// wire.ErrConflict for a committed one (but see below) or a batch of
+	// an earlier attempt, wire.ErrSessionFull past
+	// o.Limits.MaxSessionRows or MaxSessionBytes, and
+	// wire.ErrRateLimited past o.Limits.MaxTenantStagedBytes.
 	//
 	// A request that commits may be delivered twice: when the session is
 	// committed already, Push returns the first commit's answer if it was
@@ -133,70 +136,6 @@ type AuditEntry struct {
 	Device  string    `json:"device"`
 	Session string    `json:"session"`
 	At      time.Time `json:"at"`
-}
-
-// Limits bound what a device may keep open on the server.
-type Limits struct {
-	// MaxOpenSessions is the number of uncommitted push sessions a user
-	// may hold on a device. Default 4.
-	MaxOpenSessions int
-	// SessionIdle is how long a session may go without a batch before it
-	// expires and its staged rows are discarded. Default 24h.
-	SessionIdle time.Duration
-	// MaxSessionRows and MaxSessionBytes bound what one session stages
-	// (bytes as wire.Row.Size counts them); a batch past them gets 413
-	// (wire.ErrSessionFull), and the push engine commits the session and
-	// goes on in a new one. They also bound how long one commit holds the
-	// SQLite store's single writer. Defaults 100,000 rows and 256 MiB.
-	MaxSessionRows  int
-	MaxSessionBytes int64
-	// MaxTenantStagedBytes bounds what all uncommitted sessions of a
-	// tenant hold together; past it, batches get 429 until sessions commit
-	// or expire. Default 2 GiB.
-	MaxTenantStagedBytes int64
-
-	// DeviceActivity is how long a device counts as active after it was
-	// last seen. Tombstones are purged once every active device of the
-	// tenant has pulled past them (or, when none is active, all of them);
-	// a device that comes back later, with an older cursor, gets 410
-	// history_purged and rebuilds from a snapshot. Default 30 days.
-	DeviceActivity time.Duration
-	// SessionRetention is how long committed sessions and their stored
-	// answers are kept (a commit re-sent later than that is answered 404,
-	// and the device pushes what it still has again). Default 30 days.
-	SessionRetention time.Duration
-	// AuditRetention is how long audit log entries are kept. Default 365
-	// days.
-	AuditRetention time.Duration
-}
-
-// WithDefaults returns l with zero fields set to their defaults.
-func (l Limits) WithDefaults() Limits {
-	if l.MaxOpenSessions <= 0 {
-		l.MaxOpenSessions = 4
-	}
-	if l.SessionIdle <= 0 {
-		l.SessionIdle = 24 * time.Hour
-	}
-	if l.MaxSessionRows <= 0 {
-		l.MaxSessionRows = 100_000
-	}
-	if l.MaxSessionBytes <= 0 {
-		l.MaxSessionBytes = 256 << 20
-	}
-	if l.MaxTenantStagedBytes <= 0 {
-		l.MaxTenantStagedBytes = 2 << 30
-	}
-	if l.DeviceActivity <= 0 {
-		l.DeviceActivity = 30 * 24 * time.Hour
-	}
-	if l.SessionRetention <= 0 {
-		l.SessionRetention = 30 * 24 * time.Hour
-	}
-	if l.AuditRetention <= 0 {
-		l.AuditRetention = 365 * 24 * time.Hour
-	}
-	return l
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are

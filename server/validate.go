@@ -77,7 +77,30 @@ func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 		r.HLC = fmt.Sprintf("%013d.%06d.%s", st.now.UnixMilli(), 0, st.device)
 		r.Restamped = true
 	}
-	for name, v := range r.Values { // converted in place
+	if err := canonicalValues(t, r); err != nil {
+		return err
+	}
+	if r.Values == nil {
+		r.Values = map[string]any{}
+	}
+	// A column the row lacks is not written (a device of an older app
+	// version does not have it); the store checks the row against the
+	// device's schema.
+	r.Device, r.ModifiedBy, r.Version = "", "", 0 // set by the server, never by the payload (G8)
+	r.Reason, r.Notify = "", ""
+	if r.Changed != nil {
+		changed, err := changedColumns(t, r.Changed)
+		if err != nil {
+			return err
+		}
+		r.Changed = changed
+	}
+	return nil
+}
+
+// canonicalValues converts r's values to canonical form, in place.
+func canonicalValues(t *entity.Table, r *wire.Row) error {
+	for name, v := range r.Values {
 		c, ok := t.Column(name)
 		if !ok || name == "id" {
 			return fmt.Errorf("unknown column %q: %w", name, wire.ErrBadRequest)
@@ -95,30 +118,25 @@ func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 		}
 		r.Values[name] = x
 	}
-	if r.Values == nil {
-		r.Values = map[string]any{}
-	}
-	// A column the row lacks is not written (a device of an older app
-	// version does not have it); the store checks the row against the
-	// device's schema.
-	r.Device, r.ModifiedBy, r.Version = "", "", 0 // set by the server, never by the payload (G8)
-	r.Reason, r.Notify = "", ""
-	if r.Changed != nil {
-		seen := map[string]bool{}
-		var changed []string
-		for _, name := range r.Changed {
-			if _, ok := t.Column(name); !ok || name == "id" {
-				return fmt.Errorf("changed column %q: unknown column: %w", name, wire.ErrBadRequest)
-			}
-			if !seen[name] {
-				seen[name] = true
-				changed = append(changed, name)
-			}
-		}
-		sort.Strings(changed)
-		r.Changed = changed
-	}
 	return nil
+}
+
+// changedColumns returns the column names of a row's Changed list,
+// checked against t, without repeats and sorted.
+func changedColumns(t *entity.Table, names []string) ([]string, error) {
+	seen := map[string]bool{}
+	var changed []string
+	for _, name := range names {
+		if _, ok := t.Column(name); !ok || name == "id" {
+			return nil, fmt.Errorf("changed column %q: unknown column: %w", name, wire.ErrBadRequest)
+		}
+		if !seen[name] {
+			seen[name] = true
+			changed = append(changed, name)
+		}
+	}
+	sort.Strings(changed)
+	return changed, nil
 }
 
 // validStamp reports whether s is a clock stamp: 13 digits, a dot, 6

@@ -1,11 +1,11 @@
 // Command tether-server runs the tether sync server on an embedded SQLite
-// database or on PostgreSQL.
+// database, on PostgreSQL or on MySQL.
 //
 //	tether-server -schema schema.json -tokens tokens.json -db server.db -listen :8080
 //	tether-server -schema schema.json -tokens tokens.json -db postgres://tether@db/tether -listen :8443 \
 //	    -tls-cert server.crt -tls-key server.key -rate 20
 //
-// Any number of processes may serve one PostgreSQL database.
+// Any number of processes may serve one PostgreSQL or MySQL database.
 //
 // The schema file is the JSON of an entity.Schema (json.Marshal of
 // Registry.Schema()). The tokens file maps bearer tokens to principals:
@@ -34,7 +34,6 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/time/rate"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server"
@@ -52,6 +51,13 @@ func main() {
 	}
 }
 
+// Timeouts of the HTTP server that are the command's, not server.Options'.
+const (
+	defaultIdleTimeout = 2 * time.Minute  // -idle-timeout
+	readHeaderTimeout  = 10 * time.Second // a request's headers must arrive within it
+	shutdownTimeout    = 10 * time.Second // requests under way get this long to finish
+)
+
 type strategies map[string]server.Strategy
 
 func (s strategies) String() string { return fmt.Sprint(map[string]server.Strategy(s)) }
@@ -64,148 +70,179 @@ func (s strategies) Set(v string) error {
 	return nil
 }
 
-// run serves until ctx ends, then shuts down gracefully.
-func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
-	dbPath := fs.String("db", "tether-server.db", "path of the SQLite database, or a postgres:// or mysql:// URL")
-	tokensPath := fs.String("tokens", "", "path of the JSON tokens file (required)")
-	schemaPath := fs.String("schema", "", "path of the JSON schema file (required)")
-	jwtSecret := fs.String("jwt-hs256-secret-file", "", "accept JWTs signed with HS256 with the secret in this file")
-	jwtPublic := fs.String("jwt-rs256-public-key", "", "accept JWTs signed with RS256, verified with this PEM public key file")
-	jwtIssuer := fs.String("jwt-issuer", "", "required \"iss\" of JWTs")
-	jwtAudience := fs.String("jwt-audience", "", "required \"aud\" of JWTs")
-	jwtTenant := fs.String("jwt-tenant-claim", "tenant", "claim of JWTs that holds the tenant")
-	jwtUser := fs.String("jwt-user-claim", "sub", "claim of JWTs that holds the user")
-	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate file (PEM; with -tls-key)")
-	tlsKey := fs.String("tls-key", "", "private key file of -tls-cert (PEM)")
-	maxBody := fs.Int64("max-body", server.DefaultMaxBodyBytes, "largest request body in bytes, after decompression (413 above)")
-	maxRows := fs.Int("max-batch-rows", 10000, "most rows in one pushed batch (413 above; the client halves its batch)")
-	maxSessions := fs.Int("max-sessions", 4, "most uncommitted push sessions per device (409 above)")
-	idle := fs.Duration("session-idle", 24*time.Hour, "a push session idle this long expires with its staged rows")
-	rateLimit := fs.Float64("rate", 0, "requests per second per bearer token (429 with Retry-After above); 0 for no limit")
-	rateBurst := fs.Int("rate-burst", 0, "burst of -rate (default twice -rate)")
-	maxValue := fs.Int("max-value", server.DefaultMaxValueBytes, "largest column value of a pushed row, in bytes (413 above)")
-	maxPage := fs.Int("max-page-bytes", server.DefaultMaxPageBytes, "most bytes of rows in one pull page (at least one row)")
-	maxSessionRows := fs.Int("max-session-rows", 100_000, "most rows one push session stages (413 session_full above: the device commits and goes on in a new one)")
-	maxSessionBytes := fs.Int64("max-session-bytes", 256<<20, "most bytes one push session stages (413 session_full above)")
-	maxTenantStaged := fs.Int64("max-tenant-staged", 2<<30, "most bytes a tenant's open push sessions stage together (429 above)")
-	skew := fs.Duration("max-clock-skew", server.DefaultMaxClockSkew, "clock stamps further ahead of the server's clock are re-stamped at commit")
-	authFailures := fs.Float64("auth-failures", 1, "failed authentications per second one client address may make (429 above); negative for no limit")
-	authBurst := fs.Int("auth-failure-burst", 20, "burst of -auth-failures")
-	sweep := fs.Duration("sweep", time.Minute, "how often expired push sessions are discarded")
-	bodyTimeout := fs.Duration("body-timeout", 60*time.Second, "longest a request body may take to arrive")
-	idleConn := fs.Duration("idle-timeout", 2*time.Minute, "an idle keep-alive connection is closed after this long")
+// config is what the command line asks for.
+type config struct {
+	listen, db, tokens, schema                 string
+	jwtSecret, jwtPublic                       string
+	jwtIssuer, jwtAudience, jwtTenant, jwtUser string
+	tlsCert, tlsKey                            string
+	idleTimeout                                time.Duration
+	opts                                       server.Options // without Auth, which loadAuth makes
+}
+
+// parseFlags reads the command line into a config, and checks what can be
+// checked without reading a file.
+func parseFlags(args []string) (config, error) {
+	var c config
+	o, lim := &c.opts, &c.opts.Limits
 	strat := strategies{}
+	o.Strategies = strat
+	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&c.db, "db", "tether-server.db", "path of the SQLite database, or a postgres:// or mysql:// URL")
+	fs.StringVar(&c.tokens, "tokens", "", "path of the JSON tokens file (required)")
+	fs.StringVar(&c.schema, "schema", "", "path of the JSON schema file (required)")
+	fs.StringVar(&c.jwtSecret, "jwt-hs256-secret-file", "", "accept JWTs signed with HS256 with the secret in this file")
+	fs.StringVar(&c.jwtPublic, "jwt-rs256-public-key", "", "accept JWTs signed with RS256, verified with this PEM public key file")
+	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required \"iss\" of JWTs")
+	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required \"aud\" of JWTs")
+	fs.StringVar(&c.jwtTenant, "jwt-tenant-claim", server.DefaultTenantClaim, "claim of JWTs that holds the tenant")
+	fs.StringVar(&c.jwtUser, "jwt-user-claim", server.DefaultUserClaim, "claim of JWTs that holds the user")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate file (PEM; with -tls-key)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "private key file of -tls-cert (PEM)")
+	fs.Int64Var(&o.MaxBodyBytes, "max-body", server.DefaultMaxBodyBytes, "largest request body in bytes, after decompression (413 above)")
+	fs.IntVar(&o.MaxBatchRows, "max-batch-rows", server.DefaultMaxBatchRows, "most rows in one pushed batch (413 above; the client halves its batch)")
+	fs.IntVar(&lim.MaxOpenSessions, "max-sessions", server.DefaultMaxOpenSessions, "most uncommitted push sessions per device (409 above)")
+	fs.DurationVar(&lim.SessionIdle, "session-idle", server.DefaultSessionIdle, "a push session idle this long expires with its staged rows")
+	fs.Float64Var((*float64)(&o.RateLimit), "rate", 0, "requests per second per bearer token (429 with Retry-After above); 0 for no limit")
+	fs.IntVar(&o.RateBurst, "rate-burst", 0, "burst of -rate (default twice -rate)")
+	fs.IntVar(&o.MaxValueBytes, "max-value", server.DefaultMaxValueBytes, "largest column value of a pushed row, in bytes (413 above)")
+	fs.IntVar(&o.MaxPageBytes, "max-page-bytes", server.DefaultMaxPageBytes, "most bytes of rows in one pull page (at least one row)")
+	fs.IntVar(&lim.MaxSessionRows, "max-session-rows", server.DefaultMaxSessionRows, "most rows one push session stages (413 session_full above: the device commits and goes on in a new one)")
+	fs.Int64Var(&lim.MaxSessionBytes, "max-session-bytes", server.DefaultMaxSessionBytes, "most bytes one push session stages (413 session_full above)")
+	fs.Int64Var(&lim.MaxTenantStagedBytes, "max-tenant-staged", server.DefaultMaxTenantStagedBytes, "most bytes a tenant's open push sessions stage together (429 above)")
+	fs.DurationVar(&lim.DeviceActivity, "device-activity", server.DefaultDeviceActivity, "a device unseen this long no longer holds back the purge of tombstones (it rebuilds when it comes back)")
+	fs.DurationVar(&lim.SessionRetention, "session-retention", server.DefaultSessionRetention, "committed push sessions and their answers are kept this long")
+	fs.DurationVar(&lim.AuditRetention, "audit-retention", server.DefaultAuditRetention, "audit log entries are kept this long")
+	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", server.DefaultMaxClockSkew, "clock stamps further ahead of the server's clock are re-stamped at commit")
+	fs.Float64Var((*float64)(&o.AuthFailures), "auth-failures", server.DefaultAuthFailures, "failed authentications per second one client address may make (429 above); negative for no limit")
+	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", server.DefaultAuthFailureBurst, "burst of -auth-failures")
+	fs.DurationVar(&o.SweepInterval, "sweep", server.DefaultSweepInterval, "how often expired push sessions, and what is past its retention, are discarded")
+	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return config{}, err
 	}
-	if *schemaPath == "" {
+	return c, c.check()
+}
+
+// check returns an error for a missing or contradictory flag, or a limit
+// out of range.
+func (c config) check() error {
+	o, lim := c.opts, c.opts.Limits
+	switch {
+	case c.schema == "":
 		return errors.New("-schema is required")
-	}
-	if *tokensPath == "" && *jwtSecret == "" && *jwtPublic == "" {
+	case c.tokens == "" && c.jwtSecret == "" && c.jwtPublic == "":
 		return errors.New("give -tokens, a JWT key (-jwt-hs256-secret-file or -jwt-rs256-public-key), or both")
-	}
-	if *jwtSecret != "" && *jwtPublic != "" {
+	case c.jwtSecret != "" && c.jwtPublic != "":
 		return errors.New("-jwt-hs256-secret-file and -jwt-rs256-public-key exclude each other")
-	}
-	if (*tlsCert == "") != (*tlsKey == "") {
+	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return errors.New("-tls-cert and -tls-key go together")
 	}
-	if *maxBody <= 0 || *maxRows <= 0 || *maxRows > wire.MaxBatchSize || *maxSessions <= 0 || *idle <= 0 || *rateLimit < 0 || *rateBurst < 0 ||
-		*maxValue <= 0 || *maxPage <= 0 || *maxSessionRows <= 0 || *maxSessionBytes <= 0 || *maxTenantStaged <= 0 || *skew <= 0 ||
-		*authBurst <= 0 || *sweep <= 0 || *bodyTimeout <= 0 || *idleConn <= 0 {
+	if o.MaxBodyBytes <= 0 || o.MaxBatchRows <= 0 || o.MaxBatchRows > wire.MaxBatchSize || lim.MaxOpenSessions <= 0 || lim.SessionIdle <= 0 ||
+		o.RateLimit < 0 || o.RateBurst < 0 || o.MaxValueBytes <= 0 || o.MaxPageBytes <= 0 || lim.MaxSessionRows <= 0 ||
+		lim.MaxSessionBytes <= 0 || lim.MaxTenantStagedBytes <= 0 || lim.DeviceActivity <= 0 || lim.SessionRetention <= 0 ||
+		lim.AuditRetention <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
+		c.idleTimeout <= 0 {
 		return fmt.Errorf("limits and timeouts must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
 	}
-	schema, err := loadSchema(*schemaPath)
+	return nil
+}
+
+// run serves until ctx ends, then shuts down gracefully.
+func run(ctx context.Context, args []string) error {
+	c, err := parseFlags(args)
 	if err != nil {
 		return err
 	}
-	var auth server.Authenticators
-	if *tokensPath != "" {
-		tokens, err := loadTokens(*tokensPath)
-		if err != nil {
-			return err
-		}
-		auth = append(auth, tokens)
+	schema, err := loadSchema(c.schema)
+	if err != nil {
+		return err
 	}
-	if *jwtSecret != "" || *jwtPublic != "" {
-		j := &server.JWT{Issuer: *jwtIssuer, Audience: *jwtAudience, TenantClaim: *jwtTenant, UserClaim: *jwtUser}
-		if *jwtSecret != "" {
-			secret, err := os.ReadFile(*jwtSecret)
-			if err != nil {
-				return fmt.Errorf("jwt secret: %w", err)
-			}
-			if j.Secret = bytes.TrimSpace(secret); len(j.Secret) < 32 {
-				return fmt.Errorf("jwt secret %s: want at least 32 bytes", *jwtSecret)
-			}
-		} else {
-			data, err := os.ReadFile(*jwtPublic)
-			if err != nil {
-				return fmt.Errorf("jwt public key: %w", err)
-			}
-			if j.PublicKey, err = jwt.ParseRSAPublicKeyFromPEM(data); err != nil {
-				return fmt.Errorf("jwt public key %s: %w", *jwtPublic, err)
-			}
-		}
-		auth = append(auth, j)
+	if c.opts.Auth, err = c.loadAuth(); err != nil {
+		return err
 	}
-	opts := server.Options{
-		Auth:         auth,
-		Strategies:   strat,
-		MaxBodyBytes: *maxBody,
-		MaxBatchRows: *maxRows,
-		Limits: server.Limits{MaxOpenSessions: *maxSessions, SessionIdle: *idle, MaxSessionRows: *maxSessionRows,
-			MaxSessionBytes: *maxSessionBytes, MaxTenantStagedBytes: *maxTenantStaged},
-		RateLimit:        rate.Limit(*rateLimit),
-		RateBurst:        *rateBurst,
-		MaxValueBytes:    *maxValue,
-		MaxPageBytes:     *maxPage,
-		MaxClockSkew:     *skew,
-		AuthFailures:     rate.Limit(*authFailures),
-		AuthFailureBurst: *authBurst,
-		SweepInterval:    *sweep,
-		BodyTimeout:      *bodyTimeout,
-	}
-	if err := opts.Check(schema); err != nil { // before a database is touched
+	if err := c.opts.Check(schema); err != nil { // before a database is touched
 		return fmt.Errorf("-strategy: %w", err)
 	}
-	store, err := openStore(ctx, *dbPath, schema)
+	store, err := openStore(ctx, c.db, schema)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	handler, err := server.New(store, opts)
+	handler, err := server.New(store, c.opts)
 	if err != nil {
 		return err
 	}
 	defer handler.Close()
+	return c.serve(ctx, handler, "store", storeKind(c.db), "tables", len(schema.Tables))
+}
+
+// serve serves handler on the configured address until ctx ends, and then
+// shuts the HTTP server down, giving requests under way shutdownTimeout.
+// It logs that it listens, with attrs.
+func (c config) serve(ctx context.Context, handler http.Handler, attrs ...any) error {
 	srv := &http.Server{
-		Addr:              *listen,
+		Addr:              c.listen,
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       *idleConn, // a keep-alive connection needs no token: it must not be held forever
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       c.idleTimeout, // a keep-alive connection needs no token: it must not be held forever
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
 	}
 	errc := make(chan error, 1)
-	if *tlsCert != "" {
-		go func() { errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey) }()
+	if c.tlsCert != "" {
+		go func() { errc <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey) }()
 	} else {
 		go func() { errc <- srv.Serve(ln) }()
 	}
-	slog.Info("tether-server listening", "addr", ln.Addr().String(), "tls", *tlsCert != "", "store", storeKind(*dbPath), "tables", len(schema.Tables))
+	slog.Info("tether-server listening", append([]any{"addr", ln.Addr().String(), "tls", c.tlsCert != ""}, attrs...)...)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdown, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	return srv.Shutdown(shutdown)
+}
+
+// loadAuth reads the tokens file and the JWT key the flags name.
+func (c config) loadAuth() (server.Authenticators, error) {
+	var auth server.Authenticators
+	if c.tokens != "" {
+		tokens, err := loadTokens(c.tokens)
+		if err != nil {
+			return nil, err
+		}
+		auth = append(auth, tokens)
+	}
+	if c.jwtSecret == "" && c.jwtPublic == "" {
+		return auth, nil
+	}
+	j := &server.JWT{Issuer: c.jwtIssuer, Audience: c.jwtAudience, TenantClaim: c.jwtTenant, UserClaim: c.jwtUser}
+	if c.jwtSecret != "" {
+		secret, err := os.ReadFile(c.jwtSecret)
+		if err != nil {
+			return nil, fmt.Errorf("jwt secret: %w", err)
+		}
+		if j.Secret = bytes.TrimSpace(secret); len(j.Secret) < 32 {
+			return nil, fmt.Errorf("jwt secret %s: want at least 32 bytes", c.jwtSecret)
+		}
+	} else {
+		data, err := os.ReadFile(c.jwtPublic)
+		if err != nil {
+			return nil, fmt.Errorf("jwt public key: %w", err)
+		}
+		if j.PublicKey, err = jwt.ParseRSAPublicKeyFromPEM(data); err != nil {
+			return nil, fmt.Errorf("jwt public key %s: %w", c.jwtPublic, err)
+		}
+	}
+	return append(auth, j), nil
 }
 
 func isPostgres(db string) bool {

@@ -24,12 +24,14 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/internal/mysqltest"
 	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/throwaway"
+	"github.com/tethersync/tether/server"
 )
 
 // files writes a schema file and a tokens file and returns their paths.
@@ -312,5 +314,25 @@ func TestConnectionTimeouts(t *testing.T) {
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Errorf("a body that stopped arriving held the connection for 10 s")
+	}
+}
+
+// The flags default to the server's defaults.
+func TestFlagDefaults(t *testing.T) {
+	c, err := parseFlags([]string{"-schema", "schema.json", "-tokens", "tokens.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.opts.Limits, (server.Limits{}).WithDefaults(); got != want {
+		t.Errorf("limits %+v, want the server's defaults %+v", got, want)
+	}
+	o := c.opts
+	got := []any{o.MaxBodyBytes, o.MaxBatchRows, o.MaxValueBytes, o.MaxPageBytes, o.MaxClockSkew, o.AuthFailures, o.AuthFailureBurst, o.SweepInterval, o.BodyTimeout}
+	want := []any{int64(server.DefaultMaxBodyBytes), server.DefaultMaxBatchRows, server.DefaultMaxValueBytes, server.DefaultMaxPageBytes,
+		server.DefaultMaxClockSkew, rate.Limit(server.DefaultAuthFailures), server.DefaultAuthFailureBurst, server.DefaultSweepInterval, server.DefaultBodyTimeout}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("option %d: %v, want %v", i, got[i], want[i])
+		}
 	}
 }

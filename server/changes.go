@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// changes serves a page of the rows changed after a cursor, in commit
+// order (wire.Changes).
+func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
+	after, limit, err := pageParams(r.URL.Query())
+	if err != nil {
+		return nil, err
+	}
+	echo, err := s.echo(r)
+	if err != nil {
+		return nil, err
+	}
+	rows, next, more, err := s.store.Changes(ctx, p, after, limit, s.opts.MaxPageBytes, echo)
+	if err != nil {
+		return nil, err
+	}
+	if rows == nil {
+		rows = []wire.Row{}
+	}
+	return wire.Changes{Changes: rows, Cursor: next.String(), More: more}, nil
+}
+
+// pageParams reads the cursor and limit of a page of changes or of a
+// snapshot.
+func pageParams(q url.Values) (after Cursor, limit int, err error) {
+	if after, err = ParseCursor(q.Get("cursor")); err != nil {
+		return Cursor{}, 0, err
+	}
+	limit = wire.DefaultBatchSize
+	if l := q.Get("limit"); l != "" {
+		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > wire.MaxBatchSize {
+			return Cursor{}, 0, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
+		}
+	}
+	return after, limit, nil
+}
+
+// echo reads who pulls. A device names the push sessions it committed and
+// has not pulled past yet: what it pushed comes back only where the server
+// changed it. The pulling device, when it says: the store records how far
+// it pulled, which decides when tombstones may go.
+func (s *Server) echo(r *http.Request) (Echo, error) {
+	var echo Echo
+	if r.Header.Get(wire.HeaderDevice) != "" {
+		device, err := deviceOf(r)
+		if err != nil {
+			return Echo{}, err
+		}
+		echo.Device = device
+		// Whether a device is active is a question of days: its record
+		// need not be written by every pull of a device that syncs often.
+		echo.SeenEvery = min(s.opts.Limits.DeviceActivity/100, time.Minute)
+	}
+	own := r.URL.Query().Get("own")
+	if own == "" {
+		return echo, nil
+	}
+	if echo.Device == "" {
+		return Echo{}, fmt.Errorf("own sessions without a %s header: %w", wire.HeaderDevice, wire.ErrBadRequest)
+	}
+	echo.Sessions = map[string]bool{}
+	for _, id := range strings.Split(own, ",") {
+		if !deviceRE.MatchString(id) || len(echo.Sessions) == wire.MaxEchoSessions {
+			return Echo{}, fmt.Errorf("own: want at most %d session ids: %w", wire.MaxEchoSessions, wire.ErrBadRequest)
+		}
+		echo.Sessions[id] = true
+	}
+	return echo, nil
+}

@@ -1,0 +1,20 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// fail writes err as a JSON error body, with the status wire.Code (the one
+// table from error to status) gives it; a server error is logged, and its
+// message is not sent.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code, status := wire.Code(err)
+	msg := err.Error()
+	if status >= 500 {
+		s.opts.Logger.Error("tether request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal server error"
+	}
+	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: code, Message: msg}})
+}

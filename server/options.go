@@ -1,0 +1,248 @@
+package server
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/wire"
+)
+
+// Defaults of Options: a zero field takes its default.
+const (
+	DefaultMaxBodyBytes     = 32 << 20
+	DefaultMaxBatchRows     = wire.MaxBatchSize
+	DefaultMaxValueBytes    = 4 << 20
+	DefaultBodyTimeout      = 60 * time.Second
+	DefaultMaxPageBytes     = 8 << 20
+	DefaultMaxClockSkew     = 5 * time.Minute
+	DefaultAuthFailures     = 1
+	DefaultAuthFailureBurst = 20
+	DefaultSweepInterval    = time.Minute
+)
+
+// Options configures a Server. The zero value works but authenticates
+// nobody: set Auth.
+type Options struct {
+	// Auth authenticates every request but health. When nil, every other
+	// request is refused with 401.
+	Auth Authenticator
+	// Strategies sets the conflict strategy per table. Tables not listed
+	// use LastWriterWins.
+	Strategies map[string]Strategy
+	// Resolvers sets a Go function per table that decides its conflicts
+	// instead of its strategy: keep either row, or merge them.
+	Resolvers map[string]ResolveFunc
+	// Deletes sets per table how a delete settles against an update.
+	// Default NewerWins.
+	Deletes map[string]DeletePolicy
+	// MaxBodyBytes limits request bodies, after decompression; larger
+	// bodies get 413. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Logger receives one line per failed request. Default slog.Default().
+	Logger *slog.Logger
+	// Limits bounds the push sessions a device may keep open, and how
+	// long what expires is kept; each field has its default.
+	Limits Limits
+	// MaxBatchRows limits the rows of one pushed batch; larger batches get
+	// 413, and the client halves its batch. Default, and most,
+	// DefaultMaxBatchRows (wire.MaxBatchSize).
+	MaxBatchRows int
+	// RateLimit is the sustained number of requests per second one bearer
+	// token may make, with bursts of RateBurst (default 2 × RateLimit,
+	// at least 1). Requests over it get 429 with Retry-After, which the
+	// client honours. Default 0: no limit.
+	RateLimit rate.Limit
+	RateBurst int
+	// MaxValueBytes limits one column value of a pushed row, while it is
+	// read; larger values get 413. Default DefaultMaxValueBytes.
+	MaxValueBytes int
+	// BodyTimeout is how long a request body may take to arrive; a slower
+	// one is cut off. Default DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxPageBytes bounds a pull page's rows, as their values' sizes add
+	// up: a page holds at least one row, and stops before the row that
+	// would take it past the bound. Default DefaultMaxPageBytes.
+	MaxPageBytes int
+	// MaxClockSkew is how far ahead of the server's clock a pushed row's
+	// clock stamp may be: a later stamp is replaced, at commit, by one of
+	// the server's clock (its device part kept), so that no device's wrong
+	// clock wins last-writer-wins for long or poisons other devices'
+	// clocks. Default DefaultMaxClockSkew.
+	MaxClockSkew time.Duration
+	// AuthFailures is the number of failed authentications per second one
+	// client address may make, with bursts of AuthFailureBurst (default
+	// DefaultAuthFailureBurst); past it, requests from that address get
+	// 429 before their token is looked at. Default DefaultAuthFailures;
+	// negative means no limit.
+	AuthFailures     rate.Limit
+	AuthFailureBurst int
+	// SweepInterval is how often the server discards what has expired in
+	// the store (Store.Sweep: sessions idle past Limits.SessionIdle and
+	// their staged rows, and what is past its retention), a bounded
+	// amount each time, whether or not their devices come back. Default
+	// DefaultSweepInterval; negative turns it off. Close stops it.
+	SweepInterval time.Duration
+	// Now is the clock of the server's time rules: the rate limits and
+	// MaxClockSkew. Default time.Now. The store has its own (the stores'
+	// Options.Now), for session expiry and retention; a test gives both
+	// the same fake clock.
+	Now func() time.Time
+}
+
+// withDefaults returns o with zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.Limits = o.Limits.WithDefaults()
+	if o.MaxBatchRows <= 0 || o.MaxBatchRows > DefaultMaxBatchRows {
+		o.MaxBatchRows = DefaultMaxBatchRows
+	}
+	if o.RateLimit > 0 && o.RateBurst <= 0 {
+		o.RateBurst = max(1, int(2*o.RateLimit))
+	}
+	if o.MaxValueBytes <= 0 {
+		o.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
+	if o.MaxPageBytes <= 0 {
+		o.MaxPageBytes = DefaultMaxPageBytes
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = DefaultMaxClockSkew
+	}
+	if o.AuthFailures == 0 {
+		o.AuthFailures = DefaultAuthFailures
+	}
+	if o.AuthFailureBurst <= 0 {
+		o.AuthFailureBurst = DefaultAuthFailureBurst
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Check returns an error naming the first table of Strategies, Resolvers
+// or Deletes that schema lacks, or the first unknown strategy or delete
+// policy.
+func (o Options) Check(schema entity.Schema) error {
+	for _, table := range slices.Sorted(maps.Keys(o.Strategies)) {
+		if schema.Table(table) == nil {
+			return fmt.Errorf("strategy for unknown table %q", table)
+		}
+		if err := validStrategy(o.Strategies[table]); err != nil {
+			return fmt.Errorf("table %q: %w", table, err)
+		}
+	}
+	for _, table := range slices.Sorted(maps.Keys(o.Resolvers)) {
+		if schema.Table(table) == nil {
+			return fmt.Errorf("resolver for unknown table %q", table)
+		}
+	}
+	for _, table := range slices.Sorted(maps.Keys(o.Deletes)) {
+		if schema.Table(table) == nil {
+			return fmt.Errorf("delete policy for unknown table %q", table)
+		}
+		if d := o.Deletes[table]; d != NewerWins && d != DeleteAlwaysWins {
+			return fmt.Errorf("table %q: unknown delete policy %q", table, d)
+		}
+	}
+	return nil
+}
+
+// Defaults of Limits: a zero field takes its default.
+const (
+	DefaultMaxOpenSessions      = 4
+	DefaultSessionIdle          = 24 * time.Hour
+	DefaultMaxSessionRows       = 100_000
+	DefaultMaxSessionBytes      = 256 << 20
+	DefaultMaxTenantStagedBytes = 2 << 30
+	DefaultDeviceActivity       = 30 * 24 * time.Hour
+	DefaultSessionRetention     = 30 * 24 * time.Hour
+	DefaultAuditRetention       = 365 * 24 * time.Hour
+)
+
+// Limits bound what a device may keep open on the server, and how long
+// what expires is kept. Stores apply them (Store); Server passes its
+// Options.Limits.
+type Limits struct {
+	// MaxOpenSessions is the number of uncommitted push sessions a user
+	// may hold on a device. Default DefaultMaxOpenSessions.
+	MaxOpenSessions int
+	// SessionIdle is how long a session may go without a batch before it
+	// expires and its staged rows are discarded. Default
+	// DefaultSessionIdle.
+	SessionIdle time.Duration
+	// MaxSessionRows and MaxSessionBytes bound what one session stages
+	// (bytes as wire.Row.Size counts them); a batch past them gets 413
+	// (wire.ErrSessionFull), and the push engine commits the session and
+	// goes on in a new one. They also bound how long one commit holds the
+	// SQLite store's single writer. Defaults DefaultMaxSessionRows and
+	// DefaultMaxSessionBytes.
+	MaxSessionRows  int
+	MaxSessionBytes int64
+	// MaxTenantStagedBytes bounds what all uncommitted sessions of a
+	// tenant hold together; past it, batches get 429 until sessions commit
+	// or expire. Default DefaultMaxTenantStagedBytes.
+	MaxTenantStagedBytes int64
+
+	// DeviceActivity is how long a device counts as active after it was
+	// last seen. Tombstones are purged once every active device of the
+	// tenant has pulled past them (or, when none is active, all of them);
+	// a device that comes back later, with an older cursor, gets 410
+	// history_purged and rebuilds from a snapshot. Default
+	// DefaultDeviceActivity.
+	DeviceActivity time.Duration
+	// SessionRetention is how long committed sessions and their stored
+	// answers are kept (a commit re-sent later than that is answered 404,
+	// and the device pushes what it still has again). Default
+	// DefaultSessionRetention.
+	SessionRetention time.Duration
+	// AuditRetention is how long audit log entries are kept. Default
+	// DefaultAuditRetention.
+	AuditRetention time.Duration
+}
+
+// WithDefaults returns l with zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxOpenSessions <= 0 {
+		l.MaxOpenSessions = DefaultMaxOpenSessions
+	}
+	if l.SessionIdle <= 0 {
+		l.SessionIdle = DefaultSessionIdle
+	}
+	if l.MaxSessionRows <= 0 {
+		l.MaxSessionRows = DefaultMaxSessionRows
+	}
+	if l.MaxSessionBytes <= 0 {
+		l.MaxSessionBytes = DefaultMaxSessionBytes
+	}
+	if l.MaxTenantStagedBytes <= 0 {
+		l.MaxTenantStagedBytes = DefaultMaxTenantStagedBytes
+	}
+	if l.DeviceActivity <= 0 {
+		l.DeviceActivity = DefaultDeviceActivity
+	}
+	if l.SessionRetention <= 0 {
+		l.SessionRetention = DefaultSessionRetention
+	}
+	if l.AuditRetention <= 0 {
+		l.AuditRetention = DefaultAuditRetention
+	}
+	return l
+}
