@@ -207,12 +207,11 @@ func (c *Client) OpenSession(ctx context.Context, device, session string) (strin
 	return out.Session, err
 }
 
-// SendBatch stages batch seq of a session. Re-sending a batch replaces it.
-// With p.Open the server opens the session first if it has not yet (an
-// older server answers wire.ErrNotFound instead: open it with OpenSession
-// and send again); with p.Commit it commits the session after the batch
-// and the answer holds the commit's answer (an older server stages the
-// batch and leaves the answer's Commit nil: commit with Commit).
+// SendBatch stages batch seq of a session. Re-sending a batch replaces it
+// (unless the copy staged came from a later p.Attempt: wire.ErrConflict).
+// With p.Open the server opens the session first if it has not yet; with
+// p.Commit it commits the session after the batch and the answer's Commit
+// holds the commit's answer.
 func (c *Client) SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row, p wire.BatchParams) (wire.BatchAck, error) {
 	var out wire.BatchAck
 	path := "/sessions/" + url.PathEscape(session) + "/batches/" + strconv.Itoa(seq)

@@ -457,12 +457,10 @@ func (c *Coordinator) run(ctx context.Context, r *run) (rep Report, err error) {
 }
 
 // register registers the device, and binds the database to the tenant,
-// unless it did with the same schema before, with a server that checks the
-// tenant header (or again, with force, after the server said it does not
-// know the device). The client names the database's tenant in every
-// request, so that such a server refuses credentials of another tenant
-// without a registration first; an older server is registered with before
-// every sync, which checks them.
+// unless it did with the same schema before (or again, with force, after
+// the server said it does not know the device). The client names the
+// database's tenant in every request, so that the server refuses
+// credentials of another tenant without a registration first.
 func (c *Coordinator) register(ctx context.Context, force bool) error {
 	tenant, err := c.db.Syncer().Tenant(ctx)
 	if err != nil {
@@ -490,11 +488,6 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	c.api.SetTenant(dev.Tenant)
-	if !dev.TenantChecked {
-		// A server that does not check the tenant header: registering
-		// before every sync is what checks the credentials' tenant.
-		mark = ""
-	}
 	return c.db.Syncer().SetRegistration(ctx, mark)
 }
 

@@ -10,6 +10,5 @@
 // same requests (a push of one batch is one request); the last batch is
 // recorded, with the digest of its body, before it goes, so that when its
 // answer is lost the next push settles it with the server instead of
-// sending rows that may have changed since. A server older than that gets
-// a session opened and committed with requests of their own.
+// sending rows that may have changed since.
 package push

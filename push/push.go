@@ -1,7 +1,6 @@
 package push
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,18 +45,14 @@ type Store interface {
 // Transport is what the push engine needs of the server; *client.Client
 // implements it.
 type Transport interface {
-	// OpenSession opens the session with the given id; idempotent. Only
-	// servers that do not know wire.BatchOpen need it.
-	OpenSession(ctx context.Context, device, session string) (string, error)
 	// SendBatch stages batch seq of the session; re-sending replaces it.
 	// p.Open opens the session first, p.Commit commits it after (see
 	// client.Client.SendBatch).
 	SendBatch(ctx context.Context, device, session string, seq int, rows []wire.Row, p wire.BatchParams) (wire.BatchAck, error)
-	// Commit applies the session; re-sending returns the first answer.
-	Commit(ctx context.Context, device, session string) (wire.Commit, error)
-	// Settle commits the session when the answer to its last batch, sent
-	// with the commit, was lost: the answer's Settled says whether that
-	// batch committed it.
+	// Settle commits the session; re-sending returns the first answer.
+	// last names the batch sent with the commit whose answer was lost, and
+	// the answer's Settled says whether that batch committed the session;
+	// batches from last.Seq on that did not are dropped first.
 	Settle(ctx context.Context, device, session string, last wire.LastBatch) (wire.Commit, error)
 }
 
@@ -87,12 +82,6 @@ type Engine struct {
 	store Store
 	tr    Transport
 	opts  Options
-	// legacy is set once the server turned out older than
-	// wire.BatchOpen: sessions are then opened with OpenSession.
-	legacy bool
-	// proven is set once an answer showed that the server takes the
-	// commit with the last batch (wire.BatchAck.Protocol).
-	proven bool
 	// final is the last batch sent with the commit whose answer is not
 	// known yet, with its session, for settle to count.
 	final        localdb.DirtyBatch
@@ -158,16 +147,10 @@ func (e *Engine) finishCommitted(ctx context.Context, res *Result, device, sessi
 // of it (a backup restored over it), and one found already committed may
 // hold rows this database never sent.
 func (e *Engine) commit(ctx context.Context, res *Result, device, session string, acked int, own bool) error {
-	var c wire.Commit
-	var err error
-	if e.proven && !e.legacy {
-		// In the settle form, with a digest no batch has: the server drops
-		// what an earlier attempt staged from the acknowledged count on,
-		// which the device never recorded.
-		c, err = e.tr.Settle(ctx, device, session, wire.LastBatch{Seq: acked, Digest: noBatch})
-	} else {
-		c, err = e.tr.Commit(ctx, device, session)
-	}
+	// In the settle form, with a digest no batch has: the server drops
+	// what an earlier attempt staged from the acknowledged count on, which
+	// the device never recorded.
+	c, err := e.tr.Settle(ctx, device, session, wire.LastBatch{Seq: acked, Digest: noBatch})
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
@@ -198,7 +181,6 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		return e.settle(ctx, res, device, st)
 	}
 	size := e.opts.BatchSize
-	opened := false
 	fresh := st.Session == "" // a session this push makes, rather than resumes
 	// Batches are read ahead while the one before is on the wire: the
 	// reads only look at rows after the batch being sent, so they do not
@@ -254,17 +236,9 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 				return fmt.Errorf("push: %w", err)
 			}
 		}
-		if e.legacy && st.Seq == 0 && !opened {
-			if _, err := e.tr.OpenSession(ctx, device, st.Session); err != nil {
-				return fmt.Errorf("push: %w", err)
-			}
-			opened = true
-		}
-		// The last batch commits the session in the same request, where
-		// the server is known to take it: the first batch opens the
-		// session in the same request (an older server refuses it), or an
-		// earlier answer said so.
-		commit := last && !e.legacy && (st.Seq == 0 || e.proven)
+		// The first batch opens the session and the last one commits it,
+		// in the same requests.
+		commit := last
 		if commit { // recorded before it goes: see settle
 			body, err := wire.AppendBatch(nil, b.Rows)
 			if err != nil {
@@ -278,7 +252,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			}
 			e.final, e.finalSession = b, st.Session
 		}
-		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0 && !e.legacy, Commit: commit, Attempt: attempt})
+		ack, err := e.tr.SendBatch(ctx, device, st.Session, st.Seq, b.Rows, wire.BatchParams{Open: st.Seq == 0, Commit: commit, Attempt: attempt})
 		if err != nil && commit {
 			if !errors.Is(err, wire.ErrRefused) {
 				// Committed or not: the next push settles it.
@@ -289,16 +263,8 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 				return fmt.Errorf("push: %w", ferr)
 			}
 		}
-		if err == nil && ack.Protocol >= wire.ProtocolOneRequest {
-			e.proven = true
-		}
 		switch {
 		case err == nil:
-		case errors.Is(err, wire.ErrNotFound) && st.Seq == 0 && !e.legacy:
-			// A server older than wire.BatchOpen: sessions are opened
-			// apart. The batch goes again.
-			e.legacy = true
-			continue
 		case errors.Is(err, wire.ErrSessionFull) && st.Seq > 0:
 			// The server bounds a session: commit what it holds, and send
 			// the rest in a new one.
@@ -333,12 +299,8 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 			}
 			return e.commit(ctx, res, device, st.Session, st.Seq, fresh)
 		}
-		if ack.Commit == nil { // a server older than wire.BatchCommit
-			st.Final = false
-			if err := e.acknowledged(ctx, res, b, &st); err != nil {
-				return err
-			}
-			return e.commit(ctx, res, device, st.Session, st.Seq, fresh)
+		if ack.Commit == nil { // committed or not: the next push settles it
+			return fmt.Errorf("push: session %s: the answer to the last batch holds no commit", st.Session)
 		}
 		if err := e.store.FinishPush(ctx, *ack.Commit, fresh); err != nil {
 			return fmt.Errorf("push: session %s: %w", st.Session, err)
@@ -363,17 +325,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 // not committed, and is then committed without it. If it is not in, its
 // rows stay dirty and go up in the next session.
 func (e *Engine) settle(ctx context.Context, res *Result, device string, st localdb.PushState) error {
-	// A last batch recorded without its digest (by an earlier version)
-	// cannot be told apart: it is taken as not committed (at worst its
-	// rows go up twice, never lost).
-	last := wire.LastBatch{Seq: st.Seq, Digest: cmp.Or(st.FinalDigest, noBatch)}
-	c, err := e.tr.Settle(ctx, device, st.Session, last)
-	if errors.Is(err, wire.ErrBadRequest) {
-		// A server that does not take the settle form: a plain commit,
-		// and the batch taken as not committed.
-		c, err = e.tr.Commit(ctx, device, st.Session)
-		c.Settled = false
-	}
+	c, err := e.tr.Settle(ctx, device, st.Session, wire.LastBatch{Seq: st.Seq, Digest: st.FinalDigest})
 	if err != nil {
 		return fmt.Errorf("push: settle session %s: %w", st.Session, err)
 	}
