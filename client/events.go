@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -12,9 +13,9 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-// StreamIdle is how long the event stream may stay silent before the
+// streamIdle is how long the event stream may stay silent before the
 // client takes it for dead. The server sends a heartbeat every 20s.
-const StreamIdle = 60 * time.Second
+const streamIdle = 60 * time.Second
 
 // Events subscribes to the server's change events for the token's tenant
 // and calls fn for each, until ctx ends or the stream drops. It calls
@@ -33,9 +34,39 @@ func (c *Client) Events(outer context.Context, opened func(), fn func(wire.Event
 func (c *Client) events(outer context.Context, token string, opened func(), fn func(wire.Event)) error {
 	ctx, cancel := context.WithCancel(outer)
 	defer cancel()
+	resp, err := c.subscribe(ctx, token)
+	if err != nil {
+		if outer.Err() != nil {
+			return outer.Err()
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	if opened != nil {
+		opened()
+	}
+	// A silent stream is a dead one: the watchdog ends the request.
+	watchdog := time.AfterFunc(streamIdle, cancel)
+	defer watchdog.Stop()
+	err = readEvents(resp.Body, func() { watchdog.Reset(streamIdle) }, fn)
+	if outer.Err() != nil {
+		return outer.Err()
+	}
+	switch {
+	case ctx.Err() != nil:
+		err = fmt.Errorf("no event or heartbeat for %v", streamIdle)
+	case err == nil:
+		err = fmt.Errorf("stream ended")
+	}
+	return &Error{Op: "events", Err: err, transient: true}
+}
+
+// subscribe opens the event stream with token. It returns an *Error when
+// the request fails or the server refuses it.
+func (c *Client) subscribe(ctx context.Context, token string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/events", nil)
 	if err != nil {
-		return &Error{Op: "events", Err: err}
+		return nil, &Error{Op: "events", Err: err}
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	req.Header.Set("User-Agent", c.agent)
@@ -47,26 +78,24 @@ func (c *Client) events(outer context.Context, token string, opened func(), fn f
 	}
 	resp, err := c.live.Do(req)
 	if err != nil {
-		if outer.Err() != nil {
-			return outer.Err()
-		}
-		return &Error{Op: "events", Err: err, transient: true}
+		return nil, &Error{Op: "events", Err: err, transient: true}
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		return errorFrom("events", resp.StatusCode, resp.Header, resp.Body)
+		defer resp.Body.Close()
+		return nil, errorFrom("events", resp.StatusCode, resp.Header, resp.Body)
 	}
-	if opened != nil {
-		opened()
-	}
-	// A silent stream is a dead one: the watchdog ends the request.
-	watchdog := time.AfterFunc(StreamIdle, cancel)
-	defer watchdog.Stop()
-	sc := bufio.NewScanner(resp.Body)
+	return resp, nil
+}
+
+// readEvents reads server-sent events from r until it ends, calling alive
+// for each line and fn for each "changes" event, and returns the read
+// error, if any.
+func readEvents(r io.Reader, alive func(), fn func(wire.Event)) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
 	var event, data string
 	for sc.Scan() {
-		watchdog.Reset(StreamIdle)
+		alive()
 		line := sc.Text()
 		switch {
 		case line == "":
@@ -83,15 +112,5 @@ func (c *Client) events(outer context.Context, token string, opened func(), fn f
 			data += strings.TrimSpace(strings.TrimPrefix(line, "data:"))
 		}
 	}
-	if outer.Err() != nil {
-		return outer.Err()
-	}
-	err = sc.Err()
-	switch {
-	case ctx.Err() != nil:
-		err = fmt.Errorf("no event or heartbeat for %v", StreamIdle)
-	case err == nil:
-		err = fmt.Errorf("stream ended")
-	}
-	return &Error{Op: "events", Err: err, transient: true}
+	return sc.Err()
 }

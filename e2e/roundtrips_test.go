@@ -11,9 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/klauspost/compress/gzip"
 
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
@@ -128,8 +125,8 @@ func TestDeviceRegistersAgainWhenTheServerLostIt(t *testing.T) {
 
 // The answer to the request that commits can be lost whichever way: the
 // request never arrived, or arrived and committed. The next sync asks the
-// server which (the commit's answer says how many batches it holds) and
-// neither loses a row nor applies one twice nor reports a conflict.
+// server which (by the batch's number and body digest) and neither loses a
+// row nor applies one twice nor reports a conflict.
 func TestLostLastBatchSettled(t *testing.T) {
 	for name, fault := range map[string]testkit.Fault{"request lost": testkit.DropRequest, "answer lost": testkit.DropResponse} {
 		t.Run(name, func(t *testing.T) {
@@ -203,43 +200,6 @@ func TestCommittingBatchDeliveredTwice(t *testing.T) {
 	}
 	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 3 {
 		t.Errorf("server holds %d customers, want 3", n)
-	}
-}
-
-// oldServer makes the server look like one from before wire.BatchOpen and
-// wire.BatchCommit: it drops the parameters on the way.
-type oldServer struct{ log *requestLog }
-
-func (o oldServer) RoundTrip(r *http.Request) (*http.Response, error) {
-	if strings.Contains(r.URL.Path, "/batches/") && r.URL.RawQuery != "" {
-		r = r.Clone(r.Context())
-		u := *r.URL
-		u.RawQuery = ""
-		r.URL = &u
-	}
-	return o.log.RoundTrip(r)
-}
-
-// A device pushes to a server older than the one-request push: it opens
-// its session and commits apart, as before.
-func TestPushToAnOlderServer(t *testing.T) {
-	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{})
-	log := &requestLog{}
-	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: oldServer{log}, Co: coordinator.Options{PushBatchSize: 10}})
-	saveCustomers(t, a, 15, "c")
-	rep := a.Sync(t)
-	want := []string{"POST devices", "PUT batches", "POST sessions", "PUT batches", "PUT batches", "POST commit", "GET changes"}
-	if got := log.take(); !slices.Equal(got, want) || rep.Pushed["customers"] != 15 {
-		t.Errorf("requests %v, pushed %v; want %v and 15 rows", got, rep.Pushed, want)
-	}
-	saveCustomers(t, a, 1, "more")
-	a.Sync(t) // the engine remembers: no failed first batch this time
-	if got, want := log.take(), []string{"POST sessions", "PUT batches", "POST commit", "GET changes"}; !slices.Equal(got, want) {
-		t.Errorf("second push to the older server: %v, want %v", got, want)
-	}
-	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 16 {
-		t.Errorf("server holds %d customers, want 16", n)
 	}
 }
 
@@ -324,122 +284,6 @@ func TestProxyRefusesLargeLastBatch(t *testing.T) {
 		t.Errorf("Pending=%d, want 0", n)
 	}
 }
-
-// oldRegistration makes the server's registration answers look like those
-// of a server that does not check the tenant header.
-type oldRegistration struct{ log *requestLog }
-
-func (o oldRegistration) RoundTrip(r *http.Request) (*http.Response, error) {
-	if !strings.HasSuffix(r.URL.Path, "/devices") {
-		return o.log.RoundTrip(r)
-	}
-	r = r.Clone(r.Context())
-	r.Header.Set("Accept-Encoding", "identity")
-	resp, err := o.log.RoundTrip(r)
-	if err != nil {
-		return resp, err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	body = bytes.ReplaceAll(body, []byte(`,"tenant_checked":true`), nil)
-	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-	resp.Header.Del("Content-Length")
-	return resp, nil
-}
-
-// A device registers before every sync with a server that does not check
-// the tenant header: registering is what refuses another tenant's
-// credentials there.
-func TestRegistersEverySyncWithoutTenantCheck(t *testing.T) {
-	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{})
-	log := &requestLog{}
-	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: oldRegistration{log}})
-	a.Sync(t)
-	a.Sync(t)
-	if got, want := log.take(), []string{"POST devices", "GET changes", "POST devices", "GET changes"}; !slices.Equal(got, want) {
-		t.Errorf("two syncs: %v, want %v", got, want)
-	}
-}
-
-// A last batch recorded without its digest (by an earlier version of the
-// one-request push) is settled as not committed: its rows go up again,
-// none lost, and the device is not stuck.
-func TestSettleWithoutDigest(t *testing.T) {
-	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{})
-	var broken atomic.Bool // every committing request lost, the settles too
-	broken.Store(true)
-	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-		if kind == "commit" && broken.Load() {
-			return testkit.DropRequest
-		}
-		return testkit.Pass
-	}}
-	quick := coordinator.Options{MaxElapsed: 50 * time.Millisecond}
-	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft, Co: quick})
-	saveCustomers(t, a, 3, "c")
-	if _, err := a.Co.SyncNow(ctx); err == nil {
-		t.Fatal("SyncNow succeeded though its last batch was lost")
-	}
-	broken.Store(false)
-	if _, err := a.DB.SQL().ExecContext(ctx, `UPDATE _tether_state SET value = '1' WHERE key = 'push_final'`); err != nil {
-		t.Fatal(err)
-	}
-	if st, err := a.DB.Syncer().PushState(ctx); err != nil || !st.Final || st.FinalDigest != "" {
-		t.Fatalf("PushState %+v, %v; want a last batch recorded without digest", st, err)
-	}
-	a.Sync(t)
-	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 3 {
-		t.Errorf("server holds %d customers, want 3", n)
-	}
-	if n, _ := a.DB.Pending(ctx); n != 0 {
-		t.Errorf("Pending=%d, want 0", n)
-	}
-}
-
-// A server that refuses the settle form (400) gets a plain commit, and the
-// lost last batch is taken as not committed: its rows go up again.
-func TestSettleRefusedFallsBack(t *testing.T) {
-	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{})
-	ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-		if kind == "commit" && n == 0 && strings.Contains(r.URL.Path, "/batches/") {
-			return testkit.DropRequest
-		}
-		return testkit.Pass
-	}}
-	noSettle := roundTrip(func(r *http.Request) (*http.Response, error) {
-		if strings.HasSuffix(r.URL.Path, "/commit") && r.ContentLength != 2 && r.Header.Get("Content-Encoding") == "gzip" {
-			body, _ := io.ReadAll(r.Body)
-			if zr, err := gzip.NewReader(bytes.NewReader(body)); err == nil {
-				if plain, _ := io.ReadAll(zr); bytes.Contains(plain, []byte("settle")) {
-					return &http.Response{StatusCode: 400, Header: http.Header{"Content-Type": {"application/json"}}, Request: r,
-						Body: io.NopCloser(strings.NewReader(`{"error":{"code":"bad_request","message":"unknown field settle"}}`))}, nil
-				}
-			}
-			r = r.Clone(r.Context())
-			r.Body, r.ContentLength, r.GetBody = io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
-		}
-		return ft.RoundTrip(r)
-	})
-	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: noSettle})
-	saveCustomers(t, a, 3, "c")
-	rep := a.Sync(t)
-	if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != 3 || rep.Pushed["customers"] != 3 {
-		t.Errorf("server holds %d customers, report %v; want 3 and 3", n, rep.Pushed)
-	}
-	if n, _ := a.DB.Pending(ctx); n != 0 {
-		t.Errorf("Pending=%d, want 0", n)
-	}
-}
-
-type roundTrip func(*http.Request) (*http.Response, error)
-
-func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // A batch request delayed on the way (a proxy that retried it late) does
 // not undo the newer copy of that batch a later attempt staged: the server

@@ -59,9 +59,6 @@ type Engine struct {
 	store Store
 	tr    Transport
 	opts  Options
-
-	device string   // set for the pull under way
-	own    []string // the device's own sessions, for the pull under way
 }
 
 // New returns an engine.
@@ -85,12 +82,16 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("pull: %w", err)
 	}
-	e.own, e.device = own, e.store.DeviceID()
+	device := e.store.DeviceID()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := e.fetch(ctx, cursor)
+	next := e.fetch(ctx, device, cursor, own)
+	defer func() {
+		cancel()
+		<-next // never leave a fetch running
+	}()
 	for {
 		f := <-next
+		next = fetchedAll
 		if f.err != nil {
 			return res, fmt.Errorf("pull after %q: %w", cursor, f.err)
 		}
@@ -99,21 +100,14 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 		// cursor still moves.
 		more := ch.More && (len(ch.Changes) > 0 || ch.Cursor != cursor)
 		if more {
-			next = e.fetch(ctx, ch.Cursor)
+			next = e.fetch(ctx, device, ch.Cursor, own)
 		}
 		n, err := e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
 		if err != nil {
 			return res, fmt.Errorf("pull after %q: %w", cursor, err)
 		}
 		res.Applied += n
-		page := map[string]int{}
-		for _, r := range ch.Changes {
-			page[r.Table]++
-			res.Rows[r.Table]++
-		}
-		if e.opts.OnPage != nil && len(ch.Changes) > 0 {
-			e.opts.OnPage(page)
-		}
+		e.counted(&res, ch.Changes)
 		cursor = ch.Cursor
 		if !more {
 			if err := e.store.ForgetOwn(ctx, mark); err != nil { // passed: the next pull starts after them
@@ -124,16 +118,36 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 	}
 }
 
+// counted adds an applied page's rows to res, and reports them.
+func (e *Engine) counted(res *Result, rows []wire.Row) {
+	if len(rows) == 0 {
+		return
+	}
+	page := map[string]int{}
+	for _, r := range rows {
+		page[r.Table]++
+		res.Rows[r.Table]++
+	}
+	if e.opts.OnPage != nil {
+		e.opts.OnPage(page)
+	}
+}
+
 type fetched struct {
 	page wire.Changes
 	err  error
 }
 
-// fetch requests the page after cursor in the background.
-func (e *Engine) fetch(ctx context.Context, cursor string) <-chan fetched {
+// fetchedAll is a channel with nothing more to receive: the state of a
+// pull's next fetch when none is under way.
+var fetchedAll = func() chan fetched { c := make(chan fetched); close(c); return c }()
+
+// fetch requests the page after cursor in the background; the caller
+// receives its answer before it returns.
+func (e *Engine) fetch(ctx context.Context, device, cursor string, own []string) <-chan fetched {
 	out := make(chan fetched, 1)
 	go func() {
-		ch, err := e.tr.Changes(ctx, e.device, cursor, e.opts.PageSize, e.own)
+		ch, err := e.tr.Changes(ctx, device, cursor, e.opts.PageSize, own)
 		out <- fetched{ch, err}
 	}()
 	return out

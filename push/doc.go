@@ -10,6 +10,13 @@
 // same requests (a push of one batch is one request); the last batch is
 // recorded, with the digest of its body, before it goes, so that when its
 // answer is lost the next push settles it with the server instead of
-// sending rows that may have changed since. A server older than that gets
-// a session opened and committed with requests of their own.
+// sending rows that may have changed since.
+//
+// # Files
+//
+// engine.go holds the Engine and what it needs of the store and the
+// server; send.go one pass over a session: the batches sent and what each
+// answer leaves to do; read.go the batches read ahead while one is on the
+// wire; finish.go the endings: acknowledged batches, the commit, the
+// settle of a lost last batch.
 package push

@@ -184,8 +184,7 @@ type BatchAck struct {
 	Seq    int `json:"seq"`
 	Staged int `json:"staged"`
 	// Commit is the answer to the commit, for a batch sent with
-	// BatchCommit; nil otherwise (and from servers older than the
-	// parameter, which ignore it).
+	// BatchCommit; nil otherwise.
 	Commit *Commit `json:"commit,omitempty"`
 	// Protocol is ProtocolOneRequest from servers that take BatchOpen and
 	// BatchCommit; 0 from older ones.

@@ -1,0 +1,192 @@
+package push
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/wire"
+)
+
+// push sends the dirty rows from the stored position on, in the stored
+// session or a new one, and commits the session.
+//
+// A push takes as few requests as it can: the first batch opens the
+// session (wire.BatchOpen) and the last one commits it (wire.BatchCommit),
+// so that a push of one batch is one request. The last batch is recorded
+// as sent before it goes (PushState.Final): when its answer is lost, the
+// next push asks the server whether it was committed (settle) instead of
+// sending rows that may have changed since.
+func (e *Engine) push(ctx context.Context, res *Result) error {
+	st, err := e.store.PushState(ctx)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	p := &pass{e: e, res: res, device: e.store.DeviceID(), st: st, fresh: st.Session == ""}
+	if st.Final {
+		return p.settle(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	p.rd = newReader(e.store, e.opts.BatchSize)
+	defer func() {
+		cancel()
+		p.rd.wait() // never leave a read running on the store
+	}()
+	b, err := p.rd.at(ctx, st.Pos)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	if len(b.Rows) == 0 {
+		if st.Session == "" {
+			return nil // nothing to push
+		}
+		// Every row went up in batches acknowledged before (a push resumed
+		// after a lost commit answer): commit apart.
+		return p.commit(ctx, p.fresh)
+	}
+	if p.attempt, err = e.store.NextAttempt(ctx); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	return p.run(ctx, b)
+}
+
+// pass is one call of Engine.push: the session's state as the store holds
+// it, and what the pass needs to send the session's batches.
+type pass struct {
+	e      *Engine
+	res    *Result
+	device string
+	st     localdb.PushState
+	// fresh is set when the session is one this pass made, rather than
+	// one resumed from the store: see commit's own.
+	fresh   bool
+	attempt int64 // numbers the pass's sends (wire.BatchAttempt)
+	rd      *reader
+}
+
+// outcome is what the answer to a batch leaves to do.
+type outcome int
+
+const (
+	acked     outcome = iota // the server took the batch
+	halve                    // too large: send it again, halved
+	full                     // the session is full: commit it, go on in a new one
+	committed                // the session was committed already
+	failed                   // the push ends with the error
+)
+
+// outcomeOf classifies the error of sending a batch (nil when the server
+// took it): the batch number seq of a session, of size rows, the last one
+// when last (sent with the commit).
+func outcomeOf(err error, seq, size int, last bool) outcome {
+	switch {
+	case err == nil:
+		return acked
+	case last && !errors.Is(err, wire.ErrRefused):
+		return failed // committed or not: the next push settles it
+	case errors.Is(err, wire.ErrSessionFull) && seq > 0:
+		return full // the server bounds a session
+	case (errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrSessionFull)) && size > 1:
+		return halve
+	case errors.Is(err, wire.ErrConflict):
+		// Committed already: its answer was lost after a commit, and rows
+		// edited since are being sent in the same session (or a copy of
+		// this database, restored from a backup, pushed it). A first
+		// batch may instead have met the open-session limit.
+		return committed
+	}
+	return failed
+}
+
+// run sends batch b and those after it, and commits the session.
+func (p *pass) run(ctx context.Context, b localdb.DirtyBatch) error {
+	for {
+		after, err := p.rd.next(ctx)
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		last := len(after.Rows) == 0
+		ack, out, err := p.send(ctx, b, last)
+		switch out {
+		case acked:
+		case halve:
+			p.rd.halve()
+			if b, err = p.rd.at(ctx, p.st.Pos); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			continue
+		case full: // commit what the server holds, send the rest in a new session
+			return p.commitEarly(ctx, p.fresh)
+		case committed:
+			cerr := p.commitEarly(ctx, false)
+			if p.st.Seq == 0 && errors.Is(cerr, wire.ErrNotFound) { // the open-session limit
+				return err
+			}
+			return cerr
+		default:
+			return err
+		}
+		if last {
+			return p.finishWith(ctx, b, ack)
+		}
+		if err := p.acknowledged(ctx, b); err != nil {
+			return err
+		}
+		b = after
+	}
+}
+
+// send sends batch b as the session's next, opening the session with the
+// first batch and committing it with the last, and says what is left to
+// do.
+func (p *pass) send(ctx context.Context, b localdb.DirtyBatch, last bool) (wire.BatchAck, outcome, error) {
+	if err := p.prepare(ctx, b, last); err != nil {
+		return wire.BatchAck{}, failed, err
+	}
+	params := wire.BatchParams{Open: p.st.Seq == 0, Commit: last, Attempt: p.attempt}
+	ack, err := p.e.tr.SendBatch(ctx, p.device, p.st.Session, p.st.Seq, b.Rows, params)
+	if err == nil {
+		return ack, acked, nil
+	}
+	if last && errors.Is(err, wire.ErrRefused) {
+		// Refused whole: the batch was not committed.
+		if ferr := p.e.store.ForgetFinal(ctx); ferr != nil {
+			return ack, failed, fmt.Errorf("push: %w", ferr)
+		}
+	}
+	return ack, outcomeOf(err, p.st.Seq, p.rd.size, last), fmt.Errorf("push: session %s: %w", p.st.Session, err)
+}
+
+// prepare records, before the server hears of them, a new session and
+// the last batch b, with the digest the server makes of its body (see
+// settle).
+func (p *pass) prepare(ctx context.Context, b localdb.DirtyBatch, last bool) error {
+	if p.st.Session == "" {
+		// A retry after a lost answer finds the same session instead of
+		// leaving one behind (G3).
+		p.st.Session = uuid.NewString()
+		if err := p.e.store.BeginPush(ctx, p.st.Session); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+	}
+	if !last {
+		return nil
+	}
+	body, err := wire.AppendBatch(nil, b.Rows)
+	if err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	fin := p.st
+	fin.Final, fin.FinalDigest = true, hex.EncodeToString(sum[:])
+	if err := p.e.store.MarkSent(ctx, b, fin); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	p.e.final, p.e.finalSession = b, p.st.Session
+	return nil
+}
