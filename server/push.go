@@ -81,7 +81,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
-	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c, Protocol: wire.ProtocolOneRequest}, nil
+	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c}, nil
 }
 
 // batchParams reads a batch's query parameters: open and commit, each

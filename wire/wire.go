@@ -135,12 +135,6 @@ type Device struct {
 	// writes only the columns it has for the device's pushes. Absent means
 	// the server's.
 	Schema *entity.Schema `json:"schema,omitempty"`
-	// TenantChecked, in the answer, says that the server refuses every
-	// request whose HeaderTenant is not the credentials' tenant: a device
-	// that sends it need not register before each sync to learn that its
-	// credentials are still its database's tenant's. Servers older than
-	// the header leave it false.
-	TenantChecked bool `json:"tenant_checked,omitempty"`
 }
 
 // Session is the answer to POST /v1/sessions.
@@ -171,8 +165,8 @@ const (
 	BatchAttempt = "attempt"
 )
 
-// BatchParams are the query parameters of a batch: BatchOpen and
-// BatchCommit.
+// BatchParams are the query parameters of a batch: BatchOpen,
+// BatchCommit and BatchAttempt.
 type BatchParams struct {
 	Open    bool
 	Commit  bool
@@ -186,14 +180,7 @@ type BatchAck struct {
 	// Commit is the answer to the commit, for a batch sent with
 	// BatchCommit; nil otherwise.
 	Commit *Commit `json:"commit,omitempty"`
-	// Protocol is ProtocolOneRequest from servers that take BatchOpen and
-	// BatchCommit; 0 from older ones.
-	Protocol int `json:"protocol,omitempty"`
 }
-
-// ProtocolOneRequest is BatchAck.Protocol of servers that open and commit
-// a session with its batches (BatchOpen, BatchCommit, CommitRequest).
-const ProtocolOneRequest = 2
 
 // LastBatch names the batch that was to commit its session: its number and
 // the SHA-256, in hex, of its body as sent (JSON, before gzip).
