@@ -35,8 +35,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/internal/dbserver"
 )
 
 // config is the command line.
@@ -153,19 +152,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	cfg.dir = *dir
 	b := &bench{cfg: cfg, dir: cfg.dir, reg: registry(), templates: map[int]string{}, servers: map[int]*benchServer{}}
 	defer b.close()
-	if cfg.store == "postgres" {
-		pg, err := pgtest.Start()
+	if kind, ok := map[string]dbserver.Kind{"postgres": dbserver.Postgres, "mysql": dbserver.MariaDB}[cfg.store]; ok {
+		db, err := dbserver.Start(kind)
 		if err != nil {
-			return fmt.Errorf("-store postgres: %w", err)
+			return fmt.Errorf("-store %s: %w", cfg.store, err)
 		}
-		b.pg = pg
-	}
-	if cfg.store == "mysql" {
-		my, err := mysqltest.Start()
-		if err != nil {
-			return fmt.Errorf("-store mysql: %w", err)
-		}
-		b.my = my
+		b.db = db
 	}
 	t, err := b.run(ctx, func(s string) { fmt.Fprintln(os.Stderr, "tether-bench:", s) })
 	if err != nil {

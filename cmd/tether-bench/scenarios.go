@@ -21,8 +21,7 @@ import (
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/internal/dbserver"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/push"
 )
@@ -35,8 +34,7 @@ type bench struct {
 	reg *entity.Registry
 	seq int
 
-	pg        *pgtest.Cluster      // the PostgreSQL server of -store postgres
-	my        *mysqltest.Server    // the MySQL server of -store mysql
+	db        *dbserver.Server     // the PostgreSQL or MySQL server of -store postgres or mysql
 	templates map[int]string       // rows -> closed device db with that many dirty rows
 	servers   map[int]*benchServer // rows -> running server holding that many rows
 }
@@ -50,11 +48,8 @@ func (b *bench) close() {
 	for _, s := range b.servers {
 		s.Close()
 	}
-	if b.pg != nil {
-		b.pg.Stop()
-	}
-	if b.my != nil {
-		b.my.Stop()
+	if b.db != nil {
+		b.db.Stop()
 	}
 }
 

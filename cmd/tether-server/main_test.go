@@ -26,10 +26,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tethersync/tether/client"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
-	"github.com/tethersync/tether/internal/throwaway"
+	"github.com/tethersync/tether/internal/testkit/stores"
 )
 
 // files writes a schema file and a tokens file and returns their paths.
@@ -61,16 +59,16 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
+	os.Exit(stores.Main(m))
 }
 
 func TestServeSQLite(t *testing.T) { serve(t, filepath.Join(t.TempDir(), "s.db")) }
 
-func TestServePostgres(t *testing.T) { serve(t, pgtest.URL(t)) }
+func TestServePostgres(t *testing.T) { serve(t, stores.PostgresURL(t)) }
 
 // -db takes a mysql:// URL; the test server's DSN is rewritten into one.
 func TestServeMySQL(t *testing.T) {
-	cfg, err := mysql.ParseDSN(mysqltest.URL(t))
+	cfg, err := mysql.ParseDSN(stores.MySQLDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
