@@ -128,7 +128,7 @@ func names(t *testing.T, d *testkit.Device) map[string]string {
 // Eight devices push sessions concurrently through two server processes
 // while four pull: every puller ends with every row (G1). The sharper check
 // of commit order, without HTTP in between, is the server package's
-// server's TestCommitOrder.
+// TestCommitOrder.
 func TestConcurrentCommitOrder(t *testing.T) { eachSharedStore(t, concurrentCommitOrder) }
 
 func concurrentCommitOrder(t *testing.T, kind string) {
