@@ -12,42 +12,21 @@ import (
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/mysqlstore"
-	"github.com/tethersync/tether/server/pgstore"
-	"github.com/tethersync/tether/server/sqlitestore"
 )
 
 // eachStoreWith runs f on a server over each store with opts, server and
 // store on one fake clock. f gets the store too, to sweep it, and the clock.
 func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, url string, store server.Store, clock *clock)) {
-	open := map[string]func(t *testing.T, now func() time.Time) (server.Store, error){
-		"sqlite": func(t *testing.T, now func() time.Time) (server.Store, error) {
-			return sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{Now: now})
-		},
-		"postgres": func(t *testing.T, now func() time.Time) (server.Store, error) {
-			return pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema(), pgstore.Options{Now: now})
-		},
-		"mysql": func(t *testing.T, now func() time.Time) (server.Store, error) {
-			return mysqlstore.Open(t.Context(), mysqltest.URL(t), reg.Schema(), mysqlstore.Options{Now: now})
-		},
-	}
-	for _, kind := range []string{"sqlite", "postgres", "mysql"} {
-		t.Run(kind, func(t *testing.T) {
-			clock := newClock()
-			opts := opts
-			opts.Now = clock.Now
-			store, err := open[kind](t, clock.Now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { store.Close() })
-			f(t, testkit.Serve(t, store, opts).URL, store, clock)
-		})
-	}
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		clock := newClock()
+		opts := opts
+		opts.Now = clock.Now
+		store := db.Open(t, reg.Schema(), stores.Options{Now: clock.Now})
+		f(t, testkit.Serve(t, store, opts).URL, store, clock)
+	})
 }
 
 // clock is a fake clock for the time rules of a server and its store: it

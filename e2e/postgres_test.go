@@ -13,55 +13,25 @@ import (
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
-	"github.com/tethersync/tether/internal/throwaway"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/mysqlstore"
-	"github.com/tethersync/tether/server/pgstore"
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
+	os.Exit(stores.Main(m))
 }
 
-// sharedStores are the stores made for several server processes on one
-// database, by kind: each opens a store on the database at dsn.
-var sharedStores = map[string]struct {
-	dsn  func(testing.TB) string
-	open func(t *testing.T, dsn string, reg *entity.Registry) server.Store
-}{
-	"postgres": {pgtest.URL, func(t *testing.T, dsn string, reg *entity.Registry) server.Store {
-		s, err := pgstore.Open(t.Context(), dsn, reg.Schema(), pgstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}},
-	"mysql": {mysqltest.URL, func(t *testing.T, dsn string, reg *entity.Registry) server.Store {
-		s, err := mysqlstore.Open(t.Context(), dsn, reg.Schema(), mysqlstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}},
-}
-
-// eachSharedStore runs f as a subtest per kind of shared store.
+// eachSharedStore runs f as a subtest per kind of store several server
+// processes can share (stores.Shared).
 func eachSharedStore(t *testing.T, f func(t *testing.T, kind string)) {
-	for _, kind := range []string{"postgres", "mysql"} {
-		t.Run(kind, func(t *testing.T) { f(t, kind) })
-	}
+	stores.Each(t, stores.Shared, func(t *testing.T, db stores.Database) { f(t, db.Kind) })
 }
 
 // sharedStore opens one store of kind on a new database.
 func sharedStore(t *testing.T, kind string, reg *entity.Registry) server.Store {
-	k := sharedStores[kind]
-	s := k.open(t, k.dsn(t), reg)
-	t.Cleanup(func() { s.Close() })
-	return s
+	return stores.Open(t, kind, reg.Schema(), stores.Options{})
 }
 
 // servers starts n server processes' worth of stores of kind and their
@@ -69,12 +39,10 @@ func sharedStore(t *testing.T, kind string, reg *entity.Registry) server.Store {
 // nothing with the others but the database.
 func servers(t *testing.T, kind string, reg *entity.Registry, n int) []string {
 	t.Helper()
-	k := sharedStores[kind]
-	dsn := k.dsn(t)
+	db := stores.NewDatabase(t, kind)
 	var urls []string
 	for range n {
-		store := k.open(t, dsn, reg)
-		t.Cleanup(func() { store.Close() })
+		store := db.Open(t, reg.Schema(), stores.Options{})
 		urls = append(urls, testkit.Serve(t, store, server.Options{}).URL)
 	}
 	return urls
@@ -160,7 +128,7 @@ func names(t *testing.T, d *testkit.Device) map[string]string {
 // Eight devices push sessions concurrently through two server processes
 // while four pull: every puller ends with every row (G1). The sharper check
 // of commit order, without HTTP in between, is the server package's
-// TestPostgresCommitOrder and TestMySQLCommitOrder.
+// TestCommitOrder.
 func TestConcurrentCommitOrder(t *testing.T) { eachSharedStore(t, concurrentCommitOrder) }
 
 func concurrentCommitOrder(t *testing.T, kind string) {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -58,16 +58,8 @@ func registry(t *testing.T, entities ...any) *entity.Registry {
 // name. On every store.
 func TestMixedAppVersions(t *testing.T) {
 	v2 := registry(t, contactV2{}, noteV2{})
-	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), v2.Schema(), sqlitestore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		mixedAppVersions(t, testkit.Serve(t, store, server.Options{}).URL)
-	})
-	eachSharedStore(t, func(t *testing.T, kind string) {
-		mixedAppVersions(t, testkit.Serve(t, sharedStore(t, kind, v2), server.Options{}).URL)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		mixedAppVersions(t, testkit.Serve(t, db.Open(t, v2.Schema(), stores.Options{}), server.Options{}).URL)
 	})
 }
 
@@ -183,19 +175,7 @@ func TestServerSchemaUpgrade(t *testing.T) {
 		old = testkit.NewDevice(t, v1, url, testkit.DeviceOptions{Path: old.Path})
 		old.Sync(t)
 	}
-	t.Run("sqlite", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "server.db")
-		upgrade(t, func(reg *entity.Registry) server.Store {
-			s, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		})
-	})
-	eachSharedStore(t, func(t *testing.T, kind string) {
-		k := sharedStores[kind]
-		dsn := k.dsn(t)
-		upgrade(t, func(reg *entity.Registry) server.Store { return k.open(t, dsn, reg) })
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		upgrade(t, func(reg *entity.Registry) server.Store { return db.Open(t, reg.Schema(), stores.Options{}) })
 	})
 }

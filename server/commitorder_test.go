@@ -6,11 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/mysqlstore"
-	"github.com/tethersync/tether/server/pgstore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -19,22 +16,10 @@ import (
 // a session that commits later, and every puller ends with every row (G1).
 // The stores of several server processes (PostgreSQL, MySQL) are tested;
 // the SQLite store has a single writer.
-func TestPostgresCommitOrder(t *testing.T) {
-	store, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema, pgstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	commitOrder(t, store)
-}
-
-func TestMySQLCommitOrder(t *testing.T) {
-	store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema, mysqlstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	commitOrder(t, store)
+func TestCommitOrder(t *testing.T) {
+	stores.Each(t, stores.Shared, func(t *testing.T, db stores.Database) {
+		commitOrder(t, db.Open(t, kindsSchema, stores.Options{}))
+	})
 }
 
 func commitOrder(t *testing.T, store server.Store) {

@@ -6,59 +6,28 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
-	"github.com/tethersync/tether/internal/throwaway"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/mysqlstore"
-	"github.com/tethersync/tether/server/pgstore"
-	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
+	os.Exit(stores.Main(m))
 }
 
-// The conformance suite: the same tests run against every store.
-
-func TestSQLiteStore(t *testing.T) {
-	conformance(t, func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store {
-		s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), schema, sqlitestore.Options{Now: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	})
-}
-
-func TestPostgresStore(t *testing.T) {
-	conformance(t, func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store {
-		s, err := pgstore.Open(t.Context(), pgtest.URL(t), schema, pgstore.Options{Now: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	})
-}
-
-func TestMySQLStore(t *testing.T) {
-	conformance(t, func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store {
-		s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), schema, mysqlstore.Options{Now: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+// The conformance suite: the same tests run against every store, each on
+// a new database.
+func TestConformance(t *testing.T) {
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		conformance(t, func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store {
+			return stores.Open(t, db.Kind, schema, stores.Options{Now: now})
+		})
 	})
 }
 
@@ -77,33 +46,9 @@ func TestDigestsAgreeAcrossStores(t *testing.T) {
 		r.Values["note"] = map[bool]any{true: nil, false: "  trailing  "}[i%2 == 0]
 		rows = append(rows, r)
 	}
-	open := map[string]func(t *testing.T) server.Store{
-		"sqlite": func(t *testing.T) server.Store {
-			s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), kindsSchema, sqlitestore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-		"postgres": func(t *testing.T) server.Store {
-			s, err := pgstore.Open(t.Context(), pgtest.URL(t), kindsSchema, pgstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-		"mysql": func(t *testing.T) server.Store {
-			s, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), kindsSchema, mysqlstore.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		},
-	}
 	digests := map[string]wire.TableDigest{}
-	for _, name := range []string{"sqlite", "postgres", "mysql"} {
-		s := open[name](t)
-		defer s.Close()
+	for _, name := range stores.All {
+		s := stores.Open(t, name, kindsSchema, stores.Options{})
 		f := storeFixture{t: t, s: s}
 		f.device(ada, "d1")
 		f.push(ada, "d1", lww, rows)

@@ -22,9 +22,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/tethersync/tether/client"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/mysqlstore"
 	"github.com/tethersync/tether/server/pgstore"
@@ -141,29 +140,18 @@ func jwtToken(t *testing.T, exp time.Time) string {
 func TestBadInputRefused(t *testing.T) {
 	reg := testkit.Registry(t)
 	opts := server.Options{MaxBodyBytes: 2 << 20, MaxValueBytes: 1 << 20, Auth: server.Authenticators{testkit.Tokens, &server.JWT{Secret: jwtSecret}}}
-	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "s.db"), reg.Schema(), sqlitestore.Options{})
-		if err != nil {
-			t.Fatal(err)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		var digest digest
+		switch db.Kind {
+		case stores.SQLite:
+			digest = sqliteDigest(store.(*sqlitestore.Store))
+		case stores.Postgres:
+			digest = postgresDigest(store.(*pgstore.Store))
+		case stores.MySQL:
+			digest = dbDigest(store.(*mysqlstore.Store).DB(), `SELECT coalesce(sum(version), 0) FROM _tether_tenants`)
 		}
-		t.Cleanup(func() { store.Close() })
-		badInput(t, testkit.Serve(t, store, opts).URL, sqliteDigest(store))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		store, err := pgstore.Open(t.Context(), pgtest.URL(t), reg.Schema(), pgstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		badInput(t, testkit.Serve(t, store, opts).URL, postgresDigest(store))
-	})
-	t.Run("mysql", func(t *testing.T) {
-		store, err := mysqlstore.Open(t.Context(), mysqltest.URL(t), reg.Schema(), mysqlstore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		badInput(t, testkit.Serve(t, store, opts).URL, dbDigest(store.DB(), `SELECT coalesce(sum(version), 0) FROM _tether_tenants`))
+		badInput(t, testkit.Serve(t, store, opts).URL, digest)
 	})
 }
 
@@ -661,7 +649,7 @@ func TestRequestMemoryBounded(t *testing.T) {
 // A PostgreSQL database of an earlier version, whose devices were keyed by
 // their id alone, is upgraded: devices are keyed by tenant.
 func TestUpgradePostgresDevices(t *testing.T) {
-	url := pgtest.URL(t)
+	url := stores.PostgresURL(t)
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		t.Fatal(err)

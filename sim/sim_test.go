@@ -38,7 +38,7 @@ import (
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/faultproxy"
+	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/sqlitestore"
@@ -642,12 +642,12 @@ func TestSimulation(t *testing.T) {
 		w.up.close()
 		w.mu.Unlock()
 	}()
-	proxy := faultproxy.New(w.up.hs.URL, seed)
+	proxy := testkit.NewProxy(w.up.hs.URL, seed)
 	defer proxy.Close()
-	for f, rate := range map[faultproxy.Fault]float64{
-		faultproxy.DropRequest: 0.03, faultproxy.DropResponse: 0.03, faultproxy.Duplicate: 0.03,
-		faultproxy.Delay: 0.05, faultproxy.Status500: 0.02, faultproxy.Status503: 0.02,
-		faultproxy.Status429: 0.002, faultproxy.Reset: 0.02, faultproxy.Truncate: 0.02,
+	for f, rate := range map[testkit.Fault]float64{
+		testkit.DropRequest: 0.03, testkit.DropResponse: 0.03, testkit.Duplicate: 0.03,
+		testkit.Delay: 0.05, testkit.Status500: 0.02, testkit.Status503: 0.02,
+		testkit.Status429: 0.002, testkit.Reset: 0.02, testkit.Truncate: 0.02,
 	} {
 		proxy.SetRate(f, rate)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/tethersync/tether/client"
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/dbserver"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/mysqlstore"
@@ -36,21 +37,17 @@ type benchServer struct {
 // openStore opens a new store of the kind of -store: a new SQLite file at
 // path, or a new database on the benchmark's PostgreSQL or MySQL server.
 func (b *bench) openStore(path string) (server.Store, error) {
-	switch {
-	case b.pg != nil:
-		url, err := b.pg.NewDatabase()
-		if err != nil {
-			return nil, err
-		}
-		return pgstore.Open(context.Background(), url, b.reg.Schema(), pgstore.Options{})
-	case b.my != nil:
-		dsn, err := b.my.NewDatabase()
-		if err != nil {
-			return nil, err
-		}
-		return mysqlstore.Open(context.Background(), dsn, b.reg.Schema(), mysqlstore.Options{})
+	if b.db == nil {
+		return sqlitestore.Open(path, b.reg.Schema(), sqlitestore.Options{})
 	}
-	return sqlitestore.Open(path, b.reg.Schema(), sqlitestore.Options{})
+	dsn, err := b.db.NewDatabase()
+	if err != nil {
+		return nil, err
+	}
+	if b.db.Kind() == dbserver.Postgres {
+		return pgstore.Open(context.Background(), dsn, b.reg.Schema(), pgstore.Options{})
+	}
+	return mysqlstore.Open(context.Background(), dsn, b.reg.Schema(), mysqlstore.Options{})
 }
 
 // startServer starts a server on loopback over store.

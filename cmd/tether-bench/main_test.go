@@ -7,9 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
-	"github.com/tethersync/tether/internal/throwaway"
+	"github.com/tethersync/tether/internal/testkit/stores"
 )
 
 // TestMain lets the test binary stand in for tether-bench in the memory
@@ -22,7 +20,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
+	os.Exit(stores.Main(m))
 }
 
 // A small run of every scenario: the command works end to end and prints
@@ -31,13 +29,13 @@ func TestSmallRun(t *testing.T) { smallRun(t, "sqlite") }
 
 // The same on PostgreSQL, which the bench starts itself.
 func TestSmallRunPostgres(t *testing.T) {
-	pgtest.URL(t) // skips, or fails under TETHER_REQUIRE_POSTGRES=1, without binaries
+	stores.PostgresURL(t) // skips, or fails under TETHER_REQUIRE_POSTGRES=1, without binaries
 	smallRun(t, "postgres")
 }
 
 // The same on MySQL (MariaDB here), which the bench starts itself.
 func TestSmallRunMySQL(t *testing.T) {
-	mysqltest.URL(t) // skips, or fails under TETHER_REQUIRE_MYSQL=1, without binaries
+	stores.MySQLDSN(t) // skips, or fails under TETHER_REQUIRE_MYSQL=1, without binaries
 	smallRun(t, "mysql")
 }
 

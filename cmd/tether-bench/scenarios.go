@@ -21,8 +21,7 @@ import (
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
+	"github.com/tethersync/tether/internal/dbserver"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/push"
 )
@@ -35,8 +34,9 @@ type bench struct {
 	reg *entity.Registry
 	seq int
 
-	pg        *pgtest.Cluster      // the PostgreSQL server of -store postgres
-	my        *mysqltest.Server    // the MySQL server of -store mysql
+	db        *dbserver.Server     // the PostgreSQL or MySQL server of -store postgres or mysql
+	removeDir bool                 // dir is a temporary one, removed by close
+	base      map[int]float64      // rows -> baseline rows/s
 	templates map[int]string       // rows -> closed device db with that many dirty rows
 	servers   map[int]*benchServer // rows -> running server holding that many rows
 }
@@ -50,11 +50,11 @@ func (b *bench) close() {
 	for _, s := range b.servers {
 		s.Close()
 	}
-	if b.pg != nil {
-		b.pg.Stop()
+	if b.db != nil {
+		b.db.Stop()
 	}
-	if b.my != nil {
-		b.my.Stop()
+	if b.removeDir {
+		os.RemoveAll(b.dir)
 	}
 }
 
@@ -576,114 +576,154 @@ func (b *bench) measureFleet(ctx context.Context, devices int) (res fleetResult,
 	if err != nil {
 		return fleetResult{}, fmt.Errorf("fleet of %d devices: start the server: %w", devices, err)
 	}
-	devs := make([]*device, 0, devices)
+	var devs []*device
 	defer func() {
-		var errs []error
-		for i, d := range devs {
-			if cerr := d.Close(); cerr != nil {
-				errs = append(errs, fmt.Errorf("close device %d: %w", i, cerr))
-			}
-		}
-		if cerr := srv.Close(); cerr != nil {
-			errs = append(errs, fmt.Errorf("close the server: %w", cerr))
-		}
-		if cerr := errors.Join(errs...); cerr != nil && err == nil {
+		if cerr := closeFleet(srv, devs); cerr != nil && err == nil {
 			err = fmt.Errorf("fleet of %d devices: %w", devices, cerr)
 		}
 	}()
-	for i := range devices {
-		d, err := openDevice(ctx, b.path(fmt.Sprintf("fleet-%d-device-%d", devices, i)), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch})
+	if devs, err = b.openFleet(ctx, srv.URL, devices); err != nil {
+		return fleetResult{}, fmt.Errorf("fleet of %d devices: %w", devices, err)
+	}
+	if res, err = b.driveFleet(ctx, devs); err != nil {
+		return fleetResult{}, fmt.Errorf("fleet of %d devices: %w", devices, err)
+	}
+	if err := verifyFleet(ctx, devs[0], res.syncs); err != nil {
+		return fleetResult{}, fmt.Errorf("fleet of %d devices: %w", devices, err)
+	}
+	return res, nil
+}
+
+// openFleet opens n devices of the server at url and syncs each once. On
+// error it returns the devices it opened, for closeFleet.
+func (b *bench) openFleet(ctx context.Context, url string, n int) ([]*device, error) {
+	devs := make([]*device, 0, n)
+	for i := range n {
+		d, err := openDevice(ctx, b.path(fmt.Sprintf("fleet-%d-device-%d", n, i)), url, b.reg, deviceOptions{batch: b.cfg.batch})
 		if err != nil {
-			return fleetResult{}, fmt.Errorf("fleet of %d devices: open device %d: %w", devices, i, err)
+			return devs, fmt.Errorf("open device %d: %w", i, err)
 		}
 		devs = append(devs, d)
 		if _, err := d.co.SyncNow(ctx); err != nil {
-			return fleetResult{}, fmt.Errorf("fleet of %d devices: first sync of device %d: %w", devices, i, err)
+			return devs, fmt.Errorf("first sync of device %d: %w", i, err)
 		}
 	}
+	return devs, nil
+}
 
+// closeFleet closes the devices and the server.
+func closeFleet(srv *benchServer, devs []*device) error {
+	var errs []error
+	for i, d := range devs {
+		if cerr := d.Close(); cerr != nil {
+			errs = append(errs, fmt.Errorf("close device %d: %w", i, cerr))
+		}
+	}
+	if cerr := srv.Close(); cerr != nil {
+		errs = append(errs, fmt.Errorf("close the server: %w", cerr))
+	}
+	return errors.Join(errs...)
+}
+
+// fleetDevice is what one device of a fleet did in the window.
+type fleetDevice struct {
+	lat    []time.Duration // its syncs' latencies
+	pulled int             // the rows its syncs pulled
+	err    error           // the error that stopped it
+}
+
+// driveFleet runs the devices at once for -fleet-duration and measures
+// them.
+func (b *bench) driveFleet(ctx context.Context, devs []*device) (fleetResult, error) {
 	var (
 		wg     sync.WaitGroup
 		failed atomic.Bool // a device failed: the others stop after their current sync
 	)
-	lat := make([][]time.Duration, devices) // per device, its syncs' latencies
-	pulled := make([]int, devices)          // per device, the rows its syncs pulled
-	errs := make([]error, devices)          // per device, the error that stopped it
+	ran := make([]fleetDevice, len(devs))
 	start := time.Now()
 	deadline := start.Add(b.cfg.fleetDuration)
 	for i, d := range devs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(devices), uint64(i)))
-			for k := range fleetMaxSyncs {
-				it := newItem(r, k)
-				if err := d.db.Update(ctx, func(tx *localdb.Tx) error { return tx.Save(ctx, &it) }); err != nil {
-					errs[i] = fmt.Errorf("device %d: save of row %d: %w", i, k+1, err)
-					failed.Store(true)
-					return
-				}
-				t0 := time.Now()
-				rep, err := d.co.SyncNow(ctx)
-				took := time.Since(t0)
-				if err != nil {
-					errs[i] = fmt.Errorf("device %d: sync %d, after %s: %w", i, k+1, secs(took), err)
-					failed.Store(true)
-					return
-				}
-				lat[i] = append(lat[i], took)
-				pulled[i] += rep.Pulled["items"]
-				if failed.Load() || !time.Now().Before(deadline) {
-					return
-				}
-			}
+			ran[i] = runFleetDevice(ctx, d, rand.New(rand.NewPCG(uint64(len(devs)), uint64(i))), i, deadline, &failed)
 		}()
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res := fleetResult{elapsed: time.Since(start)}
 	var nfailed int
 	var first error
-	for _, e := range errs {
-		if e != nil {
+	for _, r := range ran {
+		if r.err != nil {
 			nfailed++
-			first = cmp.Or(first, e)
+			first = cmp.Or(first, r.err)
 		}
 	}
 	if first != nil {
-		return fleetResult{}, fmt.Errorf("fleet of %d devices: %d of them failed; the first: %w", devices, nfailed, first)
+		return fleetResult{}, fmt.Errorf("%d of them failed; the first: %w", nfailed, first)
 	}
-	all := make([]time.Duration, 0, devices)
-	for _, l := range lat {
-		all = append(all, l...)
+	all := make([]time.Duration, 0, len(devs))
+	for _, r := range ran {
+		all = append(all, r.lat...)
+		res.pulled += r.pulled
 	}
 	slices.Sort(all)
 	res.syncs = len(all)
-	for _, p := range pulled {
-		res.pulled += p
-	}
 	res.p50, res.p99 = percentile(all, 50), percentile(all, 99)
+	return res, nil
+}
 
-	// Every saved row was followed by a successful sync of its device, so
-	// the server holds res.syncs rows; one device pulls them all.
-	d := devs[0]
+// runFleetDevice is device i of a fleet: it saves one new row and syncs,
+// until deadline or another device failed.
+func runFleetDevice(ctx context.Context, d *device, r *rand.Rand, i int, deadline time.Time, failed *atomic.Bool) fleetDevice {
+	var run fleetDevice
+	for k := range fleetMaxSyncs {
+		it := newItem(r, k)
+		if err := d.db.Update(ctx, func(tx *localdb.Tx) error { return tx.Save(ctx, &it) }); err != nil {
+			run.err = fmt.Errorf("device %d: save of row %d: %w", i, k+1, err)
+			failed.Store(true)
+			return run
+		}
+		t0 := time.Now()
+		rep, err := d.co.SyncNow(ctx)
+		took := time.Since(t0)
+		if err != nil {
+			run.err = fmt.Errorf("device %d: sync %d, after %s: %w", i, k+1, secs(took), err)
+			failed.Store(true)
+			return run
+		}
+		run.lat = append(run.lat, took)
+		run.pulled += rep.Pulled["items"]
+		if failed.Load() || !time.Now().Before(deadline) {
+			return run
+		}
+	}
+	return run
+}
+
+// verifyFleet checks, after a fleet's syncs of one new row each, that the
+// server and device d hold them all. Every saved row was followed by a
+// successful sync of its device, so the server holds syncs rows; d pulls
+// them all.
+func verifyFleet(ctx context.Context, d *device, syncs int) error {
 	if _, err := d.co.SyncNow(ctx); err != nil {
-		return fleetResult{}, fmt.Errorf("fleet of %d devices: last sync of device 0: %w", devices, err)
+		return fmt.Errorf("last sync of device 0: %w", err)
 	}
 	v, err := d.co.Verify(ctx)
 	if err != nil {
-		return fleetResult{}, fmt.Errorf("fleet of %d devices: verify device 0 against the server: %w", devices, err)
+		return fmt.Errorf("verify device 0 against the server: %w", err)
 	}
 	for _, t := range v.Tables {
 		if t.Table != "items" {
 			continue
 		}
-		if t.ServerRows != res.syncs || t.DeviceRows != res.syncs || t.Pending != 0 || !t.Match {
-			return fleetResult{}, fmt.Errorf("fleet of %d devices: after %d syncs of one new row each, the server holds %d rows, "+
-				"device 0 %d (%d pending), digests match: %t", devices, res.syncs, t.ServerRows, t.DeviceRows, t.Pending, t.Match)
+		if t.ServerRows != syncs || t.DeviceRows != syncs || t.Pending != 0 || !t.Match {
+			return fmt.Errorf("after %d syncs of one new row each, the server holds %d rows, "+
+				"device 0 %d (%d pending), digests match: %t", syncs, t.ServerRows, t.DeviceRows, t.Pending, t.Match)
 		}
-		return res, nil
+		return nil
 	}
-	return fleetResult{}, fmt.Errorf("fleet of %d devices: verify: no items table in %+v", devices, v.Tables)
+	return fmt.Errorf("verify: no items table in %+v", v.Tables)
 }
 
 // percentile returns the p-th percentile (0 < p ≤ 100) of sorted, which is

@@ -27,10 +27,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tethersync/tether/client"
-	"github.com/tethersync/tether/internal/mysqltest"
-	"github.com/tethersync/tether/internal/pgtest"
 	"github.com/tethersync/tether/internal/testkit"
-	"github.com/tethersync/tether/internal/throwaway"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
 )
 
@@ -63,16 +61,16 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
-	os.Exit(throwaway.Main(m, pgtest.Stop, mysqltest.Stop))
+	os.Exit(stores.Main(m))
 }
 
 func TestServeSQLite(t *testing.T) { serve(t, filepath.Join(t.TempDir(), "s.db")) }
 
-func TestServePostgres(t *testing.T) { serve(t, pgtest.URL(t)) }
+func TestServePostgres(t *testing.T) { serve(t, stores.PostgresURL(t)) }
 
 // -db takes a mysql:// URL; the test server's DSN is rewritten into one.
 func TestServeMySQL(t *testing.T) {
-	cfg, err := mysql.ParseDSN(mysqltest.URL(t))
+	cfg, err := mysql.ParseDSN(stores.MySQLDSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ type Server struct {
 func NewServer(t testing.TB, reg *entity.Registry, opts server.Options) *Server {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "server.db")
-	store, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{})
+	store, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{Now: opts.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package faultproxy
+package testkit
 
 import (
 	"bytes"
@@ -13,30 +13,9 @@ import (
 	"time"
 )
 
-// Fault is one kind of injected failure.
-type Fault int
-
-// The faults.
-const (
-	None         Fault = iota
-	DropRequest        // close the connection before forwarding
-	DropResponse       // forward, let the server act, then close the connection
-	Duplicate          // forward the request twice, answer with the second answer
-	Delay              // wait up to MaxDelay before forwarding
-	Status500          // forward, then answer 500 instead of the server's answer
-	Status503          // answer 503 without forwarding
-	Status429          // answer 429 with Retry-After: 1 without forwarding
-	Reset              // forward, send half the answer, reset the connection
-	Truncate           // forward, send half the answer, close the connection
-	numFaults
-)
-
-var names = [...]string{"none", "drop-request", "drop-response", "duplicate", "delay", "500", "503", "429", "reset", "truncate"}
-
-// String names the fault.
-func (f Fault) String() string { return names[f] }
-
-// Proxy forwards requests to an upstream server, injecting faults.
+// Proxy is an HTTP proxy on loopback that injects faults between sync
+// clients and a tether server, each fault with its own rate; decisions come
+// from a seeded generator. Its methods are safe for concurrent use.
 type Proxy struct {
 	// MaxDelay bounds the Delay fault. Default 20ms.
 	MaxDelay time.Duration
@@ -52,8 +31,9 @@ type Proxy struct {
 	counts  [numFaults]int64
 }
 
-// New starts a proxy on loopback in front of upstream, with faults off.
-func New(upstream string, seed uint64) *Proxy {
+// NewProxy starts a proxy on loopback in front of upstream, with faults
+// off.
+func NewProxy(upstream string, seed uint64) *Proxy {
 	p := &Proxy{MaxDelay: 20 * time.Millisecond, rng: rand.New(rand.NewPCG(seed, 0x5eed))}
 	p.upstream.Store(&upstream)
 	p.client = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}}
@@ -81,13 +61,15 @@ func (p *Proxy) Enable(on bool) {
 	p.mu.Unlock()
 }
 
-// Counts returns how many times each fault was injected.
+// Counts returns how many times each fault with a rate was injected.
 func (p *Proxy) Counts() map[string]int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	out := map[string]int64{}
 	for f := Fault(1); f < numFaults; f++ {
-		out[f.String()] = p.counts[f]
+		if p.rates[f] > 0 || p.counts[f] > 0 {
+			out[f.String()] = p.counts[f]
+		}
 	}
 	return out
 }
@@ -103,7 +85,7 @@ func (p *Proxy) decide() (Fault, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.enabled {
-		return None, 0
+		return Pass, 0
 	}
 	x := p.rng.Float64()
 	for f := Fault(1); f < numFaults; f++ {
@@ -113,7 +95,7 @@ func (p *Proxy) decide() (Fault, time.Duration) {
 		}
 		x -= p.rates[f]
 	}
-	return None, 0
+	return Pass, 0
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
@@ -123,16 +105,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fault, delay := p.decide()
+	if c, ok := cannedAnswer(fault); ok && fault != Status500 {
+		c.write(w)
+		return
+	}
 	switch fault {
 	case DropRequest:
 		hangUp(w, false)
-		return
-	case Status503:
-		http.Error(w, `{"error":{"code":"unavailable","message":"injected 503"}}`, http.StatusServiceUnavailable)
-		return
-	case Status429:
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, `{"error":{"code":"rate_limited","message":"injected 429"}}`, http.StatusTooManyRequests)
 		return
 	case Delay:
 		time.Sleep(delay)
@@ -158,7 +137,8 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		hangUp(w, false)
 		return
 	case Status500:
-		http.Error(w, `{"error":{"code":"internal","message":"injected 500"}}`, http.StatusInternalServerError)
+		c, _ := cannedAnswer(Status500)
+		c.write(w)
 		return
 	case Reset, Truncate:
 		cut(w, resp, answer, fault == Reset)

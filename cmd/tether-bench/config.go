@@ -1,0 +1,125 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the command line.
+type config struct {
+	rows      []int
+	batch     int
+	runs      int
+	store     string
+	scenarios map[string]bool
+	memRows   int
+	syncRows  int
+	dir       string // scratch directory; "" for a new temporary one
+
+	rtt           time.Duration // added to each request's round trip in the latency scenario
+	fleet         []int         // device counts of the fleet scenario
+	fleetDuration time.Duration // how long each fleet runs
+
+	cpuProfile string // file of the CPU profile of the whole run, or ""
+	childURL   string // internal: pull from this server and report (memory scenario)
+	childDB    string // internal: database of childURL
+}
+
+// maxFleet bounds -fleet: each device holds a SQLite file and a connection
+// open on both sides.
+const maxFleet = 1000
+
+var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "latency", "fleet"}
+
+// listFlags are the flags that config holds parsed from lists.
+type listFlags struct {
+	rows, fleet, scenarios string
+	million                bool
+}
+
+// parseConfig parses the command line args and checks it.
+func parseConfig(args []string) (config, error) {
+	var cfg config
+	var lists listFlags
+	fs := flag.NewFlagSet("tether-bench", flag.ContinueOnError)
+	fs.StringVar(&lists.rows, "rows", "1000,10000,100000", "row counts for the push, pull and baseline scenarios")
+	fs.BoolVar(&lists.million, "million", false, "add 1,000,000 rows to -rows")
+	fs.IntVar(&cfg.batch, "batch", 1000, "rows per push batch and pull page")
+	fs.IntVar(&cfg.runs, "runs", 3, "runs per figure; the median is reported")
+	fs.StringVar(&cfg.store, "store", "sqlite", "server store: sqlite, postgres or mysql (postgres and mysql: a throwaway server started from the machine's PostgreSQL or MariaDB/MySQL binaries)")
+	fs.StringVar(&lists.scenarios, "scenarios", strings.Join(allScenarios, ","), "scenarios to run")
+	fs.IntVar(&cfg.memRows, "mem-rows", 1_000_000, "rows pulled by the child process of the memory scenario")
+	fs.IntVar(&cfg.syncRows, "sync-rows", 100_000, "rows on the device of the incremental and no-op scenarios")
+	fs.DurationVar(&cfg.rtt, "rtt", 300*time.Millisecond, "round-trip time the latency scenario's link adds to every request (its targets: 1 round trip + 50 ms for a no-op sync, 2 + 100 ms for one new row)")
+	fs.StringVar(&lists.fleet, "fleet", "50,200", "device counts of the fleet scenario")
+	fs.DurationVar(&cfg.fleetDuration, "fleet-duration", 10*time.Second, "how long each fleet of the fleet scenario runs")
+	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
+	fs.StringVar(&cfg.childURL, "child-pull", "", "internal: pull from this server URL and report (memory scenario)")
+	fs.StringVar(&cfg.childDB, "child-db", "", "internal: database of -child-pull")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if err := cfg.parseLists(lists); err != nil {
+		return config{}, err
+	}
+	return cfg, cfg.check()
+}
+
+// parseLists fills the list fields of cfg from their flags.
+func (cfg *config) parseLists(lists listFlags) error {
+	var err error
+	if cfg.fleet, err = counts(lists.fleet, func(n int) bool { return n >= 1 && n <= maxFleet }); err != nil {
+		return fmt.Errorf("-fleet: %v is not a device count from 1 to %d", err, maxFleet)
+	}
+	if cfg.rows, err = counts(lists.rows, func(n int) bool { return n >= 1 }); err != nil {
+		return fmt.Errorf("-rows: %v is not a positive row count", err)
+	}
+	if lists.million {
+		cfg.rows = append(cfg.rows, 1_000_000)
+	}
+	cfg.scenarios = map[string]bool{}
+	for s := range strings.SplitSeq(lists.scenarios, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allScenarios, s) {
+			return fmt.Errorf("-scenarios: unknown scenario %q (known: %s)", s, strings.Join(allScenarios, ", "))
+		}
+		cfg.scenarios[s] = true
+	}
+	return nil
+}
+
+// counts parses a comma-separated list of integers that valid accepts; its
+// error is the first field that is not one, quoted.
+func counts(list string, valid func(int) bool) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || !valid(n) {
+			return nil, fmt.Errorf("%q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// check checks the single values of cfg.
+func (cfg *config) check() error {
+	if cfg.rtt < 0 || cfg.rtt > 10*time.Second {
+		return fmt.Errorf("-rtt %s: want from 0 to 10s", cfg.rtt)
+	}
+	if cfg.fleetDuration <= 0 || cfg.fleetDuration > time.Hour {
+		return fmt.Errorf("-fleet-duration %s: want more than 0 and at most 1h", cfg.fleetDuration)
+	}
+	if cfg.runs < 1 || cfg.batch < 1 || cfg.memRows < 1 || cfg.syncRows < 100 {
+		return fmt.Errorf("-runs and -batch must be at least 1, -mem-rows at least 1, -sync-rows at least 100")
+	}
+	if cfg.store != "sqlite" && cfg.store != "postgres" && cfg.store != "mysql" {
+		return fmt.Errorf("-store %q: want sqlite, postgres or mysql", cfg.store)
+	}
+	return nil
+}
