@@ -2,7 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
+	"github.com/tethersync/tether/server"
 	"sync"
+	"time"
 
 	"github.com/tethersync/tether/wire"
 )
@@ -68,5 +71,65 @@ func (b *broadcaster) publishAll(ev wire.Event) {
 	b.mu.Unlock()
 	for _, t := range tenants {
 		b.publish(t, ev)
+	}
+}
+
+// committed tells the tenant's listeners in this process of a fresh
+// commit (a CrossProcess dialect told every process inside the commit).
+func (s *Store) committed(p server.Principal, device string, c wire.Commit, fresh bool) {
+	if _, cross := s.d.(CrossProcess); fresh && !cross {
+		s.events.publish(p.Tenant, wire.Event{Version: c.Version, Device: device})
+	}
+}
+
+// Subscribe implements server.Store. With a CrossProcess dialect the
+// commits of every server process on the database are seen; otherwise
+// those of this process.
+func (s *Store) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error) {
+	cross, ok := s.d.(CrossProcess)
+	if !ok {
+		return s.events.subscribe(ctx, tenant), nil
+	}
+	s.listenOnce.Do(func() {
+		lctx, stop := context.WithCancel(context.Background())
+		s.stop = stop
+		go s.listen(lctx, cross)
+	})
+	ch := s.events.subscribe(ctx, tenant)
+	select { // so that no commit after Subscribe returns is missed
+	case <-s.listenReady:
+		return ch, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("listen for changes: no connection: %w", wire.ErrUnavailable)
+	}
+}
+
+// listen relays notices to the subscribers until ctx ends, listening again
+// with backoff when the connection fails. After that every subscriber gets
+// an event, since notices may have been missed meanwhile.
+func (s *Store) listen(ctx context.Context, cross CrossProcess) {
+	defer close(s.stopped)
+	wait := 100 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		_ = cross.Listen(ctx, func() {
+			if first {
+				close(s.listenReady)
+				first = false
+			} else {
+				s.events.publishAll(wire.Event{})
+			}
+			wait = 100 * time.Millisecond
+		}, func(n Notice) {
+			s.events.publish(n.Tenant, wire.Event{Version: n.Version, Device: n.Device})
+		})
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
 	}
 }
