@@ -5,9 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
+
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
-	"sort"
 )
 
 // Changes implements server.Store. It reads every table in one read

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
-	"strings"
 )
 
 // Commit implements server.Store.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"

@@ -3,10 +3,11 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strings"
+
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
-	"strings"
 )
 
 // Digest implements server.Store: the table's rows of the tenant in

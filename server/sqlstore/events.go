@@ -3,10 +3,10 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"github.com/tethersync/tether/server"
 	"sync"
 	"time"
 
+	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
 

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
 	"github.com/google/uuid"
+
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )

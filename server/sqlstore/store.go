@@ -5,10 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/server"
 	"sync"
 	"time"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/server"
 )
 
 var _ server.Store = (*Store)(nil)

@@ -5,9 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/tethersync/tether/server"
 	"strings"
 	"time"
+
+	"github.com/tethersync/tether/server"
 )
 
 // Sweep implements server.Store: it discards up to max uncommitted
