@@ -66,7 +66,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 		s.byName[t.Name] = tb
 	}
 	s.refs = refs(s.tables, s.byName)
-	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error { return d.Migrate(ctx, tx, s.tables) })
+	err := s.migrate(ctx)
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("migrate: %w", err)
