@@ -14,7 +14,7 @@ import (
 // columnType implements the types of sqlstore.Column. Text is compared by
 // bytes (the binary no-pad collation); the widths are those of
 // sqlstore.Type, so that keys and indexes stay within InnoDB's limit.
-func (d *Dialect) columnType(c sqlstore.Column) string {
+func (d *dialect) columnType(c sqlstore.Column) string {
 	text := func(n int) string { return fmt.Sprintf("VARCHAR(%d) COLLATE %s", n, d.collation) }
 	switch c.Type {
 	case sqlstore.TypeKey:
@@ -40,7 +40,7 @@ func (d *Dialect) columnType(c sqlstore.Column) string {
 }
 
 // valueType is the type of an app column.
-func (d *Dialect) valueType(c entity.Column) string {
+func (d *dialect) valueType(c entity.Column) string {
 	if c.Ref != "" { // ids, and indexed
 		return fmt.Sprintf("VARCHAR(%d) COLLATE %s", 200, d.collation)
 	}
@@ -62,7 +62,7 @@ func (d *Dialect) valueType(c entity.Column) string {
 
 // CreateTable implements sqlstore.Dialect, with the indexes in the one
 // statement: MySQL commits each DDL statement on its own.
-func (d *Dialect) CreateTable(t sqlstore.TableDef) []string {
+func (d *dialect) CreateTable(t sqlstore.TableDef) []string {
 	defs := []string{sqlstore.ColumnDefs(t, d.columnType), "PRIMARY KEY (" + sqlstore.ColumnList(t.Key) + ")"}
 	for _, ix := range t.Indexes {
 		defs = append(defs, fmt.Sprintf("INDEX %s (%s)", sqlident.Quote(ix.Name), sqlstore.ColumnList(ix.Columns)))
@@ -73,7 +73,7 @@ func (d *Dialect) CreateTable(t sqlstore.TableDef) []string {
 
 // AddColumn implements sqlstore.Dialect. A text column takes no default:
 // in a synced table, the rows already there are set to it.
-func (d *Dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
+func (d *dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
 	if c.Value == nil {
 		return []string{fmt.Sprintf(`ALTER TABLE %s ADD COLUMN %s`, sqlident.Quote(t.Name), sqlstore.ColumnDef(c, d.columnType))}
 	}
@@ -85,20 +85,20 @@ func (d *Dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
 }
 
 // Columns implements sqlstore.Dialect, in the current database.
-func (*Dialect) Columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+func (*dialect) Columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
 	return sqlstore.Names(ctx, tx, `SELECT column_name FROM information_schema.columns
 		WHERE table_schema = DATABASE() AND table_name = ?`, table)
 }
 
 // Indexes implements sqlstore.Dialect, in the current database.
-func (*Dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+func (*dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
 	return sqlstore.Names(ctx, tx, `SELECT DISTINCT index_name FROM information_schema.statistics
 		WHERE table_schema = DATABASE() AND table_name = ?`, table)
 }
 
 // LockMigrations implements sqlstore.Dialect: several processes may start
 // at once on an empty database, and a named lock makes them take turns.
-func (*Dialect) LockMigrations(ctx context.Context, db *sql.DB) (func(), error) {
+func (*dialect) LockMigrations(ctx context.Context, db *sql.DB) (func(), error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return func() {}, err
@@ -120,7 +120,7 @@ func (*Dialect) LockMigrations(ctx context.Context, db *sql.DB) (func(), error) 
 // Counter implements sqlstore.Dialect: each tenant's row of
 // _tether_tenants counts its versions, and names the device of its
 // latest commit for Listen.
-func (d *Dialect) Counter() []string {
+func (d *dialect) Counter() []string {
 	return d.CreateTable(sqlstore.TableDef{
 		Name: "_tether_tenants",
 		Columns: []sqlstore.Column{{Name: "tenant", Type: sqlstore.TypeKey}, {Name: "version", Type: sqlstore.TypeInt},

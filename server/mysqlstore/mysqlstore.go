@@ -37,7 +37,7 @@ type Options struct {
 // ("mysql://user:pass@host:3306/tether"); the store sets the session
 // options it relies on (ANSI_QUOTES, strict mode, UTC, utf8mb4).
 func Open(ctx context.Context, dsn string, schema entity.Schema, opts Options) (*Store, error) {
-	cfg, err := ParseDSN(dsn)
+	cfg, err := parseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: open: %w", err)
 	}
@@ -47,7 +47,7 @@ func Open(ctx context.Context, dsn string, schema entity.Schema, opts Options) (
 	}
 	db := sql.OpenDB(conn)
 	db.SetMaxIdleConns(16)
-	d := &Dialect{db: db}
+	d := &dialect{db: db}
 	if d.collation, err = binaryCollation(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("mysqlstore: open: %w", err)
@@ -59,9 +59,9 @@ func Open(ctx context.Context, dsn string, schema entity.Schema, opts Options) (
 	return s, nil
 }
 
-// ParseDSN reads a DSN or a mysql:// URL into the driver's configuration,
+// parseDSN reads a DSN or a mysql:// URL into the driver's configuration,
 // with the session options the store relies on.
-func ParseDSN(dsn string) (*mysql.Config, error) {
+func parseDSN(dsn string) (*mysql.Config, error) {
 	if strings.HasPrefix(dsn, "mysql://") {
 		u, err := url.Parse(dsn)
 		if err != nil {
@@ -115,61 +115,61 @@ func binaryCollation(ctx context.Context, db *sql.DB) (string, error) {
 	return "", fmt.Errorf("the server has no binary no-pad utf8mb4 collation (MySQL 8 or MariaDB 10.2 and later are)")
 }
 
-// Dialect is the MySQL dialect of sqlstore.
-type Dialect struct {
+// dialect is the MySQL dialect of sqlstore.
+type dialect struct {
 	db        *sql.DB
 	collation string // binary, no pad
 }
 
 // Name implements sqlstore.Dialect.
-func (*Dialect) Name() string { return "mysql" }
+func (*dialect) Name() string { return "mysql" }
 
 // Rebind implements sqlstore.Dialect: MySQL reads ? placeholders.
-func (*Dialect) Rebind(q string) string { return q }
+func (*dialect) Rebind(q string) string { return q }
 
 // Time implements sqlstore.Dialect: DATETIME(6) in UTC.
-func (*Dialect) Time(t time.Time) any { return t.UTC() }
+func (*dialect) Time(t time.Time) any { return t.UTC() }
 
 // ForUpdate implements sqlstore.Dialect.
-func (*Dialect) ForUpdate() string { return " FOR UPDATE" }
+func (*dialect) ForUpdate() string { return " FOR UPDATE" }
 
 // ReadOptions implements sqlstore.Dialect: a repeatable-read snapshot.
-func (*Dialect) ReadOptions() *sql.TxOptions {
+func (*dialect) ReadOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
 }
 
 // WriteOptions implements sqlstore.Dialect: read committed, so that
 // locking reads take no gap locks (commits are serialized by the tenant's
 // row, sessions by theirs).
-func (*Dialect) WriteOptions() *sql.TxOptions {
+func (*dialect) WriteOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 }
 
 // Retryable implements sqlstore.Dialect: deadlocks and lock wait timeouts.
-func (*Dialect) Retryable(err error) bool {
+func (*dialect) Retryable(err error) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
 // After implements sqlstore.Dialect. MariaDB does not seek an index with
 // a row value: the position is spelled out as two ranges.
-func (*Dialect) After(version int64, id string) (string, []any) {
+func (*dialect) After(version int64, id string) (string, []any) {
 	return `("_version" > ? OR ("_version" = ? AND "id" > ?))`, []any{version, version, id}
 }
 
 // Text implements sqlstore.Dialect.
-func (*Dialect) Text(col string) string { return col }
+func (*dialect) Text(col string) string { return col }
 
 // JSON implements sqlstore.Dialect: "_colvers" is text.
-func (*Dialect) JSON(expr string) string { return expr }
+func (*dialect) JSON(expr string) string { return expr }
 
 // ByteOrder implements sqlstore.Dialect: ids are stored in a binary
 // collation.
-func (*Dialect) ByteOrder(col string) string { return col }
+func (*dialect) ByteOrder(col string) string { return col }
 
 // NextVersion implements sqlstore.Dialect: the tenant's row of
 // _tether_tenants, locked until the commit ends, counts its versions.
-func (*Dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
+func (*dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `INSERT INTO _tether_tenants (tenant, version, device) VALUES (?, 1, '')
 		ON DUPLICATE KEY UPDATE version = version + 1`, tenant); err != nil {
 		return 0, fmt.Errorf("lock tenant: %w", err)
@@ -182,39 +182,34 @@ func (*Dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int
 // Stage implements sqlstore.Dialect with multi-row inserts; a row staged
 // again by a later batch replaces the earlier copy, and an earlier batch
 // sent again does not replace a later one.
-func (*Dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
+func (*dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
 	// Assignments run left to right on the updated row: "_seq" goes last.
-	tail := `ON DUPLICATE KEY UPDATE ` + t.Assignments(func(c string) string {
-		return fmt.Sprintf(`IF(VALUES("_seq") >= "_seq", VALUES(%s), %s)`, c, c)
-	}, sqlstore.Restaged[1:]...)
+	tail := `ON DUPLICATE KEY UPDATE ` + t.RestageSet(func(c string) string {
+		return fmt.Sprintf(`%s = IF(VALUES("_seq") >= "_seq", VALUES(%s), %s)`, c, c, c)
+	})
 	return sqlstore.StageInsert(ctx, tx, t, tenant, session, seq, rows, tail)
 }
 
 // Latest implements sqlstore.Dialect: a session holds one copy of a row.
-func (*Dialect) Latest(t *sqlstore.Table) string {
+func (*dialect) Latest(t *sqlstore.Table) string {
 	return `SELECT * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ?`
 }
 
 // Upsert implements sqlstore.Dialect. The target's columns are named
 // with the table, since the merge's SELECT joins the table too.
-func (*Dialect) Upsert(t *sqlstore.Table) string {
-	set := func(c string) string { return fmt.Sprintf("%s.%s = VALUES(%s)", t.Name, c, c) }
-	var sets []string
-	for _, c := range append(t.Cols[1:], sqlstore.Bookkeeping...) {
-		sets = append(sets, set(c))
-	}
-	return `ON DUPLICATE KEY UPDATE ` + strings.Join(sets, ", ") +
+func (*dialect) Upsert(t *sqlstore.Table) string {
+	return `ON DUPLICATE KEY UPDATE ` + t.MergeSet(func(c string) string { return fmt.Sprintf("%s.%s = VALUES(%s)", t.Name, c, c) }) +
 		`, ` + t.Name + `."_colvers" = JSON_MERGE_PATCH(` + t.Name + `."_colvers", VALUES("_colvers"))`
 }
 
 // ColumnVersions implements sqlstore.Dialect, with JSON_TABLE.
-func (*Dialect) ColumnVersions(changed string) string {
+func (*dialect) ColumnVersions(changed string) string {
 	return `coalesce((SELECT JSON_OBJECTAGG(j.c, ?) FROM JSON_TABLE(` + changed + `, '$[*]' COLUMNS (c VARCHAR(64) PATH '$')) AS j), '{}')`
 }
 
 // Notify implements sqlstore.CrossProcess: the commit's device goes into
 // the tenant's row, whose version NextVersion already moved.
-func (*Dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error {
+func (*dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error {
 	_, err := tx.ExecContext(ctx, `UPDATE _tether_tenants SET device = ? WHERE tenant = ?`, n.Device, n.Tenant)
 	return err
 }
@@ -223,7 +218,7 @@ func (*Dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error
 // versions every PollInterval. Commits between two polls are coalesced;
 // when a tenant moved by more than one version, the event names no device,
 // so that no device takes another's commit for its own.
-func (d *Dialect) Listen(ctx context.Context, ready func(), deliver func(sqlstore.Notice)) error {
+func (d *dialect) Listen(ctx context.Context, ready func(), deliver func(sqlstore.Notice)) error {
 	seen := map[string]int64{}
 	poll := func(first bool) error {
 		rows, err := d.db.QueryContext(ctx, `SELECT tenant, version, device FROM _tether_tenants`)

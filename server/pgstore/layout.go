@@ -47,7 +47,7 @@ func valueType(k entity.Kind) string {
 // CreateTable implements sqlstore.Dialect. A staging table keeps every
 // copy of a row that COPY staged: its key is a plain index on the key and
 // "_seq", which also gives Latest its order.
-func (*Dialect) CreateTable(t sqlstore.TableDef) []string {
+func (*dialect) CreateTable(t sqlstore.TableDef) []string {
 	key := ", PRIMARY KEY (" + sqlstore.ColumnList(t.Key) + ")"
 	indexes := t.Indexes
 	if t.Stage {
@@ -62,7 +62,7 @@ func (*Dialect) CreateTable(t sqlstore.TableDef) []string {
 }
 
 // AddColumn implements sqlstore.Dialect.
-func (*Dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
+func (*dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
 	if t.Synced && c.Value != nil { // the rows already there take the column's default
 		c.Default = c.Value.Default()
 	}
@@ -70,20 +70,20 @@ func (*Dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
 }
 
 // Columns implements sqlstore.Dialect, in the current schema.
-func (*Dialect) Columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+func (*dialect) Columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
 	return sqlstore.Names(ctx, tx, `SELECT column_name FROM information_schema.columns
 		WHERE table_schema = current_schema() AND table_name = $1`, table)
 }
 
 // Indexes implements sqlstore.Dialect, in the current schema.
-func (*Dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+func (*dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
 	return sqlstore.Names(ctx, tx, `SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1`, table)
 }
 
 // LockMigrations implements sqlstore.Dialect: several processes may start
 // at once on an empty database, and an advisory lock makes them take
 // turns.
-func (*Dialect) LockMigrations(ctx context.Context, db *sql.DB) (func(), error) {
+func (*dialect) LockMigrations(ctx context.Context, db *sql.DB) (func(), error) {
 	return lockOn(ctx, db, `SELECT pg_advisory_lock(7354)`, `SELECT pg_advisory_unlock(7354)`)
 }
 
@@ -105,6 +105,6 @@ func lockOn(ctx context.Context, db *sql.DB, lock, unlock string) (func(), error
 }
 
 // Counter implements sqlstore.Dialect: the sequence of versions.
-func (*Dialect) Counter() []string {
+func (*dialect) Counter() []string {
 	return []string{`CREATE SEQUENCE IF NOT EXISTS _tether_version`}
 }

@@ -41,7 +41,7 @@ func Open(ctx context.Context, url string, schema entity.Schema, opts Options) (
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: open: %w", err)
 	}
-	d := &Dialect{pool: pool}
+	d := &dialect{pool: pool}
 	s, err := sqlstore.New(ctx, stdlib.OpenDBFromPool(pool), d, schema, sqlstore.Options{
 		Now:     opts.Now,
 		OnClose: func() error { pool.Close(); return nil },
@@ -52,9 +52,9 @@ func Open(ctx context.Context, url string, schema entity.Schema, opts Options) (
 	return s, nil
 }
 
-// Dialect is the PostgreSQL dialect of sqlstore. It listens for other
+// dialect is the PostgreSQL dialect of sqlstore. It listens for other
 // processes' commits on its own connection of the pool.
-type Dialect struct {
+type dialect struct {
 	pool *pgxpool.Pool
 }
 
@@ -62,10 +62,10 @@ type Dialect struct {
 const notifyChannel = "tether_changes"
 
 // Name implements sqlstore.Dialect.
-func (*Dialect) Name() string { return "postgres" }
+func (*dialect) Name() string { return "postgres" }
 
 // Rebind implements sqlstore.Dialect: ? becomes $1, $2, ...
-func (*Dialect) Rebind(q string) string {
+func (*dialect) Rebind(q string) string {
 	var b strings.Builder
 	n := 0
 	for _, r := range q {
@@ -80,40 +80,40 @@ func (*Dialect) Rebind(q string) string {
 }
 
 // Time implements sqlstore.Dialect: timestamptz.
-func (*Dialect) Time(t time.Time) any { return t }
+func (*dialect) Time(t time.Time) any { return t }
 
 // ForUpdate implements sqlstore.Dialect.
-func (*Dialect) ForUpdate() string { return " FOR UPDATE" }
+func (*dialect) ForUpdate() string { return " FOR UPDATE" }
 
 // ReadOptions implements sqlstore.Dialect: a repeatable-read snapshot.
-func (*Dialect) ReadOptions() *sql.TxOptions {
+func (*dialect) ReadOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
 }
 
 // WriteOptions implements sqlstore.Dialect: read committed, the default.
-func (*Dialect) WriteOptions() *sql.TxOptions { return nil }
+func (*dialect) WriteOptions() *sql.TxOptions { return nil }
 
 // Retryable implements sqlstore.Dialect: deadlocks and serialization
 // failures.
-func (*Dialect) Retryable(err error) bool {
+func (*dialect) Retryable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
 // After implements sqlstore.Dialect with a row value.
-func (*Dialect) After(version int64, id string) (string, []any) {
+func (*dialect) After(version int64, id string) (string, []any) {
 	return sqlstore.RowValueAfter(version, id)
 }
 
 // Text implements sqlstore.Dialect.
-func (*Dialect) Text(col string) string { return col + "::text" }
+func (*dialect) Text(col string) string { return col + "::text" }
 
 // JSON implements sqlstore.Dialect: "_colvers" is jsonb.
-func (*Dialect) JSON(expr string) string { return expr + "::jsonb" }
+func (*dialect) JSON(expr string) string { return expr + "::jsonb" }
 
 // ByteOrder implements sqlstore.Dialect: COLLATE "C", whatever the
 // database's collation.
-func (*Dialect) ByteOrder(col string) string { return col + ` COLLATE "C"` }
+func (*dialect) ByteOrder(col string) string { return col + ` COLLATE "C"` }
 
 // tenantLock is the advisory lock key that serializes a tenant's commits.
 func tenantLock(tenant string) int64 {
@@ -124,7 +124,7 @@ func tenantLock(tenant string) int64 {
 
 // NextVersion implements sqlstore.Dialect: the tenant's advisory lock,
 // then the next value of the _tether_version sequence.
-func (*Dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
+func (*dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, tenantLock(tenant)); err != nil {
 		return 0, fmt.Errorf("lock tenant: %w", err)
 	}
@@ -135,7 +135,7 @@ func (*Dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int
 
 // Stage implements sqlstore.Dialect with COPY, on tx's connection. Every
 // staged copy of a row is kept; Latest reads the one of the latest batch.
-func (*Dialect) Stage(ctx context.Context, conn *sql.Conn, _ *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
+func (*dialect) Stage(ctx context.Context, conn *sql.Conn, _ *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
 	return conn.Raw(func(dc any) error {
 		i := 0
 		src := pgx.CopyFromFunc(func() ([]any, error) {
@@ -151,24 +151,24 @@ func (*Dialect) Stage(ctx context.Context, conn *sql.Conn, _ *sql.Tx, t *sqlstor
 }
 
 // Latest implements sqlstore.Dialect: the copy of the latest batch.
-func (*Dialect) Latest(t *sqlstore.Table) string {
+func (*dialect) Latest(t *sqlstore.Table) string {
 	return `SELECT DISTINCT ON ("id") * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ? ORDER BY "id", "_seq" DESC`
 }
 
 // Upsert implements sqlstore.Dialect.
-func (*Dialect) Upsert(t *sqlstore.Table) string {
-	return `ON CONFLICT ("_tenant", "id") DO UPDATE SET ` + t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...) +
+func (*dialect) Upsert(t *sqlstore.Table) string {
+	return `ON CONFLICT ("_tenant", "id") DO UPDATE SET ` + t.MergeSet(func(c string) string { return c + " = excluded." + c }) +
 		`, "_colvers" = ` + t.Name + `."_colvers" || excluded."_colvers"`
 }
 
 // ColumnVersions implements sqlstore.Dialect.
-func (*Dialect) ColumnVersions(changed string) string {
+func (*dialect) ColumnVersions(changed string) string {
 	return `(SELECT coalesce(jsonb_object_agg(c, ?::bigint), '{}'::jsonb) FROM jsonb_array_elements_text(` + changed + `::jsonb) AS c)`
 }
 
 // Notify implements sqlstore.CrossProcess with pg_notify, delivered when
 // the transaction commits.
-func (*Dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error {
+func (*dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error {
 	payload, _ := json.Marshal(n)
 	_, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(payload))
 	return err
@@ -176,7 +176,7 @@ func (*Dialect) Notify(ctx context.Context, tx *sql.Tx, n sqlstore.Notice) error
 
 // Listen implements sqlstore.CrossProcess: LISTEN on one connection of the
 // pool, until it fails.
-func (d *Dialect) Listen(ctx context.Context, ready func(), deliver func(sqlstore.Notice)) error {
+func (d *dialect) Listen(ctx context.Context, ready func(), deliver func(sqlstore.Notice)) error {
 	conn, err := d.pool.Acquire(ctx)
 	if err != nil {
 		return err

@@ -21,7 +21,7 @@ func columnType(c sqlstore.Column) string {
 }
 
 // CreateTable implements sqlstore.Dialect.
-func (Dialect) CreateTable(t sqlstore.TableDef) []string {
+func (dialect) CreateTable(t sqlstore.TableDef) []string {
 	stmts := []string{fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (%s, PRIMARY KEY (%s))`,
 		sqlident.Quote(t.Name), sqlstore.ColumnDefs(t, columnType), sqlstore.ColumnList(t.Key))}
 	for _, ix := range t.Indexes {
@@ -31,7 +31,7 @@ func (Dialect) CreateTable(t sqlstore.TableDef) []string {
 }
 
 // AddColumn implements sqlstore.Dialect.
-func (Dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
+func (dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
 	if t.Synced && c.Value != nil { // the rows already there take the column's default
 		c.Default = c.Value.Default()
 	}
@@ -39,21 +39,21 @@ func (Dialect) AddColumn(t sqlstore.TableDef, c sqlstore.Column) []string {
 }
 
 // Columns implements sqlstore.Dialect.
-func (Dialect) Columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+func (dialect) Columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
 	return sqlstore.Names(ctx, tx, `SELECT name FROM pragma_table_info(?)`, table)
 }
 
 // Indexes implements sqlstore.Dialect.
-func (Dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
+func (dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error) {
 	return sqlstore.Names(ctx, tx, `SELECT name FROM pragma_index_list(?)`, table)
 }
 
 // LockMigrations implements sqlstore.Dialect: the single writer
 // serializes migrations already.
-func (Dialect) LockMigrations(context.Context, *sql.DB) (func(), error) { return func() {}, nil }
+func (dialect) LockMigrations(context.Context, *sql.DB) (func(), error) { return func() {}, nil }
 
 // Counter implements sqlstore.Dialect: the one counter of NextVersion.
-func (Dialect) Counter() []string {
+func (dialect) Counter() []string {
 	return []string{
 		`CREATE TABLE IF NOT EXISTS _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)`,
 		`INSERT OR IGNORE INTO _tether_counter (id, version) VALUES (1, 0)`,

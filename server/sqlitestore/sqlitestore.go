@@ -42,57 +42,57 @@ func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
-	s, err := sqlstore.New(context.Background(), w, Dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now})
+	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now})
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	return s, nil
 }
 
-// Dialect is the SQLite dialect of sqlstore.
-type Dialect struct{}
+// dialect is the SQLite dialect of sqlstore.
+type dialect struct{}
 
 // Name implements sqlstore.Dialect.
-func (Dialect) Name() string { return "sqlite" }
+func (dialect) Name() string { return "sqlite" }
 
 // Rebind implements sqlstore.Dialect: SQLite reads ? placeholders.
-func (Dialect) Rebind(q string) string { return q }
+func (dialect) Rebind(q string) string { return q }
 
 // Time implements sqlstore.Dialect: times are entity.TimeFormat text.
-func (Dialect) Time(t time.Time) any { return entity.FormatTime(t) }
+func (dialect) Time(t time.Time) any { return entity.FormatTime(t) }
 
 // ForUpdate implements sqlstore.Dialect: the single writer connection
 // serializes every write transaction.
-func (Dialect) ForUpdate() string { return "" }
+func (dialect) ForUpdate() string { return "" }
 
 // ReadOptions implements sqlstore.Dialect: a read transaction in WAL mode
 // is a snapshot.
-func (Dialect) ReadOptions() *sql.TxOptions { return nil }
+func (dialect) ReadOptions() *sql.TxOptions { return nil }
 
 // WriteOptions implements sqlstore.Dialect: the single writer.
-func (Dialect) WriteOptions() *sql.TxOptions { return nil }
+func (dialect) WriteOptions() *sql.TxOptions { return nil }
 
 // Retryable implements sqlstore.Dialect: the single writer never
 // deadlocks; a busy database has waited for its busy timeout already.
-func (Dialect) Retryable(error) bool { return false }
+func (dialect) Retryable(error) bool { return false }
 
 // After implements sqlstore.Dialect with a row value.
-func (Dialect) After(version int64, id string) (string, []any) {
+func (dialect) After(version int64, id string) (string, []any) {
 	return sqlstore.RowValueAfter(version, id)
 }
 
 // Text implements sqlstore.Dialect.
-func (Dialect) Text(col string) string { return col }
+func (dialect) Text(col string) string { return col }
 
 // JSON implements sqlstore.Dialect: JSON is text.
-func (Dialect) JSON(expr string) string { return expr }
+func (dialect) JSON(expr string) string { return expr }
 
 // ByteOrder implements sqlstore.Dialect: SQLite's BINARY collation.
-func (Dialect) ByteOrder(col string) string { return col }
+func (dialect) ByteOrder(col string) string { return col }
 
 // NextVersion implements sqlstore.Dialect: one counter, under the single
 // writer.
-func (Dialect) NextVersion(ctx context.Context, tx *sql.Tx, _ string) (int64, error) {
+func (dialect) NextVersion(ctx context.Context, tx *sql.Tx, _ string) (int64, error) {
 	var v int64
 	err := tx.QueryRowContext(ctx, `UPDATE _tether_counter SET version = version + 1 RETURNING version`).Scan(&v)
 	return v, err
@@ -101,24 +101,24 @@ func (Dialect) NextVersion(ctx context.Context, tx *sql.Tx, _ string) (int64, er
 // Stage implements sqlstore.Dialect with multi-row inserts; a row staged
 // again by a later batch replaces the earlier copy, and an earlier batch
 // sent again does not replace a later one.
-func (Dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
+func (dialect) Stage(ctx context.Context, _ *sql.Conn, tx *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
 	tail := `ON CONFLICT ("_tenant", "_session", "id") DO UPDATE SET ` +
-		t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Restaged...) + ` WHERE excluded."_seq" >= "_seq"`
+		t.RestageSet(func(c string) string { return c + " = excluded." + c }) + ` WHERE excluded."_seq" >= "_seq"`
 	return sqlstore.StageInsert(ctx, tx, t, tenant, session, seq, rows, tail)
 }
 
 // Latest implements sqlstore.Dialect: a session holds one copy of a row.
-func (Dialect) Latest(t *sqlstore.Table) string {
+func (dialect) Latest(t *sqlstore.Table) string {
 	return `SELECT * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ?`
 }
 
 // Upsert implements sqlstore.Dialect.
-func (Dialect) Upsert(t *sqlstore.Table) string {
-	return `ON CONFLICT ("_tenant", "id") DO UPDATE SET ` + t.Assignments(func(c string) string { return "excluded." + c }, sqlstore.Bookkeeping...) +
+func (dialect) Upsert(t *sqlstore.Table) string {
+	return `ON CONFLICT ("_tenant", "id") DO UPDATE SET ` + t.MergeSet(func(c string) string { return c + " = excluded." + c }) +
 		`, "_colvers" = json_patch("_colvers", excluded."_colvers")`
 }
 
 // ColumnVersions implements sqlstore.Dialect.
-func (Dialect) ColumnVersions(changed string) string {
+func (dialect) ColumnVersions(changed string) string {
 	return `(SELECT json_group_object(j.value, ?) FROM json_each(` + changed + `) AS j)`
 }

@@ -57,22 +57,22 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	var bound *server.Cursor // the last position read of a table cut short by maxBytes
 	read := 0                // bytes read so far, of every table: memory stays near maxBytes
 	for _, t := range s.tables {
-		where, args := s.afterClause(t.Idx, after)
+		where, args := s.afterClause(t.idx, after)
 		q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
 		rows, err := tx.QueryContext(ctx, q, append(append([]any{p.Tenant}, args...), limit+1)...)
 		if err != nil {
-			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
+			return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
 		}
 		taken := 0
 		for rows.Next() {
 			var session string
 			var pushed int64
-			r, err := scanRow(&t.T, rows.Scan, &session, &pushed)
+			r, err := scanRow(&t.schema, rows.Scan, &session, &pushed)
 			if err != nil {
 				rows.Close()
-				return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
+				return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
 			}
-			c := changed{pos: server.Cursor{Version: r.Version, Table: t.Idx, ID: r.ID}, row: r, size: r.Size(),
+			c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
 				echo: pushed == 1 && r.Device == echo.Device && echo.Sessions[session]}
 			all = append(all, c)
 			taken++
@@ -88,7 +88,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, after, false, fmt.Errorf("changes %s: %w", t.T.Name, err)
+			return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
 		}
 	}
 	out, next, more := page(all, after, limit, maxBytes, bound)

@@ -75,7 +75,7 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 	ap := &applier{s: s, tx: tx, p: p, device: device, session: session, resolve: resolve, at: s.d.Time(s.now())}
 	for _, t := range s.tables { // parents before children (G4)
 		if err := ap.applyTable(ctx, t, c); err != nil {
-			return fmt.Errorf("%s: %w", t.T.Name, err)
+			return fmt.Errorf("%s: %w", t.schema.Name, err)
 		}
 	}
 	if err := ap.references(ctx, c); err != nil { // G12
@@ -141,7 +141,7 @@ func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) erro
 	}
 	res, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
 		SELECT ?, ?, ?, "id", "_deleted", ?, ?, "_session", ? FROM (`+latest+`) AS s`),
-		a.p.Tenant, c.Version, t.T.Name, a.p.User, a.device, a.at, a.p.Tenant, a.session)
+		a.p.Tenant, c.Version, t.schema.Name, a.p.User, a.device, a.at, a.p.Tenant, a.session)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
@@ -160,17 +160,17 @@ func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) erro
 func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c *wire.Commit) error {
 	s := a.s
 	var colvers string
-	cur, err := scanRow(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.selects+`, `+s.d.Text(`"_colvers"`)+` FROM `+t.Name+
+	cur, err := scanRow(&t.schema, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.selects+`, `+s.d.Text(`"_colvers"`)+` FROM `+t.Name+
 		` WHERE "_tenant" = ? AND "id" = ?`), a.p.Tenant, id).Scan, &colvers)
 	if err != nil {
 		return fmt.Errorf("read server row: %w", err)
 	}
-	staged, err := scanStaged(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.ColumnList()+`, "_base", "_deleted", "_hlc", "_changed", "_present" FROM (`+
+	staged, err := scanStaged(&t.schema, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.columnList()+`, "_base", "_deleted", "_hlc", "_changed", "_present" FROM (`+
 		latest+`) AS s WHERE "id" = ?`), a.p.Tenant, a.session, id).Scan)
 	if err != nil {
 		return err
 	}
-	cf, merged, err := decide(ctx, a.resolve, &t.T, cur, staged, colvers, c.Version, a.device, a.p.User)
+	cf, merged, err := decide(ctx, a.resolve, &t.schema, cur, staged, colvers, c.Version, a.device, a.p.User)
 	if err != nil {
 		return err
 	}
@@ -179,10 +179,10 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 	case cf.Winner == wire.WinnerServer:
 		_, err = a.tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ? AND "id" = ?`), a.p.Tenant, a.session, id)
 	case merged != nil:
-		args := []any{merged.Deleted, merged.HLC, ChangedJSON(&t.T, *merged), Present(&t.T, *merged)}
+		args := []any{merged.Deleted, merged.HLC, changedJSON(&t.schema, *merged), present(&t.schema, *merged)}
 		sets := []string{`"_deleted" = ?`, `"_hlc" = ?`, `"_changed" = ?`, `"_present" = ?`, `"_exact" = 0`}
-		for i, col := range t.T.Columns[1:] {
-			sets = append(sets, t.Cols[i+1]+" = ?")
+		for i, col := range t.schema.Columns[1:] {
+			sets = append(sets, t.cols[i+1]+" = ?")
 			args = append(args, merged.Values[col.Name])
 		}
 		// Every staged copy of the row: the merge applies the latest.
@@ -194,16 +194,16 @@ func (a *applier) resolveRow(ctx context.Context, t *Table, latest, id string, c
 
 // merge is the statement that applies the rows of Latest to t: each row is
 // inserted, or updates the row it replaces, writing only the columns it
-// holds (Present): the others keep their values, or take their defaults in
+// holds (present): the others keep their values, or take their defaults in
 // a new row. Its parameters are tenant, version, user, device, version,
 // tenant, session, tenant.
 func (s *Store) merge(t *Table) string {
-	if q, ok := s.merges.Load(t.Idx); ok {
+	if q, ok := s.merges.Load(t.idx); ok {
 		return q.(string)
 	}
 	vals := []string{`s."id"`}
-	for i, c := range t.T.Columns[1:] {
-		col := t.Cols[i+1]
+	for i, c := range t.schema.Columns[1:] {
+		col := t.cols[i+1]
 		vals = append(vals, fmt.Sprintf(`CASE WHEN s."_present" = '' OR substr(s."_present", %d, 1) = '1' THEN s.%s WHEN t."id" IS NULL THEN %s ELSE t.%s END`,
 			i+1, col, c.Default(), col))
 	}
@@ -213,9 +213,9 @@ func (s *Store) merge(t *Table) string {
 		%s`,
 		// A row that changed every column (a new one, the common case)
 		// takes the column versions computed once for the commit.
-		t.Name, t.ColumnList(), strings.Join(Bookkeeping, ", "), strings.Join(vals, ", "),
+		t.Name, t.columnList(), strings.Join(merged, ", "), strings.Join(vals, ", "),
 		`CASE WHEN s."_changed" = ? THEN `+s.d.JSON("?")+` ELSE `+s.d.ColumnVersions(`s."_changed"`)+` END`,
 		s.d.Latest(t), t.Name, s.d.Upsert(t))
-	s.merges.Store(t.Idx, q)
+	s.merges.Store(t.idx, q)
 	return q
 }

@@ -57,14 +57,14 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device s
 // no column it does not have, and every non-nullable one it has, in a live
 // row.
 func deviceColumns(t *Table, cols string, rows []wire.Row) error {
-	own := &t.T
+	own := &t.schema
 	if cols != "" {
 		var schema entity.Schema
 		if err := json.Unmarshal([]byte(cols), &schema); err != nil {
 			return fmt.Errorf("the device's schema: %w", err)
 		}
-		if own = schema.Table(t.T.Name); own == nil {
-			return fmt.Errorf("table %s is not in the schema the device registered: %w", t.T.Name, wire.ErrBadRequest)
+		if own = schema.Table(t.schema.Name); own == nil {
+			return fmt.Errorf("table %s is not in the schema the device registered: %w", t.schema.Name, wire.ErrBadRequest)
 		}
 	}
 	for i, r := range rows {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
@@ -17,17 +18,17 @@ func (s *Store) Digest(ctx context.Context, p server.Principal, table string, co
 	if t == nil {
 		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %q: %w", table, wire.ErrBadRequest)
 	}
-	sub, list := t.T, t.ColumnList()
+	sub, list := t.schema, t.columnList()
 	if columns != nil { // the columns a device has
 		sub.Columns = nil
 		var quoted []string
 		for i, name := range columns {
-			c, ok := t.T.Column(name)
+			c, ok := t.schema.Column(name)
 			if !ok || (i == 0) != (name == "id") {
 				return wire.TableDigest{}, fmt.Errorf("digest %s: column %q: unknown, or id not first: %w", table, name, wire.ErrBadRequest)
 			}
 			sub.Columns = append(sub.Columns, c)
-			quoted = append(quoted, Quote(name))
+			quoted = append(quoted, sqlident.Quote(name))
 		}
 		list = strings.Join(quoted, ", ")
 	}

@@ -187,13 +187,13 @@ func syncedDef(t *Table) TableDef {
 		Column{Name: "_reason", Type: TypeLabel, Default: "''"},
 		Column{Name: "_notify", Type: TypeID, Default: "''"},
 		Column{Name: "_pushed", Type: TypeInt, Default: "0"})
-	def := TableDef{Name: t.T.Name, Columns: cols, Key: []string{"_tenant", "id"}, Synced: true,
+	def := TableDef{Name: t.schema.Name, Columns: cols, Key: []string{"_tenant", "id"}, Synced: true,
 		// A pull reads a tenant's rows in commit order.
-		Indexes: []Index{{Name: t.T.Name + "__changes", Columns: []string{"_tenant", "_version", "id"}}}}
+		Indexes: []Index{{Name: t.schema.Name + "__changes", Columns: []string{"_tenant", "_version", "id"}}}}
 	// The reference rules of a commit look children up by their parent.
-	for _, c := range t.T.Columns {
+	for _, c := range t.schema.Columns {
 		if c.Ref != "" {
-			def.Indexes = append(def.Indexes, Index{Name: t.T.Name + "__ref_" + c.Name, Columns: []string{"_tenant", c.Name}})
+			def.Indexes = append(def.Indexes, Index{Name: t.schema.Name + "__ref_" + c.Name, Columns: []string{"_tenant", c.Name}})
 		}
 	}
 	return def
@@ -221,8 +221,8 @@ func stageDef(t *Table) TableDef {
 // may be NULL.
 func appColumns(t *Table) []Column {
 	cols := []Column{{Name: "id", Type: TypeRowID}}
-	for i := range t.T.Columns[1:] {
-		cols = append(cols, Column{Name: t.T.Columns[i+1].Name, Type: TypeValue, Null: true, Value: &t.T.Columns[i+1]})
+	for i := range t.schema.Columns[1:] {
+		cols = append(cols, Column{Name: t.schema.Columns[i+1].Name, Type: TypeValue, Null: true, Value: &t.schema.Columns[i+1]})
 	}
 	return cols
 }

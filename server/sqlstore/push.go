@@ -309,6 +309,6 @@ func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p serve
 		return err
 	}
 	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_batches (tenant, session, seq, tbl, "rows", bytes, attempt) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		p.Tenant, session, seq, t.T.Name, len(rows), size, attempt)
+		p.Tenant, session, seq, t.schema.Name, len(rows), size, attempt)
 	return err
 }

@@ -25,7 +25,7 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 			var n int
 			if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0), count(CASE WHEN NOT "_deleted" THEN 1 END) FROM `+t.Name+
 				` WHERE "_tenant" = ?`), p.Tenant).Scan(&v, &n); err != nil {
-				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
 			}
 			after.Version = max(after.Version, v)
 			out.Total += n
@@ -43,14 +43,14 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
 			s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), p.Tenant, id, limit-len(out.Rows)+1)
 		if err != nil {
-			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
 		}
 		full := false
 		for rows.Next() {
-			r, err := scanRow(&t.T, rows.Scan)
+			r, err := scanRow(&t.schema, rows.Scan)
 			if err != nil {
 				rows.Close()
-				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
 			}
 			sz := r.Size()
 			if len(out.Rows) == limit || (len(out.Rows) > 0 && size+sz > maxBytes) {
@@ -65,7 +65,7 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.T.Name, err)
+			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
 		}
 		if full {
 			out.More = true

@@ -169,13 +169,7 @@ func timeOf(v any) (time.Time, error) {
 
 // strings runs a query of one text column in tx.
 func (s *Store) strings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
-	return Strings(ctx, tx, s.q(query), args...)
-}
-
-// Strings runs query, in the database's own placeholders, in tx and
-// returns its one text column.
-func Strings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := tx.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -189,13 +183,4 @@ func Strings(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]stri
 		out = append(out, v)
 	}
 	return out, rows.Err()
-}
-
-// Set returns the strings as a set.
-func Set(list []string, err error) (map[string]bool, error) {
-	set := make(map[string]bool, len(list))
-	for _, v := range list {
-		set[v] = true
-	}
-	return set, err
 }
