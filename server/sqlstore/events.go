@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -107,29 +108,55 @@ func (s *Store) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event
 }
 
 // listen relays notices to the subscribers until ctx ends, listening again
-// with backoff when the connection fails. After that every subscriber gets
-// an event, since notices may have been missed meanwhile.
+// with capped, jittered backoff when the connection fails. After that
+// every subscriber gets an event, since notices may have been missed
+// meanwhile. It logs the first failure and the recovery, not each retry.
 func (s *Store) listen(ctx context.Context, cross CrossProcess) {
 	defer close(s.stopped)
-	wait := 100 * time.Millisecond
+	var b backoff
 	first := true
 	for ctx.Err() == nil {
-		_ = cross.Listen(ctx, func() {
+		err := cross.Listen(ctx, func() {
 			if first {
 				close(s.listenReady)
 				first = false
 			} else {
 				s.events.publishAll(wire.Event{})
 			}
-			wait = 100 * time.Millisecond
+			if b.failures > 0 {
+				s.log.Info("sqlstore: listening for other processes' commits again", "dialect", s.d.Name(), "failures", b.failures)
+			}
+			b.reset()
 		}, func(n Notice) {
 			s.events.publish(n.Tenant, wire.Event{Version: n.Version, Device: n.Device})
 		})
+		if ctx.Err() != nil {
+			return
+		}
+		if b.failures == 0 {
+			s.log.Warn("sqlstore: listening for other processes' commits failed; retrying with backoff", "dialect", s.d.Name(), "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(b.next()):
 		}
-		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// backoff is the wait before listening again: from 100ms, doubled at each
+// failure up to 10s, with jitter.
+type backoff struct {
+	failures int
+	wait     time.Duration
+}
+
+func (b *backoff) reset() { *b = backoff{} }
+
+// next counts a failure and returns how long to wait: between half and all
+// of the current step.
+func (b *backoff) next() time.Duration {
+	b.failures++
+	b.wait = min(max(2*b.wait, 100*time.Millisecond), 10*time.Second)
+	return b.wait/2 + rand.N(b.wait/2+1)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -23,6 +24,7 @@ type Store struct {
 	tables  []*Table // in priority order
 	byName  map[string]*Table
 	now     func() time.Time
+	log     *slog.Logger
 	rebound sync.Map // query -> query in the dialect's placeholders
 	merges  sync.Map // table index -> merge statement
 	refs    []ref    // the schema's references
@@ -43,6 +45,9 @@ type Options struct {
 	OnClose func() error
 	// Now is the clock of the time-based rules; default time.Now.
 	Now func() time.Time
+	// Logger receives the store's background errors (a lost listener of
+	// other processes' commits); default slog.Default().
+	Logger *slog.Logger
 }
 
 // New returns a store over db with dialect d, after creating or upgrading
@@ -59,6 +64,9 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 	}
 	if opts.Now != nil {
 		s.now = opts.Now
+	}
+	if s.log = opts.Logger; s.log == nil {
+		s.log = slog.Default()
 	}
 	for i, t := range schema.Tables {
 		tb := newTable(i, t)
