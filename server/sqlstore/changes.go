@@ -22,89 +22,121 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		return nil, after, false, fmt.Errorf("changes: %w", err)
 	}
 	defer tx.Rollback()
-	// Tombstones before the horizon may be gone: a cursor before it would
-	// miss deletions. So would the empty cursor of a device that pushed
-	// before its first pull: it starts from a snapshot too.
-	var horizon int64
-	err = tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), p.Tenant).Scan(&horizon)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, after, false, fmt.Errorf("changes: %w", err)
+	if err := s.checkHorizon(ctx, tx, p.Tenant, after); err != nil {
+		return nil, after, false, err
 	}
-	if after.Version < horizon {
-		return nil, after, false, fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
-			after.Version, horizon, wire.ErrHistoryPurged)
+	record, err := s.mustRecord(ctx, tx, p, after, echo)
+	if err != nil {
+		return nil, after, false, err
 	}
-	// The pulling device must be registered: its position decides when
-	// tombstones go.
-	record := false
-	if echo.Device != "" {
-		var pulled int64
-		var seen any
-		err := tx.QueryRowContext(ctx, s.q(`SELECT pulled, seen_at FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, echo.Device).Scan(&pulled, &seen)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, after, false, fmt.Errorf("device %s is not registered for this tenant: %w", echo.Device, wire.ErrDeviceUnknown)
-		}
-		if err != nil {
-			return nil, after, false, fmt.Errorf("changes: %w", err)
-		}
-		at, err := timeOf(seen)
-		if err != nil {
-			return nil, after, false, fmt.Errorf("changes: device %s: %w", echo.Device, err)
-		}
-		record = pulled < after.Version || at.Before(s.now().Add(-echo.SeenEvery))
-	}
-	var all []changed
-	var bound *server.Cursor // the last position read of a table cut short by maxBytes
-	read := 0                // bytes read so far, of every table: memory stays near maxBytes
+	pr := &pageReader{after: after, limit: limit, maxBytes: maxBytes, echo: echo}
 	for _, t := range s.tables {
-		where, args := s.afterClause(t.idx, after)
-		q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
-		rows, err := tx.QueryContext(ctx, q, append(append([]any{p.Tenant}, args...), limit+1)...)
-		if err != nil {
-			return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
-		}
-		taken := 0
-		for rows.Next() {
-			var session string
-			var pushed int64
-			r, err := scanRow(&t.schema, rows.Scan, &session, &pushed)
-			if err != nil {
-				rows.Close()
-				return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
-			}
-			c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
-				echo: pushed == 1 && r.Device == echo.Device && echo.Sessions[session]}
-			all = append(all, c)
-			taken++
-			// Each table gives at least one row, so that the page knows
-			// how far it may go.
-			if read += c.size; read > maxBytes && taken > 0 {
-				if bound == nil || c.pos.Before(*bound) {
-					bound = &c.pos
-				}
-				break
-			}
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
+		if err := s.readChanges(ctx, tx, t, p.Tenant, pr); err != nil {
 			return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
 		}
 	}
-	out, next, more := page(all, after, limit, maxBytes, bound)
+	out, next, more := page(pr.all, after, limit, maxBytes, pr.bound)
 	tx.Rollback()
 	if record {
-		// The cursor a device sends proves it stored everything before
-		// it (an answer it never got proves nothing): tombstones before
-		// it may go, as far as this device is concerned. A device that
-		// pulls is seen: a long pull keeps it active (seen_at may lag by
-		// echo.SeenEvery: a pull that moves nothing writes nothing).
-		if _, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
-			WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device); err != nil {
+		if err := s.recordPull(ctx, p, after, echo); err != nil {
 			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)
 		}
 	}
 	return out, next, more, nil
+}
+
+// checkHorizon refuses a cursor before the tenant's horizon: tombstones
+// before it may be gone, so the pull would miss deletions. So would the
+// empty cursor of a device that pushed before its first pull: it starts
+// from a snapshot too.
+func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, after server.Cursor) error {
+	var horizon int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), tenant).Scan(&horizon)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("changes: %w", err)
+	}
+	if after.Version < horizon {
+		return fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
+			after.Version, horizon, wire.ErrHistoryPurged)
+	}
+	return nil
+}
+
+// mustRecord checks that the pulling device is registered (its position
+// decides when tombstones go) and reports whether its position or its
+// activity must be recorded after the pull.
+func (s *Store) mustRecord(ctx context.Context, tx *sql.Tx, p server.Principal, after server.Cursor, echo server.Echo) (bool, error) {
+	if echo.Device == "" {
+		return false, nil
+	}
+	var pulled int64
+	var seen any
+	err := tx.QueryRowContext(ctx, s.q(`SELECT pulled, seen_at FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, echo.Device).Scan(&pulled, &seen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("device %s is not registered for this tenant: %w", echo.Device, wire.ErrDeviceUnknown)
+	}
+	if err != nil {
+		return false, fmt.Errorf("changes: %w", err)
+	}
+	at, err := timeOf(seen)
+	if err != nil {
+		return false, fmt.Errorf("changes: device %s: %w", echo.Device, err)
+	}
+	return pulled < after.Version || at.Before(s.now().Add(-echo.SeenEvery)), nil
+}
+
+// pageReader collects the rows of a pull page from every table.
+type pageReader struct {
+	after           server.Cursor
+	limit, maxBytes int
+	echo            server.Echo
+
+	all   []changed
+	read  int            // bytes read so far, of every table: memory stays near maxBytes
+	bound *server.Cursor // the last position read of a table cut short by maxBytes
+}
+
+// readChanges reads into pr the rows of t after the cursor, up to
+// limit+1, stopping once the bytes read of every table pass maxBytes.
+func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant string, pr *pageReader) error {
+	where, args := s.afterClause(t.idx, pr.after)
+	q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
+	rows, err := tx.QueryContext(ctx, q, append(append([]any{tenant}, args...), pr.limit+1)...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var session string
+		var pushed int64
+		r, err := scanRow(&t.schema, rows.Scan, &session, &pushed)
+		if err != nil {
+			return err
+		}
+		c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
+			echo: pushed == 1 && r.Device == pr.echo.Device && pr.echo.Sessions[session]}
+		pr.all = append(pr.all, c)
+		// Each table gives at least one row, so that the page knows how
+		// far it may go.
+		if pr.read += c.size; pr.read > pr.maxBytes {
+			if pr.bound == nil || c.pos.Before(*pr.bound) {
+				pr.bound = &c.pos
+			}
+			break
+		}
+	}
+	return rows.Err()
+}
+
+// recordPull records the cursor a device sent, which proves it stored
+// everything before it (an answer it never got proves nothing): tombstones
+// before it may go, as far as this device is concerned. A device that
+// pulls is seen: a long pull keeps it active (seen_at may lag by
+// echo.SeenEvery: a pull that moves nothing writes nothing).
+func (s *Store) recordPull(ctx context.Context, p server.Principal, after server.Cursor, echo server.Echo) error {
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
+		WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device)
+	return err
 }
 
 // afterClause returns the condition selecting the rows of table idx that

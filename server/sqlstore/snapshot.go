@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/tethersync/tether/server"
@@ -20,64 +21,83 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 	defer tx.Rollback()
 	var out wire.Snapshot
 	if after == (server.Cursor{}) {
-		for _, t := range s.tables {
-			var v int64
-			var n int
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0), count(CASE WHEN NOT "_deleted" THEN 1 END) FROM `+t.Name+
-				` WHERE "_tenant" = ?`), p.Tenant).Scan(&v, &n); err != nil {
-				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
-			}
-			after.Version = max(after.Version, v)
-			out.Total += n
+		if after.Version, out.Total, err = s.snapshotStart(ctx, tx, p.Tenant); err != nil {
+			return wire.Snapshot{}, err
 		}
 	}
 	out.Resume = server.Cursor{Version: after.Version, Table: len(s.tables)}.String()
-	pos, size := after, 0
+	sp := &snapshotPage{out: &out, limit: limit, maxBytes: maxBytes, pos: after}
 	out.Rows = []wire.Row{}
-	for idx := after.Table; idx < len(s.tables); idx++ {
-		t := s.tables[idx]
+	for idx := after.Table; idx < len(s.tables) && !out.More; idx++ {
 		id := ""
 		if idx == after.Table {
 			id = after.ID
 		}
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
-			s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), p.Tenant, id, limit-len(out.Rows)+1)
-		if err != nil {
-			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
-		}
-		full := false
-		for rows.Next() {
-			r, err := scanRow(&t.schema, rows.Scan)
-			if err != nil {
-				rows.Close()
-				return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
-			}
-			sz := r.Size()
-			if len(out.Rows) == limit || (len(out.Rows) > 0 && size+sz > maxBytes) {
-				full = true
-				break
-			}
-			r.Reason, r.Notify = "", ""
-			out.Rows = append(out.Rows, r)
-			size += sz
-			pos = server.Cursor{Version: after.Version, Table: idx, ID: r.ID}
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
-		}
-		if full {
-			out.More = true
-			break
-		}
-		if idx+1 < len(s.tables) { // this table is done
-			pos = server.Cursor{Version: after.Version, Table: idx + 1}
+		if err := s.snapshotTable(ctx, tx, p.Tenant, idx, id, after.Version, sp); err != nil {
+			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", s.tables[idx].schema.Name, err)
 		}
 	}
 	if !out.More {
-		pos = server.Cursor{Version: after.Version, Table: len(s.tables)}
+		sp.pos = server.Cursor{Version: after.Version, Table: len(s.tables)}
 	}
-	out.Cursor = pos.String()
+	out.Cursor = sp.pos.String()
 	return out, nil
+}
+
+// snapshotStart returns the tenant's latest version, where a snapshot
+// starts, and how many live rows it has.
+func (s *Store) snapshotStart(ctx context.Context, tx *sql.Tx, tenant string) (version int64, total int, err error) {
+	for _, t := range s.tables {
+		var v int64
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0), count(CASE WHEN NOT "_deleted" THEN 1 END) FROM `+t.Name+
+			` WHERE "_tenant" = ?`), tenant).Scan(&v, &n); err != nil {
+			return 0, 0, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
+		}
+		version = max(version, v)
+		total += n
+	}
+	return version, total, nil
+}
+
+// snapshotPage is a snapshot page being read.
+type snapshotPage struct {
+	out             *wire.Snapshot
+	limit, maxBytes int
+	size            int           // bytes of the rows so far
+	pos             server.Cursor // where the next page starts
+}
+
+// snapshotTable reads into sp the live rows of table idx after id, in
+// byte order of their ids, until the page is full (sp.out.More).
+func (s *Store) snapshotTable(ctx context.Context, tx *sql.Tx, tenant string, idx int, id string, version int64, sp *snapshotPage) error {
+	t, out := s.tables[idx], sp.out
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
+		s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), tenant, id, sp.limit-len(out.Rows)+1)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRow(&t.schema, rows.Scan)
+		if err != nil {
+			return err
+		}
+		sz := r.Size()
+		if len(out.Rows) == sp.limit || (len(out.Rows) > 0 && sp.size+sz > sp.maxBytes) {
+			out.More = true
+			return nil
+		}
+		r.Reason, r.Notify = "", ""
+		out.Rows = append(out.Rows, r)
+		sp.size += sz
+		sp.pos = server.Cursor{Version: version, Table: idx, ID: r.ID}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if idx+1 < len(s.tables) { // this table is done
+		sp.pos = server.Cursor{Version: version, Table: idx + 1}
+	}
+	return nil
 }
