@@ -75,6 +75,23 @@ func TestLayoutAgreesAcrossStores(t *testing.T) {
 	})
 }
 
+// Opening a database again applies no migration step twice and keeps its
+// layout.
+func TestLayoutReopened(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.db")
+	var layouts []map[string]tableLayout
+	for range 2 {
+		s, err := sqlitestore.Open(path, layoutSchema, sqlitestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		layouts = append(layouts, readLayout(t, s.DB(), sqliteLayout))
+		checkMigrations(t, s.DB())
+		s.Close()
+	}
+	compareLayouts(t, layouts[1], layouts[0])
+}
+
 // checkSQLiteLayout checks a few facts of the reference layout, so that
 // three databases cannot agree on a layout without the indexes the
 // queries need.

@@ -16,24 +16,21 @@ import (
 
 // Table is one synced table and the names a dialect needs to write its SQL.
 type Table struct {
-	// idx is the table's place in priority order.
-	idx int
-	// schema is the table's schema.
-	schema entity.Table
 	// Name is the quoted table name.
 	Name string
 	// StageName is the unquoted name of its staging table.
 	StageName string
 	// Stage is the quoted name of its staging table.
 	Stage string
-	// cols are the quoted columns, id first, in schema order.
-	cols []string
 	// StageCols are the unquoted columns of a staged row in the order of
 	// StageValues.
 	StageCols []string
 
-	selects string // the columns, then rowCols
-	every   string // changedJSON of a row that changed every column
+	idx     int          // the table's place in priority order
+	schema  entity.Table // the table's schema
+	cols    []string     // the quoted columns, id first, in schema order
+	selects string       // the columns, then rowCols
+	every   string       // changedJSON of a row that changed every column
 }
 
 // everyColumn returns changedJSON of a row that changed every column, and
