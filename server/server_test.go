@@ -390,93 +390,6 @@ func TestResentBatchReplaces(t *testing.T) {
 	}
 }
 
-// oldSQLiteDDL is the server database as tether wrote it before the stores
-// shared one flow: user columns, batches without a tenant (some with JSON
-// bodies, from a still older version), staging tables without a tenant.
-const oldSQLiteDDL = `
-CREATE TABLE _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
-INSERT INTO _tether_counter (id, version) VALUES (1, 7);
-CREATE TABLE _tether_devices (device TEXT PRIMARY KEY, tenant TEXT NOT NULL, user TEXT NOT NULL,
-	created_at TEXT NOT NULL, seen_at TEXT NOT NULL);
-CREATE TABLE _tether_sessions (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, device TEXT NOT NULL, user TEXT NOT NULL,
-	created_at TEXT NOT NULL, committed_at TEXT, version INTEGER, result TEXT, touched_at TEXT);
-CREATE TABLE _tether_audit (tenant TEXT NOT NULL, version INTEGER NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL,
-	deleted INTEGER NOT NULL, user TEXT NOT NULL, device TEXT NOT NULL, session TEXT NOT NULL, at TEXT NOT NULL,
-	PRIMARY KEY (tenant, version, tbl, id));
-CREATE TABLE _tether_batches (session TEXT NOT NULL, seq INTEGER NOT NULL, tbl TEXT NOT NULL, rows INTEGER NOT NULL,
-	body BLOB NOT NULL, PRIMARY KEY (session, seq));
-CREATE TABLE "customers" ("_tenant" TEXT NOT NULL, "id" TEXT NOT NULL, "name" TEXT, "email" TEXT, "tags" TEXT,
-	"_version" INTEGER NOT NULL, "_deleted" INTEGER NOT NULL DEFAULT 0, "_hlc" TEXT NOT NULL, "_modified_by" TEXT NOT NULL,
-	"_origin" TEXT NOT NULL, "_session" TEXT NOT NULL, "_colvers" TEXT NOT NULL DEFAULT '{}', PRIMARY KEY ("_tenant", "id"));
-CREATE TABLE "_tether_stage_customers" ("_session" TEXT NOT NULL, "_seq" INTEGER NOT NULL, "_base" INTEGER NOT NULL,
-	"_deleted" INTEGER NOT NULL, "_hlc" TEXT NOT NULL, "id" TEXT NOT NULL, "name" TEXT, "email" TEXT, "tags" TEXT,
-	"_changed" TEXT NOT NULL DEFAULT '[]', PRIMARY KEY ("_session", "id"));
-INSERT INTO _tether_devices VALUES ('` + device + `', 'acme', 'ada', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');
-INSERT INTO "customers" VALUES ('acme', 'c0', 'Old', NULL, '[]', 7, 0, '1700000000000.000000.dev', 'ada', '` + device + `', 's0', '{}');
-INSERT INTO _tether_audit VALUES ('acme', 7, 'customers', 'c0', 0, 'ada', '` + device + `', 's0', '2026-01-01T00:00:00Z');
-INSERT INTO _tether_sessions (id, tenant, device, user, created_at, touched_at) VALUES ('old', 'acme', '` + device + `', 'ada', '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z');
-INSERT INTO _tether_sessions (id, tenant, device, user, created_at, touched_at) VALUES ('new', 'acme', '` + device + `', 'ada', '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z');
-INSERT INTO _tether_batches VALUES ('old', 0, 'customers', 1, '[{"table":"customers"}]');
-INSERT INTO _tether_batches VALUES ('new', 0, 'customers', 1, x'');
-INSERT INTO "_tether_stage_customers" VALUES ('new', 0, 0, 0, '1700000000001.000000.dev', 'c1', 'Staged', NULL, '[]', '["name"]');
-`
-
-// A database written by an earlier version is upgraded in place: its rows,
-// devices and audit log stay; a session staged before the upgrade commits
-// after it; a session staged by a still older version (rows as JSON in
-// _tether_batches) is forgotten, so that its device pushes again instead
-// of committing an empty session.
-func TestUpgradeSQLiteDatabase(t *testing.T) {
-	reg := testkit.Registry(t)
-	path := filepath.Join(t.TempDir(), "server.db")
-	db, err := sql.Open("sqlite3", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(oldSQLiteDDL); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	store, err := sqlitestore.Open(path, reg.Schema(), sqlitestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	ctx := t.Context()
-	var sessions, batches int
-	err = store.DB().QueryRow(`SELECT (SELECT count(*) FROM _tether_sessions WHERE id = 'old'),
-		(SELECT count(*) FROM _tether_batches WHERE session = 'old')`).Scan(&sessions, &batches)
-	if err != nil || sessions != 0 || batches != 0 {
-		t.Errorf("old session: %d sessions, %d batches left (%v); want none", sessions, batches, err)
-	}
-	ada := server.Principal{Tenant: "acme", User: "ada"}
-	if err := store.RegisterDevice(ctx, ada, device, nil); err != nil {
-		t.Fatalf("registered device after upgrade: %v", err)
-	}
-	// Devices and sessions are now keyed by tenant.
-	gus := server.Principal{Tenant: "globex", User: "gus"}
-	if err := store.RegisterDevice(ctx, gus, device, nil); err != nil {
-		t.Fatalf("the same device id in another tenant after upgrade: %v", err)
-	}
-	if _, err := store.OpenSession(ctx, gus, device, "new", server.Limits{}); err != nil {
-		t.Fatalf("the same session id in another tenant after upgrade: %v", err)
-	}
-	c, err := store.Commit(ctx, ada, device, "new", func(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
-		return server.Resolution{Winner: wire.WinnerClient}, server.ClientWins, nil
-	}, server.Limits{}, nil)
-	if err != nil || c.Applied != 1 || c.Version != 8 {
-		t.Fatalf("commit of the session staged before the upgrade: %+v, %v; want 1 row applied at version 8", c, err)
-	}
-	rows, _, _, err := store.Changes(ctx, ada, server.Cursor{}, 10, 1<<30, server.Echo{})
-	if err != nil || len(rows) != 2 || rows[0].ID != "c0" || rows[1].ID != "c1" || rows[1].Values["name"] != "Staged" {
-		t.Fatalf("rows after upgrade: %+v, %v; want c0 and the staged c1", rows, err)
-	}
-	audit, err := store.Audit(ctx, "acme", 0, 10)
-	if err != nil || len(audit) != 2 || audit[0].User != "ada" || audit[1].ID != "c1" {
-		t.Fatalf("audit after upgrade: %+v, %v", audit, err)
-	}
-}
-
 // Each token has its own request budget; over it, 429 with Retry-After.
 func TestRateLimitPerToken(t *testing.T) {
 	reg := testkit.Registry(t)
@@ -643,34 +556,6 @@ func TestRequestMemoryBounded(t *testing.T) {
 				t.Errorf("the request allocated %d MiB, more than 64 MiB", alloc>>20)
 			}
 		})
-	}
-}
-
-// A PostgreSQL database of an earlier version, whose devices were keyed by
-// their id alone, is upgraded: devices are keyed by tenant.
-func TestUpgradePostgresDevices(t *testing.T) {
-	url := stores.PostgresURL(t)
-	db, err := sql.Open("pgx", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(`CREATE TABLE _tether_devices (device text PRIMARY KEY, tenant text NOT NULL, user_name text NOT NULL,
-		created_at timestamptz NOT NULL, seen_at timestamptz NOT NULL);
-		INSERT INTO _tether_devices VALUES ('d1', 'acme', 'ada', now(), now())`); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	reg := testkit.Registry(t)
-	store, err := pgstore.Open(t.Context(), url, reg.Schema(), pgstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	if _, err := store.OpenSession(t.Context(), server.Principal{Tenant: "acme", User: "ada"}, "d1", "", server.Limits{}); err != nil {
-		t.Errorf("the registered device after upgrade: %v", err)
-	}
-	if err := store.RegisterDevice(t.Context(), server.Principal{Tenant: "globex", User: "gus"}, "d1", nil); err != nil {
-		t.Errorf("the same device id in another tenant after upgrade: %v", err)
 	}
 }
 

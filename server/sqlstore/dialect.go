@@ -14,31 +14,39 @@ import (
 //
 // Statements the flow writes itself use ? placeholders (passed through
 // Rebind), double-quoted identifiers, and only SQL that every supported
-// database reads alike. The bookkeeping tables every dialect creates are:
-//
-//	_tether_devices  (tenant, device, user_name, created_at, seen_at, app_schema, pulled)
-//	_tether_sessions (tenant, id, device, user_name, created_at, touched_at, committed_at, version, result, cols)
-//	_tether_batches  (tenant, session, seq, tbl, rows, bytes, attempt)
-//	_tether_audit    (tenant, version, tbl, id, deleted, user_name, device, session, at)
-//	_tether_horizons (tenant, version): deletions before version were purged
-//
-// (plus whatever NextVersion needs: a counter, a sequence, a row per
-// tenant), and for every synced table T, T itself ("_tenant", the columns,
-// "_version", "_deleted", "_hlc", "_modified_by", "_origin", "_session",
-// "_colvers", "_reason", "_notify", "_pushed"; an index on "_tenant",
-// "_version", "id" and one per reference column) and its staging table
-// "_tether_stage_T" ("_tenant", "_session", "_seq", "_base", "_deleted",
-// "_hlc", "_changed", "_present", "_exact", the columns; the latest copy of
-// a row per tenant, session and id).
+// database reads alike. The tables the store creates are described once,
+// as [TableDef] values (see layout.go): the bookkeeping tables
+// (_tether_devices, _tether_sessions, _tether_batches, _tether_audit,
+// _tether_horizons and _tether_migrations, plus whatever NextVersion
+// needs: [Dialect.Counter]), and for every synced table T, T itself and
+// its staging table "_tether_stage_T". A dialect spells their types and
+// DDL.
 type Dialect interface {
 	// Name names the database in errors: "sqlite", "postgres", "mysql".
 	Name() string
 	// Rebind rewrites a statement written with ? placeholders into the
 	// database's own.
 	Rebind(query string) string
-	// Migrate creates the bookkeeping tables and those of tables in tx, or
-	// upgrades them: it adds what is missing and never drops data.
-	Migrate(ctx context.Context, tx *sql.Tx, tables []*Table) error
+	// CreateTable returns the statements that create table t, with its
+	// key and indexes, unless it exists.
+	CreateTable(t TableDef) []string
+	// AddColumn returns the statements that add column c to table t,
+	// which exists: in a synced table, the rows already there take the
+	// app column's default.
+	AddColumn(t TableDef, c Column) []string
+	// Columns returns the names of the columns of table, in tx; none when
+	// it does not exist.
+	Columns(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error)
+	// Indexes returns the names of the indexes of table, in tx.
+	Indexes(ctx context.Context, tx *sql.Tx, table string) (map[string]bool, error)
+	// LockMigrations makes processes that open the same database at once
+	// migrate it in turn: it takes a lock, on a connection of db of its
+	// own if it needs one, that it holds until unlock (never nil), which
+	// the store calls once the migration's transaction has ended.
+	LockMigrations(ctx context.Context, db *sql.DB) (unlock func(), err error)
+	// Counter returns the statements, run by the first migration step,
+	// that create what NextVersion uses.
+	Counter() []string
 	// Time is the value a server time is stored as.
 	Time(t time.Time) any
 	// ForUpdate is appended to a SELECT that must lock the rows it reads

@@ -13,4 +13,13 @@
 // table in priority order (G4), records the audit log and stores the
 // commit's answer for re-sent commits. Pulls read pages in commit order
 // from one snapshot. Every query is scoped to the caller's tenant (G8).
+//
+// # Layout
+//
+// The tables the store creates are described once, as [TableDef] values,
+// and each dialect spells their types and DDL. The bookkeeping tables
+// change through one ordered, numbered list of steps, applied in a
+// transaction under [Dialect.LockMigrations] and recorded in
+// _tether_migrations: the next layout change is one more step. Synced
+// tables gain the tables and columns the app's schema gains (G11).
 package sqlstore

@@ -2,8 +2,12 @@ package sqlstore
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"sync"
+	"time"
 
+	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -69,4 +73,90 @@ func (b *broadcaster) publishAll(ev wire.Event) {
 	for _, t := range tenants {
 		b.publish(t, ev)
 	}
+}
+
+// committed tells the tenant's listeners in this process of a fresh
+// commit (a CrossProcess dialect told every process inside the commit).
+func (s *Store) committed(p server.Principal, device string, c wire.Commit, fresh bool) {
+	if _, cross := s.d.(CrossProcess); fresh && !cross {
+		s.events.publish(p.Tenant, wire.Event{Version: c.Version, Device: device})
+	}
+}
+
+// Subscribe implements server.Store. With a CrossProcess dialect the
+// commits of every server process on the database are seen; otherwise
+// those of this process.
+func (s *Store) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error) {
+	cross, ok := s.d.(CrossProcess)
+	if !ok {
+		return s.events.subscribe(ctx, tenant), nil
+	}
+	s.listenOnce.Do(func() {
+		lctx, stop := context.WithCancel(context.Background())
+		s.stop = stop
+		go s.listen(lctx, cross)
+	})
+	ch := s.events.subscribe(ctx, tenant)
+	select { // so that no commit after Subscribe returns is missed
+	case <-s.listenReady:
+		return ch, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("listen for changes: no connection: %w", wire.ErrUnavailable)
+	}
+}
+
+// listen relays notices to the subscribers until ctx ends, listening again
+// with capped, jittered backoff when the connection fails. After that
+// every subscriber gets an event, since notices may have been missed
+// meanwhile. It logs the first failure and the recovery, not each retry.
+func (s *Store) listen(ctx context.Context, cross CrossProcess) {
+	defer close(s.stopped)
+	var b backoff
+	first := true
+	for ctx.Err() == nil {
+		err := cross.Listen(ctx, func() {
+			if first {
+				close(s.listenReady)
+				first = false
+			} else {
+				s.events.publishAll(wire.Event{})
+			}
+			if b.failures > 0 {
+				s.log.Info("sqlstore: listening for other processes' commits again", "dialect", s.d.Name(), "failures", b.failures)
+			}
+			b.reset()
+		}, func(n Notice) {
+			s.events.publish(n.Tenant, wire.Event{Version: n.Version, Device: n.Device})
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if b.failures == 0 {
+			s.log.Warn("sqlstore: listening for other processes' commits failed; retrying with backoff", "dialect", s.d.Name(), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.next()):
+		}
+	}
+}
+
+// backoff is the wait before listening again: from 100ms, doubled at each
+// failure up to 10s, with jitter.
+type backoff struct {
+	failures int
+	wait     time.Duration
+}
+
+func (b *backoff) reset() { *b = backoff{} }
+
+// next counts a failure and returns how long to wait: between half and all
+// of the current step.
+func (b *backoff) next() time.Duration {
+	b.failures++
+	b.wait = min(max(2*b.wait, 100*time.Millisecond), 10*time.Second)
+	return b.wait/2 + rand.N(b.wait/2+1)
 }

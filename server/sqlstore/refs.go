@@ -9,10 +9,10 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-// StrategyReference is the strategy of a conflict settled to keep references
+// strategyReference is the strategy of a conflict settled to keep references
 // whole (G12): a delete undone, or a row deleted with the one it
 // referenced.
-const StrategyReference = "reference"
+const strategyReference = "reference"
 
 // ref is one reference column: child.col holds ids of parent.
 type ref struct {
@@ -26,11 +26,11 @@ type ref struct {
 func refs(tables []*Table, byName map[string]*Table) []ref {
 	var out []ref
 	for _, t := range tables {
-		for i, c := range t.T.Columns {
+		for i, c := range t.schema.Columns {
 			if c.Ref == "" || byName[c.Ref] == nil {
 				continue
 			}
-			out = append(out, ref{child: t, parent: byName[c.Ref], col: t.Cols[i], name: c.Name, cascade: c.OnDelete == entity.Cascade})
+			out = append(out, ref{child: t, parent: byName[c.Ref], col: t.cols[i], name: c.Name, cascade: c.OnDelete == entity.Cascade})
 		}
 	}
 	return out
@@ -46,7 +46,7 @@ type rowKey struct{ table, id string }
 // deleted with it (cascade); a row that had to come back is never deleted
 // again in the same commit, so the rules settle. Rows of the pushed session
 // that a rule changed are reported in c as conflicts of strategy
-// StrategyReference; other rows carry in "_notify" the device whose action
+// strategyReference; other rows carry in "_notify" the device whose action
 // was undone, and in "_reason" why, until they are written again.
 func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 	rs := a.s.refs
@@ -69,11 +69,11 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 				return err
 			}
 			for _, p := range pairs {
-				child, parent := rowKey{r.child.T.Name, p.child}, rowKey{r.parent.T.Name, p.parent}
+				child, parent := rowKey{r.child.schema.Name, p.child}, rowKey{r.parent.schema.Name, p.parent}
 				if p.missing {
 					// Nothing to bring back (never pushed, or its tombstone
 					// purged): the row goes, and its device is told.
-					why := fmt.Sprintf("deleted: it references %s %q (%s), which does not exist", r.parent.T.Name, p.parent, r.name)
+					why := fmt.Sprintf("deleted: it references %s %q (%s), which does not exist", r.parent.schema.Name, p.parent, r.name)
 					if err := a.rewrite(ctx, c, r.child, p.child, true, why, own[child]); err != nil {
 						return err
 					}
@@ -81,12 +81,12 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 					continue
 				}
 				if r.cascade && !kept[child] {
-					why := fmt.Sprintf("deleted with %s %q, which it references (%s) and which was deleted", r.parent.T.Name, p.parent, r.name)
+					why := fmt.Sprintf("deleted with %s %q, which it references (%s) and which was deleted", r.parent.schema.Name, p.parent, r.name)
 					if err := a.rewrite(ctx, c, r.child, p.child, true, why, own[child]); err != nil {
 						return err
 					}
 				} else {
-					why := fmt.Sprintf("brought back: %s %q references it (%s)", r.child.T.Name, p.child, r.name)
+					why := fmt.Sprintf("brought back: %s %q references it (%s)", r.child.schema.Name, p.child, r.name)
 					if err := a.rewrite(ctx, c, r.parent, p.parent, false, why, own[parent]); err != nil {
 						return err
 					}
@@ -124,7 +124,7 @@ func (a *applier) pairs(ctx context.Context, r ref, version int64) ([]pair, erro
 	} {
 		rows, err := a.tx.QueryContext(ctx, a.s.q(q), a.p.Tenant, version)
 		if err != nil {
-			return nil, fmt.Errorf("check references %s.%s: %w", r.child.T.Name, r.name, err)
+			return nil, fmt.Errorf("check references %s.%s: %w", r.child.schema.Name, r.name, err)
 		}
 		for rows.Next() {
 			var p pair
@@ -174,7 +174,7 @@ func (a *applier) rewrite(ctx context.Context, c *wire.Commit, t *Table, id stri
 	var notify string
 	if !own {
 		if err := a.tx.QueryRowContext(ctx, s.q(`SELECT "_origin" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`), a.p.Tenant, id).Scan(&notify); err != nil {
-			return fmt.Errorf("%s %q: %w", t.T.Name, id, err)
+			return fmt.Errorf("%s %q: %w", t.schema.Name, id, err)
 		}
 		if notify == a.device {
 			notify = "" // the pushing device's own earlier row: it pulls the change
@@ -184,27 +184,27 @@ func (a *applier) rewrite(ctx context.Context, c *wire.Commit, t *Table, id stri
 		"_reason" = ?, "_notify" = ?, "_pushed" = 0 WHERE "_tenant" = ? AND "id" = ?`),
 		deleted, c.Version, a.session, a.device, a.p.User, why, notify, a.p.Tenant, id)
 	if err != nil {
-		return fmt.Errorf("%s %q: %w", t.T.Name, id, err)
+		return fmt.Errorf("%s %q: %w", t.schema.Name, id, err)
 	}
 	// The audit log records the row as this commit left it.
 	if _, err := a.tx.ExecContext(ctx, s.q(`DELETE FROM _tether_audit WHERE tenant = ? AND version = ? AND tbl = ? AND id = ?`),
-		a.p.Tenant, c.Version, t.T.Name, id); err != nil {
+		a.p.Tenant, c.Version, t.schema.Name, id); err != nil {
 		return err
 	}
 	if _, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), a.p.Tenant, c.Version, t.T.Name, id, deleted, a.p.User, a.device, a.session, a.at); err != nil {
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), a.p.Tenant, c.Version, t.schema.Name, id, deleted, a.p.User, a.device, a.session, a.at); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	if !own {
 		return nil
 	}
-	row, err := scanRow(&t.T, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`),
+	row, err := scanRow(&t.schema, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`),
 		a.p.Tenant, id).Scan)
 	if err != nil {
-		return fmt.Errorf("%s %q: %w", t.T.Name, id, err)
+		return fmt.Errorf("%s %q: %w", t.schema.Name, id, err)
 	}
 	row.Reason, row.Notify = "", ""
-	cf := wire.Conflict{Table: t.T.Name, ID: id, Strategy: StrategyReference, Winner: wire.WinnerServer, Row: row, Reason: why}
+	cf := wire.Conflict{Table: t.schema.Name, ID: id, Strategy: strategyReference, Winner: wire.WinnerServer, Row: row, Reason: why}
 	c.Conflicts = slices.DeleteFunc(c.Conflicts, func(x wire.Conflict) bool { return x.Table == cf.Table && x.ID == cf.ID })
 	c.Conflicts = append(c.Conflicts, cf)
 	return nil

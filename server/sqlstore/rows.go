@@ -30,7 +30,7 @@ func scanRow(t *entity.Table, scan func(...any) error, extra ...any) (wire.Row, 
 }
 
 // scanStaged reads a staged row: t's columns, then base, deleted, stamp,
-// the changed columns (a JSON array) and the columns it holds (Present).
+// the changed columns (a JSON array) and the columns it holds (present).
 // Its values are those of the columns it holds.
 func scanStaged(t *entity.Table, scan func(...any) error) (wire.Row, error) {
 	raw := make([]any, len(t.Columns))

@@ -14,37 +14,30 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-// Quote quotes an identifier the SQL way, with double quotes (MySQL reads
-// them so in ANSI_QUOTES mode, which the MySQL store sets).
-var Quote = sqlident.Quote
-
 // Table is one synced table and the names a dialect needs to write its SQL.
 type Table struct {
-	// Idx is the table's place in priority order.
-	Idx int
-	// T is the table's schema.
-	T entity.Table
 	// Name is the quoted table name.
 	Name string
 	// StageName is the unquoted name of its staging table.
 	StageName string
 	// Stage is the quoted name of its staging table.
 	Stage string
-	// Cols are the quoted columns, id first, in schema order.
-	Cols []string
 	// StageCols are the unquoted columns of a staged row in the order of
 	// StageValues.
 	StageCols []string
 
-	selects string // the columns, then rowCols
-	every   string // ChangedJSON of a row that changed every column
+	idx     int          // the table's place in priority order
+	schema  entity.Table // the table's schema
+	cols    []string     // the quoted columns, id first, in schema order
+	selects string       // the columns, then rowCols
+	every   string       // changedJSON of a row that changed every column
 }
 
-// everyColumn returns ChangedJSON of a row that changed every column, and
+// everyColumn returns changedJSON of a row that changed every column, and
 // the column versions of such a row committed at version.
 func (t *Table) everyColumn(version int64) (changed, versions string) {
 	b := []byte{'{'}
-	for i, c := range t.T.Columns[1:] {
+	for i, c := range t.schema.Columns[1:] {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -56,8 +49,8 @@ func (t *Table) everyColumn(version int64) (changed, versions string) {
 }
 
 func newTable(idx int, t entity.Table) *Table {
-	tb := &Table{Idx: idx, T: t, Name: Quote(t.Name), StageName: "_tether_stage_" + t.Name}
-	tb.Stage = Quote(tb.StageName)
+	tb := &Table{idx: idx, schema: t, Name: sqlident.Quote(t.Name), StageName: "_tether_stage_" + t.Name}
+	tb.Stage = sqlident.Quote(tb.StageName)
 	every := []string{}
 	for _, c := range t.Columns[1:] {
 		every = append(every, c.Name)
@@ -66,15 +59,15 @@ func newTable(idx int, t entity.Table) *Table {
 	tb.every = string(b)
 	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact"}
 	for _, c := range t.Columns {
-		tb.Cols = append(tb.Cols, Quote(c.Name))
+		tb.cols = append(tb.cols, sqlident.Quote(c.Name))
 		tb.StageCols = append(tb.StageCols, c.Name)
 	}
-	tb.selects = strings.Join(tb.Cols, ", ") + ", " + rowCols
+	tb.selects = strings.Join(tb.cols, ", ") + ", " + rowCols
 	return tb
 }
 
-// ColumnList is the quoted columns joined with commas.
-func (t *Table) ColumnList() string { return strings.Join(t.Cols, ", ") }
+// columnList is the quoted columns joined with commas.
+func (t *Table) columnList() string { return strings.Join(t.cols, ", ") }
 
 // StageValues appends to dst the values of a staged row, in the order of
 // StageCols.
@@ -83,16 +76,16 @@ func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.R
 	if r.Restamped {
 		exact = 0
 	}
-	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, ChangedJSON(&t.T, r), Present(&t.T, r), exact, r.ID)
-	for _, c := range t.T.Columns[1:] {
+	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, changedJSON(&t.schema, r), present(&t.schema, r), exact, r.ID)
+	for _, c := range t.schema.Columns[1:] {
 		dst = append(dst, r.Values[c.Name])
 	}
 	return dst
 }
 
-// ChangedJSON is the JSON array of the columns a staged row changed: every
+// changedJSON is the JSON array of the columns a staged row changed: every
 // column it holds when the device did not say.
-func ChangedJSON(t *entity.Table, r wire.Row) string {
+func changedJSON(t *entity.Table, r wire.Row) string {
 	cols := r.Changed
 	if cols == nil {
 		cols = []string{}
@@ -106,12 +99,12 @@ func ChangedJSON(t *entity.Table, r wire.Row) string {
 	return string(b)
 }
 
-// Present says which of t's columns (but id) a pushed row holds, one
+// present says which of t's columns (but id) a pushed row holds, one
 // character each in schema order: '1' for a column it holds, '0' for one
 // it does not (its device's app version lacks it, or it is a tombstone
 // without values). A merge writes only the columns a row holds; "" (rows
 // staged by earlier versions) stands for all of them.
-func Present(t *entity.Table, r wire.Row) string {
+func present(t *entity.Table, r wire.Row) string {
 	b := make([]byte, len(t.Columns)-1)
 	for i, c := range t.Columns[1:] {
 		b[i] = '0'
@@ -122,22 +115,37 @@ func Present(t *entity.Table, r wire.Row) string {
 	return string(b)
 }
 
-// Assignments returns "col = f(col)" for every column but id and for each
-// of extra, joined with commas: the SET list of an upsert.
-func (t *Table) Assignments(f func(col string) string, extra ...string) string {
+// MergeSet returns the SET list of the upsert that merges a row into the
+// table (see [Dialect.Upsert]): assign(col) for every column but id and
+// every bookkeeping column a merge writes, joined with commas. assign
+// returns a whole assignment, such as col + " = excluded." + col.
+func (t *Table) MergeSet(assign func(col string) string) string {
+	return assignments(assign, t.cols[1:], merged)
+}
+
+// RestageSet returns the SET list of the upsert that stages a row again
+// (see [Dialect.Stage]): assign(col) for every column but id and every
+// bookkeeping column a staged row takes from its later copy, "_seq" last
+// (MySQL assigns left to right), joined with commas.
+func (t *Table) RestageSet(assign func(col string) string) string {
+	return assignments(assign, t.cols[1:], restaged)
+}
+
+// assignments applies assign to each column of the lists and joins the
+// results with commas.
+func assignments(assign func(col string) string, lists ...[]string) string {
 	var sets []string
-	for _, c := range t.Cols[1:] {
-		sets = append(sets, fmt.Sprintf("%s = %s", c, f(c)))
-	}
-	for _, c := range extra {
-		sets = append(sets, fmt.Sprintf("%s = %s", c, f(c)))
+	for _, l := range lists {
+		for _, c := range l {
+			sets = append(sets, assign(c))
+		}
 	}
 	return strings.Join(sets, ", ")
 }
 
-// Bookkeeping are the quoted bookkeeping columns a merge writes after the
-// table's own, in the order Merge's SELECT gives them.
-var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`, `"_reason"`, `"_notify"`, `"_pushed"`}
+// merged are the quoted bookkeeping columns a merge writes after the
+// table's own, in the order the merge's SELECT gives them.
+var merged = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"`, `"_origin"`, `"_session"`, `"_reason"`, `"_notify"`, `"_pushed"`}
 
 // StageInsert writes rows, staged as batch seq of a session, with
 // multi-row INSERTs that end with tail, the dialect's upsert clause for a
@@ -145,7 +153,7 @@ var Bookkeeping = []string{`"_version"`, `"_deleted"`, `"_hlc"`, `"_modified_by"
 func StageInsert(ctx context.Context, tx *sql.Tx, t *Table, tenant, session string, seq int, rows []wire.Row, tail string) error {
 	cols := make([]string, len(t.StageCols))
 	for i, c := range t.StageCols {
-		cols[i] = Quote(c)
+		cols[i] = sqlident.Quote(c)
 	}
 	ins := sqlbatch.New(tx, fmt.Sprintf(`INSERT INTO %s (%s)`, t.Stage, strings.Join(cols, ", ")), tail, len(cols))
 	args := make([]any, 0, len(cols))
@@ -158,20 +166,7 @@ func StageInsert(ctx context.Context, tx *sql.Tx, t *Table, tenant, session stri
 	return ins.Flush(ctx)
 }
 
-// Restaged are the bookkeeping columns a row staged again by a later batch
-// takes from it, besides its values; "_seq" is last (MySQL assigns left to
-// right).
-var Restaged = []string{`"_tenant"`, `"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_present"`, `"_exact"`, `"_seq"`}
-
-// RefIndexes returns, for each reference column of t, the name of its
-// index and the quoted columns it covers ("_tenant", the column): the
-// reference rules of a commit look children up by it.
-func (t *Table) RefIndexes() [][2]string {
-	var out [][2]string
-	for i, c := range t.T.Columns {
-		if c.Ref != "" {
-			out = append(out, [2]string{Quote(t.T.Name + "__ref_" + c.Name), `"_tenant", ` + t.Cols[i]})
-		}
-	}
-	return out
-}
+// restaged are the bookkeeping columns a row staged again by a later
+// batch takes from it, besides its values; "_seq" is last (MySQL assigns
+// left to right). ("_tenant" is part of the key: it is the same.)
+var restaged = []string{`"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_present"`, `"_exact"`, `"_seq"`}

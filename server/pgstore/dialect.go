@@ -1,0 +1,131 @@
+package pgstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/tethersync/tether/server/sqlstore"
+	"github.com/tethersync/tether/wire"
+)
+
+// dialect is the PostgreSQL dialect of sqlstore. It listens for other
+// processes' commits on its own connection of the pool.
+type dialect struct {
+	pool *pgxpool.Pool
+}
+
+// Name implements sqlstore.Dialect.
+func (*dialect) Name() string { return "postgres" }
+
+// Rebind implements sqlstore.Dialect: ? becomes $1, $2, ...
+func (*dialect) Rebind(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Time implements sqlstore.Dialect: timestamptz.
+func (*dialect) Time(t time.Time) any { return t }
+
+// ForUpdate implements sqlstore.Dialect.
+func (*dialect) ForUpdate() string { return " FOR UPDATE" }
+
+// ReadOptions implements sqlstore.Dialect: a repeatable-read snapshot.
+func (*dialect) ReadOptions() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+}
+
+// WriteOptions implements sqlstore.Dialect: read committed, the default.
+func (*dialect) WriteOptions() *sql.TxOptions { return nil }
+
+// Retryable implements sqlstore.Dialect: deadlocks and serialization
+// failures.
+func (*dialect) Retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// After implements sqlstore.Dialect with a row value.
+func (*dialect) After(version int64, id string) (string, []any) {
+	return sqlstore.RowValueAfter(version, id)
+}
+
+// Text implements sqlstore.Dialect.
+func (*dialect) Text(col string) string { return col + "::text" }
+
+// JSON implements sqlstore.Dialect: "_colvers" is jsonb.
+func (*dialect) JSON(expr string) string { return expr + "::jsonb" }
+
+// ByteOrder implements sqlstore.Dialect: COLLATE "C", whatever the
+// database's collation.
+func (*dialect) ByteOrder(col string) string { return col + ` COLLATE "C"` }
+
+// tenantLock is the advisory lock key that serializes a tenant's commits.
+func tenantLock(tenant string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tether-commit:" + tenant))
+	return int64(h.Sum64())
+}
+
+// NextVersion implements sqlstore.Dialect: the tenant's advisory lock,
+// then the next value of the _tether_version sequence.
+func (*dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, tenantLock(tenant)); err != nil {
+		return 0, fmt.Errorf("lock tenant: %w", err)
+	}
+	var v int64
+	err := tx.QueryRowContext(ctx, `SELECT nextval('_tether_version')`).Scan(&v)
+	return v, err
+}
+
+// Stage implements sqlstore.Dialect with COPY, on tx's connection. Every
+// staged copy of a row is kept; Latest reads the one of the latest batch.
+func (*dialect) Stage(ctx context.Context, conn *sql.Conn, _ *sql.Tx, t *sqlstore.Table, tenant, session string, seq int, rows []wire.Row) error {
+	return conn.Raw(func(dc any) error {
+		i := 0
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(rows) {
+				return nil, nil
+			}
+			i++
+			return t.StageValues(make([]any, 0, len(t.StageCols)), tenant, session, seq, rows[i-1]), nil
+		})
+		_, err := dc.(*stdlib.Conn).Conn().CopyFrom(ctx, pgx.Identifier{t.StageName}, t.StageCols, src)
+		return err
+	})
+}
+
+// Latest implements sqlstore.Dialect: the copy of the latest batch.
+func (*dialect) Latest(t *sqlstore.Table) string {
+	return `SELECT DISTINCT ON ("id") * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ? ORDER BY "id", "_seq" DESC`
+}
+
+// Upsert implements sqlstore.Dialect.
+func (*dialect) Upsert(t *sqlstore.Table) string {
+	return `ON CONFLICT ("_tenant", "id") DO UPDATE SET ` + t.MergeSet(func(c string) string { return c + " = excluded." + c }) +
+		`, "_colvers" = ` + t.Name + `."_colvers" || excluded."_colvers"`
+}
+
+// ColumnVersions implements sqlstore.Dialect.
+func (*dialect) ColumnVersions(changed string) string {
+	return `(SELECT coalesce(jsonb_object_agg(c, ?::bigint), '{}'::jsonb) FROM jsonb_array_elements_text(` + changed + `::jsonb) AS c)`
+}

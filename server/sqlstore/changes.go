@@ -1,0 +1,200 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// Changes implements server.Store. It reads every table in one read
+// transaction, so a page is a consistent snapshot, and merges them in
+// commit order. A table's rows are read until they pass maxBytes; the
+// page then ends before any row that could come after the first row that
+// table did not read.
+func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int, echo server.Echo) ([]wire.Row, server.Cursor, bool, error) {
+	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
+	if err != nil {
+		return nil, after, false, fmt.Errorf("changes: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.checkHorizon(ctx, tx, p.Tenant, after); err != nil {
+		return nil, after, false, err
+	}
+	record, err := s.mustRecord(ctx, tx, p, after, echo)
+	if err != nil {
+		return nil, after, false, err
+	}
+	pr := &pageReader{after: after, limit: limit, maxBytes: maxBytes, echo: echo}
+	for _, t := range s.tables {
+		if err := s.readChanges(ctx, tx, t, p.Tenant, pr); err != nil {
+			return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
+		}
+	}
+	out, next, more := page(pr.all, after, limit, maxBytes, pr.bound)
+	tx.Rollback()
+	if record {
+		if err := s.recordPull(ctx, p, after, echo); err != nil {
+			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)
+		}
+	}
+	return out, next, more, nil
+}
+
+// checkHorizon refuses a cursor before the tenant's horizon: tombstones
+// before it may be gone, so the pull would miss deletions. So would the
+// empty cursor of a device that pushed before its first pull: it starts
+// from a snapshot too.
+func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, after server.Cursor) error {
+	var horizon int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), tenant).Scan(&horizon)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("changes: %w", err)
+	}
+	if after.Version < horizon {
+		return fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
+			after.Version, horizon, wire.ErrHistoryPurged)
+	}
+	return nil
+}
+
+// mustRecord checks that the pulling device is registered (its position
+// decides when tombstones go) and reports whether its position or its
+// activity must be recorded after the pull.
+func (s *Store) mustRecord(ctx context.Context, tx *sql.Tx, p server.Principal, after server.Cursor, echo server.Echo) (bool, error) {
+	if echo.Device == "" {
+		return false, nil
+	}
+	var pulled int64
+	var seen any
+	err := tx.QueryRowContext(ctx, s.q(`SELECT pulled, seen_at FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, echo.Device).Scan(&pulled, &seen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, fmt.Errorf("device %s is not registered for this tenant: %w", echo.Device, wire.ErrDeviceUnknown)
+	}
+	if err != nil {
+		return false, fmt.Errorf("changes: %w", err)
+	}
+	at, err := timeOf(seen)
+	if err != nil {
+		return false, fmt.Errorf("changes: device %s: %w", echo.Device, err)
+	}
+	return pulled < after.Version || at.Before(s.now().Add(-echo.SeenEvery)), nil
+}
+
+// pageReader collects the rows of a pull page from every table.
+type pageReader struct {
+	after           server.Cursor
+	limit, maxBytes int
+	echo            server.Echo
+
+	all   []changed
+	read  int            // bytes read so far, of every table: memory stays near maxBytes
+	bound *server.Cursor // the last position read of a table cut short by maxBytes
+}
+
+// readChanges reads into pr the rows of t after the cursor, up to
+// limit+1, stopping once the bytes read of every table pass maxBytes.
+func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant string, pr *pageReader) error {
+	where, args := s.afterClause(t.idx, pr.after)
+	q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
+	rows, err := tx.QueryContext(ctx, q, append(append([]any{tenant}, args...), pr.limit+1)...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var session string
+		var pushed int64
+		r, err := scanRow(&t.schema, rows.Scan, &session, &pushed)
+		if err != nil {
+			return err
+		}
+		c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
+			echo: pushed == 1 && r.Device == pr.echo.Device && pr.echo.Sessions[session]}
+		pr.all = append(pr.all, c)
+		// Each table gives at least one row, so that the page knows how
+		// far it may go.
+		if pr.read += c.size; pr.read > pr.maxBytes {
+			if pr.bound == nil || c.pos.Before(*pr.bound) {
+				pr.bound = &c.pos
+			}
+			break
+		}
+	}
+	return rows.Err()
+}
+
+// recordPull records the cursor a device sent, which proves it stored
+// everything before it (an answer it never got proves nothing): tombstones
+// before it may go, as far as this device is concerned. A device that
+// pulls is seen: a long pull keeps it active (seen_at may lag by
+// echo.SeenEvery: a pull that moves nothing writes nothing).
+func (s *Store) recordPull(ctx context.Context, p server.Principal, after server.Cursor, echo server.Echo) error {
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
+		WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device)
+	return err
+}
+
+// afterClause returns the condition selecting the rows of table idx that
+// come after cursor c in commit order.
+func (s *Store) afterClause(idx int, c server.Cursor) (string, []any) {
+	switch {
+	case idx < c.Table:
+		return `"_version" > ?`, []any{c.Version}
+	case idx == c.Table:
+		return s.d.After(c.Version, c.ID)
+	default:
+		return `"_version" >= ?`, []any{c.Version}
+	}
+}
+
+// RowValueAfter is Dialect.After as a row value, which SQLite and
+// PostgreSQL seek their index with.
+func RowValueAfter(version int64, id string) (string, []any) {
+	return `("_version", "id") > (?, ?)`, []any{version, id}
+}
+
+// changed is a row read for a pull page, with its position and size.
+type changed struct {
+	pos  server.Cursor
+	row  wire.Row
+	size int
+	echo bool // the pulling device's own row, as it pushed it: not sent
+}
+
+// page orders the rows read from every table by commit order and keeps the
+// first of them: at most limit, at most maxBytes but for the first row,
+// and none after bound (when a table's reading stopped there).
+func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server.Cursor) ([]wire.Row, server.Cursor, bool) {
+	sort.Slice(all, func(i, j int) bool { return all[i].pos.Before(all[j].pos) })
+	n, size, sent := 0, 0, 0
+	for n < len(all) && n < limit {
+		c := all[n]
+		if n > 0 && bound != nil && bound.Before(c.pos) {
+			break
+		}
+		if !c.echo { // the device's own rows are not sent: they take no room
+			if sent > 0 && size+c.size > maxBytes {
+				break
+			}
+			size += c.size
+			sent++
+		}
+		n++
+	}
+	more := n < len(all) || bound != nil
+	out := make([]wire.Row, 0, n)
+	for _, it := range all[:n] {
+		if !it.echo { // passed over, the cursor moves past it
+			out = append(out, it.row)
+		}
+	}
+	if n > 0 {
+		after = all[n-1].pos
+	}
+	return out, after, more
+}

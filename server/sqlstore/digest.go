@@ -1,0 +1,49 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// Digest implements server.Store: the table's rows of the tenant in
+// byte order of their ids, whatever the database's collation.
+func (s *Store) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
+	t := s.byName[table]
+	if t == nil {
+		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %q: %w", table, wire.ErrBadRequest)
+	}
+	sub, list := t.schema, t.columnList()
+	if columns != nil { // the columns a device has
+		sub.Columns = nil
+		var quoted []string
+		for i, name := range columns {
+			c, ok := t.schema.Column(name)
+			if !ok || (i == 0) != (name == "id") {
+				return wire.TableDigest{}, fmt.Errorf("digest %s: column %q: unknown, or id not first: %w", table, name, wire.ErrBadRequest)
+			}
+			sub.Columns = append(sub.Columns, c)
+			quoted = append(quoted, sqlident.Quote(name))
+		}
+		list = strings.Join(quoted, ", ")
+	}
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT "_deleted", `+list+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" ORDER BY `+
+		s.d.ByteOrder(`"id"`)), p.Tenant)
+	if err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	defer rows.Close()
+	d, err := entity.DigestRows(&sub, rows.Next, rows.Scan)
+	if err == nil {
+		err = rows.Err()
+	}
+	if err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	return wire.TableDigest{Table: table, Rows: d.Rows(), SHA256: d.Sum()}, nil
+}

@@ -1,0 +1,103 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// Snapshot implements server.Store. The first page fixes the
+// starting version (the tenant's latest) in the cursor; every page reads
+// the rows as they are then, so the device must pull from Resume after the
+// last page to catch what changed meanwhile.
+func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int) (wire.Snapshot, error) {
+	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
+	if err != nil {
+		return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	var out wire.Snapshot
+	if after == (server.Cursor{}) {
+		if after.Version, out.Total, err = s.snapshotStart(ctx, tx, p.Tenant); err != nil {
+			return wire.Snapshot{}, err
+		}
+	}
+	out.Resume = server.Cursor{Version: after.Version, Table: len(s.tables)}.String()
+	sp := &snapshotPage{out: &out, limit: limit, maxBytes: maxBytes, pos: after}
+	out.Rows = []wire.Row{}
+	for idx := after.Table; idx < len(s.tables) && !out.More; idx++ {
+		id := ""
+		if idx == after.Table {
+			id = after.ID
+		}
+		if err := s.snapshotTable(ctx, tx, p.Tenant, idx, id, after.Version, sp); err != nil {
+			return wire.Snapshot{}, fmt.Errorf("snapshot %s: %w", s.tables[idx].schema.Name, err)
+		}
+	}
+	if !out.More {
+		sp.pos = server.Cursor{Version: after.Version, Table: len(s.tables)}
+	}
+	out.Cursor = sp.pos.String()
+	return out, nil
+}
+
+// snapshotStart returns the tenant's latest version, where a snapshot
+// starts, and how many live rows it has.
+func (s *Store) snapshotStart(ctx context.Context, tx *sql.Tx, tenant string) (version int64, total int, err error) {
+	for _, t := range s.tables {
+		var v int64
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0), count(CASE WHEN NOT "_deleted" THEN 1 END) FROM `+t.Name+
+			` WHERE "_tenant" = ?`), tenant).Scan(&v, &n); err != nil {
+			return 0, 0, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
+		}
+		version = max(version, v)
+		total += n
+	}
+	return version, total, nil
+}
+
+// snapshotPage is a snapshot page being read.
+type snapshotPage struct {
+	out             *wire.Snapshot
+	limit, maxBytes int
+	size            int           // bytes of the rows so far
+	pos             server.Cursor // where the next page starts
+}
+
+// snapshotTable reads into sp the live rows of table idx after id, in
+// byte order of their ids, until the page is full (sp.out.More).
+func (s *Store) snapshotTable(ctx context.Context, tx *sql.Tx, tenant string, idx int, id string, version int64, sp *snapshotPage) error {
+	t, out := s.tables[idx], sp.out
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
+		s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), tenant, id, sp.limit-len(out.Rows)+1)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRow(&t.schema, rows.Scan)
+		if err != nil {
+			return err
+		}
+		sz := r.Size()
+		if len(out.Rows) == sp.limit || (len(out.Rows) > 0 && sp.size+sz > sp.maxBytes) {
+			out.More = true
+			return nil
+		}
+		r.Reason, r.Notify = "", ""
+		out.Rows = append(out.Rows, r)
+		sp.size += sz
+		sp.pos = server.Cursor{Version: version, Table: idx, ID: r.ID}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if idx+1 < len(s.tables) { // this table is done
+		sp.pos = server.Cursor{Version: version, Table: idx + 1}
+	}
+	return nil
+}

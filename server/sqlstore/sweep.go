@@ -1,0 +1,205 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tethersync/tether/server"
+)
+
+// Sweep implements server.Store: it discards up to max uncommitted
+// sessions idle for longer than lim.SessionIdle, of any tenant, with their
+// staged rows; then, for each tenant, up to max tombstones every active
+// device has pulled past; then up to max committed sessions and audit
+// entries past their retention.
+func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, error) {
+	lim = lim.WithDefaults()
+	n, err := s.expireSessions(ctx, lim, max)
+	if err != nil {
+		return 0, fmt.Errorf("sweep expired sessions: %w", err)
+	}
+	purged, err := s.purgeTombstones(ctx, lim, max)
+	if err != nil {
+		return n, fmt.Errorf("sweep tombstones: %w", err)
+	}
+	n += purged
+	for _, q := range []struct {
+		what, table, cond string
+		before            time.Duration
+	}{
+		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention},
+		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention},
+	} {
+		m, err := s.deleteOld(ctx, q.table, q.cond, s.d.Time(s.now().Add(-q.before)), max)
+		if err != nil {
+			return n, fmt.Errorf("sweep %s: %w", q.what, err)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// expireSessions discards up to max uncommitted sessions idle for longer
+// than lim.SessionIdle, of any tenant, with their staged rows.
+func (s *Store) expireSessions(ctx context.Context, lim server.Limits, max int) (int, error) {
+	n := 0
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT tenant, id FROM _tether_sessions WHERE committed_at IS NULL
+			AND coalesce(touched_at, created_at) < ? LIMIT ?`), s.d.Time(s.now().Add(-lim.SessionIdle)), max)
+		if err != nil {
+			return err
+		}
+		var expired [][2]string
+		for rows.Next() {
+			var tenant, id string
+			if err := rows.Scan(&tenant, &id); err != nil {
+				rows.Close()
+				return err
+			}
+			expired = append(expired, [2]string{tenant, id})
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, e := range expired {
+			if err := s.dropSession(ctx, tx, e[0], e[1]); err != nil {
+				return err
+			}
+		}
+		n = len(expired)
+		return nil
+	})
+	return n, err
+}
+
+// deleteOld deletes up to max rows of a bookkeeping table matching cond
+// (one parameter), by key, in one transaction.
+func (s *Store) deleteOld(ctx context.Context, table, cond string, arg any, max int) (int, error) {
+	key := map[string]string{"_tether_sessions": "tenant, id", "_tether_audit": "tenant, version, tbl, id"}[table]
+	n := 0
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+key+` FROM `+table+` WHERE `+cond+` LIMIT ?`), arg, max)
+		if err != nil {
+			return err
+		}
+		var keys [][]any
+		for rows.Next() {
+			k := make([]any, strings.Count(key, ",")+1)
+			ptrs := make([]any, len(k))
+			for i := range k {
+				ptrs[i] = &k[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				return err
+			}
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		where := strings.ReplaceAll(key, ",", " = ? AND") + " = ?"
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+table+` WHERE `+where), k...); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	return n, err
+}
+
+// purgeTombstones moves each tenant's horizon up to the oldest position an
+// active device has pulled to (or, with no active device, to the latest
+// version), and deletes up to max of the tombstones at or before it.
+func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int) (int, error) {
+	var tenants []string
+	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		var err error
+		tenants, err = s.strings(ctx, tx, `SELECT DISTINCT tenant FROM _tether_devices`)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, tenant := range tenants {
+		err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+			horizon, err := s.moveHorizon(ctx, tx, tenant, lim)
+			if err != nil {
+				return err
+			}
+			purged, err := s.purgeBefore(ctx, tx, tenant, horizon, most)
+			n += purged
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("tenant %s: %w", tenant, err)
+		}
+	}
+	return n, nil
+}
+
+// moveHorizon moves the tenant's horizon up to the oldest position an
+// active device has pulled to (with no active device, past the latest
+// version) and returns it.
+func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim server.Limits) (int64, error) {
+	var active sql.NullInt64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND seen_at >= ?`),
+		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active); err != nil {
+		return 0, err
+	}
+	horizon := active.Int64
+	if !active.Valid { // nobody active: every deletion is history
+		for _, t := range s.tables {
+			var v int64
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0) FROM `+t.Name+` WHERE "_tenant" = ?`), tenant).Scan(&v); err != nil {
+				return 0, err
+			}
+			horizon = max(horizon, v+1)
+		}
+	}
+	var stored int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`+s.d.ForUpdate()), tenant).Scan(&stored)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if horizon == 0 {
+			return 0, nil
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_horizons (tenant, version) VALUES (?, ?)`), tenant, horizon)
+		return horizon, err
+	case err != nil:
+		return 0, err
+	case horizon > stored:
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_horizons SET version = ? WHERE tenant = ?`), horizon, tenant)
+		return horizon, err
+	}
+	return stored, nil
+}
+
+// purgeBefore deletes up to most of the tenant's tombstones of each table
+// strictly before the horizon: a device recorded at the horizon may not
+// have stored the page that ended there.
+func (s *Store) purgeBefore(ctx context.Context, tx *sql.Tx, tenant string, horizon int64, most int) (int, error) {
+	n := 0
+	for _, t := range s.tables {
+		ids, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "_deleted" AND "_version" < ? LIMIT ?`, tenant, horizon, most)
+		if err != nil {
+			return n, err
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`), tenant, id); err != nil {
+				return n, err
+			}
+		}
+		n += len(ids)
+	}
+	return n, nil
+}
