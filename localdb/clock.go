@@ -49,9 +49,9 @@ func parseStamp(s string) (ms, counter int64, err error) {
 	return ms, counter, nil
 }
 
-// StampTime returns the wall-clock time a stamp carries, or the zero time
+// stampTime returns the wall-clock time a stamp carries, or the zero time
 // for a malformed one.
-func StampTime(s string) time.Time {
+func stampTime(s string) time.Time {
 	ms, _, err := parseStamp(s)
 	if err != nil {
 		return time.Time{}

@@ -133,7 +133,7 @@ func (tx *Tx) nextChange(ctx context.Context) (int64, error) {
 func (tx *Tx) stamp() (entity.Meta, Stamp) {
 	tx.stamped = true
 	s := tx.db.clock.Now()
-	return entity.Meta{Dirty: true, ModifiedAt: StampTime(s)}, s
+	return entity.Meta{Dirty: true, ModifiedAt: stampTime(s)}, s
 }
 
 // Save is DB.Save inside the transaction.
