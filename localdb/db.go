@@ -99,44 +99,22 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	return db, nil
 }
 
-const metaDDL = `
-CREATE TABLE IF NOT EXISTS _tether_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS _tether_ctl (id INTEGER PRIMARY KEY CHECK (id = 1), suppress INTEGER NOT NULL, change INTEGER NOT NULL);
-INSERT OR IGNORE INTO _tether_ctl (id, suppress, change) VALUES (1, 0, 0);
-CREATE TABLE IF NOT EXISTS _tether_push (tbl TEXT NOT NULL, id TEXT NOT NULL, change INTEGER NOT NULL, PRIMARY KEY (tbl, id));
-CREATE TABLE IF NOT EXISTS _tether_conflicts (
-	id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id TEXT NOT NULL, strategy TEXT NOT NULL,
-	winner TEXT NOT NULL, local TEXT NOT NULL, winning TEXT NOT NULL, lost TEXT, at TEXT NOT NULL,
-	state TEXT NOT NULL DEFAULT 'open', pushed_hlc TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS _tether_conflicts__open ON _tether_conflicts (id) WHERE state = 'open';
-CREATE TABLE IF NOT EXISTS _tether_own (seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, version INTEGER NOT NULL);
-`
-
-// init creates or upgrades the bookkeeping tables and the app's tables,
-// and loads the device id, the clock and the refill version, in one
-// transaction.
+// init brings the store's own tables to the current layout (migrate),
+// creates or grows the app's tables, and loads the device id, the clock
+// and the refill version, in one transaction.
 func (db *DB) init(ctx context.Context, opts Options) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, metaDDL); err != nil {
-		return fmt.Errorf("create bookkeeping tables: %w", err)
+	if err := migrate(ctx, tx); err != nil {
+		return err
 	}
 	// A crash can never leave suppression on: it is only set inside a
 	// transaction. Clear it anyway in case a tool wrote it.
 	if _, err := tx.ExecContext(ctx, `UPDATE _tether_ctl SET suppress = 0`); err != nil {
 		return err
-	}
-	have, err := existingColumns(ctx, tx, "_tether_conflicts")
-	if err != nil {
-		return err
-	}
-	if !have["reason"] { // databases made before reference policies
-		if _, err := tx.ExecContext(ctx, `ALTER TABLE _tether_conflicts ADD COLUMN reason TEXT NOT NULL DEFAULT ''`); err != nil {
-			return fmt.Errorf("add column reason to the conflict log: %w", err)
-		}
 	}
 	grew, err := db.createTables(ctx, tx)
 	if err != nil {
@@ -161,7 +139,7 @@ func (db *DB) init(ctx context.Context, opts Options) error {
 func (db *DB) createTables(ctx context.Context, tx *sql.Tx) (grew bool, err error) {
 	for _, e := range db.reg.Entities() {
 		t := newTable(e)
-		g, err := t.migrate(ctx, tx)
+		g, err := t.create(ctx, tx)
 		if err != nil {
 			return false, fmt.Errorf("table %s: %w", t.name, err)
 		}
