@@ -41,11 +41,12 @@
 //
 // # The clock
 //
-// Every change carries a [Stamp] from a hybrid logical clock: physical
-// milliseconds, a counter and the device id ([DB.DeviceID]). It is
-// persisted, never goes backwards, and moves past every stamp pulled, so a
+// Every change carries a clock stamp (see [wire.FormatStamp]) from a hybrid
+// logical clock: physical milliseconds, a counter and the device id
+// ([DB.DeviceID]). It is persisted, never goes backwards, and moves past
+// every stamp pulled (up to [MaxStampAhead] ahead of the wall clock), so a
 // device with a wrong wall clock still orders its edits after what it has
-// seen. [StampTime] reads the wall time out of a stamp.
+// seen.
 //
 // # Sync state
 //
