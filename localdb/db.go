@@ -15,6 +15,7 @@ import (
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/wire"
 )
 
 // Sentinel errors.
@@ -201,8 +202,11 @@ func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) e
 	db.device = device
 	db.clock = &clock{now: now, device: device}
 	last, err := getState(ctx, tx, stateClock)
-	if err != nil {
+	if err != nil || last == "" {
 		return err
+	}
+	if _, _, _, err := wire.ParseStamp(last); err != nil {
+		return badState(stateClock, last, err)
 	}
 	db.clock.Observe(last)
 	return nil

@@ -295,7 +295,9 @@ func (t *table) scanRow(sc interface{ Scan(...any) error }, ptr any) error {
 	}
 	m.Dirty, m.Deleted = dirty != 0, deleted != 0
 	if modAt != "" {
-		m.ModifiedAt, _ = entity.ParseTime(modAt)
+		if m.ModifiedAt, err = entity.ParseTime(modAt); err != nil {
+			return fmt.Errorf("_modified_at %q: %w", modAt, err)
+		}
 	}
 	meta, err := t.ent.Meta(ptr)
 	if err != nil {
