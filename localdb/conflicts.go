@@ -46,10 +46,6 @@ type ConflictRecord struct {
 	At time.Time
 }
 
-// ErrConflictClosed is returned by KeepLocal and DismissConflict for a
-// conflict that is not open.
-var ErrConflictClosed = errors.New("localdb: conflict not open")
-
 // logConflict records cf with the local row as it stands, in tx, before
 // the winner is applied.
 func (db *DB) logConflict(ctx context.Context, tx *sql.Tx, cf wire.Conflict) error {

@@ -26,9 +26,12 @@ var (
 	// ErrClosed is wrapped by the error of every method of DB (and of
 	// Query on a DB) called after Close.
 	ErrClosed = errors.New("localdb: closed")
-	// ErrOtherTenant is returned by BindTenant when the database already
-	// belongs to another tenant.
+	// ErrOtherTenant is returned by Syncer.BindTenant when the database
+	// already belongs to another tenant.
 	ErrOtherTenant = errors.New("localdb: database belongs to another tenant")
+	// ErrConflictClosed is returned by KeepLocal and DismissConflict for a
+	// conflict that is not open.
+	ErrConflictClosed = errors.New("localdb: conflict not open")
 )
 
 // Options configures a DB. The zero value works.
@@ -45,8 +48,8 @@ type Options struct {
 	ConflictRetention time.Duration
 }
 
-// DB is a local SQLite database of synced entities. It is safe for
-// concurrent use.
+// DB is a local SQLite database of synced entities: the app's API to it
+// (the sync engines use its Syncer). It is safe for concurrent use.
 type DB struct {
 	sql    *sql.DB
 	path   string // as given to Open, for errors
