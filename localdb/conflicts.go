@@ -46,10 +46,6 @@ type ConflictRecord struct {
 	At time.Time
 }
 
-// ErrConflictClosed is returned by KeepLocal and DismissConflict for a
-// conflict that is not open.
-var ErrConflictClosed = errors.New("localdb: conflict not open")
-
 // logConflict records cf with the local row as it stands, in tx, before
 // the winner is applied.
 func (db *DB) logConflict(ctx context.Context, tx *sql.Tx, cf wire.Conflict) error {
@@ -61,11 +57,20 @@ func (db *DB) logConflict(ctx context.Context, tx *sql.Tx, cf wire.Conflict) err
 	if err != nil {
 		return fmt.Errorf("conflict %s %q: %w", cf.Table, cf.ID, err)
 	}
-	lj, _ := json.Marshal(local)
-	wj, _ := json.Marshal(cf.Row)
+	lj, err := json.Marshal(local)
+	if err != nil {
+		return fmt.Errorf("conflict %s %q: local row: %w", cf.Table, cf.ID, err)
+	}
+	wj, err := json.Marshal(cf.Row)
+	if err != nil {
+		return fmt.Errorf("conflict %s %q: winning row: %w", cf.Table, cf.ID, err)
+	}
 	var lost any
 	if cf.Lost != nil {
-		b, _ := json.Marshal(cf.Lost)
+		b, err := json.Marshal(cf.Lost)
+		if err != nil {
+			return fmt.Errorf("conflict %s %q: lost row: %w", cf.Table, cf.ID, err)
+		}
 		lost = string(b)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_conflicts (tbl, row_id, strategy, winner, local, winning, lost, at, pushed_hlc, reason)
@@ -114,15 +119,17 @@ func (db *DB) Conflicts(ctx context.Context) ([]ConflictRecord, error) {
 			return nil, fmt.Errorf("localdb: conflicts: %w", err)
 		}
 		if err := errors.Join(decodeRow(local, &c.Local), decodeRow(winning, &c.Winning)); err != nil {
-			return nil, fmt.Errorf("localdb: conflict %d: %w", c.ID, err)
+			return nil, fmt.Errorf("localdb: %s: conflict %d: %w", db.path, c.ID, err)
 		}
 		if lost.Valid {
 			c.Lost = &wire.Row{}
 			if err := decodeRow(lost.String, c.Lost); err != nil {
-				return nil, fmt.Errorf("localdb: conflict %d: %w", c.ID, err)
+				return nil, fmt.Errorf("localdb: %s: conflict %d: %w", db.path, c.ID, err)
 			}
 		}
-		c.At, _ = entity.ParseTime(at)
+		if c.At, err = entity.ParseTime(at); err != nil {
+			return nil, fmt.Errorf("localdb: %s: conflict %d: time %q: %w", db.path, c.ID, at, err)
+		}
 		out = append(out, c)
 	}
 	return out, rows.Err()

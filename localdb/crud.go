@@ -130,10 +130,10 @@ func (tx *Tx) nextChange(ctx context.Context) (int64, error) {
 	return tx.change, nil
 }
 
-func (tx *Tx) stamp() (entity.Meta, Stamp) {
+func (tx *Tx) stamp() (entity.Meta, string) {
 	tx.stamped = true
 	s := tx.db.clock.Now()
-	return entity.Meta{Dirty: true, ModifiedAt: StampTime(s)}, s
+	return entity.Meta{Dirty: true, ModifiedAt: stampTime(s)}, s
 }
 
 // Save is DB.Save inside the transaction.

@@ -15,6 +15,7 @@ import (
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/wire"
 )
 
 // Sentinel errors.
@@ -25,9 +26,12 @@ var (
 	// ErrClosed is wrapped by the error of every method of DB (and of
 	// Query on a DB) called after Close.
 	ErrClosed = errors.New("localdb: closed")
-	// ErrOtherTenant is returned by BindTenant when the database already
-	// belongs to another tenant.
+	// ErrOtherTenant is returned by Syncer.BindTenant when the database
+	// already belongs to another tenant.
 	ErrOtherTenant = errors.New("localdb: database belongs to another tenant")
+	// ErrConflictClosed is returned by KeepLocal and DismissConflict for a
+	// conflict that is not open.
+	ErrConflictClosed = errors.New("localdb: conflict not open")
 )
 
 // Options configures a DB. The zero value works.
@@ -44,10 +48,11 @@ type Options struct {
 	ConflictRetention time.Duration
 }
 
-// DB is a local SQLite database of synced entities. It is safe for
-// concurrent use.
+// DB is a local SQLite database of synced entities: the app's API to it
+// (the sync engines use its Syncer). It is safe for concurrent use.
 type DB struct {
 	sql    *sql.DB
+	path   string // as given to Open, for errors
 	reg    *entity.Registry
 	tables []*table // in priority order
 	byName map[string]*table
@@ -90,7 +95,7 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
-	db := &DB{sql: sdb, reg: reg, byName: map[string]*table{}, conflictRetention: opts.ConflictRetention}
+	db := &DB{sql: sdb, path: path, reg: reg, byName: map[string]*table{}, conflictRetention: opts.ConflictRetention}
 	if err := db.init(ctx, opts); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
@@ -98,85 +103,95 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	return db, nil
 }
 
-const metaDDL = `
-CREATE TABLE IF NOT EXISTS _tether_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS _tether_ctl (id INTEGER PRIMARY KEY CHECK (id = 1), suppress INTEGER NOT NULL, change INTEGER NOT NULL);
-INSERT OR IGNORE INTO _tether_ctl (id, suppress, change) VALUES (1, 0, 0);
-CREATE TABLE IF NOT EXISTS _tether_push (tbl TEXT NOT NULL, id TEXT NOT NULL, change INTEGER NOT NULL, PRIMARY KEY (tbl, id));
-CREATE TABLE IF NOT EXISTS _tether_conflicts (
-	id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, row_id TEXT NOT NULL, strategy TEXT NOT NULL,
-	winner TEXT NOT NULL, local TEXT NOT NULL, winning TEXT NOT NULL, lost TEXT, at TEXT NOT NULL,
-	state TEXT NOT NULL DEFAULT 'open', pushed_hlc TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS _tether_conflicts__open ON _tether_conflicts (id) WHERE state = 'open';
-CREATE TABLE IF NOT EXISTS _tether_own (seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, version INTEGER NOT NULL);
-`
-
+// init brings the store's own tables to the current layout (migrate),
+// creates or grows the app's tables, and loads the device id, the clock
+// and the refill version, in one transaction.
 func (db *DB) init(ctx context.Context, opts Options) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, metaDDL); err != nil {
-		return fmt.Errorf("create bookkeeping tables: %w", err)
+	if err := migrate(ctx, tx); err != nil {
+		return err
 	}
 	// A crash can never leave suppression on: it is only set inside a
 	// transaction. Clear it anyway in case a tool wrote it.
 	if _, err := tx.ExecContext(ctx, `UPDATE _tether_ctl SET suppress = 0`); err != nil {
 		return err
 	}
-	have, err := existingColumns(ctx, tx, "_tether_conflicts")
+	grew, err := db.createTables(ctx, tx)
 	if err != nil {
 		return err
 	}
-	if !have["reason"] { // databases made before reference policies
-		if _, err := tx.ExecContext(ctx, `ALTER TABLE _tether_conflicts ADD COLUMN reason TEXT NOT NULL DEFAULT ''`); err != nil {
-			return fmt.Errorf("add column reason to the conflict log: %w", err)
+	if grew {
+		if err := startRefill(ctx, tx, db.tables); err != nil {
+			return err
 		}
 	}
-	grew := false
+	if err := db.loadRefill(ctx, tx); err != nil {
+		return err
+	}
+	if err := db.loadClock(ctx, tx, opts.Now); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// createTables creates or grows the table of every registered entity. It
+// reports whether one grew: a new app version added tables or columns.
+func (db *DB) createTables(ctx context.Context, tx *sql.Tx) (grew bool, err error) {
 	for _, e := range db.reg.Entities() {
 		t := newTable(e)
-		g, err := t.migrate(ctx, tx)
+		g, err := t.create(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("table %s: %w", t.name, err)
+			return false, fmt.Errorf("table %s: %w", t.name, err)
 		}
 		grew = grew || g
 		db.tables = append(db.tables, t)
 		db.byName[t.name] = t
 	}
-	if grew {
-		// A new app version: tables or columns this device skipped so far.
-		// The next pull starts over, so that they arrive, and rewrites the
-		// rows it holds at the same version too (up to the latest version
-		// it holds now); rows edited here stay as they are (a pull never
-		// overwrites a dirty row).
-		var latest int64
-		for _, t := range db.tables {
-			var v int64
-			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max("_version"), 0) FROM `+sqlident.Quote(t.name)).Scan(&v); err != nil {
-				return err
-			}
-			latest = max(latest, v)
-		}
-		if err := setState(ctx, tx, stateCursor, ""); err != nil {
+	return grew, nil
+}
+
+// startRefill prepares the device for the tables or columns a new app
+// version added, which it skipped so far: the next pull starts over, so
+// that they arrive, and rewrites the rows it holds at the same version too
+// (up to the latest version it holds now); rows edited here stay as they
+// are (a pull never overwrites a dirty row).
+func startRefill(ctx context.Context, tx *sql.Tx, tables []*table) error {
+	var latest int64
+	for _, t := range tables {
+		var v int64
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max("_version"), 0) FROM `+sqlident.Quote(t.name)).Scan(&v); err != nil {
 			return err
 		}
-		if latest > 0 {
-			if err := setState(ctx, tx, stateRefill, strconv.FormatInt(latest, 10)); err != nil {
-				return err
-			}
-		}
+		latest = max(latest, v)
 	}
-	refill, err := getState(ctx, tx, stateRefill)
-	if err != nil {
+	if err := setState(ctx, tx, stateCursor, ""); err != nil {
 		return err
 	}
-	if refill != "" {
-		if db.refill, err = strconv.ParseInt(refill, 10, 64); err != nil {
-			return fmt.Errorf("refill version %q: %w", refill, err)
-		}
+	if latest == 0 {
+		return nil
 	}
+	return setState(ctx, tx, stateRefill, strconv.FormatInt(latest, 10))
+}
+
+// loadRefill reads the refill version startRefill stored.
+func (db *DB) loadRefill(ctx context.Context, tx *sql.Tx) error {
+	refill, err := getState(ctx, tx, stateRefill)
+	if err != nil || refill == "" {
+		return err
+	}
+	if db.refill, err = strconv.ParseInt(refill, 10, 64); err != nil {
+		return badState(stateRefill, refill, err)
+	}
+	return nil
+}
+
+// loadClock reads the device id, made at the first open, and starts the
+// clock from its stored reading.
+func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) error {
 	device, err := getState(ctx, tx, stateDevice)
 	if err != nil {
 		return err
@@ -188,120 +203,15 @@ func (db *DB) init(ctx context.Context, opts Options) error {
 		}
 	}
 	db.device = device
-	db.clock = &clock{now: opts.Now, device: device}
+	db.clock = &clock{now: now, device: device}
 	last, err := getState(ctx, tx, stateClock)
-	if err != nil {
+	if err != nil || last == "" {
 		return err
+	}
+	if _, _, _, err := wire.ParseStamp(last); err != nil {
+		return badState(stateClock, last, err)
 	}
 	db.clock.Observe(last)
-	return tx.Commit()
-}
-
-// Keys of _tether_state.
-const (
-	// stateRefill is the latest version a device held when its app
-	// version added tables or columns: pulled rows up to it are rewritten
-	// even at the version the device holds, to fill the new columns.
-	stateRefill      = "refill"
-	stateDevice      = "device"
-	stateClock       = "clock"
-	stateCursor      = "pull_cursor"
-	stateTenant      = "tenant"
-	statePushSession = "push_session"
-	statePushSeq     = "push_seq"
-	statePushPos     = "push_pos"
-	statePushFinal   = "push_final"
-	statePushAttempt = "push_attempt"
-	stateRegistered  = "registered"
-)
-
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getState(ctx context.Context, q execer, key string) (string, error) {
-	var v string
-	err := q.QueryRowContext(ctx, `SELECT value FROM _tether_state WHERE key = ?`, key).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read state %s: %w", key, err)
-	}
-	return v, nil
-}
-
-func setState(ctx context.Context, q execer, key, value string) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO _tether_state (key, value) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
-	if err != nil {
-		return fmt.Errorf("write state %s: %w", key, err)
-	}
-	return nil
-}
-
-// Tenant returns the tenant the database was bound to by its first
-// successful sync, or "".
-func (s *Syncer) Tenant(ctx context.Context) (string, error) {
-	db := s.db
-	if err := db.checkOpen("Tenant"); err != nil {
-		return "", err
-	}
-	t, err := getState(ctx, db.sql, stateTenant)
-	if err != nil {
-		return "", fmt.Errorf("localdb: %w", err)
-	}
-	return t, nil
-}
-
-// BindTenant binds the database to tenant on first use, and afterwards
-// returns an error wrapping ErrOtherTenant for any other tenant: a
-// database never mixes the rows of two tenants.
-func (s *Syncer) BindTenant(ctx context.Context, tenant string) error {
-	db := s.db
-	if err := db.checkOpen("BindTenant"); err != nil {
-		return err
-	}
-	return db.inTx(ctx, func(tx *sql.Tx) error {
-		cur, err := getState(ctx, tx, stateTenant)
-		if err != nil {
-			return err
-		}
-		switch cur {
-		case tenant:
-			return nil
-		case "":
-			return setState(ctx, tx, stateTenant, tenant)
-		}
-		return fmt.Errorf("%w: it holds tenant %q, and the credentials are for %q", ErrOtherTenant, cur, tenant)
-	})
-}
-
-// Registration returns the mark SetRegistration stored, or "".
-func (s *Syncer) Registration(ctx context.Context) (string, error) {
-	db := s.db
-	if err := db.checkOpen("Registration"); err != nil {
-		return "", err
-	}
-	m, err := getState(ctx, db.sql, stateRegistered)
-	if err != nil {
-		return "", fmt.Errorf("localdb: %w", err)
-	}
-	return m, nil
-}
-
-// SetRegistration stores an opaque mark of what the device registered with
-// the server (the coordinator's is a hash of the schema sent): while it is
-// the same, the device need not register again. "" forgets it.
-func (s *Syncer) SetRegistration(ctx context.Context, mark string) error {
-	db := s.db
-	if err := db.checkOpen("SetRegistration"); err != nil {
-		return err
-	}
-	if err := setState(ctx, db.sql, stateRegistered, mark); err != nil {
-		return fmt.Errorf("localdb: %w", err)
-	}
 	return nil
 }
 

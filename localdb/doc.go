@@ -1,28 +1,16 @@
 // Package localdb is a device's local store: one SQLite file holding the
 // app's synced tables and everything tether needs to sync them.
 //
-// # What the file holds
+// It has two readers. An app opens a [DB] and reads and writes its data
+// through it; the sync engines (packages push, pull and coordinator) work
+// through the DB's [Syncer], which an app does not need.
 //
-// For every entity of the [entity.Registry] it is opened with, a table
-// derived from the schema (a column per field, "id" as primary key,
-// references as foreign keys checked at commit), plus bookkeeping columns
-// whose names start with an underscore: _dirty (changes not yet
-// acknowledged by the server), _deleted (a tombstone), _version (the server
-// version last synced), _hlc (the hybrid logical clock stamp of the last
-// change), _modified_at, _modified_by, and the local change counter and
-// changed columns used by the push. Triggers track writes made with plain
-// SQL. Next to them, tables of its own: _tether_state (device id, clock,
-// tenant, pull cursor, push state), _tether_ctl (change-tracking
-// suppression and the change counter), _tether_push (rows sent in the
-// current push session) and _tether_conflicts (the conflict log).
-//
-// # Opening and using it
+// # The app's API: DB
 //
 // [Open] (or [OpenWith], for [Options]) opens or creates the file, in WAL
-// mode with foreign keys on, creating missing tables and adding missing
-// columns when structs have grown; it never drops anything. The returned
-// [*DB] is safe for concurrent use; [DB.Close] closes it, after which every
-// method that returns an error returns one wrapping [ErrClosed].
+// mode with foreign keys on. The returned [*DB] is safe for concurrent use;
+// [DB.Close] closes it, after which every method that returns an error
+// returns one wrapping [ErrClosed].
 //
 //	db, err := localdb.Open(ctx, "app.db", reg)
 //	err = db.Save(ctx, &customer)                  // insert or update, marks dirty
@@ -39,40 +27,66 @@
 // app's own queries; its inserts, updates and deletes on synced tables are
 // tracked the same way.
 //
-// # The clock
-//
-// Every change carries a [Stamp] from a hybrid logical clock: physical
-// milliseconds, a counter and the device id ([DB.DeviceID]). It is
-// persisted, never goes backwards, and moves past every stamp pulled, so a
-// device with a wrong wall clock still orders its edits after what it has
-// seen. [StampTime] reads the wall time out of a stamp.
-//
-// # Sync state
-//
-// The push and pull engines (packages push and pull) keep their whole
-// state here, so an interrupted sync resumes where it stopped (G5):
-//
-//   - Push: [Syncer.BeginPush] records a new session; [Syncer.NextDirty] reads
-//     [DirtyBatch]es of dirty rows in table priority order from a
-//     [PushPos]; [Syncer.MarkSent] records each acknowledged batch with the
-//     [PushState] ([Syncer.PushState] reads it back after a restart);
-//     [Syncer.FinishPush] applies the server's commit answer, clearing the dirty
-//     flag only of rows unchanged since they were read (G2);
-//     [Syncer.AbandonPush] forgets a session the server no longer knows.
-//   - Pull: [Syncer.Cursor] is the stored position in the server's change
-//     feed; [Syncer.ApplyChanges] applies a page of rows and stores the cursor
-//     after it in the same transaction, without tracking the writes, and
-//     never overwrites a locally dirty row.
-//   - Tenant: [Syncer.BindTenant] binds the file to one tenant on the first
-//     sync and refuses any other ([ErrOtherTenant]); [Syncer.Tenant] reads it.
-//   - Convergence: [Syncer.Digest] is the digest of a table, comparable with
-//     the server's.
-//
-// # Conflicts
-//
 // Each conflict the server resolved on a pushed row is recorded as a
 // [ConflictRecord]; [DB.Conflicts] lists the open ones, [DB.KeepLocal]
 // writes the local version again as a new edit, and [DB.DismissConflict]
 // accepts the winner. Both return [ErrConflictClosed] for a conflict that
 // is not open.
+//
+// # The engines' API: Syncer
+//
+// The engines keep their whole state in the file, so that an interrupted
+// sync resumes where it stopped (G5). [DB.Syncer] returns their view:
+//
+//   - Push: [Syncer.BeginPush] records a new session; [Syncer.NextDirty]
+//     reads [DirtyBatch]es of dirty rows in table priority order from a
+//     [PushPos]; [Syncer.MarkSent] records each acknowledged batch with the
+//     [PushState] ([Syncer.PushState] reads it back after a restart);
+//     [Syncer.FinishPush] applies the server's commit answer, clearing the
+//     dirty flag only of rows unchanged since they were read (G2);
+//     [Syncer.AbandonPush] forgets a session the server no longer knows.
+//   - Pull: [Syncer.Cursor] is the stored position in the server's change
+//     feed; [Syncer.ApplyChanges] applies a page of rows and stores the
+//     cursor after it in the same transaction, without tracking the writes,
+//     and never overwrites a locally dirty row. [Syncer.OwnSessions] names
+//     the pushed sessions whose rows the pull need not bring back.
+//   - Rebuild: a device whose cursor the server's history no longer reaches
+//     rebuilds its clean rows from a snapshot ([Syncer.BeginRebuild],
+//     [Syncer.ApplySnapshot], [Syncer.FinishRebuild]).
+//   - Tenant and registration: [Syncer.BindTenant] binds the file to one
+//     tenant on the first sync and refuses any other ([ErrOtherTenant]);
+//     [Syncer.SetRegistration] remembers what the device registered.
+//   - Convergence: [Syncer.Digest] is the digest of a table, comparable with
+//     the server's.
+//
+// # What the file holds
+//
+// For every entity of the [entity.Registry] it is opened with, a table
+// derived from the schema (a column per field, "id" as primary key,
+// references as foreign keys checked at commit), plus bookkeeping columns
+// whose names start with an underscore: _dirty (changes not yet
+// acknowledged by the server), _deleted (a tombstone), _version (the server
+// version last synced), _hlc (the clock stamp of the last change),
+// _modified_at, _modified_by, and the local change counter and changed
+// columns used by the push. Triggers track writes made with plain SQL.
+// When the app's structs have grown, opening the file adds the missing
+// tables and columns (G11); it never drops anything.
+//
+// Next to them, tables of its own: _tether_state (device id, clock, tenant,
+// pull cursor, push state), _tether_ctl (change-tracking suppression and
+// the change counter), _tether_push (rows sent in the current push
+// session), _tether_own (sessions whose rows the device holds as pushed)
+// and _tether_conflicts (the conflict log). Their layout changes through
+// one numbered list of steps, applied in a transaction when the file is
+// opened and recorded in PRAGMA user_version; a file of a later layout
+// than this version of tether knows is refused.
+//
+// # The clock
+//
+// Every change carries a clock stamp (see [wire.FormatStamp]) from a hybrid
+// logical clock: physical milliseconds, a counter and the device id
+// ([DB.DeviceID]). It is persisted, never goes backwards, and moves past
+// every stamp pulled (up to [MaxStampAhead] ahead of the wall clock), so a
+// device with a wrong wall clock still orders its edits after what it has
+// seen.
 package localdb

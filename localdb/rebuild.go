@@ -23,10 +23,6 @@ import (
 // its rows, so an interrupted rebuild goes on where it stopped
 // (RebuildCursor).
 
-// stateRebuild holds the snapshot position of a rebuild under way ("-" at
-// its start); absent when none is.
-const stateRebuild = "rebuild"
-
 // RebuildCursor reports whether a rebuild is under way, and the snapshot
 // position to go on from ("" for the first page).
 func (s *Syncer) RebuildCursor(ctx context.Context) (string, bool, error) {

@@ -1,5 +1,7 @@
 package localdb
 
+import "github.com/tethersync/tether/entity"
+
 // Syncer is the sync engines' view of a DB: what the push and pull engines
 // (push.Store, pull.Store) and the coordinator need of the local store:
 // dirty rows and sent batches, applied pages and the pull cursor, the
@@ -17,3 +19,7 @@ func (db *DB) Syncer() *Syncer { return &Syncer{db: db} }
 
 // DeviceID returns the id of the device, as DB.DeviceID does.
 func (s *Syncer) DeviceID() string { return s.db.device }
+
+// Registry returns the registry the database was opened with: the schema
+// a device registers with the server.
+func (s *Syncer) Registry() *entity.Registry { return s.db.reg }

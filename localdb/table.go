@@ -97,15 +97,28 @@ func newTable(e *entity.Entity) *table {
 	return t
 }
 
-// migrate creates the table, adds missing columns, and installs the index
-// and the change-tracking triggers. It reports whether the table grew: it
-// is new, or has new columns, in a database that existed before.
-func (t *table) migrate(ctx context.Context, tx *sql.Tx) (grew bool, err error) {
-	q := sqlident.Quote(t.name)
-	before, err := existingColumns(ctx, tx, t.name)
+// create creates the table, adds the columns the struct gained since the
+// database was made (G11), and installs the indexes and the
+// change-tracking triggers. It reports whether the table grew: it is new,
+// or has new columns, in a database that existed before.
+func (t *table) create(ctx context.Context, tx *sql.Tx) (grew bool, err error) {
+	have, err := existingColumns(ctx, tx, t.name)
 	if err != nil {
 		return false, err
 	}
+	if len(have) == 0 {
+		if _, err := tx.ExecContext(ctx, t.createDDL()); err != nil {
+			return false, fmt.Errorf("create: %w", err)
+		}
+		grew = true
+	} else if grew, err = t.addColumns(ctx, tx, have); err != nil {
+		return false, err
+	}
+	return grew, t.installTracking(ctx, tx)
+}
+
+// createDDL is the CREATE TABLE statement of the table.
+func (t *table) createDDL() string {
 	var defs []string
 	for i, c := range t.cols {
 		def := sqlident.Quote(c.Name) + " " + c.Kind.SQLiteType() + references(c)
@@ -114,20 +127,17 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) (grew bool, err error) 
 		}
 		defs = append(defs, def)
 	}
-	ddl := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s,\n\t%s\n)", q, strings.Join(defs, ",\n\t"), bookkeepingDDL)
-	if _, err := tx.ExecContext(ctx, ddl); err != nil {
-		return false, fmt.Errorf("create: %w", err)
-	}
-	grew = len(before) == 0
-	have, err := existingColumns(ctx, tx, t.name)
-	if err != nil {
-		return false, err
-	}
+	return fmt.Sprintf("CREATE TABLE %s (\n\t%s,\n\t%s\n)", sqlident.Quote(t.name), strings.Join(defs, ",\n\t"), bookkeepingDDL)
+}
+
+// addColumns adds the entity columns missing from have, the columns the
+// table has, and reports whether there were any.
+func (t *table) addColumns(ctx context.Context, tx *sql.Tx, have map[string]bool) (added bool, err error) {
 	for _, c := range t.cols {
 		if have[c.Name] {
 			continue
 		}
-		grew = true
+		added = true
 		// A column added by a new app version: the rows already here take
 		// its default (a reference column stays NULL: SQLite adds
 		// references only with a NULL default).
@@ -135,35 +145,33 @@ func (t *table) migrate(ctx context.Context, tx *sql.Tx) (grew bool, err error) 
 		if c.Ref == "" && !c.Nullable {
 			def = " DEFAULT " + c.Default()
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", q, sqlident.Quote(c.Name), c.Kind.SQLiteType(), references(c), def)
+		stmt := fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", sqlident.Quote(t.name), sqlident.Quote(c.Name), c.Kind.SQLiteType(), references(c), def)
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return false, fmt.Errorf("add column %s: %w", c.Name, err)
 		}
 	}
-	if !have["_changed"] { // databases made before column tracking
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN "_changed" TEXT NOT NULL DEFAULT ''`, q)); err != nil {
-			return false, fmt.Errorf("add column _changed: %w", err)
-		}
-	}
-	if !have["_stale"] { // databases made before rebuilds
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN "_stale" INTEGER NOT NULL DEFAULT 0`, q)); err != nil {
-			return false, fmt.Errorf("add column _stale: %w", err)
-		}
-	}
-	// Triggers are made anew, so that an upgrade installs the current ones.
+	return added, nil
+}
+
+// installTracking installs the indexes and the change-tracking triggers.
+// The triggers are made anew at every open: the update trigger names every
+// column, and the table may have gained some.
+func (t *table) installTracking(ctx context.Context, tx *sql.Tx) error {
 	for _, name := range []string{"__track_insert", "__track_update", "__track_delete"} {
 		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+sqlident.Quote(t.name+name)); err != nil {
-			return false, fmt.Errorf("replace tracking: %w", err)
+			return fmt.Errorf("replace tracking: %w", err)
 		}
 	}
 	for _, stmt := range t.triggers() {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return false, fmt.Errorf("install tracking: %w", err)
+			return fmt.Errorf("install tracking: %w", err)
 		}
 	}
-	return grew, nil
+	return nil
 }
 
+// existingColumns returns the names of the columns of table name; none
+// when it does not exist.
 func existingColumns(ctx context.Context, tx *sql.Tx, name string) (map[string]bool, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, name)
 	if err != nil {
@@ -287,7 +295,9 @@ func (t *table) scanRow(sc interface{ Scan(...any) error }, ptr any) error {
 	}
 	m.Dirty, m.Deleted = dirty != 0, deleted != 0
 	if modAt != "" {
-		m.ModifiedAt, _ = entity.ParseTime(modAt)
+		if m.ModifiedAt, err = entity.ParseTime(modAt); err != nil {
+			return fmt.Errorf("_modified_at %q: %w", modAt, err)
+		}
 	}
 	meta, err := t.ent.Meta(ptr)
 	if err != nil {

@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -14,9 +13,6 @@ import (
 
 // MaxIDLength is the longest row id the server accepts, in bytes.
 const MaxIDLength = 200
-
-// stampDevice is where a stamp's device part starts.
-const stampDevice = 13 + 1 + 6 + 1
 
 // stamping says whose clock stamps a batch may carry, and what is too far
 // ahead.
@@ -68,13 +64,15 @@ func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 		return fmt.Errorf("malformed id (at most %d bytes of printable UTF-8): %w", MaxIDLength, wire.ErrBadRequest)
 	case r.Base < 0:
 		return fmt.Errorf("negative base version %d: %w", r.Base, wire.ErrBadRequest)
-	case !validStamp(r.HLC):
-		return fmt.Errorf("malformed clock stamp %q: %w", r.HLC, wire.ErrBadRequest)
-	case r.HLC[stampDevice:] != st.device:
-		return fmt.Errorf("clock stamp %q is not of device %s, which sends it: %w", r.HLC, st.device, wire.ErrBadRequest)
 	}
-	if ms, _ := strconv.ParseInt(r.HLC[:13], 10, 64); ms > st.now.Add(st.skew).UnixMilli() {
-		r.HLC = fmt.Sprintf("%013d.%06d.%s", st.now.UnixMilli(), 0, st.device)
+	ms, _, device, err := wire.ParseStamp(r.HLC)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", err, wire.ErrBadRequest)
+	case device != st.device:
+		return fmt.Errorf("clock stamp %q is not of device %s, which sends it: %w", r.HLC, st.device, wire.ErrBadRequest)
+	case ms > st.now.Add(st.skew).UnixMilli():
+		r.HLC = wire.FormatStamp(st.now.UnixMilli(), 0, st.device)
 		r.Restamped = true
 	}
 	if err := canonicalValues(t, r); err != nil {
@@ -139,29 +137,7 @@ func changedColumns(t *entity.Table, names []string) ([]string, error) {
 	return changed, nil
 }
 
-// validStamp reports whether s is a clock stamp: 13 digits, a dot, 6
-// digits, a dot and a device id of 1 to 64 letters, digits and dashes
-// (checked without a regular expression: it runs for every pushed row).
-func validStamp(s string) bool {
-	if len(s) < stampDevice+1 || len(s) > stampDevice+64 || s[13] != '.' || s[20] != '.' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case i == 13 || i == 20:
-		case i < stampDevice:
-			if c < '0' || c > '9' {
-				return false
-			}
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
+// hasControl reports whether s holds a control character.
 func hasControl(s string) bool {
 	for _, c := range s {
 		if c < 0x20 || c == 0x7f {

@@ -1,0 +1,238 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/internal/sqlident"
+	"github.com/tethersync/tether/wire"
+)
+
+// The store's side of the pull engine (package pull): the position in the
+// server's change feed (Cursor), the pages applied with the position after
+// them (ApplyChanges), and the push sessions whose rows the device already
+// holds (OwnSessions).
+
+// Cursor returns the stored pull cursor; "" before the first pull.
+func (s *Syncer) Cursor(ctx context.Context) (string, error) {
+	db := s.db
+	if err := db.checkOpen("Cursor"); err != nil {
+		return "", err
+	}
+	c, err := getState(ctx, db.sql, stateCursor)
+	if err != nil {
+		return "", fmt.Errorf("localdb: %w", err)
+	}
+	return c, nil
+}
+
+// ApplyChanges applies a page of pulled rows and stores the cursor after
+// them, in one transaction, with change tracking suppressed and foreign
+// keys checked at commit. A locally dirty row is not overwritten: its edit
+// goes up in the next push and the server resolves the conflict. A row the
+// device already holds at the same or a later version is skipped. It
+// returns the number of rows written.
+func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+	db := s.db
+	if err := db.checkOpen("ApplyChanges"); err != nil {
+		return 0, err
+	}
+	n, err := db.writeRemote(ctx, rows, stateCursor, cursor, true, func(t *table) string {
+		if db.refill > 0 {
+			return t.applyTail + fmt.Sprintf(` OR ("_dirty" = 0 AND "_version" <= %d)`, db.refill)
+		}
+		return t.applyTail
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localdb: apply changes: %w", err)
+	}
+	return n, nil
+}
+
+// writeRemote writes rows received from the server, clean, with the upsert
+// tail of each table, and stores position under key, in one transaction
+// with change tracking suppressed. With notify, the rows the server marked
+// for this device go into its conflict log first. It returns the number of
+// rows written.
+func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, key, position string, notify bool, tail func(*table) string) (int, error) {
+	written := 0
+	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
+		return suppressed(ctx, tx, func() error {
+			ins := map[*table]*sqlbatch.Inserter{}
+			for _, r := range rows {
+				t, args, err := db.remoteRow(ctx, tx, r, notify)
+				if err != nil {
+					return err
+				}
+				if t == nil {
+					continue
+				}
+				in := ins[t]
+				if in == nil {
+					in = sqlbatch.New(tx, t.applyHead, tail(t), len(args))
+					ins[t] = in
+				}
+				if err := in.Add(ctx, args...); err != nil {
+					return fmt.Errorf("write %s: %w", t.name, err)
+				}
+			}
+			for t, in := range ins {
+				if err := in.Flush(ctx); err != nil {
+					return fmt.Errorf("write %s: %w", t.name, err)
+				}
+				written += int(in.Affected)
+			}
+			if err := setState(ctx, tx, key, position); err != nil {
+				return err
+			}
+			return setState(ctx, tx, stateClock, db.clock.last())
+		})
+	})
+	return written, err
+}
+
+// remoteRow prepares a received row for the insert of applyHead: its
+// table and arguments, or a nil table for a row not to store. With notify,
+// a row the server marked for this device goes into its conflict log. It
+// moves the clock past the row's stamp.
+func (db *DB) remoteRow(ctx context.Context, tx *sql.Tx, r wire.Row, notify bool) (*table, []any, error) {
+	t := db.byName[r.Table]
+	if t == nil {
+		return nil, nil, nil // a table of a newer app version: not this device's
+	}
+	if r.Deleted {
+		// The tombstone of a row this device never held tells it nothing,
+		// and may reference a row it does not hold either (a rebuilt
+		// device's parents are gone): not stored, unless a row here
+		// references it.
+		keep, err := db.holdsOrReferenced(ctx, tx, t, r.ID)
+		if err != nil || !keep {
+			return nil, nil, err
+		}
+	}
+	if notify && r.Notify == db.device && r.Reason != "" {
+		// The server undid this device's action to keep references whole:
+		// it goes into the conflict log, with the row as it stands here
+		// before the change.
+		cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: "reference", Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
+		if err := db.logConflict(ctx, tx, cf); err != nil {
+			return nil, nil, err
+		}
+	}
+	db.clock.Observe(r.HLC)
+	args, err := t.remoteArgs(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A received row is clean: "_dirty" = 0 comes first among the
+	// bookkeeping columns.
+	return t, slices.Insert(args, len(t.cols), any(0)), nil
+}
+
+// holdsOrReferenced reports whether the device holds the row id of t, or
+// holds a row that references it.
+func (db *DB) holdsOrReferenced(ctx context.Context, tx *sql.Tx, t *table, id string) (bool, error) {
+	queries := []string{`SELECT 1 FROM ` + sqlident.Quote(t.name) + ` WHERE "id" = ?`}
+	for _, c := range db.tables {
+		for _, col := range c.cols {
+			if col.Ref == t.name {
+				queries = append(queries, `SELECT 1 FROM `+sqlident.Quote(c.name)+` WHERE `+sqlident.Quote(col.Name)+` = ? LIMIT 1`)
+			}
+		}
+	}
+	for _, q := range queries {
+		var one int
+		err := tx.QueryRowContext(ctx, q, id).Scan(&one)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// upsertRemote writes a row received from the server, clean.
+func (t *table) upsertRemote(ctx context.Context, tx *sql.Tx, r wire.Row) error {
+	args, err := t.remoteArgs(r)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, t.upsertPull, args...); err != nil {
+		return fmt.Errorf("apply %s %q: %w", t.name, r.ID, err)
+	}
+	return nil
+}
+
+// remoteArgs returns the arguments of upsertPull for r: the entity
+// columns, then the bookkeeping columns after "_dirty".
+func (t *table) remoteArgs(r wire.Row) ([]any, error) {
+	args, err := t.wireArgs(r)
+	if err != nil {
+		return nil, err
+	}
+	return append(args, r.Deleted, r.Version, r.HLC, entityTime(stampTime(r.HLC)), r.ModifiedBy), nil
+}
+
+// wireArgs converts the values of a received row to SQL arguments in
+// column order. Columns the row lacks are NULL.
+func (t *table) wireArgs(r wire.Row) ([]any, error) {
+	args := make([]any, len(t.cols), len(t.cols)+5)
+	args[0] = r.ID
+	for i, c := range t.cols[1:] {
+		v, err := c.Kind.FromWire(r.Values[c.Name])
+		if err != nil {
+			return nil, fmt.Errorf("%s %q column %s: %w", t.name, r.ID, c.Name, err)
+		}
+		args[i+1] = v
+	}
+	return args, nil
+}
+
+// OwnSessions returns the push sessions this database committed and whose
+// rows it holds as pushed, which no pull has passed yet: at most
+// wire.MaxEchoSessions, the latest, and a mark for ForgetOwn. A pull names
+// them so that the server does not send those rows back (a copy of the
+// database, or one restored from a backup, does not have the sessions the
+// other committed, and so gets their rows).
+func (s *Syncer) OwnSessions(ctx context.Context) ([]string, int64, error) {
+	db := s.db
+	if err := db.checkOpen("OwnSessions"); err != nil {
+		return nil, 0, err
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT seq, session FROM _tether_own ORDER BY seq DESC LIMIT ?`, wire.MaxEchoSessions)
+	if err != nil {
+		return nil, 0, fmt.Errorf("localdb: own sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	var mark int64
+	for rows.Next() {
+		var seq int64
+		var s string
+		if err := rows.Scan(&seq, &s); err != nil {
+			return nil, 0, fmt.Errorf("localdb: own sessions: %w", err)
+		}
+		out = append(out, s)
+		mark = max(mark, seq)
+	}
+	return out, mark, rows.Err()
+}
+
+// ForgetOwn forgets the own sessions up to mark (from OwnSessions), once a
+// pull has passed every row they wrote.
+func (s *Syncer) ForgetOwn(ctx context.Context, mark int64) error {
+	db := s.db
+	if err := db.checkOpen("ForgetOwn"); err != nil {
+		return err
+	}
+	if _, err := db.sql.ExecContext(ctx, `DELETE FROM _tether_own WHERE seq <= ?`, mark); err != nil {
+		return fmt.Errorf("localdb: forget own sessions: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,477 @@
+package localdb
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlbatch"
+	"github.com/tethersync/tether/internal/sqlident"
+	"github.com/tethersync/tether/wire"
+)
+
+// The store's side of the push engine (package push). A push session reads
+// dirty rows in batches (NextDirty), records each batch the server
+// acknowledged with the state after it (MarkSent), and ends with the
+// server's answer to the commit (FinishPush). The whole state is in the
+// database, so an interrupted push resumes where it stopped (G5).
+
+// PushPos is a position in the scan of dirty rows: the index of a table in
+// priority order and the last id read from it.
+type PushPos struct {
+	// Table is the index of the table in priority order.
+	Table int
+	// After is the last id read from that table; "" for none.
+	After string
+}
+
+// PushState is the persisted state of an unfinished push session.
+type PushState struct {
+	Session string  // server session id; "" when no push is under way
+	Seq     int     // number of batches the server acknowledged
+	Pos     PushPos // where the next batch starts
+	// Final reports that batch Seq, the session's last, was sent with the
+	// commit and its answer is unknown: it is recorded as sent (MarkSent),
+	// and Seq and Pos are still before it. Whether it was committed is
+	// for the server's answer to the commit to tell (wire.Commit.Batches):
+	// FinishPush if it was, ForgetFinal if not.
+	Final bool
+	// FinalDigest is the digest of the last batch's body, with Final
+	// (wire.LastBatch).
+	FinalDigest string
+}
+
+// DirtyBatch is a batch of dirty rows read for pushing.
+type DirtyBatch struct {
+	// Rows are dirty rows of one table, in id order.
+	Rows []wire.Row
+	// Next is the position after the batch.
+	Next    PushPos
+	changes []int64
+}
+
+// PushState returns the state of the unfinished push session, if any. A
+// stored state it cannot parse is an error.
+func (s *Syncer) PushState(ctx context.Context) (PushState, error) {
+	db := s.db
+	if err := db.checkOpen("PushState"); err != nil {
+		return PushState{}, err
+	}
+	st, err := readPushState(ctx, db.sql)
+	if err != nil {
+		return PushState{}, fmt.Errorf("localdb: %s: %w", db.path, err)
+	}
+	return st, nil
+}
+
+// readPushState reads the push state stored by savePushState.
+func readPushState(ctx context.Context, q execer) (PushState, error) {
+	var st PushState
+	var err error
+	if st.Session, err = getState(ctx, q, statePushSession); err != nil || st.Session == "" {
+		return PushState{}, err
+	}
+	seq, err := getState(ctx, q, statePushSeq)
+	if err != nil {
+		return PushState{}, err
+	}
+	if st.Seq, err = strconv.Atoi(seq); err != nil {
+		return PushState{}, badState(statePushSeq, seq, err)
+	}
+	pos, err := getState(ctx, q, statePushPos)
+	if err != nil {
+		return PushState{}, err
+	}
+	idx, after, ok := strings.Cut(pos, ":")
+	if st.Pos.Table, err = strconv.Atoi(idx); err != nil || !ok {
+		return PushState{}, badState(statePushPos, pos, errors.New("want table:id"))
+	}
+	st.Pos.After = after
+	final, err := getState(ctx, q, statePushFinal)
+	if err != nil {
+		return PushState{}, err
+	}
+	st.Final, st.FinalDigest = final != "", final
+	if final == "1" { // a last batch recorded without digest
+		st.FinalDigest = ""
+	}
+	return st, nil
+}
+
+// savePushState stores st, to be read back by readPushState.
+func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
+	if err := setState(ctx, tx, statePushSession, st.Session); err != nil {
+		return err
+	}
+	if err := setState(ctx, tx, statePushSeq, strconv.Itoa(st.Seq)); err != nil {
+		return err
+	}
+	final := ""
+	if st.Final {
+		final = cmp.Or(st.FinalDigest, "1")
+	}
+	if err := setState(ctx, tx, statePushFinal, final); err != nil {
+		return err
+	}
+	return setState(ctx, tx, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))
+}
+
+// NextAttempt returns a new attempt number for the batches a push is about
+// to send (wire.BatchAttempt), larger than every one returned before, and
+// stores it first.
+func (s *Syncer) NextAttempt(ctx context.Context) (int64, error) {
+	db := s.db
+	if err := db.checkOpen("NextAttempt"); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := getState(ctx, tx, statePushAttempt)
+		if err != nil {
+			return err
+		}
+		if cur != "" {
+			if n, err = strconv.ParseInt(cur, 10, 64); err != nil {
+				return fmt.Errorf("%s: %w", db.path, badState(statePushAttempt, cur, err))
+			}
+		}
+		n++
+		return setState(ctx, tx, statePushAttempt, strconv.FormatInt(n, 10))
+	})
+	if err != nil {
+		return 0, fmt.Errorf("localdb: next push attempt: %w", err)
+	}
+	return n, nil
+}
+
+// BeginPush records a new push session, forgetting any earlier one.
+func (s *Syncer) BeginPush(ctx context.Context, session string) error {
+	db := s.db
+	if err := db.checkOpen("BeginPush"); err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
+			return err
+		}
+		return savePushState(ctx, tx, PushState{Session: session})
+	})
+}
+
+// AbandonPush forgets the push session, for example when the server no
+// longer knows it. Rows stay dirty and go up in the next session.
+func (s *Syncer) AbandonPush(ctx context.Context) error {
+	if err := s.db.checkOpen("AbandonPush"); err != nil {
+		return err
+	}
+	return s.BeginPush(ctx, "")
+}
+
+// NextDirty reads up to limit dirty rows from pos on, in table priority
+// order and id order within a table. A batch holds rows of one table. An
+// empty batch means no dirty rows remain after pos. Rows written with plain
+// SQL get their clock stamp here.
+func (s *Syncer) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBatch, error) {
+	db := s.db
+	if err := db.checkOpen("NextDirty"); err != nil {
+		return DirtyBatch{}, err
+	}
+	for ; pos.Table < len(db.tables); pos = (PushPos{Table: pos.Table + 1}) {
+		b, err := db.dirtyFrom(ctx, db.tables[pos.Table], pos, limit)
+		if err != nil {
+			return DirtyBatch{}, fmt.Errorf("localdb: read dirty %s: %w", db.tables[pos.Table].name, err)
+		}
+		if len(b.Rows) > 0 {
+			return b, nil
+		}
+	}
+	return DirtyBatch{Next: pos}, nil
+}
+
+// dirtyFrom reads up to limit dirty rows of t after pos, stamping first the
+// rows that need it.
+func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (DirtyBatch, error) {
+	var b DirtyBatch
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := db.stampRaw(ctx, tx, t); err != nil {
+			return err
+		}
+		if pos.After == "" { // once per push and table
+			if err := db.restampInsane(ctx, tx, t); err != nil {
+				return err
+			}
+		}
+		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change", "_changed" FROM %s
+			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, sqlident.Quote(t.name)), pos.After, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var changed string
+			r, change, err := t.scanWire(rows, &changed)
+			if err != nil {
+				return err
+			}
+			r.Changed = changedColumns(changed)
+			b.Rows = append(b.Rows, r)
+			b.changes = append(b.changes, change)
+		}
+		return rows.Err()
+	})
+	b.Next = pos
+	if n := len(b.Rows); n > 0 {
+		b.Next.After = b.Rows[n-1].ID
+	}
+	return b, err
+}
+
+// restampInsane gives a new stamp to dirty rows whose stamp the clock
+// could not have made (from far in the future, malformed, or another
+// device's): the server would refuse them, and with them every later push.
+// A database that held a poisoned clock before MaxStampAhead recovers so.
+func (db *DB) restampInsane(ctx context.Context, tx *sql.Tx, t *table) error {
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT "id", "_hlc" FROM %s WHERE "_dirty" = 1 AND "_hlc" <> ''`, sqlident.Quote(t.name)))
+	if err != nil {
+		return fmt.Errorf("check stamps: %w", err)
+	}
+	var insane []string
+	for rows.Next() {
+		var id, hlc string
+		if err := rows.Scan(&id, &hlc); err != nil {
+			rows.Close()
+			return err
+		}
+		if !db.clock.sane(hlc) {
+			insane = append(insane, id)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(insane) == 0 {
+		return err
+	}
+	return suppressed(ctx, tx, func() error {
+		for _, id := range insane {
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "id" = ?`, sqlident.Quote(t.name)), db.clock.Now(), id); err != nil {
+				return fmt.Errorf("restamp: %w", err)
+			}
+		}
+		return setState(ctx, tx, stateClock, db.clock.last())
+	})
+}
+
+// stampRaw gives a clock stamp to dirty rows written with plain SQL.
+func (db *DB) stampRaw(ctx context.Context, tx *sql.Tx, t *table) error {
+	return suppressed(ctx, tx, func() error {
+		res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "_dirty" = 1 AND "_hlc" = ''`, sqlident.Quote(t.name)), db.clock.Now())
+		if err != nil {
+			return fmt.Errorf("stamp raw writes: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return setState(ctx, tx, stateClock, db.clock.last())
+		}
+		return nil
+	})
+}
+
+// scanWire reads one row of selectCols plus _change, and the extra
+// columns into extra, as a push row.
+func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) {
+	raw := make([]any, len(t.cols))
+	dest := make([]any, 0, len(t.cols)+7)
+	for i := range raw {
+		dest = append(dest, &raw[i])
+	}
+	var dirty, deleted int
+	var r wire.Row
+	var modAt, modBy string
+	var change int64
+	dest = append(dest, &dirty, &deleted, &r.Base, &r.HLC, &modAt, &modBy, &change)
+	dest = append(dest, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return wire.Row{}, 0, err
+	}
+	vals, err := t.canonical(raw)
+	if err != nil {
+		return wire.Row{}, 0, err
+	}
+	r.Table, r.ID, r.Deleted = t.name, vals[0].(string), deleted != 0
+	r.Values = make(map[string]any, len(vals)-1)
+	for i, c := range t.cols[1:] {
+		r.Values[c.Name] = vals[i+1]
+	}
+	return r, change, nil
+}
+
+// MarkSent records that the server acknowledged batch b as batch number
+// st.Seq of session st.Session, and stores the new push state, in one
+// transaction. With st.Final, b is instead about to be sent as the
+// session's last batch, with the commit, and st is the state before it.
+func (s *Syncer) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
+	db := s.db
+	if err := db.checkOpen("MarkSent"); err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		in := sqlbatch.New(tx, `INSERT INTO _tether_push (tbl, id, change)`,
+			`ON CONFLICT (tbl, id) DO UPDATE SET change = excluded.change`, 3)
+		for i, r := range b.Rows {
+			if err := in.Add(ctx, r.Table, r.ID, b.changes[i]); err != nil {
+				return fmt.Errorf("record sent rows: %w", err)
+			}
+		}
+		if err := in.Flush(ctx); err != nil {
+			return fmt.Errorf("record sent rows: %w", err)
+		}
+		return savePushState(ctx, tx, st)
+	})
+}
+
+// ForgetFinal forgets the last batch of the push session, recorded as sent
+// with the commit (PushState.Final), when the server did not commit it:
+// its rows stay dirty, for the next batch or session to send again.
+func (s *Syncer) ForgetFinal(ctx context.Context) error {
+	db := s.db
+	if err := db.checkOpen("ForgetFinal"); err != nil {
+		return err
+	}
+	st, err := s.PushState(ctx)
+	if err != nil || !st.Final {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		// The final batch's rows are those recorded after the position.
+		for i := st.Pos.Table; i < len(db.tables); i++ {
+			q, args := `DELETE FROM _tether_push WHERE tbl = ?`, []any{db.tables[i].name}
+			if i == st.Pos.Table {
+				q, args = q+` AND id > ?`, append(args, st.Pos.After)
+			}
+			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+				return fmt.Errorf("forget final batch: %w", err)
+			}
+		}
+		st.Final = false
+		return savePushState(ctx, tx, st)
+	})
+}
+
+// FinishPush applies the server's answer to a committed session: rows
+// unchanged since they were read are clean at the new version; rows edited
+// meanwhile stay dirty (G2); rows whose conflict the server's row or a
+// merge won take the winning row, unless edited meanwhile. Every conflict
+// is recorded in the conflict log (see Conflicts). It ends the push
+// session.
+//
+// With own, the session is recorded as one whose rows this database holds
+// as pushed (see OwnSessions).
+func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error {
+	db := s.db
+	if err := db.checkOpen("FinishPush"); err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		return suppressed(ctx, tx, func() error {
+			if err := db.acknowledge(ctx, tx, c.Version); err != nil {
+				return err
+			}
+			if err := db.settleConflicts(ctx, tx, c.Conflicts); err != nil {
+				return err
+			}
+			if err := db.endPush(ctx, tx, c.Version, own); err != nil {
+				return err
+			}
+			return db.expireConflicts(ctx, tx)
+		})
+	})
+}
+
+// acknowledge marks the rows sent in the session as held by the server at
+// version: clean, unless edited since they were read.
+func (db *DB) acknowledge(ctx context.Context, tx *sql.Tx, version int64) error {
+	for _, t := range db.tables {
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %[1]s SET
+			"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
+			"_changed" = CASE WHEN %[1]s."_change" = p.change THEN '' ELSE %[1]s."_changed" END,
+			"_version" = ?,
+			"_stale" = 0 -- the server holds it at this version: a rebuild under way keeps it
+			FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, sqlident.Quote(t.name)), version, t.name)
+		if err != nil {
+			return fmt.Errorf("acknowledge %s: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// settleConflicts logs each conflict and applies the rows the server kept.
+func (db *DB) settleConflicts(ctx context.Context, tx *sql.Tx, conflicts []wire.Conflict) error {
+	for _, cf := range conflicts {
+		if err := db.logConflict(ctx, tx, cf); err != nil {
+			return err
+		}
+		if cf.Winner == wire.WinnerClient {
+			continue
+		}
+		if err := db.applyWinner(ctx, tx, cf.Row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyWinner stores a row the server kept in a conflict. A row edited
+// since it was pushed keeps its edit, now based on the winner's version.
+func (db *DB) applyWinner(ctx context.Context, tx *sql.Tx, r wire.Row) error {
+	t := db.byName[r.Table]
+	if t == nil {
+		return fmt.Errorf("conflict on unknown table %q", r.Table)
+	}
+	db.clock.Observe(r.HLC)
+	var dirty int
+	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty" FROM %s WHERE "id" = ?`, sqlident.Quote(t.name)), r.ID).Scan(&dirty)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("conflict %s %q: %w", t.name, r.ID, err)
+	}
+	if dirty != 0 {
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_version" = ? WHERE "id" = ?`, sqlident.Quote(t.name)), r.Version, r.ID)
+		return err
+	}
+	return t.upsertRemote(ctx, tx, r)
+}
+
+// endPush ends the push session, committed at version, and stores the
+// clock.
+func (db *DB) endPush(ctx context.Context, tx *sql.Tx, version int64, own bool) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
+		return err
+	}
+	// This database holds what it pushed in the session, as the server
+	// kept it: the next pull need not bring it back (see OwnSessions).
+	session, err := getState(ctx, tx, statePushSession)
+	if err != nil {
+		return err
+	}
+	if session != "" && own {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO _tether_own (session, version) VALUES (?, ?)`, session, version); err != nil {
+			return fmt.Errorf("record own session: %w", err)
+		}
+	}
+	if err := savePushState(ctx, tx, PushState{}); err != nil {
+		return err
+	}
+	return setState(ctx, tx, stateClock, db.clock.last())
+}
+
+// expireConflicts removes the closed conflict log entries past their
+// retention.
+func (db *DB) expireConflicts(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_conflicts WHERE state <> 'open' AND at < ?`,
+		entity.FormatTime(db.clock.now().Add(-db.conflictRetention))); err != nil {
+		return fmt.Errorf("conflict log retention: %w", err)
+	}
+	return nil
+}

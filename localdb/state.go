@@ -1,0 +1,126 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// Keys of _tether_state, the store's small persisted values.
+const (
+	stateDevice = "device"
+	stateClock  = "clock"
+	// stateRefill is the latest version a device held when its app
+	// version added tables or columns: pulled rows up to it are rewritten
+	// even at the version the device holds, to fill the new columns.
+	stateRefill      = "refill"
+	stateTenant      = "tenant"
+	stateRegistered  = "registered"
+	stateCursor      = "pull_cursor"
+	statePushSession = "push_session"
+	statePushSeq     = "push_seq"
+	statePushPos     = "push_pos"
+	statePushFinal   = "push_final"
+	statePushAttempt = "push_attempt"
+	// stateRebuild holds the snapshot position of a rebuild under way ("-"
+	// at its start); absent when none is.
+	stateRebuild = "rebuild"
+)
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// getState returns the value stored under key, or "".
+func getState(ctx context.Context, q execer, key string) (string, error) {
+	var v string
+	err := q.QueryRowContext(ctx, `SELECT value FROM _tether_state WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read state %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// setState stores value under key.
+func setState(ctx context.Context, q execer, key, value string) error {
+	_, err := q.ExecContext(ctx, `INSERT INTO _tether_state (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("write state %s: %w", key, err)
+	}
+	return nil
+}
+
+// Tenant returns the tenant the database was bound to by its first
+// successful sync, or "".
+func (s *Syncer) Tenant(ctx context.Context) (string, error) {
+	db := s.db
+	if err := db.checkOpen("Tenant"); err != nil {
+		return "", err
+	}
+	t, err := getState(ctx, db.sql, stateTenant)
+	if err != nil {
+		return "", fmt.Errorf("localdb: %w", err)
+	}
+	return t, nil
+}
+
+// BindTenant binds the database to tenant on first use, and afterwards
+// returns an error wrapping ErrOtherTenant for any other tenant: a
+// database never mixes the rows of two tenants.
+func (s *Syncer) BindTenant(ctx context.Context, tenant string) error {
+	db := s.db
+	if err := db.checkOpen("BindTenant"); err != nil {
+		return err
+	}
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := getState(ctx, tx, stateTenant)
+		if err != nil {
+			return err
+		}
+		switch cur {
+		case tenant:
+			return nil
+		case "":
+			return setState(ctx, tx, stateTenant, tenant)
+		}
+		return fmt.Errorf("%w: it holds tenant %q, and the credentials are for %q", ErrOtherTenant, cur, tenant)
+	})
+}
+
+// Registration returns the mark SetRegistration stored, or "".
+func (s *Syncer) Registration(ctx context.Context) (string, error) {
+	db := s.db
+	if err := db.checkOpen("Registration"); err != nil {
+		return "", err
+	}
+	m, err := getState(ctx, db.sql, stateRegistered)
+	if err != nil {
+		return "", fmt.Errorf("localdb: %w", err)
+	}
+	return m, nil
+}
+
+// SetRegistration stores an opaque mark of what the device registered with
+// the server (the coordinator's is a hash of the schema sent): while it is
+// the same, the device need not register again. "" forgets it.
+func (s *Syncer) SetRegistration(ctx context.Context, mark string) error {
+	db := s.db
+	if err := db.checkOpen("SetRegistration"); err != nil {
+		return err
+	}
+	if err := setState(ctx, db.sql, stateRegistered, mark); err != nil {
+		return fmt.Errorf("localdb: %w", err)
+	}
+	return nil
+}
+
+// badState is the error for a stored value of key that does not parse.
+func badState(key, value string, err error) error {
+	return fmt.Errorf("stored state %s is %q: %w", key, value, err)
+}

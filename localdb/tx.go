@@ -1,0 +1,89 @@
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"fmt"
+)
+
+// The transactions of the store. Every write of the engines runs in one
+// of them, so that its rows and the state after them are stored together.
+
+// inTx runs fn in a write transaction.
+func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.sql.BeginTx(ctx, nil)
+	return runTx(tx, err, fn)
+}
+
+// inTxUnchecked runs fn in a write transaction with foreign keys not
+// enforced. Pulled rows come in commit order of their latest versions, so a
+// child may arrive a page before its parent (a parent updated after its
+// child was written); the server's rows are consistent, and the references
+// hold again once the pull is complete.
+func (db *DB) inTxUnchecked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// The pragma is a no-op inside a transaction: set it around one.
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return err
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`); err != nil {
+			// Never hand a connection without foreign keys back to the pool.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	return runTx(tx, err, fn)
+}
+
+// runTx runs fn in tx, just begun with error err, and commits it when fn
+// succeeds.
+func runTx(tx *sql.Tx, err error, fn func(tx *sql.Tx) error) error {
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// readTx runs fn in a read transaction: one consistent snapshot.
+func (db *DB) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.sql.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// setSuppress turns the change-tracking triggers off (on) or back on: the
+// engines' own writes to synced tables are not local edits.
+func setSuppress(ctx context.Context, tx *sql.Tx, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE _tether_ctl SET suppress = ?`, v); err != nil {
+		return fmt.Errorf("set tracking suppression: %w", err)
+	}
+	return nil
+}
+
+// suppressed runs fn in tx with change tracking suppressed.
+func suppressed(ctx context.Context, tx *sql.Tx, fn func() error) error {
+	if err := setSuppress(ctx, tx, true); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		return err
+	}
+	return setSuppress(ctx, tx, false)
+}
