@@ -19,7 +19,7 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 		return err
 	}
 	c.api.SetTenant(tenant)
-	schema := c.db.Registry().Schema()
+	schema := c.db.Syncer().Registry().Schema()
 	js, err := json.Marshal(schema)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)

@@ -219,8 +219,6 @@ func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) e
 // device to the server and breaks clock ties.
 func (db *DB) DeviceID() string { return db.device }
 
-// Registry returns the registry the database was opened with.
-func (db *DB) Registry() *entity.Registry { return db.reg }
 
 // SQL returns the underlying database for the application's own queries.
 // Inserts, updates and deletes it makes on synced tables are tracked like

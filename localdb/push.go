@@ -1,7 +1,6 @@
 package localdb
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -38,7 +37,7 @@ type PushState struct {
 	// Final reports that batch Seq, the session's last, was sent with the
 	// commit and its answer is unknown: it is recorded as sent (MarkSent),
 	// and Seq and Pos are still before it. Whether it was committed is
-	// for the server's answer to the commit to tell (wire.Commit.Batches):
+	// for the server's answer to the settle to tell (wire.Commit.Settled):
 	// FinishPush if it was, ForgetFinal if not.
 	Final bool
 	// FinalDigest is the digest of the last batch's body, with Final
@@ -97,9 +96,6 @@ func readPushState(ctx context.Context, q execer) (PushState, error) {
 		return PushState{}, err
 	}
 	st.Final, st.FinalDigest = final != "", final
-	if final == "1" { // a last batch recorded without digest
-		st.FinalDigest = ""
-	}
 	return st, nil
 }
 
@@ -111,11 +107,10 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 	if err := setState(ctx, tx, statePushSeq, strconv.Itoa(st.Seq)); err != nil {
 		return err
 	}
-	final := ""
-	if st.Final {
-		final = cmp.Or(st.FinalDigest, "1")
+	if st.Final && st.FinalDigest == "" {
+		return errors.New("push state: a last batch recorded as sent needs the digest of its body")
 	}
-	if err := setState(ctx, tx, statePushFinal, final); err != nil {
+	if err := setState(ctx, tx, statePushFinal, st.FinalDigest); err != nil {
 		return err
 	}
 	return setState(ctx, tx, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))

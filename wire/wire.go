@@ -208,10 +208,6 @@ type Commit struct {
 	Version   int64      `json:"version"`
 	Applied   int        `json:"applied"`
 	Conflicts []Conflict `json:"conflicts,omitempty"`
-	// Batches is one more than the highest batch number the session held
-	// when it was committed by a batch sent with BatchCommit (0 for other
-	// commits).
-	Batches int `json:"batches,omitempty"`
 	// Settled reports, in the answer to a commit with
 	// CommitRequest.Settle, that the batch named there committed the
 	// session.

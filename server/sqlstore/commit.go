@@ -54,20 +54,6 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 
 // commitTx commits an open session in tx into c.
 func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, session string, resolve server.Resolver, last *server.LastBatch, c *wire.Commit) error {
-	// A commit by its last batch says how many batches it committed (a
-	// plain commit does not: clients of the first version of the
-	// one-request push took it as telling whether their last batch went
-	// in, which a stale batch could fake).
-	if last != nil {
-		var top sql.NullInt64
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT max(seq) FROM _tether_batches WHERE tenant = ? AND session = ?`),
-			p.Tenant, session).Scan(&top); err != nil {
-			return err
-		}
-		if top.Valid {
-			c.Batches = int(top.Int64) + 1
-		}
-	}
 	var err error
 	if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
 		return fmt.Errorf("next version: %w", err)
