@@ -118,7 +118,7 @@ func (db *DB) remoteRow(ctx context.Context, tx *sql.Tx, r wire.Row, notify bool
 		// The server undid this device's action to keep references whole:
 		// it goes into the conflict log, with the row as it stands here
 		// before the change.
-		cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: "reference", Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
+		cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: wire.StrategyReference, Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
 		if err := db.logConflict(ctx, tx, cf); err != nil {
 			return nil, nil, err
 		}

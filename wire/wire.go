@@ -239,9 +239,15 @@ type Conflict struct {
 	// PushedHLC is the clock stamp of the pushed row.
 	PushedHLC string `json:"pushed_hlc"`
 	// Reason says why, for a conflict the server settled to keep
-	// references whole (Strategy "reference").
+	// references whole (Strategy StrategyReference).
 	Reason string `json:"reason,omitempty"`
 }
+
+// StrategyReference is Conflict.Strategy of a conflict the server settled
+// to keep references whole (G12): a delete undone because live rows
+// reference the row, or a row deleted with the one it referenced. The
+// table's own strategies are the server's (server.Strategy).
+const StrategyReference = "reference"
 
 // Changes is the answer to GET /v1/changes.
 type Changes struct {

@@ -9,11 +9,6 @@ import (
 	"github.com/tethersync/tether/wire"
 )
 
-// strategyReference is the strategy of a conflict settled to keep references
-// whole (G12): a delete undone, or a row deleted with the one it
-// referenced.
-const strategyReference = "reference"
-
 // ref is one reference column: child.col holds ids of parent.
 type ref struct {
 	child, parent *Table
@@ -46,7 +41,7 @@ type rowKey struct{ table, id string }
 // deleted with it (cascade); a row that had to come back is never deleted
 // again in the same commit, so the rules settle. Rows of the pushed session
 // that a rule changed are reported in c as conflicts of strategy
-// strategyReference; other rows carry in "_notify" the device whose action
+// wire.StrategyReference; other rows carry in "_notify" the device whose action
 // was undone, and in "_reason" why, until they are written again.
 func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 	rs := a.s.refs
@@ -204,7 +199,7 @@ func (a *applier) rewrite(ctx context.Context, c *wire.Commit, t *Table, id stri
 		return fmt.Errorf("%s %q: %w", t.schema.Name, id, err)
 	}
 	row.Reason, row.Notify = "", ""
-	cf := wire.Conflict{Table: t.schema.Name, ID: id, Strategy: strategyReference, Winner: wire.WinnerServer, Row: row, Reason: why}
+	cf := wire.Conflict{Table: t.schema.Name, ID: id, Strategy: wire.StrategyReference, Winner: wire.WinnerServer, Row: row, Reason: why}
 	c.Conflicts = slices.DeleteFunc(c.Conflicts, func(x wire.Conflict) bool { return x.Table == cf.Table && x.ID == cf.ID })
 	c.Conflicts = append(c.Conflicts, cf)
 	return nil
