@@ -219,7 +219,6 @@ func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) e
 // device to the server and breaks clock ties.
 func (db *DB) DeviceID() string { return db.device }
 
-
 // SQL returns the underlying database for the application's own queries.
 // Inserts, updates and deletes it makes on synced tables are tracked like
 // those made through Save and Delete: a DELETE becomes a tombstone. Rows
