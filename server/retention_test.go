@@ -15,7 +15,7 @@ import (
 
 // A long run of inserts and deletes: with retention the server database
 // keeps only the live rows and what is recent; without, every tombstone,
-// session and audit entry forever. The sizes are logged (BENCHMARKS.md);
+// session and audit entry forever. The sizes are logged (docs/operations.md);
 // the test checks what the sweep leaves.
 func TestRetentionBoundsTheDatabase(t *testing.T) {
 	const sessions, perSession = 100, 100

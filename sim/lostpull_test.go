@@ -20,7 +20,7 @@ import (
 )
 
 // The smallest reproducer of what the simulation found (see
-// README "Simulation"): the answer to a device's last pull page is lost
+// docs/testing.md): the answer to a device's last pull page is lost
 // after the server recorded that the device pulled to there; a sweep then
 // purges up to that position, and the device, active all along, is
 // rebuilt on its next sync (needlessly: it only needed that page again).

@@ -51,7 +51,7 @@ var (
 	devicesFlag = flag.Int("sim.devices", 5, "devices syncing in process (one more runs in a child process)")
 	soakFlag    = flag.Bool("sim.soak", false, "soak: at least 100,000 operations")
 	// The two sub-checks the simulation found failing in the library
-	// (README "Simulation"), off by default, each with its reproducer.
+	// (docs/testing.md, "The simulation"), off by default, each with its reproducer.
 	strictRebuilds = flag.Bool("sim.strict-rebuilds", false, "fail on rebuilds that look needless (of devices the server counted active at every sweep), which the oracle's timing can misjudge; logged otherwise")
 	strictFK       = flag.Bool("sim.strict-fk", true, "fail on foreign key violations of rebuilt devices caused by pulled tombstones of children whose parent they never held (a bug the simulation found, fixed), and run TestRebuiltDeviceForeignKeys")
 	activity       = flag.Duration("sim.activity", 2*time.Second, "how long the server counts a device active after it last synced (Limits.DeviceActivity)")
