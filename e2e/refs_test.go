@@ -3,16 +3,15 @@ package e2e
 import (
 	"database/sql"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -51,16 +50,9 @@ type cLine struct {
 
 // eachStore runs f on a server over each store, for the registry reg.
 func eachStore(t *testing.T, reg *entity.Registry, f func(t *testing.T, url string)) {
-	t.Run("sqlite", func(t *testing.T) {
-		store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := db.Open(t, reg.Schema(), stores.Options{})
 		f(t, testkit.Serve(t, store, server.Options{}).URL)
-	})
-	eachSharedStore(t, func(t *testing.T, kind string) {
-		f(t, testkit.Serve(t, sharedStore(t, kind, reg), server.Options{}).URL)
 	})
 }
 
