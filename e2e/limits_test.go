@@ -40,7 +40,7 @@ func TestPushSpansSessions(t *testing.T) {
 // devices come back.
 func TestServerSweepsExpiredSessions(t *testing.T) {
 	reg := testkit.Registry(t)
-	clock := newClock()
+	clock := testkit.NewClock()
 	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), reg.Schema(), sqlitestore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

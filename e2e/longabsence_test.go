@@ -19,38 +19,14 @@ import (
 
 // eachStoreWith runs f on a server over each store with opts, server and
 // store on one fake clock. f gets the store too, to sweep it, and the clock.
-func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, url string, store server.Store, clock *clock)) {
+func eachStoreWith(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, url string, store server.Store, clock *testkit.Clock)) {
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
-		clock := newClock()
+		clock := testkit.NewClock()
 		opts := opts
 		opts.Now = clock.Now
 		store := db.Open(t, reg.Schema(), stores.Options{Now: clock.Now})
 		f(t, testkit.Serve(t, store, opts).URL, store, clock)
 	})
-}
-
-// clock is a fake clock for the time rules of a server and its store: it
-// starts at the real time and moves only by Advance. It is safe for
-// concurrent use.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Now()} }
-
-// Now returns the clock's time.
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock d forward.
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 // Devices away longer than the server keeps deletions: tombstones are
@@ -62,7 +38,7 @@ func (c *clock) Advance(d time.Duration) {
 func TestLongAbsence(t *testing.T) {
 	reg := testkit.Registry(t)
 	lim := server.Limits{DeviceActivity: time.Hour}
-	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store, clock *clock) {
+	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store, clock *testkit.Clock) {
 		dir := t.TempDir()
 		a := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 		b := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
@@ -212,7 +188,7 @@ func TestConflictLogRetention(t *testing.T) {
 func TestPurgeWhilePulling(t *testing.T) {
 	reg := testkit.Registry(t)
 	lim := server.Limits{DeviceActivity: time.Hour}
-	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store, clock *clock) {
+	eachStoreWith(t, reg, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, url string, store server.Store, clock *testkit.Clock) {
 		writer := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 		var readers []*testkit.Device
 		for range 2 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -114,7 +115,7 @@ func child(id, parentID string) wire.Row {
 type storeFixture struct {
 	t     *testing.T
 	s     server.Store
-	clock *clock // the store's clock, when it is a fake one
+	clock *testkit.Clock // the store's clock, when it is a fake one
 }
 
 func (f storeFixture) device(p server.Principal, dev string) {
@@ -199,7 +200,7 @@ func lww(_ context.Context, c server.Conflict) (server.Resolution, server.Strate
 
 func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema, now func() time.Time) server.Store) {
 	fixture := func(t *testing.T) storeFixture {
-		clock := newClock()
+		clock := testkit.NewClock()
 		return storeFixture{t: t, s: open(t, kindsSchema, clock.Now), clock: clock}
 	}
 

@@ -107,7 +107,7 @@ func must[T any](v T, err error) T {
 // A token's times are checked against JWT.Now.
 func TestJWTClock(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	clock := newClock()
+	clock := testkit.NewClock()
 	auth := &server.JWT{Secret: secret, Now: clock.Now}
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "ada", "tenant": "acme",
 		"exp": clock.Now().Add(time.Hour).Unix()}).SignedString(secret)

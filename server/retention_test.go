@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/wire"
@@ -21,7 +22,7 @@ func TestRetentionBoundsTheDatabase(t *testing.T) {
 	const sessions, perSession = 100, 100
 	size := func(retain bool) int64 {
 		path := filepath.Join(t.TempDir(), "server.db")
-		clock := newClock()
+		clock := testkit.NewClock()
 		s, err := sqlitestore.Open(path, kindsSchema, sqlitestore.Options{Now: clock.Now})
 		if err != nil {
 			t.Fatal(err)

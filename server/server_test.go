@@ -393,7 +393,7 @@ func TestResentBatchReplaces(t *testing.T) {
 // Each token has its own request budget; over it, 429 with Retry-After.
 func TestRateLimitPerToken(t *testing.T) {
 	reg := testkit.Registry(t)
-	clock := newClock()
+	clock := testkit.NewClock()
 	srv := testkit.NewServer(t, reg, server.Options{RateLimit: 0.5, RateBurst: 2, Now: clock.Now})
 	devices := srv.URL + "/v1/devices"
 	body := `{"device":"` + device + `"}`
@@ -564,7 +564,7 @@ func TestRequestMemoryBounded(t *testing.T) {
 // one included; other addresses are not held back.
 func TestFailedAuthenticationThrottled(t *testing.T) {
 	reg := testkit.Registry(t)
-	clock := newClock()
+	clock := testkit.NewClock()
 	srv := testkit.NewServer(t, reg, server.Options{AuthFailures: 0.01, AuthFailureBurst: 5, Now: clock.Now})
 	get := func(token string, from string) (*http.Response, error) {
 		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
@@ -604,7 +604,7 @@ func TestFailedAuthenticationThrottled(t *testing.T) {
 // server's clock, Options.Now.
 func TestStampsAheadOfTheServerClock(t *testing.T) {
 	reg := testkit.Registry(t)
-	clock := newClock()
+	clock := testkit.NewClock()
 	srv := testkit.NewServer(t, reg, server.Options{MaxClockSkew: time.Minute, Now: clock.Now})
 	ahead := clock.Now().Add(10 * time.Minute).UnixMilli()
 	stamp := fmt.Sprintf("%013d.000000.%s", ahead, device)
