@@ -50,6 +50,7 @@ func main() {
 	}
 }
 
+// device is one device: its local store and its coordinator.
 type device struct {
 	name string
 	db   *localdb.DB
@@ -67,68 +68,101 @@ func run(ctx context.Context) error {
 	if err := reg.Register(Customer{}, Order{}); err != nil {
 		return err
 	}
-
-	// The server: SQLite store, two users of tenant "acme".
-	store, err := sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema(), sqlitestore.Options{})
+	store, url, stop, err := startServer(dir, reg)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
-	srv, err := server.New(store, server.Options{Auth: server.StaticTokens{
-		"token-laptop": {Tenant: "acme", User: "ada"},
-		"token-phone":  {Tenant: "acme", User: "bob"},
-	}})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go http.Serve(ln, srv)
-	url := "http://" + ln.Addr().String()
-	fmt.Println("server listening on", url)
-
-	open := func(name, token string) (*device, error) {
-		db, err := localdb.Open(ctx, filepath.Join(dir, name+".db"), reg)
-		if err != nil {
-			return nil, err
-		}
-		api := client.New(url, client.Options{Token: token})
-		co := coordinator.New(db, api, coordinator.Options{
-			OnConflict: func(c coordinator.Conflict) {
-				fmt.Printf("  %s: conflict on %s %s resolved by %s, local version kept: %v\n",
-					name, c.Table, c.ID[:8], c.Strategy, c.LocalWon)
-			},
-		})
-		return &device{name, db, co}, nil
-	}
-	laptop, err := open("laptop", "token-laptop")
+	defer stop()
+	laptop, err := openDevice(ctx, dir, reg, url, "laptop", "token-laptop")
 	if err != nil {
 		return err
 	}
 	defer laptop.db.Close()
-	phone, err := open("phone", "token-phone")
+	phone, err := openDevice(ctx, dir, reg, url, "phone", "token-phone")
 	if err != nil {
 		return err
 	}
 	defer phone.db.Close()
 
-	sync := func(d *device) error {
-		rep, err := d.co.SyncNow(ctx)
-		if err != nil {
-			return fmt.Errorf("%s: sync: %w", d.name, err)
-		}
-		fmt.Printf("  %s synced: pushed %v, applied %d pulled rows, %d conflicts, %d bytes up, %d down\n",
-			d.name, rep.Pushed, rep.Applied, rep.Conflicts, rep.BytesSent, rep.BytesReceived)
-		return nil
+	ada, bob, err := firstSync(ctx, laptop, phone)
+	if err != nil {
+		return err
 	}
+	if err := offlineEdits(ctx, laptop, phone, ada, bob); err != nil {
+		return err
+	}
+	fmt.Println("\n3. Back online: laptop, phone, laptop sync. Last writer wins the conflict.")
+	for _, d := range []*device{laptop, phone, laptop} {
+		if err := d.sync(ctx); err != nil {
+			return err
+		}
+	}
+	return compare(ctx, store, laptop, phone)
+}
 
+// startServer starts the server on loopback: a SQLite store in dir, two
+// users of tenant "acme". stop closes it.
+func startServer(dir string, reg *entity.Registry) (store *sqlitestore.Store, url string, stop func(), err error) {
+	store, err = sqlitestore.Open(filepath.Join(dir, "server.db"), reg.Schema(), sqlitestore.Options{})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	srv, err := server.New(store, server.Options{Auth: server.StaticTokens{
+		"token-laptop": {Tenant: "acme", User: "ada"},
+		"token-phone":  {Tenant: "acme", User: "bob"},
+	}})
+	if err != nil {
+		store.Close()
+		return nil, "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		store.Close()
+		return nil, "", nil, err
+	}
+	go http.Serve(ln, srv)
+	url = "http://" + ln.Addr().String()
+	fmt.Println("server listening on", url)
+	return store, url, func() { ln.Close(); srv.Close(); store.Close() }, nil
+}
+
+// openDevice opens a device's local store in dir and its coordinator,
+// which prints each conflict it learns of.
+func openDevice(ctx context.Context, dir string, reg *entity.Registry, url, name, token string) (*device, error) {
+	db, err := localdb.Open(ctx, filepath.Join(dir, name+".db"), reg)
+	if err != nil {
+		return nil, err
+	}
+	api := client.New(url, client.Options{Token: token})
+	co := coordinator.New(db, api, coordinator.Options{
+		OnConflict: func(c coordinator.Conflict) {
+			fmt.Printf("  %s: conflict on %s %s resolved by %s, local version kept: %v\n",
+				name, c.Table, c.ID[:8], c.Strategy, c.LocalWon)
+		},
+	})
+	return &device{name, db, co}, nil
+}
+
+// sync runs one SyncNow and prints its report.
+func (d *device) sync(ctx context.Context) error {
+	rep, err := d.co.SyncNow(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: sync: %w", d.name, err)
+	}
+	fmt.Printf("  %s synced: pushed %v, applied %d pulled rows, %d conflicts, %d bytes up, %d down\n",
+		d.name, rep.Pushed, rep.Applied, rep.Conflicts, rep.BytesSent, rep.BytesReceived)
+	return nil
+}
+
+// firstSync: the laptop records two customers and an order in one
+// transaction and syncs; the phone syncs.
+// It returns the two customers.
+func firstSync(ctx context.Context, laptop, phone *device) (ada, bob Customer, err error) {
 	fmt.Println("\n1. The laptop records two customers and an order, then syncs; the phone syncs.")
 	email := "ada@example.com"
-	ada := Customer{Name: "Ada", Email: &email, Tags: []string{"vip"}}
-	bob := Customer{Name: "Bob"}
+	ada = Customer{Name: "Ada", Email: &email, Tags: []string{"vip"}}
+	bob = Customer{Name: "Bob"}
 	err = laptop.db.Update(ctx, func(tx *localdb.Tx) error {
 		if err := tx.Save(ctx, &ada); err != nil {
 			return err
@@ -138,16 +172,18 @@ func run(ctx context.Context) error {
 		}
 		return tx.Save(ctx, &Order{CustomerID: ada.ID, Total: 99.5, PlacedAt: time.Now()})
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = laptop.sync(ctx)
 	}
-	if err := sync(laptop); err != nil {
-		return err
+	if err == nil {
+		err = phone.sync(ctx)
 	}
-	if err := sync(phone); err != nil {
-		return err
-	}
+	return ada, bob, err
+}
 
+// offlineEdits: both devices edit while offline; both rename Ada (a
+// conflict), the phone deletes Bob, the laptop adds Cy.
+func offlineEdits(ctx context.Context, laptop, phone *device, ada, bob Customer) error {
 	fmt.Println("\n2. Both go offline and edit: both rename Ada (a conflict), the phone deletes Bob,")
 	fmt.Println("   the laptop adds Cy.")
 	ada.Name = "Ada Lovelace"
@@ -172,14 +208,12 @@ func run(ctx context.Context) error {
 	n, _ := laptop.db.Pending(ctx)
 	m, _ := phone.db.Pending(ctx)
 	fmt.Printf("  pending changes: laptop %d, phone %d\n", n, m)
+	return nil
+}
 
-	fmt.Println("\n3. Back online: laptop, phone, laptop sync. Last writer wins the conflict.")
-	for _, d := range []*device{laptop, phone, laptop} {
-		if err := sync(d); err != nil {
-			return err
-		}
-	}
-
+// compare prints what each device and the server hold, and fails unless
+// they agree.
+func compare(ctx context.Context, store *sqlitestore.Store, laptop, phone *device) error {
 	fmt.Println("\n4. What each side holds:")
 	lap, err := customers(ctx, laptop.db)
 	if err != nil {
