@@ -366,3 +366,37 @@ func TestChangedColumns(t *testing.T) {
 		t.Errorf("after plain SQL on the body: Changed=%v, want title and body", got)
 	}
 }
+
+// A last batch recorded as sent with its commit (PushState.Final) and then
+// forgotten, because the server refused it, leaves the push state at the
+// batches the server acknowledged: the next push resends it, it does not
+// settle a batch the server never staged.
+func TestForgetFinal(t *testing.T) {
+	db := newDB(t)
+	s := db.Syncer()
+	db.Save(ctx, &Note{Title: "a"})
+	if err := s.BeginPush(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := s.NextDirty(ctx, localdb.PushPos{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := localdb.PushState{Session: "s1", Final: true, FinalDigest: "abc"}
+	if err := s.MarkSent(ctx, batch, final); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.PushState(ctx); err != nil || !st.Final || st.FinalDigest != "abc" {
+		t.Fatalf("PushState after MarkSent with Final=%+v, %v; want Final with digest abc", st, err)
+	}
+	if err := s.ForgetFinal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.PushState(ctx)
+	if err != nil || st.Final || st.FinalDigest != "" || st.Session != "s1" || st.Seq != 0 {
+		t.Errorf("PushState after ForgetFinal=%+v, %v; want session s1 at batch 0, not final", st, err)
+	}
+	if err := s.MarkSent(ctx, batch, localdb.PushState{Session: "s1", Final: true}); err == nil {
+		t.Errorf("MarkSent of a final batch without digest succeeded, want an error")
+	}
+}

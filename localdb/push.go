@@ -107,10 +107,14 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 	if err := setState(ctx, tx, statePushSeq, strconv.Itoa(st.Seq)); err != nil {
 		return err
 	}
-	if st.Final && st.FinalDigest == "" {
-		return errors.New("push state: a last batch recorded as sent needs the digest of its body")
+	final := ""
+	if st.Final {
+		if st.FinalDigest == "" {
+			return errors.New("push state: a last batch recorded as sent needs the digest of its body")
+		}
+		final = st.FinalDigest
 	}
-	if err := setState(ctx, tx, statePushFinal, st.FinalDigest); err != nil {
+	if err := setState(ctx, tx, statePushFinal, final); err != nil {
 		return err
 	}
 	return setState(ctx, tx, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))
