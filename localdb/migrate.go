@@ -4,10 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
+
+	"github.com/tethersync/tether/entity"
 )
 
 // migrations are the layouts of the store's own tables, in order: step i
-// takes a database from PRAGMA user_version i to i+1. The next change of
+// takes a database from layout i to i+1, and is recorded in
+// _tether_migrations (PRAGMA user_version is the app's: tether leaves it
+// alone). The next change of
 // layout is one more step at the end; a step is never edited once a
 // version of tether that applies it has shipped. (The app's tables are not
 // here: they follow the registry, see table.create.) A step that changes
@@ -27,15 +32,18 @@ CREATE TABLE _tether_own (seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NO
 }
 
 // migrate applies in tx the steps of migrations the database has not had
-// yet, and records the layout in PRAGMA user_version. It refuses a
-// database of a later layout, made by a newer version of tether.
+// yet, and records each in _tether_migrations. It refuses a database of a
+// later layout, made by a newer version of tether.
 func migrate(ctx context.Context, tx *sql.Tx) error {
 	return migrateTo(ctx, tx, migrations)
 }
 
 func migrateTo(ctx context.Context, tx *sql.Tx, steps []string) error {
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS _tether_migrations (step INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("layout steps table: %w", err)
+	}
 	var have int
-	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&have); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(step), 0) FROM _tether_migrations`).Scan(&have); err != nil {
 		return fmt.Errorf("read layout version: %w", err)
 	}
 	if have > len(steps) {
@@ -45,13 +53,10 @@ func migrateTo(ctx context.Context, tx *sql.Tx, steps []string) error {
 		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
 			return fmt.Errorf("layout step %d: %w", i+1, err)
 		}
-	}
-	if have == len(steps) {
-		return nil
-	}
-	// A pragma takes no parameters; the value is a number.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(steps))); err != nil {
-		return fmt.Errorf("record layout version: %w", err)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO _tether_migrations (step, applied_at) VALUES (?, ?)`,
+			i+1, entity.FormatTime(time.Now())); err != nil {
+			return fmt.Errorf("record layout step %d: %w", i+1, err)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,15 @@ import (
 	"github.com/tethersync/tether/entity"
 )
 
+func layoutVersion(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var v int
+	if err := db.QueryRow(`SELECT max(step) FROM _tether_migrations`).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func userVersion(t *testing.T, db *sql.DB) int {
 	t.Helper()
 	var v int
@@ -29,14 +38,14 @@ func TestMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := userVersion(t, db.sql), len(migrations); got != want {
-		t.Fatalf("user_version=%d, want %d", got, want)
+	if got, want := layoutVersion(t, db.sql), len(migrations); got != want {
+		t.Fatalf("layout version=%d, want %d", got, want)
 	}
 	db.Close()
 	if db, err = Open(ctx, path, reg); err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
-	if _, err := db.sql.Exec(`PRAGMA user_version = 1000`); err != nil {
+	if _, err := db.sql.Exec(`INSERT INTO _tether_migrations (step, applied_at) VALUES (1000, '')`); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -60,7 +69,33 @@ func TestMigrationAdded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, want := userVersion(t, db.sql), len(steps); got != want {
-		t.Errorf("user_version=%d, want %d", got, want)
+	if got, want := layoutVersion(t, db.sql), len(steps); got != want {
+		t.Errorf("layout version=%d, want %d", got, want)
+	}
+}
+
+// PRAGMA user_version is the app's: a file whose app set it opens, and
+// keeps the app's value.
+func TestUserVersionIsTheApps(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "app.db")
+	raw, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Exec(`CREATE TABLE app_settings (k TEXT); PRAGMA user_version = 3`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	db, err := Open(ctx, path, entity.NewRegistry())
+	if err != nil {
+		t.Fatalf("Open of a file whose app set user_version: %v", err)
+	}
+	defer db.Close()
+	if got := userVersion(t, db.sql); got != 3 {
+		t.Errorf("user_version=%d after Open, want the app's 3", got)
+	}
+	if got, want := layoutVersion(t, db.sql), len(migrations); got != want {
+		t.Errorf("layout version=%d, want %d", got, want)
 	}
 }
