@@ -111,6 +111,7 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 		cols         []string
 	}{
 		{"_tether_sessions", "_tether_sessions__open", []string{"tenant", "device", "user_name", "committed_at"}},
+		{"_tether_sessions", "_tether_sessions__committed", []string{"committed_at"}},
 		{"_tether_stage_parents", "_tether_stage_parents__seq", []string{"_tenant", "_session", "_seq"}},
 		{"parents", "parents__changes", []string{"_tenant", "_version", "id"}},
 		{"children", "children__ref_parent_id", []string{"_tenant", "parent_id"}},
@@ -267,4 +268,38 @@ func column(ctx context.Context, db *sql.DB, query string, args ...any) ([]strin
 		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+// The queries that run for every push and at every sweep seek an index on
+// SQLite instead of reading every session of every tenant (kept for
+// SessionRetention).
+func TestSessionQueriesUseIndexes(t *testing.T) {
+	s, err := sqlitestore.Open(filepath.Join(t.TempDir(), "server.db"), layoutSchema, sqlitestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, q := range []string{
+		`SELECT count(*) FROM _tether_sessions WHERE tenant = 'a' AND device = 'd' AND user_name = 'u' AND committed_at IS NULL`,
+		`SELECT tenant, id FROM _tether_sessions WHERE committed_at IS NULL AND coalesce(touched_at, created_at) < '2026' LIMIT 10`,
+		`SELECT tenant, id FROM _tether_sessions WHERE committed_at IS NOT NULL AND committed_at < '2026' LIMIT 10`,
+	} {
+		rows, err := s.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var details []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			details = append(details, detail)
+		}
+		rows.Close()
+		if got := strings.Join(details, "; "); !strings.Contains(got, "USING") || !strings.Contains(got, "INDEX") {
+			t.Errorf("plan of %s: %s; want an index", q, got)
+		}
+	}
 }

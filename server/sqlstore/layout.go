@@ -146,7 +146,14 @@ func bookkeeping() []TableDef {
 		// A device's open sessions are counted at every open: without
 		// it, every committed session of the tenant (kept for
 		// SessionRetention) would be read.
-		Indexes: []Index{{Name: "_tether_sessions__open", Columns: []string{"tenant", "device", "user_name", "committed_at"}}},
+		// The sweep finds expired open sessions (committed_at IS NULL)
+		// and committed ones past retention by committed_at alone: without
+		// the second index it would read every session of every tenant
+		// at each run.
+		Indexes: []Index{
+			{Name: "_tether_sessions__open", Columns: []string{"tenant", "device", "user_name", "committed_at"}},
+			{Name: "_tether_sessions__committed", Columns: []string{"committed_at"}},
+		},
 	}, {
 		Name: "_tether_batches",
 		Columns: []Column{col("tenant", TypeKey), col("session", TypeID), col("seq", TypeInt), col("tbl", TypeID),
