@@ -228,8 +228,8 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 // Close closes the database. Every method called afterwards returns an
 // error wrapping ErrClosed; a method already running when Close is called
 // may instead fail with database/sql's error for a closed database.
-// Closing again does nothing and returns nil. DeviceID and Registry keep
-// working after Close, and SQL returns the closed *sql.DB.
+// Closing again does nothing and returns nil. DeviceID keeps working
+// after Close, and SQL returns the closed *sql.DB.
 func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return nil

@@ -8,8 +8,10 @@ import (
 
 // migrations are the steps of the bookkeeping tables' layout, in order:
 // step n is migrations[n-1]. A database records the steps it has applied
-// in _tether_migrations, in the transaction that applies them. A change of
-// the layout is a new step at the end; an applied step never changes.
+// in _tether_migrations, in the transaction that applies them (on MySQL,
+// DDL commits on its own: the steps are written to be run again safely,
+// IF NOT EXISTS). A change of the layout is a new step at the end; an
+// applied step never changes.
 var migrations = []func(ctx context.Context, m *migrator) error{
 	// 1: the layout of the first release.
 	func(ctx context.Context, m *migrator) error {

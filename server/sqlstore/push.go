@@ -189,12 +189,6 @@ func (s *Store) bounded(ctx context.Context, tx *sql.Tx, p server.Principal, ses
 	return nil
 }
 
-// StageBatch implements server.Store.
-func (s *Store) StageBatch(ctx context.Context, p server.Principal, device, session string, seq int, rows []wire.Row, lim server.Limits) error {
-	_, err := s.Push(ctx, p, device, session, seq, rows, server.PushOptions{Limits: lim})
-	return err
-}
-
 // Push implements server.Store: it opens the session if asked, stages the
 // batch and commits the session if asked, in one transaction.
 func (s *Store) Push(ctx context.Context, p server.Principal, device, session string, seq int, rows []wire.Row, o server.PushOptions) (*wire.Commit, error) {

@@ -102,8 +102,8 @@ func changedJSON(t *entity.Table, r wire.Row) string {
 // present says which of t's columns (but id) a pushed row holds, one
 // character each in schema order: '1' for a column it holds, '0' for one
 // it does not (its device's app version lacks it, or it is a tombstone
-// without values). A merge writes only the columns a row holds; "" (rows
-// staged by earlier versions) stands for all of them.
+// without values). A merge writes only the columns a row holds; "" (a table of
+// only an id) stands for all of them.
 func present(t *entity.Table, r wire.Row) string {
 	b := make([]byte, len(t.Columns)-1)
 	for i, c := range t.Columns[1:] {
