@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -23,6 +24,9 @@ type Options struct {
 	// device activity, retention and the times it records. Default
 	// time.Now; tests set it to move time without waiting.
 	Now func() time.Time
+	// Logger receives the store's background errors: a lost event
+	// listener, and its recovery. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Open connects to the MySQL or MariaDB database named by dsn and creates
@@ -46,7 +50,7 @@ func Open(ctx context.Context, dsn string, schema entity.Schema, opts Options) (
 		db.Close()
 		return nil, fmt.Errorf("mysqlstore: open: %w", err)
 	}
-	s, err := sqlstore.New(ctx, db, d, schema, sqlstore.Options{Now: opts.Now})
+	s, err := sqlstore.New(ctx, db, d, schema, sqlstore.Options{Now: opts.Now, Logger: opts.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("mysqlstore: open: %w", err)
 	}

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,6 +22,9 @@ type Options struct {
 	// device activity, retention and the times it records. Default
 	// time.Now; tests set it to move time without waiting.
 	Now func() time.Time
+	// Logger receives the store's background errors: a lost event
+	// listener, and its recovery. Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
@@ -35,6 +39,7 @@ func Open(ctx context.Context, url string, schema entity.Schema, opts Options) (
 	d := &dialect{pool: pool}
 	s, err := sqlstore.New(ctx, stdlib.OpenDBFromPool(pool), d, schema, sqlstore.Options{
 		Now:     opts.Now,
+		Logger:  opts.Logger,
 		OnClose: func() error { pool.Close(); return nil },
 	})
 	if err != nil {
