@@ -78,8 +78,9 @@
 // session), _tether_own (sessions whose rows the device holds as pushed)
 // and _tether_conflicts (the conflict log). Their layout changes through
 // one numbered list of steps, applied in a transaction when the file is
-// opened and recorded in _tether_migrations (PRAGMA user_version is left to the app); a file of a later layout
-// than this version of tether knows is refused.
+// opened and recorded in _tether_migrations (PRAGMA user_version is left
+// to the app); a file of a later layout than this version of tether knows
+// is refused.
 //
 // # The clock
 //
