@@ -30,7 +30,9 @@ type Options struct {
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string; pool size and timeouts as pgx reads them)
 // and creates or upgrades the tables of schema. It adds missing tables and
-// columns and never drops any.
+// columns and never drops any. The pool needs at least two connections
+// (pool_max_conns >= 2): one holds the migration lock while another
+// migrates, and live events keep one listening.
 func Open(ctx context.Context, url string, schema entity.Schema, opts Options) (*Store, error) {
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
