@@ -194,16 +194,6 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	if err != nil {
 		return err
 	}
-	// The accounts' tombstones before and after: those gone were purged
-	// (a row changed meanwhile takes a version past last).
-	var last int64
-	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(_version), 0) FROM accounts WHERE _tenant = 'sim'`).Scan(&last); err != nil {
-		return err
-	}
-	before, err := strings0(ctx, db, `SELECT id FROM accounts WHERE _tenant = 'sim' AND _deleted AND _version <= ?`, last)
-	if err != nil {
-		return err
-	}
 	n, err := w.up.store.Sweep(ctx, w.lim, sweepMax)
 	if err != nil {
 		return fmt.Errorf("sweep: %w", err)
@@ -213,13 +203,15 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	if err != nil {
 		return err
 	}
-	after, err := strings0(ctx, db, `SELECT id FROM accounts WHERE _tenant = 'sim' AND (_deleted OR _version > ?)`, last)
+	// What this sweep purged, as the trigger recordDeletes installs logged
+	// it in the sweep's own transaction. (Comparing the tombstones read
+	// before the sweep with the rows left after it missed some: devices
+	// push during a sweep, and with no device active the horizon passes
+	// the latest version, so a tombstone pushed between that read and the
+	// sweep was purged unrecorded, and the row looked lost at the end.)
+	deleted, err := takeDeletes(ctx, db)
 	if err != nil {
 		return err
-	}
-	still := map[string]bool{}
-	for _, id := range after {
-		still[id] = true
 	}
 	cut := end.Add(-w.lim.DeviceActivity)
 	for _, id := range ids {
@@ -251,10 +243,15 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	h := w.hist
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, id := range before {
-		if !still[id] {
-			h.purgedAccounts[id] = true
+	for _, r := range deleted {
+		if !r.tombstone || r.version >= hz {
+			// Only purges delete rows on the server: of tombstones, before
+			// the horizon.
+			h.errs = append(h.errs, fmt.Sprintf("G1: server accounts %s (version %d, deleted %v) was deleted from the server by a sweep whose horizon is %d",
+				r.id, r.version, r.tombstone, hz))
+			continue
 		}
+		h.purgedAccounts[r.id] = true
 	}
 	h.sweeps++
 	if n > 0 { // the other retentions are left at their defaults (days): n counts tombstones
@@ -263,6 +260,48 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	}
 	h.horizon = hz
 	return nil
+}
+
+// recordDeletes installs, in the server's database, a trigger that logs
+// every row of the tenant's accounts deleted, in the transaction that
+// deletes it, for takeDeletes: the oracle learns exactly what was purged.
+func recordDeletes(ctx context.Context, db *sql.DB) error {
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS sim_deleted (id TEXT NOT NULL, version INTEGER NOT NULL, deleted INTEGER NOT NULL)`,
+		`CREATE TRIGGER IF NOT EXISTS sim_deleted_accounts AFTER DELETE ON accounts WHEN OLD._tenant = 'sim'
+		BEGIN INSERT INTO sim_deleted (id, version, deleted) VALUES (OLD.id, OLD._version, OLD._deleted); END`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("record deletes: %w", err)
+		}
+	}
+	return nil
+}
+
+// deletedRow is a row of accounts deleted on the server.
+type deletedRow struct {
+	id        string
+	version   int64
+	tombstone bool
+}
+
+// takeDeletes returns, and forgets, the rows of accounts deleted on the
+// server since it last ran.
+func takeDeletes(ctx context.Context, db *sql.DB) ([]deletedRow, error) {
+	rows, err := db.QueryContext(ctx, `DELETE FROM sim_deleted RETURNING id, version, deleted`)
+	if err != nil {
+		return nil, fmt.Errorf("deleted accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []deletedRow
+	for rows.Next() {
+		var r deletedRow
+		if err := rows.Scan(&r.id, &r.version, &r.tombstone); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 // seenAt returns when the server last saw each device of the tenant.

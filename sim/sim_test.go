@@ -214,6 +214,9 @@ func startUpstream(t *testing.T, path string, reg *entity.Registry) *upstream {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { handler.Close() })
+	if err := recordDeletes(context.Background(), store.DB()); err != nil {
+		t.Fatal(err)
+	}
 	hs := httptest.NewServer(handler)
 	return &upstream{path: path, reg: reg, store: store, hs: hs}
 }
