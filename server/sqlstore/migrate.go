@@ -10,8 +10,12 @@ import (
 // step n is migrations[n-1]. A database records the steps it has applied
 // in _tether_migrations, in the transaction that applies them (on MySQL,
 // DDL commits on its own: the steps are written to be run again safely,
-// IF NOT EXISTS). A change of the layout is a new step at the end; an
-// applied step never changes.
+// IF NOT EXISTS). Step 1 creates the tables as bookkeeping() describes
+// them now, so a fresh database starts at the current layout; a change of
+// the layout edits bookkeeping() and appends a step that brings older
+// databases there and does nothing on a fresh one (for tables, columns and
+// indexes added: m.ensure of each changed table). An applied step never
+// changes.
 var migrations = []func(ctx context.Context, m *migrator) error{
 	// 1: the layout of the first release.
 	func(ctx context.Context, m *migrator) error {
