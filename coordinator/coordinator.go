@@ -61,9 +61,10 @@ type Options struct {
 // Coordinator syncs one local database with one server. It is safe for
 // concurrent use.
 type Coordinator struct {
-	db   *localdb.DB
-	api  *client.Client
-	opts Options
+	db    *localdb.DB
+	store *localdb.Syncer // db's engine view, shared by push, pull and the rebuild
+	api   *client.Client
+	opts  Options
 
 	push *push.Engine
 	pull *pull.Engine
@@ -99,10 +100,10 @@ func New(db *localdb.DB, api *client.Client, opts Options) *Coordinator {
 	if opts.LiveDebounce <= 0 {
 		opts.LiveDebounce = 250 * time.Millisecond
 	}
-	c := &Coordinator{db: db, api: api, opts: opts}
+	c := &Coordinator{db: db, store: db.Syncer(), api: api, opts: opts}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.push = push.New(db.Syncer(), api, push.Options{BatchSize: opts.PushBatchSize, OnBatch: c.onBatch})
-	c.pull = pull.New(db.Syncer(), api, pull.Options{PageSize: opts.PullBatchSize, OnPage: c.onPage})
+	c.push = push.New(c.store, api, push.Options{BatchSize: opts.PushBatchSize, OnBatch: c.onBatch})
+	c.pull = pull.New(c.store, api, pull.Options{PageSize: opts.PullBatchSize, OnPage: c.onPage})
 	return c
 }
 

@@ -126,7 +126,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 	}
 	for attempt := 0; ; attempt++ {
 		// A rebuild cut short goes on first; then the pull.
-		if _, under, err := c.db.Syncer().RebuildCursor(ctx); err != nil {
+		if _, under, err := c.store.RebuildCursor(ctx); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		} else if under {
 			if err := c.rebuild(ctx, r, rep); err != nil {
@@ -149,7 +149,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 		// Away longer than the server keeps deletions: rebuild from its
 		// snapshot, keeping what was edited here, then pull on.
 		c.opts.Logger.Info("sync: the server's history no longer reaches this device's cursor: rebuilding from a snapshot")
-		if err := c.db.Syncer().BeginRebuild(ctx); err != nil {
+		if err := c.store.BeginRebuild(ctx); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 // (resumable: each page is stored with its position), then ends the
 // rebuild and leaves the pull to go on from where the snapshot started.
 func (c *Coordinator) rebuild(ctx context.Context, r *run, rep *Report) error {
-	cursor, _, err := c.db.Syncer().RebuildCursor(ctx)
+	cursor, _, err := c.store.RebuildCursor(ctx)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
@@ -23,7 +23,7 @@ func (c *Coordinator) rebuild(ctx context.Context, r *run, rep *Report) error {
 		}
 		page, err := c.api.Snapshot(ctx, c.db.DeviceID(), cursor, wire.BatchSize(c.opts.PullBatchSize))
 		if err == nil {
-			_, err = c.db.Syncer().ApplySnapshot(ctx, page.Rows, page.Cursor)
+			_, err = c.store.ApplySnapshot(ctx, page.Rows, page.Cursor)
 		}
 		r.leave()
 		if err != nil {
@@ -39,7 +39,7 @@ func (c *Coordinator) rebuild(ctx context.Context, r *run, rep *Report) error {
 		c.report(Progress{Phase: PhaseRebuild, Done: done, Total: max(total, done)})
 		cursor = page.Cursor
 		if !page.More {
-			if _, err := c.db.Syncer().FinishRebuild(ctx, page.Resume); err != nil {
+			if _, err := c.store.FinishRebuild(ctx, page.Resume); err != nil {
 				return fmt.Errorf("sync: %w", err)
 			}
 			rep.Rebuilt = true

@@ -14,12 +14,12 @@ import (
 // database's tenant in every request, so that the server refuses
 // credentials of another tenant without a registration first.
 func (c *Coordinator) register(ctx context.Context, force bool) error {
-	tenant, err := c.db.Syncer().Tenant(ctx)
+	tenant, err := c.store.Tenant(ctx)
 	if err != nil {
 		return err
 	}
 	c.api.SetTenant(tenant)
-	schema := c.db.Syncer().Registry().Schema()
+	schema := c.store.Registry().Schema()
 	js, err := json.Marshal(schema)
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
@@ -27,7 +27,7 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 	sum := sha256.Sum256(js)
 	mark := hex.EncodeToString(sum[:])
 	if !force && tenant != "" {
-		if done, err := c.db.Syncer().Registration(ctx); err != nil || done == mark {
+		if done, err := c.store.Registration(ctx); err != nil || done == mark {
 			return err
 		}
 	}
@@ -36,9 +36,9 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	// Before any data moves, the database must belong to this tenant.
-	if err := c.db.Syncer().BindTenant(ctx, dev.Tenant); err != nil {
+	if err := c.store.BindTenant(ctx, dev.Tenant); err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
 	c.api.SetTenant(dev.Tenant)
-	return c.db.Syncer().SetRegistration(ctx, mark)
+	return c.store.SetRegistration(ctx, mark)
 }

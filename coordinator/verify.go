@@ -40,7 +40,7 @@ func (c *Coordinator) Verify(ctx context.Context) (VerifyReport, error) {
 	// Compared: the columns this device has, which a server with a newer
 	// schema has too.
 	columns := map[string][]string{}
-	for _, t := range c.db.Syncer().Registry().Schema().Tables {
+	for _, t := range c.store.Registry().Schema().Tables {
 		for _, col := range t.Columns {
 			columns[t.Name] = append(columns[t.Name], col.Name)
 		}
@@ -54,8 +54,8 @@ func (c *Coordinator) Verify(ctx context.Context) (VerifyReport, error) {
 		byName[t.Table] = t
 	}
 	var rep VerifyReport
-	for _, e := range c.db.Syncer().Registry().Entities() {
-		local, pending, err := c.db.Syncer().Digest(ctx, e.Table.Name)
+	for _, e := range c.store.Registry().Entities() {
+		local, pending, err := c.store.Digest(ctx, e.Table.Name)
 		if err != nil {
 			return VerifyReport{}, fmt.Errorf("verify: %w", err)
 		}
