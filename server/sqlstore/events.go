@@ -3,9 +3,10 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -113,7 +114,12 @@ func (s *Store) Subscribe(ctx context.Context, tenant string) (<-chan wire.Event
 // meanwhile. It logs the first failure and the recovery, not each retry.
 func (s *Store) listen(ctx context.Context, cross CrossProcess) {
 	defer close(s.stopped)
-	var b backoff
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(100*time.Millisecond),
+		backoff.WithMaxInterval(10*time.Second),
+		backoff.WithMaxElapsedTime(0), // until the store closes
+	)
+	failures := 0
 	first := true
 	for ctx.Err() == nil {
 		err := cross.Listen(ctx, func() {
@@ -123,40 +129,24 @@ func (s *Store) listen(ctx context.Context, cross CrossProcess) {
 			} else {
 				s.events.publishAll(wire.Event{})
 			}
-			if b.failures > 0 {
-				s.log.Info("sqlstore: listening for other processes' commits again", "dialect", s.d.Name(), "failures", b.failures)
+			if failures > 0 {
+				s.log.Info("sqlstore: listening for other processes' commits again", "dialect", s.d.Name(), "failures", failures)
 			}
-			b.reset()
+			failures = 0
+			b.Reset()
 		}, func(n Notice) {
 			s.events.publish(n.Tenant, wire.Event{Version: n.Version, Device: n.Device})
 		})
 		if ctx.Err() != nil {
 			return
 		}
-		if b.failures == 0 {
+		if failures++; failures == 1 {
 			s.log.Warn("sqlstore: listening for other processes' commits failed; retrying with backoff", "dialect", s.d.Name(), "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(b.next()):
+		case <-time.After(b.NextBackOff()):
 		}
 	}
-}
-
-// backoff is the wait before listening again: from 100ms, doubled at each
-// failure up to 10s, with jitter.
-type backoff struct {
-	failures int
-	wait     time.Duration
-}
-
-func (b *backoff) reset() { *b = backoff{} }
-
-// next counts a failure and returns how long to wait: between half and all
-// of the current step.
-func (b *backoff) next() time.Duration {
-	b.failures++
-	b.wait = min(max(2*b.wait, 100*time.Millisecond), 10*time.Second)
-	return b.wait/2 + rand.N(b.wait/2+1)
 }
