@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
@@ -43,6 +42,10 @@ type rowKey struct{ table, id string }
 // that a rule changed are reported in c as conflicts of strategy
 // wire.StrategyReference; other rows carry in "_notify" the device whose action
 // was undone, and in "_reason" why, until they are written again.
+//
+// Each rule, in each round, rewrites the rows it found with a few
+// statements per refChunk rows (see rewriter), so a commit costs time
+// linear in the rows the rules rewrite.
 func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 	rs := a.s.refs
 	if len(rs) == 0 {
@@ -52,6 +55,7 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 	if err != nil {
 		return err
 	}
+	w := &rewriter{a: a, version: c.Version, own: own, reported: map[rowKey]report{}}
 	kept := map[rowKey]bool{} // restored in this commit: never deleted again
 	for round := 0; round < 2*len(a.s.tables)+2; round++ {
 		changed := false
@@ -63,35 +67,33 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 			if err != nil {
 				return err
 			}
+			gone, back := newRewrites(r.child), newRewrites(r.parent)
 			for _, p := range pairs {
 				child, parent := rowKey{r.child.schema.Name, p.child}, rowKey{r.parent.schema.Name, p.parent}
-				if p.missing {
+				switch {
+				case p.missing:
 					// Nothing to bring back (never pushed, or its tombstone
 					// purged): the row goes, and its device is told.
-					why := fmt.Sprintf("deleted: it references %s %q (%s), which does not exist", r.parent.schema.Name, p.parent, r.name)
-					if err := a.rewrite(ctx, c, r.child, p.child, true, why, own[child]); err != nil {
-						return err
-					}
-					changed = true
-					continue
-				}
-				if r.cascade && !kept[child] {
-					why := fmt.Sprintf("deleted with %s %q, which it references (%s) and which was deleted", r.parent.schema.Name, p.parent, r.name)
-					if err := a.rewrite(ctx, c, r.child, p.child, true, why, own[child]); err != nil {
-						return err
-					}
-				} else {
-					why := fmt.Sprintf("brought back: %s %q references it (%s)", r.child.schema.Name, p.child, r.name)
-					if err := a.rewrite(ctx, c, r.parent, p.parent, false, why, own[parent]); err != nil {
-						return err
-					}
+					w.add(gone, p.child, fmt.Sprintf("deleted: it references %s %q (%s), which does not exist", r.parent.schema.Name, p.parent, r.name))
+				case r.cascade && !kept[child]:
+					w.add(gone, p.child, fmt.Sprintf("deleted with %s %q, which it references (%s) and which was deleted", r.parent.schema.Name, p.parent, r.name))
+				default:
+					w.add(back, p.parent, fmt.Sprintf("brought back: %s %q references it (%s)", r.child.schema.Name, p.child, r.name))
 					kept[parent] = true
 				}
 				changed = true
 			}
+			// A row is either a live child or a deleted parent in pairs:
+			// the two sets are apart, and their order does not matter.
+			if err := w.apply(ctx, gone, true); err != nil {
+				return err
+			}
+			if err := w.apply(ctx, back, false); err != nil {
+				return err
+			}
 		}
 		if !changed {
-			return nil
+			return w.report(ctx, c)
 		}
 	}
 	return fmt.Errorf("references did not settle after %d rounds", 2*len(a.s.tables)+2)
@@ -158,49 +160,4 @@ func (a *applier) ownRows(ctx context.Context, version int64) (map[rowKey]bool, 
 		own[k] = true
 	}
 	return own, rows.Err()
-}
-
-// rewrite deletes or brings back one row in the commit: the row is written
-// at the commit's version, by the pushing device and user, and the device
-// whose action this undoes is told: the pushing one by a conflict in c
-// when the row is its own, else the row's last writer, through the row.
-func (a *applier) rewrite(ctx context.Context, c *wire.Commit, t *Table, id string, deleted bool, why string, own bool) error {
-	s := a.s
-	var notify string
-	if !own {
-		if err := a.tx.QueryRowContext(ctx, s.q(`SELECT "_origin" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`), a.p.Tenant, id).Scan(&notify); err != nil {
-			return fmt.Errorf("%s %q: %w", t.schema.Name, id, err)
-		}
-		if notify == a.device {
-			notify = "" // the pushing device's own earlier row: it pulls the change
-		}
-	}
-	_, err := a.tx.ExecContext(ctx, s.q(`UPDATE `+t.Name+` SET "_deleted" = ?, "_version" = ?, "_session" = ?, "_origin" = ?, "_modified_by" = ?,
-		"_reason" = ?, "_notify" = ?, "_pushed" = 0 WHERE "_tenant" = ? AND "id" = ?`),
-		deleted, c.Version, a.session, a.device, a.p.User, why, notify, a.p.Tenant, id)
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", t.schema.Name, id, err)
-	}
-	// The audit log records the row as this commit left it.
-	if _, err := a.tx.ExecContext(ctx, s.q(`DELETE FROM _tether_audit WHERE tenant = ? AND version = ? AND tbl = ? AND id = ?`),
-		a.p.Tenant, c.Version, t.schema.Name, id); err != nil {
-		return err
-	}
-	if _, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`), a.p.Tenant, c.Version, t.schema.Name, id, deleted, a.p.User, a.device, a.session, a.at); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	if !own {
-		return nil
-	}
-	row, err := scanRow(&t.schema, a.tx.QueryRowContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`),
-		a.p.Tenant, id).Scan)
-	if err != nil {
-		return fmt.Errorf("%s %q: %w", t.schema.Name, id, err)
-	}
-	row.Reason, row.Notify = "", ""
-	cf := wire.Conflict{Table: t.schema.Name, ID: id, Strategy: wire.StrategyReference, Winner: wire.WinnerServer, Row: row, Reason: why}
-	c.Conflicts = slices.DeleteFunc(c.Conflicts, func(x wire.Conflict) bool { return x.Table == cf.Table && x.ID == cf.ID })
-	c.Conflicts = append(c.Conflicts, cf)
-	return nil
 }
