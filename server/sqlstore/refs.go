@@ -55,7 +55,7 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 	if err != nil {
 		return err
 	}
-	w := &rewriter{a: a, version: c.Version, own: own, reported: map[rowKey]report{}}
+	w := &rewriter{a: a, version: c.Version, own: own, reported: map[rowKey]report{}, touched: map[*Table]map[string]bool{}}
 	kept := map[rowKey]bool{} // restored in this commit: never deleted again
 	for round := 0; round < 2*len(a.s.tables)+2; round++ {
 		changed := false
@@ -93,6 +93,9 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 			}
 		}
 		if !changed {
+			if err := w.audit(ctx); err != nil {
+				return err
+			}
 			return w.report(ctx, c)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -12,8 +13,18 @@ import (
 
 // refChunk is how many rows one statement of the reference rules names:
 // its parameters (about five a row) stay far below every database's
-// limit, and the CASE that gives each row its own reason stays short.
-const refChunk = 100
+// limit, the CASE that gives each row its own reason stays short, and
+// PostgreSQL, before it has statistics of a table, still looks the rows
+// up by key rather than scanning the tenant's rows (at 100 it scanned:
+// quadratic again).
+const refChunk = 16
+
+// fewRows is how many rows of a table the rules may rewrite in a commit
+// for their audit entries and conflicts to be written and read by key,
+// refChunk at a time; past it, they are all read or rewritten at once,
+// by the commit's version, which costs about what writing the commit's
+// rows did.
+const fewRows = 4 * refChunk
 
 // rewrites are the rows of one table that one rule deletes, or brings
 // back, in a round: each with why, in the order the rule met them.
@@ -45,6 +56,7 @@ type rewriter struct {
 	own      map[rowKey]bool // rows the pushed session wrote
 	reported map[rowKey]report
 	seq      int
+	touched  map[*Table]map[string]bool // the rows rewritten, by table
 }
 
 // add adds row id of b's table to b, for why.
@@ -59,8 +71,7 @@ func (w *rewriter) add(b *rewrites, id, why string) {
 	}
 }
 
-// apply deletes the rows of b, or brings them back, refChunk at a time,
-// and records each in the audit log as this commit leaves it.
+// apply deletes the rows of b, or brings them back, refChunk at a time.
 func (w *rewriter) apply(ctx context.Context, b *rewrites, deleted bool) error {
 	a, t := w.a, b.t
 	for ids := range slices.Chunk(b.ids, refChunk) {
@@ -71,23 +82,16 @@ func (w *rewriter) apply(ctx context.Context, b *rewrites, deleted bool) error {
 		args := []any{deleted, w.version, a.session, a.device, a.p.User}
 		reasons := caseOf(ids, func(id string) string { return b.why[id] }, &args)
 		notices := caseOf(ids, func(id string) string { return notify[id] }, &args)
-		args = append(append(args, a.p.Tenant), anys(ids)...)
+		these := rowsOf(&args, rowKeyTerm, []any{a.p.Tenant}, ids)
 		if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(`UPDATE `+t.Name+` SET "_deleted" = ?, "_version" = ?, "_session" = ?, "_origin" = ?,
-			"_modified_by" = ?, "_reason" = `+reasons+`, "_notify" = `+notices+`, "_pushed" = 0 WHERE "_tenant" = ? AND "id" IN (`+marks(len(ids))+`)`),
-			args...); err != nil {
+			"_modified_by" = ?, "_reason" = `+reasons+`, "_notify" = `+notices+`, "_pushed" = 0 WHERE `+these), args...); err != nil {
 			return fmt.Errorf("rewrite %s: %w", t.schema.Name, err)
 		}
-		// The audit log records the rows as this commit left them.
-		in := append([]any{a.p.Tenant, w.version, t.schema.Name}, anys(ids)...)
-		if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(`DELETE FROM _tether_audit WHERE tenant = ? AND version = ? AND tbl = ? AND id IN (`+
-			marks(len(ids))+`)`), in...); err != nil {
-			return fmt.Errorf("audit: %w", err)
+		if w.touched[t] == nil {
+			w.touched[t] = map[string]bool{}
 		}
-		in = append([]any{a.p.Tenant, w.version, t.schema.Name, a.p.User, a.device, a.at, a.p.Tenant}, anys(ids)...)
-		if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
-			SELECT ?, ?, ?, "id", "_deleted", ?, ?, "_session", ? FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+marks(len(ids))+`)`),
-			in...); err != nil {
-			return fmt.Errorf("audit: %w", err)
+		for _, id := range ids {
+			w.touched[t][id] = true
 		}
 	}
 	return nil
@@ -107,8 +111,9 @@ func (w *rewriter) writers(ctx context.Context, t *Table, ids []string) (map[str
 	if len(others) == 0 {
 		return nil, nil
 	}
-	rows, err := a.tx.QueryContext(ctx, a.s.d.Rebind(`SELECT "id", "_origin" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+
-		marks(len(others))+`)`), append([]any{a.p.Tenant}, anys(others)...)...)
+	var args []any
+	these := rowsOf(&args, rowKeyTerm, []any{a.p.Tenant}, others)
+	rows, err := a.tx.QueryContext(ctx, a.s.d.Rebind(`SELECT "id", "_origin" FROM `+t.Name+` WHERE `+these), args...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: last writers: %w", t.schema.Name, err)
 	}
@@ -132,6 +137,49 @@ func (w *rewriter) writers(ctx context.Context, t *Table, ids []string) (map[str
 		return nil, fmt.Errorf("%s: %d of %d rows to rewrite not found", t.schema.Name, len(others)-found, len(others))
 	}
 	return out, nil
+}
+
+// audit records the rewritten rows in the audit log as this commit left
+// them, replacing the entries the commit wrote for its own rows. Past
+// fewRows rows of a table, every entry of the commit for the table is
+// written again from the table's rows at the commit's version: those the
+// commit wrote or rewrote, and an entry of a row the rules did not
+// rewrite comes out as it was.
+func (w *rewriter) audit(ctx context.Context) error {
+	a := w.a
+	for _, t := range a.s.tables {
+		touched := w.touched[t]
+		if len(touched) == 0 {
+			continue
+		}
+		insert := `INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
+			SELECT ?, ?, ?, "id", "_deleted", ?, ?, "_session", ? FROM ` + t.Name + ` WHERE `
+		if len(touched) > fewRows {
+			if _, err := a.tx.ExecContext(ctx, a.s.q(`DELETE FROM _tether_audit WHERE tenant = ? AND version = ? AND tbl = ?`),
+				a.p.Tenant, w.version, t.schema.Name); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+			if _, err := a.tx.ExecContext(ctx, a.s.q(insert+`"_tenant" = ? AND "_version" = ?`),
+				a.p.Tenant, w.version, t.schema.Name, a.p.User, a.device, a.at, a.p.Tenant, w.version); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+			continue
+		}
+		ids := slices.Sorted(maps.Keys(touched))
+		for chunk := range slices.Chunk(ids, refChunk) {
+			var args []any
+			entries := rowsOf(&args, `tenant = ? AND version = ? AND tbl = ? AND "id" = ?`, []any{a.p.Tenant, w.version, t.schema.Name}, chunk)
+			if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(`DELETE FROM _tether_audit WHERE `+entries), args...); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+			args = []any{a.p.Tenant, w.version, t.schema.Name, a.p.User, a.device, a.at}
+			these := rowsOf(&args, rowKeyTerm, []any{a.p.Tenant}, chunk)
+			if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(insert+these), args...); err != nil {
+				return fmt.Errorf("audit: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // report puts the conflicts of the pushed session's rewritten rows in c,
@@ -179,12 +227,22 @@ func (w *rewriter) report(ctx context.Context, c *wire.Commit) error {
 	return nil
 }
 
-// read passes each of the rows ids of t to f, reading refChunk at a time.
+// read passes each of the rows ids of t, which this commit rewrote, to
+// f, reading refChunk at a time; past fewRows, it passes every row of t at
+// the commit's version.
 func (w *rewriter) read(ctx context.Context, t *Table, ids []string, f func(wire.Row)) error {
 	a := w.a
-	for chunk := range slices.Chunk(ids, refChunk) {
-		rs, err := a.tx.QueryContext(ctx, a.s.d.Rebind(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+
-			marks(len(chunk))+`)`), append([]any{a.p.Tenant}, anys(chunk)...)...)
+	size := refChunk
+	if len(ids) > fewRows {
+		size = len(ids) // one statement
+	}
+	for chunk := range slices.Chunk(ids, size) {
+		q, args := `SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND "_version" = ?`, []any{a.p.Tenant, w.version}
+		if len(ids) <= fewRows {
+			args = nil
+			q = `SELECT ` + t.selects + ` FROM ` + t.Name + ` WHERE ` + rowsOf(&args, rowKeyTerm, []any{a.p.Tenant}, chunk)
+		}
+		rs, err := a.tx.QueryContext(ctx, a.s.d.Rebind(q), args...)
 		if err != nil {
 			return fmt.Errorf("%s: read rewritten rows: %w", t.schema.Name, err)
 		}
@@ -225,16 +283,20 @@ func caseOf(ids []string, value func(id string) string, args *[]any) string {
 	return b.String()
 }
 
-// marks returns n comma-separated placeholders.
-func marks(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
+// rowKeyTerm is the key of a synced table's row, for rowsOf.
+const rowKeyTerm = `"_tenant" = ? AND "id" = ?`
 
-// anys returns ids as arguments of a statement.
-func anys(ids []string) []any {
-	out := make([]any, len(ids))
-	for i, id := range ids {
-		out[i] = id
+// rowsOf returns a condition matching the rows ids, a term per row, each
+// key (whose parameters are fixed, then the id) in parentheses, joined by
+// OR; it appends the arguments to args. Each term names the table's whole
+// key, so every database looks each row up by it. (An IN list, with the
+// tenant named once, let PostgreSQL without statistics prefer to scan the
+// tenant's rows through another index at each statement: quadratic
+// again.)
+func rowsOf(args *[]any, key string, fixed []any, ids []string) string {
+	*args = append(*args, fixed...)
+	for _, id := range ids {
+		*args = append(*args, id)
 	}
-	return out
+	return strings.TrimSuffix(key, "id\" = ?") + "id\" IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")"
 }
