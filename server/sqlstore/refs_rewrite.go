@@ -168,7 +168,7 @@ func (w *rewriter) audit(ctx context.Context) error {
 		ids := slices.Sorted(maps.Keys(touched))
 		for chunk := range slices.Chunk(ids, refChunk) {
 			var args []any
-			entries := rowsOf(&args, `tenant = ? AND version = ? AND tbl = ? AND "id" = ?`, []any{a.p.Tenant, w.version, t.schema.Name}, chunk)
+			entries := rowsOf(&args, `tenant = ? AND version = ? AND tbl = ?`, []any{a.p.Tenant, w.version, t.schema.Name}, chunk)
 			if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(`DELETE FROM _tether_audit WHERE `+entries), args...); err != nil {
 				return fmt.Errorf("audit: %w", err)
 			}
@@ -283,20 +283,17 @@ func caseOf(ids []string, value func(id string) string, args *[]any) string {
 	return b.String()
 }
 
-// rowKeyTerm is the key of a synced table's row, for rowsOf.
-const rowKeyTerm = `"_tenant" = ? AND "id" = ?`
+// rowKeyTerm is the condition of a synced table's rows of one tenant,
+// for rowsOf.
+const rowKeyTerm = `"_tenant" = ?`
 
-// rowsOf returns a condition matching the rows ids, a term per row, each
-// key (whose parameters are fixed, then the id) in parentheses, joined by
-// OR; it appends the arguments to args. Each term names the table's whole
-// key, so every database looks each row up by it. (An IN list, with the
-// tenant named once, let PostgreSQL without statistics prefer to scan the
-// tenant's rows through another index at each statement: quadratic
-// again.)
-func rowsOf(args *[]any, key string, fixed []any, ids []string) string {
+// rowsOf returns the condition where, with its parameters fixed, and
+// "id" one of ids; it appends the arguments to args. The statements name
+// refChunk ids at most (see there).
+func rowsOf(args *[]any, where string, fixed []any, ids []string) string {
 	*args = append(*args, fixed...)
 	for _, id := range ids {
 		*args = append(*args, id)
 	}
-	return strings.TrimSuffix(key, "id\" = ?") + "id\" IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")"
+	return where + ` AND "id" IN (` + strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ") + ")"
 }
