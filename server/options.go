@@ -24,6 +24,8 @@ const (
 	DefaultAuthFailures     = 1
 	DefaultAuthFailureBurst = 20
 	DefaultSweepInterval    = time.Minute
+	DefaultMaxCost          = 256
+	DefaultCostWait         = time.Second
 )
 
 // Options configures a Server. The zero value works but authenticates
@@ -69,6 +71,19 @@ type Options struct {
 	// up: a page holds at least one row, and stops before the row that
 	// would take it past the bound. Default DefaultMaxPageBytes.
 	MaxPageBytes int
+	// MaxCost bounds the expensive work the server does at once, digests
+	// and snapshot pages, by their cost: a digest costs one unit per
+	// column it digests (in every table it covers), a snapshot page one
+	// per 100 rows of its limit; a request costing more than MaxCost
+	// runs alone. A request whose cost is not free within CostWait gets
+	// 429 with Retry-After. Default DefaultMaxCost.
+	MaxCost int64
+	// CostWait is how long an expensive request waits for its cost (see
+	// MaxCost) before it is refused. Default DefaultCostWait.
+	CostWait time.Duration
+	// costs is the budget of MaxCost, which withDefaults makes: one per
+	// Server, as New calls it once.
+	costs *costs
 	// MaxClockSkew is how far ahead of the server's clock a pushed row's
 	// clock stamp may be: a later stamp is replaced, at commit, by one of
 	// the server's clock (its device part kept), so that no device's wrong
@@ -131,6 +146,13 @@ func (o Options) withDefaults() Options {
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
+	if o.MaxCost <= 0 {
+		o.MaxCost = DefaultMaxCost
+	}
+	if o.CostWait <= 0 {
+		o.CostWait = DefaultCostWait
+	}
+	o.costs = newCosts(o.MaxCost, o.CostWait)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -5,11 +5,18 @@ import (
 	"net/http"
 )
 
-// snapshot serves a page of the tenant's live rows (wire.Snapshot).
+// snapshot serves a page of the tenant's live rows (wire.Snapshot). It
+// costs one unit of Options.MaxCost per snapshotRowsPerCost rows of its
+// limit.
 func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	after, limit, err := pageParams(r.URL.Query())
 	if err != nil {
 		return nil, err
 	}
+	release, err := s.opts.costs.acquire(ctx, w, "a snapshot page", snapshotCost(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	return s.store.Snapshot(ctx, p, after, limit, s.opts.MaxPageBytes)
 }
