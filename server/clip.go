@@ -12,7 +12,7 @@ const (
 	// clipBytes is how much of a quoted value clip keeps.
 	clipBytes = 100
 	// maxMessageBytes is the longest message of a 4xx answer (fail).
-	maxMessageBytes = 512
+	maxMessageBytes = 300
 )
 
 // clip returns s, or when it is longer than clipBytes its first bytes

@@ -108,6 +108,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&o.RateBurst, "rate-burst", 0, "burst of -rate (default twice -rate)")
 	fs.IntVar(&o.MaxValueBytes, "max-value", server.DefaultMaxValueBytes, "largest column value of a pushed row, in bytes (413 above)")
 	fs.IntVar(&o.MaxPageBytes, "max-page-bytes", server.DefaultMaxPageBytes, "most bytes of rows in one pull page (at least one row)")
+	fs.Int64Var(&o.MaxCost, "max-cost", server.DefaultMaxCost, "units of expensive work served at once: a digest costs one per column, a snapshot page one per 100 rows of its limit (429 with Retry-After above)")
+	fs.DurationVar(&o.CostWait, "cost-wait", server.DefaultCostWait, "how long an expensive request waits for -max-cost before it gets 429")
 	fs.IntVar(&lim.MaxSessionRows, "max-session-rows", server.DefaultMaxSessionRows, "most rows one push session stages (413 session_full above: the device commits and goes on in a new one)")
 	fs.Int64Var(&lim.MaxSessionBytes, "max-session-bytes", server.DefaultMaxSessionBytes, "most bytes one push session stages (413 session_full above)")
 	fs.Int64Var(&lim.MaxTenantStagedBytes, "max-tenant-staged", server.DefaultMaxTenantStagedBytes, "most bytes a tenant's open push sessions stage together (429 above)")
@@ -147,6 +149,9 @@ func (c config) check() error {
 		lim.AuditRetention <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
 		c.idleTimeout <= 0 {
 		return fmt.Errorf("limits and timeouts must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
+	}
+	if o.MaxCost <= 0 || o.CostWait <= 0 {
+		return errors.New("-max-cost and -cost-wait must be positive")
 	}
 	return nil
 }
