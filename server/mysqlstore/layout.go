@@ -116,4 +116,3 @@ func (*dialect) LockMigrations(ctx context.Context, db *sql.DB) (func(), error) 
 		conn.Close()
 	}, nil
 }
-

@@ -103,4 +103,3 @@ func lockOn(ctx context.Context, db *sql.DB, lock, unlock string) (func(), error
 		conn.Close()
 	}, nil
 }
-

@@ -51,4 +51,3 @@ func (dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[strin
 // LockMigrations implements sqlstore.Dialect: the single writer
 // serializes migrations already.
 func (dialect) LockMigrations(context.Context, *sql.DB) (func(), error) { return func() {}, nil }
-
