@@ -239,7 +239,10 @@ func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) e
 }
 
 // DeviceID returns the id this database was given at creation. It names the
-// device to the server and breaks clock ties.
+// device to the server and breaks clock ties. It is no secret: other
+// devices see it in the rows they pull. The device proves it is the device
+// it names with its key, which only the sync engine uses
+// (Syncer.DeviceKey).
 func (db *DB) DeviceID() string { return db.device }
 
 // SQL returns the underlying database for the application's own queries.
