@@ -197,6 +197,8 @@ const (
 	DefaultDeviceActivity       = 30 * 24 * time.Hour
 	DefaultSessionRetention     = 30 * 24 * time.Hour
 	DefaultAuditRetention       = 365 * 24 * time.Hour
+	DefaultMaxUserDevices       = 100
+	DefaultDeviceRetention      = 90 * 24 * time.Hour
 )
 
 // Limits bound what a device may keep open on the server, and how long
@@ -224,8 +226,11 @@ type Limits struct {
 	MaxTenantStagedBytes int64
 
 	// DeviceActivity is how long a device counts as active after it was
-	// last seen. Tombstones are purged once every active device of the
-	// tenant has pulled past them (or, when none is active, all of them);
+	// last seen, once it has pulled (proven by its key: a registration
+	// alone, or a request naming a device it cannot prove, makes no device
+	// active). Tombstones are purged once every active device of the
+	// tenant has pulled past them (or, when none is active, all of them
+	// before the tenant's latest version);
 	// a device that comes back later, with an older cursor, gets 410
 	// history_purged and rebuilds from a snapshot. Default
 	// DefaultDeviceActivity.
@@ -238,6 +243,18 @@ type Limits struct {
 	// AuditRetention is how long audit log entries are kept. Default
 	// DefaultAuditRetention.
 	AuditRetention time.Duration
+	// MaxUserDevices is the number of devices one user may have
+	// registered in a tenant; registering one more is
+	// wire.ErrDeviceLimit (409 device_limit) until the sweep forgets
+	// devices unseen for DeviceRetention. A shared device counts for the
+	// user who registered it first. Default DefaultMaxUserDevices.
+	MaxUserDevices int
+	// DeviceRetention is how long the server keeps the registration of a
+	// device it has not seen (no registration, no pull); at least
+	// DeviceActivity. A device that comes back later registers again on
+	// its own (wire.ErrDeviceUnknown) and rebuilds from a snapshot.
+	// Default DefaultDeviceRetention.
+	DeviceRetention time.Duration
 }
 
 // WithDefaults returns l with zero fields set to their defaults.
@@ -266,5 +283,12 @@ func (l Limits) WithDefaults() Limits {
 	if l.AuditRetention <= 0 {
 		l.AuditRetention = DefaultAuditRetention
 	}
+	if l.MaxUserDevices <= 0 {
+		l.MaxUserDevices = DefaultMaxUserDevices
+	}
+	if l.DeviceRetention <= 0 {
+		l.DeviceRetention = DefaultDeviceRetention
+	}
+	l.DeviceRetention = max(l.DeviceRetention, l.DeviceActivity)
 	return l
 }

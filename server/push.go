@@ -20,7 +20,7 @@ var seqRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,8})$`)
 // openSession opens a push session (wire.Session): the first batch of a
 // push may open it instead (wire.BatchOpen).
 func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
-	device, err := deviceOf(r)
+	device, err := s.device(ctx, p, r)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWr
 // stageBatch stages a pushed batch, opening its session first and
 // committing it after when the request says so (wire.BatchParams).
 func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
-	device, err := deviceOf(r)
+	device, err := s.device(ctx, p, r)
 	if err != nil {
 		return nil, err
 	}

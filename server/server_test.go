@@ -33,6 +33,11 @@ import (
 
 const device = "0190a3b4-0000-7000-8000-000000000001"
 
+// deviceKey is the key of a test device: its id, padded.
+func deviceKey(dev string) string {
+	return "key-" + dev + strings.Repeat("k", max(0, 28-len(dev)))
+}
+
 // call sends a raw request and returns the status and decoded error code.
 func call(t *testing.T, method, url, token string, body string, headers ...string) (int, string, []byte) {
 	t.Helper()
@@ -49,6 +54,12 @@ func call(t *testing.T, method, url, token string, body string, headers ...strin
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
+	}
+	if _, ok := req.Header[wire.HeaderDeviceKey]; !ok {
+		req.Header.Set(wire.HeaderDeviceKey, deviceKey(req.Header.Get(wire.HeaderDevice)))
+	}
+	if req.Header.Get(wire.HeaderDeviceKey) == "" {
+		req.Header.Del(wire.HeaderDeviceKey)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -80,14 +91,14 @@ func openSession(t *testing.T, url, token, dev string) string {
 type digest func(t *testing.T) []string
 
 var digestTables = []string{"customers", "orders", "_tether_stage_customers", "_tether_stage_orders",
-	"_tether_sessions", "_tether_batches", "_tether_devices", "_tether_audit"}
+	"_tether_sessions", "_tether_batches", "_tether_devices", "_tether_audit", "_tether_schemas"}
 
 func sqliteDigest(store *sqlitestore.Store) digest {
-	return dbDigest(store.DB(), `SELECT version FROM _tether_counter`)
+	return dbDigest(store.DB(), `SELECT coalesce(sum(version), 0) FROM _tether_tenants`)
 }
 
 func postgresDigest(store *pgstore.Store) digest {
-	return dbDigest(store.DB(), `SELECT last_value FROM _tether_version`)
+	return dbDigest(store.DB(), `SELECT coalesce(sum(version), 0) FROM _tether_tenants`)
 }
 
 // dbDigest reads every row of digestTables, and the version counter with
