@@ -562,6 +562,7 @@ func TestRequestMemoryBounded(t *testing.T) {
 			req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(tc.body))
 			req.Header.Set("Authorization", "Bearer token-ada")
 			req.Header.Set(wire.HeaderDevice, device)
+			req.Header.Set(wire.HeaderDeviceKey, deviceKey(device))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Content-Encoding", "gzip")
 			runtime.GC()
