@@ -2,18 +2,21 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"sync"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
 )
 
 // digest serves the digests of the tenant's live rows, of the tables
-// and columns a POST names, or of every table (wire.Digests). It costs
-// one unit of Options.MaxCost per column digested.
+// and columns a POST names, or of every table (wire.Digests). A table's
+// digest is reused while the tenant's version has not moved; one to
+// compute costs one unit of Options.MaxCost per column.
 func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	var req wire.DigestRequest
 	if r.Method == http.MethodPost {
@@ -24,32 +27,52 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 			return nil, err
 		}
 	}
+	version, err := s.store.LatestVersion(ctx, p.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("digest: %w", err)
+	}
+	// The tables asked for, each with its digest when it is known.
+	type table struct {
+		key  digestKey
+		cols []string // nil for every column
+		td   wire.TableDigest
+		ok   bool
+	}
+	var tables []table
 	var cost int64
 	for _, t := range s.store.Schema().Tables {
-		if req.Columns == nil {
-			cost += int64(len(t.Columns))
-		} else {
-			cost += int64(len(req.Columns[t.Name]))
-		}
-	}
-	release, err := s.opts.costs.acquire(ctx, w, "a digest of "+fmt.Sprint(cost)+" columns", cost)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	var out wire.Digests
-	for _, t := range s.store.Schema().Tables {
-		var cols []string
+		var tb table
 		if req.Columns != nil {
-			if cols = req.Columns[t.Name]; cols == nil {
+			if tb.cols = req.Columns[t.Name]; tb.cols == nil {
 				continue // not one of the device's tables
 			}
 		}
-		td, err := s.store.Digest(ctx, p, t.Name, cols)
+		tb.key = newDigestKey(p.Tenant, t.Name, tb.cols)
+		if tb.td, tb.ok = s.opts.digests.get(tb.key, version); !tb.ok {
+			n := len(tb.cols)
+			if tb.cols == nil {
+				n = len(t.Columns)
+			}
+			cost += int64(n)
+		}
+		tables = append(tables, tb)
+	}
+	if cost > 0 {
+		release, err := s.opts.costs.acquire(ctx, w, fmt.Sprintf("a digest of %d columns", cost), cost)
 		if err != nil {
 			return nil, err
 		}
-		out.Tables = append(out.Tables, td)
+		defer release()
+	}
+	var out wire.Digests
+	for _, tb := range tables {
+		if !tb.ok {
+			if tb.td, err = s.store.Digest(ctx, p, tb.key.table, tb.cols); err != nil {
+				return nil, err
+			}
+			s.opts.digests.put(tb.key, version, tb.td)
+		}
+		out.Tables = append(out.Tables, tb.td)
 	}
 	return out, nil
 }
@@ -83,4 +106,76 @@ func checkDigestColumns(schema entity.Schema, columns map[string][]string) error
 		}
 	}
 	return nil
+}
+
+// maxDigestCache bounds the table digests the server keeps for reuse.
+const maxDigestCache = 4096
+
+// digestKey names a table digest: of a tenant's table, over columns (a
+// hash of their list, so that a key is small whatever the table's width).
+type digestKey struct {
+	tenant, table string
+	columns       [sha256.Size]byte
+}
+
+// newDigestKey returns the key of tenant's digest of table over cols, nil
+// meaning every column.
+func newDigestKey(tenant, table string, cols []string) digestKey {
+	h := sha256.New()
+	if cols == nil {
+		h.Write([]byte{0}) // every column: no list hashes the same
+	}
+	for _, c := range cols {
+		h.Write([]byte(c))
+		h.Write([]byte{1})
+	}
+	k := digestKey{tenant: tenant, table: table}
+	h.Sum(k.columns[:0])
+	return k
+}
+
+// digestCache keeps table digests with the tenant's version they were
+// computed at, at most maxDigestCache of them. It is safe for concurrent
+// use.
+type digestCache struct {
+	mu sync.Mutex
+	m  map[digestKey]cachedDigest
+}
+
+type cachedDigest struct {
+	version int64
+	td      wire.TableDigest
+}
+
+func newDigestCache() *digestCache {
+	return &digestCache{m: map[digestKey]cachedDigest{}}
+}
+
+// get returns the digest of k when it was computed at version.
+func (c *digestCache) get(k digestKey, version int64) (wire.TableDigest, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	if !ok || e.version != version {
+		return wire.TableDigest{}, false
+	}
+	return e.td, true
+}
+
+// put keeps the digest of k computed at version (or later: the rows are
+// read after the version), unless one of a later version is kept. When
+// full, it forgets some other digest first.
+func (c *digestCache) put(k digestKey, version int64, td wire.TableDigest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.m[k]; ok && e.version > version {
+		return
+	}
+	if _, ok := c.m[k]; !ok && len(c.m) >= maxDigestCache {
+		for old := range c.m {
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = cachedDigest{version: version, td: td}
 }

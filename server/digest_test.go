@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tethersync/tether/internal/testkit"
@@ -149,4 +151,83 @@ func TestExpensiveRequestsLimitedByCost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// countingStore counts the digests its store computes.
+type countingStore struct {
+	server.Store
+	digests atomic.Int64
+}
+
+func (c *countingStore) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
+	c.digests.Add(1)
+	return c.Store.Digest(ctx, p, table, columns)
+}
+
+// A tenant's digest is computed once and reused while its version has not
+// moved: asking again costs no store work, another tenant's commit does
+// not move it, the tenant's own commit does, and another tenant never
+// gets it. On every store.
+func TestDigestReusedWhileVersionStill(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := &countingStore{Store: db.Open(t, reg.Schema(), stores.Options{})}
+		url := testkit.Serve(t, store, server.Options{}).URL
+		const globexDevice = "0190a3b4-0000-7000-8000-0000000000a1"
+		push := func(token, dev, id string) {
+			t.Helper()
+			session := openSession(t, url, token, dev)
+			row := strings.NewReplacer(`"c1"`, `"`+id+`"`, device, dev).Replace(goodRow)
+			if st, _, body := call(t, "PUT", url+"/v1/sessions/"+session+"/batches/0?commit=1", token, `{"rows":[`+row+`]}`, wire.HeaderDevice, dev); st != 200 {
+				t.Fatalf("push: %d %s", st, body)
+			}
+		}
+		digest := func(token, dev, columns string) (wire.Digests, int64) {
+			t.Helper()
+			before := store.digests.Load()
+			method, body := "GET", ""
+			if columns != "" {
+				method, body = "POST", `{"columns":`+columns+`}`
+			}
+			st, _, answer := call(t, method, url+"/v1/digest", token, body, wire.HeaderDevice, dev)
+			if st != 200 {
+				t.Fatalf("digest: %d %s", st, answer)
+			}
+			var d wire.Digests
+			if err := json.Unmarshal(answer, &d); err != nil {
+				t.Fatal(err)
+			}
+			return d, store.digests.Load() - before
+		}
+		customers := `{"customers":["id","name"]}`
+		push("token-ada", device, "c1")
+		push("token-globe", globexDevice, "g1")
+		first, n := digest("token-ada", device, customers)
+		if n != 1 || first.Tables[0].Rows != 1 {
+			t.Fatalf("first digest: %d computed, %+v; want 1, of 1 row", n, first)
+		}
+		again, n := digest("token-ada", device, customers)
+		if n != 0 || !reflect.DeepEqual(again, first) {
+			t.Errorf("same digest again: %d computed, %+v; want 0, %+v", n, again, first)
+		}
+		if _, n := digest("token-ada", device, ""); n != 2 {
+			t.Errorf("digest of every column of both tables: %d computed, want 2 (other columns)", n)
+		}
+		if _, n := digest("token-ada", device, ""); n != 0 {
+			t.Errorf("digest of every column again: %d computed, want 0", n)
+		}
+		theirs, n := digest("token-globe", globexDevice, customers)
+		if n != 1 || theirs.Tables[0].Rows != 1 || theirs.Tables[0].SHA256 == first.Tables[0].SHA256 {
+			t.Errorf("another tenant's digest: %d computed, %+v; want its own, computed", n, theirs)
+		}
+		push("token-globe", globexDevice, "g2")
+		if _, n := digest("token-ada", device, customers); n != 0 {
+			t.Errorf("digest after another tenant's commit: %d computed, want 0", n)
+		}
+		push("token-ada", device, "c2")
+		moved, n := digest("token-ada", device, customers)
+		if n != 1 || moved.Tables[0].Rows != 2 {
+			t.Errorf("digest after the tenant's commit: %d computed, %+v; want 1, of 2 rows", n, moved)
+		}
+	})
 }

@@ -84,6 +84,9 @@ type Options struct {
 	// costs is the budget of MaxCost, which withDefaults makes: one per
 	// Server, as New calls it once.
 	costs *costs
+	// digests keeps table digests for reuse while their tenant's version
+	// stays; withDefaults makes it.
+	digests *digestCache
 	// MaxClockSkew is how far ahead of the server's clock a pushed row's
 	// clock stamp may be: a later stamp is replaced, at commit, by one of
 	// the server's clock (its device part kept), so that no device's wrong
@@ -153,6 +156,7 @@ func (o Options) withDefaults() Options {
 		o.CostWait = DefaultCostWait
 	}
 	o.costs = newCosts(o.MaxCost, o.CostWait)
+	o.digests = newDigestCache()
 	if o.Now == nil {
 		o.Now = time.Now
 	}
