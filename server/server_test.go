@@ -361,6 +361,7 @@ func TestResentBatchReplaces(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
+	api.SetDeviceKey(device, deviceKey(device))
 	if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -444,6 +445,7 @@ func TestMaxBatchRows(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{MaxBatchRows: 2})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
+	api.SetDeviceKey(device, deviceKey(device))
 	if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 		t.Fatal(err)
 	}
