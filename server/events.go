@@ -102,16 +102,16 @@ type streamKey struct {
 	tenant, user string
 }
 
-// acquire takes one of p's max stream slots on s and returns the func
-// that gives it back (once), or, when p holds max already, an error wrapping
+// acquire takes one of p's limit stream slots on s and returns the func
+// that gives it back, or, when p holds limit already, an error wrapping
 // wire.ErrRateLimited that names the limit.
-func (c *streamCounts) acquire(s *Server, p Principal, max int) (release func(), err error) {
+func (c *streamCounts) acquire(s *Server, p Principal, limit int) (release func(), err error) {
 	k := streamKey{s, p.Tenant, p.User}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if held := c.n[k]; held >= max {
+	if held := c.n[k]; held >= limit {
 		return nil, fmt.Errorf("this user holds %d open event streams, the most one user may hold (MaxStreams %d); close one first: %w",
-			held, max, wire.ErrRateLimited)
+			held, limit, wire.ErrRateLimited)
 	}
 	c.n[k]++
 	return func() { c.release(k) }, nil
