@@ -119,6 +119,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", server.DefaultMaxClockSkew, "clock stamps further ahead of the server's clock are re-stamped at commit")
 	fs.Float64Var((*float64)(&o.AuthFailures), "auth-failures", server.DefaultAuthFailures, "failed authentications per second one client address may make (429 above); negative for no limit")
 	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", server.DefaultAuthFailureBurst, "burst of -auth-failures")
+	fs.IntVar(&o.MaxStreams, "max-streams", server.DefaultMaxStreams, "most event streams one user of a tenant may hold open (429 above)")
 	fs.DurationVar(&o.SweepInterval, "sweep", server.DefaultSweepInterval, "how often expired push sessions, and what is past its retention, are discarded")
 	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
