@@ -18,6 +18,11 @@ import (
 type Principal struct {
 	Tenant string `json:"tenant"`
 	User   string `json:"user"`
+	// Expires is when the credentials expire, for an Authenticator that
+	// knows (JWT: the "exp" claim); zero means never. An event stream
+	// opened with the credentials ends then, and the client reconnects
+	// with new ones. It is not part of the JSON form (a tokens file).
+	Expires time.Time `json:"-"`
 }
 
 // Authenticator maps a request to a Principal. It returns an error wrapping

@@ -26,6 +26,7 @@ const (
 	DefaultSweepInterval    = time.Minute
 	DefaultMaxCost          = 256
 	DefaultCostWait         = time.Second
+	DefaultMaxStreams       = 16
 )
 
 // Options configures a Server. The zero value works but authenticates
@@ -100,6 +101,14 @@ type Options struct {
 	// negative means no limit.
 	AuthFailures     rate.Limit
 	AuthFailureBurst int
+	// MaxStreams is the number of event streams (GET /v1/events) one
+	// principal, a tenant's user, may hold open on this server at once;
+	// past it, a new stream gets 429 (wire.ErrRateLimited) naming the
+	// limit, until one of the principal's streams ends. Each open stream
+	// holds a connection, a goroutine and a subscription, about 30 KB.
+	// Default DefaultMaxStreams. (A stream also ends when the credentials
+	// that opened it expire: see Principal.Expires.)
+	MaxStreams int
 	// SweepInterval is how often the server discards what has expired in
 	// the store (Store.Sweep: sessions idle past Limits.SessionIdle and
 	// their staged rows, and what is past its retention), a bounded
@@ -157,6 +166,9 @@ func (o Options) withDefaults() Options {
 	}
 	o.costs = newCosts(o.MaxCost, o.CostWait)
 	o.digests = newDigestCache()
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = DefaultMaxStreams
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -101,18 +102,38 @@ type handlerFunc func(ctx context.Context, p Principal, w http.ResponseWriter, r
 // authed authenticates the request and writes the handler's answer as JSON.
 func (s *Server) authed(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := &bodyEnd{ReadCloser: r.Body}
+		r.Body = body
 		p, err := s.authenticate(w, r)
-		if err != nil {
-			s.fail(w, r, err)
-			return
+		if err == nil {
+			var out any
+			if out, err = h(r.Context(), p, w, r); err == nil {
+				writeJSON(w, http.StatusOK, out)
+				return
+			}
 		}
-		out, err := h(r.Context(), p, w, r)
-		if err != nil {
-			s.fail(w, r, err)
-			return
+		if r.ContentLength != 0 && !body.done {
+			// Refused before its body was read (a device without its
+			// key): net/http would wait for the rest of the body, however
+			// slow, before answering. The connection closes instead.
+			w.Header().Set("Connection", "close")
 		}
-		writeJSON(w, http.StatusOK, out)
+		s.fail(w, r, err)
 	})
+}
+
+// bodyEnd tells whether a request body was read to its end.
+type bodyEnd struct {
+	io.ReadCloser
+	done bool
+}
+
+func (b *bodyEnd) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done = true
+	}
+	return n, err
 }
 
 // health answers that the server is up; it needs no credentials.

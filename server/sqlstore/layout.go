@@ -134,11 +134,12 @@ func bookkeeping() []TableDef {
 	return []TableDef{{
 		// A device: the user who registered it first, the SHA-256 of its
 		// key (wire.HeaderDeviceKey), its schema (an id of
-		// _tether_schemas; '' for the server's), how far it has pulled.
+		// _tether_schemas; '' for the server's), how far it has pulled
+		// (-1 before its first pull).
 		Name: "_tether_devices",
 		Columns: []Column{col("tenant", TypeKey), col("device", TypeID), col("user_name", TypeKey),
 			col("created_at", TypeTime), col("seen_at", TypeTime), {Name: "app_schema", Type: TypeID, Default: "''"},
-			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "0"}},
+			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}},
 		Key: []string{"tenant", "device"},
 		// A registration counts the user's devices; the sweep finds
 		// devices unseen for DeviceRetention.

@@ -169,7 +169,7 @@ func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim 
 		return 0, err
 	}
 	var active sql.NullInt64
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled > 0 AND seen_at >= ?`),
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND seen_at >= ?`),
 		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active); err != nil {
 		return 0, err
 	}
