@@ -20,6 +20,7 @@ type bodyLimit struct {
 	name     string // what the limit is, for the 413's message
 	maxBytes int64  // after decompression
 	maxElems int    // elements of one array or object (decode only)
+	maxStr   int    // bytes of one string (decode only)
 }
 
 // Bounds of the bodies read by decode: a session's opening and a commit
@@ -34,7 +35,7 @@ const (
 )
 
 // smallBody is the limit of bodies of a few ids.
-var smallBody = bodyLimit{name: "the limit of this body", maxBytes: smallBodyBytes, maxElems: smallBodyElems}
+var smallBody = bodyLimit{name: "the limit of this body", maxBytes: smallBodyBytes, maxElems: smallBodyElems, maxStr: maxShortBytes}
 
 // schemaBody returns the limit of bodies that hold at most the server
 // schema's tables and columns: a registration, a digest request.
@@ -45,11 +46,15 @@ func (s *Server) schemaBody() bodyLimit {
 		elems = max(elems, len(t.Columns))
 		cols += len(t.Columns)
 	}
-	return bodyLimit{
+	// Strings are bounded by the body alone: they cost what they weigh,
+	// where an element costs a struct (a Table, a Column) per byte or two.
+	lim := bodyLimit{
 		name:     "the limit of this body, from the server schema's size",
 		maxBytes: min(s.opts.MaxBodyBytes, smallBodyBytes+int64(cols+len(schema.Tables))*schemaColumnBytes),
 		maxElems: max(elems, smallBodyElems) + schemaSlackElems,
 	}
+	lim.maxStr = int(lim.maxBytes)
+	return lim
 }
 
 // body returns the request body, decompressed, refusing more than
@@ -121,9 +126,9 @@ func (m *maxReader) tooLarge() error {
 // decode reads a small JSON body into v strictly, under the limit of its
 // endpoint (bodyLimitOf): unknown fields and anything but white space
 // after the value are refused. The body is read whole and skimmed by the
-// bounded reader first (no string over maxShortBytes, no array or object
-// of more than the limit's elements, no nesting past maxDepth), so that
-// what encoding/json then makes of it is bounded too.
+// bounded reader first (no string, array or object past the limit's
+// bounds, no nesting past maxDepth), so that what encoding/json then makes
+// of it is bounded too.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	return s.decodeLimited(w, r, v, s.bodyLimitOf(r))
 }
@@ -153,7 +158,7 @@ func (s *Server) decodeLimited(w http.ResponseWriter, r *http.Request, v any, li
 	}
 	ok = true // read whole: the connection may stay
 	d := &jsonReader{r: bufio.NewReader(bytes.NewReader(data))}
-	if err := d.skim(0, lim.maxElems); err != nil {
+	if err := d.skim(0, lim); err != nil {
 		return badBody(err)
 	}
 	if err := d.end(); err != nil {

@@ -318,10 +318,10 @@ func (d *jsonReader) row(lim batchLimits) (wire.Row, error) {
 // maxDepth is how deeply skim lets arrays and objects nest.
 const maxDepth = 8
 
-// skim reads any JSON value at nesting depth, bounded: strings of at most
-// maxShortBytes (keys, maxNameBytes), arrays and objects of at most
-// maxElems elements, nested at most maxDepth deep.
-func (d *jsonReader) skim(depth, maxElems int) error {
+// skim reads any JSON value at nesting depth, bounded by lim: strings of
+// at most lim.maxStr bytes (keys, maxNameBytes), arrays and objects of at
+// most lim.maxElems elements, nested at most maxDepth deep.
+func (d *jsonReader) skim(depth int, lim bodyLimit) error {
 	c, err := d.next()
 	if err != nil {
 		return err
@@ -331,10 +331,10 @@ func (d *jsonReader) skim(depth, maxElems int) error {
 	}
 	n := 0
 	elem := func() error {
-		if n++; n > maxElems {
-			return fmt.Errorf("offset %d: an array or object of more than %d elements", d.off, maxElems)
+		if n++; n > lim.maxElems {
+			return fmt.Errorf("offset %d: an array or object of more than %d elements", d.off, lim.maxElems)
 		}
-		return d.skim(depth+1, maxElems)
+		return d.skim(depth+1, lim)
 	}
 	switch {
 	case c == '{':
@@ -344,7 +344,7 @@ func (d *jsonReader) skim(depth, maxElems int) error {
 		d.unread()
 		return d.array(elem)
 	case c == '"':
-		_, err := d.stringBody(maxShortBytes)
+		_, err := d.stringBody(lim.maxStr)
 		return err
 	case c == '-' || (c >= '0' && c <= '9'):
 		d.unread()
