@@ -57,6 +57,16 @@ func (c *costs) acquire(ctx context.Context, w http.ResponseWriter, what string,
 	return func() { c.sem.Release(cost) }, nil
 }
 
+// try takes cost units (as acquire) when they are free now, and returns
+// the function that gives them back, or false.
+func (c *costs) try(cost int64) (release func(), ok bool) {
+	cost = min(max(cost, 1), c.capacity)
+	if !c.sem.TryAcquire(cost) {
+		return nil, false
+	}
+	return func() { c.sem.Release(cost) }, true
+}
+
 // snapshotCost is the cost of a snapshot page of limit rows.
 func snapshotCost(limit int) int64 {
 	return int64((limit + snapshotRowsPerCost - 1) / snapshotRowsPerCost)

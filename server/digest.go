@@ -14,9 +14,12 @@ import (
 )
 
 // digest serves the digests of the tenant's live rows, of the tables
-// and columns a POST names, or of every table (wire.Digests). A table's
-// digest is reused while the tenant's version has not moved; one to
-// compute costs one unit of Options.MaxCost per column.
+// and columns a POST names, or of every table (wire.Digests). Computing a
+// table's digest costs one unit of Options.MaxCost per column. When the
+// server's expensive work is at MaxCost, a table's digest computed since
+// the tenant's version last moved is reused instead of waiting: repeated
+// digests cost nothing when work is scarcest, while an idle server
+// computes each afresh (so a row changed behind the server's back shows).
 func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
 	var req wire.DigestRequest
 	if r.Method == http.MethodPost {
@@ -31,37 +34,22 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 	if err != nil {
 		return nil, fmt.Errorf("digest: %w", err)
 	}
-	// The tables asked for, each with its digest when it is known.
-	type table struct {
-		key  digestKey
-		cols []string // nil for every column
-		td   wire.TableDigest
-		ok   bool
-	}
-	var tables []table
-	var cost int64
-	for _, t := range s.store.Schema().Tables {
-		var tb table
-		if req.Columns != nil {
-			if tb.cols = req.Columns[t.Name]; tb.cols == nil {
-				continue // not one of the device's tables
+	tables, cost := s.digestTables(p.Tenant, req.Columns)
+	release, ok := s.opts.costs.try(cost)
+	if !ok {
+		cost = 0
+		for i := range tables {
+			if tables[i].td, tables[i].ok = s.opts.digests.get(tables[i].key, version); !tables[i].ok {
+				cost += tables[i].cost
 			}
 		}
-		tb.key = newDigestKey(p.Tenant, t.Name, tb.cols)
-		if tb.td, tb.ok = s.opts.digests.get(tb.key, version); !tb.ok {
-			n := len(tb.cols)
-			if tb.cols == nil {
-				n = len(t.Columns)
+		if cost > 0 {
+			if release, err = s.opts.costs.acquire(ctx, w, fmt.Sprintf("a digest of %d columns", cost), cost); err != nil {
+				return nil, err
 			}
-			cost += int64(n)
 		}
-		tables = append(tables, tb)
 	}
-	if cost > 0 {
-		release, err := s.opts.costs.acquire(ctx, w, fmt.Sprintf("a digest of %d columns", cost), cost)
-		if err != nil {
-			return nil, err
-		}
+	if release != nil {
 		defer release()
 	}
 	var out wire.Digests
@@ -75,6 +63,33 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 		out.Tables = append(out.Tables, tb.td)
 	}
 	return out, nil
+}
+
+// digestTable is a table a digest request asks for.
+type digestTable struct {
+	key  digestKey
+	cols []string // nil for every column
+	cost int64
+	td   wire.TableDigest // when ok
+	ok   bool
+}
+
+// digestTables returns the tables of tenant that columns asks for (nil
+// for every column of every table), in the schema's order, and their cost.
+func (s *Server) digestTables(tenant string, columns map[string][]string) (tables []digestTable, cost int64) {
+	for _, t := range s.store.Schema().Tables {
+		tb := digestTable{cost: int64(len(t.Columns))}
+		if columns != nil {
+			if tb.cols = columns[t.Name]; tb.cols == nil {
+				continue // not one of the device's tables
+			}
+			tb.cost = int64(len(tb.cols))
+		}
+		tb.key = newDigestKey(tenant, t.Name, tb.cols)
+		tables = append(tables, tb)
+		cost += tb.cost
+	}
+	return tables, cost
 }
 
 // checkDigestColumns returns an error wrapping wire.ErrBadRequest, naming

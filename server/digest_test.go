@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
@@ -153,26 +154,40 @@ func TestExpensiveRequestsLimitedByCost(t *testing.T) {
 	}
 }
 
-// countingStore counts the digests its store computes.
-type countingStore struct {
+// holdingStore counts the digests its store computes, and holds those of
+// tenant hold, once entered, until release is closed.
+type holdingStore struct {
 	server.Store
+	hold    string
+	entered chan struct{}
+	release chan struct{}
 	digests atomic.Int64
 }
 
-func (c *countingStore) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
-	c.digests.Add(1)
-	return c.Store.Digest(ctx, p, table, columns)
+func (h *holdingStore) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
+	h.digests.Add(1)
+	if p.Tenant == h.hold {
+		h.entered <- struct{}{}
+		<-h.release
+	}
+	return h.Store.Digest(ctx, p, table, columns)
 }
 
-// A tenant's digest is computed once and reused while its version has not
-// moved: asking again costs no store work, another tenant's commit does
-// not move it, the tenant's own commit does, and another tenant never
-// gets it. On every store.
+// A tenant's digest is reused while its version has not moved, when the
+// server's expensive work is at MaxCost: instead of waiting for it and
+// getting 429, a digest asked again is answered from memory. Another
+// tenant's commit does not move it, the tenant's own commit does, and
+// another tenant never gets it; an idle server computes each digest
+// afresh. On every store.
 func TestDigestReusedWhileVersionStill(t *testing.T) {
 	reg := testkit.Registry(t)
+	cols := 0
+	for _, tb := range reg.Schema().Tables {
+		cols += len(tb.Columns)
+	}
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
-		store := &countingStore{Store: db.Open(t, reg.Schema(), stores.Options{})}
-		url := testkit.Serve(t, store, server.Options{}).URL
+		store := &holdingStore{Store: db.Open(t, reg.Schema(), stores.Options{}), hold: "globex", entered: make(chan struct{}, 16)}
+		url := testkit.Serve(t, store, server.Options{MaxCost: int64(cols), CostWait: 10 * time.Millisecond}).URL
 		const globexDevice = "0190a3b4-0000-7000-8000-0000000000a1"
 		push := func(token, dev, id string) {
 			t.Helper()
@@ -182,52 +197,87 @@ func TestDigestReusedWhileVersionStill(t *testing.T) {
 				t.Fatalf("push: %d %s", st, body)
 			}
 		}
-		digest := func(token, dev, columns string) (wire.Digests, int64) {
+		// digest asks for a digest of ada's, and returns the status, the
+		// digests and how many the store computed.
+		digest := func(columns string) (int, wire.Digests, int64) {
 			t.Helper()
 			before := store.digests.Load()
-			method, body := "GET", ""
-			if columns != "" {
-				method, body = "POST", `{"columns":`+columns+`}`
-			}
-			st, _, answer := call(t, method, url+"/v1/digest", token, body, wire.HeaderDevice, dev)
-			if st != 200 {
-				t.Fatalf("digest: %d %s", st, answer)
-			}
+			st, _, answer := call(t, "POST", url+"/v1/digest", "token-ada", `{"columns":`+columns+`}`)
 			var d wire.Digests
-			if err := json.Unmarshal(answer, &d); err != nil {
-				t.Fatal(err)
+			if st == 200 {
+				if err := json.Unmarshal(answer, &d); err != nil {
+					t.Fatal(err)
+				}
 			}
-			return d, store.digests.Load() - before
+			return st, d, store.digests.Load() - before
 		}
-		customers := `{"customers":["id","name"]}`
+		// busy holds the whole budget with a digest of globex's until the
+		// function it returns is called.
+		busy := func() func() {
+			t.Helper()
+			store.release = make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				req, _ := http.NewRequest("GET", url+"/v1/digest", nil)
+				req.Header.Set("Authorization", "Bearer token-globe")
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			<-store.entered
+			return func() {
+				close(store.release)
+				for range len(reg.Schema().Tables) - 1 {
+					<-store.entered
+				}
+				<-done
+			}
+		}
+		customers, both := `{"customers":["id","name"]}`, `{"customers":["id"],"orders":["id"]}`
 		push("token-ada", device, "c1")
 		push("token-globe", globexDevice, "g1")
-		first, n := digest("token-ada", device, customers)
-		if n != 1 || first.Tables[0].Rows != 1 {
-			t.Fatalf("first digest: %d computed, %+v; want 1, of 1 row", n, first)
+		st, first, n := digest(customers)
+		if st != 200 || n != 1 || first.Tables[0].Rows != 1 {
+			t.Fatalf("first digest: %d, %d computed, %+v; want 200, 1, of 1 row", st, n, first)
 		}
-		again, n := digest("token-ada", device, customers)
-		if n != 0 || !reflect.DeepEqual(again, first) {
-			t.Errorf("same digest again: %d computed, %+v; want 0, %+v", n, again, first)
+		if st, again, n := digest(customers); st != 200 || n != 1 || !reflect.DeepEqual(again, first) {
+			t.Errorf("again on an idle server: %d, %d computed, %+v; want 200, 1 (afresh), %+v", st, n, again, first)
 		}
-		if _, n := digest("token-ada", device, ""); n != 2 {
-			t.Errorf("digest of every column of both tables: %d computed, want 2 (other columns)", n)
+
+		done := busy()
+		if st, again, n := digest(customers); st != 200 || n != 0 || !reflect.DeepEqual(again, first) {
+			t.Errorf("again on a busy server: %d, %d computed, %+v; want 200, 0 (reused), %+v", st, n, again, first)
 		}
-		if _, n := digest("token-ada", device, ""); n != 0 {
-			t.Errorf("digest of every column again: %d computed, want 0", n)
+		if st, _, n := digest(both); st != 429 || n != 0 {
+			t.Errorf("a digest never computed, on a busy server: %d, %d computed; want 429, 0", st, n)
 		}
-		theirs, n := digest("token-globe", globexDevice, customers)
-		if n != 1 || theirs.Tables[0].Rows != 1 || theirs.Tables[0].SHA256 == first.Tables[0].SHA256 {
-			t.Errorf("another tenant's digest: %d computed, %+v; want its own, computed", n, theirs)
-		}
+		done()
+
 		push("token-globe", globexDevice, "g2")
-		if _, n := digest("token-ada", device, customers); n != 0 {
-			t.Errorf("digest after another tenant's commit: %d computed, want 0", n)
+		done = busy()
+		if st, _, n := digest(customers); st != 200 || n != 0 {
+			t.Errorf("after another tenant's commit, on a busy server: %d, %d computed; want 200, 0 (reused)", st, n)
 		}
+		done()
+
 		push("token-ada", device, "c2")
-		moved, n := digest("token-ada", device, customers)
-		if n != 1 || moved.Tables[0].Rows != 2 {
-			t.Errorf("digest after the tenant's commit: %d computed, %+v; want 1, of 2 rows", n, moved)
+		done = busy()
+		if st, _, n := digest(customers); st != 429 || n != 0 {
+			t.Errorf("after the tenant's commit, on a busy server: %d, %d computed; want 429, 0 (not reusable)", st, n)
+		}
+		done()
+		if st, moved, n := digest(customers); st != 200 || n != 1 || moved.Tables[0].Rows != 2 {
+			t.Errorf("after the tenant's commit: %d, %d computed, %+v; want 200, 1, of 2 rows", st, n, moved)
+		}
+
+		// globex's digest of the same columns is its own.
+		store.hold = ""
+		st, _, answer := call(t, "POST", url+"/v1/digest", "token-globe", `{"columns":`+customers+`}`, wire.HeaderDevice, globexDevice)
+		var theirs wire.Digests
+		json.Unmarshal(answer, &theirs)
+		if st != 200 || len(theirs.Tables) != 1 || theirs.Tables[0].Rows != 2 || theirs.Tables[0].SHA256 == first.Tables[0].SHA256 {
+			t.Errorf("another tenant's digest: %d %s, want its own 2 rows", st, answer)
 		}
 	})
 }

@@ -77,7 +77,9 @@ type Options struct {
 	// column it digests (in every table it covers), a snapshot page one
 	// per 100 rows of its limit; a request costing more than MaxCost
 	// runs alone. A request whose cost is not free within CostWait gets
-	// 429 with Retry-After. Default DefaultMaxCost.
+	// 429 with Retry-After; a table's digest the tenant's version has not
+	// moved since is, then, served from memory instead. Default
+	// DefaultMaxCost.
 	MaxCost int64
 	// CostWait is how long an expensive request waits for its cost (see
 	// MaxCost) before it is refused. Default DefaultCostWait.
