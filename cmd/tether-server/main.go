@@ -147,7 +147,7 @@ func (c config) check() error {
 	if o.MaxBodyBytes <= 0 || o.MaxBatchRows <= 0 || o.MaxBatchRows > wire.MaxBatchSize || lim.MaxOpenSessions <= 0 || lim.SessionIdle <= 0 ||
 		o.RateLimit < 0 || o.RateBurst < 0 || o.MaxValueBytes <= 0 || o.MaxPageBytes <= 0 || lim.MaxSessionRows <= 0 ||
 		lim.MaxSessionBytes <= 0 || lim.MaxTenantStagedBytes <= 0 || lim.DeviceActivity <= 0 || lim.SessionRetention <= 0 ||
-		lim.AuditRetention <= 0 || lim.MaxUserDevices <= 0 || lim.DeviceRetention <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
+		lim.AuditRetention <= 0 || lim.MaxUserDevices <= 0 || lim.DeviceRetention <= 0 || o.MaxStreams <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
 		c.idleTimeout <= 0 {
 		return fmt.Errorf("limits and timeouts must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
 	}
