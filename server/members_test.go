@@ -3,6 +3,7 @@ package server_test
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -53,14 +54,17 @@ func rowsOf(t *testing.T, db *sql.DB, query string) []string {
 }
 
 // pushRows pushes rows (JSON objects of dev's stamps) in one session of
-// dev, registering it first, and commits it.
-func pushRows(t *testing.T, url, token, dev string, rows ...string) {
+// dev, registering it first, commits it and returns its version.
+func pushRows(t *testing.T, url, token, dev string, rows ...string) int64 {
 	t.Helper()
 	session := openSession(t, url, token, dev)
-	if st, _, body := call(t, "PUT", url+"/v1/sessions/"+session+"/batches/0?commit=1", token, `{"rows":[`+strings.Join(rows, ",")+`]}`,
-		wire.HeaderDevice, dev); st != 200 {
+	st, _, body := call(t, "PUT", url+"/v1/sessions/"+session+"/batches/0?commit=1", token, `{"rows":[`+strings.Join(rows, ",")+`]}`,
+		wire.HeaderDevice, dev)
+	var ack wire.BatchAck
+	if err := json.Unmarshal(body, &ack); st != 200 || err != nil || ack.Commit == nil {
 		t.Fatalf("push: %d %s", st, body)
 	}
+	return ack.Commit.Version
 }
 
 // customer is a customers row stamped by dev at ms.
@@ -325,6 +329,30 @@ func TestDevicesBounded(t *testing.T) {
 		}
 		if st, _, body := register("token-ada", "ada-3", ""); st != 200 {
 			t.Errorf("a device after the others were forgotten: %d %s", st, body)
+		}
+	})
+}
+
+// Finding 7 of issue 19: each tenant counts its own versions, so that no
+// member learns from them how many commits other tenants make.
+func TestVersionsPerTenant(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		url := testkit.Serve(t, store, server.Options{}).URL
+		for i := range 3 {
+			pushRows(t, url, "token-ada", device, customer(fmt.Sprintf("c%d", i), device, i, false, 0))
+		}
+		if v := pushRows(t, url, "token-globe", "globex-device", customer("g1", "globex-device", 1, false, 0)); v != 1 {
+			t.Errorf("globex's first commit got version %d, want 1", v)
+		}
+		if v := pushRows(t, url, "token-ada", device, customer("c9", device, 9, false, 0)); v != 4 {
+			t.Errorf("acme's fourth commit got version %d, want 4", v)
+		}
+		for tenant, want := range map[string]int64{"acme": 4, "globex": 1} {
+			if v, err := store.LatestVersion(t.Context(), tenant); err != nil || v != want {
+				t.Errorf("LatestVersion(%s) = %d, %v; want %d", tenant, v, err, want)
+			}
 		}
 	})
 }
