@@ -114,7 +114,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&lim.DeviceActivity, "device-activity", server.DefaultDeviceActivity, "a device unseen this long no longer holds back the purge of tombstones (it rebuilds when it comes back)")
 	fs.DurationVar(&lim.SessionRetention, "session-retention", server.DefaultSessionRetention, "committed push sessions and their answers are kept this long")
 	fs.DurationVar(&lim.AuditRetention, "audit-retention", server.DefaultAuditRetention, "audit log entries are kept this long")
-	fs.IntVar(&lim.MaxUserDevices, "max-user-devices", server.DefaultMaxUserDevices, "devices one user may have registered in a tenant; past it, registrations get 409 device_limit")
+	fs.IntVar(&lim.MaxUserDevices, "max-user-devices", server.DefaultMaxUserDevices, "devices one user may have seen in a tenant within -device-activity; past it, registrations get 409 device_limit")
 	fs.DurationVar(&lim.DeviceRetention, "device-retention", server.DefaultDeviceRetention, "the registration of a device unseen this long is forgotten (it registers again when it comes back); at least -device-activity")
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", server.DefaultMaxClockSkew, "clock stamps further ahead of the server's clock are re-stamped at commit")
 	fs.Float64Var((*float64)(&o.AuthFailures), "auth-failures", server.DefaultAuthFailures, "failed authentications per second one client address may make (429 above); negative for no limit")
