@@ -39,7 +39,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("the connection cannot stream: %w", wire.ErrInternal))
 		return
 	}
-	release, err := openStreams.acquire(s, p, s.opts.MaxStreams)
+	release, err := s.streams.acquire(p, s.opts.MaxStreams)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -84,29 +84,22 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// openStreams counts the event streams open on every Server of the
-// process. It is not a Server field so that events.go holds all of the
-// streams' bookkeeping; its entries last only while streams are open.
-var openStreams = &streamCounts{n: map[streamKey]int{}}
-
-// streamCounts counts the open event streams of each principal of each
-// server. It is safe for concurrent use.
+// streamCounts counts the open event streams of each principal of a
+// server; its entries last only while streams are open. It is safe for
+// concurrent use.
 type streamCounts struct {
 	mu sync.Mutex
 	n  map[streamKey]int // no zero counts: the map holds open streams only
 }
 
-// streamKey names a principal of a server.
-type streamKey struct {
-	s            *Server
-	tenant, user string
-}
+// streamKey names a principal.
+type streamKey struct{ tenant, user string }
 
-// acquire takes one of p's limit stream slots on s and returns the func
-// that gives it back, or, when p holds limit already, an error wrapping
+// acquire takes one of p's limit stream slots and returns the func that
+// gives it back, or, when p holds limit already, an error wrapping
 // wire.ErrRateLimited that names the limit.
-func (c *streamCounts) acquire(s *Server, p Principal, limit int) (release func(), err error) {
-	k := streamKey{s, p.Tenant, p.User}
+func (c *streamCounts) acquire(p Principal, limit int) (release func(), err error) {
+	k := streamKey{p.Tenant, p.User}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if held := c.n[k]; held >= limit {

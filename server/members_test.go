@@ -3,6 +3,7 @@ package server_test
 import (
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -53,14 +54,17 @@ func rowsOf(t *testing.T, db *sql.DB, query string) []string {
 }
 
 // pushRows pushes rows (JSON objects of dev's stamps) in one session of
-// dev, registering it first, and commits it.
-func pushRows(t *testing.T, url, token, dev string, rows ...string) {
+// dev, registering it first, commits it and returns its version.
+func pushRows(t *testing.T, url, token, dev string, rows ...string) int64 {
 	t.Helper()
 	session := openSession(t, url, token, dev)
-	if st, _, body := call(t, "PUT", url+"/v1/sessions/"+session+"/batches/0?commit=1", token, `{"rows":[`+strings.Join(rows, ",")+`]}`,
-		wire.HeaderDevice, dev); st != 200 {
+	st, _, body := call(t, "PUT", url+"/v1/sessions/"+session+"/batches/0?commit=1", token, `{"rows":[`+strings.Join(rows, ",")+`]}`,
+		wire.HeaderDevice, dev)
+	var ack wire.BatchAck
+	if err := json.Unmarshal(body, &ack); st != 200 || err != nil || ack.Commit == nil {
 		t.Fatalf("push: %d %s", st, body)
 	}
+	return ack.Commit.Version
 }
 
 // customer is a customers row stamped by dev at ms.
@@ -127,23 +131,27 @@ func TestMembersCannotActAsOthersDevices(t *testing.T) {
 	})
 }
 
-// Finding 1 of issue 19: a cursor past the tenant's latest version is
-// refused before anything is recorded; the purge horizon never passes
+// Finding 1 and 7 of issue 19: a cursor past the tenant's latest version
+// is refused before anything is recorded; the purge horizon never passes
 // the latest version (and one that did comes back down); a device that
-// registered and never pulled holds no tombstone back.
+// registered and never pulled, or whose pulls never move, holds no
+// tombstone back.
 func TestPositionsBoundedByLatestVersion(t *testing.T) {
 	reg := testkit.Registry(t)
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		clock := testkit.NewClock()
 		store := db.Open(t, reg.Schema(), stores.Options{Now: clock.Now})
-		url := testkit.Serve(t, store, server.Options{Now: clock.Now, SweepInterval: -1}).URL
+		lim := server.Limits{DeviceActivity: time.Hour}
+		url := testkit.Serve(t, store, server.Options{Now: clock.Now, SweepInterval: -1, Limits: lim}).URL
 		sdb := sqlOf(t, store)
 		pushRows(t, url, "token-ada", device, customer("c1", device, 1, false, 0), customer("c2", device, 2, false, 0))
 		pushRows(t, url, "token-ada", device, customer("c1", device, 3, true, 1))
-		// A device of bob's registers and never pulls.
-		if st, _, body := call(t, "POST", url+"/v1/devices", "token-bob", `{"device":"bobs-tablet"}`, wire.HeaderDevice, "bobs-tablet"); st != 200 {
+		// Bob's laptop pulls once from the start, and then again and
+		// again from there, never moving.
+		if st, _, body := call(t, "POST", url+"/v1/devices", "token-bob", `{"device":"bobs-laptop"}`, wire.HeaderDevice, "bobs-laptop"); st != 200 {
 			t.Fatalf("register: %d %s", st, body)
 		}
+		pull(t, url, "token-bob", "bobs-laptop", "")
 		cursor := pull(t, url, "token-ada", device, "")
 		pull(t, url, "token-ada", device, cursor) // records the position: version 2
 
@@ -162,7 +170,7 @@ func TestPositionsBoundedByLatestVersion(t *testing.T) {
 		if _, err := sdb.Exec(`INSERT INTO _tether_horizons (tenant, version) VALUES ('acme', 9223372036854775807)`); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := store.Sweep(t.Context(), server.Limits{}, 100); err != nil {
+		if _, err := store.Sweep(t.Context(), lim, 100); err != nil {
 			t.Fatal(err)
 		}
 		var horizon, latest int64
@@ -170,32 +178,28 @@ func TestPositionsBoundedByLatestVersion(t *testing.T) {
 			WHERE h.tenant = 'acme'`).Scan(&horizon, &latest); err != nil {
 			t.Fatal(err)
 		}
-		if horizon > latest || horizon != 2 {
-			t.Errorf("horizon %d after the sweep, want the device's position 2 (latest version %d)", horizon, latest)
+		if horizon != 0 || latest != 2 {
+			t.Errorf("horizon %d after the sweep (latest version %d), want 0: the position of bob's laptop", horizon, latest)
 		}
-		// The tombstone before the device's position went, though bob's
-		// tablet never pulled it; the device pulls on from where it is.
-		var tombstones int
-		if err := sdb.QueryRow(`SELECT count(*) FROM customers WHERE "_deleted" AND "_version" < 2`).Scan(&tombstones); err != nil {
-			t.Fatal(err)
+		// Two hours on, bob's laptop still pulls from the start, a tablet
+		// of bob's registers and never pulls; ada deletes c2 and pulls it.
+		clock.Advance(2 * time.Hour)
+		pull(t, url, "token-bob", "bobs-laptop", "")
+		if st, _, body := call(t, "POST", url+"/v1/devices", "token-bob", `{"device":"bobs-tablet"}`, wire.HeaderDevice, "bobs-tablet"); st != 200 {
+			t.Fatalf("register: %d %s", st, body)
 		}
 		pushRows(t, url, "token-ada", device, customer("c2", device, 4, true, 1))
-		if _, err := store.Sweep(t.Context(), server.Limits{}, 100); err != nil {
-			t.Fatal(err)
-		}
-		if err := sdb.QueryRow(`SELECT count(*) FROM customers WHERE "_deleted" AND "_version" < 3`).Scan(&tombstones); err != nil {
-			t.Fatal(err)
-		}
 		cursor = pull(t, url, "token-ada", device, cursor)
 		pull(t, url, "token-ada", device, cursor)
-		if _, err := store.Sweep(t.Context(), server.Limits{}, 100); err != nil {
+		if _, err := store.Sweep(t.Context(), lim, 100); err != nil {
 			t.Fatal(err)
 		}
+		var tombstones int
 		if err := sdb.QueryRow(`SELECT count(*) FROM customers WHERE "_deleted"`).Scan(&tombstones); err != nil {
 			t.Fatal(err)
 		}
 		if tombstones != 1 { // c1's went; c2's is at the latest version
-			t.Errorf("%d tombstones after the device pulled past c1's deletion, want 1 (bob's tablet, which never pulled, holds nothing back)", tombstones)
+			t.Errorf("%d tombstones after ada's device pulled past c1's deletion, want 1: neither bob's tablet (never pulled) nor his laptop (never moves) holds it back", tombstones)
 		}
 	})
 }
@@ -280,8 +284,9 @@ func TestDeviceSchemasValidated(t *testing.T) {
 	})
 }
 
-// Finding 7 of issue 19: a user's registered devices are bounded, a
-// device unseen for DeviceRetention is forgotten (with its schema), and
+// Finding 7 of issue 19: a user's devices seen within DeviceActivity are
+// bounded, a device unseen for DeviceRetention is forgotten (with its
+// schema) and kept until then, and
 // a pull names at most wire.MaxEchoSessions own sessions, counted as
 // entries.
 func TestDevicesBounded(t *testing.T) {
@@ -316,6 +321,16 @@ func TestDevicesBounded(t *testing.T) {
 		if st, _, body := call(t, "GET", url+"/v1/changes?own="+own, "token-ada", "", wire.HeaderDevice, "ada-1"); st != 400 || !strings.Contains(string(body), "at most 64") {
 			t.Errorf("own= with %d entries of one id: %d %s, want 400", wire.MaxEchoSessions+1, st, body)
 		}
+		// Devices unseen for longer than DeviceActivity do not count;
+		// their registrations, keys included, stay for DeviceRetention.
+		clock.Advance(90 * time.Minute)
+		if st, _, body := register("token-ada", "ada-3", ""); st != 200 {
+			t.Errorf("a device once the others were unseen for DeviceActivity: %d %s", st, body)
+		}
+		if st, code, body := call(t, "POST", url+"/v1/devices", "token-bob", `{"device":"ada-1"}`, wire.HeaderDevice, "ada-1",
+			wire.HeaderDeviceKey, deviceKey("bobs-own-key")); st != 403 || code != "device_key" {
+			t.Errorf("bob registering ada's absent device: %d %s, want 403 device_key", st, body)
+		}
 		clock.Advance(3 * time.Hour)
 		if _, err := store.Sweep(t.Context(), lim, 100); err != nil {
 			t.Fatal(err)
@@ -323,8 +338,32 @@ func TestDevicesBounded(t *testing.T) {
 		if n := rowsOf(t, sdb, `SELECT device FROM _tether_devices UNION ALL SELECT id FROM _tether_schemas`); len(n) != 0 {
 			t.Errorf("devices and schemas %q left after the retention, want none", n)
 		}
-		if st, _, body := register("token-ada", "ada-3", ""); st != 200 {
+		if st, _, body := register("token-ada", "ada-4", ""); st != 200 {
 			t.Errorf("a device after the others were forgotten: %d %s", st, body)
+		}
+	})
+}
+
+// Finding 7 of issue 19: each tenant counts its own versions, so that no
+// member learns from them how many commits other tenants make.
+func TestVersionsPerTenant(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		url := testkit.Serve(t, store, server.Options{}).URL
+		for i := range 3 {
+			pushRows(t, url, "token-ada", device, customer(fmt.Sprintf("c%d", i), device, i, false, 0))
+		}
+		if v := pushRows(t, url, "token-globe", "globex-device", customer("g1", "globex-device", 1, false, 0)); v != 1 {
+			t.Errorf("globex's first commit got version %d, want 1", v)
+		}
+		if v := pushRows(t, url, "token-ada", device, customer("c9", device, 9, false, 0)); v != 4 {
+			t.Errorf("acme's fourth commit got version %d, want 4", v)
+		}
+		for tenant, want := range map[string]int64{"acme": 4, "globex": 1} {
+			if v, err := store.LatestVersion(t.Context(), tenant); err != nil || v != want {
+				t.Errorf("LatestVersion(%s) = %d, %v; want %d", tenant, v, err, want)
+			}
 		}
 	})
 }

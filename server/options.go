@@ -216,7 +216,7 @@ const (
 	DefaultSessionRetention     = 30 * 24 * time.Hour
 	DefaultAuditRetention       = 365 * 24 * time.Hour
 	DefaultMaxUserDevices       = 100
-	DefaultDeviceRetention      = 90 * 24 * time.Hour
+	DefaultDeviceRetention      = 365 * 24 * time.Hour
 )
 
 // Limits bound what a device may keep open on the server, and how long
@@ -243,14 +243,14 @@ type Limits struct {
 	// or expire. Default DefaultMaxTenantStagedBytes.
 	MaxTenantStagedBytes int64
 
-	// DeviceActivity is how long a device counts as active after it was
-	// last seen, once it has pulled (proven by its key: a registration
-	// alone, or a request naming a device it cannot prove, makes no device
-	// active). Tombstones are purged once every active device of the
-	// tenant has pulled past them (or, when none is active, all of them
-	// before the tenant's latest version);
-	// a device that comes back later, with an older cursor, gets 410
-	// history_purged and rebuilds from a snapshot. Default
+	// DeviceActivity is how long a device counts as active after its
+	// pull position last moved (a request naming a device it cannot
+	// prove, a registration alone, or pulls that never move, make no
+	// device active). Tombstones are purged once every active device of
+	// the tenant has pulled past them (or, when none is active, all of
+	// them before the tenant's latest version); a device that comes back
+	// later, with an older cursor, gets 410 history_purged and rebuilds
+	// from a snapshot. It is also the window of MaxUserDevices. Default
 	// DefaultDeviceActivity.
 	DeviceActivity time.Duration
 	// SessionRetention is how long committed sessions and their stored
@@ -261,17 +261,19 @@ type Limits struct {
 	// AuditRetention is how long audit log entries are kept. Default
 	// DefaultAuditRetention.
 	AuditRetention time.Duration
-	// MaxUserDevices is the number of devices one user may have
-	// registered in a tenant; registering one more is
-	// wire.ErrDeviceLimit (409 device_limit) until the sweep forgets
-	// devices unseen for DeviceRetention. A shared device counts for the
-	// user who registered it first. Default DefaultMaxUserDevices.
+	// MaxUserDevices is the number of devices one user may have seen in
+	// a tenant within DeviceActivity; registering one more is
+	// wire.ErrDeviceLimit (409 device_limit). So a user's registrations
+	// kept at once are at most MaxUserDevices per DeviceActivity of
+	// DeviceRetention. A shared device counts for the user who registered
+	// it first. Default DefaultMaxUserDevices.
 	MaxUserDevices int
 	// DeviceRetention is how long the server keeps the registration of a
-	// device it has not seen (no registration, no pull); at least
-	// DeviceActivity. A device that comes back later registers again on
-	// its own (wire.ErrDeviceUnknown) and rebuilds from a snapshot.
-	// Default DefaultDeviceRetention.
+	// device it has not seen (no registration, no pull): its id, the
+	// hash of its key (so that no one else registers the id meanwhile)
+	// and its schema; at least DeviceActivity. A device that comes back
+	// later registers again on its own (wire.ErrDeviceUnknown) and
+	// rebuilds from a snapshot. Default DefaultDeviceRetention.
 	DeviceRetention time.Duration
 }
 

@@ -24,6 +24,8 @@ type Server struct {
 	limiters *limiters
 	// authFails counts failed authentications per client address.
 	authFails *limiters
+	// streams counts the open event streams per principal.
+	streams *streamCounts
 
 	stop    context.CancelFunc // ends the sweep
 	stopped chan struct{}
@@ -45,6 +47,7 @@ func New(store Store, opts Options) (*Server, error) {
 		mux:       http.NewServeMux(),
 		limiters:  newLimiters(opts.RateLimit, opts.RateBurst, opts.Now),
 		authFails: newLimiters(max(opts.AuthFailures, 0), opts.AuthFailureBurst, opts.Now),
+		streams:   &streamCounts{n: map[streamKey]int{}},
 		stopped:   make(chan struct{}),
 	}
 	s.routes()

@@ -116,7 +116,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&lim.DeviceActivity, "device-activity", server.DefaultDeviceActivity, "a device unseen this long no longer holds back the purge of tombstones (it rebuilds when it comes back)")
 	fs.DurationVar(&lim.SessionRetention, "session-retention", server.DefaultSessionRetention, "committed push sessions and their answers are kept this long")
 	fs.DurationVar(&lim.AuditRetention, "audit-retention", server.DefaultAuditRetention, "audit log entries are kept this long")
-	fs.IntVar(&lim.MaxUserDevices, "max-user-devices", server.DefaultMaxUserDevices, "devices one user may have registered in a tenant; past it, registrations get 409 device_limit")
+	fs.IntVar(&lim.MaxUserDevices, "max-user-devices", server.DefaultMaxUserDevices, "devices one user may have seen in a tenant within -device-activity; past it, registrations get 409 device_limit")
 	fs.DurationVar(&lim.DeviceRetention, "device-retention", server.DefaultDeviceRetention, "the registration of a device unseen this long is forgotten (it registers again when it comes back); at least -device-activity")
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", server.DefaultMaxClockSkew, "clock stamps further ahead of the server's clock are re-stamped at commit")
 	fs.Float64Var((*float64)(&o.AuthFailures), "auth-failures", server.DefaultAuthFailures, "failed authentications per second one client address may make (429 above); negative for no limit")
@@ -149,7 +149,7 @@ func (c config) check() error {
 	if o.MaxBodyBytes <= 0 || o.MaxBatchRows <= 0 || o.MaxBatchRows > wire.MaxBatchSize || lim.MaxOpenSessions <= 0 || lim.SessionIdle <= 0 ||
 		o.RateLimit < 0 || o.RateBurst < 0 || o.MaxValueBytes <= 0 || o.MaxPageBytes <= 0 || lim.MaxSessionRows <= 0 ||
 		lim.MaxSessionBytes <= 0 || lim.MaxTenantStagedBytes <= 0 || lim.DeviceActivity <= 0 || lim.SessionRetention <= 0 ||
-		lim.AuditRetention <= 0 || lim.MaxUserDevices <= 0 || lim.DeviceRetention <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
+		lim.AuditRetention <= 0 || lim.MaxUserDevices <= 0 || lim.DeviceRetention <= 0 || o.MaxStreams <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
 		c.idleTimeout <= 0 {
 		return fmt.Errorf("limits and timeouts must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
 	}

@@ -146,8 +146,12 @@ func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant st
 // pulls is seen: a long pull keeps it active (seen_at may lag by
 // echo.SeenEvery: a pull that moves nothing writes nothing).
 func (s *Store) recordPull(ctx context.Context, p server.Principal, after server.Cursor, echo server.Echo) error {
-	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
-		WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device)
+	// moved_at before pulled: MySQL assigns left to right, with the
+	// values just assigned.
+	now := s.d.Time(s.now())
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, moved_at = CASE WHEN pulled < ? THEN ? ELSE moved_at END,
+		pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END WHERE tenant = ? AND device = ?`),
+		now, after.Version, now, after.Version, after.Version, p.Tenant, echo.Device)
 	return err
 }
 

@@ -38,13 +38,13 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, reg serv
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				var n int
-				if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_devices WHERE tenant = ? AND user_name = ?`),
-					p.Tenant, p.User).Scan(&n); err != nil {
+				if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_devices WHERE tenant = ? AND user_name = ? AND seen_at >= ?`),
+					p.Tenant, p.User, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&n); err != nil {
 					return err
 				}
 				if n >= lim.MaxUserDevices {
-					return fmt.Errorf("user %s has %d registered devices, the limit (MaxUserDevices); devices unseen for %v are forgotten: %w",
-						p.User, n, lim.DeviceRetention, wire.ErrDeviceLimit)
+					return fmt.Errorf("user %s has %d devices seen within %v, the limit (MaxUserDevices): devices unseen for longer do not count: %w",
+						p.User, n, lim.DeviceActivity, wire.ErrDeviceLimit)
 				}
 				if err := s.keepSchema(ctx, tx, p.Tenant, schemaID, body); err != nil {
 					return err
@@ -154,7 +154,13 @@ func (s *Store) deviceSchema(ctx context.Context, tx *sql.Tx, tenant, id string)
 		return sc, nil
 	}
 	var body string
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT body FROM _tether_schemas WHERE tenant = ? AND id = ?`), tenant, id).Scan(&body); err != nil {
+	err := tx.QueryRowContext(ctx, s.q(`SELECT body FROM _tether_schemas WHERE tenant = ? AND id = ?`), tenant, id).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Swept while a registration named it again: the device
+		// registers again, which stores it.
+		return nil, fmt.Errorf("the device's schema %s is no longer on the server: register the device again: %w", id, wire.ErrDeviceUnknown)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("the device's schema %s: %w", id, err)
 	}
 	sc = new(entity.Schema)

@@ -135,17 +135,19 @@ func bookkeeping() []TableDef {
 		// A device: the user who registered it first, the SHA-256 of its
 		// key (wire.HeaderDeviceKey), its schema (an id of
 		// _tether_schemas; '' for the server's), how far it has pulled
-		// (-1 before its first pull).
+		// (-1 before its first pull) and when that last moved.
 		Name: "_tether_devices",
 		Columns: []Column{col("tenant", TypeKey), col("device", TypeID), col("user_name", TypeKey),
 			col("created_at", TypeTime), col("seen_at", TypeTime), {Name: "app_schema", Type: TypeID, Default: "''"},
-			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}},
+			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}, null("moved_at", TypeTime)},
 		Key: []string{"tenant", "device"},
 		// A registration counts the user's devices; the sweep finds
-		// devices unseen for DeviceRetention.
+		// devices unseen for DeviceRetention, and the schemas no device
+		// names.
 		Indexes: []Index{
 			{Name: "_tether_devices__user", Columns: []string{"tenant", "user_name"}},
 			{Name: "_tether_devices__seen", Columns: []string{"seen_at"}},
+			{Name: "_tether_devices__schema", Columns: []string{"tenant", "app_schema"}},
 		},
 	}, {
 		// The device schemas of a tenant, each stored once however many
@@ -175,6 +177,7 @@ func bookkeeping() []TableDef {
 		Indexes: []Index{
 			{Name: "_tether_sessions__open", Columns: []string{"tenant", "device", "user_name", "committed_at"}},
 			{Name: "_tether_sessions__committed", Columns: []string{"committed_at"}},
+			{Name: "_tether_sessions__schema", Columns: []string{"tenant", "app_schema"}},
 		},
 	}, {
 		Name: "_tether_batches",

@@ -87,7 +87,8 @@ func (s *Store) expireSessions(ctx context.Context, lim server.Limits, max int) 
 }
 
 // deleteOld deletes up to max rows of a bookkeeping table matching cond
-// (with parameters args), by key, in one transaction.
+// (with parameters args), by key, in one transaction, and returns how
+// many it deleted.
 func (s *Store) deleteOld(ctx context.Context, table, cond string, max int, args ...any) (int, error) {
 	key := map[string]string{"_tether_sessions": "tenant, id", "_tether_audit": "tenant, version, tbl, id",
 		"_tether_devices": "tenant, device", "_tether_schemas": "tenant, id"}[table]
@@ -114,13 +115,21 @@ func (s *Store) deleteOld(ctx context.Context, table, cond string, max int, args
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		where := strings.ReplaceAll(key, ",", " = ? AND") + " = ?"
+		// The condition is checked again: a device seen, or a schema
+		// named again, since it was read stays.
+		where := strings.ReplaceAll(key, ",", " = ? AND") + " = ? AND (" + cond + ")"
+		n = 0
 		for _, k := range keys {
-			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+table+` WHERE `+where), k...); err != nil {
+			res, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+table+` WHERE `+where), append(k, args...)...)
+			if err != nil {
 				return err
 			}
+			m, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += int(m)
 		}
-		n = len(keys)
 		return nil
 	})
 	return n, err
@@ -160,8 +169,9 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 // moveHorizon moves the tenant's horizon up to the oldest position an
 // active device has pulled to (with no active device, to the latest
 // version), never past the latest version, and returns it. A device is
-// active once it has pulled, as long as it is seen: a registration alone
-// holds nothing back. A horizon past the latest version (left by a forged
+// active for DeviceActivity after its position last moved: a
+// registration alone holds nothing back, nor do pulls that stay where
+// they are. A horizon past the latest version (left by a forged
 // cursor, before positions were bounded) comes back down to it.
 func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim server.Limits) (int64, error) {
 	latest, err := latestVersion(ctx, tx, s.q, tenant)
@@ -169,7 +179,7 @@ func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim 
 		return 0, err
 	}
 	var active sql.NullInt64
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND seen_at >= ?`),
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ?`),
 		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active); err != nil {
 		return 0, err
 	}
