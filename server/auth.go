@@ -88,7 +88,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 		return Principal{}, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden)
 	}
 	if t := r.Header.Get(wire.HeaderTenant); t != "" && t != p.Tenant {
-		return Principal{}, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", t, p.Tenant, wire.ErrForbidden)
+		return Principal{}, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", clip(t), p.Tenant, wire.ErrForbidden)
 	}
 	if wait := s.limiters.wait(r); wait > 0 {
 		secs := int((wait + time.Second - 1) / time.Second)

@@ -42,7 +42,7 @@ func pageParams(q url.Values) (after Cursor, limit int, err error) {
 	limit = wire.DefaultBatchSize
 	if l := q.Get("limit"); l != "" {
 		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > wire.MaxBatchSize {
-			return Cursor{}, 0, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
+			return Cursor{}, 0, fmt.Errorf("limit %q: want 1 to %d: %w", clip(l), wire.MaxBatchSize, wire.ErrBadRequest)
 		}
 	}
 	return after, limit, nil
@@ -80,7 +80,7 @@ func (s *Server) echo(ctx context.Context, p Principal, r *http.Request) (Echo, 
 	echo.Sessions = map[string]bool{}
 	for _, id := range strings.Split(own, ",") {
 		if !deviceRE.MatchString(id) {
-			return Echo{}, fmt.Errorf("own: malformed session id %q: %w", clipID(id), wire.ErrBadRequest)
+			return Echo{}, fmt.Errorf("own: malformed session id %q: %w", clip(id), wire.ErrBadRequest)
 		}
 		echo.Sessions[id] = true
 	}

@@ -62,13 +62,13 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 		return nil, err
 	}
 	if !deviceRE.MatchString(d.Device) {
-		return nil, fmt.Errorf("malformed device id %q (want 1 to 64 letters, digits and dashes): %w", clipID(d.Device), wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed device id %q (want 1 to 64 letters, digits and dashes): %w", clip(d.Device), wire.ErrBadRequest)
 	}
 	if h := r.Header.Get(wire.HeaderDevice); h != "" && h != d.Device {
-		return nil, fmt.Errorf("the %s header names device %q and the body %s: %w", wire.HeaderDevice, clipID(h), d.Device, wire.ErrBadRequest)
+		return nil, fmt.Errorf("the %s header names device %q and the body %s: %w", wire.HeaderDevice, clip(h), d.Device, wire.ErrBadRequest)
 	}
 	if d.Tenant != "" && d.Tenant != p.Tenant {
-		return nil, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", clipID(d.Tenant), p.Tenant, wire.ErrForbidden)
+		return nil, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", clip(d.Tenant), p.Tenant, wire.ErrForbidden)
 	}
 	reg := Registration{Device: d.Device}
 	var err error
@@ -84,13 +84,4 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 		return nil, err
 	}
 	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil
-}
-
-// clipID shortens request text quoted in an error: an answer never
-// quotes more than about 100 bytes of it.
-func clipID(s string) string {
-	if len(s) <= 64 {
-		return s
-	}
-	return fmt.Sprintf("%s… (%d bytes)", s[:64], len(s))
 }

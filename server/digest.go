@@ -35,16 +35,16 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 		return nil, fmt.Errorf("digest: %w", err)
 	}
 	tables, cost := s.digestTables(p.Tenant, req.Columns)
-	release, ok := s.opts.costs.try(cost)
+	release, ok := s.costs.try(cost)
 	if !ok {
 		cost = 0
 		for i := range tables {
-			if tables[i].td, tables[i].ok = s.opts.digests.get(tables[i].key, version); !tables[i].ok {
+			if tables[i].td, tables[i].ok = s.digests.get(tables[i].key, version); !tables[i].ok {
 				cost += tables[i].cost
 			}
 		}
 		if cost > 0 {
-			if release, err = s.opts.costs.acquire(ctx, w, fmt.Sprintf("a digest of %d columns", cost), cost); err != nil {
+			if release, err = s.costs.acquire(ctx, w, fmt.Sprintf("a digest of %d columns", cost), cost); err != nil {
 				return nil, err
 			}
 		}
@@ -58,7 +58,7 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 			if tb.td, err = s.store.Digest(ctx, p, tb.key.table, tb.cols); err != nil {
 				return nil, err
 			}
-			s.opts.digests.put(tb.key, version, tb.td)
+			s.digests.put(tb.key, version, tb.td)
 		}
 		out.Tables = append(out.Tables, tb.td)
 	}

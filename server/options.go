@@ -84,12 +84,6 @@ type Options struct {
 	// CostWait is how long an expensive request waits for its cost (see
 	// MaxCost) before it is refused. Default DefaultCostWait.
 	CostWait time.Duration
-	// costs is the budget of MaxCost, which withDefaults makes: one per
-	// Server, as New calls it once.
-	costs *costs
-	// digests keeps table digests for reuse while their tenant's version
-	// stays; withDefaults makes it.
-	digests *digestCache
 	// MaxClockSkew is how far ahead of the server's clock a pushed row's
 	// clock stamp may be: a later stamp is replaced, at commit, by one of
 	// the server's clock (its device part kept), so that no device's wrong
@@ -166,8 +160,6 @@ func (o Options) withDefaults() Options {
 	if o.CostWait <= 0 {
 		o.CostWait = DefaultCostWait
 	}
-	o.costs = newCosts(o.MaxCost, o.CostWait)
-	o.digests = newDigestCache()
 	if o.MaxStreams <= 0 {
 		o.MaxStreams = DefaultMaxStreams
 	}

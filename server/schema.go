@@ -22,7 +22,7 @@ import (
 func deviceSchema(server, device entity.Schema) (*entity.Schema, error) {
 	names := make(map[string]map[string]bool, len(device.Tables))
 	for i, dt := range device.Tables {
-		name := clipID(dt.Name)
+		name := clip(dt.Name)
 		if names[dt.Name] != nil {
 			return nil, fmt.Errorf("the device's schema names table %q twice: %w", name, wire.ErrBadRequest)
 		}
@@ -35,7 +35,7 @@ func deviceSchema(server, device entity.Schema) (*entity.Schema, error) {
 		}
 		cols := make(map[string]bool, len(dt.Columns))
 		for _, dc := range dt.Columns {
-			col := clipID(dc.Name)
+			col := clip(dc.Name)
 			if cols[dc.Name] {
 				return nil, fmt.Errorf("the device's table %s names column %q twice: %w", st.Name, col, wire.ErrBadRequest)
 			}
@@ -45,7 +45,7 @@ func deviceSchema(server, device entity.Schema) (*entity.Schema, error) {
 			case !ok:
 				return nil, fmt.Errorf("the device's column %s.%s is not on the server (a newer app version? upgrade the server's schema first): %w", st.Name, col, wire.ErrSchemaMismatch)
 			case sc.Kind != dc.Kind:
-				return nil, fmt.Errorf("column %s.%s is %s on the server and %s on the device: %w", st.Name, sc.Name, sc.Kind, clipID(string(dc.Kind)), wire.ErrSchemaMismatch)
+				return nil, fmt.Errorf("column %s.%s is %s on the server and %s on the device: %w", st.Name, sc.Name, sc.Kind, clip(string(dc.Kind)), wire.ErrSchemaMismatch)
 			case sc.Nullable != dc.Nullable:
 				return nil, fmt.Errorf("column %s.%s is %s on the server and %s on the device: %w", st.Name, sc.Name, nullability(sc), nullability(dc), wire.ErrSchemaMismatch)
 			}

@@ -26,6 +26,11 @@ type Server struct {
 	authFails *limiters
 	// streams counts the open event streams per principal.
 	streams *streamCounts
+	// costs is the budget of Options.MaxCost.
+	costs *costs
+	// digests keeps table digests for reuse while their tenant's
+	// version stays.
+	digests *digestCache
 
 	stop    context.CancelFunc // ends the sweep
 	stopped chan struct{}
@@ -48,6 +53,8 @@ func New(store Store, opts Options) (*Server, error) {
 		limiters:  newLimiters(opts.RateLimit, opts.RateBurst, opts.Now),
 		authFails: newLimiters(max(opts.AuthFailures, 0), opts.AuthFailureBurst, opts.Now),
 		streams:   &streamCounts{n: map[streamKey]int{}},
+		costs:     newCosts(opts.MaxCost, opts.CostWait),
+		digests:   newDigestCache(),
 		stopped:   make(chan struct{}),
 	}
 	s.routes()

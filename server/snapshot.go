@@ -13,7 +13,7 @@ func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWrite
 	if err != nil {
 		return nil, err
 	}
-	release, err := s.opts.costs.acquire(ctx, w, "a snapshot page", snapshotCost(limit))
+	release, err := s.costs.acquire(ctx, w, "a snapshot page", snapshotCost(limit))
 	if err != nil {
 		return nil, err
 	}

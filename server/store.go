@@ -188,7 +188,7 @@ func ParseCursor(s string) (Cursor, error) {
 	if s == "" {
 		return Cursor{}, nil
 	}
-	bad := fmt.Errorf("malformed cursor %q: %w", s, wire.ErrBadRequest)
+	bad := fmt.Errorf("malformed cursor %q: %w", clip(s), wire.ErrBadRequest)
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return Cursor{}, bad
