@@ -83,10 +83,10 @@ func (b *blockingStore) Digest(ctx context.Context, p server.Principal, table st
 	return b.Store.Digest(ctx, p, table, columns)
 }
 
-func (b *blockingStore) Snapshot(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int) (wire.Snapshot, error) {
+func (b *blockingStore) Snapshot(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int, device string) (wire.Snapshot, error) {
 	b.entered <- struct{}{}
 	<-b.release
-	return b.Store.Snapshot(ctx, p, after, limit, maxBytes)
+	return b.Store.Snapshot(ctx, p, after, limit, maxBytes, device)
 }
 
 // Expensive requests share MaxCost units of work, whatever their number:

@@ -367,3 +367,43 @@ func TestVersionsPerTenant(t *testing.T) {
 		}
 	})
 }
+
+// A device that rebuilds from a snapshot holds the tombstones after the
+// snapshot's version until it has pulled from there, and a snapshot
+// starts at the tenant's latest version even when the latest commit wrote
+// no row: its resume pull is never refused, whatever the sweep does
+// meanwhile.
+func TestSnapshotHoldsTheHorizon(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		url := testkit.Serve(t, store, server.Options{SweepInterval: -1}).URL
+		pushRows(t, url, "token-ada", device, customer("c1", device, 1, false, 0), customer("c2", device, 2, false, 0))
+		empty := openSession(t, url, "token-ada", device) // a commit that writes no row
+		if st, _, body := call(t, "POST", url+"/v1/sessions/"+empty+"/commit", "token-ada", `{}`); st != 200 {
+			t.Fatalf("empty commit: %d %s", st, body)
+		}
+		const fresh = "new-laptop"
+		if st, _, body := call(t, "POST", url+"/v1/devices", "token-ada", `{"device":"`+fresh+`"}`, wire.HeaderDevice, fresh); st != 200 {
+			t.Fatalf("register: %d %s", st, body)
+		}
+		st, _, body := call(t, "GET", url+"/v1/snapshot", "token-ada", "", wire.HeaderDevice, fresh)
+		var snap wire.Snapshot
+		if err := json.Unmarshal(body, &snap); st != 200 || err != nil || len(snap.Rows) != 2 {
+			t.Fatalf("snapshot: %d %s", st, body)
+		}
+		// Meanwhile another device deletes c1 and pulls it, and the
+		// sweep runs.
+		pushRows(t, url, "token-ada", device, customer("c1", device, 3, true, 1))
+		cursor := pull(t, url, "token-ada", device, "")
+		pull(t, url, "token-ada", device, cursor)
+		if _, err := store.Sweep(t.Context(), server.Limits{}, 100); err != nil {
+			t.Fatal(err)
+		}
+		st, _, body = call(t, "GET", url+"/v1/changes?cursor="+snap.Resume, "token-ada", "", wire.HeaderDevice, fresh)
+		var c wire.Changes
+		if err := json.Unmarshal(body, &c); st != 200 || err != nil || len(c.Changes) != 1 || !c.Changes[0].Deleted {
+			t.Errorf("pull from the snapshot's resume cursor: %d %s, want c1's deletion", st, body)
+		}
+	})
+}

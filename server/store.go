@@ -98,8 +98,11 @@ type Store interface {
 	// Snapshot returns up to limit live rows (and at most maxBytes of
 	// them, but one) after the position after, for a device that must
 	// rebuild (wire.Snapshot); the zero position starts a snapshot at the
-	// tenant's latest version.
-	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) (wire.Snapshot, error)
+	// tenant's latest version. device, when not "", is the rebuilding
+	// device, proven by its key: its position is recorded at the
+	// snapshot's version, so that tombstones after it stay until the
+	// device has pulled from there.
+	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, device string) (wire.Snapshot, error)
 	// Sweep discards what has expired: the uncommitted sessions idle for
 	// longer than lim.SessionIdle and their staged rows, tombstones every
 	// active device has pulled past (lim.DeviceActivity), committed
