@@ -68,9 +68,14 @@ func TestErrorMapping(t *testing.T) {
 		{"gateway", func() error { return faulty(testkit.Status502).Health(ctx) }, client.ErrUnreachable, 502, true, 0},
 		{"proxy 413", func() error { return faulty(testkit.ProxyStatus413).Health(ctx) }, wire.ErrTooLarge, 413, false, 0},
 		{"unknown device", func() error {
+			good.SetDeviceKey("never-registered", testKey)
 			_, err := good.Changes(ctx, "never-registered", "", 10, nil)
 			return err
 		}, wire.ErrDeviceUnknown, 403, false, 0},
+		{"device without its key", func() error {
+			_, err := good.Changes(ctx, "no-key-given", "", 10, nil)
+			return err
+		}, wire.ErrDeviceKey, 403, false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
