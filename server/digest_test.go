@@ -100,58 +100,60 @@ func TestExpensiveRequestsLimitedByCost(t *testing.T) {
 	for _, tb := range reg.Schema().Tables {
 		cols += len(tb.Columns)
 	}
-	for _, second := range []string{"GET /v1/digest", "POST /v1/digest", "GET /v1/snapshot?limit=100"} {
-		t.Run(second, func(t *testing.T) {
-			store := &blockingStore{
-				Store:   stores.Open(t, stores.SQLite, reg.Schema(), stores.Options{}),
-				entered: make(chan struct{}, 16),
-				release: make(chan struct{}),
-			}
-			url := testkit.Serve(t, store, server.Options{MaxCost: int64(cols)}).URL
-			var wg sync.WaitGroup
-			var first int
-			wg.Add(1)
-			go func() { // a digest of every column: the whole budget
-				defer wg.Done()
-				req, _ := http.NewRequest("GET", url+"/v1/digest", nil)
-				req.Header.Set("Authorization", "Bearer token-ada")
-				if resp, err := http.DefaultClient.Do(req); err == nil {
-					first = resp.StatusCode
-					resp.Body.Close()
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		for _, second := range []string{"GET /v1/digest", "POST /v1/digest", "GET /v1/snapshot?limit=100"} {
+			t.Run(second, func(t *testing.T) {
+				store := &blockingStore{
+					Store:   db.Open(t, reg.Schema(), stores.Options{}),
+					entered: make(chan struct{}, 16),
+					release: make(chan struct{}),
 				}
-			}()
-			<-store.entered
-			method, path, _ := strings.Cut(second, " ")
-			body := ""
-			if method == "POST" {
-				body = `{"columns":{"customers":["id"]}}`
-			}
-			req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer token-bob")
-			if body != "" {
-				req.Header.Set("Content-Type", "application/json")
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var eb wire.ErrorBody
-			json.NewDecoder(resp.Body).Decode(&eb)
-			resp.Body.Close()
-			if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(eb.Error.Message, "MaxCost") {
-				t.Errorf("second request: %d, Retry-After %q, %q; want 429 with Retry-After naming MaxCost", resp.StatusCode, resp.Header.Get("Retry-After"), eb.Error.Message)
-			}
-			close(store.release)
-			wg.Wait()
-			if first != 200 {
-				t.Fatalf("first digest: %d, want 200", first)
-			}
-			st, _, answer := call(t, method, url+path, "token-bob", body)
-			if st != 200 {
-				t.Errorf("second request once the first is done: %d %s", st, answer)
-			}
-		})
-	}
+				url := testkit.Serve(t, store, server.Options{MaxCost: int64(cols)}).URL
+				var wg sync.WaitGroup
+				var first int
+				wg.Add(1)
+				go func() { // a digest of every column: the whole budget
+					defer wg.Done()
+					req, _ := http.NewRequest("GET", url+"/v1/digest", nil)
+					req.Header.Set("Authorization", "Bearer token-ada")
+					if resp, err := http.DefaultClient.Do(req); err == nil {
+						first = resp.StatusCode
+						resp.Body.Close()
+					}
+				}()
+				<-store.entered
+				method, path, _ := strings.Cut(second, " ")
+				body := ""
+				if method == "POST" {
+					body = `{"columns":{"customers":["id"]}}`
+				}
+				req, _ := http.NewRequest(method, url+path, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer token-bob")
+				if body != "" {
+					req.Header.Set("Content-Type", "application/json")
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var eb wire.ErrorBody
+				json.NewDecoder(resp.Body).Decode(&eb)
+				resp.Body.Close()
+				if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" || !strings.Contains(eb.Error.Message, "MaxCost") {
+					t.Errorf("second request: %d, Retry-After %q, %q; want 429 with Retry-After naming MaxCost", resp.StatusCode, resp.Header.Get("Retry-After"), eb.Error.Message)
+				}
+				close(store.release)
+				wg.Wait()
+				if first != 200 {
+					t.Fatalf("first digest: %d, want 200", first)
+				}
+				st, _, answer := call(t, method, url+path, "token-bob", body, wire.HeaderDevice, "")
+				if st != 200 {
+					t.Errorf("second request once the first is done: %d %s", st, answer)
+				}
+			})
+		}
+	})
 }
 
 // holdingStore counts the digests its store computes, and holds those of
