@@ -1,7 +1,11 @@
 package client
 
 // The methods of this file are the server's API, one per endpoint (see
-// package wire for the bodies).
+// package wire for the bodies). Those with a device argument name the
+// device in wire.HeaderDevice and send its key, when SetDeviceKey gave
+// one, in wire.HeaderDeviceKey: a server that checks keys refuses the
+// request without it, or with another key than the device registered
+// with, with wire.ErrDeviceKey (403).
 
 import (
 	"context"
@@ -25,7 +29,11 @@ func (c *Client) Health(ctx context.Context) error {
 // tenant and user the server authenticated. When tenant is not empty, the
 // server refuses (403) credentials of any other tenant, and registers
 // nothing. schema is the device's own (nil: the server's); the server
-// refuses one that contradicts its own with wire.ErrSchemaMismatch.
+// refuses one that contradicts its own with wire.ErrSchemaMismatch. The
+// device's first registration records its key (SetDeviceKey); the server
+// refuses a registration of the device with another key, or none, with
+// wire.ErrDeviceKey, and that of a new device past the user's limit of
+// registered devices with wire.ErrDeviceLimit (409).
 func (c *Client) RegisterDevice(ctx context.Context, device, tenant string, schema *entity.Schema) (wire.Device, error) {
 	var out wire.Device
 	err := c.do(ctx, "register device", http.MethodPost, "/devices", device, wire.Device{Device: device, Tenant: tenant, Schema: schema}, &out)

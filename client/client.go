@@ -58,6 +58,9 @@ type Client struct {
 
 	tenant atomic.Pointer[string] // sent as wire.HeaderTenant, when set
 
+	keyMu sync.RWMutex
+	keys  map[string]string // device id -> device key (SetDeviceKey)
+
 	token string      // static token
 	src   TokenSource // or the source of tokens
 	tokMu sync.Mutex  // serializes calls of src
@@ -108,6 +111,36 @@ func (c *Client) SetTenant(tenant string) {
 	c.tenant.Store(&tenant)
 }
 
+// SetDeviceKey makes every request that names device (registration,
+// push and pull: the methods with a device argument) carry key, the
+// device's secret, in the wire.HeaderDeviceKey header; "" forgets it. The
+// key proves to the server that the request comes from that device: a
+// server that checks keys answers a request naming a device without its
+// key, or with another one, with wire.ErrDeviceKey (403). The key is the
+// device's, not the user's: one client may hold the keys of several
+// devices, and any token works with them. The coordinator sets the key of
+// its database's device (localdb.Syncer.DeviceKey); a key is well-formed
+// when wire.ValidDeviceKey says so. It is safe for concurrent use.
+func (c *Client) SetDeviceKey(device, key string) {
+	c.keyMu.Lock()
+	defer c.keyMu.Unlock()
+	if key == "" {
+		delete(c.keys, device)
+		return
+	}
+	if c.keys == nil {
+		c.keys = map[string]string{}
+	}
+	c.keys[device] = key
+}
+
+// deviceKey returns the key SetDeviceKey set for device, or "".
+func (c *Client) deviceKey(device string) string {
+	c.keyMu.RLock()
+	defer c.keyMu.RUnlock()
+	return c.keys[device]
+}
+
 // do sends one request with the bearer token (except for the health
 // check, which needs none) and decodes its JSON answer into out.
 func (c *Client) do(ctx context.Context, op, method, path, device string, in, out any) error {
@@ -146,8 +179,9 @@ func (c *Client) send(ctx context.Context, op, method, path, device, token strin
 	return c.answer(op, resp, out)
 }
 
-// request returns a request under ctx with the token, the device and the
-// database's tenant in its headers, whose answer the caller reads.
+// request returns a request under ctx with the token, the device and its
+// key, and the database's tenant in its headers, whose answer the caller
+// reads.
 func (c *Client) request(ctx context.Context, token, device string) *resty.Request {
 	req := c.r.R().SetContext(ctx).SetDoNotParseResponse(true)
 	if token != "" {
@@ -158,6 +192,9 @@ func (c *Client) request(ctx context.Context, token, device string) *resty.Reque
 	}
 	if device != "" {
 		req.SetHeader(wire.HeaderDevice, device)
+		if key := c.deviceKey(device); key != "" {
+			req.SetHeader(wire.HeaderDeviceKey, key)
+		}
 	}
 	return req
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
+
+// testKey is the device key of the test devices.
+var testKey = strings.Repeat("k", 43)
 
 // Each HTTP outcome maps to the sentinel and the retry advice the push and
 // pull engines rely on.
@@ -28,6 +32,7 @@ func TestErrorMapping(t *testing.T) {
 		}})
 	}
 	good := client.New(srv.URL, client.Options{Token: "token-ada"})
+	good.SetDeviceKey(dev, testKey)
 	if _, err := good.RegisterDevice(ctx, dev, "", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -63,9 +68,14 @@ func TestErrorMapping(t *testing.T) {
 		{"gateway", func() error { return faulty(testkit.Status502).Health(ctx) }, client.ErrUnreachable, 502, true, 0},
 		{"proxy 413", func() error { return faulty(testkit.ProxyStatus413).Health(ctx) }, wire.ErrTooLarge, 413, false, 0},
 		{"unknown device", func() error {
+			good.SetDeviceKey("never-registered", testKey)
 			_, err := good.Changes(ctx, "never-registered", "", 10, nil)
 			return err
 		}, wire.ErrDeviceUnknown, 403, false, 0},
+		{"device without its key", func() error {
+			_, err := good.Changes(ctx, "no-key-given", "", 10, nil)
+			return err
+		}, wire.ErrDeviceKey, 403, false, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
@@ -145,6 +155,7 @@ func TestGzipShrinksRequests(t *testing.T) {
 	sent := map[bool]int64{}
 	for _, gz := range []bool{false, true} {
 		c := client.New(srv.URL, client.Options{Token: "token-ada", DisableGzip: !gz})
+		c.SetDeviceKey("d", testKey)
 		if _, err := c.RegisterDevice(ctx, "d", "", nil); err != nil {
 			t.Fatal(err)
 		}

@@ -80,7 +80,9 @@ type Coordinator struct {
 	progress Progress // of the run under way
 }
 
-// New returns a coordinator for db and the server api talks to.
+// New returns a coordinator for db and the server api talks to. It gives
+// api the key of db's device (client.Client.SetDeviceKey), so that every
+// request naming the device proves it comes from it.
 func New(db *localdb.DB, api *client.Client, opts Options) *Coordinator {
 	if opts.HealthTimeout <= 0 {
 		opts.HealthTimeout = 3 * time.Second
@@ -101,6 +103,7 @@ func New(db *localdb.DB, api *client.Client, opts Options) *Coordinator {
 		opts.LiveDebounce = 250 * time.Millisecond
 	}
 	c := &Coordinator{db: db, store: db.Syncer(), api: api, opts: opts}
+	api.SetDeviceKey(db.DeviceID(), c.store.DeviceKey())
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.push = push.New(c.store, api, push.Options{BatchSize: opts.PushBatchSize, OnBatch: c.onBatch})
 	c.pull = pull.New(c.store, api, pull.Options{PageSize: opts.PullBatchSize, OnPage: c.onPage})

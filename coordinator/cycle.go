@@ -48,14 +48,14 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 		rep.Attempts++
 		err := c.register(ctx, false)
 		if err == nil {
-			err = c.cycle(ctx, r, &rep)
+			err = explainDevice(c.db.DeviceID(), c.cycle(ctx, r, &rep))
 		}
 		if errors.Is(err, wire.ErrDeviceUnknown) && !reregistered {
 			// The server lost the device's registration (a database
 			// restored or replaced): register again, once, and go on.
 			reregistered = true
 			if err = c.register(ctx, true); err == nil {
-				err = c.cycle(ctx, r, &rep)
+				err = explainDevice(c.db.DeviceID(), c.cycle(ctx, r, &rep))
 			}
 		}
 		if err == nil {

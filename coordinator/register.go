@@ -5,13 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+
+	"github.com/tethersync/tether/wire"
 )
 
 // register registers the device, and binds the database to the tenant,
-// unless it did with the same schema before (or again, with force, after
-// the server said it does not know the device). The client names the
-// database's tenant in every request, so that the server refuses
+// unless it did with the same schema and device key before (or again, with
+// force, after the server said it does not know the device). The client
+// names the database's tenant in every request, so that the server refuses
 // credentials of another tenant without a registration first.
 func (c *Coordinator) register(ctx context.Context, force bool) error {
 	tenant, err := c.store.Tenant(ctx)
@@ -24,7 +27,9 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	sum := sha256.Sum256(js)
+	// The mark covers the key too: a device registered before it had a
+	// key registers once more, which records its key with the server.
+	sum := sha256.Sum256(append(js, "\n"+c.store.DeviceKey()...))
 	mark := hex.EncodeToString(sum[:])
 	if !force && tenant != "" {
 		if done, err := c.store.Registration(ctx); err != nil || done == mark {
@@ -33,7 +38,7 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 	}
 	dev, err := c.api.RegisterDevice(ctx, c.db.DeviceID(), tenant, &schema)
 	if err != nil {
-		return fmt.Errorf("sync: %w", err)
+		return fmt.Errorf("sync: %w", explainDevice(c.db.DeviceID(), err))
 	}
 	// Before any data moves, the database must belong to this tenant.
 	if err := c.store.BindTenant(ctx, dev.Tenant); err != nil {
@@ -41,4 +46,22 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 	}
 	c.api.SetTenant(dev.Tenant)
 	return c.store.SetRegistration(ctx, mark)
+}
+
+// explainDevice returns err, the error of a request naming device, with
+// what it means for the app when the server refused the device's key
+// (wire.ErrDeviceKey) or its registration past the user's limit
+// (wire.ErrDeviceLimit). Both are permanent: retrying does not help.
+func explainDevice(device string, err error) error {
+	switch {
+	case errors.Is(err, wire.ErrDeviceKey):
+		return fmt.Errorf("the server holds device %s's registration under another key: "+
+			"another database with this device id registered first (this database replaced the device's, "+
+			"or both are copies of one made before device keys), and this one cannot sync as that device; "+
+			"sync from a new database: %w", device, err)
+	case errors.Is(err, wire.ErrDeviceLimit):
+		return fmt.Errorf("the server refuses to register device %s: the user holds too many registered devices "+
+			"(the server forgets devices unseen for a while, which frees room): %w", device, err)
+	}
+	return err
 }

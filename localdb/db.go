@@ -2,7 +2,9 @@ package localdb
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -61,6 +63,7 @@ type DB struct {
 	// conflictRetention is Options.ConflictRetention.
 	conflictRetention time.Duration
 	device            string
+	key               string // the device key; see Syncer.DeviceKey
 	closed            atomic.Bool
 }
 
@@ -104,8 +107,8 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 }
 
 // init brings the store's own tables to the current layout (migrate),
-// creates or grows the app's tables, and loads the device id, the clock
-// and the refill version, in one transaction.
+// creates or grows the app's tables, and loads the device id and key, the
+// clock and the refill version, in one transaction.
 func (db *DB) init(ctx context.Context, opts Options) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
@@ -130,6 +133,9 @@ func (db *DB) init(ctx context.Context, opts Options) error {
 		}
 	}
 	if err := db.loadRefill(ctx, tx); err != nil {
+		return err
+	}
+	if err := db.loadDevice(ctx, tx); err != nil {
 		return err
 	}
 	if err := db.loadClock(ctx, tx, opts.Now); err != nil {
@@ -189,21 +195,38 @@ func (db *DB) loadRefill(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// loadClock reads the device id, made at the first open, and starts the
-// clock from its stored reading.
-func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) error {
-	device, err := getState(ctx, tx, stateDevice)
+// loadDevice reads the device id and the device key, making each at the
+// first open that lacks it: a database made before device keys gets its
+// key at its next open, and keeps its id.
+func (db *DB) loadDevice(ctx context.Context, tx *sql.Tx) error {
+	device, err := getOrSetState(ctx, tx, stateDevice, uuid.NewString)
 	if err != nil {
 		return err
 	}
-	if device == "" {
-		device = uuid.NewString()
-		if err := setState(ctx, tx, stateDevice, device); err != nil {
-			return err
-		}
+	key, err := getOrSetState(ctx, tx, stateDeviceKey, newDeviceKey)
+	if err != nil {
+		return err
 	}
-	db.device = device
-	db.clock = &clock{now: now, device: device}
+	if !wire.ValidDeviceKey(key) {
+		// Not the value shown: it is a secret.
+		return badState(stateDeviceKey, "(hidden)", errors.New("not a well-formed device key"))
+	}
+	db.device, db.key = device, key
+	return nil
+}
+
+// newDeviceKey returns a new device key: 32 random bytes from crypto/rand,
+// base64url without padding (43 characters; see wire.ValidDeviceKey).
+func newDeviceKey() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// loadClock starts the clock of the device (loadDevice first) from its
+// stored reading.
+func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) error {
+	db.clock = &clock{now: now, device: db.device}
 	last, err := getState(ctx, tx, stateClock)
 	if err != nil || last == "" {
 		return err
@@ -216,7 +239,10 @@ func (db *DB) loadClock(ctx context.Context, tx *sql.Tx, now func() time.Time) e
 }
 
 // DeviceID returns the id this database was given at creation. It names the
-// device to the server and breaks clock ties.
+// device to the server and breaks clock ties. It is no secret: other
+// devices see it in the rows they pull. The device proves it is the device
+// it names with its key, which only the sync engine uses
+// (Syncer.DeviceKey).
 func (db *DB) DeviceID() string { return db.device }
 
 // SQL returns the underlying database for the application's own queries.
@@ -228,8 +254,8 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 // Close closes the database. Every method called afterwards returns an
 // error wrapping ErrClosed; a method already running when Close is called
 // may instead fail with database/sql's error for a closed database.
-// Closing again does nothing and returns nil. DeviceID keeps working
-// after Close, and SQL returns the closed *sql.DB.
+// Closing again does nothing and returns nil. DeviceID (and the Syncer's
+// DeviceKey) keeps working after Close, and SQL returns the closed *sql.DB.
 func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return nil

@@ -72,7 +72,7 @@
 // When the app's structs have grown, opening the file adds the missing
 // tables and columns (G11); it never drops anything.
 //
-// Next to them, tables of its own: _tether_state (device id, clock, tenant,
+// Next to them, tables of its own: _tether_state (device id and key, clock, tenant,
 // pull cursor, push state), _tether_ctl (change-tracking suppression and
 // the change counter), _tether_push (rows sent in the current push
 // session), _tether_own (sessions whose rows the device holds as pushed)

@@ -10,7 +10,10 @@ import (
 // Keys of _tether_state, the store's small persisted values.
 const (
 	stateDevice = "device"
-	stateClock  = "clock"
+	// stateDeviceKey is the device's secret (see Syncer.DeviceKey), made
+	// with the device id.
+	stateDeviceKey = "device_key"
+	stateClock     = "clock"
 	// stateRefill is the latest version a device held when its app
 	// version added tables or columns: pulled rows up to it are rewritten
 	// even at the version the device holds, to fill the new columns.
@@ -118,6 +121,21 @@ func (s *Syncer) SetRegistration(ctx context.Context, mark string) error {
 		return fmt.Errorf("localdb: %w", err)
 	}
 	return nil
+}
+
+// getOrSetState returns the value stored under key, first storing newValue()
+// there when there is none (""): the get-or-create of the values a
+// database makes once, such as its device id.
+func getOrSetState(ctx context.Context, q execer, key string, newValue func() string) (string, error) {
+	v, err := getState(ctx, q, key)
+	if err != nil || v != "" {
+		return v, err
+	}
+	v = newValue()
+	if err := setState(ctx, q, key, v); err != nil {
+		return "", err
+	}
+	return v, nil
 }
 
 // badState is the error for a stored value of key that does not parse.

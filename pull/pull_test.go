@@ -49,6 +49,7 @@ func device(t *testing.T, reg *entity.Registry, url, token string, rt http.Round
 	}
 	t.Cleanup(func() { db.Close() })
 	api := client.New(url, client.Options{Token: token, Transport: rt, Timeout: 10 * time.Second})
+	api.SetDeviceKey(db.DeviceID(), db.Syncer().DeviceKey())
 	dev, err := api.RegisterDevice(ctx, db.DeviceID(), "", nil)
 	if err != nil {
 		t.Fatal(err)

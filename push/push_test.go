@@ -55,6 +55,7 @@ func device(t *testing.T, reg *entity.Registry, url string, rt http.RoundTripper
 	}
 	t.Cleanup(func() { db.Close() })
 	api := client.New(url, client.Options{Token: "token-ada", Transport: rt, Timeout: 10 * time.Second})
+	api.SetDeviceKey(db.DeviceID(), db.Syncer().DeviceKey())
 	dev, err := api.RegisterDevice(ctx, db.DeviceID(), "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -460,7 +461,7 @@ func TestPushResumesAfterInterruption(t *testing.T) {
 			if n := serverInt(t, srv, `SELECT count(*) FROM _tether_sessions`); n != 1 {
 				t.Errorf("server sessions=%d, want 1", n)
 			}
-			if n := serverInt(t, srv, `SELECT version FROM _tether_counter`); n != 1 {
+			if n := serverInt(t, srv, `SELECT coalesce(sum(version), 0) FROM _tether_tenants`); n != 1 {
 				t.Errorf("server version=%d, want 1 (one commit)", n)
 			}
 			if n := pending(t, db2); n != 0 {

@@ -18,6 +18,11 @@ import (
 type Principal struct {
 	Tenant string `json:"tenant"`
 	User   string `json:"user"`
+	// Expires is when the credentials expire, for an Authenticator that
+	// knows (JWT: the "exp" claim); zero means never. An event stream
+	// opened with the credentials ends then, and the client reconnects
+	// with new ones. It is not part of the JSON form (a tokens file).
+	Expires time.Time `json:"-"`
 }
 
 // Authenticator maps a request to a Principal. It returns an error wrapping
@@ -83,7 +88,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 		return Principal{}, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden)
 	}
 	if t := r.Header.Get(wire.HeaderTenant); t != "" && t != p.Tenant {
-		return Principal{}, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", t, p.Tenant, wire.ErrForbidden)
+		return Principal{}, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", clip(t), p.Tenant, wire.ErrForbidden)
 	}
 	if wait := s.limiters.wait(r); wait > 0 {
 		secs := int((wait + time.Second - 1) / time.Second)

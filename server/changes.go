@@ -19,7 +19,7 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 	if err != nil {
 		return nil, err
 	}
-	echo, err := s.echo(r)
+	echo, err := s.echo(ctx, p, r)
 	if err != nil {
 		return nil, err
 	}
@@ -42,7 +42,7 @@ func pageParams(q url.Values) (after Cursor, limit int, err error) {
 	limit = wire.DefaultBatchSize
 	if l := q.Get("limit"); l != "" {
 		if limit, err = strconv.Atoi(l); err != nil || limit < 1 || limit > wire.MaxBatchSize {
-			return Cursor{}, 0, fmt.Errorf("limit %q: want 1 to %d: %w", l, wire.MaxBatchSize, wire.ErrBadRequest)
+			return Cursor{}, 0, fmt.Errorf("limit %q: want 1 to %d: %w", clip(l), wire.MaxBatchSize, wire.ErrBadRequest)
 		}
 	}
 	return after, limit, nil
@@ -50,12 +50,13 @@ func pageParams(q url.Values) (after Cursor, limit int, err error) {
 
 // echo reads who pulls. A device names the push sessions it committed and
 // has not pulled past yet: what it pushed comes back only where the server
-// changed it. The pulling device, when it says: the store records how far
-// it pulled, which decides when tombstones may go.
-func (s *Server) echo(r *http.Request) (Echo, error) {
+// changed it. The pulling device, when it says, and proves it (its key):
+// the store records how far it pulled, which decides when tombstones may
+// go.
+func (s *Server) echo(ctx context.Context, p Principal, r *http.Request) (Echo, error) {
 	var echo Echo
 	if r.Header.Get(wire.HeaderDevice) != "" {
-		device, err := deviceOf(r)
+		device, err := s.device(ctx, p, r)
 		if err != nil {
 			return Echo{}, err
 		}
@@ -71,10 +72,15 @@ func (s *Server) echo(r *http.Request) (Echo, error) {
 	if echo.Device == "" {
 		return Echo{}, fmt.Errorf("own sessions without a %s header: %w", wire.HeaderDevice, wire.ErrBadRequest)
 	}
+	// Counted as entries, not as distinct ids: a list of one id repeated
+	// is as long to read.
+	if n := strings.Count(own, ",") + 1; n > wire.MaxEchoSessions {
+		return Echo{}, fmt.Errorf("own: %d session ids, want at most %d: %w", n, wire.MaxEchoSessions, wire.ErrBadRequest)
+	}
 	echo.Sessions = map[string]bool{}
 	for _, id := range strings.Split(own, ",") {
-		if !deviceRE.MatchString(id) || len(echo.Sessions) == wire.MaxEchoSessions {
-			return Echo{}, fmt.Errorf("own: want at most %d session ids: %w", wire.MaxEchoSessions, wire.ErrBadRequest)
+		if !deviceRE.MatchString(id) {
+			return Echo{}, fmt.Errorf("own: malformed session id %q: %w", clip(id), wire.ErrBadRequest)
 		}
 		echo.Sessions[id] = true
 	}

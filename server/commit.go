@@ -11,7 +11,7 @@ import (
 // commit commits a session, or settles the batch that was to commit it
 // (wire.CommitRequest).
 func (s *Server) commit(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
-	device, err := deviceOf(r)
+	device, err := s.device(ctx, p, r)
 	if err != nil {
 		return nil, err
 	}

@@ -120,7 +120,7 @@ type storeFixture struct {
 
 func (f storeFixture) device(p server.Principal, dev string) {
 	f.t.Helper()
-	if err := f.s.RegisterDevice(context.Background(), p, dev, nil); err != nil {
+	if err := f.s.RegisterDevice(context.Background(), p, server.Registration{Device: dev}, server.Limits{}); err != nil {
 		f.t.Fatal(err)
 	}
 }

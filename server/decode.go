@@ -315,6 +315,47 @@ func (d *jsonReader) row(lim batchLimits) (wire.Row, error) {
 	return r, err
 }
 
+// maxDepth is how deeply skim lets arrays and objects nest.
+const maxDepth = 8
+
+// skim reads any JSON value at nesting depth, bounded by lim: strings of
+// at most lim.maxStr bytes (keys, maxNameBytes), arrays and objects of at
+// most lim.maxElems elements, nested at most maxDepth deep.
+func (d *jsonReader) skim(depth int, lim bodyLimit) error {
+	c, err := d.next()
+	if err != nil {
+		return err
+	}
+	if (c == '{' || c == '[') && depth == maxDepth {
+		return fmt.Errorf("offset %d: arrays and objects nested more than %d deep", d.off, maxDepth)
+	}
+	n := 0
+	elem := func() error {
+		if n++; n > lim.maxElems {
+			return fmt.Errorf("offset %d: an array or object of more than %d elements", d.off, lim.maxElems)
+		}
+		return d.skim(depth+1, lim)
+	}
+	switch {
+	case c == '{':
+		d.unread()
+		return d.object(func(string) error { return elem() })
+	case c == '[':
+		d.unread()
+		return d.array(elem)
+	case c == '"':
+		_, err := d.stringBody(lim.maxStr)
+		return err
+	case c == '-' || (c >= '0' && c <= '9'):
+		d.unread()
+		_, err := d.number()
+		return err
+	}
+	d.unread()
+	_, err = d.literal()
+	return err
+}
+
 // str reads a string of at most max bytes.
 func (d *jsonReader) str(max int) (string, error) {
 	if err := d.expect('"'); err != nil {

@@ -18,9 +18,15 @@
 //	GET  /v1/digest, POST /v1/digest          digests of the tenant's live rows
 //	GET  /v1/events                           a server-sent event after each commit of the tenant
 //
-// Session, batch and commit requests carry the device id in the
-// X-Tether-Device header. Errors are JSON bodies naming the problem, with
-// a 4xx status for bad requests; see package wire for the codes.
+// Registration, session, batch and commit requests, and pulls that record
+// the device's position, carry the device id in the X-Tether-Device header
+// and the device's key in X-Tether-Device-Key: the first registration
+// records the key's SHA-256, and from then on a request naming the device
+// with another key, or none, is refused (403 device_key): a member's
+// token acts only through the devices it holds. A user holds at most
+// Options.MaxStreams event streams; a stream ends when its token expires.
+// Errors are JSON bodies naming the problem, with a 4xx status for bad
+// requests; see package wire for the codes.
 //
 // # Conflicts
 //
@@ -52,6 +58,7 @@
 // # Tenancy
 //
 // Every row belongs to the tenant of the principal that wrote it, and every
-// query is scoped to the caller's tenant. ModifiedBy is the authenticated
+// query is scoped to the caller's tenant; each tenant counts its own
+// versions. ModifiedBy is the authenticated
 // user, never a value from the payload.
 package server

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/tethersync/tether/wire"
@@ -15,10 +16,22 @@ const heartbeat = 20 * time.Second
 
 // events streams server-sent events: "changes" after each commit of the
 // principal's tenant, with the new version and the device that pushed it.
+// A principal holds at most Options.MaxStreams streams at once, and a
+// stream ends when the credentials that opened it expire
+// (Principal.Expires): the client then reconnects with new ones.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	p, err := s.authenticate(w, r)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	now := s.opts.Now()
+	if !p.Expires.IsZero() && !p.Expires.After(now) {
+		// Within the authenticator's leeway: a stream would end at once,
+		// and a client reconnecting with the same token would spin. A 401
+		// makes it get a new token.
+		s.fail(w, r, fmt.Errorf("the token expired at %s; an event stream needs one that has not: %w",
+			p.Expires.UTC().Format(time.RFC3339), wire.ErrUnauthorized))
 		return
 	}
 	flusher, ok := w.(http.Flusher)
@@ -26,11 +39,23 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("the connection cannot stream: %w", wire.ErrInternal))
 		return
 	}
+	release, err := s.streams.acquire(p, s.opts.MaxStreams)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	defer release()
 	ctx := r.Context()
 	ch, err := s.store.Subscribe(ctx, p.Tenant)
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	var expired <-chan time.Time
+	if !p.Expires.IsZero() {
+		t := time.NewTimer(p.Expires.Sub(now))
+		defer t.Stop()
+		expired = t.C
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -45,6 +70,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-expired:
+			fmt.Fprint(w, ": token expired\n\n")
+			flusher.Flush()
+			return
 		case <-tick.C:
 			fmt.Fprint(w, ": ping\n\n")
 		case ev := <-ch:
@@ -52,5 +81,40 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "event: changes\ndata: %s\n\n", data)
 		}
 		flusher.Flush()
+	}
+}
+
+// streamCounts counts the open event streams of each principal of a
+// server; its entries last only while streams are open. It is safe for
+// concurrent use.
+type streamCounts struct {
+	mu sync.Mutex
+	n  map[streamKey]int // no zero counts: the map holds open streams only
+}
+
+// streamKey names a principal.
+type streamKey struct{ tenant, user string }
+
+// acquire takes one of p's limit stream slots and returns the func that
+// gives it back, or, when p holds limit already, an error wrapping
+// wire.ErrRateLimited that names the limit.
+func (c *streamCounts) acquire(p Principal, limit int) (release func(), err error) {
+	k := streamKey{p.Tenant, p.User}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if held := c.n[k]; held >= limit {
+		return nil, fmt.Errorf("this user holds %d open event streams, the most one user may hold (MaxStreams %d); close one first: %w",
+			held, limit, wire.ErrRateLimited)
+	}
+	c.n[k]++
+	return func() { c.release(k) }, nil
+}
+
+// release gives back one of k's slots.
+func (c *streamCounts) release(k streamKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[k]--; c.n[k] <= 0 {
+		delete(c.n, k)
 	}
 }

@@ -46,7 +46,8 @@ type JWT struct {
 	Now func() time.Time
 }
 
-// Authenticate implements Authenticator.
+// Authenticate implements Authenticator. The principal's Expires is the
+// token's "exp" claim (the token is accepted up to Leeway past it).
 func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	tok, err := BearerToken(r)
 	if err != nil {
@@ -80,6 +81,10 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	if _, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key, nil }, opts...); err != nil {
 		return Principal{}, fmt.Errorf("invalid token: %v: %w", err, wire.ErrUnauthorized)
 	}
+	exp, err := claims.GetExpirationTime() // required: the parser checked it
+	if err != nil || exp == nil {
+		return Principal{}, fmt.Errorf("invalid token: no valid \"exp\" claim: %w", wire.ErrUnauthorized)
+	}
 	tenantClaim, userClaim := j.TenantClaim, j.UserClaim
 	if tenantClaim == "" {
 		tenantClaim = DefaultTenantClaim
@@ -92,7 +97,7 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	if tenant == "" || user == "" {
 		return Principal{}, fmt.Errorf("token lacks a %q or %q claim: %w", tenantClaim, userClaim, wire.ErrUnauthorized)
 	}
-	return Principal{Tenant: tenant, User: user}, nil
+	return Principal{Tenant: tenant, User: user, Expires: exp.Time}, nil
 }
 
 // Authenticators tries each authenticator in turn and returns the first

@@ -37,10 +37,6 @@ type tableLayout struct {
 	Indexes map[string][]string
 }
 
-// counters are the tables of each database's version counter, which
-// differ by design (NextVersion): PostgreSQL uses a sequence.
-var counters = map[string]bool{"_tether_counter": true, "_tether_tenants": true}
-
 // TestLayoutAgreesAcrossStores checks that a fresh database of each kind
 // has the same tables, columns, keys and indexes, in meaning: names and
 // column lists, whatever each database calls the types.
@@ -102,7 +98,7 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 	}
 	slices.Sort(names)
 	wantNames := []string{"_tether_audit", "_tether_batches", "_tether_devices", "_tether_horizons", "_tether_migrations",
-		"_tether_sessions", "_tether_stage_children", "_tether_stage_parents", "children", "parents"}
+		"_tether_schemas", "_tether_sessions", "_tether_stage_children", "_tether_stage_parents", "_tether_tenants", "children", "parents"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("tables %q, want %q", names, wantNames)
 	}
@@ -112,6 +108,8 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 	}{
 		{"_tether_sessions", "_tether_sessions__open", []string{"tenant", "device", "user_name", "committed_at"}},
 		{"_tether_sessions", "_tether_sessions__committed", []string{"committed_at"}},
+		{"_tether_devices", "_tether_devices__user", []string{"tenant", "user_name"}},
+		{"_tether_devices", "_tether_devices__seen", []string{"seen_at"}},
 		{"_tether_stage_parents", "_tether_stage_parents__seq", []string{"_tenant", "_session", "_seq"}},
 		{"parents", "parents__changes", []string{"_tenant", "_version", "id"}},
 		{"children", "children__ref_parent_id", []string{"_tenant", "parent_id"}},
@@ -200,8 +198,7 @@ var mysqlLayout = introspection{
 		AND index_name <> 'PRIMARY' ORDER BY index_name, seq_in_index`,
 }
 
-// readLayout reads the layout of every table of db but the version
-// counters.
+// readLayout reads the layout of every table of db.
 func readLayout(t *testing.T, db *sql.DB, in introspection) map[string]tableLayout {
 	t.Helper()
 	ctx := t.Context()
@@ -211,9 +208,6 @@ func readLayout(t *testing.T, db *sql.DB, in introspection) map[string]tableLayo
 	}
 	out := map[string]tableLayout{}
 	for _, name := range tables {
-		if counters[name] {
-			continue
-		}
 		l, err := readTable(ctx, db, in, name)
 		if err != nil {
 			t.Fatalf("table %s: %v", name, err)

@@ -24,6 +24,9 @@ const (
 	DefaultAuthFailures     = 1
 	DefaultAuthFailureBurst = 20
 	DefaultSweepInterval    = time.Minute
+	DefaultMaxCost          = 256
+	DefaultCostWait         = time.Second
+	DefaultMaxStreams       = 16
 )
 
 // Options configures a Server. The zero value works but authenticates
@@ -69,6 +72,18 @@ type Options struct {
 	// up: a page holds at least one row, and stops before the row that
 	// would take it past the bound. Default DefaultMaxPageBytes.
 	MaxPageBytes int
+	// MaxCost bounds the expensive work the server does at once, digests
+	// and snapshot pages, by their cost: a digest costs one unit per
+	// column it digests (in every table it covers), a snapshot page one
+	// per 100 rows of its limit; a request costing more than MaxCost
+	// runs alone. A request whose cost is not free within CostWait gets
+	// 429 with Retry-After; a table's digest the tenant's version has not
+	// moved since is, then, served from memory instead. Default
+	// DefaultMaxCost.
+	MaxCost int64
+	// CostWait is how long an expensive request waits for its cost (see
+	// MaxCost) before it is refused. Default DefaultCostWait.
+	CostWait time.Duration
 	// MaxClockSkew is how far ahead of the server's clock a pushed row's
 	// clock stamp may be: a later stamp is replaced, at commit, by one of
 	// the server's clock (its device part kept), so that no device's wrong
@@ -82,6 +97,14 @@ type Options struct {
 	// negative means no limit.
 	AuthFailures     rate.Limit
 	AuthFailureBurst int
+	// MaxStreams is the number of event streams (GET /v1/events) one
+	// principal, a tenant's user, may hold open on this server at once;
+	// past it, a new stream gets 429 (wire.ErrRateLimited) naming the
+	// limit, until one of the principal's streams ends. Each open stream
+	// holds a connection, a goroutine and a subscription, about 30 KB.
+	// Default DefaultMaxStreams. (A stream also ends when the credentials
+	// that opened it expire: see Principal.Expires.)
+	MaxStreams int
 	// SweepInterval is how often the server discards what has expired in
 	// the store (Store.Sweep: sessions idle past Limits.SessionIdle and
 	// their staged rows, and what is past its retention), a bounded
@@ -131,6 +154,15 @@ func (o Options) withDefaults() Options {
 	if o.SweepInterval == 0 {
 		o.SweepInterval = DefaultSweepInterval
 	}
+	if o.MaxCost <= 0 {
+		o.MaxCost = DefaultMaxCost
+	}
+	if o.CostWait <= 0 {
+		o.CostWait = DefaultCostWait
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = DefaultMaxStreams
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -175,6 +207,8 @@ const (
 	DefaultDeviceActivity       = 30 * 24 * time.Hour
 	DefaultSessionRetention     = 30 * 24 * time.Hour
 	DefaultAuditRetention       = 365 * 24 * time.Hour
+	DefaultMaxUserDevices       = 100
+	DefaultDeviceRetention      = 365 * 24 * time.Hour
 )
 
 // Limits bound what a device may keep open on the server, and how long
@@ -201,11 +235,14 @@ type Limits struct {
 	// or expire. Default DefaultMaxTenantStagedBytes.
 	MaxTenantStagedBytes int64
 
-	// DeviceActivity is how long a device counts as active after it was
-	// last seen. Tombstones are purged once every active device of the
-	// tenant has pulled past them (or, when none is active, all of them);
-	// a device that comes back later, with an older cursor, gets 410
-	// history_purged and rebuilds from a snapshot. Default
+	// DeviceActivity is how long a device counts as active after its
+	// pull position last moved (a request naming a device it cannot
+	// prove, a registration alone, or pulls that never move, make no
+	// device active). Tombstones are purged once every active device of
+	// the tenant has pulled past them (or, when none is active, all of
+	// them before the tenant's latest version); a device that comes back
+	// later, with an older cursor, gets 410 history_purged and rebuilds
+	// from a snapshot. It is also the window of MaxUserDevices. Default
 	// DefaultDeviceActivity.
 	DeviceActivity time.Duration
 	// SessionRetention is how long committed sessions and their stored
@@ -216,6 +253,20 @@ type Limits struct {
 	// AuditRetention is how long audit log entries are kept. Default
 	// DefaultAuditRetention.
 	AuditRetention time.Duration
+	// MaxUserDevices is the number of devices one user may have seen in
+	// a tenant within DeviceActivity; registering one more is
+	// wire.ErrDeviceLimit (409 device_limit). So a user's registrations
+	// kept at once are at most MaxUserDevices per DeviceActivity of
+	// DeviceRetention. A shared device counts for the user who registered
+	// it first. Default DefaultMaxUserDevices.
+	MaxUserDevices int
+	// DeviceRetention is how long the server keeps the registration of a
+	// device it has not seen (no registration, no pull): its id, the
+	// hash of its key (so that no one else registers the id meanwhile)
+	// and its schema; at least DeviceActivity. A device that comes back
+	// later registers again on its own (wire.ErrDeviceUnknown) and
+	// rebuilds from a snapshot. Default DefaultDeviceRetention.
+	DeviceRetention time.Duration
 }
 
 // WithDefaults returns l with zero fields set to their defaults.
@@ -244,5 +295,12 @@ func (l Limits) WithDefaults() Limits {
 	if l.AuditRetention <= 0 {
 		l.AuditRetention = DefaultAuditRetention
 	}
+	if l.MaxUserDevices <= 0 {
+		l.MaxUserDevices = DefaultMaxUserDevices
+	}
+	if l.DeviceRetention <= 0 {
+		l.DeviceRetention = DefaultDeviceRetention
+	}
+	l.DeviceRetention = max(l.DeviceRetention, l.DeviceActivity)
 	return l
 }

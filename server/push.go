@@ -20,7 +20,7 @@ var seqRE = regexp.MustCompile(`^(0|[1-9][0-9]{0,8})$`)
 // openSession opens a push session (wire.Session): the first batch of a
 // push may open it instead (wire.BatchOpen).
 func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
-	device, err := deviceOf(r)
+	device, err := s.device(ctx, p, r)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +29,7 @@ func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWr
 		return nil, err
 	}
 	if req.Session != "" && !deviceRE.MatchString(req.Session) {
-		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", req.Session, wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", clip(req.Session), wire.ErrBadRequest)
 	}
 	id, err := s.store.OpenSession(ctx, p, device, req.Session, s.opts.Limits)
 	if err != nil {
@@ -41,13 +41,13 @@ func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWr
 // stageBatch stages a pushed batch, opening its session first and
 // committing it after when the request says so (wire.BatchParams).
 func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
-	device, err := deviceOf(r)
+	device, err := s.device(ctx, p, r)
 	if err != nil {
 		return nil, err
 	}
 	seq, err := strconv.Atoi(r.PathValue("seq"))
 	if err != nil || !seqRE.MatchString(r.PathValue("seq")) {
-		return nil, fmt.Errorf("malformed batch number %q: %w", r.PathValue("seq"), wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed batch number %q: %w", clip(r.PathValue("seq")), wire.ErrBadRequest)
 	}
 	params, err := batchParams(r)
 	if err != nil {
@@ -55,7 +55,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	}
 	session := r.PathValue("session")
 	if params.Open && !deviceRE.MatchString(session) {
-		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", session, wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", clip(session), wire.ErrBadRequest)
 	}
 	// The digest of a batch that commits tells the same request delivered
 	// twice (a proxy that retries) from another (Store.Push).
@@ -92,13 +92,13 @@ func batchParams(r *http.Request) (wire.BatchParams, error) {
 		if name == wire.BatchAttempt {
 			n, err := strconv.ParseInt(strings.Join(vals, ","), 10, 64)
 			if err != nil || n < 1 || !seqRE.MatchString(vals[0]) {
-				return p, fmt.Errorf("batch parameter %s=%q: want a positive number once: %w", name, strings.Join(vals, ","), wire.ErrBadRequest)
+				return p, fmt.Errorf("batch parameter %s=%q: want a positive number once: %w", clip(name), clip(strings.Join(vals, ",")), wire.ErrBadRequest)
 			}
 			p.Attempt = n
 			continue
 		}
 		if len(vals) != 1 || vals[0] != "1" {
-			return p, fmt.Errorf("batch parameter %s=%q: want %s=1 once: %w", name, strings.Join(vals, ","), name, wire.ErrBadRequest)
+			return p, fmt.Errorf("batch parameter %s=%q: want %s=1 once: %w", clip(name), clip(strings.Join(vals, ",")), clip(name), wire.ErrBadRequest)
 		}
 		switch name {
 		case wire.BatchOpen:
@@ -106,7 +106,7 @@ func batchParams(r *http.Request) (wire.BatchParams, error) {
 		case wire.BatchCommit:
 			p.Commit = true
 		default:
-			return p, fmt.Errorf("unknown batch parameter %q (want %s, %s or %s): %w", name, wire.BatchOpen, wire.BatchCommit, wire.BatchAttempt, wire.ErrBadRequest)
+			return p, fmt.Errorf("unknown batch parameter %q (want %s, %s or %s): %w", clip(name), wire.BatchOpen, wire.BatchCommit, wire.BatchAttempt, wire.ErrBadRequest)
 		}
 	}
 	return p, nil

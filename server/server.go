@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -23,6 +24,13 @@ type Server struct {
 	limiters *limiters
 	// authFails counts failed authentications per client address.
 	authFails *limiters
+	// streams counts the open event streams per principal.
+	streams *streamCounts
+	// costs is the budget of Options.MaxCost.
+	costs *costs
+	// digests keeps table digests for reuse while their tenant's
+	// version stays.
+	digests *digestCache
 
 	stop    context.CancelFunc // ends the sweep
 	stopped chan struct{}
@@ -44,6 +52,9 @@ func New(store Store, opts Options) (*Server, error) {
 		mux:       http.NewServeMux(),
 		limiters:  newLimiters(opts.RateLimit, opts.RateBurst, opts.Now),
 		authFails: newLimiters(max(opts.AuthFailures, 0), opts.AuthFailureBurst, opts.Now),
+		streams:   &streamCounts{n: map[streamKey]int{}},
+		costs:     newCosts(opts.MaxCost, opts.CostWait),
+		digests:   newDigestCache(),
 		stopped:   make(chan struct{}),
 	}
 	s.routes()
@@ -101,18 +112,38 @@ type handlerFunc func(ctx context.Context, p Principal, w http.ResponseWriter, r
 // authed authenticates the request and writes the handler's answer as JSON.
 func (s *Server) authed(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := &bodyEnd{ReadCloser: r.Body}
+		r.Body = body
 		p, err := s.authenticate(w, r)
-		if err != nil {
-			s.fail(w, r, err)
-			return
+		if err == nil {
+			var out any
+			if out, err = h(r.Context(), p, w, r); err == nil {
+				writeJSON(w, http.StatusOK, out)
+				return
+			}
 		}
-		out, err := h(r.Context(), p, w, r)
-		if err != nil {
-			s.fail(w, r, err)
-			return
+		if r.ContentLength != 0 && !body.done {
+			// Refused before its body was read (a device without its
+			// key): net/http would wait for the rest of the body, however
+			// slow, before answering. The connection closes instead.
+			w.Header().Set("Connection", "close")
 		}
-		writeJSON(w, http.StatusOK, out)
+		s.fail(w, r, err)
 	})
+}
+
+// bodyEnd tells whether a request body was read to its end.
+type bodyEnd struct {
+	io.ReadCloser
+	done bool
+}
+
+func (b *bodyEnd) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done = true
+	}
+	return n, err
 }
 
 // health answers that the server is up; it needs no credentials.

@@ -33,6 +33,11 @@ import (
 
 const device = "0190a3b4-0000-7000-8000-000000000001"
 
+// deviceKey is the key of a test device: its id, padded.
+func deviceKey(dev string) string {
+	return "key-" + dev + strings.Repeat("k", max(0, 28-len(dev)))
+}
+
 // call sends a raw request and returns the status and decoded error code.
 func call(t *testing.T, method, url, token string, body string, headers ...string) (int, string, []byte) {
 	t.Helper()
@@ -49,6 +54,12 @@ func call(t *testing.T, method, url, token string, body string, headers ...strin
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
+	}
+	if _, ok := req.Header[wire.HeaderDeviceKey]; !ok {
+		req.Header.Set(wire.HeaderDeviceKey, deviceKey(req.Header.Get(wire.HeaderDevice)))
+	}
+	if req.Header.Get(wire.HeaderDeviceKey) == "" {
+		req.Header.Del(wire.HeaderDeviceKey)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -80,14 +91,14 @@ func openSession(t *testing.T, url, token, dev string) string {
 type digest func(t *testing.T) []string
 
 var digestTables = []string{"customers", "orders", "_tether_stage_customers", "_tether_stage_orders",
-	"_tether_sessions", "_tether_batches", "_tether_devices", "_tether_audit"}
+	"_tether_sessions", "_tether_batches", "_tether_devices", "_tether_audit", "_tether_schemas"}
 
 func sqliteDigest(store *sqlitestore.Store) digest {
-	return dbDigest(store.DB(), `SELECT version FROM _tether_counter`)
+	return dbDigest(store.DB(), `SELECT coalesce(sum(version), 0) FROM _tether_tenants`)
 }
 
 func postgresDigest(store *pgstore.Store) digest {
-	return dbDigest(store.DB(), `SELECT last_value FROM _tether_version`)
+	return dbDigest(store.DB(), `SELECT coalesce(sum(version), 0) FROM _tether_tenants`)
 }
 
 // dbDigest reads every row of digestTables, and the version counter with
@@ -350,6 +361,7 @@ func TestResentBatchReplaces(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
+	api.SetDeviceKey(device, deviceKey(device))
 	if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -433,6 +445,7 @@ func TestMaxBatchRows(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{MaxBatchRows: 2})
 	api := client.New(srv.URL, client.Options{Token: "token-ada"})
+	api.SetDeviceKey(device, deviceKey(device))
 	if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -481,82 +494,106 @@ func TestNewRefusesBadOptions(t *testing.T) {
 // No single request grows the server's memory by more than 64 MiB under the
 // default limits, whatever it holds or declares: measured as all the bytes
 // the process allocates while the server reads and refuses it (which is
-// more than the heap ever grows by).
+// more than the heap ever grows by). A 31 KB gzip body that decompresses
+// to 31 MB (31 million zeros as one value, one value of 31 MiB), to any
+// endpoint that takes a body, is also answered in under 1 KiB.
 func TestRequestMemoryBounded(t *testing.T) {
 	reg := testkit.Registry(t)
-	srv := testkit.NewServer(t, reg, server.Options{})
-	session := openSession(t, srv.URL, "token-ada", device)
-	url := srv.URL + "/v1/sessions/" + session + "/batches/0"
-	gz := func(write func(w io.Writer)) []byte {
-		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-		write(zw)
-		zw.Close()
-		return buf.Bytes()
-	}
-	head := `{"rows":[{"table":"customers","id":"c1","hlc":"1700000000000.000000.` + device + `","values":{"email":null,"tags":"[]","name":`
-	zeros := gz(func(w io.Writer) { // 31 million zeros as one value, in about 31 KB
-		io.WriteString(w, head+"[0")
-		chunk := []byte(strings.Repeat(",0", 1<<16))
-		for range 31_000_000 >> 16 {
-			w.Write(chunk)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		srv := testkit.Serve(t, db.Open(t, reg.Schema(), stores.Options{}), server.Options{})
+		session := openSession(t, srv.URL, "token-ada", device)
+		gz := func(write func(w io.Writer)) []byte {
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+			write(zw)
+			zw.Close()
+			return buf.Bytes()
 		}
-		io.WriteString(w, "]}}]}")
-	})
-	long := gz(func(w io.Writer) { // one value of 31 MiB
-		io.WriteString(w, head+`"`)
-		chunk := []byte(strings.Repeat("x", 1<<20))
-		for range 31 {
-			w.Write(chunk)
+		zeros := func(head, tail string) []byte { // 31 million zeros as one value, in about 31 KB
+			return gz(func(w io.Writer) {
+				io.WriteString(w, head+"[0")
+				chunk := []byte(strings.Repeat(",0", 1<<16))
+				for range 31_000_000 >> 16 {
+					w.Write(chunk)
+				}
+				io.WriteString(w, "]"+tail)
+			})
 		}
-		io.WriteString(w, `"}}]}`)
-	})
-	past := gz(func(w io.Writer) { // 40 MiB after decompression, in values under the value limit
-		io.WriteString(w, `{"rows":[`)
-		v := strings.Repeat("y", 4<<20-16)
-		for i := range 10 {
-			if i > 0 {
-				io.WriteString(w, ",")
-			}
-			fmt.Fprintf(w, `{"table":"customers","id":"r%d","hlc":"1700000000000.000000.%s","values":{"email":null,"tags":"[]","name":"%s"}}`, i, device, v)
+		long := func(head, tail string) []byte { // one value of 31 MiB
+			return gz(func(w io.Writer) {
+				io.WriteString(w, head+`"`)
+				chunk := []byte(strings.Repeat("x", 1<<20))
+				for range 31 {
+					w.Write(chunk)
+				}
+				io.WriteString(w, `"`+tail)
+			})
 		}
-		io.WriteString(w, "]}")
-	})
-	for _, tc := range []struct {
-		name   string
-		body   []byte
-		status int
-	}{
-		{"31 million zeros", zeros, 400},
-		{"a value of 31 MiB", long, 413},
-		{"40 MiB decompressed", past, 413},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("PUT", url, bytes.NewReader(tc.body))
-			req.Header.Set("Authorization", "Bearer token-ada")
-			req.Header.Set(wire.HeaderDevice, device)
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Content-Encoding", "gzip")
-			runtime.GC()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
+		head := `{"rows":[{"table":"customers","id":"c1","hlc":"1700000000000.000000.` + device + `","values":{"email":null,"tags":"[]","name":`
+		past := gz(func(w io.Writer) { // 40 MiB after decompression, in values under the value limit
+			io.WriteString(w, `{"rows":[`)
+			v := strings.Repeat("y", 4<<20-16)
+			for i := range 10 {
+				if i > 0 {
+					io.WriteString(w, ",")
+				}
+				fmt.Fprintf(w, `{"table":"customers","id":"r%d","hlc":"1700000000000.000000.%s","values":{"email":null,"tags":"[]","name":"%s"}}`, i, device, v)
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			runtime.ReadMemStats(&after)
-			alloc := after.TotalAlloc - before.TotalAlloc
-			t.Logf("%d bytes on the wire: %d, %d MiB allocated", len(tc.body), resp.StatusCode, alloc>>20)
-			if resp.StatusCode != tc.status {
-				t.Errorf("status %d, want %d", resp.StatusCode, tc.status)
-			}
-			if alloc > 64<<20 {
-				t.Errorf("the request allocated %d MiB, more than 64 MiB", alloc>>20)
-			}
+			io.WriteString(w, "]}")
 		})
-	}
+		batch := "PUT /v1/sessions/" + session + "/batches/0"
+		commit := "POST /v1/sessions/" + session + "/commit"
+		for _, tc := range []struct {
+			name     string
+			endpoint string
+			body     []byte
+			status   int
+		}{
+			{"batch of 31 million zeros", batch, zeros(head, "}}]}"), 400},
+			{"batch of a value of 31 MiB", batch, long(head, "}}]}"), 413},
+			{"batch of 40 MiB decompressed", batch, past, 413},
+			{"registration of 31 million zeros", "POST /v1/devices", zeros(`{"device":"`+device+`","schema":{"tables":`, "}}"), 413},
+			{"registration of a device id of 31 MiB", "POST /v1/devices", long(`{"device":`, "}"), 413},
+			{"registration of a table name of 31 MiB", "POST /v1/devices", long(`{"device":"`+device+`","schema":{"tables":[{"name":`, `,"columns":[]}]}}`), 413},
+			{"session of 31 million zeros", "POST /v1/sessions", zeros(`{"session":`, "}"), 413},
+			{"session id of 31 MiB", "POST /v1/sessions", long(`{"session":`, "}"), 413},
+			{"commit of 31 million zeros", commit, zeros(`{"settle":{"seq":0,"digest":`, "}}"), 413},
+			{"commit digest of 31 MiB", commit, long(`{"settle":{"seq":0,"digest":`, "}}"), 413},
+			{"digest of 31 million zeros", "POST /v1/digest", zeros(`{"columns":{"customers":`, "}}"), 413},
+			{"digest column of 31 MiB", "POST /v1/digest", long(`{"columns":{"customers":["id",`, "]}}"), 413},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				method, path, _ := strings.Cut(tc.endpoint, " ")
+				req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(tc.body))
+				req.Header.Set("Authorization", "Bearer token-ada")
+				req.Header.Set(wire.HeaderDevice, device)
+				req.Header.Set(wire.HeaderDeviceKey, deviceKey(device))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Content-Encoding", "gzip")
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				answer, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				runtime.ReadMemStats(&after)
+				alloc := after.TotalAlloc - before.TotalAlloc
+				t.Logf("%d bytes on the wire: %d, %d MiB allocated, %d bytes answered", len(tc.body), resp.StatusCode, alloc>>20, len(answer))
+				if resp.StatusCode != tc.status {
+					t.Errorf("status %d, want %d: %.300s", resp.StatusCode, tc.status, answer)
+				}
+				if alloc > 64<<20 {
+					t.Errorf("the request allocated %d MiB, more than 64 MiB", alloc>>20)
+				}
+				if len(answer) > 1<<10 {
+					t.Errorf("answer of %d bytes, more than 1 KiB", len(answer))
+				}
+			})
+		}
+	})
 }
 
 // Guessing tokens: past AuthFailureBurst failed authentications, an address

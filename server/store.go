@@ -18,11 +18,22 @@ import (
 type Store interface {
 	// Schema returns the tables the store holds, in priority order.
 	Schema() entity.Schema
-	// RegisterDevice registers a device id in the principal's tenant, with
-	// the device's schema (nil: the store's), which checkDeviceSchema has
-	// accepted. Sessions opened later write only the columns of the schema
-	// the device had when they opened.
-	RegisterDevice(ctx context.Context, p Principal, device string, schema *entity.Schema) error
+	// RegisterDevice registers a device in the principal's tenant, or
+	// registers it again (a new app version's schema; another user of a
+	// shared device), which needs the key the device registered with
+	// first: another key is wire.ErrDeviceKey. A device new to the tenant
+	// whose user already holds lim.MaxUserDevices registered devices is
+	// wire.ErrDeviceLimit. Sessions opened later write only the columns
+	// of the schema the device had when they opened.
+	RegisterDevice(ctx context.Context, p Principal, reg Registration, lim Limits) error
+	// CheckDevice returns nil when device is registered in the principal's
+	// tenant under the key whose SHA-256 is keyHash (hex),
+	// wire.ErrDeviceUnknown when it is not registered, and
+	// wire.ErrDeviceKey when it is, under another key.
+	CheckDevice(ctx context.Context, p Principal, device, keyHash string) error
+	// LatestVersion returns the version of tenant's latest commit (0 before
+	// the first).
+	LatestVersion(ctx context.Context, tenant string) (int64, error)
 	// OpenSession opens a push session for a registered device, with id
 	// session, or a new id when session is "". Opening an open session of
 	// the same device again returns it (a retry after a lost answer); an id
@@ -65,7 +76,10 @@ type Store interface {
 	// stages a committing batch only with its commit) before it is.
 	Commit(ctx context.Context, p Principal, device, session string, resolve Resolver, lim Limits, settle *LastBatch) (wire.Commit, error)
 	// Changes returns up to limit rows after cursor in commit order, the
-	// cursor after them, and whether more remain. The rows' sizes (see
+	// cursor after them, and whether more remain. A cursor before the
+	// tenant's purge horizon, or past its latest version (a server
+	// restored from an older backup, or a forged cursor), is
+	// wire.ErrHistoryPurged, and records nothing. The rows' sizes (see
 	// wire.Row.Size) add up to at most maxBytes, but the first row is always
 	// returned whatever its size.
 	//
@@ -84,13 +98,17 @@ type Store interface {
 	// Snapshot returns up to limit live rows (and at most maxBytes of
 	// them, but one) after the position after, for a device that must
 	// rebuild (wire.Snapshot); the zero position starts a snapshot at the
-	// tenant's latest version.
-	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int) (wire.Snapshot, error)
+	// tenant's latest version. device, when not "", is the rebuilding
+	// device, proven by its key: its position is recorded at the
+	// snapshot's version, so that tombstones after it stay until the
+	// device has pulled from there.
+	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, device string) (wire.Snapshot, error)
 	// Sweep discards what has expired: the uncommitted sessions idle for
 	// longer than lim.SessionIdle and their staged rows, tombstones every
 	// active device has pulled past (lim.DeviceActivity), committed
-	// sessions older than lim.SessionRetention and audit entries older
-	// than lim.AuditRetention. It does at most max rows' worth of work of
+	// sessions older than lim.SessionRetention, audit entries older than
+	// lim.AuditRetention, devices unseen for lim.DeviceRetention and the
+	// device schemas no device or open session names. It does at most max rows' worth of work of
 	// each kind and returns how many it discarded. Server runs it every
 	// Options.SweepInterval.
 	Sweep(ctx context.Context, lim Limits, max int) (int, error)
@@ -103,6 +121,19 @@ type Store interface {
 	Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error)
 	// Close releases the store.
 	Close() error
+}
+
+// Registration is a device's registration (Store.RegisterDevice).
+type Registration struct {
+	// Device is the device id.
+	Device string
+	// KeyHash is the SHA-256, in hex, of the device's key
+	// (wire.HeaderDeviceKey).
+	KeyHash string
+	// Schema is the device's schema, which deviceSchema has accepted
+	// and reduced to the server's tables and columns it names; nil for
+	// the server's own.
+	Schema *entity.Schema
 }
 
 // PushOptions are the options of Store.Push.
@@ -160,7 +191,7 @@ func ParseCursor(s string) (Cursor, error) {
 	if s == "" {
 		return Cursor{}, nil
 	}
-	bad := fmt.Errorf("malformed cursor %q: %w", s, wire.ErrBadRequest)
+	bad := fmt.Errorf("malformed cursor %q: %w", clip(s), wire.ErrBadRequest)
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return Cursor{}, bad

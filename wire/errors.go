@@ -30,6 +30,15 @@ var (
 	// was replaced): register it (POST /v1/devices) and try again. The
 	// coordinator does, on its own.
 	ErrDeviceUnknown = errors.New("device not registered")
+	// ErrDeviceKey is a request that names a device without proving it is
+	// that device: it carries no HeaderDeviceKey, or not the key the
+	// device registered with. Only the device's own database holds its
+	// key; a member's token acts only through the devices it holds.
+	ErrDeviceKey = errors.New("device key refused")
+	// ErrDeviceLimit is the registration of a new device by a user who
+	// holds the server's limit of registered devices already: devices
+	// unseen for a while are forgotten by the server, which frees room.
+	ErrDeviceLimit = errors.New("too many devices")
 	// ErrRefused is wrapped, by the client, in every error answer carrying
 	// one of this API's codes with a 4xx status: the server refused the
 	// request whole, and applied none of it. Network errors, cut answers
@@ -55,6 +64,8 @@ var codes = []struct {
 	{ErrConflict, "conflict", http.StatusConflict},
 	{ErrSchemaMismatch, "schema_mismatch", http.StatusConflict},
 	{ErrDeviceUnknown, "unknown_device", http.StatusForbidden},
+	{ErrDeviceKey, "device_key", http.StatusForbidden},
+	{ErrDeviceLimit, "device_limit", http.StatusConflict},
 	{ErrHistoryPurged, "history_purged", http.StatusGone},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},
 	{ErrSessionFull, "session_full", http.StatusRequestEntityTooLarge},

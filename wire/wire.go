@@ -36,7 +36,31 @@ const (
 	// credentials of any other tenant, so that a token of another tenant
 	// never mixes its rows into the database.
 	HeaderTenant = "X-Tether-Tenant"
+	// HeaderDeviceKey carries the secret of the device HeaderDevice
+	// names, which proves the request comes from that device: every
+	// request that names a device carries it (see ValidDeviceKey). The
+	// device's database creates the key once; the device's first
+	// registration records it (the server keeps only its SHA-256), and
+	// from then on only a request with the same key may register, push or
+	// pull as that device (ErrDeviceKey).
+	HeaderDeviceKey = "X-Tether-Device-Key"
 )
+
+// ValidDeviceKey reports whether key is a well-formed device key: 32 to
+// 128 letters, digits, '-' and '_' (a device makes one from 32 random
+// bytes, base64url without padding: 43 characters).
+func ValidDeviceKey(key string) bool {
+	if len(key) < 32 || len(key) > 128 {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // Row is one row of a synced table, as pushed or pulled.
 type Row struct {

@@ -108,15 +108,20 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&o.RateBurst, "rate-burst", 0, "burst of -rate (default twice -rate)")
 	fs.IntVar(&o.MaxValueBytes, "max-value", server.DefaultMaxValueBytes, "largest column value of a pushed row, in bytes (413 above)")
 	fs.IntVar(&o.MaxPageBytes, "max-page-bytes", server.DefaultMaxPageBytes, "most bytes of rows in one pull page (at least one row)")
+	fs.Int64Var(&o.MaxCost, "max-cost", server.DefaultMaxCost, "units of expensive work served at once: a digest costs one per column, a snapshot page one per 100 rows of its limit (429 with Retry-After above)")
+	fs.DurationVar(&o.CostWait, "cost-wait", server.DefaultCostWait, "how long an expensive request waits for -max-cost before it gets 429")
 	fs.IntVar(&lim.MaxSessionRows, "max-session-rows", server.DefaultMaxSessionRows, "most rows one push session stages (413 session_full above: the device commits and goes on in a new one)")
 	fs.Int64Var(&lim.MaxSessionBytes, "max-session-bytes", server.DefaultMaxSessionBytes, "most bytes one push session stages (413 session_full above)")
 	fs.Int64Var(&lim.MaxTenantStagedBytes, "max-tenant-staged", server.DefaultMaxTenantStagedBytes, "most bytes a tenant's open push sessions stage together (429 above)")
 	fs.DurationVar(&lim.DeviceActivity, "device-activity", server.DefaultDeviceActivity, "a device unseen this long no longer holds back the purge of tombstones (it rebuilds when it comes back)")
 	fs.DurationVar(&lim.SessionRetention, "session-retention", server.DefaultSessionRetention, "committed push sessions and their answers are kept this long")
 	fs.DurationVar(&lim.AuditRetention, "audit-retention", server.DefaultAuditRetention, "audit log entries are kept this long")
+	fs.IntVar(&lim.MaxUserDevices, "max-user-devices", server.DefaultMaxUserDevices, "devices one user may have seen in a tenant within -device-activity; past it, registrations get 409 device_limit")
+	fs.DurationVar(&lim.DeviceRetention, "device-retention", server.DefaultDeviceRetention, "the registration of a device unseen this long is forgotten (it registers again when it comes back); at least -device-activity")
 	fs.DurationVar(&o.MaxClockSkew, "max-clock-skew", server.DefaultMaxClockSkew, "clock stamps further ahead of the server's clock are re-stamped at commit")
 	fs.Float64Var((*float64)(&o.AuthFailures), "auth-failures", server.DefaultAuthFailures, "failed authentications per second one client address may make (429 above); negative for no limit")
 	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", server.DefaultAuthFailureBurst, "burst of -auth-failures")
+	fs.IntVar(&o.MaxStreams, "max-streams", server.DefaultMaxStreams, "most event streams one user of a tenant may hold open (429 above)")
 	fs.DurationVar(&o.SweepInterval, "sweep", server.DefaultSweepInterval, "how often expired push sessions, and what is past its retention, are discarded")
 	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
@@ -144,9 +149,12 @@ func (c config) check() error {
 	if o.MaxBodyBytes <= 0 || o.MaxBatchRows <= 0 || o.MaxBatchRows > wire.MaxBatchSize || lim.MaxOpenSessions <= 0 || lim.SessionIdle <= 0 ||
 		o.RateLimit < 0 || o.RateBurst < 0 || o.MaxValueBytes <= 0 || o.MaxPageBytes <= 0 || lim.MaxSessionRows <= 0 ||
 		lim.MaxSessionBytes <= 0 || lim.MaxTenantStagedBytes <= 0 || lim.DeviceActivity <= 0 || lim.SessionRetention <= 0 ||
-		lim.AuditRetention <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
+		lim.AuditRetention <= 0 || lim.MaxUserDevices <= 0 || lim.DeviceRetention <= 0 || o.MaxStreams <= 0 || o.MaxClockSkew <= 0 || o.AuthFailureBurst <= 0 || o.SweepInterval <= 0 || o.BodyTimeout <= 0 ||
 		c.idleTimeout <= 0 {
 		return fmt.Errorf("limits and timeouts must be positive, -max-batch-rows at most %d, -rate and -rate-burst not negative", wire.MaxBatchSize)
+	}
+	if o.MaxCost <= 0 || o.CostWait <= 0 {
+		return errors.New("-max-cost and -cost-wait must be positive")
 	}
 	return nil
 }

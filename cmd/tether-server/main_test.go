@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -234,7 +235,9 @@ func TestServeJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := client.New(url, client.Options{Token: token}).RegisterDevice(t.Context(), "d1", "", nil)
+	api := client.New(url, client.Options{Token: token})
+	api.SetDeviceKey("d1", strings.Repeat("k", 43))
+	dev, err := api.RegisterDevice(t.Context(), "d1", "", nil)
 	if err != nil || dev.Tenant != "acme" || dev.User != "ada" {
 		t.Errorf("RegisterDevice = %+v, %v; want tenant acme, user ada", dev, err)
 	}

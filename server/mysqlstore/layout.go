@@ -116,15 +116,3 @@ func (*dialect) LockMigrations(ctx context.Context, db *sql.DB) (func(), error) 
 		conn.Close()
 	}, nil
 }
-
-// Counter implements sqlstore.Dialect: each tenant's row of
-// _tether_tenants counts its versions, and names the device of its
-// latest commit for Listen.
-func (d *dialect) Counter() []string {
-	return d.CreateTable(sqlstore.TableDef{
-		Name: "_tether_tenants",
-		Columns: []sqlstore.Column{{Name: "tenant", Type: sqlstore.TypeKey}, {Name: "version", Type: sqlstore.TypeInt},
-			{Name: "device", Type: sqlstore.TypeID}},
-		Key: []string{"tenant"},
-	})
-}

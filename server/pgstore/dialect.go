@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -79,21 +77,12 @@ func (*dialect) JSON(expr string) string { return expr + "::jsonb" }
 // database's collation.
 func (*dialect) ByteOrder(col string) string { return col + ` COLLATE "C"` }
 
-// tenantLock is the advisory lock key that serializes a tenant's commits.
-func tenantLock(tenant string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("tether-commit:" + tenant))
-	return int64(h.Sum64())
-}
-
-// NextVersion implements sqlstore.Dialect: the tenant's advisory lock,
-// then the next value of the _tether_version sequence.
+// NextVersion implements sqlstore.Dialect: the tenant's counter, whose
+// row lock serializes the tenant's commits until each ends.
 func (*dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, tenantLock(tenant)); err != nil {
-		return 0, fmt.Errorf("lock tenant: %w", err)
-	}
 	var v int64
-	err := tx.QueryRowContext(ctx, `SELECT nextval('_tether_version')`).Scan(&v)
+	err := tx.QueryRowContext(ctx, `INSERT INTO _tether_tenants (tenant, version, device) VALUES ($1, 1, '')
+		ON CONFLICT (tenant) DO UPDATE SET version = _tether_tenants.version + 1 RETURNING version`, tenant).Scan(&v)
 	return v, err
 }
 

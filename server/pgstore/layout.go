@@ -103,8 +103,3 @@ func lockOn(ctx context.Context, db *sql.DB, lock, unlock string) (func(), error
 		conn.Close()
 	}, nil
 }
-
-// Counter implements sqlstore.Dialect: the sequence of versions.
-func (*dialect) Counter() []string {
-	return []string{`CREATE SEQUENCE IF NOT EXISTS _tether_version`}
-}

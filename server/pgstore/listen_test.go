@@ -57,7 +57,7 @@ func TestListenerComesBack(t *testing.T) {
 	}
 	defer s.Close()
 	p := server.Principal{Tenant: "acme", User: "ada"}
-	if err := s.RegisterDevice(ctx, p, "d1", nil); err != nil {
+	if err := s.RegisterDevice(ctx, p, server.Registration{Device: "d1"}, server.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	events, err := s.Subscribe(ctx, p.Tenant)

@@ -53,11 +53,12 @@ func (dialect) JSON(expr string) string { return expr }
 // ByteOrder implements sqlstore.Dialect: SQLite's BINARY collation.
 func (dialect) ByteOrder(col string) string { return col }
 
-// NextVersion implements sqlstore.Dialect: one counter, under the single
-// writer.
-func (dialect) NextVersion(ctx context.Context, tx *sql.Tx, _ string) (int64, error) {
+// NextVersion implements sqlstore.Dialect: the tenant's counter, under
+// the single writer.
+func (dialect) NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error) {
 	var v int64
-	err := tx.QueryRowContext(ctx, `UPDATE _tether_counter SET version = version + 1 RETURNING version`).Scan(&v)
+	err := tx.QueryRowContext(ctx, `INSERT INTO _tether_tenants (tenant, version, device) VALUES (?, 1, '')
+		ON CONFLICT (tenant) DO UPDATE SET version = _tether_tenants.version + 1 RETURNING version`, tenant).Scan(&v)
 	return v, err
 }
 

@@ -51,11 +51,3 @@ func (dialect) Indexes(ctx context.Context, tx *sql.Tx, table string) (map[strin
 // LockMigrations implements sqlstore.Dialect: the single writer
 // serializes migrations already.
 func (dialect) LockMigrations(context.Context, *sql.DB) (func(), error) { return func() {}, nil }
-
-// Counter implements sqlstore.Dialect: the one counter of NextVersion.
-func (dialect) Counter() []string {
-	return []string{
-		`CREATE TABLE IF NOT EXISTS _tether_counter (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)`,
-		`INSERT OR IGNORE INTO _tether_counter (id, version) VALUES (1, 0)`,
-	}
-}

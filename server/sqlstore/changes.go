@@ -48,7 +48,11 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 // checkHorizon refuses a cursor before the tenant's horizon: tombstones
 // before it may be gone, so the pull would miss deletions. So would the
 // empty cursor of a device that pushed before its first pull: it starts
-// from a snapshot too.
+// from a snapshot too. It refuses a cursor past the tenant's latest
+// version too, before anything is recorded of it: no pull of the tenant
+// made it (the server's database was restored from an older backup, or
+// the cursor was forged), and a device position recorded there would
+// purge what other devices have not pulled yet.
 func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, after server.Cursor) error {
 	var horizon int64
 	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), tenant).Scan(&horizon)
@@ -58,6 +62,14 @@ func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, aft
 	if after.Version < horizon {
 		return fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
 			after.Version, horizon, wire.ErrHistoryPurged)
+	}
+	latest, err := latestVersion(ctx, tx, s.q, tenant)
+	if err != nil {
+		return fmt.Errorf("changes: %w", err)
+	}
+	if after.Version > latest {
+		return fmt.Errorf("the cursor is at version %d, past the tenant's latest version %d (a server restored from an older backup?): rebuild from a snapshot: %w",
+			after.Version, latest, wire.ErrHistoryPurged)
 	}
 	return nil
 }
@@ -134,8 +146,12 @@ func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant st
 // pulls is seen: a long pull keeps it active (seen_at may lag by
 // echo.SeenEvery: a pull that moves nothing writes nothing).
 func (s *Store) recordPull(ctx context.Context, p server.Principal, after server.Cursor, echo server.Echo) error {
-	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END
-		WHERE tenant = ? AND device = ?`), s.d.Time(s.now()), after.Version, after.Version, p.Tenant, echo.Device)
+	// moved_at before pulled: MySQL assigns left to right, with the
+	// values just assigned.
+	now := s.d.Time(s.now())
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, moved_at = CASE WHEN pulled < ? THEN ? ELSE moved_at END,
+		pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END WHERE tenant = ? AND device = ?`),
+		now, after.Version, now, after.Version, after.Version, p.Tenant, echo.Device)
 	return err
 }
 

@@ -2,7 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,57 +16,178 @@ import (
 )
 
 // RegisterDevice implements server.Store.
-func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, device string, schema *entity.Schema) error {
-	own := ""
-	if schema != nil {
-		b, err := json.Marshal(schema)
+func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, reg server.Registration, lim server.Limits) error {
+	lim = lim.WithDefaults()
+	schemaID, body := "", ""
+	if reg.Schema != nil {
+		b, err := json.Marshal(reg.Schema)
 		if err != nil {
-			return fmt.Errorf("register device %s: %w", device, err)
+			return fmt.Errorf("register device %s: %w", reg.Device, err)
 		}
-		own = string(b)
+		sum := sha256.Sum256(b)
+		schemaID, body = hex.EncodeToString(sum[:]), string(b)
 	}
 	register := func() error {
 		return s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 			// Devices are keyed by tenant: the same id in another tenant is
 			// another device, and nothing here tells whether one exists.
-			var known string
-			err := tx.QueryRowContext(ctx, s.q(`SELECT device FROM _tether_devices WHERE tenant = ? AND device = ?`+s.d.ForUpdate()),
-				p.Tenant, device).Scan(&known)
+			var hash string
+			err := tx.QueryRowContext(ctx, s.q(`SELECT key_hash FROM _tether_devices WHERE tenant = ? AND device = ?`+s.d.ForUpdate()),
+				p.Tenant, reg.Device).Scan(&hash)
 			now := s.d.Time(s.now())
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (tenant, device, user_name, created_at, seen_at, app_schema) VALUES (?, ?, ?, ?, ?, ?)`),
-					p.Tenant, device, p.User, now, now, own)
+				var n int
+				if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_devices WHERE tenant = ? AND user_name = ? AND seen_at >= ?`),
+					p.Tenant, p.User, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&n); err != nil {
+					return err
+				}
+				if n >= lim.MaxUserDevices {
+					return fmt.Errorf("user %s has %d devices seen within %v, the limit (MaxUserDevices): devices unseen for longer do not count: %w",
+						p.User, n, lim.DeviceActivity, wire.ErrDeviceLimit)
+				}
+				if err := s.keepSchema(ctx, tx, p.Tenant, schemaID, body); err != nil {
+					return err
+				}
+				_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_devices (tenant, device, user_name, created_at, seen_at, app_schema, key_hash)
+					VALUES (?, ?, ?, ?, ?, ?, ?)`), p.Tenant, reg.Device, p.User, now, now, schemaID, reg.KeyHash)
 				return err
 			case err != nil:
 				return err
+			case !sameKey(hash, reg.KeyHash):
+				return errOtherKey(reg.Device)
 			}
-			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, app_schema = ? WHERE tenant = ? AND device = ?`), now, own, p.Tenant, device)
+			if err := s.keepSchema(ctx, tx, p.Tenant, schemaID, body); err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, app_schema = ? WHERE tenant = ? AND device = ?`),
+				now, schemaID, p.Tenant, reg.Device)
 			return err
 		})
 	}
 	err := register()
-	if err != nil {
-		err = register() // a concurrent first registration of the same device
+	if err != nil && !errors.Is(err, wire.ErrDeviceKey) && !errors.Is(err, wire.ErrDeviceLimit) {
+		err = register() // a concurrent first registration of the same device or schema
 	}
 	if err != nil {
-		return fmt.Errorf("register device %s: %w", device, err)
+		return fmt.Errorf("register device %s: %w", reg.Device, err)
 	}
 	return nil
 }
 
+// CheckDevice implements server.Store.
+func (s *Store) CheckDevice(ctx context.Context, p server.Principal, device, keyHash string) error {
+	var hash string
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT key_hash FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
+	case err != nil:
+		return fmt.Errorf("device %s: %w", device, err)
+	case !sameKey(hash, keyHash):
+		return errOtherKey(device)
+	}
+	return nil
+}
+
+// sameKey compares two key hashes in constant time.
+func sameKey(stored, sent string) bool {
+	return subtle.ConstantTimeCompare([]byte(stored), []byte(sent)) == 1
+}
+
+// errOtherKey is a request naming a device registered under another key.
+func errOtherKey(device string) error {
+	return fmt.Errorf("device %s is registered under another device key: a device is used only with its own key (its database's): %w",
+		device, wire.ErrDeviceKey)
+}
+
+// LatestVersion implements server.Store.
+func (s *Store) LatestVersion(ctx context.Context, tenant string) (int64, error) {
+	v, err := latestVersion(ctx, s.r, s.q, tenant)
+	if err != nil {
+		return 0, fmt.Errorf("latest version of tenant %s: %w", tenant, err)
+	}
+	return v, nil
+}
+
+// latestVersion reads the tenant's counter with q (a pool or a
+// transaction).
+func latestVersion(ctx context.Context, q interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}, rebind func(string) string, tenant string) (int64, error) {
+	var v int64
+	err := q.QueryRowContext(ctx, rebind(`SELECT version FROM _tether_tenants WHERE tenant = ?`), tenant).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// keepSchema stores a device schema of the tenant under its id, once.
+func (s *Store) keepSchema(ctx context.Context, tx *sql.Tx, tenant, id, body string) error {
+	if id == "" {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_schemas WHERE tenant = ? AND id = ?`), tenant, id).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, s.q(`INSERT INTO _tether_schemas (tenant, id, body) VALUES (?, ?, ?)`), tenant, id, body)
+	return err
+}
+
+// maxParsedSchemas bounds the cache of parsed device schemas; past it,
+// the cache starts over.
+const maxParsedSchemas = 1024
+
+// deviceSchema returns the device schema id of the tenant, parsed once
+// and kept.
+func (s *Store) deviceSchema(ctx context.Context, tx *sql.Tx, tenant, id string) (*entity.Schema, error) {
+	key := tenant + "\x00" + id
+	s.schemaMu.Lock()
+	sc := s.schemas[key]
+	s.schemaMu.Unlock()
+	if sc != nil {
+		return sc, nil
+	}
+	var body string
+	err := tx.QueryRowContext(ctx, s.q(`SELECT body FROM _tether_schemas WHERE tenant = ? AND id = ?`), tenant, id).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Swept while a registration named it again: the device
+		// registers again, which stores it.
+		return nil, fmt.Errorf("the device's schema %s is no longer on the server: register the device again: %w", id, wire.ErrDeviceUnknown)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the device's schema %s: %w", id, err)
+	}
+	sc = new(entity.Schema)
+	if err := json.Unmarshal([]byte(body), sc); err != nil {
+		return nil, fmt.Errorf("the device's schema %s: %w", id, err)
+	}
+	s.schemaMu.Lock()
+	if len(s.schemas) >= maxParsedSchemas {
+		clear(s.schemas)
+	}
+	s.schemas[key] = sc
+	s.schemaMu.Unlock()
+	return sc, nil
+}
+
 // deviceColumns checks that rows, all of table t, fit the schema of the
-// device that pushes them (cols, as it registered; "" for the server's):
-// no column it does not have, and every non-nullable one it has, in a live
-// row.
-func deviceColumns(t *Table, cols string, rows []wire.Row) error {
+// device that pushes them (schema id, as it registered; "" for the
+// server's): no column it does not have, and every non-nullable one it
+// has, in a live row.
+func (s *Store) deviceColumns(ctx context.Context, tx *sql.Tx, tenant string, t *Table, schema string, rows []wire.Row) error {
 	own := &t.schema
-	if cols != "" {
-		var schema entity.Schema
-		if err := json.Unmarshal([]byte(cols), &schema); err != nil {
-			return fmt.Errorf("the device's schema: %w", err)
+	if schema != "" {
+		sc, err := s.deviceSchema(ctx, tx, tenant, schema)
+		if err != nil {
+			return err
 		}
-		if own = schema.Table(t.schema.Name); own == nil {
+		if own = sc.Table(t.schema.Name); own == nil {
 			return fmt.Errorf("table %s is not in the schema the device registered: %w", t.schema.Name, wire.ErrBadRequest)
 		}
 	}

@@ -16,9 +16,9 @@ import (
 // Rebind), double-quoted identifiers, and only SQL that every supported
 // database reads alike. The tables the store creates are described once,
 // as [TableDef] values (see layout.go): the bookkeeping tables
-// (_tether_devices, _tether_sessions, _tether_batches, _tether_audit,
-// _tether_horizons and _tether_migrations, plus whatever NextVersion
-// needs: [Dialect.Counter]), and for every synced table T, T itself and
+// (_tether_devices, _tether_schemas, _tether_tenants, _tether_sessions,
+// _tether_batches, _tether_audit, _tether_horizons and
+// _tether_migrations), and for every synced table T, T itself and
 // its staging table "_tether_stage_T". A dialect spells their types and
 // DDL.
 type Dialect interface {
@@ -44,9 +44,6 @@ type Dialect interface {
 	// own if it needs one, that it holds until unlock (never nil), which
 	// the store calls once the migration's transaction has ended.
 	LockMigrations(ctx context.Context, db *sql.DB) (unlock func(), err error)
-	// Counter returns the statements, run by the first migration step,
-	// that create what NextVersion uses.
-	Counter() []string
 	// Time is the value a server time is stored as.
 	Time(t time.Time) any
 	// ForUpdate is appended to a SELECT that must lock the rows it reads
@@ -61,8 +58,10 @@ type Dialect interface {
 	// means the transaction may succeed if run again.
 	Retryable(err error) bool
 	// NextVersion serializes the commits of tenant, in tx, and returns the
-	// version of this one: larger than every version the tenant's earlier
-	// commits got, and made visible in commit order (G1).
+	// version of this one: the tenant's row of _tether_tenants counts its
+	// versions (each tenant has its own: no member learns how many
+	// commits other tenants make), and is locked until tx ends, so that
+	// versions become visible in commit order (G1).
 	NextVersion(ctx context.Context, tx *sql.Tx, tenant string) (int64, error)
 	// Stage writes rows, all of table t, as batch seq of a session into
 	// t's staging table, in tx; conn is tx's connection, for bulk paths

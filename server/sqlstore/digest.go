@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tethersync/tether/entity"
@@ -16,16 +17,22 @@ import (
 func (s *Store) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
 	t := s.byName[table]
 	if t == nil {
-		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %q: %w", table, wire.ErrBadRequest)
+		return wire.TableDigest{}, fmt.Errorf("digest: unknown table %.100q: %w", table, wire.ErrBadRequest)
 	}
 	sub, list := t.schema, t.columnList()
 	if columns != nil { // the columns a device has
+		if len(columns) == 0 {
+			return wire.TableDigest{}, fmt.Errorf("digest %s: no columns (want id first): %w", table, wire.ErrBadRequest)
+		}
 		sub.Columns = nil
 		var quoted []string
 		for i, name := range columns {
 			c, ok := t.schema.Column(name)
 			if !ok || (i == 0) != (name == "id") {
-				return wire.TableDigest{}, fmt.Errorf("digest %s: column %q: unknown, or id not first: %w", table, name, wire.ErrBadRequest)
+				return wire.TableDigest{}, fmt.Errorf("digest %s: column %.100q: unknown, or id not first: %w", table, name, wire.ErrBadRequest)
+			}
+			if slices.Contains(columns[:i], name) {
+				return wire.TableDigest{}, fmt.Errorf("digest %s: column %q named twice: %w", table, name, wire.ErrBadRequest)
 			}
 			sub.Columns = append(sub.Columns, c)
 			quoted = append(quoted, sqlident.Quote(name))

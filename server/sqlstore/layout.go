@@ -18,7 +18,8 @@ type Type int
 const (
 	// TypeKey is a tenant or a user name: text of up to 255 bytes.
 	TypeKey Type = iota
-	// TypeID is a device or session id or a table name: up to 64 bytes.
+	// TypeID is a device or session id, a table name or a SHA-256 in hex:
+	// up to 64 bytes.
 	TypeID
 	// TypeRowID is a row id: up to 200 bytes (server.MaxIDLength).
 	TypeRowID
@@ -126,22 +127,45 @@ func CreateIndex(table string, ix Index, ifNotExists bool) string {
 }
 
 // bookkeeping describes the bookkeeping tables, as step 1 of the
-// migrations creates them (besides what each dialect's NextVersion
-// needs: [Dialect.Counter]).
+// migrations creates them.
 func bookkeeping() []TableDef {
 	col := func(name string, t Type) Column { return Column{Name: name, Type: t} }
 	null := func(name string, t Type) Column { return Column{Name: name, Type: t, Null: true} }
 	return []TableDef{{
+		// A device: the user who registered it first, the SHA-256 of its
+		// key (wire.HeaderDeviceKey), its schema (an id of
+		// _tether_schemas; '' for the server's), how far it has pulled
+		// (-1 before its first pull) and when that last moved.
 		Name: "_tether_devices",
 		Columns: []Column{col("tenant", TypeKey), col("device", TypeID), col("user_name", TypeKey),
-			col("created_at", TypeTime), col("seen_at", TypeTime), col("app_schema", TypeText),
-			{Name: "pulled", Type: TypeInt, Default: "0"}},
+			col("created_at", TypeTime), col("seen_at", TypeTime), {Name: "app_schema", Type: TypeID, Default: "''"},
+			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}, null("moved_at", TypeTime)},
 		Key: []string{"tenant", "device"},
+		// A registration counts the user's devices; the sweep finds
+		// devices unseen for DeviceRetention, and the schemas no device
+		// names.
+		Indexes: []Index{
+			{Name: "_tether_devices__user", Columns: []string{"tenant", "user_name"}},
+			{Name: "_tether_devices__seen", Columns: []string{"seen_at"}},
+			{Name: "_tether_devices__schema", Columns: []string{"tenant", "app_schema"}},
+		},
+	}, {
+		// The device schemas of a tenant, each stored once however many
+		// devices and sessions name it, by the SHA-256 of its JSON.
+		Name:    "_tether_schemas",
+		Columns: []Column{col("tenant", TypeKey), col("id", TypeID), col("body", TypeText)},
+		Key:     []string{"tenant", "id"},
+	}, {
+		// Each tenant's version counter (Dialect.NextVersion), and the
+		// device of its latest commit (for the MySQL store's listener).
+		Name:    "_tether_tenants",
+		Columns: []Column{col("tenant", TypeKey), col("version", TypeInt), {Name: "device", Type: TypeID, Default: "''"}},
+		Key:     []string{"tenant"},
 	}, {
 		Name: "_tether_sessions",
 		Columns: []Column{col("tenant", TypeKey), col("id", TypeID), col("device", TypeID), col("user_name", TypeKey),
 			col("created_at", TypeTime), null("touched_at", TypeTime), null("committed_at", TypeTime),
-			null("version", TypeInt), null("result", TypeText), col("cols", TypeText)},
+			null("version", TypeInt), null("result", TypeText), {Name: "app_schema", Type: TypeID, Default: "''"}},
 		Key: []string{"tenant", "id"},
 		// A device's open sessions are counted at every open: without
 		// it, every committed session of the tenant (kept for
@@ -153,6 +177,7 @@ func bookkeeping() []TableDef {
 		Indexes: []Index{
 			{Name: "_tether_sessions__open", Columns: []string{"tenant", "device", "user_name", "committed_at"}},
 			{Name: "_tether_sessions__committed", Columns: []string{"committed_at"}},
+			{Name: "_tether_sessions__schema", Columns: []string{"tenant", "app_schema"}},
 		},
 	}, {
 		Name: "_tether_batches",

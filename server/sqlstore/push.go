@@ -80,7 +80,7 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 			p.User, lim.MaxOpenSessions, device, lim.SessionIdle, wire.ErrConflict)
 	}
 	now := s.d.Time(s.now())
-	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, cols)
+	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, app_schema)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`), p.Tenant, id, device, p.User, now, now, schema)
 	return err
 }
@@ -138,7 +138,7 @@ func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal,
 	var dev, user string
 	var res sql.NullString
 	var touched any
-	err = tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, result, coalesce(touched_at, created_at), cols FROM _tether_sessions
+	err = tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, result, coalesce(touched_at, created_at), app_schema FROM _tether_sessions
 		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &user, &res, &touched, &cols)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && dev != device) {
 		return false, "", "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
@@ -264,7 +264,7 @@ func storedAnswer(result, session string, last *server.LastBatch, c *wire.Commit
 // stageTx stages a batch of rows of table t, size bytes as RowSize counts
 // them, in an open session whose device has the columns cols.
 func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, attempt int64, t *Table, rows []wire.Row, size int64, cols string, lim server.Limits) error {
-	if err := deviceColumns(t, cols, rows); err != nil {
+	if err := s.deviceColumns(ctx, tx, p.Tenant, t, cols, rows); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET touched_at = ? WHERE tenant = ? AND id = ?`),

@@ -13,7 +13,7 @@ import (
 // starting version (the tenant's latest) in the cursor; every page reads
 // the rows as they are then, so the device must pull from Resume after the
 // last page to catch what changed meanwhile.
-func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int) (wire.Snapshot, error) {
+func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int, device string) (wire.Snapshot, error) {
 	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
 	if err != nil {
 		return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
@@ -41,20 +41,29 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 		sp.pos = server.Cursor{Version: after.Version, Table: len(s.tables)}
 	}
 	out.Cursor = sp.pos.String()
+	tx.Rollback()
+	if device != "" {
+		// The device rebuilds from this version: tombstones after it
+		// stay until it has pulled from there (G13).
+		if err := s.recordPull(ctx, p, server.Cursor{Version: after.Version}, server.Echo{Device: device}); err != nil {
+			return wire.Snapshot{}, fmt.Errorf("snapshot: record the device's position: %w", err)
+		}
+	}
 	return out, nil
 }
 
 // snapshotStart returns the tenant's latest version, where a snapshot
-// starts, and how many live rows it has.
+// starts (its counter's, not its rows' latest: a commit that wrote no row
+// still moves the horizon), and how many live rows it has.
 func (s *Store) snapshotStart(ctx context.Context, tx *sql.Tx, tenant string) (version int64, total int, err error) {
+	if version, err = latestVersion(ctx, tx, s.q, tenant); err != nil {
+		return 0, 0, fmt.Errorf("snapshot: %w", err)
+	}
 	for _, t := range s.tables {
-		var v int64
 		var n int
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0), count(CASE WHEN NOT "_deleted" THEN 1 END) FROM `+t.Name+
-			` WHERE "_tenant" = ?`), tenant).Scan(&v, &n); err != nil {
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted"`), tenant).Scan(&n); err != nil {
 			return 0, 0, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
 		}
-		version = max(version, v)
 		total += n
 	}
 	return version, total, nil

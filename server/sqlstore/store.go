@@ -28,7 +28,10 @@ type Store struct {
 	rebound sync.Map // query -> query in the dialect's placeholders
 	merges  sync.Map // table index -> merge statement
 	refs    []ref    // the schema's references
-	onClose func() error
+
+	schemaMu sync.Mutex
+	schemas  map[string]*entity.Schema // parsed device schemas, by tenant and id
+	onClose  func() error
 
 	events      *broadcaster
 	listenOnce  sync.Once
@@ -58,6 +61,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 		return nil, err
 	}
 	s := &Store{w: db, r: opts.Read, d: d, schema: schema, byName: map[string]*Table{}, now: time.Now,
+		schemas: map[string]*entity.Schema{},
 		onClose: opts.OnClose, events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
 	if s.r == nil {
 		s.r = db

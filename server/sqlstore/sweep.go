@@ -14,8 +14,9 @@ import (
 // Sweep implements server.Store: it discards up to max uncommitted
 // sessions idle for longer than lim.SessionIdle, of any tenant, with their
 // staged rows; then, for each tenant, up to max tombstones every active
-// device has pulled past; then up to max committed sessions and audit
-// entries past their retention.
+// device has pulled past; then up to max committed sessions, audit
+// entries and devices past their retention, and device schemas no device
+// or open session names.
 func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, error) {
 	lim = lim.WithDefaults()
 	n, err := s.expireSessions(ctx, lim, max)
@@ -33,14 +34,22 @@ func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, err
 	}{
 		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention},
 		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention},
+		{"devices", "_tether_devices", "seen_at < ?", lim.DeviceRetention},
 	} {
-		m, err := s.deleteOld(ctx, q.table, q.cond, s.d.Time(s.now().Add(-q.before)), max)
+		m, err := s.deleteOld(ctx, q.table, q.cond, max, s.d.Time(s.now().Add(-q.before)))
 		if err != nil {
 			return n, fmt.Errorf("sweep %s: %w", q.what, err)
 		}
 		n += m
 	}
-	return n, nil
+	// Device schemas go with the last device and open session that name
+	// them.
+	m, err := s.deleteOld(ctx, "_tether_schemas", `NOT EXISTS (SELECT 1 FROM _tether_devices AS d WHERE d.tenant = _tether_schemas.tenant AND d.app_schema = _tether_schemas.id)
+		AND NOT EXISTS (SELECT 1 FROM _tether_sessions AS o WHERE o.tenant = _tether_schemas.tenant AND o.app_schema = _tether_schemas.id AND o.committed_at IS NULL)`, max)
+	if err != nil {
+		return n, fmt.Errorf("sweep device schemas: %w", err)
+	}
+	return n + m, nil
 }
 
 // expireSessions discards up to max uncommitted sessions idle for longer
@@ -78,12 +87,14 @@ func (s *Store) expireSessions(ctx context.Context, lim server.Limits, max int) 
 }
 
 // deleteOld deletes up to max rows of a bookkeeping table matching cond
-// (one parameter), by key, in one transaction.
-func (s *Store) deleteOld(ctx context.Context, table, cond string, arg any, max int) (int, error) {
-	key := map[string]string{"_tether_sessions": "tenant, id", "_tether_audit": "tenant, version, tbl, id"}[table]
+// (with parameters args), by key, in one transaction, and returns how
+// many it deleted.
+func (s *Store) deleteOld(ctx context.Context, table, cond string, max int, args ...any) (int, error) {
+	key := map[string]string{"_tether_sessions": "tenant, id", "_tether_audit": "tenant, version, tbl, id",
+		"_tether_devices": "tenant, device", "_tether_schemas": "tenant, id"}[table]
 	n := 0
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+key+` FROM `+table+` WHERE `+cond+` LIMIT ?`), arg, max)
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+key+` FROM `+table+` WHERE `+cond+` LIMIT ?`), append(args, max)...)
 		if err != nil {
 			return err
 		}
@@ -104,13 +115,21 @@ func (s *Store) deleteOld(ctx context.Context, table, cond string, arg any, max 
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		where := strings.ReplaceAll(key, ",", " = ? AND") + " = ?"
+		// The condition is checked again: a device seen, or a schema
+		// named again, since it was read stays.
+		where := strings.ReplaceAll(key, ",", " = ? AND") + " = ? AND (" + cond + ")"
+		n = 0
 		for _, k := range keys {
-			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+table+` WHERE `+where), k...); err != nil {
+			res, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+table+` WHERE `+where), append(k, args...)...)
+			if err != nil {
 				return err
 			}
+			m, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += int(m)
 		}
-		n = len(keys)
 		return nil
 	})
 	return n, err
@@ -123,7 +142,7 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 	var tenants []string
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		var err error
-		tenants, err = s.strings(ctx, tx, `SELECT DISTINCT tenant FROM _tether_devices`)
+		tenants, err = s.strings(ctx, tx, `SELECT tenant FROM _tether_tenants`)
 		return err
 	})
 	if err != nil {
@@ -148,26 +167,28 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 }
 
 // moveHorizon moves the tenant's horizon up to the oldest position an
-// active device has pulled to (with no active device, past the latest
-// version) and returns it.
+// active device has pulled to (with no active device, to the latest
+// version), never past the latest version, and returns it. A device is
+// active for DeviceActivity after its position last moved: a
+// registration alone holds nothing back, nor do pulls that stay where
+// they are. A horizon past the latest version (left by a forged
+// cursor, before positions were bounded) comes back down to it.
 func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim server.Limits) (int64, error) {
+	latest, err := latestVersion(ctx, tx, s.q, tenant)
+	if err != nil {
+		return 0, err
+	}
 	var active sql.NullInt64
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND seen_at >= ?`),
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ?`),
 		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active); err != nil {
 		return 0, err
 	}
-	horizon := active.Int64
-	if !active.Valid { // nobody active: every deletion is history
-		for _, t := range s.tables {
-			var v int64
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max("_version"), 0) FROM `+t.Name+` WHERE "_tenant" = ?`), tenant).Scan(&v); err != nil {
-				return 0, err
-			}
-			horizon = max(horizon, v+1)
-		}
+	horizon := latest // nobody active: every deletion is history
+	if active.Valid {
+		horizon = min(active.Int64, latest)
 	}
 	var stored int64
-	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`+s.d.ForUpdate()), tenant).Scan(&stored)
+	err = tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`+s.d.ForUpdate()), tenant).Scan(&stored)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if horizon == 0 {
@@ -177,7 +198,7 @@ func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim 
 		return horizon, err
 	case err != nil:
 		return 0, err
-	case horizon > stored:
+	case horizon > stored || stored > latest:
 		_, err = tx.ExecContext(ctx, s.q(`UPDATE _tether_horizons SET version = ? WHERE tenant = ?`), horizon, tenant)
 		return horizon, err
 	}

@@ -33,7 +33,7 @@ func TestEach(t *testing.T) {
 		for range n {
 			s := db.Open(t, reg.Schema(), Options{})
 			p := server.Principal{Tenant: "acme", User: "ada"}
-			if err := s.RegisterDevice(t.Context(), p, "d1", nil); err != nil {
+			if err := s.RegisterDevice(t.Context(), p, server.Registration{Device: "d1"}, server.Limits{}); err != nil {
 				t.Fatal(err)
 			}
 		}
