@@ -58,6 +58,7 @@ func TestReferenceRulesLinear(t *testing.T) {
 		// A client of its own: testkit's gives up after 10 s, which a
 		// loaded machine (or rules that cost quadratic time) can take.
 		api := client.New(url, client.Options{Token: "token-ada", Timeout: 5 * time.Minute})
+		api.SetDeviceKey(dev, d.DB.Syncer().DeviceKey())
 		ctx := t.Context()
 		seq := 0
 		push := func(rows []wire.Row) (wire.Commit, time.Duration) {
