@@ -267,3 +267,49 @@ func TestReferenceToMissingRow(t *testing.T) {
 		}
 	})
 }
+
+// A live row that references a deleted row which itself references a row
+// that does not exist: bringing the middle row back would make it
+// reference nothing, and deleting it again would leave the live row
+// dangling. The rules settle (they went round until they gave up, and
+// the device's every push failed): the middle row stays deleted and the
+// live row goes with it, and the device is told why.
+func TestReferenceChainToMissingRowSettles(t *testing.T) {
+	reg := registry(t, rCustomer{}, rOrder{}, rLine{})
+	eachStore(t, reg, func(t *testing.T, url string) {
+		d := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
+		d.Sync(t)
+		dev := d.DB.DeviceID()
+		push := func(row wire.Row) wire.Commit {
+			t.Helper()
+			session, err := d.API.OpenSession(ctx, dev, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}, wire.BatchParams{}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := d.API.Commit(ctx, dev, session)
+			if err != nil {
+				t.Fatalf("commit %s %s: %v", row.Table, row.ID, err)
+			}
+			return c
+		}
+		push(wire.Row{Table: "orders", ID: "o1", Deleted: true, HLC: "1700000000000.000000." + dev, Values: map[string]any{"customer_id": "ghost"}})
+		c := push(wire.Row{Table: "lines", ID: "l1", HLC: "1700000000001.000000." + dev, Values: map[string]any{"order_id": "o1"}})
+		var lines []string
+		for _, cf := range c.Conflicts {
+			if cf.Table == "lines" && cf.Row.Deleted && strings.Contains(cf.Reason, "references a row that does not exist") {
+				lines = append(lines, cf.ID)
+			}
+		}
+		if len(lines) != 1 || lines[0] != "l1" {
+			t.Errorf("commit answer %+v; want l1 deleted, saying its order references a row that does not exist", c.Conflicts)
+		}
+		other := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
+		other.Sync(t)
+		if n := dangling(t, other.DB.SQL()); n != 0 {
+			t.Errorf("another device holds %d dangling rows", n)
+		}
+	})
+}

@@ -37,8 +37,10 @@ type rowKey struct{ table, id string }
 // deleted one, on the rows this commit wrote and the rows they reference
 // or are referenced by (G12). By each reference's policy, a deleted row a
 // live one references comes back (restore), or the referencing rows are
-// deleted with it (cascade); a row that had to come back is never deleted
-// again in the same commit, so the rules settle. Rows of the pushed session
+// deleted with it (cascade); a row that had to come back is not deleted
+// again by a cascade in the same commit, and a row deleted because what it
+// references does not exist (nor can come back) is never brought back, so
+// the rules settle. Rows of the pushed session
 // that a rule changed are reported in c as conflicts of strategy
 // wire.StrategyReference; other rows carry in "_notify" the device whose action
 // was undone, and in "_reason" why, until they are written again.
@@ -56,7 +58,8 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 		return err
 	}
 	w := &rewriter{a: a, version: c.Version, own: own, reported: map[rowKey]report{}, touched: map[*Table]map[string]bool{}}
-	kept := map[rowKey]bool{} // restored in this commit: never deleted again
+	kept := map[rowKey]bool{}   // restored in this commit: not deleted again by a cascade
+	doomed := map[rowKey]bool{} // deleted for referencing what does not exist: never brought back
 	for round := 0; round < 2*len(a.s.tables)+2; round++ {
 		changed := false
 		for _, r := range rs {
@@ -74,7 +77,14 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 				case p.missing:
 					// Nothing to bring back (never pushed, or its tombstone
 					// purged): the row goes, and its device is told.
+					doomed[child] = true
 					w.add(gone, p.child, fmt.Sprintf("deleted: it references %s %q (%s), which does not exist", r.parent.schema.Name, p.parent, r.name))
+				case doomed[parent]:
+					// Its parent cannot come back (it references what does
+					// not exist): the row goes with it, whatever the
+					// policy, so that the rules settle.
+					doomed[child] = true
+					w.add(gone, p.child, fmt.Sprintf("deleted: it references %s %q (%s), which references a row that does not exist", r.parent.schema.Name, p.parent, r.name))
 				case r.cascade && !kept[child]:
 					w.add(gone, p.child, fmt.Sprintf("deleted with %s %q, which it references (%s) and which was deleted", r.parent.schema.Name, p.parent, r.name))
 				default:
