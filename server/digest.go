@@ -35,7 +35,7 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 		return nil, fmt.Errorf("digest: %w", err)
 	}
 	tables, cost := s.digestTables(p.Tenant, req.Columns)
-	release, ok := s.costs.try(cost)
+	release, ok := s.costs.try(p.Tenant, cost)
 	if !ok {
 		cost = 0
 		for i := range tables {
@@ -44,7 +44,7 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 			}
 		}
 		if cost > 0 {
-			if release, err = s.costs.acquire(ctx, w, fmt.Sprintf("a digest of %d columns", cost), cost); err != nil {
+			if release, err = s.costs.acquire(ctx, w, p.Tenant, fmt.Sprintf("a digest of %d columns", cost), cost); err != nil {
 				return nil, err
 			}
 		}

@@ -112,16 +112,26 @@ func TestExpensiveRequestsLimitedByCost(t *testing.T) {
 				var wg sync.WaitGroup
 				var first int
 				wg.Add(1)
-				go func() { // a digest of every column: the whole budget
+				digest := func(token string, status *int) {
 					defer wg.Done()
 					req, _ := http.NewRequest("GET", url+"/v1/digest", nil)
-					req.Header.Set("Authorization", "Bearer token-ada")
+					req.Header.Set("Authorization", "Bearer "+token)
 					if resp, err := http.DefaultClient.Do(req); err == nil {
-						first = resp.StatusCode
+						*status = resp.StatusCode
 						resp.Body.Close()
 					}
-				}()
+				}
+				go digest("token-ada", &first) // a digest of every column: the tenant's whole share
 				<-store.entered
+				// Another tenant's digest is not held back by acme's.
+				var other int
+				wg.Add(1)
+				go digest("token-globe", &other)
+				select {
+				case <-store.entered:
+				case <-time.After(30 * time.Second):
+					t.Fatal("another tenant's digest waits for acme's")
+				}
 				method, path, _ := strings.Cut(second, " ")
 				body := ""
 				if method == "POST" {
@@ -144,8 +154,8 @@ func TestExpensiveRequestsLimitedByCost(t *testing.T) {
 				}
 				close(store.release)
 				wg.Wait()
-				if first != 200 {
-					t.Fatalf("first digest: %d, want 200", first)
+				if first != 200 || other != 200 {
+					t.Fatalf("first digest: %d, the other tenant's: %d, want 200", first, other)
 				}
 				st, _, answer := call(t, method, url+path, "token-bob", body, wire.HeaderDevice, "")
 				if st != 200 {
@@ -157,7 +167,7 @@ func TestExpensiveRequestsLimitedByCost(t *testing.T) {
 }
 
 // holdingStore counts the digests its store computes, and holds those of
-// tenant hold, once entered, until release is closed.
+// user hold, once entered, until release is closed.
 type holdingStore struct {
 	server.Store
 	hold    string
@@ -168,7 +178,7 @@ type holdingStore struct {
 
 func (h *holdingStore) Digest(ctx context.Context, p server.Principal, table string, columns []string) (wire.TableDigest, error) {
 	h.digests.Add(1)
-	if p.Tenant == h.hold {
+	if p.User == h.hold {
 		h.entered <- struct{}{}
 		<-h.release
 	}
@@ -177,7 +187,8 @@ func (h *holdingStore) Digest(ctx context.Context, p server.Principal, table str
 
 // A tenant's digest is reused while its version has not moved, when the
 // server's expensive work is at MaxCost: instead of waiting for it and
-// getting 429, a digest asked again is answered from memory. Another
+// getting 429, a digest asked again is answered from memory (here the
+// tenant's share is spent by another user's digest). Another
 // tenant's commit does not move it, the tenant's own commit does, and
 // another tenant never gets it; an idle server computes each digest
 // afresh. On every store.
@@ -188,7 +199,7 @@ func TestDigestReusedWhileVersionStill(t *testing.T) {
 		cols += len(tb.Columns)
 	}
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
-		store := &holdingStore{Store: db.Open(t, reg.Schema(), stores.Options{}), hold: "globex", entered: make(chan struct{}, 16)}
+		store := &holdingStore{Store: db.Open(t, reg.Schema(), stores.Options{}), hold: "bob", entered: make(chan struct{}, 16)}
 		url := testkit.Serve(t, store, server.Options{MaxCost: int64(cols), CostWait: 10 * time.Millisecond}).URL
 		const globexDevice = "0190a3b4-0000-7000-8000-0000000000a1"
 		push := func(token, dev, id string) {
@@ -213,8 +224,8 @@ func TestDigestReusedWhileVersionStill(t *testing.T) {
 			}
 			return st, d, store.digests.Load() - before
 		}
-		// busy holds the whole budget with a digest of globex's until the
-		// function it returns is called.
+		// busy holds acme's whole share of the budget with a digest of
+		// bob's until the function it returns is called.
 		busy := func() func() {
 			t.Helper()
 			store.release = make(chan struct{})
@@ -222,7 +233,7 @@ func TestDigestReusedWhileVersionStill(t *testing.T) {
 			go func() {
 				defer close(done)
 				req, _ := http.NewRequest("GET", url+"/v1/digest", nil)
-				req.Header.Set("Authorization", "Bearer token-globe")
+				req.Header.Set("Authorization", "Bearer token-bob")
 				if resp, err := http.DefaultClient.Do(req); err == nil {
 					resp.Body.Close()
 				}

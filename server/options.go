@@ -26,7 +26,7 @@ const (
 	DefaultSweepInterval    = time.Minute
 	DefaultMaxCost          = 256
 	DefaultCostWait         = time.Second
-	DefaultMaxStreams       = 16
+	DefaultMaxStreams       = DefaultMaxUserDevices
 )
 
 // Options configures a Server. The zero value works but authenticates
@@ -75,9 +75,11 @@ type Options struct {
 	// MaxCost bounds the expensive work the server does at once, digests
 	// and snapshot pages, by their cost: a digest costs one unit per
 	// column it digests (in every table it covers), a snapshot page one
-	// per 100 rows of its limit; a request costing more than MaxCost
-	// runs alone. A request whose cost is not free within CostWait gets
-	// 429 with Retry-After; a table's digest the tenant's version has not
+	// per 100 rows of its limit. One tenant holds at most a quarter of
+	// MaxCost at once (a request costing more runs with that quarter), so
+	// that no tenant's requests starve the others'. A request past its
+	// tenant's share, or whose cost is not free within CostWait, gets 429
+	// with Retry-After; a table's digest the tenant's version has not
 	// moved since is, then, served from memory instead. Default
 	// DefaultMaxCost.
 	MaxCost int64

@@ -21,7 +21,7 @@ func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWrite
 			return nil, err
 		}
 	}
-	release, err := s.costs.acquire(ctx, w, "a snapshot page", snapshotCost(limit))
+	release, err := s.costs.acquire(ctx, w, p.Tenant, "a snapshot page", snapshotCost(limit))
 	if err != nil {
 		return nil, err
 	}
