@@ -313,3 +313,26 @@ func TestReferenceChainToMissingRowSettles(t *testing.T) {
 		}
 	})
 }
+
+// A row brought back for several rows of one push is brought back once,
+// and the device whose delete was undone is told (the rules rewrote it
+// once per child, and the second rewrite lost whom to tell).
+func TestReferencesRestoreForSeveralChildren(t *testing.T) {
+	reg := registry(t, rCustomer{}, rOrder{}, rLine{})
+	eachStore(t, reg, func(t *testing.T, url string) {
+		a := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
+		b := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
+		save(t, a, &rCustomer{ID: "c1", Name: "Ada"})
+		a.Sync(t)
+		b.Sync(t)
+		del(t, a, &rCustomer{ID: "c1"})
+		a.Sync(t)
+		save(t, b, &rOrder{ID: "o1", CustomerID: "c1"}, &rOrder{ID: "o2", CustomerID: "c1"})
+		b.Sync(t)
+		a.Sync(t)
+		if got := referenceConflicts(t, a); len(got) != 1 || !strings.Contains(got[0], "customers c1: brought back") {
+			t.Errorf("a's conflict log: %q; want c1 brought back, with why", got)
+		}
+		settle(t, a, b)
+	})
+}
