@@ -84,6 +84,12 @@ func FuzzPushBatch(f *testing.F) {
 		if err := validateRows(fuzzSchema, b2.Rows, fuzzStamping); err != nil {
 			t.Fatalf("validated rows do not validate again: %v\n%s", err, again)
 		}
+		for i := range b.Rows {
+			// Restamped is the server's note that it replaced a stamp too
+			// far ahead; it is not sent, and the replaced stamp is not
+			// ahead any more.
+			b.Rows[i].Restamped = false
+		}
 		if !reflect.DeepEqual(b.Rows, b2.Rows) {
 			t.Fatalf("validation is not canonical:\n%+v\n%+v", b.Rows, b2.Rows)
 		}
