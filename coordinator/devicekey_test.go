@@ -132,7 +132,7 @@ func TestSyncDeviceRefusals(t *testing.T) {
 		says     string
 	}{
 		{"device_key", http.StatusForbidden, wire.ErrDeviceKey, "registration under another key"},
-		{"device_limit", http.StatusConflict, wire.ErrDeviceLimit, "too many registered devices"},
+		{"device_limit", http.StatusConflict, wire.ErrDeviceLimit, "too many devices in use"},
 	} {
 		t.Run(tt.code, func(t *testing.T) {
 			reg, srv := newServer(t)

@@ -60,8 +60,8 @@ func explainDevice(device string, err error) error {
 			"or both are copies of one made before device keys), and this one cannot sync as that device; "+
 			"sync from a new database: %w", device, err)
 	case errors.Is(err, wire.ErrDeviceLimit):
-		return fmt.Errorf("the server refuses to register device %s: the user holds too many registered devices "+
-			"(the server forgets devices unseen for a while, which frees room): %w", device, err)
+		return fmt.Errorf("the server refuses to register device %s: the user has too many devices in use "+
+			"(devices unseen for a while, 30 days by default, no longer count): %w", device, err)
 	}
 	return err
 }
