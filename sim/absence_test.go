@@ -177,8 +177,8 @@ func (w *world) sweepLoop(ctx context.Context, stop <-chan struct{}, devs []*dev
 }
 
 // sweepOnce runs one sweep and records which devices the server may have
-// counted inactive during it: those seen, before it started, longer than
-// DeviceActivity before it ended.
+// counted inactive during it: those whose position last moved, before it
+// started, longer than DeviceActivity before it ended.
 func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	var ids []string
 	for _, d := range devs {
@@ -190,7 +190,7 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	defer w.mu.Unlock()
 	db := w.up.store.DB()
 	start := time.Now()
-	seen, err := seenAt(ctx, db)
+	moved, err := movedAt(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -215,11 +215,11 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	}
 	cut := end.Add(-w.lim.DeviceActivity)
 	for _, id := range ids {
-		if _, ok := seen[id]; !ok {
-			seen[id] = time.Time{}
+		if _, ok := moved[id]; !ok {
+			moved[id] = time.Time{}
 		}
 	}
-	for id, at := range seen {
+	for id, at := range moved {
 		if at.Before(cut) {
 			w.hist.justify(id, start, end)
 		}
@@ -228,7 +228,7 @@ func (w *world) sweepOnce(ctx context.Context, devs []*device) error {
 	// the server recorded them further than they stored (the answer to
 	// their last pull page was lost, or is on its way to them).
 	for _, d := range devs {
-		if at, ok := seen[d.id]; !ok || at.Before(cut) || !d.syncMu.TryRLock() {
+		if at, ok := moved[d.id]; !ok || at.Before(cut) || !d.syncMu.TryRLock() {
 			continue // inactive, or away: its database may be reopening
 		}
 		cur, err := d.db.Syncer().Cursor(ctx)
@@ -304,9 +304,11 @@ func takeDeletes(ctx context.Context, db *sql.DB) ([]deletedRow, error) {
 	return out, rows.Err()
 }
 
-// seenAt returns when the server last saw each device of the tenant.
-func seenAt(ctx context.Context, db *sql.DB) (map[string]time.Time, error) {
-	rows, err := db.QueryContext(ctx, `SELECT device, seen_at FROM _tether_devices WHERE tenant = 'sim'`)
+// movedAt returns when the pull position of each device of the tenant last
+// moved, which decides whether the server counts it active (the zero
+// time for a device that never pulled).
+func movedAt(ctx context.Context, db *sql.DB) (map[string]time.Time, error) {
+	rows, err := db.QueryContext(ctx, `SELECT device, coalesce(moved_at, '') FROM _tether_devices WHERE tenant = 'sim'`)
 	if err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
@@ -316,6 +318,10 @@ func seenAt(ctx context.Context, db *sql.DB) (map[string]time.Time, error) {
 		var id, at string
 		if err := rows.Scan(&id, &at); err != nil {
 			return nil, err
+		}
+		if at == "" {
+			out[id] = time.Time{}
+			continue
 		}
 		t, err := entity.ParseTime(at)
 		if err != nil {
