@@ -54,13 +54,12 @@ func pageParams(q url.Values) (after Cursor, limit int, err error) {
 // the store records how far it pulled, which decides when tombstones may
 // go.
 func (s *Server) echo(ctx context.Context, p Principal, r *http.Request) (Echo, error) {
-	var echo Echo
-	if r.Header.Get(wire.HeaderDevice) != "" {
-		device, err := s.device(ctx, p, r)
-		if err != nil {
-			return Echo{}, err
-		}
-		echo.Device = device
+	device, err := s.optionalDevice(ctx, p, r)
+	if err != nil {
+		return Echo{}, err
+	}
+	echo := Echo{Device: device}
+	if device != "" {
 		// Whether a device is active is a question of days: its record
 		// need not be written by every pull of a device that syncs often.
 		echo.SeenEvery = min(s.opts.Limits.DeviceActivity/100, time.Minute)

@@ -52,6 +52,15 @@ func (s *Server) device(ctx context.Context, p Principal, r *http.Request) (stri
 	return device, nil
 }
 
+// optionalDevice is device for requests that may name a device (pulls,
+// snapshots): "" when the request names none.
+func (s *Server) optionalDevice(ctx context.Context, p Principal, r *http.Request) (string, error) {
+	if r.Header.Get(wire.HeaderDevice) == "" {
+		return "", nil
+	}
+	return s.device(ctx, p, r)
+}
+
 // registerDevice registers the calling device in the principal's tenant,
 // with its schema, which must not contradict the server's (wire.Device).
 // The first registration of a device records its key; registering it

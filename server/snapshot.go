@@ -3,8 +3,6 @@ package server
 import (
 	"context"
 	"net/http"
-
-	"github.com/tethersync/tether/wire"
 )
 
 // snapshot serves a page of the tenant's live rows (wire.Snapshot). It
@@ -15,11 +13,9 @@ func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWrite
 	if err != nil {
 		return nil, err
 	}
-	device := ""
-	if r.Header.Get(wire.HeaderDevice) != "" {
-		if device, err = s.device(ctx, p, r); err != nil {
-			return nil, err
-		}
+	device, err := s.optionalDevice(ctx, p, r)
+	if err != nil {
+		return nil, err
 	}
 	release, err := s.costs.acquire(ctx, w, p.Tenant, "a snapshot page", snapshotCost(limit))
 	if err != nil {

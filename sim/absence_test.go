@@ -325,7 +325,7 @@ func movedAt(ctx context.Context, db *sql.DB) (map[string]time.Time, error) {
 		}
 		t, err := entity.ParseTime(at)
 		if err != nil {
-			return nil, fmt.Errorf("device %s seen at %q: %w", id, at, err)
+			return nil, fmt.Errorf("device %s moved at %q: %w", id, at, err)
 		}
 		out[id] = t
 	}

@@ -63,7 +63,7 @@ func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, aft
 		return fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
 			after.Version, horizon, wire.ErrHistoryPurged)
 	}
-	latest, err := latestVersion(ctx, tx, s.q, tenant)
+	latest, err := s.latestVersion(ctx, tx, tenant)
 	if err != nil {
 		return fmt.Errorf("changes: %w", err)
 	}

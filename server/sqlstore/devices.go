@@ -103,24 +103,26 @@ func errOtherKey(device string) error {
 
 // LatestVersion implements server.Store.
 func (s *Store) LatestVersion(ctx context.Context, tenant string) (int64, error) {
-	v, err := latestVersion(ctx, s.r, s.q, tenant)
+	v, err := s.latestVersion(ctx, s.r, tenant)
 	if err != nil {
 		return 0, fmt.Errorf("latest version of tenant %s: %w", tenant, err)
 	}
 	return v, nil
 }
 
-// latestVersion reads the tenant's counter with q (a pool or a
-// transaction).
-func latestVersion(ctx context.Context, q interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}, rebind func(string) string, tenant string) (int64, error) {
+// latestVersion reads the tenant's counter in q, a pool or a transaction.
+func (s *Store) latestVersion(ctx context.Context, q querier, tenant string) (int64, error) {
 	var v int64
-	err := q.QueryRowContext(ctx, rebind(`SELECT version FROM _tether_tenants WHERE tenant = ?`), tenant).Scan(&v)
+	err := q.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_tenants WHERE tenant = ?`), tenant).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
 	return v, err
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 // keepSchema stores a device schema of the tenant under its id, once.

@@ -134,12 +134,12 @@ func (s *Store) dropSession(ctx context.Context, tx *sql.Tx, tenant, id string) 
 // locking it: whether it is committed and its stored answer. A session of
 // another tenant or device is not found; an expired one is dropped, in a
 // transaction of its own, and reported as not found.
-func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, lim server.Limits) (committed bool, result, cols string, err error) {
+func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, lim server.Limits) (committed bool, result, schema string, err error) {
 	var dev, user string
 	var res sql.NullString
 	var touched any
 	err = tx.QueryRowContext(ctx, s.q(`SELECT device, user_name, result, coalesce(touched_at, created_at), app_schema FROM _tether_sessions
-		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &user, &res, &touched, &cols)
+		WHERE tenant = ? AND id = ?`+s.d.ForUpdate()), p.Tenant, id).Scan(&dev, &user, &res, &touched, &schema)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && dev != device) {
 		return false, "", "", fmt.Errorf("unknown session %q: %w", id, wire.ErrNotFound)
 	}
@@ -150,7 +150,7 @@ func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal,
 		return false, "", "", fmt.Errorf("session %s was opened by another user: %w", id, wire.ErrForbidden)
 	}
 	if res.Valid {
-		return true, res.String, cols, nil
+		return true, res.String, schema, nil
 	}
 	at, err := timeOf(touched)
 	if err != nil {
@@ -163,7 +163,7 @@ func (s *Store) liveSession(ctx context.Context, tx *sql.Tx, p server.Principal,
 		return false, "", "", &commitThen{fmt.Errorf("session %s expired after %v without a batch; its staged rows were discarded: %w",
 			id, lim.SessionIdle, wire.ErrNotFound)}
 	}
-	return false, "", cols, nil
+	return false, "", schema, nil
 }
 
 // bounded checks that a batch of rows and size bytes fits its session's
@@ -214,7 +214,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 				return fmt.Errorf("open session: %w", err)
 			}
 		}
-		committed, result, cols, err := s.liveSession(ctx, tx, p, device, session, lim)
+		committed, result, schema, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err
 		}
@@ -225,7 +225,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			c = &wire.Commit{}
 			return storedAnswer(result, session, o.Commit, c)
 		}
-		if err := s.stageTx(ctx, conn, tx, p, session, seq, o.Attempt, t, rows, size, cols, lim); err != nil {
+		if err := s.stageTx(ctx, conn, tx, p, session, seq, o.Attempt, t, rows, size, schema, lim); err != nil {
 			return err
 		}
 		if o.Commit == nil {
@@ -262,9 +262,10 @@ func storedAnswer(result, session string, last *server.LastBatch, c *wire.Commit
 }
 
 // stageTx stages a batch of rows of table t, size bytes as RowSize counts
-// them, in an open session whose device has the columns cols.
-func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, attempt int64, t *Table, rows []wire.Row, size int64, cols string, lim server.Limits) error {
-	if err := s.deviceColumns(ctx, tx, p.Tenant, t, cols, rows); err != nil {
+// them, in an open session whose device has the schema of id schema ("":
+// the server's).
+func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, attempt int64, t *Table, rows []wire.Row, size int64, schema string, lim server.Limits) error {
+	if err := s.deviceColumns(ctx, tx, p.Tenant, t, schema, rows); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET touched_at = ? WHERE tenant = ? AND id = ?`),

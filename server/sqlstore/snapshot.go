@@ -56,7 +56,7 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 // starts (its counter's, not its rows' latest: a commit that wrote no row
 // still moves the horizon), and how many live rows it has.
 func (s *Store) snapshotStart(ctx context.Context, tx *sql.Tx, tenant string) (version int64, total int, err error) {
-	if version, err = latestVersion(ctx, tx, s.q, tenant); err != nil {
+	if version, err = s.latestVersion(ctx, tx, tenant); err != nil {
 		return 0, 0, fmt.Errorf("snapshot: %w", err)
 	}
 	for _, t := range s.tables {

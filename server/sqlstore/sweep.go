@@ -174,7 +174,7 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 // they are. A horizon past the latest version (left by a forged
 // cursor, before positions were bounded) comes back down to it.
 func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim server.Limits) (int64, error) {
-	latest, err := latestVersion(ctx, tx, s.q, tenant)
+	latest, err := s.latestVersion(ctx, tx, tenant)
 	if err != nil {
 		return 0, err
 	}
