@@ -99,8 +99,8 @@ type Store interface {
 	// them, but one) after the position after, for a device that must
 	// rebuild (wire.Snapshot); the zero position starts a snapshot at the
 	// tenant's latest version. device, when not "", is the rebuilding
-	// device, proven by its key: its position is recorded at the
-	// snapshot's version, so that tombstones after it stay until the
+	// device, proven by its key: the first page records its position at
+	// the snapshot's version, so that tombstones after it stay until the
 	// device has pulled from there.
 	Snapshot(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, device string) (wire.Snapshot, error)
 	// Sweep discards what has expired: the uncommitted sessions idle for

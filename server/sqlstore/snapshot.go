@@ -20,7 +20,8 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 	}
 	defer tx.Rollback()
 	var out wire.Snapshot
-	if after == (server.Cursor{}) {
+	first := after == (server.Cursor{})
+	if first {
 		if after.Version, out.Total, err = s.snapshotStart(ctx, tx, p.Tenant); err != nil {
 			return wire.Snapshot{}, err
 		}
@@ -42,9 +43,10 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 	}
 	out.Cursor = sp.pos.String()
 	tx.Rollback()
-	if device != "" {
+	if device != "" && first {
 		// The device rebuilds from this version: tombstones after it
-		// stay until it has pulled from there (G13).
+		// stay until it has pulled from there (G13). The first page
+		// records it; the next pages would write the same.
 		if err := s.recordPull(ctx, p, server.Cursor{Version: after.Version}, server.Echo{Device: device}); err != nil {
 			return wire.Snapshot{}, fmt.Errorf("snapshot: record the device's position: %w", err)
 		}
