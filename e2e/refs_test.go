@@ -56,6 +56,36 @@ func eachStore(t *testing.T, reg *entity.Registry, f func(t *testing.T, url stri
 	})
 }
 
+// pushRaw pushes rows through d's client in one session of its own and
+// returns the commit's answer: rows a device's database would not write.
+func pushRaw(t *testing.T, d *testkit.Device, rows ...wire.Row) wire.Commit {
+	t.Helper()
+	dev := d.DB.DeviceID()
+	session, err := d.API.OpenSession(ctx, dev, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.API.SendBatch(ctx, dev, session, 0, rows, wire.BatchParams{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.API.Commit(ctx, dev, session)
+	if err != nil {
+		t.Fatalf("commit %s %s: %v", rows[0].Table, rows[0].ID, err)
+	}
+	return c
+}
+
+// noneDangling syncs a new device of bob's and checks that it holds no
+// live row referencing a deleted or missing one.
+func noneDangling(t *testing.T, reg *entity.Registry, url string) {
+	t.Helper()
+	other := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
+	other.Sync(t)
+	if n := dangling(t, other.DB.SQL()); n != 0 {
+		t.Errorf("another device holds %d dangling rows", n)
+	}
+}
+
 // dangling counts, on a device, the live rows that reference a deleted
 // or missing one.
 func dangling(t *testing.T, db *sql.DB) int {
@@ -244,27 +274,12 @@ func TestReferenceToMissingRow(t *testing.T) {
 		d := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 		d.Sync(t)
 		dev := d.DB.DeviceID()
-		session, err := d.API.OpenSession(ctx, dev, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		row := wire.Row{Table: "orders", ID: "o9", HLC: "1700000000000.000000." + dev, Values: map[string]any{"customer_id": "nope"}}
-		if _, err := d.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}, wire.BatchParams{}); err != nil {
-			t.Fatal(err)
-		}
-		c, err := d.API.Commit(ctx, dev, session)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := pushRaw(t, d, wire.Row{Table: "orders", ID: "o9", HLC: "1700000000000.000000." + dev, Values: map[string]any{"customer_id": "nope"}})
 		if len(c.Conflicts) != 1 || c.Conflicts[0].ID != "o9" || c.Conflicts[0].Strategy != "reference" || !c.Conflicts[0].Row.Deleted ||
 			!strings.Contains(c.Conflicts[0].Reason, `customers "nope"`) {
 			t.Errorf("commit answer %+v; want o9 deleted, saying it references a missing customer", c.Conflicts)
 		}
-		other := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
-		other.Sync(t)
-		if n := dangling(t, other.DB.SQL()); n != 0 {
-			t.Errorf("another device holds %d dangling rows", n)
-		}
+		noneDangling(t, reg, url)
 	})
 }
 
@@ -280,23 +295,8 @@ func TestReferenceChainToMissingRowSettles(t *testing.T) {
 		d := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
 		d.Sync(t)
 		dev := d.DB.DeviceID()
-		push := func(row wire.Row) wire.Commit {
-			t.Helper()
-			session, err := d.API.OpenSession(ctx, dev, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := d.API.SendBatch(ctx, dev, session, 0, []wire.Row{row}, wire.BatchParams{}); err != nil {
-				t.Fatal(err)
-			}
-			c, err := d.API.Commit(ctx, dev, session)
-			if err != nil {
-				t.Fatalf("commit %s %s: %v", row.Table, row.ID, err)
-			}
-			return c
-		}
-		push(wire.Row{Table: "orders", ID: "o1", Deleted: true, HLC: "1700000000000.000000." + dev, Values: map[string]any{"customer_id": "ghost"}})
-		c := push(wire.Row{Table: "lines", ID: "l1", HLC: "1700000000001.000000." + dev, Values: map[string]any{"order_id": "o1"}})
+		pushRaw(t, d, wire.Row{Table: "orders", ID: "o1", Deleted: true, HLC: "1700000000000.000000." + dev, Values: map[string]any{"customer_id": "ghost"}})
+		c := pushRaw(t, d, wire.Row{Table: "lines", ID: "l1", HLC: "1700000000001.000000." + dev, Values: map[string]any{"order_id": "o1"}})
 		var lines []string
 		for _, cf := range c.Conflicts {
 			if cf.Table == "lines" && cf.Row.Deleted && strings.Contains(cf.Reason, "references a row that does not exist") {
@@ -306,11 +306,7 @@ func TestReferenceChainToMissingRowSettles(t *testing.T) {
 		if len(lines) != 1 || lines[0] != "l1" {
 			t.Errorf("commit answer %+v; want l1 deleted, saying its order references a row that does not exist", c.Conflicts)
 		}
-		other := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
-		other.Sync(t)
-		if n := dangling(t, other.DB.SQL()); n != 0 {
-			t.Errorf("another device holds %d dangling rows", n)
-		}
+		noneDangling(t, reg, url)
 	})
 }
 
