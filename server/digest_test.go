@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
@@ -90,16 +91,14 @@ func (b *blockingStore) Snapshot(ctx context.Context, p server.Principal, after 
 }
 
 // Expensive requests share MaxCost units of work, whatever their number:
-// while a digest of every column holds the budget, another digest, or a
-// snapshot page, gets 429 with Retry-After naming the limit; a token's
+// while a digest of every column holds its tenant's share of the budget,
+// another digest of the tenant, or a snapshot page, gets 429 with
+// Retry-After naming the limit, and another tenant's digest is served; a token's
 // rate limit (off here) is not what stops them. Once the first is done,
 // they are served.
 func TestExpensiveRequestsLimitedByCost(t *testing.T) {
 	reg := testkit.Registry(t)
-	cols := 0
-	for _, tb := range reg.Schema().Tables {
-		cols += len(tb.Columns)
-	}
+	cols := columnCount(reg.Schema())
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		for _, second := range []string{"GET /v1/digest", "POST /v1/digest", "GET /v1/snapshot?limit=100"} {
 			t.Run(second, func(t *testing.T) {
@@ -194,10 +193,7 @@ func (h *holdingStore) Digest(ctx context.Context, p server.Principal, table str
 // afresh. On every store.
 func TestDigestReusedWhileVersionStill(t *testing.T) {
 	reg := testkit.Registry(t)
-	cols := 0
-	for _, tb := range reg.Schema().Tables {
-		cols += len(tb.Columns)
-	}
+	cols := columnCount(reg.Schema())
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		store := &holdingStore{Store: db.Open(t, reg.Schema(), stores.Options{}), hold: "bob", entered: make(chan struct{}, 16)}
 		url := testkit.Serve(t, store, server.Options{MaxCost: int64(cols), CostWait: 10 * time.Millisecond}).URL
@@ -291,6 +287,48 @@ func TestDigestReusedWhileVersionStill(t *testing.T) {
 		json.Unmarshal(answer, &theirs)
 		if st != 200 || len(theirs.Tables) != 1 || theirs.Tables[0].Rows != 2 || theirs.Tables[0].SHA256 == first.Tables[0].SHA256 {
 			t.Errorf("another tenant's digest: %d %s, want its own 2 rows", st, answer)
+		}
+	})
+}
+
+// columnCount is the number of columns of every table of schema.
+func columnCount(schema entity.Schema) int {
+	n := 0
+	for _, tb := range schema.Tables {
+		n += len(tb.Columns)
+	}
+	return n
+}
+
+// When every unit of MaxCost is taken, by other tenants too, a digest
+// waits CostWait for its cost, then gets 429 with Retry-After naming the
+// limit.
+func TestCostBudgetServerWide(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := &blockingStore{
+			Store:   db.Open(t, reg.Schema(), stores.Options{}),
+			entered: make(chan struct{}, 16),
+			release: make(chan struct{}),
+		}
+		// One unit: acme's share, a quarter of it rounded up, is all of it.
+		url := testkit.Serve(t, store, server.Options{MaxCost: 1, CostWait: 100 * time.Millisecond}).URL
+		done := make(chan int, 1)
+		go func() {
+			st, _, _ := call(t, "GET", url+"/v1/digest", "token-ada", "", wire.HeaderDevice, "")
+			done <- st
+		}()
+		<-store.entered
+		st, code, body := call(t, "GET", url+"/v1/digest", "token-globe", "", wire.HeaderDevice, "")
+		if st != 429 || code != "rate_limited" || !strings.Contains(string(body), "MaxCost") || !strings.Contains(string(body), "taken") {
+			t.Errorf("a digest while every unit is taken: %d %s, want 429 naming MaxCost", st, body)
+		}
+		close(store.release)
+		if st := <-done; st != 200 {
+			t.Errorf("the first digest: %d, want 200", st)
+		}
+		if st, _, body := call(t, "GET", url+"/v1/digest", "token-globe", "", wire.HeaderDevice, ""); st != 200 {
+			t.Errorf("the digest once the budget is free: %d %s", st, body)
 		}
 	})
 }
