@@ -23,6 +23,10 @@ type Principal struct {
 	// opened with the credentials ends then, and the client reconnects
 	// with new ones. It is not part of the JSON form (a tokens file).
 	Expires time.Time `json:"-"`
+	// Claims are the claims of the principal's token, for an
+	// Authenticator that has them (JWT), as encoding/json decodes them;
+	// ClaimKeys reads scope keys from them. Not part of the JSON form.
+	Claims map[string]any `json:"-"`
 }
 
 // Authenticator maps a request to a Principal. It returns an error wrapping

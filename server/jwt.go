@@ -97,7 +97,7 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	if tenant == "" || user == "" {
 		return Principal{}, fmt.Errorf("token lacks a %q or %q claim: %w", tenantClaim, userClaim, wire.ErrUnauthorized)
 	}
-	return Principal{Tenant: tenant, User: user, Expires: exp.Time}, nil
+	return Principal{Tenant: tenant, User: user, Expires: exp.Time, Claims: map[string]any(claims)}, nil
 }
 
 // Authenticators tries each authenticator in turn and returns the first

@@ -113,6 +113,21 @@ type Options struct {
 	// amount each time, whether or not their devices come back. Default
 	// DefaultSweepInterval; negative turns it off. Close stops it.
 	SweepInterval time.Duration
+	// Scopes, when set, decides which rows each device holds and which
+	// rows its principal may write (see Scopes and the README's "Who sees
+	// what"). server.New refuses scopes under which a device could hold a
+	// row whose referenced row it may not see. Nil: every device of a
+	// tenant holds, and writes, every row of the tenant.
+	Scopes *Scopes
+	// Authorize, when set, may refuse a pushed row after the scope check
+	// (for every table, scoped or not): the row is not applied, the rest
+	// of the session is, and the pushing device gets a conflict of
+	// strategy wire.StrategyForbidden. Server.Write's rows skip it.
+	Authorize Authorizer
+	// Trusted reports whether a principal may write through the HTTP write
+	// API (POST /v1/write), which skips the scope and Authorize checks: a
+	// back office's. Nil: no principal may.
+	Trusted func(Principal) bool
 	// Now is the clock of the server's time rules: the rate limits and
 	// MaxClockSkew. Default time.Now. The store has its own (the stores'
 	// Options.Now), for session expiry and retention; a test gives both
@@ -196,7 +211,7 @@ func (o Options) Check(schema entity.Schema) error {
 			return fmt.Errorf("table %q: unknown delete policy %q", table, d)
 		}
 	}
-	return nil
+	return o.Scopes.check(schema)
 }
 
 // Defaults of Limits: a zero field takes its default.

@@ -83,6 +83,16 @@ type Store interface {
 	// wire.Row.Size) add up to at most maxBytes, but the first row is always
 	// returned whatever its size.
 	//
+	// With scopes (UseScopes), the pull must name its device: the rows
+	// come only from the tables it may see all of and the scoped rows that
+	// share a key with the principal; a row that left every key the
+	// principal holds comes as a row with Evict. When the principal's keys
+	// differ from those the device last pulled with, pages first remove
+	// the rows of the keys it lost (Evict rows), then bring every live row
+	// of the keys it gained (also those below its cursor, but for rows it
+	// holds through another key): the cursors of those pages say where the
+	// device is in that.
+	//
 	// Rows of echo.Device's push sessions in echo.Sessions that the server
 	// kept exactly as pushed (no conflict settled against them, no merge,
 	// no new clock stamp, no reference rule) are passed over: the device
@@ -119,6 +129,21 @@ type Store interface {
 	// process on the database (LISTEN/NOTIFY); the MySQL store across
 	// processes too (by polling the tenants' versions).
 	Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error)
+	// UseScopes makes the store keep and apply sc (nil: none), which
+	// Options.Check has accepted against Schema, and authorize (nil:
+	// none), from now on; server.New calls it once, before serving. With
+	// scopes, the store keeps each scoped row's keys (computed at each
+	// commit), Changes, Snapshot and Digest return only the rows the
+	// principal may see, Changes removes from a device the rows its
+	// principal may no longer see and brings those it newly may (see
+	// Changes), and a commit refuses, row by row, what the principal may
+	// not write (a conflict of strategy wire.StrategyForbidden), unless
+	// its context is Trusted.
+	UseScopes(sc *Scopes, authorize Authorizer) error
+	// Visible reports whether rows the principal may see changed in the
+	// tenant's versions after..upto (after excluded): a live event is
+	// sent to a scoped principal's stream only then.
+	Visible(ctx context.Context, p Principal, after, upto int64) (bool, error)
 	// Close releases the store.
 	Close() error
 }
@@ -170,11 +195,49 @@ type AuditEntry struct {
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are
-// ordered by server version, then table priority, then id.
+// ordered by server version, then table priority, then id. With scopes, a
+// cursor may also be in a phase that changes which keys a device holds
+// (see Store.Changes): Version, Table and ID are then where the device's
+// pull stood when the phase began, and At where the phase is.
 type Cursor struct {
 	Version int64
 	Table   int // index of the table in priority order
 	ID      string
+
+	// Phase is PhaseNone, or the phase the pull is in.
+	Phase Phase
+	// Keys identifies (KeySetID) the keys the phase brings the device to.
+	Keys string
+	// At is the position in the phase: a table index and a row id.
+	At PhaseAt
+}
+
+// Phase is a phase of a pull that changes the keys a device holds.
+type Phase byte
+
+// The phases, in the order a pull goes through them.
+const (
+	// PhaseNone is a plain position in the commit order.
+	PhaseNone Phase = 0
+	// PhaseEvict removes the rows of the keys the device lost.
+	PhaseEvict Phase = 'e'
+	// PhaseGrant brings the rows of the keys it gained.
+	PhaseGrant Phase = 'g'
+	// PhaseDone marks both done: the next pull records the device's new
+	// keys and goes on from the plain position.
+	PhaseDone Phase = 'd'
+)
+
+// PhaseAt is a position within a phase: a table's index and a row id.
+type PhaseAt struct {
+	Table int
+	ID    string
+}
+
+// Plain returns the cursor's position in the commit order, out of any
+// phase.
+func (c Cursor) Plain() Cursor {
+	return Cursor{Version: c.Version, Table: c.Table, ID: c.ID}
 }
 
 // String encodes the cursor as the opaque text clients hold.
@@ -182,7 +245,13 @@ func (c Cursor) String() string {
 	if c == (Cursor{}) {
 		return ""
 	}
-	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("1:%d:%d:%s", c.Version, c.Table, c.ID)))
+	var raw string
+	if c.Phase == PhaseNone {
+		raw = fmt.Sprintf("1:%d:%d:%s", c.Version, c.Table, c.ID)
+	} else {
+		raw = fmt.Sprintf("2:%d:%d:%c:%s:%d:%d:%s%s", c.Version, c.Table, c.Phase, c.Keys, c.At.Table, len(c.ID), c.ID, c.At.ID)
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
 
 // ParseCursor decodes a cursor made by Cursor.String. The empty string is
@@ -196,19 +265,52 @@ func ParseCursor(s string) (Cursor, error) {
 	if err != nil {
 		return Cursor{}, bad
 	}
-	parts := strings.SplitN(string(raw), ":", 4)
-	if len(parts) != 4 || parts[0] != "1" {
-		return Cursor{}, bad
-	}
+	text := string(raw)
 	var c Cursor
-	if c.Version, err = strconv.ParseInt(parts[1], 10, 64); err != nil || c.Version < 0 {
+	switch {
+	case strings.HasPrefix(text, "1:"):
+		parts := strings.SplitN(text, ":", 4)
+		if len(parts) != 4 {
+			return Cursor{}, bad
+		}
+		if c.Version, c.Table, err = cursorNumbers(parts[1], parts[2]); err != nil {
+			return Cursor{}, bad
+		}
+		c.ID = parts[3]
+	case strings.HasPrefix(text, "2:"):
+		parts := strings.SplitN(text, ":", 8)
+		if len(parts) != 8 || len(parts[3]) != 1 || !strings.Contains("egd", parts[3]) || len(parts[4]) > 64 {
+			return Cursor{}, bad
+		}
+		if c.Version, c.Table, err = cursorNumbers(parts[1], parts[2]); err != nil {
+			return Cursor{}, bad
+		}
+		c.Phase, c.Keys = Phase(parts[3][0]), parts[4]
+		if c.At.Table, err = strconv.Atoi(parts[5]); err != nil || c.At.Table < 0 {
+			return Cursor{}, bad
+		}
+		n, err := strconv.Atoi(parts[6])
+		if err != nil || n < 0 || n > len(parts[7]) {
+			return Cursor{}, bad
+		}
+		c.ID, c.At.ID = parts[7][:n], parts[7][n:]
+	default:
 		return Cursor{}, bad
 	}
-	if c.Table, err = strconv.Atoi(parts[2]); err != nil || c.Table < 0 {
-		return Cursor{}, bad
-	}
-	c.ID = parts[3]
 	return c, nil
+}
+
+// cursorNumbers parses a cursor's version and table index.
+func cursorNumbers(version, table string) (int64, int, error) {
+	v, err := strconv.ParseInt(version, 10, 64)
+	if err != nil || v < 0 {
+		return 0, 0, wire.ErrBadRequest
+	}
+	t, err := strconv.Atoi(table)
+	if err != nil || t < 0 {
+		return 0, 0, wire.ErrBadRequest
+	}
+	return v, t, nil
 }
 
 // Before reports whether position a comes before b in commit order.

@@ -89,6 +89,12 @@ type Row struct {
 	// undone, which records it in its conflict log; Reason says why.
 	Reason string `json:"reason,omitempty"`
 	Notify string `json:"notify,omitempty"`
+	// Evict, in a pull or in a conflict's Row, tells the device to remove
+	// its copy of the row physically: the row left what the device's
+	// principal may see (scopes), or never was in it. Nothing is pushed
+	// and nothing is logged for it. Such a row carries only Table, ID and
+	// Version.
+	Evict bool `json:"evict,omitempty"`
 
 	// Restamped is set by the server, never sent: the row's clock stamp
 	// was replaced when it was received, so its pusher must pull it back.
@@ -272,6 +278,13 @@ type Conflict struct {
 // reference the row, or a row deleted with the one it referenced. The
 // table's own strategies are the server's (server.Strategy).
 const StrategyReference = "reference"
+
+// StrategyForbidden is Conflict.Strategy of a pushed row the server
+// refused because its principal may not write it (scopes, or the
+// server's Authorize): the row was not applied, Reason says why, and Row
+// is the server's row, or a row with Evict when the device may not see
+// it (or there is none).
+const StrategyForbidden = "forbidden"
 
 // Changes is the answer to GET /v1/changes.
 type Changes struct {

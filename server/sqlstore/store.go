@@ -28,6 +28,7 @@ type Store struct {
 	rebound sync.Map // query -> query in the dialect's placeholders
 	merges  sync.Map // table index -> merge statement
 	refs    []ref    // the schema's references
+	scope   scoping  // set once, by UseScopes, before serving
 
 	schemaMu sync.Mutex
 	schemas  map[string]*entity.Schema // parsed device schemas, by tenant and id
