@@ -1,0 +1,604 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/testkit/stores"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// The rows of team A that ada holds at the start.
+var teamARows = [][2]string{{"projects", "pA1"}, {"projects", "pA2"}, {"tasks", "tA1a"}, {"tasks", "tA1b"}, {"tasks", "tA2a"}}
+
+// Each device holds exactly what its user may see: its teams' projects and
+// their tasks, its own notes and memberships, every team; pulls, Verify and
+// snapshots agree; changes in other teams bring nothing (issue 20, items 1
+// and 2).
+func TestScopesVisibility(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		want := e.visible(t, "ada")
+		if ids(want, "projects") != "pA1,pA2" || ids(want, "tasks") != "tA1a,tA1b,tA2a" || ids(want, "notes") != "nAda1,nAda2" ||
+			ids(want, "memberships") != "m-ada-A" || ids(want, "teams") != "A,B,C,D" {
+			t.Fatalf("what ada may see, from the server's tables: %v", want)
+		}
+		ada, bob := e.device(t, "ada"), e.device(t, "bob")
+		if rep := ada.Sync(t); rep.Pulled["projects"] != 2 || rep.Pulled["tasks"] != 3 || rep.Pulled["notes"] != 2 {
+			t.Errorf("ada's first sync pulled %v, want 2 projects, 3 tasks, 2 notes", rep.Pulled)
+		}
+		bob.Sync(t)
+		e.checkHolds(t, ada, "ada")
+		e.checkHolds(t, bob, "bob")
+		for user, d := range map[string]*testkit.Device{"ada": ada, "bob": bob} {
+			want := e.visible(t, user)
+			got := snapshotRows(t, d)
+			for _, table := range fsTables {
+				if !slices.Equal(got[table], want[table]) {
+					t.Errorf("%s's snapshot holds %s %v, want %v", user, table, got[table], want[table])
+				}
+			}
+		}
+
+		// Changes in team B and to bob's notes: ada's next pull brings
+		// nothing; bob's brings them.
+		e.write(t, project("pB1", "B", "B one renamed"), task("tB1c", "pB1", "c"), note("nBob2", "bob", "bob's second"))
+		if rep := ada.Sync(t); pulledTotal(rep) != 0 {
+			t.Errorf("ada's pull after changes in team B brought %v, want nothing", rep.Pulled)
+		}
+		if rep := bob.Sync(t); pulledTotal(rep) != 3 {
+			t.Errorf("bob's pull after changes in team B brought %v, want 3 rows", rep.Pulled)
+		}
+		e.checkHolds(t, ada, "ada")
+		e.checkHolds(t, bob, "bob")
+
+		// A change to a row of each: each device gets its own.
+		e.write(t, task("tA1a", "pA1", "a edited"), note("nBob1", "bob", "bob's edited"))
+		if rep := ada.Sync(t); rep.Pulled["tasks"] != 1 || pulledTotal(rep) != 1 {
+			t.Errorf("ada pulled %v, want the task of team A only", rep.Pulled)
+		}
+		bob.Sync(t)
+		e.checkHolds(t, ada, "ada")
+		e.checkHolds(t, bob, "bob")
+	})
+}
+
+// Live events wake only the devices whose user may see what changed
+// (issue 20, item 2).
+func TestScopesLiveEvents(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		ada := e.device(t, "ada")
+		ada.Sync(t)
+		sctx, cancel := context.WithCancel(ctx)
+		opened := make(chan struct{}, 1)
+		events := make(chan wire.Event, 100)
+		done := make(chan error, 1)
+		go func() {
+			done <- ada.API.Events(sctx, func() { opened <- struct{}{} }, func(ev wire.Event) { events <- ev })
+		}()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+		select {
+		case <-opened:
+		case err := <-done:
+			t.Fatalf("ada's event stream: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("ada's event stream did not open within 20s")
+		}
+		vB := e.write(t, project("pB1", "B", "B one renamed"))
+		vNote := e.write(t, note("nBob1", "bob", "bob's edited"))
+		vA := e.write(t, project("pA1", "A", "A one renamed"))
+		if vB >= vA || vNote >= vA {
+			t.Fatalf("versions %d, %d, %d: want them in commit order", vB, vNote, vA)
+		}
+		select {
+		case ev := <-events:
+			if ev.Version != vA {
+				t.Errorf("ada's first event is for version %d, want %d (team A's change): versions %d and %d are team B's and bob's note", ev.Version, vA, vB, vNote)
+			}
+		case err := <-done:
+			t.Fatalf("ada's event stream ended: %v", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("no event for ada within 20s after a change in her team")
+		}
+	})
+}
+
+// Gaining a key brings every live row of it at the next pull, rows far
+// below the device's cursor included, without a rebuild and without
+// sending again what the device holds; a row moved into a held key
+// arrives with its children (issue 20, item 3).
+func TestScopesGrant(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		ada := e.device(t, "ada")
+		ada.Sync(t)
+		// Team B's rows are now far below ada's cursor.
+		for i := range 3 {
+			e.write(t, task(fmt.Sprintf("tA1-%d", i), "pA1", "later"))
+			ada.Sync(t)
+		}
+
+		e.write(t, membership("m-ada-B", "ada", "B"))
+		rep := ada.Sync(t)
+		if rep.Rebuilt {
+			t.Error("ada's device rebuilt to get team B's rows")
+		}
+		if rep.Pulled["memberships"] != 1 || rep.Pulled["projects"] != 2 || rep.Pulled["tasks"] != 3 || pulledTotal(rep) != 6 {
+			t.Errorf("the grant's pull brought %v; want the membership, team B's 2 projects and 3 tasks, nothing ada held", rep.Pulled)
+		}
+		e.checkHolds(t, ada, "ada")
+		for _, id := range []string{"pB1", "pB2"} {
+			if !holds(t, ada, "projects", id) {
+				t.Errorf("project %s of team B not on ada's device after the grant", id)
+			}
+		}
+
+		// A project moved from team C into team A comes with its task.
+		e.write(t, project("pC1", "A", "C one, now A's"))
+		rep = ada.Sync(t)
+		if rep.Rebuilt {
+			t.Error("ada's device rebuilt to get a project moved into team A")
+		}
+		if rep.Pulled["projects"] != 1 || rep.Pulled["tasks"] != 1 || pulledTotal(rep) != 2 {
+			t.Errorf("the move's pull brought %v; want the project and its task", rep.Pulled)
+		}
+		if !holds(t, ada, "tasks", "tC1a") {
+			t.Error("the task of the project moved into team A is not on ada's device")
+		}
+		e.checkHolds(t, ada, "ada")
+
+		// A grant and a change in the same pull: both arrive, once.
+		e.write(t, membership("m-ada-C", "ada", "C"), project("pC2", "C", "C two"), task("tC2a", "pC2", "a"))
+		e.write(t, task("tB1a", "pB1", "a edited"))
+		rep = ada.Sync(t)
+		if rep.Pulled["tasks"] != 2 || rep.Pulled["projects"] != 1 {
+			t.Errorf("pull brought %v; want team C's new project and task, and the edited task of B", rep.Pulled)
+		}
+		e.checkHolds(t, ada, "ada")
+	})
+}
+
+// Losing a key removes its rows from the device at the next pull:
+// physically, with nothing pushed and nothing logged, counted in
+// Report.Evicted; rows still seen through a key held stay; a project moved
+// out of a team leaves with its tasks (issue 20, item 4).
+func TestScopesRevoke(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		e.write(t, membership("m-ada-B", "ada", "B"), membership("m-ada-B2", "ada", "B"))
+		ada, bob := e.device(t, "ada"), e.device(t, "bob")
+		ada.Sync(t)
+		bob.Sync(t)
+		e.checkHolds(t, ada, "ada")
+
+		// One of two memberships in B goes: ada still holds team:B.
+		e.write(t, deleted(membership("m-ada-B2", "ada", "B")))
+		rep := ada.Sync(t)
+		if n := evicted(t, rep); n != 0 {
+			t.Errorf("Evicted = %d after a membership whose key ada still holds went, want 0", n)
+		}
+		e.checkHolds(t, ada, "ada")
+
+		// Team A goes.
+		e.write(t, deleted(membership("m-ada-A", "ada", "A")))
+		rep = ada.Sync(t)
+		if n := evicted(t, rep); n != len(teamARows) {
+			t.Errorf("Evicted = %d, want team A's %d rows", n, len(teamARows))
+		}
+		if rep.Rebuilt {
+			t.Error("ada's device rebuilt to lose team A")
+		}
+		for _, r := range teamARows {
+			if holds(t, ada, r[0], r[1]) {
+				t.Errorf("%s %s of team A still on ada's device (live or as a tombstone)", r[0], r[1])
+			}
+		}
+		if len(rep.Pushed) != 0 {
+			t.Errorf("ada's device pushed %v after the revocation, want nothing", rep.Pushed)
+		}
+		if log := openConflicts(t, ada); len(log) != 0 {
+			t.Errorf("ada's conflict log has %d entries after the revocation, want none: %+v", len(log), log)
+		}
+		e.checkHolds(t, ada, "ada")
+		if rep := ada.Sync(t); len(rep.Pushed) != 0 || evicted(t, rep) != 0 {
+			t.Errorf("the next sync pushed %v, evicted %d; want nothing", rep.Pushed, evicted(t, rep))
+		}
+		// The rows stay on the server, and for whoever may see them.
+		if got := e.serverRows(t, "projects", "team_id"); got["pA1"] != "A" || got["pA2"] != "A" {
+			t.Errorf("server projects %v; want team A's still there", got)
+		}
+
+		// A project moved out of team B leaves ada's and bob's devices
+		// with its tasks; team B's other project stays.
+		e.write(t, project("pB1", "C", "B one, now C's"))
+		for user, d := range map[string]*testkit.Device{"ada": ada, "bob": bob} {
+			rep := d.Sync(t)
+			if n := evicted(t, rep); n != 3 {
+				t.Errorf("Evicted = %d on %s's device, want the project and its 2 tasks", n, user)
+			}
+			for _, id := range []string{"pB1", "tB1a", "tB1b"} {
+				table := map[byte]string{'p': "projects", 't': "tasks"}[id[0]]
+				if holds(t, d, table, id) {
+					t.Errorf("%s %s, moved out of team B, still on %s's device", table, id, user)
+				}
+			}
+			if !holds(t, d, "projects", "pB2") || !holds(t, d, "tasks", "tB2a") {
+				t.Errorf("team B's other project or its task left %s's device", user)
+			}
+			if log := openConflicts(t, d); len(log) != 0 {
+				t.Errorf("%s's conflict log has %d entries, want none", user, len(log))
+			}
+			e.checkHolds(t, d, user)
+		}
+	})
+}
+
+// A device offline while its user gains and loses keys, and rows move
+// between teams, ends with exactly the rows its user may see at its next
+// sync, without a rebuild (issue 20, items 3 and 4).
+func TestScopesOfflineDevice(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		a1, a2 := e.device(t, "ada"), e.device(t, "ada")
+		a1.Sync(t)
+		a2.Sync(t)
+
+		// a2 is offline from here.
+		e.write(t, membership("m-ada-B", "ada", "B"))
+		a1.Sync(t)
+		e.write(t, membership("m-ada-C", "ada", "C"), task("tC1b", "pC1", "b"))
+		a1.Sync(t)
+		e.write(t, deleted(membership("m-ada-A", "ada", "A")), deleted(membership("m-ada-C", "ada", "C")))
+		e.write(t, project("pB2", "D", "B two, now D's"), project("pC1", "B", "C one, now B's"), project("pA2", "B", "A two, now B's"))
+		e.write(t, task("tA1a", "pA1", "edited in A"), deleted(task("tB1b", "pB1", "b")))
+		a1.Sync(t)
+		e.checkHolds(t, a1, "ada")
+
+		rep := a2.Sync(t)
+		if rep.Rebuilt {
+			t.Error("the device back online rebuilt, want a pull")
+		}
+		// It held pA1, pA2 and their 3 tasks; pA2 and tA2a it keeps (now B's).
+		if n := evicted(t, rep); n < 3 {
+			t.Errorf("Evicted = %d, want at least pA1, tA1a, tA1b", n)
+		}
+		for _, r := range [][2]string{{"projects", "pA1"}, {"tasks", "tA1a"}, {"tasks", "tA1b"}, {"projects", "pB2"}, {"tasks", "tB2a"}} {
+			if holds(t, a2, r[0], r[1]) {
+				t.Errorf("%s %s, which ada may no longer see, is on the device back online", r[0], r[1])
+			}
+		}
+		for _, r := range [][2]string{{"projects", "pA2"}, {"tasks", "tA2a"}, {"projects", "pC1"}, {"tasks", "tC1a"}, {"tasks", "tC1b"}, {"projects", "pB1"}} {
+			if !holds(t, a2, r[0], r[1]) {
+				t.Errorf("%s %s, which ada may see, is not on the device back online", r[0], r[1])
+			}
+		}
+		if log := openConflicts(t, a2); len(log) != 0 {
+			t.Errorf("conflict log of the device back online: %+v, want none", log)
+		}
+		e.checkHolds(t, a2, "ada")
+		e.checkHolds(t, a1, "ada")
+	})
+}
+
+// A device away past the purge horizon while its user's keys change
+// rebuilds from a snapshot holding exactly the rows its user may see; its
+// offline edit of a row it may no longer see is refused and logged, its
+// edit of its own note goes up (issue 20, item 4).
+func TestScopesPastPurge(t *testing.T) {
+	lim := server.Limits{DeviceActivity: time.Hour}
+	eachFS(t, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		a1, away := e.device(t, "ada"), e.device(t, "ada")
+		a1.Sync(t)
+		away.Sync(t)
+
+		// Offline edits of the away device.
+		var tk fsTask
+		if err := away.DB.Get(ctx, &tk, "tA1a"); err != nil {
+			t.Fatal(err)
+		}
+		tk.Title = "edited away"
+		var n fsNote
+		if err := away.DB.Get(ctx, &n, "nAda1"); err != nil {
+			t.Fatal(err)
+		}
+		n.Title = "edited away"
+		save(t, away, &tk, &n)
+
+		// Ada moves from team A to team B; deletions leave tombstones.
+		e.write(t, deleted(membership("m-ada-A", "ada", "A")), membership("m-ada-B", "ada", "B"))
+		e.write(t, deleted(task("tB1b", "pB1", "b")), deleted(note("nAda2", "ada", "ada's second")))
+		a1.Sync(t)
+		e.write(t, task("tB1c", "pB1", "c"))
+		for range 4 { // a pull proves the one before it
+			a1.Sync(t)
+		}
+		e.clock.Advance(2 * lim.DeviceActivity)
+		if rep := a1.Sync(t); rep.Rebuilt {
+			t.Error("the active device was rebuilt")
+		}
+		if n, err := e.store.Sweep(ctx, lim, 1000); err != nil || n < 3 {
+			t.Fatalf("sweep: %d, %v; want the tombstones purged", n, err)
+		}
+
+		rep := away.Sync(t)
+		if !rep.Rebuilt {
+			t.Error("the device back after the purge was not rebuilt")
+		}
+		for _, r := range teamARows {
+			if holds(t, away, r[0], r[1]) {
+				t.Errorf("%s %s of team A still on the device rebuilt", r[0], r[1])
+			}
+		}
+		for _, id := range []string{"pB1", "pB2"} {
+			if !holds(t, away, "projects", id) {
+				t.Errorf("project %s of team B not on the device rebuilt", id)
+			}
+		}
+		log := forbidden(t, away)
+		if c, ok := log["tasks tA1a"]; !ok || c.Local.Values["title"] != "edited away" || c.Reason == "" {
+			t.Errorf("the away device's conflict log %+v; want its edit of tA1a refused, with its values and a reason", log)
+		}
+		if got := e.serverRows(t, "tasks", "title"); got["tA1a"] != "a" {
+			t.Errorf("tA1a on the server is titled %q, want the refused edit not applied", got["tA1a"])
+		}
+		if got := e.serverRows(t, "notes", "title"); got["nAda1"] != "edited away" {
+			t.Errorf("nAda1 on the server is titled %q, want the away device's edit", got["nAda1"])
+		}
+		e.checkHolds(t, away, "ada")
+		e.checkHolds(t, a1, "ada")
+	})
+}
+
+// What a user may not write is refused row by row: the rest of the
+// session commits, the device's conflict log records each refused row
+// with strategy forbidden, a reason and the values it tried to write, its
+// copy returns to the server's or leaves, and its later pushes go through
+// (issue 20, item 5).
+func TestScopesWrites(t *testing.T) {
+	authorize := func(ctx context.Context, p server.Principal, table string, old, new *wire.Row) error {
+		if table == "notes" && new != nil && !new.Deleted && new.Values["title"] == "secret" {
+			return fmt.Errorf("note %s: no secret notes here: %w", new.ID, server.ErrForbidden)
+		}
+		return nil
+	}
+	eachFS(t, server.Options{Authorize: authorize}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		bob, ada := e.device(t, "bob"), e.device(t, "ada")
+		bob.Sync(t)
+		ada.Sync(t)
+
+		var pB1 fsProject
+		if err := bob.DB.Get(ctx, &pB1, "pB1"); err != nil {
+			t.Fatal(err)
+		}
+		pB1.TeamID = "A"
+		var nBob1 fsNote
+		if err := bob.DB.Get(ctx, &nBob1, "nBob1"); err != nil {
+			t.Fatal(err)
+		}
+		nBob1.Title = "bob's edited"
+		var teamA fsTeam
+		if err := bob.DB.Get(ctx, &teamA, "A"); err != nil {
+			t.Fatal(err)
+		}
+		teamA.Name = "renamed by bob"
+		save(t, bob,
+			// Refused:
+			&fsProject{ID: "pX", TeamID: "A", Name: "bob's in A"}, // an insert into team A
+			&fsProject{ID: "pA1", TeamID: "A", Name: "hijacked"},  // an update of a project of A he cannot see
+			&fsProject{ID: "pA2", TeamID: "B", Name: "stolen"},    // ... moving it into his team
+			&pB1, // a move of his project into team A
+			&fsNote{ID: "nX", OwnerID: "ada", Title: "for ada"},     // a note of ada's
+			&fsNote{ID: "nSecret", OwnerID: "bob", Title: "secret"}, // refused by Authorize
+			// Allowed:
+			&fsTask{ID: "tB2b", ProjectID: "pB2", Title: "new"},
+			&nBob1,
+			&teamA, // teams are not scoped
+			&fsProject{ID: "pB9", TeamID: "B", Name: "new in B"},
+			&fsTask{ID: "tB9a", ProjectID: "pB9", Title: "under the new project"},
+		)
+		rep := bob.Sync(t)
+		if rep.Conflicts != 6 {
+			t.Errorf("bob's sync had %d conflicts, want 6", rep.Conflicts)
+		}
+		log := forbidden(t, bob)
+		want := map[string]map[string]any{
+			"projects pX":   {"team_id": "A", "name": "bob's in A"},
+			"projects pA1":  {"team_id": "A", "name": "hijacked"},
+			"projects pA2":  {"team_id": "B", "name": "stolen"},
+			"projects pB1":  {"team_id": "A", "name": "B one"},
+			"notes nX":      {"owner_id": "ada", "title": "for ada"},
+			"notes nSecret": {"owner_id": "bob", "title": "secret"},
+		}
+		for key, values := range want {
+			c, ok := log[key]
+			if !ok {
+				t.Errorf("no forbidden entry for %s in bob's conflict log", key)
+				continue
+			}
+			if c.Winner != wire.WinnerServer || c.Reason == "" {
+				t.Errorf("%s: winner %q, reason %q; want the server's, and why", key, c.Winner, c.Reason)
+			}
+			for col, v := range values {
+				if c.Local.Values[col] != v {
+					t.Errorf("%s: the log's local %s = %v, want %v (what bob tried to write)", key, col, c.Local.Values[col], v)
+				}
+			}
+		}
+		if c := log["notes nSecret"]; !strings.Contains(c.Reason, "no secret notes here") {
+			t.Errorf("the refused note's reason %q, want Authorize's", c.Reason)
+		}
+		if len(log) != len(want) {
+			t.Errorf("bob's forbidden entries: %d, want %d", len(log), len(want))
+		}
+
+		// Nothing refused was applied; the rest was.
+		projects, names := e.serverRows(t, "projects", "team_id"), e.serverRows(t, "projects", "name")
+		if _, ok := projects["pX"]; ok {
+			t.Error("bob's project in team A is on the server")
+		}
+		if names["pA1"] != "A one" || projects["pA2"] != "A" || names["pA2"] != "A two" || projects["pB1"] != "B" {
+			t.Errorf("server projects %v %v; want pA1, pA2 and pB1 unchanged", projects, names)
+		}
+		notes := e.serverRows(t, "notes", "title")
+		if _, ok := notes["nX"]; ok {
+			t.Error("bob's note for ada is on the server")
+		}
+		if _, ok := notes["nSecret"]; ok {
+			t.Error("the note Authorize refused is on the server")
+		}
+		tasks := e.serverRows(t, "tasks", "project_id")
+		if notes["nBob1"] != "bob's edited" || tasks["tB2b"] != "pB2" || tasks["tB9a"] != "pB9" || projects["pB9"] != "B" ||
+			e.serverRows(t, "teams", "name")["A"] != "renamed by bob" {
+			t.Errorf("bob's allowed writes not all applied: notes %v, tasks %v, projects %v", notes, tasks, projects)
+		}
+
+		// Bob's copies: back to the server's, or gone.
+		for _, r := range [][2]string{{"projects", "pX"}, {"projects", "pA1"}, {"projects", "pA2"}, {"notes", "nX"}, {"notes", "nSecret"}} {
+			if holds(t, bob, r[0], r[1]) {
+				t.Errorf("%s %s, refused and not bob's to see, is still on his device", r[0], r[1])
+			}
+		}
+		if err := bob.DB.Get(ctx, &pB1, "pB1"); err != nil || pB1.TeamID != "B" {
+			t.Errorf("pB1 on bob's device: %+v, %v; want it back in team B", pB1, err)
+		}
+		e.checkHolds(t, bob, "bob")
+
+		// His next push is not blocked.
+		save(t, bob, &fsTask{ID: "tB2c", ProjectID: "pB2", Title: "after"})
+		rep = bob.Sync(t)
+		if rep.Pushed["tasks"] != 1 || rep.Conflicts != 0 {
+			t.Errorf("bob's next sync pushed %v with %d conflicts, want the task and none", rep.Pushed, rep.Conflicts)
+		}
+		if e.serverRows(t, "tasks", "title")["tB2c"] != "after" {
+			t.Error("bob's next task is not on the server")
+		}
+		if len(forbidden(t, bob)) != len(want) {
+			t.Error("bob's conflict log changed after an allowed push")
+		}
+
+		// Ada sees the team renamed, nothing bob was refused.
+		ada.Sync(t)
+		e.checkHolds(t, ada, "ada")
+		if err := ada.DB.Get(ctx, &teamA, "A"); err != nil || teamA.Name != "renamed by bob" {
+			t.Errorf("team A on ada's device: %+v, %v", teamA, err)
+		}
+
+		// A raw delete of a task of team A, beside an allowed row: the
+		// delete is refused with an Evict row, the other row commits.
+		dev := bob.DB.DeviceID()
+		stamp := func(i int) string { return fmt.Sprintf("%d.%06d.%s", time.Now().UnixMilli(), i, dev) }
+		c := pushRaw(t, bob,
+			wire.Row{Table: "tasks", ID: "tA1a", Deleted: true, HLC: stamp(1), Values: map[string]any{"project_id": "pA1", "title": "a"}},
+			wire.Row{Table: "tasks", ID: "tB1z", HLC: stamp(2), Values: map[string]any{"project_id": "pB1", "title": "z"}})
+		if len(c.Conflicts) != 1 || c.Conflicts[0].ID != "tA1a" || c.Conflicts[0].Strategy != wire.StrategyForbidden ||
+			!c.Conflicts[0].Row.Evict || c.Conflicts[0].Reason == "" || c.Conflicts[0].Winner != wire.WinnerServer {
+			t.Errorf("commit answer %+v; want tA1a's delete refused, with an Evict row and a reason", c.Conflicts)
+		}
+		tasks = e.serverRows(t, "tasks", "title")
+		if tasks["tA1a"] != "a" || tasks["tB1z"] != "z" {
+			t.Errorf("server tasks %v; want tA1a live and tB1z applied", tasks)
+		}
+
+		// Bob in team A for a while: then, offline after losing it, he
+		// edits a project of A and deletes a task of A. Both are refused,
+		// logged, and leave his device with the rest of team A.
+		e.write(t, membership("m-bob-A", "bob", "A"))
+		bob.Sync(t)
+		e.checkHolds(t, bob, "bob")
+		e.write(t, deleted(membership("m-bob-A", "bob", "A")))
+		var pA2 fsProject
+		if err := bob.DB.Get(ctx, &pA2, "pA2"); err != nil {
+			t.Fatal(err)
+		}
+		pA2.Name = "edited after the revocation"
+		save(t, bob, &pA2)
+		del(t, bob, &fsTask{ID: "tA2a"})
+		rep = bob.Sync(t)
+		log = forbidden(t, bob)
+		if c, ok := log["projects pA2"]; !ok || c.Local.Values["name"] != "edited after the revocation" || c.Reason == "" {
+			t.Errorf("bob's conflict log: %+v; want his edit of pA2 refused, with its values", log)
+		}
+		if c, ok := log["tasks tA2a"]; !ok || !c.Local.Deleted || c.Reason == "" {
+			t.Errorf("bob's conflict log: %+v; want his delete of tA2a refused", log)
+		}
+		for _, r := range teamARows {
+			if holds(t, bob, r[0], r[1]) {
+				t.Errorf("%s %s of team A still on bob's device after he left it", r[0], r[1])
+			}
+		}
+		if names := e.serverRows(t, "projects", "name"); names["pA2"] != "A two" {
+			t.Errorf("pA2 on the server is named %q, want the refused edit not applied", names["pA2"])
+		}
+		if _, ok := e.serverRows(t, "tasks", "id")["tA2a"]; !ok {
+			t.Error("tA2a was deleted on the server by a refused delete")
+		}
+		e.checkHolds(t, bob, "bob")
+		ada.Sync(t)
+		e.checkHolds(t, ada, "ada")
+	})
+}
+
+// server.New refuses scopes that could leave a child on a device without
+// its parent, and scopes naming what the schema does not hold (issue 20,
+// item 1).
+func TestScopesConfig(t *testing.T) {
+	reg := fsRegistry(t)
+	principal := server.PrincipalKeys(server.UserKey("user:"), server.TableKeys("memberships", "user_id", "team:", "team_id"))
+	with := func(change func(map[string]server.RowKeys)) *server.Scopes {
+		sc := fsScopes()
+		change(sc.Tables)
+		return sc
+	}
+	cases := []struct {
+		name   string
+		scopes *server.Scopes
+		want   []string // in the error; none: accepted
+	}{
+		{"the issue's", fsScopes(), nil},
+		{"child not scoped", with(func(m map[string]server.RowKeys) { delete(m, "tasks") }), []string{"tasks", "projects"}},
+		{"child scoped by a column", with(func(m map[string]server.RowKeys) { m["tasks"] = server.KeyColumn("team:", "title") }), []string{"tasks", "projects"}},
+		{"unknown table", with(func(m map[string]server.RowKeys) { m["invoices"] = server.KeyColumn("user:", "owner_id") }), []string{"invoices"}},
+		{"unknown column", with(func(m map[string]server.RowKeys) { m["projects"] = server.KeyColumn("team:", "squad_id") }), []string{"squad_id"}},
+		{"parent column not a reference", with(func(m map[string]server.RowKeys) { m["notes"] = server.KeyParent("title") }), []string{"notes", "title"}},
+		{"parent not scoped", with(func(m map[string]server.RowKeys) { m["projects"] = server.KeyParent("team_id") }), []string{"teams"}},
+		{"unknown principal table", &server.Scopes{Tables: fsScopes().Tables,
+			Principal: server.PrincipalKeys(server.TableKeys("crews", "user_id", "team:", "team_id"))}, []string{"crews"}},
+		{"unknown principal column", &server.Scopes{Tables: fsScopes().Tables,
+			Principal: server.PrincipalKeys(server.TableKeys("memberships", "uid", "team:", "team_id"))}, []string{"uid"}},
+		{"no principal keys", &server.Scopes{Tables: fsScopes().Tables}, []string{"Principal"}},
+		{"one table scoped", &server.Scopes{Tables: map[string]server.RowKeys{"notes": server.KeyColumn("user:", "owner_id")}, Principal: principal}, nil},
+	}
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		for _, c := range cases {
+			srv, err := server.New(store, server.Options{Auth: fsTokens, Scopes: c.scopes})
+			if err == nil {
+				srv.Close()
+			}
+			switch {
+			case c.want == nil && err != nil:
+				t.Errorf("%s: %v, want accepted", c.name, err)
+			case c.want != nil && err == nil:
+				t.Errorf("%s: accepted, want refused naming %v", c.name, c.want)
+			case err != nil:
+				for _, w := range c.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("%s: %q does not name %q", c.name, err, w)
+					}
+				}
+			}
+		}
+	})
+}
