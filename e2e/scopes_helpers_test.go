@@ -175,13 +175,45 @@ func (e *fsEnv) write(t *testing.T, rows ...wire.Row) int64 {
 	for i := range rows {
 		rows[i].HLC = fmt.Sprintf("%d.%06d.%s", time.Now().UnixMilli(), e.seq.Add(1)%1_000_000, dev)
 	}
-	c := pushRaw(t, e.admin, rows...)
+	c := pushTables(t, e.admin, rows...)
 	for _, cf := range c.Conflicts {
 		if cf.Winner != wire.WinnerClient {
 			t.Fatalf("the admin's write of %s %s was not applied: %+v", cf.Table, cf.ID, cf)
 		}
 	}
 	return c.Version
+}
+
+// pushTables pushes rows through d's client in one session of its own, a
+// batch per table in priority order, and returns the commit's answer.
+func pushTables(t *testing.T, d *testkit.Device, rows ...wire.Row) wire.Commit {
+	t.Helper()
+	dev := d.DB.DeviceID()
+	session, err := d.API.OpenSession(ctx, dev, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := 0
+	for _, table := range fsTables {
+		var batch []wire.Row
+		for _, r := range rows {
+			if r.Table == table {
+				batch = append(batch, r)
+			}
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		if _, err := d.API.SendBatch(ctx, dev, session, seq, batch, wire.BatchParams{}); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+	}
+	c, err := d.API.Commit(ctx, dev, session)
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	return c
 }
 
 // Rows of the back office's writes.

@@ -356,6 +356,7 @@ func TestScopesPastPurge(t *testing.T) {
 			t.Errorf("nAda1 on the server is titled %q, want the away device's edit", got["nAda1"])
 		}
 		e.checkHolds(t, away, "ada")
+		a1.Sync(t)
 		e.checkHolds(t, a1, "ada")
 	})
 }
