@@ -81,16 +81,8 @@ func hasWrite() bool {
 	return ok
 }
 
-// fsScopes returns the scopes of the example; without Server.Write
-// the admin's keys come from its token's claims.
+// fsScopes returns the scopes of the example.
 func fsScopes() *server.Scopes {
-	sources := []server.KeySource{
-		server.UserKey("user:"),
-		server.TableKeys("memberships", "user_id", "team:", "team_id"),
-	}
-	if !hasWrite() {
-		sources = append(sources, server.ClaimKeys("teams", "team:"), server.ClaimKeys("users", "user:"))
-	}
 	return &server.Scopes{
 		Tables: map[string]server.RowKeys{
 			"projects":    server.KeyColumn("team:", "team_id"),
@@ -98,7 +90,10 @@ func fsScopes() *server.Scopes {
 			"notes":       server.KeyColumn("user:", "owner_id"),
 			"memberships": server.KeyColumn("user:", "user_id"),
 		},
-		Principal: server.PrincipalKeys(sources...),
+		Principal: server.PrincipalKeys(
+			server.UserKey("user:"),
+			server.TableKeys("memberships", "user_id", "team:", "team_id"),
+		),
 	}
 }
 
@@ -112,6 +107,7 @@ var fsTokens = server.StaticTokens{
 	"token-ada":   {Tenant: "acme", User: "ada"},
 	"token-bob":   {Tenant: "acme", User: "bob"},
 	"token-admin": adminPrincipal,
+	"token-cy":    {Tenant: "acme", User: "cy", Claims: map[string]any{"teams": []any{"C"}}},
 }
 
 // fsEnv is a scoped server over one store, and its back office.
@@ -126,16 +122,27 @@ type fsEnv struct {
 	seq   atomic.Int64
 }
 
-// eachFS runs f on a scoped server over each store, with opts (Auth,
-// Scopes and the clock set here), server and store on one fake clock.
+// eachFS runs f on a server with the scopes over each store,
+// with opts (Auth, Scopes and the clock set here), server and store on one
+// fake clock.
 func eachFS(t *testing.T, opts server.Options, f func(t *testing.T, e *fsEnv)) {
-	reg := fsRegistry(t)
+	opts.Scopes = fsScopes()
+	eachScoped(t, fsRegistry(t), opts, f)
+}
+
+// eachScoped runs f on a server with opts.Scopes over each store. Without
+// Server.Write, the admin's keys come from its token's claims.
+func eachScoped(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, e *fsEnv)) {
+	if !hasWrite() {
+		sc := *opts.Scopes
+		sc.Principal = append(slices.Clone(sc.Principal), server.ClaimKeys("teams", "team:"), server.ClaimKeys("users", "user:"))
+		opts.Scopes = &sc
+	}
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		clock := testkit.NewClock()
 		store := db.Open(t, reg.Schema(), stores.Options{Now: clock.Now})
 		opts := opts
 		opts.Auth = fsTokens
-		opts.Scopes = fsScopes()
 		opts.Now = clock.Now
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		srv, err := server.New(store, opts)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
@@ -600,6 +601,125 @@ func TestScopesConfig(t *testing.T) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// Keys from the token's claims: a principal with no membership sees the
+// teams its token names (issue 20, item 1).
+func TestScopesClaimKeys(t *testing.T) {
+	sc := fsScopes()
+	sc.Principal = append(sc.Principal, server.ClaimKeys("teams", "team:"))
+	eachScoped(t, fsRegistry(t), server.Options{Scopes: sc}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		cy := e.device(t, "cy")
+		cy.Sync(t)
+		want := map[string][]string{"teams": {"A", "B", "C", "D"}, "projects": {"pC1"}, "tasks": {"tC1a"}}
+		live, _ := deviceRows(t, cy)
+		snap := snapshotRows(t, cy)
+		for _, table := range fsTables {
+			if !slices.Equal(live[table], want[table]) {
+				t.Errorf("cy's device holds %s %v, want %v", table, live[table], want[table])
+			}
+			if !slices.Equal(snap[table], want[table]) {
+				t.Errorf("cy's snapshot holds %s %v, want %v", table, snap[table], want[table])
+			}
+		}
+		rep, err := cy.Co.Verify(ctx)
+		if err != nil || len(rep.Differs()) > 0 {
+			t.Errorf("cy's Verify: %v differ, %v", rep.Differs(), err)
+		}
+		// Cy writes in team C, not in team A.
+		save(t, cy, &fsTask{ID: "tC1b", ProjectID: "pC1", Title: "cy's"}, &fsProject{ID: "pCy", TeamID: "A", Name: "cy's in A"})
+		cy.Sync(t)
+		if tasks := e.serverRows(t, "tasks", "title"); tasks["tC1b"] != "cy's" {
+			t.Error("cy's task in team C is not on the server")
+		}
+		if _, ok := e.serverRows(t, "projects", "id")["pCy"]; ok {
+			t.Error("cy's project in team A is on the server")
+		}
+		if log := forbidden(t, cy); len(log) != 1 {
+			t.Errorf("cy's forbidden entries %v, want the project in team A", log)
+		}
+	})
+}
+
+// fsSharedNote is a note its owner may share with a team.
+type fsSharedNote struct {
+	entity.Meta `sync:"notes,5"`
+	ID          string  `db:"id"`
+	OwnerID     string  `db:"owner_id"`
+	TeamID      *string `db:"team_id"`
+	Title       string  `db:"title"`
+}
+
+func sharedNote(id, owner string, team any) wire.Row {
+	return wire.Row{Table: "notes", ID: id, Values: map[string]any{"owner_id": owner, "team_id": team, "title": id}}
+}
+
+// A note shared with a team carries two keys, its owner's and the team's
+// (KeyFunc): it stays on the devices that still hold either, leaves when
+// neither is held, and comes back with a grant without the rows the device
+// holds through another key being sent again (issue 20, items 3 and 4).
+func TestScopesSharedRows(t *testing.T) {
+	reg := registry(t, fsTeam{}, fsMembership{}, fsProject{}, fsTask{}, fsSharedNote{})
+	sc := fsScopes()
+	sc.Tables["notes"] = server.KeyFunc(func(v map[string]any) []string {
+		var keys []string
+		if o, ok := v["owner_id"].(string); ok {
+			keys = append(keys, "user:"+o)
+		}
+		if tm, ok := v["team_id"].(string); ok {
+			keys = append(keys, "team:"+tm)
+		}
+		return keys
+	})
+	eachScoped(t, reg, server.Options{Scopes: sc}, func(t *testing.T, e *fsEnv) {
+		e.write(t, team("A"), team("B"),
+			membership("m-ada-A", "ada", "A"), membership("m-ada-B", "ada", "B"),
+			project("pA1", "A", "A one"), project("pB1", "B", "B one"),
+			sharedNote("n1", "bob", "A"), sharedNote("n2", "ada", "B"), sharedNote("n3", "bob", "B"), sharedNote("n4", "bob", nil))
+		ada := e.device(t, "ada")
+		notes := func(want ...string) {
+			t.Helper()
+			live, _ := deviceRows(t, ada)
+			if !slices.Equal(live["notes"], want) {
+				t.Errorf("ada's device holds notes %v, want %v", live["notes"], want)
+			}
+			rep, err := ada.Co.Verify(ctx)
+			if err != nil || len(rep.Differs()) > 0 {
+				t.Errorf("ada's Verify: %v differ, %v", rep.Differs(), err)
+			}
+		}
+		ada.Sync(t)
+		notes("n1", "n2", "n3")
+
+		e.write(t, deleted(membership("m-ada-A", "ada", "A")))
+		if n := evicted(t, ada.Sync(t)); n != 2 {
+			t.Errorf("Evicted = %d after team A went, want pA1 and n1", n)
+		}
+		notes("n2", "n3")
+		e.write(t, deleted(membership("m-ada-B", "ada", "B")))
+		if n := evicted(t, ada.Sync(t)); n != 2 {
+			t.Errorf("Evicted = %d after team B went, want pB1 and n3; n2 is ada's own", n)
+		}
+		notes("n2")
+
+		e.write(t, membership("m-ada-B3", "ada", "B"))
+		rep := ada.Sync(t)
+		if rep.Pulled["notes"] != 1 || rep.Pulled["projects"] != 1 || rep.Rebuilt {
+			t.Errorf("the grant of B again pulled %v (rebuilt %v); want pB1 and n3, not n2 which ada holds as hers", rep.Pulled, rep.Rebuilt)
+		}
+		notes("n2", "n3")
+
+		// Unshared, ada's note stays hers; bob's note moved to team A leaves.
+		e.write(t, sharedNote("n2", "ada", nil), sharedNote("n3", "bob", "A"))
+		if n := evicted(t, ada.Sync(t)); n != 1 {
+			t.Errorf("Evicted = %d, want n3 only", n)
+		}
+		notes("n2")
+		if log := openConflicts(t, ada); len(log) != 0 {
+			t.Errorf("ada's conflict log: %+v, want none", log)
 		}
 	})
 }
