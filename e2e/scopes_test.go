@@ -497,20 +497,29 @@ func TestScopesWrites(t *testing.T) {
 			t.Errorf("team A on ada's device: %+v, %v", teamA, err)
 		}
 
-		// A raw delete of a task of team A, beside an allowed row: the
-		// delete is refused with an Evict row, the other row commits.
+		// Raw rows: a delete of a task of team A and a task under a project
+		// of A are refused with Evict rows; the allowed row commits.
 		dev := bob.DB.DeviceID()
 		stamp := func(i int) string { return fmt.Sprintf("%d.%06d.%s", time.Now().UnixMilli(), i, dev) }
 		c := pushRaw(t, bob,
 			wire.Row{Table: "tasks", ID: "tA1a", Deleted: true, HLC: stamp(1), Values: map[string]any{"project_id": "pA1", "title": "a"}},
-			wire.Row{Table: "tasks", ID: "tB1z", HLC: stamp(2), Values: map[string]any{"project_id": "pB1", "title": "z"}})
-		if len(c.Conflicts) != 1 || c.Conflicts[0].ID != "tA1a" || c.Conflicts[0].Strategy != wire.StrategyForbidden ||
-			!c.Conflicts[0].Row.Evict || c.Conflicts[0].Reason == "" || c.Conflicts[0].Winner != wire.WinnerServer {
-			t.Errorf("commit answer %+v; want tA1a's delete refused, with an Evict row and a reason", c.Conflicts)
+			wire.Row{Table: "tasks", ID: "tA1x", HLC: stamp(2), Values: map[string]any{"project_id": "pA1", "title": "under a project of A"}},
+			wire.Row{Table: "tasks", ID: "tB1z", HLC: stamp(3), Values: map[string]any{"project_id": "pB1", "title": "z"}})
+		refused := map[string]wire.Conflict{}
+		for _, cf := range c.Conflicts {
+			refused[cf.ID] = cf
+		}
+		for _, id := range []string{"tA1a", "tA1x"} {
+			if cf := refused[id]; cf.Strategy != wire.StrategyForbidden || !cf.Row.Evict || cf.Reason == "" || cf.Winner != wire.WinnerServer {
+				t.Errorf("commit answer for %s: %+v; want it refused, with an Evict row and a reason", id, cf)
+			}
+		}
+		if len(c.Conflicts) != 2 {
+			t.Errorf("commit answer %+v; want 2 conflicts", c.Conflicts)
 		}
 		tasks = e.serverRows(t, "tasks", "title")
-		if tasks["tA1a"] != "a" || tasks["tB1z"] != "z" {
-			t.Errorf("server tasks %v; want tA1a live and tB1z applied", tasks)
+		if _, ok := tasks["tA1x"]; tasks["tA1a"] != "a" || tasks["tB1z"] != "z" || ok {
+			t.Errorf("server tasks %v; want tA1a live, tA1x refused and tB1z applied", tasks)
 		}
 
 		// Bob in team A for a while: then, offline after losing it, he
