@@ -484,13 +484,14 @@ func openConflicts(t *testing.T, d *testkit.Device) []localdb.ConflictRecord {
 }
 
 // forbidden returns d's open conflict log entries of strategy forbidden,
-// by "table id".
+// by "table id", the latest of a row's.
 func forbidden(t *testing.T, d *testkit.Device) map[string]localdb.ConflictRecord {
 	t.Helper()
 	out := map[string]localdb.ConflictRecord{}
 	for _, c := range openConflicts(t, d) {
-		if c.Strategy == wire.StrategyForbidden {
-			out[c.Table+" "+c.RowID] = c
+		key := c.Table + " " + c.RowID
+		if prev, ok := out[key]; c.Strategy == wire.StrategyForbidden && (!ok || c.ID > prev.ID) {
+			out[key] = c
 		}
 	}
 	return out
