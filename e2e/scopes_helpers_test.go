@@ -164,7 +164,14 @@ func eachScoped(t *testing.T, reg *entity.Registry, opts server.Options, f func(
 // device opens a new device of user ("ada", "bob" or "admin").
 func (e *fsEnv) device(t *testing.T, user string) *testkit.Device {
 	t.Helper()
-	return testkit.NewDevice(t, e.reg, e.url, testkit.DeviceOptions{Token: "token-" + user})
+	return e.deviceWith(t, user, testkit.DeviceOptions{})
+}
+
+// deviceWith opens a new device of user with o (its token set here).
+func (e *fsEnv) deviceWith(t *testing.T, user string, o testkit.DeviceOptions) *testkit.Device {
+	t.Helper()
+	o.Token = "token-" + user
+	return testkit.NewDevice(t, e.reg, e.url, o)
 }
 
 // write applies rows as the back office, in one session, and returns its

@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -730,5 +732,63 @@ func TestScopesSharedRows(t *testing.T) {
 		if log := openConflicts(t, ada); len(log) != 0 {
 			t.Errorf("ada's conflict log: %+v, want none", log)
 		}
+	})
+}
+
+// A row edited on the device while the pull that evicts it is on the wire
+// is removed all the same, and its edit is in the conflict log (strategy
+// forbidden): it could not have been accepted, and never vanishes
+// silently (issue 20, item 4).
+func TestScopesEvictDirtyRow(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		var during atomic.Pointer[func()]
+		ft := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+			if f := during.Swap(nil); f != nil && kind == "changes" {
+				(*f)()
+			}
+			return testkit.Pass
+		}}
+		ada := e.deviceWith(t, "ada", testkit.DeviceOptions{Transport: ft})
+		ada.Sync(t)
+		e.write(t, deleted(membership("m-ada-A", "ada", "A")))
+		edit := func() {
+			var tk fsTask
+			if err := ada.DB.Get(ctx, &tk, "tA1a"); err != nil {
+				t.Error(err)
+				return
+			}
+			tk.Title = "edited during the pull"
+			if err := ada.DB.Save(ctx, &tk); err != nil {
+				t.Error(err)
+			}
+		}
+		during.Store(&edit)
+		rep := ada.Sync(t)
+		if during.Load() != nil {
+			t.Fatal("no pull went out")
+		}
+		if n := evicted(t, rep); n != len(teamARows) {
+			t.Errorf("Evicted = %d, want team A's %d rows", n, len(teamARows))
+		}
+		for _, r := range teamARows {
+			if holds(t, ada, r[0], r[1]) {
+				t.Errorf("%s %s of team A still on ada's device", r[0], r[1])
+			}
+		}
+		log := forbidden(t, ada)
+		if c, ok := log["tasks tA1a"]; !ok || c.Local.Values["title"] != "edited during the pull" {
+			t.Errorf("ada's conflict log %+v; want her edit of tA1a, evicted, recorded as forbidden with its values", log)
+		}
+		if len(openConflicts(t, ada)) != 1 {
+			t.Errorf("ada's conflict log: %+v, want the one entry", openConflicts(t, ada))
+		}
+		if rep := ada.Sync(t); len(rep.Pushed) != 0 {
+			t.Errorf("the next sync pushed %v, want nothing", rep.Pushed)
+		}
+		if got := e.serverRows(t, "tasks", "title")["tA1a"]; got != "a" {
+			t.Errorf("tA1a on the server is titled %q, want it untouched", got)
+		}
+		e.checkHolds(t, ada, "ada")
 	})
 }
