@@ -49,6 +49,11 @@ func TestScopesVisibility(t *testing.T) {
 			}
 		}
 
+		// A pull that does not name its device cannot be scoped: refused.
+		if ch, err := ada.API.Changes(ctx, "", "", 100, nil); err == nil {
+			t.Errorf("a pull naming no device got %d rows, want it refused", len(ch.Changes))
+		}
+
 		// Changes in team B and to bob's notes: ada's next pull brings
 		// nothing; bob's brings them.
 		e.write(t, project("pB1", "B", "B one renamed"), task("tB1c", "pB1", "c"), note("nBob2", "bob", "bob's second"))
