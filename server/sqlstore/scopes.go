@@ -97,7 +97,12 @@ func (s *Store) UseScopes(sc *server.Scopes, authorize server.Authorizer) error 
 					if have[x.ix.Name] {
 						continue
 					}
-					if _, err := tx.ExecContext(context.Background(), CreateIndex(x.table, x.ix, false)); err != nil {
+					stmt := CreateIndex(x.table, x.ix, false)
+					if vi, ok := s.d.(ValueIndexer); ok {
+						c, _ := s.byName[x.table].schema.Column(x.ix.Columns[1])
+						stmt = vi.ValueIndex(x.table, x.ix.Name, c)
+					}
+					if _, err := tx.ExecContext(context.Background(), stmt); err != nil {
 						return fmt.Errorf("index %s: %w", x.ix.Name, err)
 					}
 				}
