@@ -551,6 +551,11 @@ func TestScopesWrites(t *testing.T) {
 		if c, ok := log["tasks tA2a"]; !ok || !c.Local.Deleted || c.Reason == "" {
 			t.Errorf("bob's conflict log: %+v; want his delete of tA2a refused", log)
 		}
+		for _, c := range openConflicts(t, bob) {
+			if !c.Local.Deleted && len(c.Local.Values) == 0 {
+				t.Errorf("bob's conflict log entry %d for %s %s (%s) does not say what he wrote: local %+v", c.ID, c.Table, c.RowID, c.Reason, c.Local)
+			}
+		}
 		for _, r := range teamARows {
 			if holds(t, bob, r[0], r[1]) {
 				t.Errorf("%s %s of team A still on bob's device after he left it", r[0], r[1])
