@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
@@ -165,6 +166,15 @@ func TestScopesGrant(t *testing.T) {
 		}
 		e.checkHolds(t, ada, "ada")
 
+		// Ada joins team D from her device: the same sync brings its rows.
+		e.write(t, project("pD1", "D", "D one"), task("tD1a", "pD1", "a"))
+		save(t, ada, &fsMembership{ID: "m-ada-D", UserID: "ada", TeamID: "D"})
+		rep = ada.Sync(t)
+		if rep.Pulled["projects"] != 1 || rep.Pulled["tasks"] != 1 {
+			t.Errorf("the sync that pushed ada's membership of D pulled %v; want team D's project and task", rep.Pulled)
+		}
+		e.checkHolds(t, ada, "ada")
+
 		// A grant and a change in the same pull: both arrive, once.
 		e.write(t, membership("m-ada-C", "ada", "C"), project("pC2", "C", "C two"), task("tC2a", "pC2", "a"))
 		e.write(t, task("tB1a", "pB1", "a edited"))
@@ -258,10 +268,20 @@ func TestScopesOfflineDevice(t *testing.T) {
 	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
 		e.seed(t)
 		a1, a2 := e.device(t, "ada"), e.device(t, "ada")
+		// a3 pulls a row a page, and loses the answers of some pulls: the
+		// grant's and the eviction's pages resume where they stopped.
+		lossy := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+			if kind == "changes" && n > 0 && n%4 == 2 {
+				return testkit.DropResponse
+			}
+			return testkit.Pass
+		}}
+		a3 := e.deviceWith(t, "ada", testkit.DeviceOptions{Transport: lossy, Co: coordinator.Options{PullBatchSize: 1}})
 		a1.Sync(t)
 		a2.Sync(t)
+		a3.Sync(t)
 
-		// a2 is offline from here.
+		// a2 and a3 are offline from here.
 		e.write(t, membership("m-ada-B", "ada", "B"))
 		a1.Sync(t)
 		e.write(t, membership("m-ada-C", "ada", "C"), task("tC1b", "pC1", "b"))
@@ -295,6 +315,17 @@ func TestScopesOfflineDevice(t *testing.T) {
 		}
 		e.checkHolds(t, a2, "ada")
 		e.checkHolds(t, a1, "ada")
+
+		if rep := a3.Sync(t); rep.Rebuilt {
+			t.Error("the device pulling a row a page rebuilt")
+		}
+		if lossy.Count("changes") < 10 {
+			t.Errorf("%d pulls, want a row a page", lossy.Count("changes"))
+		}
+		e.checkHolds(t, a3, "ada")
+		if log := openConflicts(t, a3); len(log) != 0 {
+			t.Errorf("conflict log of the device pulling a row a page: %+v, want none", log)
+		}
 	})
 }
 
