@@ -152,6 +152,15 @@ func TestScopesGrant(t *testing.T) {
 			}
 		}
 
+		// A project moved between two teams ada holds is an update: nothing
+		// leaves. (Its task, whose keys changed, comes again.)
+		e.write(t, project("pB2", "A", "B two, now A's"))
+		rep = ada.Sync(t)
+		if n := evicted(t, rep); n != 0 || rep.Pulled["projects"] != 1 || rep.Pulled["tasks"] > 1 {
+			t.Errorf("a move from B to A evicted %d rows and pulled %v; want the project (and at most its task)", n, rep.Pulled)
+		}
+		e.checkHolds(t, ada, "ada")
+
 		// A project moved from team C into team A comes with its task.
 		e.write(t, project("pC1", "A", "C one, now A's"))
 		rep = ada.Sync(t)
@@ -258,6 +267,32 @@ func TestScopesRevoke(t *testing.T) {
 			}
 			e.checkHolds(t, d, user)
 		}
+
+		// A task moved to a project of team C leaves; one moved from team C
+		// into team B arrives.
+		e.write(t, task("tB2a", "pC1", "a, now under C"), task("tC1a", "pB2", "a, now under B"))
+		rep = ada.Sync(t)
+		if n := evicted(t, rep); n != 1 || rep.Pulled["tasks"] != 1 {
+			t.Errorf("the task moves evicted %d and pulled %v; want tB2a evicted and tC1a pulled", n, rep.Pulled)
+		}
+		if holds(t, ada, "tasks", "tB2a") || !holds(t, ada, "tasks", "tC1a") {
+			t.Error("want tB2a gone from ada's device and tC1a on it")
+		}
+		e.checkHolds(t, ada, "ada")
+
+		// Team A again: every row of it comes back, though ada's cursor is
+		// past them all.
+		e.write(t, membership("m-ada-A2", "ada", "A"))
+		rep = ada.Sync(t)
+		if rep.Rebuilt || rep.Pulled["projects"] != 2 || rep.Pulled["tasks"] != 3 {
+			t.Errorf("team A granted again pulled %v (rebuilt %v); want its 2 projects and 3 tasks", rep.Pulled, rep.Rebuilt)
+		}
+		for _, r := range teamARows {
+			if !holds(t, ada, r[0], r[1]) {
+				t.Errorf("%s %s of team A not back on ada's device", r[0], r[1])
+			}
+		}
+		e.checkHolds(t, ada, "ada")
 	})
 }
 
