@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
@@ -69,8 +71,7 @@ func fsRegistry(t *testing.T) *entity.Registry {
 }
 
 // serverWriter is Server.Write, which a helper is adding: until it is on
-// main, the admin writes through a device that holds every key through
-// its token's claims.
+// main, the admin writes through the store (fsEnv.write).
 type serverWriter interface {
 	Write(ctx context.Context, p server.Principal, rows []wire.Row) (int64, error)
 }
@@ -98,9 +99,7 @@ func fsScopes() *server.Scopes {
 }
 
 // adminPrincipal is the back office's principal.
-var adminPrincipal = server.Principal{Tenant: "acme", User: "admin", Claims: map[string]any{
-	"teams": []any{"A", "B", "C", "D"}, "users": []any{"ada", "bob"},
-}}
+var adminPrincipal = server.Principal{Tenant: "acme", User: "admin"}
 
 // fsTokens: ada and bob, technicians of tenant acme, and the back office.
 var fsTokens = server.StaticTokens{
@@ -130,14 +129,8 @@ func eachFS(t *testing.T, opts server.Options, f func(t *testing.T, e *fsEnv)) {
 	eachScoped(t, fsRegistry(t), opts, f)
 }
 
-// eachScoped runs f on a server with opts.Scopes over each store. Without
-// Server.Write, the admin's keys come from its token's claims.
+// eachScoped runs f on a server with opts.Scopes over each store.
 func eachScoped(t *testing.T, reg *entity.Registry, opts server.Options, f func(t *testing.T, e *fsEnv)) {
-	if !hasWrite() {
-		sc := *opts.Scopes
-		sc.Principal = append(slices.Clone(sc.Principal), server.ClaimKeys("teams", "team:"), server.ClaimKeys("users", "user:"))
-		opts.Scopes = &sc
-	}
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		clock := testkit.NewClock()
 		store := db.Open(t, reg.Schema(), stores.Options{Now: clock.Now})
@@ -175,7 +168,9 @@ func (e *fsEnv) deviceWith(t *testing.T, user string, o testkit.DeviceOptions) *
 }
 
 // write applies rows as the back office, in one session, and returns its
-// version: through Server.Write, or the admin device's client.
+// version: through Server.Write, or, until it is on main, through the
+// store with a trusted context, as the admin device (the scope checks
+// refuse memberships from devices).
 func (e *fsEnv) write(t *testing.T, rows ...wire.Row) int64 {
 	t.Helper()
 	if w, ok := any(e.srv).(serverWriter); ok {
@@ -186,48 +181,40 @@ func (e *fsEnv) write(t *testing.T, rows ...wire.Row) int64 {
 		return v
 	}
 	dev := e.admin.DB.DeviceID()
-	for i := range rows {
-		rows[i].HLC = fmt.Sprintf("%d.%06d.%s", time.Now().UnixMilli(), e.seq.Add(1)%1_000_000, dev)
-	}
-	c := pushTables(t, e.admin, rows...)
-	for _, cf := range c.Conflicts {
-		if cf.Winner != wire.WinnerClient {
-			t.Fatalf("the admin's write of %s %s was not applied: %+v", cf.Table, cf.ID, cf)
-		}
-	}
-	return c.Version
-}
-
-// pushTables pushes rows through d's client in one session of its own, a
-// batch per table in priority order, and returns the commit's answer.
-func pushTables(t *testing.T, d *testkit.Device, rows ...wire.Row) wire.Commit {
-	t.Helper()
-	dev := d.DB.DeviceID()
-	session, err := d.API.OpenSession(ctx, dev, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seq := 0
+	var batches [][]wire.Row
 	for _, table := range fsTables {
 		var batch []wire.Row
 		for _, r := range rows {
 			if r.Table == table {
+				r.HLC = fmt.Sprintf("%d.%06d.%s", time.Now().UnixMilli(), e.seq.Add(1)%1_000_000, dev)
 				batch = append(batch, r)
 			}
 		}
-		if len(batch) == 0 {
-			continue
+		if len(batch) > 0 {
+			batches = append(batches, batch)
 		}
-		if _, err := d.API.SendBatch(ctx, dev, session, seq, batch, wire.BatchParams{}); err != nil {
-			t.Fatal(err)
+	}
+	session := uuid.NewString()
+	for seq, batch := range batches {
+		o := server.PushOptions{Open: true, Attempt: 1, Resolve: clientWins, Limits: server.Limits{}.WithDefaults()}
+		if seq == len(batches)-1 {
+			o.Commit = &server.LastBatch{Seq: seq, Digest: "admin"}
 		}
-		seq++
+		c, err := e.store.Push(server.Trusted(ctx), adminPrincipal, dev, session, seq, batch, o)
+		if err != nil {
+			t.Fatalf("the admin's write: %v", err)
+		}
+		if c != nil {
+			return c.Version
+		}
 	}
-	c, err := d.API.Commit(ctx, dev, session)
-	if err != nil {
-		t.Fatalf("commit: %v", err)
-	}
-	return c
+	t.Fatal("the admin's write did not commit")
+	return 0
+}
+
+// clientWins resolves every conflict of the admin's writes for them.
+func clientWins(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
+	return server.Resolution{Winner: wire.WinnerClient}, server.ClientWins, nil
 }
 
 // Rows of the back office's writes.

@@ -175,12 +175,16 @@ func TestScopesGrant(t *testing.T) {
 		}
 		e.checkHolds(t, ada, "ada")
 
-		// Ada joins team D from her device: the same sync brings its rows.
+		// Ada cannot join team D from her device: memberships give keys,
+		// only the back office writes them.
 		e.write(t, project("pD1", "D", "D one"), task("tD1a", "pD1", "a"))
 		save(t, ada, &fsMembership{ID: "m-ada-D", UserID: "ada", TeamID: "D"})
 		rep = ada.Sync(t)
-		if rep.Pulled["projects"] != 1 || rep.Pulled["tasks"] != 1 {
-			t.Errorf("the sync that pushed ada's membership of D pulled %v; want team D's project and task", rep.Pulled)
+		if c, ok := forbidden(t, ada)["memberships m-ada-D"]; !ok || c.Reason == "" || c.Local.Values["team_id"] != "D" {
+			t.Errorf("ada's conflict log %+v; want her membership of D refused", openConflicts(t, ada))
+		}
+		if _, ok := e.serverRows(t, "memberships", "id")["m-ada-D"]; ok || holds(t, ada, "projects", "pD1") || holds(t, ada, "memberships", "m-ada-D") {
+			t.Error("ada's own membership of D was applied")
 		}
 		e.checkHolds(t, ada, "ada")
 
