@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -870,5 +872,85 @@ func TestScopesEvictDirtyRow(t *testing.T) {
 			t.Errorf("tA1a on the server is titled %q, want it untouched", got)
 		}
 		e.checkHolds(t, ada, "ada")
+	})
+}
+
+// Memberships granted and revoked, projects and tasks moved between teams
+// and projects, and devices' edits, in a random order of a fixed seed:
+// after each of its syncs, each device holds exactly what its user may
+// see (issue 20, items 3 and 4).
+func TestScopesChurn(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		rng := rand.New(rand.NewPCG(20, 4))
+		type dev struct {
+			user string
+			d    *testkit.Device
+		}
+		devs := []dev{
+			{"ada", e.device(t, "ada")},
+			{"ada", e.deviceWith(t, "ada", testkit.DeviceOptions{Co: coordinator.Options{PullBatchSize: 2}})},
+			{"bob", e.device(t, "bob")},
+			{"bob", e.deviceWith(t, "bob", testkit.DeviceOptions{Co: coordinator.Options{PullBatchSize: 1}})},
+		}
+		for _, d := range devs {
+			d.d.Sync(t)
+		}
+		teams := []string{"A", "B", "C", "D"}
+		pick := func(m map[string]string) string {
+			keys := slices.Sorted(maps.Keys(m))
+			if len(keys) == 0 {
+				return ""
+			}
+			return keys[rng.IntN(len(keys))]
+		}
+		for step := range 60 {
+			switch op := rng.IntN(6); op {
+			case 0: // a membership granted
+				user := []string{"ada", "bob"}[rng.IntN(2)]
+				team := teams[rng.IntN(len(teams))]
+				e.write(t, membership(fmt.Sprintf("m-%s-%s-%d", user, team, step), user, team))
+			case 1: // a membership revoked
+				users := e.serverRows(t, "memberships", "user_id")
+				if id := pick(users); id != "" {
+					e.write(t, deleted(membership(id, users[id], e.serverRows(t, "memberships", "team_id")[id])))
+				}
+			case 2: // a project moved
+				names := e.serverRows(t, "projects", "name")
+				if id := pick(names); id != "" {
+					e.write(t, project(id, teams[rng.IntN(len(teams))], names[id]))
+				}
+			case 3: // a task moved, or a new one
+				titles := e.serverRows(t, "tasks", "title")
+				p := pick(e.serverRows(t, "projects", "id"))
+				if id := pick(titles); id != "" && rng.IntN(2) == 0 {
+					e.write(t, task(id, p, titles[id]))
+				} else {
+					e.write(t, task(fmt.Sprintf("t-%d", step), p, "new"))
+				}
+			case 4: // a device edits a task it holds
+				d := devs[rng.IntN(len(devs))]
+				live, _ := deviceRows(t, d.d)
+				if ts := live["tasks"]; len(ts) > 0 {
+					var tk fsTask
+					if err := d.d.DB.Get(ctx, &tk, ts[rng.IntN(len(ts))]); err != nil {
+						t.Fatal(err)
+					}
+					tk.Title = fmt.Sprintf("edited at %d", step)
+					save(t, d.d, &tk)
+				}
+			default: // a device syncs
+				d := devs[rng.IntN(len(devs))]
+				d.d.Sync(t)
+				e.checkHolds(t, d.d, d.user)
+				if t.Failed() {
+					t.Fatalf("step %d: %s's device after its sync", step, d.user)
+				}
+			}
+		}
+		for _, d := range devs {
+			d.d.Sync(t)
+			e.checkHolds(t, d.d, d.user)
+		}
 	})
 }
