@@ -882,7 +882,7 @@ func TestScopesEvictDirtyRow(t *testing.T) {
 func TestScopesChurn(t *testing.T) {
 	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
 		e.seed(t)
-		rng := rand.New(rand.NewPCG(20, 4))
+		rng := rand.New(rand.NewPCG(churnSeed, 4))
 		type dev struct {
 			user string
 			d    *testkit.Device
@@ -952,5 +952,41 @@ func TestScopesChurn(t *testing.T) {
 			d.d.Sync(t)
 			e.checkHolds(t, d.d, d.user)
 		}
+	})
+}
+
+// A refused row whose server copy the device may see, under a parent it
+// has not pulled yet (a key granted since its last sync): the copy comes
+// back with its parent, and the device's syncs go on (issue 20, item 5).
+func TestScopesRefusedRowUnderNewParent(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		bob := e.device(t, "bob")
+		bob.Sync(t)
+		// Bob moves from team B to team C, and tB1a with him.
+		e.write(t, membership("m-bob-C", "bob", "C"), deleted(membership("m-bob-B", "bob", "B")), task("tB1a", "pC1", "a"))
+		// Offline, bob edits tB1a, under pB1 as he knows it: the row after
+		// his edit is in team B, which he has left.
+		var tk fsTask
+		if err := bob.DB.Get(ctx, &tk, "tB1a"); err != nil {
+			t.Fatal(err)
+		}
+		tk.Title = "edited by bob"
+		save(t, bob, &tk)
+		for i := range 3 { // a device whose push answer cannot be applied is stuck
+			if _, err := bob.Co.SyncNow(ctx); err != nil {
+				t.Errorf("bob's sync %d: %v", i, err)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		if c, ok := forbidden(t, bob)["tasks tB1a"]; !ok || c.Local.Values["title"] != "edited by bob" {
+			t.Errorf("bob's conflict log %+v; want his edit of tB1a refused", openConflicts(t, bob))
+		}
+		if err := bob.DB.Get(ctx, &tk, "tB1a"); err != nil || tk.ProjectID != "pC1" || tk.Title != "a" {
+			t.Errorf("tB1a on bob's device: %+v, %v; want the server's, under pC1", tk, err)
+		}
+		e.checkHolds(t, bob, "bob")
 	})
 }
