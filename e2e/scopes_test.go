@@ -990,3 +990,30 @@ func TestScopesRefusedRowUnderNewParent(t *testing.T) {
 		e.checkHolds(t, bob, "bob")
 	})
 }
+
+// A conflict the server wins, on a row it has moved under a parent of a
+// team granted since the device's last sync: the winner comes back with
+// its parent, and the device's syncs go on (issue 20, item 3).
+func TestScopesConflictUnderNewParent(t *testing.T) {
+	eachFS(t, server.Options{Strategies: map[string]server.Strategy{"tasks": server.ServerWins}}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		bob := e.device(t, "bob")
+		bob.Sync(t)
+		e.write(t, membership("m-bob-C", "bob", "C"), task("tB1a", "pC1", "a"))
+		var tk fsTask
+		if err := bob.DB.Get(ctx, &tk, "tB1a"); err != nil {
+			t.Fatal(err)
+		}
+		tk.Title = "edited by bob"
+		save(t, bob, &tk)
+		for i := range 2 {
+			if _, err := bob.Co.SyncNow(ctx); err != nil {
+				t.Fatalf("bob's sync %d: %v", i, err)
+			}
+		}
+		if err := bob.DB.Get(ctx, &tk, "tB1a"); err != nil || tk.ProjectID != "pC1" || tk.Title != "a" {
+			t.Errorf("tB1a on bob's device: %+v, %v; want the server's, under pC1", tk, err)
+		}
+		e.checkHolds(t, bob, "bob")
+	})
+}
