@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -64,7 +64,10 @@ const (
 // Rows may be of several tables, in any order: the tables apply parents
 // first (priority order), in one commit. Each row is checked as a pushed
 // one is (its table and columns, its values converted to their canonical
-// form; Device, ModifiedBy and Version are set by the server). A row's
+// form; Device, ModifiedBy and Version are set by the server). Values
+// are in wire form (as in a JSON body) or Go values: int64, float64,
+// bool, string, time.Time, []byte for a blob, JSON text for a json
+// column. A row's
 // HLC may be empty: the server then stamps it with its own clock, a
 // stamp later than any the server's writes made before in this process.
 // A row that carries a stamp keeps its time and counter, and its device
@@ -141,12 +144,11 @@ func (s *Server) writeBatches(rows []wire.Row) ([][]wire.Row, error) {
 	seen := map[[2]string]int{}
 	var size int64
 	for i, r := range rows {
-		r.Values, r.Changed = maps.Clone(r.Values), slices.Clone(r.Changed) // validateRow converts in place
 		t := schema.Table(r.Table)
 		if t == nil {
 			return nil, fmt.Errorf("row %d: unknown table %q: %w", i, clip(r.Table), wire.ErrBadRequest)
 		}
-		if err := writeRow(t.Name, &r, st); err != nil {
+		if err := writeRow(&r, st); err != nil {
 			return nil, fmt.Errorf("row %d (%s %q): %w", i, r.Table, clip(r.ID), err)
 		}
 		if err := validateRow(t, &r, st); err != nil {
@@ -172,13 +174,19 @@ func (s *Server) writeBatches(rows []wire.Row) ([][]wire.Row, error) {
 	return batches, nil
 }
 
-// writeRow prepares a written row for validateRow: it refuses what only
-// pulls carry, and gives the row a stamp of the server's: a new one, or
-// the time and counter of the one it carries.
-func writeRow(table string, r *wire.Row, st stamping) error {
+// writeRow prepares a copy of a written row for validateRow: it refuses
+// what only pulls carry, gives the row its own values in wire form
+// (wireValues), and a stamp of the server's: a new one, or the time and
+// counter of the one it carries.
+func writeRow(r *wire.Row, st stamping) error {
 	if r.Evict {
 		return fmt.Errorf("evict is for pulls, not writes: %w", wire.ErrBadRequest)
 	}
+	var err error
+	if r.Values, err = wireValues(r.Values); err != nil {
+		return err
+	}
+	r.Changed = slices.Clone(r.Changed)
 	if r.HLC == "" {
 		r.HLC = writeClock.stamp(st.now, st.skew)
 		return nil
@@ -189,6 +197,28 @@ func writeRow(table string, r *wire.Row, st stamping) error {
 	}
 	r.HLC = wire.FormatStamp(ms, counter, WriteDevice)
 	return nil
+}
+
+// wireValues returns a copy of values in the form a JSON body decodes to
+// (strings, json.Number, booleans, nil), which validateRow takes: a Go
+// caller may write an int64, a float64, a time.Time or a []byte (a blob,
+// as base64) as well. A value JSON cannot hold is an error wrapping
+// wire.ErrBadRequest.
+func wireValues(values map[string]any) (map[string]any, error) {
+	if values == nil {
+		return nil, nil
+	}
+	data, err := json.Marshal(values)
+	if err != nil {
+		return nil, fmt.Errorf("values: %v: %w", err, wire.ErrBadRequest)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var out map[string]any
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("values: %v: %w", err, wire.ErrBadRequest)
+	}
+	return out, nil
 }
 
 // writeDigest returns the SHA-256, in hex, of rows as the caller sent
