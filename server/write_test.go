@@ -155,6 +155,15 @@ func TestWriteReachesDevices(t *testing.T) {
 			t.Errorf("after the second write the device pulls %+v, want the write's row at version %d", r, v2)
 		}
 
+		// A delete carries no values.
+		v3, err := srv.Write(ctx, office, []wire.Row{{Table: "orders", ID: "o1", Deleted: true}})
+		if err != nil {
+			t.Fatalf("Write of a delete: %v", err)
+		}
+		if r := pullAllAs(t, url_, "token-ada", device)["orders/o1"]; r.Version != v3 || !r.Deleted {
+			t.Errorf("after the delete the device pulls %+v, want it deleted at version %d", r, v3)
+		}
+
 		audit, err := store.Audit(ctx, "acme", 0, 100)
 		if err != nil {
 			t.Fatal(err)
@@ -166,7 +175,7 @@ func TestWriteReachesDevices(t *testing.T) {
 			}
 			seen = append(seen, fmt.Sprintf("%d %s/%s", e.Version, e.Table, e.ID))
 		}
-		if want := []string{fmt.Sprintf("%d customers/c1", v), fmt.Sprintf("%d orders/o1", v), fmt.Sprintf("%d customers/c1", v2)}; !sameSet(seen, want) {
+		if want := []string{fmt.Sprintf("%d customers/c1", v), fmt.Sprintf("%d orders/o1", v), fmt.Sprintf("%d customers/c1", v2), fmt.Sprintf("%d orders/o1", v3)}; !sameSet(seen, want) {
 			t.Errorf("audit %q, want %q", seen, want)
 		}
 
