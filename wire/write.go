@@ -7,8 +7,9 @@ package wire
 type WriteRequest struct {
 	// Request identifies the write, 1 to 64 letters, digits and dashes:
 	// the same request sent again (a retry after a lost answer) gets the
-	// first answer and applies nothing twice. It is the session's id, so
-	// it must not be any other session's of the tenant.
+	// first answer and applies nothing twice, for as long as the server
+	// keeps committed sessions. It is the session's id, so it must not be
+	// any other session's of the tenant.
 	Request string `json:"request"`
 	Rows    []Row  `json:"rows"`
 }
