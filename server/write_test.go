@@ -427,3 +427,28 @@ func keysOf(rows map[string]wire.Row) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// A write's body is bounded as a pushed batch's: a value past
+// MaxValueBytes and a body past MaxBodyBytes are 413, a structure where a
+// value belongs 400, each refused as soon as it is read.
+func TestWriteBodyBounded(t *testing.T) {
+	reg := testkit.Registry(t)
+	store := stores.Open(t, stores.SQLite, reg.Schema(), stores.Options{})
+	_, url_ := writeTestServer(t, store, server.Options{Trusted: trustOffice, MaxBodyBytes: 1 << 20, MaxValueBytes: 64 << 10})
+	row := func(name string) string {
+		return `{"table":"customers","id":"c1","values":{"email":null,"tags":"[]","name":` + name + `}}`
+	}
+	many := strings.Repeat(row(`"`+strings.Repeat("y", 60<<10)+`"`)+",", 20)
+	for _, c := range []struct{ name, body, code string }{
+		{"a value past MaxValueBytes", `{"request":"r1","rows":[` + row(`"`+strings.Repeat("x", 65<<10)+`"`) + `]}`, "too_large"},
+		{"a body past MaxBodyBytes", `{"request":"r1","rows":[` + many + row(`"z"`) + `]}`, "too_large"},
+		{"an array for a value", `{"request":"r1","rows":[` + row(`[0`+strings.Repeat(",0", 1<<16)+`]`) + `]}`, "bad_request"},
+	} {
+		if st, code, body := postWrite(t, url_, "token-office", c.body); code != c.code {
+			t.Errorf("%s: %d %.200s, want %s", c.name, st, body, c.code)
+		}
+	}
+	if got := rowsOf(t, sqlOf(t, store), `SELECT id FROM customers`); len(got) != 0 {
+		t.Errorf("refused writes left rows %q", got)
+	}
+}
