@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -11,11 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
@@ -70,18 +65,6 @@ func fsRegistry(t *testing.T) *entity.Registry {
 	return registry(t, fsTeam{}, fsMembership{}, fsProject{}, fsTask{}, fsNote{})
 }
 
-// serverWriter is Server.Write, which a helper is adding: until it is on
-// main, the admin writes through the store (fsEnv.write).
-type serverWriter interface {
-	Write(ctx context.Context, p server.Principal, rows []wire.Row) (int64, error)
-}
-
-// hasWrite reports whether *server.Server has Write.
-func hasWrite() bool {
-	_, ok := any((*server.Server)(nil)).(serverWriter)
-	return ok
-}
-
 // fsScopes returns the scopes of the example.
 func fsScopes() *server.Scopes {
 	return &server.Scopes{
@@ -101,12 +84,12 @@ func fsScopes() *server.Scopes {
 // adminPrincipal is the back office's principal.
 var adminPrincipal = server.Principal{Tenant: "acme", User: "admin"}
 
-// fsTokens: ada and bob, technicians of tenant acme, and the back office.
+// fsTokens: ada and bob, technicians of tenant acme, and cy, whose token
+// names the teams it sees.
 var fsTokens = server.StaticTokens{
-	"token-ada":   {Tenant: "acme", User: "ada"},
-	"token-bob":   {Tenant: "acme", User: "bob"},
-	"token-admin": adminPrincipal,
-	"token-cy":    {Tenant: "acme", User: "cy", Claims: map[string]any{"teams": []any{"C"}}},
+	"token-ada": {Tenant: "acme", User: "ada"},
+	"token-bob": {Tenant: "acme", User: "bob"},
+	"token-cy":  {Tenant: "acme", User: "cy", Claims: map[string]any{"teams": []any{"C"}}},
 }
 
 // fsEnv is a scoped server over one store, and its back office.
@@ -117,8 +100,6 @@ type fsEnv struct {
 	db    *sql.DB // the store's database, to compute what each user may see
 	url   string
 	clock *testkit.Clock
-	admin *testkit.Device // without Server.Write
-	seq   atomic.Int64
 }
 
 // eachFS runs f on a server with the scopes over each store,
@@ -146,10 +127,6 @@ func eachScoped(t *testing.T, reg *entity.Registry, opts server.Options, f func(
 		hs := httptest.NewServer(srv)
 		t.Cleanup(hs.Close)
 		e := &fsEnv{reg: reg, srv: srv, store: store, db: store.(interface{ DB() *sql.DB }).DB(), url: hs.URL, clock: clock}
-		if !hasWrite() {
-			e.admin = e.device(t, "admin")
-			e.admin.Sync(t)
-		}
 		f(t, e)
 	})
 }
@@ -167,54 +144,15 @@ func (e *fsEnv) deviceWith(t *testing.T, user string, o testkit.DeviceOptions) *
 	return testkit.NewDevice(t, e.reg, e.url, o)
 }
 
-// write applies rows as the back office, in one session, and returns its
-// version: through Server.Write, or, until it is on main, through the
-// store with a trusted context, as the admin device (the scope checks
-// refuse memberships from devices).
+// write applies rows as the back office (Server.Write), in one session,
+// and returns its version.
 func (e *fsEnv) write(t *testing.T, rows ...wire.Row) int64 {
 	t.Helper()
-	if w, ok := any(e.srv).(serverWriter); ok {
-		v, err := w.Write(ctx, adminPrincipal, rows)
-		if err != nil {
-			t.Fatalf("Write: %v", err)
-		}
-		return v
+	v, err := e.srv.Write(ctx, adminPrincipal, rows)
+	if err != nil {
+		t.Fatalf("Write: %v", err)
 	}
-	dev := e.admin.DB.DeviceID()
-	var batches [][]wire.Row
-	for _, table := range fsTables {
-		var batch []wire.Row
-		for _, r := range rows {
-			if r.Table == table {
-				r.HLC = fmt.Sprintf("%d.%06d.%s", time.Now().UnixMilli(), e.seq.Add(1)%1_000_000, dev)
-				batch = append(batch, r)
-			}
-		}
-		if len(batch) > 0 {
-			batches = append(batches, batch)
-		}
-	}
-	session := uuid.NewString()
-	for seq, batch := range batches {
-		o := server.PushOptions{Open: true, Attempt: 1, Resolve: clientWins, Limits: server.Limits{}.WithDefaults()}
-		if seq == len(batches)-1 {
-			o.Commit = &server.LastBatch{Seq: seq, Digest: "admin"}
-		}
-		c, err := e.store.Push(server.Trusted(ctx), adminPrincipal, dev, session, seq, batch, o)
-		if err != nil {
-			t.Fatalf("the admin's write: %v", err)
-		}
-		if c != nil {
-			return c.Version
-		}
-	}
-	t.Fatal("the admin's write did not commit")
-	return 0
-}
-
-// clientWins resolves every conflict of the admin's writes for them.
-func clientWins(context.Context, server.Conflict) (server.Resolution, server.Strategy, error) {
-	return server.Resolution{Winner: wire.WinnerClient}, server.ClientWins, nil
+	return v
 }
 
 // Rows of the back office's writes.

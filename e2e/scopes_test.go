@@ -991,28 +991,33 @@ func TestScopesRefusedRowUnderNewParent(t *testing.T) {
 	})
 }
 
-// A conflict the server wins, on a row it has moved under a parent of a
-// team granted since the device's last sync: the winner comes back with
-// its parent, and the device's syncs go on (issue 20, item 3).
+// A conflict the server wins (last writer wins: the back office moved the
+// row after the device's edit) on a row now under a parent of a team
+// granted since the device's last sync: the winner comes back with its
+// parent, and the device's syncs go on (issue 20, item 3).
 func TestScopesConflictUnderNewParent(t *testing.T) {
-	eachFS(t, server.Options{Strategies: map[string]server.Strategy{"tasks": server.ServerWins}}, func(t *testing.T, e *fsEnv) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
 		e.seed(t)
 		bob := e.device(t, "bob")
 		bob.Sync(t)
-		e.write(t, membership("m-bob-C", "bob", "C"), task("tB1a", "pC1", "a"))
 		var tk fsTask
 		if err := bob.DB.Get(ctx, &tk, "tB1a"); err != nil {
 			t.Fatal(err)
 		}
 		tk.Title = "edited by bob"
 		save(t, bob, &tk)
+		e.clock.Advance(time.Minute) // the server stamps the move later than bob's edit
+		e.write(t, membership("m-bob-C", "bob", "C"), task("tB1a", "pC1", "a, moved to C"))
 		for i := range 2 {
 			if _, err := bob.Co.SyncNow(ctx); err != nil {
 				t.Fatalf("bob's sync %d: %v", i, err)
 			}
 		}
-		if err := bob.DB.Get(ctx, &tk, "tB1a"); err != nil || tk.ProjectID != "pC1" || tk.Title != "a" {
+		if err := bob.DB.Get(ctx, &tk, "tB1a"); err != nil || tk.ProjectID != "pC1" || tk.Title != "a, moved to C" {
 			t.Errorf("tB1a on bob's device: %+v, %v; want the server's, under pC1", tk, err)
+		}
+		if log := openConflicts(t, bob); len(log) != 1 || log[0].RowID != "tB1a" || log[0].Strategy != string(server.LastWriterWins) {
+			t.Errorf("bob's conflict log %+v; want his edit of tB1a lost to the later move", log)
 		}
 		e.checkHolds(t, bob, "bob")
 	})
