@@ -1022,3 +1022,68 @@ func TestScopesConflictUnderNewParent(t *testing.T) {
 		e.checkHolds(t, bob, "bob")
 	})
 }
+
+// hook runs a function, once, before a request of a kind, after letting
+// a number of them through.
+type hook struct {
+	kind  string
+	after atomic.Int64
+	f     atomic.Pointer[func()]
+}
+
+// arm makes f run before the request of h's kind after the next after.
+func (h *hook) arm(after int, f func()) {
+	h.after.Store(int64(after))
+	h.f.Store(&f)
+}
+
+// fired reports whether the armed function ran.
+func (h *hook) fired() bool { return h.f.Load() == nil }
+
+func (h *hook) transport() *testkit.FaultTransport {
+	return &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+		if kind == h.kind && h.f.Load() != nil && h.after.Add(-1) < 0 {
+			if f := h.f.Swap(nil); f != nil {
+				(*f)()
+			}
+		}
+		return testkit.Pass
+	}}
+}
+
+// moreRows gives teams A and B four more projects each, with a task each:
+// pulls and snapshots of a row a page take many pages.
+func (e *fsEnv) moreRows(t *testing.T) {
+	t.Helper()
+	var rows []wire.Row
+	for _, team := range []string{"A", "B"} {
+		for i := range 4 {
+			p := fmt.Sprintf("p%s-%d", team, i)
+			rows = append(rows, project(p, team, p), task("t"+p[1:], p, "x"))
+		}
+	}
+	e.write(t, rows...)
+}
+
+// Keys change while a device pulls a grant a row a page: the next sync
+// ends with exactly what its user may see (issue 20, items 3 and 4).
+func TestScopesKeysChangeDuringPull(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		e.moreRows(t)
+		h := &hook{kind: "changes"}
+		ada := e.deviceWith(t, "ada", testkit.DeviceOptions{Transport: h.transport(), Co: coordinator.Options{PullBatchSize: 1}})
+		ada.Sync(t)
+		e.write(t, membership("m-ada-B", "ada", "B"))
+		h.arm(4, func() { // in the middle of the grant's pages
+			e.write(t, deleted(membership("m-ada-A", "ada", "A")), membership("m-ada-C", "ada", "C"),
+				project("pB1", "C", "B one, now C's"), project("pB-0", "D", "to D"), project("pA-0", "B", "A to B"))
+		})
+		ada.Sync(t)
+		if !h.fired() {
+			t.Fatal("the keys did not change during the pull")
+		}
+		ada.Sync(t)
+		e.checkHolds(t, ada, "ada")
+	})
+}
