@@ -1087,3 +1087,43 @@ func TestScopesKeysChangeDuringPull(t *testing.T) {
 		e.checkHolds(t, ada, "ada")
 	})
 }
+
+// Keys change while a device past the purge horizon reads its snapshot a
+// row a page: it ends with exactly what its user may see (issue 20,
+// item 4).
+func TestScopesKeysChangeDuringRebuild(t *testing.T) {
+	lim := server.Limits{DeviceActivity: time.Hour}
+	eachFS(t, server.Options{Limits: lim, SweepInterval: -1}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		e.moreRows(t)
+		e.write(t, membership("m-ada-B", "ada", "B"))
+		h := &hook{kind: "snapshot"}
+		a1 := e.device(t, "ada")
+		away := e.deviceWith(t, "ada", testkit.DeviceOptions{Transport: h.transport(), Co: coordinator.Options{PullBatchSize: 1}})
+		a1.Sync(t)
+		away.Sync(t)
+		e.write(t, deleted(task("tA-1", "pA-1", "x")), deleted(task("tB-1", "pB-1", "x")))
+		e.write(t, task("tA-2", "pA-2", "after the deletes"))
+		for range 4 {
+			a1.Sync(t)
+		}
+		e.clock.Advance(2 * lim.DeviceActivity)
+		a1.Sync(t)
+		if n, err := e.store.Sweep(ctx, lim, 1000); err != nil || n < 2 {
+			t.Fatalf("sweep: %d, %v; want the tombstones purged", n, err)
+		}
+		h.arm(5, func() { // in the middle of the snapshot's pages
+			e.write(t, deleted(membership("m-ada-A", "ada", "A")), membership("m-ada-C", "ada", "C"),
+				project("pB1", "C", "B one, now C's"), project("pB-0", "D", "to D"), project("pA-0", "B", "A to B"))
+		})
+		if rep := away.Sync(t); !rep.Rebuilt {
+			t.Error("the device back after the purge was not rebuilt")
+		}
+		if !h.fired() {
+			t.Fatal("the keys did not change during the rebuild")
+		}
+		e.checkHolds(t, away, "ada")
+		away.Sync(t)
+		e.checkHolds(t, away, "ada")
+	})
+}
