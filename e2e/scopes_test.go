@@ -1127,3 +1127,60 @@ func TestScopesKeysChangeDuringRebuild(t *testing.T) {
 		e.checkHolds(t, away, "ada")
 	})
 }
+
+// Authorize sees the server's row before a write and the row after it,
+// for scoped and unscoped tables: what it refuses is logged on the
+// device, which gets the server's row back (issue 20, item 5).
+func TestScopesAuthorizeOldAndNew(t *testing.T) {
+	authorize := func(ctx context.Context, p server.Principal, table string, old, new *wire.Row) error {
+		switch {
+		case table == "tasks" && old != nil && old.Values["title"] == "locked":
+			what := "change"
+			if new.Deleted {
+				what = "delete"
+			}
+			return fmt.Errorf("%s may not %s locked task %s: %w", p.User, what, old.ID, server.ErrForbidden)
+		case table == "teams" && old == nil:
+			return fmt.Errorf("only the back office adds teams: %w", server.ErrForbidden)
+		}
+		return nil
+	}
+	eachFS(t, server.Options{Authorize: authorize}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		e.write(t, task("tL1", "pB1", "locked"), task("tL2", "pB1", "locked"), team("Z"))
+		bob := e.device(t, "bob")
+		bob.Sync(t)
+		var tk fsTask
+		if err := bob.DB.Get(ctx, &tk, "tL1"); err != nil {
+			t.Fatal(err)
+		}
+		tk.Title = "unlocked by bob"
+		save(t, bob, &tk, &fsTeam{ID: "E", Name: "bob's team"}, &fsTask{ID: "tB1n", ProjectID: "pB1", Title: "new"})
+		del(t, bob, &fsTask{ID: "tL2"})
+		bob.Sync(t)
+		log := forbidden(t, bob)
+		for key, reason := range map[string]string{
+			"tasks tL1": "bob may not change locked task tL1",
+			"tasks tL2": "bob may not delete locked task tL2",
+			"teams E":   "only the back office adds teams",
+		} {
+			if !strings.Contains(log[key].Reason, reason) {
+				t.Errorf("%s: conflict log reason %q, want %q", key, log[key].Reason, reason)
+			}
+		}
+		titles := e.serverRows(t, "tasks", "title")
+		if titles["tL1"] != "locked" || titles["tL2"] != "locked" || titles["tB1n"] != "new" {
+			t.Errorf("server tasks %v; want tL1 and tL2 untouched, tB1n applied", titles)
+		}
+		if err := bob.DB.Get(ctx, &tk, "tL1"); err != nil || tk.Title != "locked" {
+			t.Errorf("tL1 on bob's device %+v, %v; want the server's back", tk, err)
+		}
+		if err := bob.DB.Get(ctx, &tk, "tL2"); err != nil || tk.Title != "locked" {
+			t.Errorf("tL2 on bob's device %+v, %v; want it back", tk, err)
+		}
+		if holds(t, bob, "teams", "E") {
+			t.Error("the refused team is still on bob's device")
+		}
+		e.checkHolds(t, bob, "bob")
+	})
+}
