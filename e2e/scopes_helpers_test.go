@@ -90,6 +90,7 @@ var fsTokens = server.StaticTokens{
 	"token-ada": {Tenant: "acme", User: "ada"},
 	"token-bob": {Tenant: "acme", User: "bob"},
 	"token-cy":  {Tenant: "acme", User: "cy", Claims: map[string]any{"teams": []any{"C"}}},
+	"token-gus": {Tenant: "globex", User: "gus"},
 }
 
 // fsEnv is a scoped server over one store, and its back office.

@@ -1184,3 +1184,39 @@ func TestScopesAuthorizeOldAndNew(t *testing.T) {
 		e.checkHolds(t, bob, "bob")
 	})
 }
+
+// Keys are a tenant's: a team of the same name in another tenant shares
+// nothing (issue 20, item 1).
+func TestScopesTenants(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		globex := server.Principal{Tenant: "globex", User: "admin"}
+		if _, err := e.srv.Write(ctx, globex, []wire.Row{team("A"),
+			membership("g-m-gus-A", "gus", "A"), membership("g-m-ada-A", "ada", "A"),
+			project("g-pA1", "A", "globex's"), task("g-tA1a", "g-pA1", "globex's"), note("g-n-ada", "ada", "globex's")}); err != nil {
+			t.Fatal(err)
+		}
+		ada, gus := e.device(t, "ada"), e.device(t, "gus")
+		ada.Sync(t)
+		gus.Sync(t)
+		e.checkHolds(t, ada, "ada")
+		live, _ := deviceRows(t, gus)
+		want := map[string][]string{"teams": {"A"}, "memberships": {"g-m-gus-A"}, "projects": {"g-pA1"}, "tasks": {"g-tA1a"}}
+		for _, table := range fsTables {
+			if !slices.Equal(live[table], want[table]) {
+				t.Errorf("gus's device holds %s %v, want %v", table, live[table], want[table])
+			}
+		}
+		if rep, err := gus.Co.Verify(ctx); err != nil || len(rep.Differs()) > 0 {
+			t.Errorf("gus's Verify: %v differ, %v", rep.Differs(), err)
+		}
+		// Ada leaves acme's team A: globex's membership of an "ada" keeps
+		// nothing of acme's on her device.
+		e.write(t, deleted(membership("m-ada-A", "ada", "A")))
+		ada.Sync(t)
+		e.checkHolds(t, ada, "ada")
+		if holds(t, ada, "projects", "pA1") {
+			t.Error("acme's project of team A stayed on ada's device")
+		}
+	})
+}
