@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -1218,5 +1219,30 @@ func TestScopesTenants(t *testing.T) {
 		if holds(t, ada, "projects", "pA1") {
 			t.Error("acme's project of team A stayed on ada's device")
 		}
+	})
+}
+
+// A principal holding more than MaxPrincipalKeys keys is refused its
+// pulls, by a message naming the count, and gets nothing (issue 20,
+// item 1).
+func TestScopesTooManyKeys(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		var rows []wire.Row
+		for i := range server.MaxPrincipalKeys {
+			rows = append(rows, membership(fmt.Sprintf("m-bob-%d", i), "bob", fmt.Sprintf("T%d", i)))
+		}
+		e.write(t, rows...) // with user:bob and team:B, one more than the most
+		bob := e.device(t, "bob")
+		_, err := bob.Co.SyncNow(ctx)
+		if !errors.Is(err, wire.ErrForbidden) || !strings.Contains(err.Error(), fmt.Sprint(server.MaxPrincipalKeys+2)) {
+			t.Errorf("bob's sync: %v; want it refused, naming his %d keys", err, server.MaxPrincipalKeys+2)
+		}
+		if live, _ := deviceRows(t, bob); len(live["projects"])+len(live["tasks"])+len(live["notes"]) > 0 {
+			t.Errorf("bob's device holds %v", live)
+		}
+		ada := e.device(t, "ada")
+		ada.Sync(t)
+		e.checkHolds(t, ada, "ada")
 	})
 }
