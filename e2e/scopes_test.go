@@ -1246,3 +1246,54 @@ func TestScopesTooManyKeys(t *testing.T) {
 		e.checkHolds(t, ada, "ada")
 	})
 }
+
+// A device in live mode: a grant wakes it, and the rows of the team come
+// without a sync being asked for; then a revocation takes them away
+// (issue 20, items 2, 3 and 4).
+func TestScopesLiveGrant(t *testing.T) {
+	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
+		e.seed(t)
+		synced := make(chan struct{}, 100)
+		ada := e.deviceWith(t, "ada", testkit.DeviceOptions{Co: coordinator.Options{
+			LiveDebounce: 20 * time.Millisecond, InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+			OnProgress: func(p coordinator.Progress) {
+				if p.Phase == coordinator.PhaseDone {
+					select {
+					case synced <- struct{}{}:
+					default:
+					}
+				}
+			},
+		}})
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- ada.Co.Live(lctx, time.Hour) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+		})
+		waitSync(t, synced) // the first sync
+		waitSync(t, synced) // the sync once the stream is open
+		waitFor := func(what string, ok func() bool) {
+			t.Helper()
+			for range 1000 {
+				if ok() {
+					return
+				}
+				select {
+				case <-synced:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("%s: not within 20s", what)
+				}
+			}
+		}
+		e.write(t, membership("m-ada-B", "ada", "B"))
+		waitFor("team B's rows on ada's device", func() bool { return holds(t, ada, "tasks", "tB2a") })
+		e.write(t, deleted(membership("m-ada-A", "ada", "A")))
+		waitFor("team A's rows gone from ada's device", func() bool { return !holds(t, ada, "tasks", "tA2a") })
+		cancel()
+		<-done
+		done <- nil
+		e.checkHolds(t, ada, "ada")
+	})
+}
