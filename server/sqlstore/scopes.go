@@ -2,9 +2,7 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -152,16 +150,8 @@ func (s *Store) principalKeys(ctx context.Context, tx *sql.Tx, p server.Principa
 	return keys, err
 }
 
-// keySetID identifies a set of keys (sorted, without duplicates): the
-// start of the SHA-256 of its keys.
-func keySetID(keys []string) string {
-	h := sha256.New()
-	for _, k := range keys {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}
+// keySetID is server.KeySetID.
+func keySetID(keys []string) string { return server.KeySetID(keys) }
 
 // keyList encodes a set of keys for _tether_devices.
 func keyList(keys []string) any {

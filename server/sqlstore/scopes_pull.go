@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -44,6 +45,17 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		return nil, c, err
 	}
 	v.keys = keys
+	if c.Phase == server.PhaseDone && v.pending == nil && v.held != nil && c.Keys == keySetID(v.held) {
+		// The answer to this cursor was lost after the server recorded
+		// the phases done: the device holds the keys they brought.
+		c = c.Plain()
+		c.Held = c.Keys
+	}
+	if c.Version > 0 && v.held != nil && c.Held != keySetID(v.held) {
+		// The database is not the one the server gave the cursor to:
+		// restored from a backup, or a copy. What it holds is unknown.
+		return nil, c, fmt.Errorf("the device holds the rows of other scope keys than the server recorded for it (a database restored from a backup, or copied?): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
+	}
 	switch c.Phase {
 	case server.PhaseDone:
 		// The device stored the last page of the phases: it holds the
@@ -58,7 +70,12 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 			// device may hold rows of the keys the first pages were
 			// bringing it to.
 			if v.pending != nil {
-				v.extra, v.pending, v.save = union(v.extra, v.pending), nil, true
+				// Surely held now: only the keys the first pages neither
+				// evicted nor were still granting. It may hold rows of
+				// the others (set aside, or applied).
+				may := union(union(v.held, v.extra), v.pending)
+				v.held = minus(v.held, minus(v.held, v.pending))
+				v.extra, v.pending, v.save = minus(may, v.held), nil, true
 			}
 			c = c.Plain()
 		}
@@ -71,7 +88,7 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		// The device pulled before scopes were on (or its record is
 		// lost): what it holds is unknown.
 		return nil, c, fmt.Errorf("the device's scope is unknown (it pulled before scopes were turned on): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
-	case slices.Equal(v.held, keys) && len(v.extra) == 0, c.Version == 0:
+	case slices.Equal(v.held, keys) && len(v.extra) == 0, v.held == nil:
 		// Nothing changed, or nothing held yet from the server.
 		if !slices.Equal(v.held, keys) || v.held == nil || v.pending != nil || len(v.extra) > 0 {
 			v.held, v.pending, v.extra, v.save = keys, nil, nil, true
@@ -134,11 +151,15 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 // phasePage reads a page of the phases: Evict rows for the rows of the
 // keys the device lost that it may no longer see (children first), then
 // every live row of the keys it gained that it does not hold through
-// another (parents first), then a cursor in PhaseDone.
-func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit int) ([]wire.Row, server.Cursor, error) {
+// another (parents first), then a cursor in PhaseDone. Granted rows are
+// sent whatever their version (a parent changed after the cursor comes
+// with its children); the stream sends those changed after the cursor
+// again, which the device skips.
+func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit, maxBytes int) ([]wire.Row, server.Cursor, error) {
 	lost, gained := minus(union(v.held, v.extra), v.pending), minus(v.pending, v.held)
 	kept := minus(v.held, minus(v.held, v.pending))
 	var out []wire.Row
+	size := 0 // bytes of the rows so far: grants stop at maxBytes, but for the first row
 	for c.Phase == server.PhaseEvict && len(out) < limit {
 		if c.At.Table < 0 || len(lost) == 0 {
 			c.Phase, c.At = server.PhaseGrant, server.PhaseAt{}
@@ -181,28 +202,37 @@ func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v
 		keptIn, keptArgs := inList("k2.scope_key", kept)
 		want := limit - len(out)
 		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND "id" > ? AND "id" IN (
-			SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND `+gainedIn+` AND NOT k.gone AND k.version <= ?
+			SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND `+gainedIn+` AND NOT k.gone
 			AND NOT EXISTS (SELECT 1 FROM _tether_keys k2 WHERE k2.tenant = k.tenant AND k2.tbl = k.tbl AND k2.id = k.id AND NOT k2.gone AND `+keptIn+`))
 			ORDER BY "id" LIMIT ?`),
-			slices.Concat([]any{p.Tenant, c.At.ID, p.Tenant, t.schema.Name}, gainedArgs, []any{c.Version}, keptArgs, []any{want})...)
+			slices.Concat([]any{p.Tenant, c.At.ID, p.Tenant, t.schema.Name}, gainedArgs, keptArgs, []any{want})...)
 		if err != nil {
 			return nil, c, fmt.Errorf("grants %s: %w", t.schema.Name, err)
 		}
-		n := 0
+		n, full := 0, false
 		for rows.Next() {
 			r, err := scanRow(&t.schema, rows.Scan)
 			if err != nil {
 				rows.Close()
 				return nil, c, err
 			}
+			sz := r.Size()
+			if len(out) > 0 && size+sz > maxBytes {
+				full = true // the page holds at least one row, and stops before the bound
+				break
+			}
 			r.Reason, r.Notify = "", ""
 			out = append(out, r)
+			size += sz
 			c.At.ID = r.ID
 			n++
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, c, err
+		}
+		if full {
+			break
 		}
 		if n < want {
 			c.At = server.PhaseAt{Table: c.At.Table + 1}
@@ -223,7 +253,9 @@ func (s *Store) readScoped(ctx context.Context, tx *sql.Tx, t *Table, tenant str
 	case t.idx < c.Table:
 		after, afterArgs = `k.version > ?`, []any{c.Version}
 	case t.idx == c.Table:
-		after, afterArgs = `(k.version > ? OR (k.version = ? AND k.id > ?))`, []any{c.Version, c.Version, c.ID}
+		// The dialect's form, which the database seeks its index with.
+		after, afterArgs = s.d.After(c.Version, c.ID)
+		after = strings.NewReplacer(`"_version"`, `k.version`, `"id"`, `k.id`).Replace(after)
 	default:
 		after, afterArgs = `k.version >= ?`, []any{c.Version}
 	}
