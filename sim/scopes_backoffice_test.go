@@ -1,0 +1,251 @@
+package sim
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// writer is Server.Write: rows applied as one trusted session.
+type writer interface {
+	Write(ctx context.Context, p server.Principal, rows []wire.Row) (int64, error)
+}
+
+// backOffice grants and revokes memberships, moves projects between teams
+// and creates them, as an app's back office does: through the server's
+// Write when it has it, else through a device of its own whose principal
+// holds every key (its token's claims) and which Authorize lets write
+// memberships, syncing through a proxy without faults.
+type backOffice struct {
+	w     *scWorld
+	rng   *rand.Rand
+	p     server.Principal
+	admin *scDevice      // nil with Write
+	proxy *testkit.Proxy // the admin device's
+	mu    sync.Mutex
+	seq   int
+}
+
+func newBackOffice(t *testing.T, w *scWorld, path string, rng *rand.Rand) (*backOffice, error) {
+	b := &backOffice{w: w, rng: rng, p: scTokens()["tok-"+adminUser]}
+	if _, ok := any(w.up.srv).(writer); ok {
+		return b, nil
+	}
+	b.proxy = testkit.NewProxy(w.up.hs.URL, 1)
+	admin, err := openScDevice("admin-1", adminUser, path, b.proxy.URL(), rng.Uint64(), w)
+	if err != nil {
+		b.proxy.Close()
+		return nil, err
+	}
+	b.admin = admin
+	return b, nil
+}
+
+func (b *backOffice) close() {
+	if b.admin != nil {
+		b.admin.close()
+		b.proxy.Close()
+	}
+}
+
+func (b *backOffice) mode() string {
+	if b.admin != nil {
+		return "an admin device (the server has no Write yet)"
+	}
+	return "Server.Write"
+}
+
+// devices returns the back office's device, if it has one.
+func (b *backOffice) devices() []*scDevice {
+	if b.admin == nil {
+		return nil
+	}
+	return []*scDevice{b.admin}
+}
+
+// restarted points the admin device at the restarted server. w.mu is held.
+func (b *backOffice) restarted(up *scServer) {
+	if b.proxy != nil {
+		b.proxy.SetUpstream(up.hs.URL)
+	}
+}
+
+// write applies rows: through Write, or on the admin device and synced.
+func (b *backOffice) write(ctx context.Context, rows ...wire.Row) error {
+	if b.admin == nil {
+		b.w.mu.Lock()
+		defer b.w.mu.Unlock()
+		wr := any(b.w.up.srv).(writer)
+		if _, err := wr.Write(ctx, b.p, rows); err != nil {
+			return fmt.Errorf("write %s %s: %w", rows[0].Table, rows[0].ID, err)
+		}
+		return nil
+	}
+	a := b.admin
+	if _, err := a.sync(ctx); err != nil { // the latest rows, to edit
+		return fmt.Errorf("admin sync: %w", err)
+	}
+	err := a.db.Update(ctx, func(tx *localdb.Tx) error {
+		for _, r := range rows {
+			v := func(c string) string { s, _ := r.Values[c].(string); return s }
+			var row any
+			switch r.Table {
+			case "teams":
+				row = &ScTeam{ID: r.ID, Name: v("name")}
+			case "projects":
+				row = &ScProject{ID: r.ID, TeamID: v("team_id"), Name: v("name")}
+			case "memberships":
+				row = &ScMembership{ID: r.ID, UserID: v("user_id"), TeamID: v("team_id"), Role: v("role")}
+			default:
+				return fmt.Errorf("back office: no table %s", r.Table)
+			}
+			if r.Deleted {
+				if err := tx.Delete(ctx, row); err != nil && !errorsIsNotFound(err) {
+					return err
+				}
+				continue
+			}
+			if err := tx.Save(ctx, row); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("admin write: %w", err)
+	}
+	if _, err := a.sync(ctx); err != nil {
+		return fmt.Errorf("admin sync: %w", err)
+	}
+	return nil
+}
+
+func errorsIsNotFound(err error) bool { return ignoreNotFound(err) == nil }
+
+func (b *backOffice) id(kind string) string {
+	b.seq++
+	return fmt.Sprintf("bo-%s-%d", kind, b.seq)
+}
+
+// setUp writes the teams, the vault's projects, two projects per other
+// team and each person's first memberships.
+func (b *backOffice) setUp(ctx context.Context) error {
+	var rows []wire.Row
+	for _, t := range scTeams {
+		rows = append(rows, wire.Row{Table: "teams", ID: t, Values: map[string]any{"name": "team " + t}})
+	}
+	for range 4 {
+		id := b.id("vault")
+		b.w.vault = append(b.w.vault, id)
+		rows = append(rows, wire.Row{Table: "projects", ID: id, Values: map[string]any{"team_id": vaultTeam, "name": id}})
+	}
+	for _, t := range scTeams[1:] {
+		for range 2 {
+			id := b.id("project")
+			rows = append(rows, wire.Row{Table: "projects", ID: id, Values: map[string]any{"team_id": t, "name": id}})
+		}
+	}
+	for _, u := range scUsers {
+		for _, t := range b.openTeams(1 + b.rng.IntN(2)) {
+			rows = append(rows, b.membership(u, t))
+		}
+	}
+	return b.write(ctx, rows...)
+}
+
+// openTeams returns n distinct teams but the vault.
+func (b *backOffice) openTeams(n int) []string {
+	perm := b.rng.Perm(len(scTeams) - 1)
+	var out []string
+	for _, i := range perm[:n] {
+		out = append(out, scTeams[1+i])
+	}
+	return out
+}
+
+func (b *backOffice) membership(user, team string) wire.Row {
+	return wire.Row{Table: "memberships", ID: b.id("m-" + user + "-" + team),
+		Values: map[string]any{"user_id": user, "team_id": team, "role": "member"}}
+}
+
+// op performs one random back-office operation, chosen from the server's
+// rows.
+func (b *backOffice) op(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	db := func(q string, args ...any) ([][]string, error) {
+		b.w.mu.Lock()
+		defer b.w.mu.Unlock()
+		return tuples(ctx, b.w.up.store.DB(), q+" ORDER BY id", args...)
+	}
+	one := func(rows [][]string) []string { return rows[b.rng.IntN(len(rows))] }
+	switch x := b.rng.IntN(100); {
+	case x < 35: // grant a team to someone not in it
+		u := scUsers[b.rng.IntN(len(scUsers))]
+		t := b.openTeams(1)[0]
+		in, err := db(`SELECT id FROM memberships WHERE _tenant = 'sim' AND _deleted = 0 AND user_id = ? AND team_id = ?`, u, t)
+		if err != nil || len(in) > 0 {
+			return err
+		}
+		b.w.stats.grants.Add(1)
+		return b.write(ctx, b.membership(u, t))
+	case x < 65: // revoke one
+		rows, err := db(`SELECT id, user_id, team_id, role FROM memberships WHERE _tenant = 'sim' AND _deleted = 0`)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		m := one(rows)
+		b.w.stats.revokes.Add(1)
+		return b.write(ctx, wire.Row{Table: "memberships", ID: m[0], Deleted: true, Values: map[string]any{"user_id": m[1], "team_id": m[2], "role": m[3]}})
+	case x < 90: // move a project to another team
+		rows, err := db(`SELECT id, team_id, name FROM projects WHERE _tenant = 'sim' AND _deleted = 0 AND team_id != ?`, vaultTeam)
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		p := one(rows)
+		to := b.openTeams(1)[0]
+		if to == p[1] {
+			return nil
+		}
+		b.w.stats.moves.Add(1)
+		return b.write(ctx, wire.Row{Table: "projects", ID: p[0], Values: map[string]any{"team_id": to, "name": p[2]}})
+	default:
+		id := b.id("project")
+		b.w.stats.created.Add(1)
+		return b.write(ctx, wire.Row{Table: "projects", ID: id, Values: map[string]any{"team_id": b.openTeams(1)[0], "name": id}})
+	}
+}
+
+// tuples returns the rows of a query whose columns are all text.
+func tuples(ctx context.Context, db *sql.DB, q string, args ...any) ([][]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out [][]string
+	for rows.Next() {
+		vals := make([]string, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		out = append(out, vals)
+	}
+	return out, rows.Err()
+}
