@@ -40,7 +40,7 @@ func newBackOffice(t *testing.T, w *scWorld, path string, rng *rand.Rand) (*back
 		return b, nil
 	}
 	b.proxy = testkit.NewProxy(w.up.hs.URL, 1)
-	admin, err := openScDevice("admin-1", adminUser, path, b.proxy.URL(), rng.Uint64(), w)
+	admin, err := openScDevice("admin-1", adminUser, path, b.proxy.URL(), rng.Uint64(), w, 500)
 	if err != nil {
 		b.proxy.Close()
 		return nil, err
@@ -90,9 +90,7 @@ func (b *backOffice) write(ctx context.Context, rows ...wire.Row) error {
 		return nil
 	}
 	a := b.admin
-	if _, err := a.sync(ctx); err != nil { // the latest rows, to edit
-		return fmt.Errorf("admin sync: %w", err)
-	}
+	b.syncAdmin(ctx) // the latest rows, to edit
 	err := a.db.Update(ctx, func(tx *localdb.Tx) error {
 		for _, r := range rows {
 			v := func(c string) string { s, _ := r.Values[c].(string); return s }
@@ -122,10 +120,20 @@ func (b *backOffice) write(ctx context.Context, rows ...wire.Row) error {
 	if err != nil {
 		return fmt.Errorf("admin write: %w", err)
 	}
-	if _, err := a.sync(ctx); err != nil {
-		return fmt.Errorf("admin sync: %w", err)
-	}
+	b.syncAdmin(ctx)
 	return nil
+}
+
+// syncAdmin syncs the admin device, a few times if it must: a sync that
+// fails (the device was away long enough to be rebuilt, and the rebuild
+// took longer than the server counts it active) leaves its rows for the
+// next.
+func (b *backOffice) syncAdmin(ctx context.Context) {
+	for range 3 {
+		if _, err := b.admin.sync(ctx); err == nil {
+			return
+		}
+	}
 }
 
 func errorsIsNotFound(err error) bool { return ignoreNotFound(err) == nil }
@@ -181,11 +189,7 @@ func (b *backOffice) membership(user, team string) wire.Row {
 func (b *backOffice) op(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	db := func(q string, args ...any) ([][]string, error) {
-		b.w.mu.Lock()
-		defer b.w.mu.Unlock()
-		return tuples(ctx, b.w.up.store.DB(), q+" ORDER BY id", args...)
-	}
+	db := func(q string, args ...any) ([][]string, error) { return b.query(ctx, q+" ORDER BY id", args...) }
 	one := func(rows [][]string) []string { return rows[b.rng.IntN(len(rows))] }
 	switch x := b.rng.IntN(100); {
 	case x < 35: // grant a team to someone not in it
@@ -248,4 +252,59 @@ func tuples(ctx context.Context, db *sql.DB, q string, args ...any) ([][]string,
 		out = append(out, vals)
 	}
 	return out, rows.Err()
+}
+
+// revokeOne deletes one of user's memberships, if it has any.
+func (b *backOffice) revokeOne(ctx context.Context, user string) error {
+	rows, err := b.query(ctx, `SELECT id, user_id, team_id, role FROM memberships WHERE _tenant = 'sim' AND _deleted = 0 AND user_id = ? ORDER BY id`, user)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	m := rows[b.rng.IntN(len(rows))]
+	b.w.stats.revokes.Add(1)
+	return b.write(ctx, wire.Row{Table: "memberships", ID: m[0], Deleted: true, Values: map[string]any{"user_id": m[1], "team_id": m[2], "role": m[3]}})
+}
+
+// grantOne makes user a member of a team it is not in, if there is one.
+func (b *backOffice) grantOne(ctx context.Context, user string) error {
+	in, err := b.query(ctx, `SELECT DISTINCT team_id FROM memberships WHERE _tenant = 'sim' AND _deleted = 0 AND user_id = ? ORDER BY team_id`, user)
+	if err != nil {
+		return err
+	}
+	held := map[string]bool{}
+	for _, r := range in {
+		held[r[0]] = true
+	}
+	for _, t := range b.openTeams(len(scTeams) - 1) {
+		if !held[t] {
+			b.w.stats.grants.Add(1)
+			return b.write(ctx, b.membership(user, t))
+		}
+	}
+	return nil
+}
+
+// moveAway moves a project of one of user's teams to a team user is not
+// in, if there is one.
+func (b *backOffice) moveAway(ctx context.Context, user string) error {
+	rows, err := b.query(ctx, `SELECT p.id, p.name FROM projects AS p WHERE p._tenant = 'sim' AND p._deleted = 0 AND p.team_id IN
+		(SELECT m.team_id FROM memberships AS m WHERE m._tenant = 'sim' AND m._deleted = 0 AND m.user_id = ?) ORDER BY p.id`, user)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	p := rows[b.rng.IntN(len(rows))]
+	out, err := b.query(ctx, `SELECT t.id FROM teams AS t WHERE t._tenant = 'sim' AND t.id != ? AND t.id NOT IN
+		(SELECT m.team_id FROM memberships AS m WHERE m._tenant = 'sim' AND m._deleted = 0 AND m.user_id = ?) ORDER BY t.id`, vaultTeam, user)
+	if err != nil || len(out) == 0 {
+		return err
+	}
+	b.w.stats.moves.Add(1)
+	return b.write(ctx, wire.Row{Table: "projects", ID: p[0], Values: map[string]any{"team_id": out[b.rng.IntN(len(out))][0], "name": p[1]}})
+}
+
+// query runs q over the server's database.
+func (b *backOffice) query(ctx context.Context, q string, args ...any) ([][]string, error) {
+	b.w.mu.Lock()
+	defer b.w.mu.Unlock()
+	return tuples(ctx, b.w.up.store.DB(), q, args...)
 }

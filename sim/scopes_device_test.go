@@ -45,7 +45,7 @@ type attempt struct {
 	table, id, marker, what string
 }
 
-func openScDevice(name, user, path, url string, seed uint64, w *scWorld) (*scDevice, error) {
+func openScDevice(name, user, path, url string, seed uint64, w *scWorld, pullBatch int) (*scDevice, error) {
 	d := &scDevice{name: name, user: user, path: path, url: url, w: w, rng: rand.New(rand.NewPCG(seed, 21))}
 	db, err := localdb.OpenWith(context.Background(), path, scopesRegistry(), localdb.Options{})
 	if err != nil {
@@ -54,7 +54,7 @@ func openScDevice(name, user, path, url string, seed uint64, w *scWorld) (*scDev
 	d.db = db
 	api := client.New(url, client.Options{Token: "tok-" + user, Timeout: 10 * time.Second})
 	d.co = coordinator.New(db, api, coordinator.Options{
-		PushBatchSize: 5, PullBatchSize: 9, Logger: quiet,
+		PushBatchSize: 7, PullBatchSize: pullBatch, Logger: quiet,
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxElapsed: 3 * time.Second,
 		OnSync: func(rep coordinator.Report, _ error) {
 			if rep.Rebuilt {

@@ -302,7 +302,7 @@ func TestScopes(t *testing.T) {
 	var devs []*scDevice
 	for i, name := range []string{"alice-1", "alice-2", "bob-1", "bob-2", "carol-1"} {
 		user := name[:len(name)-2]
-		d, err := openScDevice(name, user, filepath.Join(dir, name+".db"), proxy.URL(), seed+uint64(i), w)
+		d, err := openScDevice(name, user, filepath.Join(dir, name+".db"), proxy.URL(), seed+uint64(i), w, 23)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,6 +411,7 @@ func TestScopes(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy.Enable(false)
+	epilogue(t, ctx, w, bo, devs)
 
 	// Quiescence: every device syncs twice, in turn, with no fault.
 	all := append(bo.devices(), devs...)
@@ -446,18 +447,119 @@ func (w *scWorld) sweepLoop(ctx context.Context, stop <-chan struct{}) error {
 			return nil
 		case <-tick.C:
 		}
-		w.gate.Lock()
-		w.mu.Lock()
-		n, err := w.up.store.Sweep(ctx, w.lim, sweepMax)
-		w.mu.Unlock()
-		w.gate.Unlock()
-		if err != nil {
-			return fmt.Errorf("sweep: %w", err)
-		}
-		w.stats.sweeps.Add(1)
-		if n > 0 {
-			w.stats.purges.Add(1)
-			w.stats.purged.Add(int64(n))
+		if err := w.sweepOnce(ctx); err != nil {
+			return err
 		}
 	}
+}
+
+// sweepOnce runs one sweep, and returns the purge horizon after it.
+func (w *scWorld) sweepOnce(ctx context.Context) error {
+	w.gate.Lock()
+	defer w.gate.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.up.store.Sweep(ctx, w.lim, sweepMax)
+	if err != nil {
+		return fmt.Errorf("sweep: %w", err)
+	}
+	w.stats.sweeps.Add(1)
+	if n > 0 {
+		w.stats.purges.Add(1)
+		w.stats.purged.Add(int64(n))
+	}
+	return nil
+}
+
+// epilogue plays, with no fault, what the random schedule may miss:
+// alice-2 and bob-2 go away; the back office revokes a team of alice's
+// and of bob's, grants each a new one and moves a project out of reach
+// of each, while the others (and the away devices, offline) write;
+// alice-2 comes back before any sweep; bob-2 stays away until the purge
+// horizon has passed its cursor, and must be rebuilt when it comes back.
+func epilogue(t *testing.T, ctx context.Context, w *scWorld, bo *backOffice, devs []*scDevice) {
+	t.Helper()
+	byName := map[string]*scDevice{}
+	for _, d := range devs {
+		byName[d.name] = d
+	}
+	brief, long := byName["alice-2"], byName["bob-2"]
+	others := []*scDevice{byName["alice-1"], byName["bob-1"], byName["carol-1"]}
+	for _, d := range devs {
+		if _, err := d.sync(ctx); err != nil {
+			t.Fatalf("epilogue: sync of %s: %v", d.name, err)
+		}
+	}
+	brief.syncMu.Lock()
+	long.syncMu.Lock()
+	cur, err := long.db.Syncer().Cursor(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err := server.ParseCursor(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		for _, f := range []func(context.Context, string) error{bo.revokeOne, bo.grantOne, bo.moveAway} {
+			if err := f(ctx, u); err != nil {
+				t.Fatalf("epilogue: back office: %v", err)
+			}
+		}
+	}
+	work := func(ds ...*scDevice) {
+		for _, d := range ds {
+			for range 3 {
+				if err := d.op(ctx); err != nil {
+					t.Fatalf("epilogue: %s: %v", d.name, err)
+				}
+			}
+		}
+	}
+	work(brief, long)
+	for _, d := range others {
+		work(d)
+		if _, err := d.sync(ctx); err != nil {
+			t.Fatalf("epilogue: sync of %s: %v", d.name, err)
+		}
+	}
+	brief.syncMu.Unlock()
+	rep, err := brief.sync(ctx)
+	if err != nil {
+		t.Fatalf("epilogue: %s back: %v", brief.name, err)
+	}
+	t.Logf("epilogue: %s came back after the back office's changes, before any sweep (rebuilt %v)", brief.name, rep.Rebuilt)
+	// The others write (deletes too) and sync, and the schedule sweeps,
+	// until the horizon passes long's cursor: at least DeviceActivity
+	// after long last pulled.
+	passed := false
+	for range 400 {
+		work(append(others, brief)...)
+		for _, d := range append(others, brief) {
+			d.syncTolerant(ctx)
+		}
+		if err := w.sweepOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		hz, err := horizon(ctx, w.db().store.DB())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hz > left.Version {
+			passed = true
+			break
+		}
+		time.Sleep(w.lim.DeviceActivity / 10)
+	}
+	if !passed {
+		t.Errorf("epilogue: the purge horizon never passed the cursor of %s (version %d)", long.name, left.Version)
+	}
+	work(long)
+	if err := long.comeBack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	long.mustMu.Lock()
+	why := long.mustRebuild
+	long.mustMu.Unlock()
+	t.Logf("epilogue: %s came back past the purge horizon, rebuilt %d times in all (must still: %q)", long.name, long.rebuilds.Load(), why)
 }
