@@ -263,9 +263,18 @@ func (d *scDevice) forbidden(ctx context.Context, x int) error {
 	var a attempt
 	var err error
 	switch x {
-	case 0, 1: // a new project in the vault
+	case 0: // a new project in the vault
 		a = attempt{table: "projects", id: d.newID("vaultp"), what: "a new project in the vault"}
 		err = d.db.Save(ctx, &ScProject{ID: a.id, TeamID: vaultTeam, Name: marker})
+	case 1: // a project of the vault, which it does not hold, deleted
+		a = attempt{table: "projects", id: d.w.vault[d.rng.IntN(len(d.w.vault))], what: "a vault project deleted"}
+		err = d.db.Update(ctx, func(tx *localdb.Tx) error {
+			p := ScProject{ID: a.id, TeamID: vaultTeam, Name: marker}
+			if err := tx.Save(ctx, &p); err != nil {
+				return err
+			}
+			return tx.Delete(ctx, &p)
+		})
 	case 2, 3: // a project of the vault, which it does not hold, overwritten
 		a = attempt{table: "projects", id: d.w.vault[d.rng.IntN(len(d.w.vault))], what: "a vault project overwritten"}
 		err = d.db.Save(ctx, &ScProject{ID: a.id, TeamID: vaultTeam, Name: marker})

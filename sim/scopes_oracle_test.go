@@ -44,6 +44,7 @@ func checkScopes(t *testing.T, ctx context.Context, w *scWorld, all []*scDevice)
 		d.mustMu.Unlock()
 	}
 	checkNotApplied(t, ctx, srv)
+	checkVault(t, ctx, srv, w.vault)
 	for _, d := range all {
 		checkRefusals(t, ctx, d)
 	}
@@ -188,6 +189,22 @@ func checkNotApplied(t *testing.T, ctx context.Context, srv *sql.DB) {
 		for _, r := range rows {
 			vals, _ := scRows(ctx, srv, table, "sim", "id = ?", r[0])
 			t.Errorf("scopes: a refused write was applied: server %s %s (deleted %s) holds %s", table, r[0], r[1], vals[r[0]])
+		}
+	}
+}
+
+// checkVault checks that the vault's projects, which only the back office
+// writes (once), are as it wrote them: no device's write to them, deletes
+// included, was applied.
+func checkVault(t *testing.T, ctx context.Context, srv *sql.DB, vault []string) {
+	t.Helper()
+	live, err := scRows(ctx, srv, "projects", "sim", "team_id = ?", vaultTeam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range vault {
+		if want := vaultTeam + "|" + id; live[id] != want {
+			t.Errorf("scopes: a refused write was applied: vault project %s is %s on the server, want live %s", id, serverState(ctx, srv, "projects", id), want)
 		}
 	}
 }
