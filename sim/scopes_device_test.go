@@ -57,6 +57,7 @@ func openScDevice(name, user, path, url string, seed uint64, w *scWorld, pullBat
 		PushBatchSize: 7, PullBatchSize: pullBatch, Logger: quiet,
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxElapsed: 3 * time.Second,
 		OnSync: func(rep coordinator.Report, _ error) {
+			w.stats.evicted.Add(int64(rep.Evicted))
 			if rep.Rebuilt {
 				d.rebuilds.Add(1)
 				w.stats.rebuilds.Add(1)

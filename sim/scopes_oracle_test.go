@@ -29,8 +29,9 @@ import (
 func checkScopes(t *testing.T, ctx context.Context, w *scWorld, all []*scDevice) {
 	t.Helper()
 	srv := w.db().store.DB()
+	names := localNames(all)
 	for _, d := range all {
-		checkHolds(t, ctx, srv, d)
+		checkHolds(t, ctx, srv, d, names)
 		rep, err := d.co.Verify(ctx)
 		if err != nil {
 			t.Errorf("verify %s: %v", d.name, err)
@@ -46,7 +47,7 @@ func checkScopes(t *testing.T, ctx context.Context, w *scWorld, all []*scDevice)
 	checkNotApplied(t, ctx, srv)
 	checkVault(t, ctx, srv, w.vault)
 	for _, d := range all {
-		checkRefusals(t, ctx, d)
+		w.stats.forbidden.Add(int64(checkRefusals(t, ctx, d)))
 	}
 	checkTaskRefs(t, ctx, srv, all)
 }
@@ -101,11 +102,17 @@ func visible(ctx context.Context, srv *sql.DB, user string) (map[string]map[stri
 }
 
 // checkHolds compares the rows d holds with those its person may see.
-func checkHolds(t *testing.T, ctx context.Context, srv *sql.DB, d *scDevice) {
+func checkHolds(t *testing.T, ctx context.Context, srv *sql.DB, d *scDevice, names map[string]string) {
 	t.Helper()
 	want, teams, err := visible(ctx, srv, d.user)
 	if err != nil {
 		t.Fatalf("what %s may see: %v", d.name, err)
+	}
+	explained := 0
+	why := func(table, id string) {
+		if explained++; explained <= 3 {
+			explain(t, ctx, srv, d, names, table, id)
+		}
 	}
 	reported := 0
 	report := func(format string, args ...any) {
@@ -125,9 +132,11 @@ func checkHolds(t *testing.T, ctx context.Context, srv *sql.DB, d *scDevice) {
 			case !ok:
 				missing++
 				report("%s %s (%s), which it may see, is missing%s", table, id, want[table][id], d.localState(ctx, table, id))
+				why(table, id)
 			case g != want[table][id]:
 				differ++
 				report("%s %s holds %s, the server %s", table, id, g, want[table][id])
+				why(table, id)
 			}
 		}
 		for _, id := range slices.Sorted(maps.Keys(got)) {
@@ -136,6 +145,24 @@ func checkHolds(t *testing.T, ctx context.Context, srv *sql.DB, d *scDevice) {
 			}
 			extra++
 			report("%s %s (%s), which it may not see, is on the device (on the server: %s)", table, id, got[id], serverState(ctx, srv, table, id))
+			why(table, id)
+		}
+		// A tombstone keeps the row's values: one of a row the device may
+		// not see, live on the server, is a row it should no longer hold.
+		tombs, err := strings0(ctx, d.db.SQL(), fmt.Sprintf(`SELECT id FROM %s WHERE _deleted != 0 ORDER BY id`, table))
+		if err != nil {
+			t.Fatalf("tombstones of %s: %v", d.name, err)
+		}
+		for _, id := range tombs {
+			if _, ok := want[table][id]; ok {
+				continue // reported missing above
+			}
+			var live int
+			if srv.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE _tenant = 'sim' AND _deleted = 0 AND id = ?`, table), id).Scan(&live); live > 0 {
+				extra++
+				report("%s %s, live on the server and which it may not see, is on the device as a tombstone (values included)", table, id)
+				why(table, id)
+			}
 		}
 		var dirty int
 		if err := d.db.SQL().QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE _dirty != 0`, table)).Scan(&dirty); err == nil && dirty > 0 {
@@ -210,12 +237,14 @@ func checkVault(t *testing.T, ctx context.Context, srv *sql.DB, vault []string) 
 }
 
 // checkRefusals checks that every row d wrote where its person may not
-// write is in its conflict log, refused.
-func checkRefusals(t *testing.T, ctx context.Context, d *scDevice) {
+// write is in its conflict log, refused. It returns the number of
+// forbidden entries in the log.
+func checkRefusals(t *testing.T, ctx context.Context, d *scDevice) int {
 	t.Helper()
 	log, err := d.db.Conflicts(ctx)
 	if err != nil {
 		t.Fatalf("conflicts of %s: %v", d.name, err)
+		return 0
 	}
 	type rowKey struct{ table, id string }
 	logged := map[rowKey][]string{} // the markers in the forbidden entries' local values
@@ -267,6 +296,11 @@ func checkRefusals(t *testing.T, ctx context.Context, d *scDevice) {
 	if errs > 10 {
 		t.Errorf("scopes: %s: %d refused rows missing from the conflict log", d.name, errs)
 	}
+	n := 0
+	for _, ms := range logged {
+		n += len(ms)
+	}
+	return n
 }
 
 // markerOf returns the forbidden marker among values, or "".

@@ -202,6 +202,9 @@ func startScServer(t *testing.T, path string, lim server.Limits) *scServer {
 		store.Close()
 		t.Fatal(err)
 	}
+	if err := recordHistory(context.Background(), store.DB()); err != nil {
+		t.Fatal(err)
+	}
 	return &scServer{path: path, store: store, srv: srv, hs: httptest.NewServer(srv)}
 }
 
@@ -235,6 +238,7 @@ type scStats struct {
 	sweeps, purges, purged              atomic.Int64
 	long, short, pastHorizon, rebuilds  atomic.Int64
 	attempts, honest, syncs, failedSync atomic.Int64
+	evicted, forbidden                  atomic.Int64
 }
 
 func (w *scWorld) db() *scServer {
@@ -430,9 +434,9 @@ func TestScopes(t *testing.T) {
 		faults += c
 	}
 	s := &w.stats
-	t.Logf("ops %d by %d devices (+ back office by %s): %d honest, %d forbidden attempts; back office: %d grants, %d revokes, %d moves, %d projects created; faults %d; syncs %d (%d failed under faults); server restarted once; %s",
+	t.Logf("ops %d by %d devices (+ back office by %s): %d honest, %d forbidden attempts; back office: %d grants, %d revokes, %d moves, %d projects created; faults %d; syncs %d (%d failed under faults); rows evicted %d; forbidden entries in the conflict logs %d; server restarted once; %s",
 		done.Load(), len(devs), bo.mode(), s.honest.Load(), s.attempts.Load(), s.grants.Load(), s.revokes.Load(), s.moves.Load(), s.created.Load(),
-		faults, s.syncs.Load(), s.failedSync.Load(), time.Since(start).Round(time.Millisecond))
+		faults, s.syncs.Load(), s.failedSync.Load(), s.evicted.Load(), s.forbidden.Load(), time.Since(start).Round(time.Millisecond))
 	t.Logf("device activity %s: absences %d long + %d short, returns past the purge horizon %d, rebuilds %d; sweeps %d, purges %d, tombstones purged %d",
 		*scopesActivity, s.long.Load(), s.short.Load(), s.pastHorizon.Load(), s.rebuilds.Load(), s.sweeps.Load(), s.purges.Load(), s.purged.Load())
 }
