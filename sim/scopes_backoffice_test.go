@@ -308,3 +308,24 @@ func (b *backOffice) query(ctx context.Context, q string, args ...any) ([][]stri
 	defer b.w.mu.Unlock()
 	return tuples(ctx, b.w.up.store.DB(), q, args...)
 }
+
+// grantTeam makes user a member of team.
+func (b *backOffice) grantTeam(ctx context.Context, user, team string) error {
+	return b.write(ctx, b.membership(user, team))
+}
+
+// revokeTeam deletes user's memberships of team.
+func (b *backOffice) revokeTeam(ctx context.Context, user, team string) error {
+	rows, err := b.query(ctx, `SELECT id, role FROM memberships WHERE _tenant = 'sim' AND _deleted = 0 AND user_id = ? AND team_id = ? ORDER BY id`, user, team)
+	if err != nil {
+		return err
+	}
+	var del []wire.Row
+	for _, m := range rows {
+		del = append(del, wire.Row{Table: "memberships", ID: m[0], Deleted: true, Values: map[string]any{"user_id": user, "team_id": team, "role": m[1]}})
+	}
+	if len(del) == 0 {
+		return fmt.Errorf("revoke %s from %s: not a member", user, team)
+	}
+	return b.write(ctx, del...)
+}

@@ -1,0 +1,195 @@
+package sim
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// The smallest reproducers of what TestScopes found, each on a server of
+// its own with the simulation's scopes, a back office, and one device of
+// alice's that reaches the server through a proxy which can run a
+// back-office operation just before it forwards the Nth pull page.
+
+// hookProxy forwards to upstream; before forwarding the pull request
+// numbered at (counted from 1 after arm), it runs hook.
+type hookProxy struct {
+	upstream string
+	at       atomic.Int64
+	n        atomic.Int64
+	hook     func()
+}
+
+func (h *hookProxy) arm(at int, hook func()) {
+	h.hook = hook
+	h.n.Store(0)
+	h.at.Store(int64(at))
+}
+
+func (h *hookProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1/changes") && h.at.Load() > 0 {
+		if h.n.Add(1) == h.at.Load() {
+			h.at.Store(0)
+			h.hook()
+		}
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, h.upstream+r.URL.RequestURI(), r.Body)
+	req.Header = r.Header.Clone()
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+// reproWorld is a server with the scopes of TestScopes, its back office,
+// and the proxy alice's device syncs through.
+func reproWorld(t *testing.T, lim server.Limits) (*scWorld, *backOffice, *hookProxy, *scDevice) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	w := &scWorld{up: startScServer(t, filepath.Join(dir, "server.db"), lim), lim: lim, notes: map[string][]string{}}
+	t.Cleanup(func() { w.up.close() })
+	bo, err := newBackOffice(t, w, filepath.Join(dir, "admin.db"), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bo.close)
+	var rows []wire.Row
+	for _, team := range scTeams {
+		rows = append(rows, wire.Row{Table: "teams", ID: team, Values: map[string]any{"name": team}})
+	}
+	for i := range 30 { // many rows in t1: its grant takes several pages
+		id := "t1-project-" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		rows = append(rows, wire.Row{Table: "projects", ID: id, Values: map[string]any{"team_id": "t1", "name": id}})
+	}
+	rows = append(rows, wire.Row{Table: "projects", ID: "t4-project", Values: map[string]any{"team_id": "t4", "name": "t4-project"}},
+		bo.membership("alice", "t4"))
+	if err := bo.write(ctx, rows...); err != nil {
+		t.Fatal(err)
+	}
+	hp := &hookProxy{upstream: w.up.hs.URL}
+	ps := httptest.NewServer(hp)
+	t.Cleanup(ps.Close)
+	alice, err := openScDevice("alice-1", "alice", filepath.Join(dir, "alice.db"), ps.URL, 1, w, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(alice.close)
+	if _, err := alice.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return w, bo, hp, alice
+}
+
+// t1Rows counts the projects of t1 alice's device holds, tombstones
+// included.
+func t1Rows(t *testing.T, d *scDevice) (live, tombs int) {
+	t.Helper()
+	err := d.db.SQL().QueryRow(`SELECT coalesce(sum(_deleted = 0), 0), coalesce(sum(_deleted != 0), 0) FROM projects WHERE team_id = 't1'`).Scan(&live, &tombs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return live, tombs
+}
+
+// A membership granted, and revoked while the device's pull is in the
+// middle of the pages that bring it the rows of that key: the rows the
+// first pages brought must go at the next pull. They stayed while the
+// server, finding the principal's keys changed in the middle of the
+// phases, started them over from the keys the device held before the
+// grant (which equal the principal's keys again), so nothing was evicted.
+func TestScopesRevokedDuringGrant(t *testing.T) {
+	ctx := context.Background()
+	_, bo, hp, alice := reproWorld(t, server.Limits{DeviceActivity: time.Hour})
+	if err := bo.grantTeam(ctx, "alice", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	hp.arm(2, func() { // before the second page of the grant
+		if err := bo.revokeTeam(ctx, "alice", "t1"); err != nil {
+			t.Error(err)
+		}
+	})
+	for range 3 {
+		if _, err := alice.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live, tombs := t1Rows(t, alice); live+tombs > 0 {
+		t.Errorf("alice, no longer a member of t1, holds %d live projects of t1 and %d tombstones, brought by the first pages of a grant revoked during it", live, tombs)
+	}
+}
+
+// A device rebuilt from a snapshot while its principal held a key keeps
+// the snapshot's rows of that key as tombstones when the rebuild ends
+// without them; when the key is granted again, the pull brings the rows
+// at the versions of those tombstones, and the device, which takes a
+// row only at a newer version, keeps them deleted.
+func TestScopesRebuiltThenGranted(t *testing.T) {
+	ctx := context.Background()
+	lim := server.Limits{DeviceActivity: 50 * time.Millisecond}
+	w, bo, _, alice := reproWorld(t, lim)
+	if err := bo.grantTeam(ctx, "alice", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := t1Rows(t, alice); live != 30 {
+		t.Fatalf("alice holds %d projects of t1 after the grant, want 30", live)
+	}
+	// alice goes away; t1 is revoked; the horizon passes her cursor.
+	if err := bo.revokeTeam(ctx, "alice", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bo.write(ctx, wire.Row{Table: "projects", ID: "t4-gone", Values: map[string]any{"team_id": "t4", "name": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := bo.write(ctx, wire.Row{Table: "projects", ID: "t4-gone", Deleted: true, Values: map[string]any{"team_id": "t4", "name": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * lim.DeviceActivity)
+	for range 3 {
+		bo.syncAdmin(ctx)
+		if err := w.sweepOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := alice.sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Rebuilt {
+		t.Skip("alice was not rebuilt: the horizon did not pass her cursor")
+	}
+	if live, tombs := t1Rows(t, alice); live+tombs > 0 {
+		t.Errorf("after a rebuild without t1, alice holds %d live projects of t1 and %d tombstones (their values with them)", live, tombs)
+	}
+	if err := bo.grantTeam(ctx, "alice", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := alice.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live, tombs := t1Rows(t, alice); live != 30 {
+		t.Errorf("granted t1 again after a rebuild, alice holds %d live projects of t1 (and %d tombstones), want 30", live, tombs)
+	}
+}
