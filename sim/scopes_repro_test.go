@@ -8,7 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,27 +21,46 @@ import (
 // alice's that reaches the server through a proxy which can run a
 // back-office operation just before it forwards the Nth pull page.
 
-// hookProxy forwards to upstream; before forwarding the pull request
-// numbered at (counted from 1 after arm), it runs hook.
+// hookProxy forwards to upstream; before forwarding the request to a
+// path that an armed hook names, the at-th since it was armed, it runs
+// the hook.
 type hookProxy struct {
 	upstream string
-	at       atomic.Int64
-	n        atomic.Int64
-	hook     func()
+	mu       sync.Mutex
+	hooks    []*hook
 }
 
-func (h *hookProxy) arm(at int, hook func()) {
-	h.hook = hook
-	h.n.Store(0)
-	h.at.Store(int64(at))
+type hook struct {
+	prefix string
+	at, n  int
+	fn     func()
+}
+
+// arm runs fn before the at-th request (from 1) to a path starting with
+// prefix.
+func (h *hookProxy) arm(prefix string, at int, fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hooks = append(h.hooks, &hook{prefix: prefix, at: at, fn: fn})
 }
 
 func (h *hookProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/v1/changes") && h.at.Load() > 0 {
-		if h.n.Add(1) == h.at.Load() {
-			h.at.Store(0)
-			h.hook()
+	h.mu.Lock()
+	var run []func()
+	keep := h.hooks[:0]
+	for _, k := range h.hooks {
+		if strings.HasPrefix(r.URL.Path, k.prefix) {
+			if k.n++; k.n == k.at {
+				run = append(run, k.fn)
+				continue
+			}
 		}
+		keep = append(keep, k)
+	}
+	h.hooks = keep
+	h.mu.Unlock()
+	for _, fn := range run {
+		fn()
 	}
 	req, _ := http.NewRequestWithContext(r.Context(), r.Method, h.upstream+r.URL.RequestURI(), r.Body)
 	req.Header = r.Header.Clone()
@@ -121,7 +140,7 @@ func TestScopesRevokedDuringGrant(t *testing.T) {
 	if err := bo.grantTeam(ctx, "alice", "t1"); err != nil {
 		t.Fatal(err)
 	}
-	hp.arm(2, func() { // before the second page of the grant
+	hp.arm("/v1/changes", 2, func() { // before the second page of the grant
 		if err := bo.revokeTeam(ctx, "alice", "t1"); err != nil {
 			t.Error(err)
 		}
@@ -191,5 +210,61 @@ func TestScopesRebuiltThenGranted(t *testing.T) {
 	}
 	if live, tombs := t1Rows(t, alice); live != 30 {
 		t.Errorf("granted t1 again after a rebuild, alice holds %d live projects of t1 (and %d tombstones), want 30", live, tombs)
+	}
+}
+
+// A device rebuilding from a snapshot of several pages while its
+// principal gains a key between two pages: the later pages bring rows of
+// that key, but the server recorded the device's keys as they were at the
+// first page. When the key is revoked before the device's next pull, the
+// keys it is recorded with equal its principal's again, and nothing
+// evicts the rows of that key the snapshot brought.
+func TestScopesGrantedDuringSnapshot(t *testing.T) {
+	ctx := context.Background()
+	lim := server.Limits{DeviceActivity: 50 * time.Millisecond}
+	w, bo, hp, alice := reproWorld(t, lim)
+	// alice goes away until the horizon passes her cursor.
+	for _, r := range []wire.Row{
+		{Table: "projects", ID: "t4-gone", Values: map[string]any{"team_id": "t4", "name": "x"}},
+		{Table: "projects", ID: "t4-gone", Deleted: true, Values: map[string]any{"team_id": "t4", "name": "x"}},
+	} {
+		if err := bo.write(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * lim.DeviceActivity)
+	for range 3 {
+		bo.syncAdmin(ctx)
+		if err := w.sweepOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Her snapshot's first page holds teams only (5 rows a page); t1 is
+	// granted before the second, and revoked before her pull that follows
+	// the rebuild.
+	hp.arm("/v1/snapshot", 2, func() {
+		if err := bo.grantTeam(ctx, "alice", "t1"); err != nil {
+			t.Error(err)
+		}
+		hp.arm("/v1/changes", 1, func() {
+			if err := bo.revokeTeam(ctx, "alice", "t1"); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	rep, err := alice.sync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Rebuilt {
+		t.Skip("alice was not rebuilt: the horizon did not pass her cursor")
+	}
+	for range 2 {
+		if _, err := alice.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live, tombs := t1Rows(t, alice); live+tombs > 0 {
+		t.Errorf("alice, granted t1 during her rebuild's snapshot and revoked before her next pull, holds %d live projects of t1 and %d tombstones", live, tombs)
 	}
 }
