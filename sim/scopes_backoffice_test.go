@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/tethersync/tether/internal/testkit"
-	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
@@ -20,123 +18,33 @@ type writer interface {
 }
 
 // backOffice grants and revokes memberships, moves projects between teams
-// and creates them, as an app's back office does: through the server's
-// Write when it has it, else through a device of its own whose principal
-// holds every key (its token's claims) and which Authorize lets write
-// memberships, syncing through a proxy without faults.
+// and creates them, as an app's back office does: through Server.Write
+// (devices may not write the rows that give scope keys).
 type backOffice struct {
-	w     *scWorld
-	rng   *rand.Rand
-	p     server.Principal
-	admin *scDevice      // nil with Write
-	proxy *testkit.Proxy // the admin device's
-	mu    sync.Mutex
-	seq   int
+	w   *scWorld
+	rng *rand.Rand
+	p   server.Principal
+	mu  sync.Mutex
+	seq int
 }
 
-func newBackOffice(t *testing.T, w *scWorld, path string, rng *rand.Rand) (*backOffice, error) {
-	b := &backOffice{w: w, rng: rng, p: scTokens()["tok-"+adminUser]}
-	if _, ok := any(w.up.srv).(writer); ok {
-		return b, nil
+func newBackOffice(t *testing.T, w *scWorld, rng *rand.Rand) *backOffice {
+	t.Helper()
+	if _, ok := any(w.up.srv).(writer); !ok {
+		t.Fatal("the server has no Write (issue 20, item 6): the back office cannot write memberships")
 	}
-	b.proxy = testkit.NewProxy(w.up.hs.URL, 1)
-	admin, err := openScDevice("admin-1", adminUser, path, b.proxy.URL(), rng.Uint64(), w, 500)
-	if err != nil {
-		b.proxy.Close()
-		return nil, err
-	}
-	b.admin = admin
-	return b, nil
+	return &backOffice{w: w, rng: rng, p: server.Principal{Tenant: "sim", User: adminUser}}
 }
 
-func (b *backOffice) close() {
-	if b.admin != nil {
-		b.admin.close()
-		b.proxy.Close()
-	}
-}
-
-func (b *backOffice) mode() string {
-	if b.admin != nil {
-		return "an admin device (the server has no Write yet)"
-	}
-	return "Server.Write"
-}
-
-// devices returns the back office's device, if it has one.
-func (b *backOffice) devices() []*scDevice {
-	if b.admin == nil {
-		return nil
-	}
-	return []*scDevice{b.admin}
-}
-
-// restarted points the admin device at the restarted server. w.mu is held.
-func (b *backOffice) restarted(up *scServer) {
-	if b.proxy != nil {
-		b.proxy.SetUpstream(up.hs.URL)
-	}
-}
-
-// write applies rows: through Write, or on the admin device and synced.
+// write applies rows through Server.Write, as one session.
 func (b *backOffice) write(ctx context.Context, rows ...wire.Row) error {
-	if b.admin == nil {
-		b.w.mu.Lock()
-		defer b.w.mu.Unlock()
-		wr := any(b.w.up.srv).(writer)
-		if _, err := wr.Write(ctx, b.p, rows); err != nil {
-			return fmt.Errorf("write %s %s: %w", rows[0].Table, rows[0].ID, err)
-		}
-		return nil
+	b.w.mu.Lock()
+	defer b.w.mu.Unlock()
+	if _, err := any(b.w.up.srv).(writer).Write(ctx, b.p, rows); err != nil {
+		return fmt.Errorf("write %s %s: %w", rows[0].Table, rows[0].ID, err)
 	}
-	a := b.admin
-	b.syncAdmin(ctx) // the latest rows, to edit
-	err := a.db.Update(ctx, func(tx *localdb.Tx) error {
-		for _, r := range rows {
-			v := func(c string) string { s, _ := r.Values[c].(string); return s }
-			var row any
-			switch r.Table {
-			case "teams":
-				row = &ScTeam{ID: r.ID, Name: v("name")}
-			case "projects":
-				row = &ScProject{ID: r.ID, TeamID: v("team_id"), Name: v("name")}
-			case "memberships":
-				row = &ScMembership{ID: r.ID, UserID: v("user_id"), TeamID: v("team_id"), Role: v("role")}
-			default:
-				return fmt.Errorf("back office: no table %s", r.Table)
-			}
-			if r.Deleted {
-				if err := tx.Delete(ctx, row); err != nil && !errorsIsNotFound(err) {
-					return err
-				}
-				continue
-			}
-			if err := tx.Save(ctx, row); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("admin write: %w", err)
-	}
-	b.syncAdmin(ctx)
 	return nil
 }
-
-// syncAdmin syncs the admin device, a few times if it must: a sync that
-// fails (the device was away long enough to be rebuilt, and the rebuild
-// took longer than the server counts it active) leaves its rows for the
-// next.
-func (b *backOffice) syncAdmin(ctx context.Context) {
-	for range 3 {
-		if _, err := b.admin.sync(ctx); err == nil {
-			return
-		}
-	}
-}
-
-func errorsIsNotFound(err error) bool { return ignoreNotFound(err) == nil }
 
 func (b *backOffice) id(kind string) string {
 	b.seq++

@@ -54,19 +54,18 @@ func checkScopes(t *testing.T, ctx context.Context, w *scWorld, all []*scDevice)
 
 // visible returns, per table, the live rows of the server that user may
 // see: the keys of its principal (user:<user> and team:<team> of its live
-// memberships; the back office holds every key) against the rows' keys.
+// memberships and of its token's claims) against the rows' keys.
 func visible(ctx context.Context, srv *sql.DB, user string) (map[string]map[string]string, []string, error) {
-	var teams []string
-	var err error
-	users := []string{user}
-	if user == adminUser {
-		teams, users = scTeams, append(slices.Clone(scUsers), adminUser)
-	} else {
-		teams, err = strings0(ctx, srv, `SELECT DISTINCT team_id FROM memberships WHERE _tenant = 'sim' AND _deleted = 0 AND user_id = ? ORDER BY team_id`, user)
-		if err != nil {
-			return nil, nil, err
+	teams, err := strings0(ctx, srv, `SELECT DISTINCT team_id FROM memberships WHERE _tenant = 'sim' AND _deleted = 0 AND user_id = ? ORDER BY team_id`, user)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, c := range claimTeams[user] {
+		if team := c.(string); !slices.Contains(teams, team) {
+			teams = append(teams, team)
 		}
 	}
+	users := []string{user}
 	in := func(vals []string) (string, []any) {
 		if len(vals) == 0 {
 			return "NULL", nil

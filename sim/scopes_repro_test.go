@@ -85,11 +85,7 @@ func reproWorld(t *testing.T, lim server.Limits) (*scWorld, *backOffice, *hookPr
 	dir := t.TempDir()
 	w := &scWorld{up: startScServer(t, filepath.Join(dir, "server.db"), lim), lim: lim, notes: map[string][]string{}}
 	t.Cleanup(func() { w.up.close() })
-	bo, err := newBackOffice(t, w, filepath.Join(dir, "admin.db"), rand.New(rand.NewPCG(1, 2)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(bo.close)
+	bo := newBackOffice(t, w, rand.New(rand.NewPCG(1, 2)))
 	var rows []wire.Row
 	for _, team := range scTeams {
 		rows = append(rows, wire.Row{Table: "teams", ID: team, Values: map[string]any{"name": team}})
@@ -185,7 +181,6 @@ func TestScopesRebuiltThenGranted(t *testing.T) {
 	}
 	time.Sleep(2 * lim.DeviceActivity)
 	for range 3 {
-		bo.syncAdmin(ctx)
 		if err := w.sweepOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +229,6 @@ func TestScopesGrantedDuringSnapshot(t *testing.T) {
 	}
 	time.Sleep(2 * lim.DeviceActivity)
 	for range 3 {
-		bo.syncAdmin(ctx)
 		if err := w.sweepOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
