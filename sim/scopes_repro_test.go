@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
@@ -260,5 +262,50 @@ func TestScopesGrantedDuringSnapshot(t *testing.T) {
 	}
 	if live, tombs := t1Rows(t, alice); live+tombs > 0 {
 		t.Errorf("alice, granted t1 during her rebuild's snapshot and revoked before her next pull, holds %d live projects of t1 and %d tombstones", live, tombs)
+	}
+}
+
+// A device edits a project that the back office has just moved out of
+// its person's teams: the push is refused and the answer removes the
+// project (Evict), while its tasks stay until the pull that follows, so
+// between the two the device holds tasks whose project is gone, and a
+// local write to one of them fails on its foreign key.
+func TestScopesRefusedParentLeavesChildren(t *testing.T) {
+	ctx := context.Background()
+	_, bo, hp, alice := reproWorld(t, server.Limits{DeviceActivity: time.Hour})
+	if err := bo.write(ctx, wire.Row{Table: "tasks", ID: "t4-task", Values: map[string]any{"project_id": "t4-project", "title": "x", "done": int64(0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bo.write(ctx, wire.Row{Table: "projects", ID: "t4-project", Values: map[string]any{"team_id": "t1", "name": "t4-project"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.db.Save(ctx, &ScProject{ID: "t4-project", TeamID: "t4", Name: "renamed by alice"}); err != nil {
+		t.Fatal(err)
+	}
+	var orphans int
+	var writeErr error
+	hp.arm("/v1/changes", 1, func() { // after the push's answer, before the pull
+		alice.db.SQL().QueryRow(`SELECT count(*) FROM pragma_foreign_key_check`).Scan(&orphans)
+		writeErr = alice.db.Update(ctx, func(tx *localdb.Tx) error {
+			var k ScTask
+			if err := tx.Get(ctx, &k, "t4-task"); err != nil {
+				return err
+			}
+			k.Title = "edited during the sync"
+			return tx.Save(ctx, &k)
+		})
+	})
+	if _, err := alice.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	log, err := alice.db.Conflicts(ctx)
+	if err != nil || len(log) != 1 || log[0].Strategy != wire.StrategyForbidden || log[0].RowID != "t4-project" {
+		t.Fatalf("alice's conflict log %+v (%v), want the refusal of t4-project", log, err)
+	}
+	if orphans > 0 || (writeErr != nil && !errors.Is(writeErr, localdb.ErrNotFound)) {
+		t.Errorf("between the push that removed a refused project and the pull, alice held %d rows referencing a missing one; an edit of its task then: %v", orphans, writeErr)
 	}
 }
