@@ -30,9 +30,9 @@ import (
 // checks each device against what the server's tables say its person may
 // see, and that every refused write was refused, and logged.
 //
-//	go test ./sim -run TestScopes -v                                       # the default run, a few seconds
-//	go test ./sim -run TestScopes -sim.seed=42 -v                          # replay a seed
-//	go test ./sim -run TestScopes -sim.scopes-ops=20000 -timeout 60m -v    # a soak
+//	go test ./sim -run 'TestScopes$' -v                                       # the default run, a few seconds
+//	go test ./sim -run 'TestScopes$' -sim.seed=42 -v                          # replay a seed
+//	go test ./sim -run 'TestScopes$' -sim.scopes-ops=20000 -timeout 60m -v    # a soak
 
 var (
 	scopesOps      = flag.Int("sim.scopes-ops", 400, "operations of TestScopes across its devices (the back office's are a fifteenth more)")
@@ -264,7 +264,7 @@ func TestScopes(t *testing.T) {
 		seed = uint64(time.Now().UnixNano())
 	}
 	ops := *scopesOps
-	replay := fmt.Sprintf("go test ./sim -run TestScopes -sim.seed=%d -sim.scopes-ops=%d -sim.scopes-activity=%s -v", seed, ops, *scopesActivity)
+	replay := fmt.Sprintf("go test ./sim -run 'TestScopes$' -sim.seed=%d -sim.scopes-ops=%d -sim.scopes-activity=%s -v", seed, ops, *scopesActivity)
 	t.Logf("seed %d: replay with %s", seed, replay)
 	defer func() {
 		if t.Failed() {
