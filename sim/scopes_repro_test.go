@@ -87,7 +87,7 @@ func reproWorld(t *testing.T, lim server.Limits) (*scWorld, *backOffice, *hookPr
 	dir := t.TempDir()
 	w := &scWorld{up: startScServer(t, filepath.Join(dir, "server.db"), lim), lim: lim, notes: map[string][]string{}}
 	t.Cleanup(func() { w.up.close() })
-	bo := newBackOffice(t, w, rand.New(rand.NewPCG(1, 2)))
+	bo := newBackOffice(w, rand.New(rand.NewPCG(1, 2)))
 	var rows []wire.Row
 	for _, team := range scTeams {
 		rows = append(rows, wire.Row{Table: "teams", ID: team, Values: map[string]any{"name": team}})

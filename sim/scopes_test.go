@@ -287,7 +287,7 @@ func TestScopes(t *testing.T) {
 		proxy.SetRate(f, rate)
 	}
 	rng := rand.New(rand.NewPCG(seed, 20))
-	bo := newBackOffice(t, w, rng)
+	bo := newBackOffice(w, rng)
 	if err := bo.setUp(ctx); err != nil {
 		t.Fatal(err)
 	}
