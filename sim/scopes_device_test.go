@@ -94,11 +94,16 @@ func (d *scDevice) syncTolerant(ctx context.Context) { d.sync(ctx) }
 // pick returns a random id of the rows query (over the device's
 // database) returns, or "".
 func (d *scDevice) pick(ctx context.Context, query string, args ...any) (string, error) {
-	ids, err := strings0(ctx, d.db.SQL(), query+" ORDER BY id", args...)
-	if err != nil || len(ids) == 0 {
+	var n int
+	if err := d.db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM (`+query+`)`, args...).Scan(&n); err != nil || n == 0 {
 		return "", err
 	}
-	return ids[d.rng.IntN(len(ids))], nil
+	var id string
+	err := d.db.SQL().QueryRowContext(ctx, query+` ORDER BY id LIMIT 1 OFFSET ?`, append(args, d.rng.IntN(n))...).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) { // removed by a pull meanwhile
+		return "", nil
+	}
+	return id, err
 }
 
 // Honest picks pass over the rows a forbidden write of this device left

@@ -392,6 +392,20 @@ func TestScopes(t *testing.T) {
 			}
 		}
 	}()
+	// Progress, in long runs.
+	progress, stopProgress, progressDone := time.NewTicker(time.Minute), make(chan struct{}), make(chan struct{})
+	defer func() { close(stopProgress); <-progressDone; progress.Stop() }()
+	go func() {
+		defer close(progressDone)
+		for {
+			select {
+			case <-stopProgress:
+				return
+			case <-progress.C:
+				t.Logf("%s: %d operations done", time.Since(start).Round(time.Second), done.Load())
+			}
+		}
+	}()
 	// The server restarts on its file halfway through.
 	restarted := make(chan struct{})
 	go func() {
