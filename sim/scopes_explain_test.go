@@ -105,12 +105,17 @@ func localNames(all []*scDevice) map[string]string {
 	return out
 }
 
-// orphans describes the rows of d that reference a row it does not hold.
-func (d *scDevice) orphans(ctx context.Context) string {
-	rows, err := tuples(ctx, d.db.SQL(), `SELECT k."table", coalesce(c.id, ''), coalesce(c.project_id, ''), coalesce(c._deleted, ''), coalesce(c._dirty, '')
+// orphans describes the rows of d that reference a row it does not hold,
+// and returns the first such task.
+func (d *scDevice) orphans(ctx context.Context) (string, string) {
+	rows, err := tuples(ctx, d.db.SQL(), `SELECT k."table", coalesce(c.id, ''), coalesce(c.project_id, ''), coalesce(c._deleted, ''), coalesce(c._dirty, ''), coalesce(c._version, '')
 		FROM pragma_foreign_key_check AS k LEFT JOIN tasks AS c ON k."table" = 'tasks' AND c.rowid = k.rowid LIMIT 5`)
 	if err != nil {
-		return fmt.Sprintf("foreign key check: %v", err)
+		return fmt.Sprintf("foreign key check: %v", err), ""
 	}
-	return fmt.Sprintf("rows referencing a missing row (table, id, project, deleted, dirty): %v", rows)
+	first := ""
+	if len(rows) > 0 {
+		first = rows[0][1]
+	}
+	return fmt.Sprintf("rows referencing a missing row (table, id, project, deleted, dirty, version): %v", rows), first
 }

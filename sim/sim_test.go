@@ -13,7 +13,7 @@
 //	go test ./sim                                 # the default run, under a minute
 //	go test ./sim -sim.seed=42 -v                 # replay a seed
 //	go test ./sim -run TestSimulation -sim.soak -timeout 60m -v   # at least 100,000 operations
-//	go test ./sim -run 'TestScopes$' -sim.scopes-ops=20000 -timeout 60m -v  # a soak with scopes
+//	go test ./sim -run 'TestScopes$' -sim.scopes-ops=20000 -sim.scopes-activity=2s -timeout 60m -v  # a soak with scopes
 package sim
 
 import (
