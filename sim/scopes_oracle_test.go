@@ -31,7 +31,7 @@ func checkScopes(t *testing.T, ctx context.Context, w *scWorld, all []*scDevice)
 	srv := w.db().store.DB()
 	names := localNames(all)
 	for _, d := range all {
-		checkHolds(t, ctx, srv, d, names)
+		checkHolds(t, ctx, w, srv, d, names)
 		rep, err := d.co.Verify(ctx)
 		if err != nil {
 			t.Errorf("verify %s: %v", d.name, err)
@@ -101,7 +101,7 @@ func visible(ctx context.Context, srv *sql.DB, user string) (map[string]map[stri
 }
 
 // checkHolds compares the rows d holds with those its person may see.
-func checkHolds(t *testing.T, ctx context.Context, srv *sql.DB, d *scDevice, names map[string]string) {
+func checkHolds(t *testing.T, ctx context.Context, w *scWorld, srv *sql.DB, d *scDevice, names map[string]string) {
 	t.Helper()
 	want, teams, err := visible(ctx, srv, d.user)
 	if err != nil {
@@ -146,22 +146,33 @@ func checkHolds(t *testing.T, ctx context.Context, srv *sql.DB, d *scDevice, nam
 			report("%s %s (%s), which it may not see, is on the device (on the server: %s)", table, id, got[id], serverState(ctx, srv, table, id))
 			why(table, id)
 		}
-		// A tombstone keeps the row's values: one of a row the device may
-		// not see, live on the server, is a row it should no longer hold.
-		tombs, err := strings0(ctx, d.db.SQL(), fmt.Sprintf(`SELECT id FROM %s WHERE _deleted != 0 ORDER BY id`, table))
+		// A tombstone keeps the row's values: one of a row live on the
+		// server that the device may not see, at a version the server
+		// never deleted it at, is a row it should no longer hold. (One at
+		// a version the server deleted it at is what it saw deleted, while
+		// it could see it, of a row created again since: counted.)
+		tombs, err := tuples(ctx, d.db.SQL(), fmt.Sprintf(`SELECT id, _version FROM %s WHERE _deleted != 0 ORDER BY id`, table))
 		if err != nil {
 			t.Fatalf("tombstones of %s: %v", d.name, err)
 		}
-		for _, id := range tombs {
+		for _, tomb := range tombs {
+			id := tomb[0]
 			if _, ok := want[table][id]; ok {
 				continue // reported missing above
 			}
-			var live int
-			if srv.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE _tenant = 'sim' AND _deleted = 0 AND id = ?`, table), id).Scan(&live); live > 0 {
-				extra++
-				report("%s %s, live on the server and which it may not see, is on the device as a tombstone (values included)", table, id)
-				why(table, id)
+			var live, deletedThen int
+			srv.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE _tenant = 'sim' AND _deleted = 0 AND id = ?`, table), id).Scan(&live)
+			if live == 0 {
+				continue
 			}
+			srv.QueryRowContext(ctx, `SELECT count(*) FROM sim_history WHERE tbl = ? AND id = ? AND version = ? AND deleted != 0`, table, id, tomb[1]).Scan(&deletedThen)
+			if deletedThen > 0 {
+				w.stats.staleTombs.Add(1)
+				continue
+			}
+			extra++
+			report("%s %s, live on the server and which it may not see, is on the device as a tombstone (values included) at version %s, where the server never deleted it", table, id, tomb[1])
+			why(table, id)
 		}
 		var dirty int
 		if err := d.db.SQL().QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE _dirty != 0`, table)).Scan(&dirty); err == nil && dirty > 0 {

@@ -233,6 +233,7 @@ type scStats struct {
 	long, short, pastHorizon, rebuilds  atomic.Int64
 	attempts, honest, syncs, failedSync atomic.Int64
 	evicted, forbidden, fkOps           atomic.Int64
+	staleTombs                          atomic.Int64
 }
 
 func (w *scWorld) db() *scServer {
@@ -450,9 +451,9 @@ func TestScopes(t *testing.T) {
 		faults += c
 	}
 	s := &w.stats
-	t.Logf("ops %d by %d devices: %d honest, %d forbidden attempts; back office: %d grants, %d revokes, %d moves, %d projects created; faults %d; syncs %d (%d failed under faults); rows evicted %d; local writes refused by a foreign key during a pull %d; forbidden entries in the conflict logs %d; server restarted once; %s",
+	t.Logf("ops %d by %d devices: %d honest, %d forbidden attempts; back office: %d grants, %d revokes, %d moves, %d projects created; faults %d; syncs %d (%d failed under faults); rows evicted %d; local writes refused by a foreign key during a pull %d; tombstones kept of rows deleted then created again out of sight %d; forbidden entries in the conflict logs %d; server restarted once; %s",
 		done.Load(), len(devs), s.honest.Load(), s.attempts.Load(), s.grants.Load(), s.revokes.Load(), s.moves.Load(), s.created.Load(),
-		faults, s.syncs.Load(), s.failedSync.Load(), s.evicted.Load(), s.fkOps.Load(), s.forbidden.Load(), time.Since(start).Round(time.Millisecond))
+		faults, s.syncs.Load(), s.failedSync.Load(), s.evicted.Load(), s.fkOps.Load(), s.staleTombs.Load(), s.forbidden.Load(), time.Since(start).Round(time.Millisecond))
 	t.Logf("device activity %s: absences %d long + %d short, returns past the purge horizon %d, rebuilds %d; sweeps %d, purges %d, tombstones purged %d",
 		*scopesActivity, s.long.Load(), s.short.Load(), s.pastHorizon.Load(), s.rebuilds.Load(), s.sweeps.Load(), s.purges.Load(), s.purged.Load())
 }
