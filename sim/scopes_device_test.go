@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ type scDevice struct {
 	mustMu      sync.Mutex
 	mustRebuild string
 	rebuilds    atomic.Int64
+	log         *pullLog // what its pulls brought
 }
 
 // attempt is a write the device's person may not make: the row, and the
@@ -52,7 +54,8 @@ func openScDevice(name, user, path, url string, seed uint64, w *scWorld, pullBat
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
 	d.db = db
-	api := client.New(url, client.Options{Token: "tok-" + user, Timeout: 10 * time.Second})
+	d.log = &pullLog{base: http.DefaultTransport.(*http.Transport).Clone()}
+	api := client.New(url, client.Options{Token: "tok-" + user, Timeout: 10 * time.Second, Transport: d.log})
 	d.co = coordinator.New(db, api, coordinator.Options{
 		PushBatchSize: 7, PullBatchSize: pullBatch, Logger: quiet,
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, MaxElapsed: 3 * time.Second,

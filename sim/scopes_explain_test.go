@@ -73,11 +73,16 @@ func explain(t *testing.T, ctx context.Context, srv *sql.DB, d *scDevice, names 
 		}
 	}
 	history(table, id)
+	ids := []string{id}
 	if table == "tasks" {
 		var project string
 		if err := srv.QueryRowContext(ctx, `SELECT project_id FROM tasks WHERE _tenant = 'sim' AND id = ?`, id).Scan(&project); err == nil {
 			history("projects", project)
+			ids = append(ids, project)
 		}
+	}
+	for _, e := range d.log.about(ids...) {
+		fmt.Fprintf(&b, "  %s received: %s\n", d.name, e)
 	}
 	ms, _ := tuples(ctx, srv, `SELECT h.version, h.deleted, h.vals FROM sim_history AS h WHERE h.tbl = 'memberships' AND h.vals LIKE ? ORDER BY h.seq`, d.user+"|%")
 	for _, m := range ms {
