@@ -309,3 +309,37 @@ func TestScopesRefusedParentLeavesChildren(t *testing.T) {
 		t.Errorf("between the push that removed a refused project and the pull, alice held %d rows referencing a missing one; an edit of its task then: %v", orphans, writeErr)
 	}
 }
+
+// A membership revoked, and granted again while the device's pull is in
+// the middle of the pages that evict the rows of that key: the rows the
+// first pages evicted must come back. The phases start over toward the
+// new keys, and the rows of the key evicted so far must be granted again.
+func TestScopesGrantedDuringEviction(t *testing.T) {
+	ctx := context.Background()
+	_, bo, hp, alice := reproWorld(t, server.Limits{DeviceActivity: time.Hour})
+	if err := bo.grantTeam(ctx, "alice", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if live, _ := t1Rows(t, alice); live != 30 {
+		t.Fatalf("alice holds %d projects of t1 after the grant, want 30", live)
+	}
+	if err := bo.revokeTeam(ctx, "alice", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	hp.arm("/v1/changes", 2, func() { // before the second page of the eviction
+		if err := bo.grantTeam(ctx, "alice", "t1"); err != nil {
+			t.Error(err)
+		}
+	})
+	for range 3 {
+		if _, err := alice.sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live, tombs := t1Rows(t, alice); live != 30 {
+		t.Errorf("alice, a member of t1 again, holds %d live projects of t1 (and %d tombstones), want 30: the rows the first pages of an eviction removed never came back", live, tombs)
+	}
+}
