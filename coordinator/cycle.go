@@ -143,6 +143,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 			rep.Pulled[t] += n
 		}
 		rep.Applied += lres.Applied
+		rep.Evicted += lres.Evicted
 		if !errors.Is(err, wire.ErrHistoryPurged) || attempt > 0 {
 			return err
 		}

@@ -20,6 +20,12 @@ type Report struct {
 	// keeps deletions, and rebuilt its rows from the server's snapshot
 	// (keeping the ones edited here, which it pushes).
 	Rebuilt bool
+	// Evicted counts the rows removed from this device because its user
+	// may no longer see them (the server's scopes: a membership revoked, a
+	// row moved out of the user's reach). They are removed physically:
+	// nothing is pushed for them, and nothing is logged but an edit made
+	// here that was not pushed yet (a conflict of strategy forbidden).
+	Evicted int
 }
 
 // SyncNow pushes local changes and pulls remote ones. It returns an error

@@ -64,6 +64,14 @@ func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, key, position st
 		return suppressed(ctx, tx, func() error {
 			ins := map[*table]*sqlbatch.Inserter{}
 			for _, r := range rows {
+				if r.Evict {
+					if t := db.byName[r.Table]; t != nil {
+						if _, err := db.evict(ctx, tx, t, r.ID, 0); err != nil {
+							return err
+						}
+					}
+					continue
+				}
 				t, args, err := db.remoteRow(ctx, tx, r, notify)
 				if err != nil {
 					return err

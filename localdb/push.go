@@ -429,6 +429,10 @@ func (db *DB) applyWinner(ctx context.Context, tx *sql.Tx, r wire.Row) error {
 	if t == nil {
 		return fmt.Errorf("conflict on unknown table %q", r.Table)
 	}
+	if r.Evict { // a refused write of a row this device may not see
+		_, err := db.evict(ctx, tx, t, r.ID, 0)
+		return err
+	}
 	db.clock.Observe(r.HLC)
 	var dirty int
 	err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT "_dirty" FROM %s WHERE "id" = ?`, sqlident.Quote(t.name)), r.ID).Scan(&dirty)

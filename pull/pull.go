@@ -49,6 +49,9 @@ type Options struct {
 type Result struct {
 	// Rows counts the rows received per table.
 	Rows map[string]int
+	// Evicted counts the rows the server told the device to remove
+	// because its principal may no longer see them (scopes).
+	Evicted int
 	// Applied is the number of rows written locally; received rows the
 	// device already had, or holds dirty, are not written.
 	Applied int
@@ -99,7 +102,7 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 		// A page may be empty when it held only this device's echo: the
 		// cursor still moves.
 		more := ch.More && (len(ch.Changes) > 0 || ch.Cursor != cursor)
-		if more {
+		if more && !ch.Wait {
 			next = e.fetch(ctx, device, ch.Cursor, own)
 		}
 		n, err := e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
@@ -109,6 +112,9 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 		res.Applied += n
 		e.counted(&res, ch.Changes)
 		cursor = ch.Cursor
+		if more && ch.Wait { // stored: the server may now count on it
+			next = e.fetch(ctx, device, ch.Cursor, own)
+		}
 		if !more {
 			if err := e.store.ForgetOwn(ctx, mark); err != nil { // passed: the next pull starts after them
 				return res, fmt.Errorf("pull: %w", err)
@@ -125,6 +131,10 @@ func (e *Engine) counted(res *Result, rows []wire.Row) {
 	}
 	page := map[string]int{}
 	for _, r := range rows {
+		if r.Evict {
+			res.Evicted++
+			continue
+		}
 		page[r.Table]++
 		res.Rows[r.Table]++
 	}

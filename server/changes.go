@@ -30,7 +30,7 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 	if rows == nil {
 		rows = []wire.Row{}
 	}
-	return wire.Changes{Changes: rows, Cursor: next.String(), More: more}, nil
+	return wire.Changes{Changes: rows, Cursor: next.String(), More: more, Wait: next.Phase != PhaseNone}, nil
 }
 
 // pageParams reads the cursor and limit of a page of changes or of a

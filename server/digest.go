@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -34,7 +35,7 @@ func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter,
 	if err != nil {
 		return nil, fmt.Errorf("digest: %w", err)
 	}
-	tables, cost := s.digestTables(p.Tenant, req.Columns)
+	tables, cost := s.digestTables(p, req.Columns)
 	release, ok := s.costs.try(p.Tenant, cost)
 	if !ok {
 		cost = 0
@@ -76,7 +77,10 @@ type digestTable struct {
 
 // digestTables returns the tables of tenant that columns asks for (nil
 // for every column of every table), in the schema's order, and their cost.
-func (s *Server) digestTables(tenant string, columns map[string][]string) (tables []digestTable, cost int64) {
+//
+// A scoped table's digest is the principal's own: its key names the
+// principal and its claims (which may give it keys).
+func (s *Server) digestTables(p Principal, columns map[string][]string) (tables []digestTable, cost int64) {
 	for _, t := range s.store.Schema().Tables {
 		tb := digestTable{cost: int64(len(t.Columns))}
 		if columns != nil {
@@ -85,7 +89,11 @@ func (s *Server) digestTables(tenant string, columns map[string][]string) (table
 			}
 			tb.cost = int64(len(tb.cols))
 		}
-		tb.key = newDigestKey(tenant, t.Name, tb.cols)
+		tb.key = newDigestKey(p.Tenant, t.Name, tb.cols)
+		if s.opts.Scopes.Scoped(t.Name) {
+			claims, _ := json.Marshal(p.Claims)
+			tb.key.viewer = sha256.Sum256(append([]byte(p.User+"\x00"), claims...))
+		}
 		tables = append(tables, tb)
 		cost += tb.cost
 	}
@@ -131,6 +139,7 @@ const maxDigestCache = 4096
 type digestKey struct {
 	tenant, table string
 	columns       [sha256.Size]byte
+	viewer        [sha256.Size]byte // with scopes, whose rows
 }
 
 // newDigestKey returns the key of tenant's digest of table over cols, nil

@@ -51,6 +51,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	// With scopes, a principal hears of the commits that changed rows it
+	// may see: the versions since the last event are checked first.
+	var seen int64
+	scoped := s.opts.Scopes != nil && len(s.opts.Scopes.Tables) > 0
+	if scoped {
+		if seen, err = s.store.LatestVersion(ctx, p.Tenant); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
 	var expired <-chan time.Time
 	if !p.Expires.IsZero() {
 		t := time.NewTimer(p.Expires.Sub(now))
@@ -77,6 +87,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-tick.C:
 			fmt.Fprint(w, ": ping\n\n")
 		case ev := <-ch:
+			if scoped && ev.Version > seen {
+				visible, err := s.store.Visible(ctx, p, seen, ev.Version)
+				if err == nil {
+					seen = ev.Version
+				}
+				if err == nil && !visible {
+					continue // nothing of the principal's changed
+				}
+			}
 			data, _ := json.Marshal(ev)
 			fmt.Fprintf(w, "event: changes\ndata: %s\n\n", data)
 		}

@@ -97,7 +97,7 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	wantNames := []string{"_tether_audit", "_tether_batches", "_tether_devices", "_tether_horizons", "_tether_migrations",
+	wantNames := []string{"_tether_audit", "_tether_batches", "_tether_devices", "_tether_horizons", "_tether_keys", "_tether_migrations",
 		"_tether_schemas", "_tether_sessions", "_tether_stage_children", "_tether_stage_parents", "_tether_tenants", "children", "parents"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("tables %q, want %q", names, wantNames)
@@ -112,6 +112,7 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 		{"_tether_devices", "_tether_devices__seen", []string{"seen_at"}},
 		{"_tether_stage_parents", "_tether_stage_parents__seq", []string{"_tenant", "_session", "_seq"}},
 		{"parents", "parents__changes", []string{"_tenant", "_version", "id"}},
+		{"_tether_keys", "_tether_keys__key", []string{"tenant", "tbl", "scope_key", "version", "id"}},
 		{"children", "children__ref_parent_id", []string{"_tenant", "parent_id"}},
 	} {
 		if got := got[c.table].Indexes[c.index]; !slices.Equal(got, c.cols) {

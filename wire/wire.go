@@ -294,6 +294,10 @@ type Changes struct {
 	Cursor string `json:"cursor"`
 	// More reports that changes remain after Cursor.
 	More bool `json:"more"`
+	// Wait asks the device to store this page before it asks for the
+	// next: the next request tells the server it holds it (a page of the
+	// phases that change which rows a device holds, with scopes).
+	Wait bool `json:"wait,omitempty"`
 }
 
 // ErrorBody is the body of every error answer.

@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/server/sqlstore"
 	"github.com/tethersync/tether/wire"
 )
@@ -103,4 +106,14 @@ func (*dialect) Upsert(t *sqlstore.Table) string {
 // ColumnVersions implements sqlstore.Dialect, with JSON_TABLE.
 func (*dialect) ColumnVersions(changed string) string {
 	return `coalesce((SELECT JSON_OBJECTAGG(j.c, ?) FROM JSON_TABLE(` + changed + `, '$[*]' COLUMNS (c VARCHAR(64) PATH '$')) AS j), '{}')`
+}
+
+// ValueIndex implements sqlstore.ValueIndexer: a text column (LONGTEXT)
+// is indexed by its first 200 characters.
+func (d *dialect) ValueIndex(table, name string, c entity.Column) string {
+	col := sqlident.Quote(c.Name)
+	if strings.HasPrefix(d.valueType(c), "LONGTEXT") {
+		col += "(200)"
+	}
+	return fmt.Sprintf(`CREATE INDEX %s ON %s ("_tenant", %s)`, sqlident.Quote(name), sqlident.Quote(table), col)
 }

@@ -29,14 +29,45 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	if err != nil {
 		return nil, after, false, err
 	}
-	pr := &pageReader{after: after, limit: limit, maxBytes: maxBytes, echo: echo}
-	for _, t := range s.tables {
-		if err := s.readChanges(ctx, tx, t, p.Tenant, pr); err != nil {
-			return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
+	var v *view
+	from := after
+	switch {
+	case s.scope.on():
+		if v, from, err = s.scopeView(ctx, tx, p, echo.Device, after); err != nil {
+			return nil, after, false, err
 		}
+	case after.Phase != server.PhaseNone:
+		return nil, after, false, fmt.Errorf("a cursor of a scope phase, and the server has no scopes: %w", wire.ErrBadRequest)
 	}
-	out, next, more := page(pr.all, after, limit, maxBytes, pr.bound)
+	var out []wire.Row
+	var next server.Cursor
+	var more bool
+	if from.Phase != server.PhaseNone {
+		// The device's keys change: the rows it lost go, those it gained
+		// come, before the pull goes on.
+		if out, next, err = s.phasePage(ctx, tx, p, v, from, limit); err != nil {
+			return nil, after, false, fmt.Errorf("changes: %w", err)
+		}
+		more = true
+	} else {
+		pr := &pageReader{after: from, limit: limit, maxBytes: maxBytes, echo: echo}
+		for _, t := range s.tables {
+			var err error
+			if v != nil && s.scope.of(t) != nil {
+				err = s.readScoped(ctx, tx, t, p.Tenant, v, pr)
+			} else {
+				err = s.readChanges(ctx, tx, t, p.Tenant, pr)
+			}
+			if err != nil {
+				return nil, after, false, fmt.Errorf("changes %s: %w", t.schema.Name, err)
+			}
+		}
+		out, next, more = page(pr.all, from, limit, maxBytes, pr.bound)
+	}
 	tx.Rollback()
+	if err := s.saveView(ctx, p, echo.Device, v); err != nil {
+		return nil, after, false, fmt.Errorf("changes: %w", err)
+	}
 	if record {
 		if err := s.recordPull(ctx, p, after, echo); err != nil {
 			return nil, after, false, fmt.Errorf("changes: record the device's position: %w", err)

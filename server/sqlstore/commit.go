@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/tethersync/tether/server"
@@ -60,12 +62,25 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 	}
 	ap := &applier{s: s, tx: tx, p: p, device: device, session: session, resolve: resolve, at: s.d.Time(s.now())}
 	for _, t := range s.tables { // parents before children (G4)
+		if err := ap.guard(ctx, t, c); err != nil {
+			return fmt.Errorf("%s: %w", t.schema.Name, err)
+		}
 		if err := ap.applyTable(ctx, t, c); err != nil {
+			return fmt.Errorf("%s: %w", t.schema.Name, err)
+		}
+		if err := ap.rekeyVersion(ctx, t, c.Version); err != nil {
 			return fmt.Errorf("%s: %w", t.schema.Name, err)
 		}
 	}
 	if err := ap.references(ctx, c); err != nil { // G12
 		return err
+	}
+	for _, t := range s.tables { // the rows the reference rules rewrote
+		if st := s.scope.of(t); st != nil && len(ap.touched[t]) > 0 {
+			if err := ap.rekey(ctx, st, slices.Sorted(maps.Keys(ap.touched[t])), c.Version); err != nil {
+				return fmt.Errorf("%s: %w", t.schema.Name, err)
+			}
+		}
 	}
 	res, err := json.Marshal(storedCommit{Commit: *c, Last: last})
 	if err != nil {
@@ -100,6 +115,9 @@ type applier struct {
 	session string
 	resolve server.Resolver
 	at      any // server time of the commit, for the audit log
+
+	mine    []string                   // the principal's scope keys, once read
+	touched map[*Table]map[string]bool // the rows the reference rules rewrote
 }
 
 func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) error {

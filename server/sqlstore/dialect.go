@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"time"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -111,4 +112,13 @@ type CrossProcess interface {
 	// connection fails. It calls ready once it listens: no notice of a
 	// commit after that is missed.
 	Listen(ctx context.Context, ready func(), deliver func(Notice)) error
+}
+
+// ValueIndexer is a dialect that spells itself an index on a tenant and
+// one app column: MySQL stores text columns as LONGTEXT, which it indexes
+// by a prefix only. Other dialects use CreateIndex.
+type ValueIndexer interface {
+	// ValueIndex returns the CREATE INDEX statement of index name on
+	// table's "_tenant" and column c.
+	ValueIndex(table, name string, c entity.Column) string
 }

@@ -39,8 +39,22 @@ func (s *Store) Digest(ctx context.Context, p server.Principal, table string, co
 		}
 		list = strings.Join(quoted, ", ")
 	}
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT "_deleted", `+list+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" ORDER BY `+
-		s.d.ByteOrder(`"id"`)), p.Tenant)
+	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
+	if err != nil {
+		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+	}
+	defer tx.Rollback()
+	q, args := `SELECT "_deleted", `+list+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted"`, []any{p.Tenant}
+	if s.scope.of(t) != nil { // the rows the principal sees
+		keys, err := s.principalKeys(ctx, tx, p)
+		if err != nil {
+			return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
+		}
+		in, inArgs := inList("k.scope_key", keys)
+		q += ` AND "id" IN (SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND NOT k.gone AND ` + in + `)`
+		args = append(append(args, p.Tenant, t.schema.Name), inArgs...)
+	}
+	rows, err := tx.QueryContext(ctx, s.q(q+` ORDER BY `+s.d.ByteOrder(`"id"`)), args...)
 	if err != nil {
 		return wire.TableDigest{}, fmt.Errorf("digest %s: %w", table, err)
 	}

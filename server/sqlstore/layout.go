@@ -135,11 +135,14 @@ func bookkeeping() []TableDef {
 		// A device: the user who registered it first, the SHA-256 of its
 		// key (wire.HeaderDeviceKey), its schema (an id of
 		// _tether_schemas; '' for the server's), how far it has pulled
-		// (-1 before its first pull) and when that last moved.
+		// (-1 before its first pull) and when that last moved; with
+		// scopes, the keys it holds the rows of (a JSON array; NULL
+		// before its first pull), and those a pull is bringing it to.
 		Name: "_tether_devices",
 		Columns: []Column{col("tenant", TypeKey), col("device", TypeID), col("user_name", TypeKey),
 			col("created_at", TypeTime), col("seen_at", TypeTime), {Name: "app_schema", Type: TypeID, Default: "''"},
-			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}, null("moved_at", TypeTime)},
+			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}, null("moved_at", TypeTime),
+			null("scope_held", TypeText), null("scope_pending", TypeText)},
 		Key: []string{"tenant", "device"},
 		// A registration counts the user's devices; the sweep finds
 		// devices unseen for DeviceRetention, and the schemas no device
@@ -189,6 +192,19 @@ func bookkeeping() []TableDef {
 		Columns: []Column{col("tenant", TypeKey), col("version", TypeInt), col("tbl", TypeID), col("id", TypeRowID),
 			col("deleted", TypeBool), col("user_name", TypeKey), col("device", TypeID), col("session", TypeID), col("at", TypeTime)},
 		Key: []string{"tenant", "version", "tbl", "id"},
+	}, {
+		// The keys of the rows of scoped tables: one entry per row and
+		// key, at the version the row (or its keys) last changed; gone
+		// marks a key the row left at that version. A pull of a
+		// principal reads the entries of its keys after its cursor.
+		Name: "_tether_keys",
+		Columns: []Column{col("tenant", TypeKey), col("tbl", TypeID), col("id", TypeRowID), col("scope_key", TypeRowID),
+			col("version", TypeInt), col("gone", TypeBool)},
+		Key: []string{"tenant", "tbl", "id", "scope_key"},
+		Indexes: []Index{
+			{Name: "_tether_keys__key", Columns: []string{"tenant", "tbl", "scope_key", "version", "id"}},
+			{Name: "_tether_keys__version", Columns: []string{"tenant", "version"}},
+		},
 	}, {
 		Name:    "_tether_horizons",
 		Columns: []Column{col("tenant", TypeKey), col("version", TypeInt)},

@@ -58,6 +58,7 @@ func (a *applier) references(ctx context.Context, c *wire.Commit) error {
 		return err
 	}
 	w := &rewriter{a: a, version: c.Version, own: own, reported: map[rowKey]report{}, touched: map[*Table]map[string]bool{}}
+	a.touched = w.touched
 	kept := map[rowKey]bool{}   // restored in this commit: not deleted again by a cascade
 	doomed := map[rowKey]bool{} // deleted for referencing what does not exist: never brought back
 	for round := 0; round < 2*len(a.s.tables)+2; round++ {

@@ -20,14 +20,23 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 	}
 	defer tx.Rollback()
 	var out wire.Snapshot
+	if after.Phase != server.PhaseNone {
+		return wire.Snapshot{}, fmt.Errorf("snapshot: a cursor of a pull's phase: %w", wire.ErrBadRequest)
+	}
+	var keys []string
+	if s.scope.on() {
+		if keys, err = s.principalKeys(ctx, tx, p); err != nil {
+			return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
+		}
+	}
 	first := after == (server.Cursor{})
 	if first {
-		if after.Version, out.Total, err = s.snapshotStart(ctx, tx, p.Tenant); err != nil {
+		if after.Version, out.Total, err = s.snapshotStart(ctx, tx, p.Tenant, keys); err != nil {
 			return wire.Snapshot{}, err
 		}
 	}
 	out.Resume = server.Cursor{Version: after.Version, Table: len(s.tables)}.String()
-	sp := &snapshotPage{out: &out, limit: limit, maxBytes: maxBytes, pos: after}
+	sp := &snapshotPage{out: &out, limit: limit, maxBytes: maxBytes, pos: after, keys: keys}
 	out.Rows = []wire.Row{}
 	for idx := after.Table; idx < len(s.tables) && !out.More; idx++ {
 		id := ""
@@ -50,20 +59,35 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 		if err := s.recordPull(ctx, p, server.Cursor{Version: after.Version}, server.Echo{Device: device}); err != nil {
 			return wire.Snapshot{}, fmt.Errorf("snapshot: record the device's position: %w", err)
 		}
+		// It rebuilds with the rows of the keys its principal holds now
+		// (a later page may see others: its next pull brings it to
+		// those).
+		if keys != nil {
+			if err := s.saveView(ctx, p, device, &view{held: keys, save: true}); err != nil {
+				return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
+			}
+		}
 	}
 	return out, nil
 }
 
 // snapshotStart returns the tenant's latest version, where a snapshot
 // starts (its counter's, not its rows' latest: a commit that wrote no row
-// still moves the horizon), and how many live rows it has.
-func (s *Store) snapshotStart(ctx context.Context, tx *sql.Tx, tenant string) (version int64, total int, err error) {
+// still moves the horizon), and how many live rows it has (of those keys
+// see, with scopes).
+func (s *Store) snapshotStart(ctx context.Context, tx *sql.Tx, tenant string, keys []string) (version int64, total int, err error) {
 	if version, err = s.latestVersion(ctx, tx, tenant); err != nil {
 		return 0, 0, fmt.Errorf("snapshot: %w", err)
 	}
 	for _, t := range s.tables {
 		var n int
-		if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted"`), tenant).Scan(&n); err != nil {
+		q, args := `SELECT count(*) FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted"`, []any{tenant}
+		if keys != nil && s.scope.of(t) != nil {
+			in, inArgs := inList("k.scope_key", keys)
+			q += ` AND "id" IN (SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND NOT k.gone AND ` + in + `)`
+			args = append(append(args, tenant, t.schema.Name), inArgs...)
+		}
+		if err := tx.QueryRowContext(ctx, s.q(q), args...).Scan(&n); err != nil {
 			return 0, 0, fmt.Errorf("snapshot %s: %w", t.schema.Name, err)
 		}
 		total += n
@@ -77,14 +101,21 @@ type snapshotPage struct {
 	limit, maxBytes int
 	size            int           // bytes of the rows so far
 	pos             server.Cursor // where the next page starts
+	keys            []string      // with scopes, the principal's keys
 }
 
 // snapshotTable reads into sp the live rows of table idx after id, in
 // byte order of their ids, until the page is full (sp.out.More).
 func (s *Store) snapshotTable(ctx context.Context, tx *sql.Tx, tenant string, idx int, id string, version int64, sp *snapshotPage) error {
 	t, out := s.tables[idx], sp.out
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
-		s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), tenant, id, sp.limit-len(out.Rows)+1)
+	var rows *sql.Rows
+	var err error
+	if sp.keys != nil && s.scope.of(t) != nil {
+		rows, err = s.scopedSnapshot(ctx, tx, t, tenant, sp.keys, id, sp.limit-len(out.Rows)+1)
+	} else {
+		rows, err = tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
+			s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), tenant, id, sp.limit-len(out.Rows)+1)
+	}
 	if err != nil {
 		return err
 	}

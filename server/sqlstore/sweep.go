@@ -219,8 +219,43 @@ func (s *Store) purgeBefore(ctx context.Context, tx *sql.Tx, tenant string, hori
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Name+` WHERE "_tenant" = ? AND "id" = ?`), tenant, id); err != nil {
 				return n, err
 			}
+			if s.scope.of(t) != nil { // the tombstone's keys go with it
+				if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_keys WHERE tenant = ? AND tbl = ? AND id = ?`), tenant, t.schema.Name, id); err != nil {
+					return n, err
+				}
+			}
 		}
 		n += len(ids)
+		if s.scope.of(t) == nil {
+			continue
+		}
+		// Keys rows left before the horizon: every device that held them
+		// has pulled past.
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT id, scope_key FROM _tether_keys WHERE tenant = ? AND tbl = ? AND gone AND version < ? LIMIT ?`),
+			tenant, t.schema.Name, horizon, most)
+		if err != nil {
+			return n, err
+		}
+		var left [][2]string
+		for rows.Next() {
+			var e [2]string
+			if err := rows.Scan(&e[0], &e[1]); err != nil {
+				rows.Close()
+				return n, err
+			}
+			left = append(left, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return n, err
+		}
+		for _, e := range left {
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_keys WHERE tenant = ? AND tbl = ? AND id = ? AND scope_key = ?`),
+				tenant, t.schema.Name, e[0], e[1]); err != nil {
+				return n, err
+			}
+		}
+		n += len(left)
 	}
 	return n, nil
 }

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/testkit"
+	"github.com/tethersync/tether/internal/testkit/stores"
+	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/server"
+)
+
+type scTeam struct {
+	entity.Meta `sync:"teams,1"`
+	ID          string `db:"id"`
+	Name        string `db:"name"`
+}
+
+type scProject struct {
+	entity.Meta `sync:"projects,2"`
+	ID          string `db:"id"`
+	TeamID      string `db:"team_id"`
+	Name        string `db:"name"`
+}
+
+type scTask struct {
+	entity.Meta `sync:"tasks,3"`
+	ID          string `db:"id"`
+	ProjectID   string `db:"project_id,ref=projects"`
+	Title       string `db:"title"`
+}
+
+type scMembership struct {
+	entity.Meta `sync:"memberships,2"`
+	ID          string `db:"id"`
+	UserID      string `db:"user_id"`
+	TeamID      string `db:"team_id"`
+}
+
+func scRegistry(t testing.TB) *entity.Registry {
+	reg := entity.NewRegistry()
+	if err := reg.Register(scTeam{}, scProject{}, scTask{}, scMembership{}); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func scOptions() server.Options {
+	return server.Options{
+		Auth: server.StaticTokens{
+			"token-ada":   {Tenant: "acme", User: "ada"},
+			"token-bob":   {Tenant: "acme", User: "bob"},
+			"token-admin": {Tenant: "acme", User: "admin", Claims: map[string]any{"teams": []any{"A", "B"}, "users": []any{"ada", "bob"}}},
+		},
+		Scopes: &server.Scopes{
+			Tables: map[string]server.RowKeys{
+				"projects":    server.KeyColumn("team:", "team_id"),
+				"tasks":       server.KeyParent("project_id"),
+				"memberships": server.KeyColumn("user:", "user_id"),
+			},
+			Principal: server.PrincipalKeys(
+				server.UserKey("user:"),
+				server.TableKeys("memberships", "user_id", "team:", "team_id"),
+				server.ClaimKeys("teams", "team:"),
+				server.ClaimKeys("users", "user:"),
+			),
+		},
+	}
+}
+
+// ids returns the live ids of table on a device, sorted and joined.
+func scIDs(t *testing.T, db *localdb.DB, table string) string {
+	t.Helper()
+	rows, err := db.SQL().Query(`SELECT id FROM "` + table + `" WHERE NOT _deleted ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		out = append(out, id)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestScopesCore(t *testing.T) {
+	reg := scRegistry(t)
+	stores.Each(t, stores.All, func(t *testing.T, sdb stores.Database) {
+		store := sdb.Open(t, reg.Schema(), stores.Options{})
+		url := testkit.Serve(t, store, scOptions()).URL
+		ctx := context.Background()
+		admin := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-admin"})
+		ada := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-ada"})
+		bob := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
+		for _, v := range []any{
+			&scTeam{ID: "A", Name: "a"}, &scTeam{ID: "B", Name: "b"},
+			&scProject{ID: "pa", TeamID: "A", Name: "pa"}, &scProject{ID: "pb", TeamID: "B", Name: "pb"},
+			&scTask{ID: "ta", ProjectID: "pa", Title: "ta"}, &scTask{ID: "tb", ProjectID: "pb", Title: "tb"},
+			&scMembership{ID: "m1", UserID: "ada", TeamID: "A"}, &scMembership{ID: "m2", UserID: "bob", TeamID: "B"},
+		} {
+			if err := admin.DB.Save(ctx, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if rep := admin.Sync(t); rep.Conflicts != 0 {
+			t.Fatalf("admin conflicts: %+v", rep)
+		}
+		ada.Sync(t)
+		bob.Sync(t)
+		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks") + "|" + scIDs(t, ada.DB, "teams") + "|" + scIDs(t, ada.DB, "memberships"); got != "pa|ta|A,B|m1" {
+			t.Fatalf("ada holds %s", got)
+		}
+		if got := scIDs(t, bob.DB, "projects") + "|" + scIDs(t, bob.DB, "tasks"); got != "pb|tb" {
+			t.Fatalf("bob holds %s", got)
+		}
+		// Grant: ada joins B.
+		if err := admin.DB.Save(ctx, &scMembership{ID: "m3", UserID: "ada", TeamID: "B"}); err != nil {
+			t.Fatal(err)
+		}
+		admin.Sync(t)
+		ada.Sync(t)
+		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pa,pb|ta,tb" {
+			t.Fatalf("after the grant ada holds %s", got)
+		}
+		// Revocation: ada leaves A.
+		if err := admin.DB.Delete(ctx, &scMembership{ID: "m1"}); err != nil {
+			t.Fatal(err)
+		}
+		admin.Sync(t)
+		rep := ada.Sync(t)
+		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pb|tb" || rep.Evicted != 2 {
+			t.Fatalf("after the revocation ada holds %s, evicted %d", got, rep.Evicted)
+		}
+		// Move: pb to A: ada loses it, with its task.
+		if err := admin.DB.Save(ctx, &scProject{ID: "pb", TeamID: "A", Name: "pb"}); err != nil {
+			t.Fatal(err)
+		}
+		admin.Sync(t)
+		rep = ada.Sync(t)
+		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "|" || rep.Evicted != 2 {
+			t.Fatalf("after the move ada holds %s, evicted %d", got, rep.Evicted)
+		}
+		// Writes: bob may not create a project in A.
+		if err := bob.DB.Save(ctx, &scProject{ID: "px", TeamID: "A", Name: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		rep = bob.Sync(t)
+		cs, err := bob.DB.Conflicts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cs) != 1 || cs[0].Strategy != "forbidden" || scIDs(t, bob.DB, "projects") != "" {
+			t.Fatalf("bob's refused insert: conflicts %+v, projects %q", cs, scIDs(t, bob.DB, "projects"))
+		}
+		if err := bob.DB.Save(ctx, &scTeam{ID: "C", Name: "c"}); err != nil {
+			t.Fatal(err)
+		}
+		if rep := bob.Sync(t); rep.Pushed["teams"] != 1 {
+			t.Fatalf("bob's next push: %+v", rep)
+		}
+	})
+}

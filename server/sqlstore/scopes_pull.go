@@ -1,0 +1,271 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
+)
+
+// view is what a pull of a scoped store may see: the principal's keys,
+// and the keys the pulling device holds the rows of.
+type view struct {
+	keys []string // the principal's, now
+	held []string // the device's; nil before its first pull
+	// pending are the keys a phase brings the device to (Cursor.Keys);
+	// nil when no phase is under way.
+	pending []string
+	save    bool // held or pending changed: written after the pull
+}
+
+// scopeView reads the principal's keys and the device's, in tx, and
+// decides where the pull goes: on from the plain cursor, or into (or on
+// in) the phases that bring the device to the principal's keys. It
+// returns the cursor to read from.
+func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, device string, c server.Cursor) (*view, server.Cursor, error) {
+	if device == "" {
+		return nil, c, fmt.Errorf("with scopes, a pull names its device (%s): %w", wire.HeaderDevice, wire.ErrBadRequest)
+	}
+	keys, err := s.principalKeys(ctx, tx, p)
+	if err != nil {
+		return nil, c, err
+	}
+	v := &view{keys: keys}
+	var held, pending sql.NullString
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT scope_held, scope_pending FROM _tether_devices WHERE tenant = ? AND device = ?`),
+		p.Tenant, device).Scan(&held, &pending); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, c, fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
+		}
+		return nil, c, err
+	}
+	if v.held, err = parseKeyList(held); err != nil {
+		return nil, c, err
+	}
+	if v.pending, err = parseKeyList(pending); err != nil {
+		return nil, c, err
+	}
+	switch c.Phase {
+	case server.PhaseDone:
+		// The device stored the last page of the phases: it holds the
+		// keys they brought it to.
+		if v.pending != nil && keySetID(v.pending) == c.Keys {
+			v.held, v.pending, v.save = v.pending, nil, true
+		}
+		c = c.Plain()
+	case server.PhaseEvict, server.PhaseGrant:
+		if v.pending == nil || keySetID(v.pending) != c.Keys || keySetID(keys) != c.Keys {
+			c = c.Plain() // the keys changed again: the phases start over
+		}
+	}
+	if c.Phase != server.PhaseNone {
+		return v, c, nil
+	}
+	switch {
+	case v.held == nil && c.Version > 0:
+		// The device pulled before scopes were on (or its record is
+		// lost): what it holds is unknown.
+		return nil, c, fmt.Errorf("the device's scope is unknown (it pulled before scopes were turned on): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
+	case slices.Equal(v.held, keys) || c.Version == 0:
+		// Nothing held yet from the server, or nothing changed.
+		if !slices.Equal(v.held, keys) || v.held == nil || v.pending != nil {
+			v.held, v.pending, v.save = keys, nil, true
+		}
+		return v, c, nil
+	}
+	if !slices.Equal(v.pending, keys) {
+		v.pending, v.save = keys, true
+	}
+	c.Phase, c.Keys, c.At = server.PhaseEvict, keySetID(keys), server.PhaseAt{Table: len(s.tables) - 1}
+	return v, c, nil
+}
+
+// saveView records the device's keys, after the pull's read.
+func (s *Store) saveView(ctx context.Context, p server.Principal, device string, v *view) error {
+	if v == nil || !v.save {
+		return nil
+	}
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET scope_held = ?, scope_pending = ? WHERE tenant = ? AND device = ?`),
+		keyList(v.held), keyList(v.pending), p.Tenant, device)
+	if err != nil {
+		return fmt.Errorf("record the device's scope: %w", err)
+	}
+	return nil
+}
+
+// phasePage reads a page of the phases: Evict rows for the rows of the
+// keys the device lost that it may no longer see (children first), then
+// every live row of the keys it gained that it does not hold through
+// another (parents first), then a cursor in PhaseDone.
+func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit int) ([]wire.Row, server.Cursor, error) {
+	lost, gained := minus(v.held, v.pending), minus(v.pending, v.held)
+	kept := minus(v.held, lost)
+	var out []wire.Row
+	for c.Phase == server.PhaseEvict && len(out) < limit {
+		if c.At.Table < 0 || len(lost) == 0 {
+			c.Phase, c.At = server.PhaseGrant, server.PhaseAt{}
+			break
+		}
+		t := s.tables[c.At.Table]
+		if s.scope.of(t) == nil {
+			c.At = server.PhaseAt{Table: c.At.Table - 1}
+			continue
+		}
+		lostIn, lostArgs := inList("k.scope_key", lost)
+		keptIn, keptArgs := inList("k2.scope_key", v.pending)
+		want := limit - len(out)
+		ids, err := s.strings(ctx, tx, `SELECT DISTINCT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND `+lostIn+`
+			AND (NOT k.gone OR k.version >= ?) AND k.id > ?
+			AND NOT EXISTS (SELECT 1 FROM _tether_keys k2 WHERE k2.tenant = k.tenant AND k2.tbl = k.tbl AND k2.id = k.id AND NOT k2.gone AND `+keptIn+`)
+			ORDER BY k.id LIMIT ?`, slices.Concat([]any{p.Tenant, t.schema.Name}, lostArgs, []any{c.Version, c.At.ID}, keptArgs, []any{want})...)
+		if err != nil {
+			return nil, c, fmt.Errorf("evictions %s: %w", t.schema.Name, err)
+		}
+		for _, id := range ids {
+			out = append(out, wire.Row{Table: t.schema.Name, ID: id, Evict: true})
+			c.At.ID = id
+		}
+		if len(ids) < want {
+			c.At = server.PhaseAt{Table: c.At.Table - 1}
+		}
+	}
+	for c.Phase == server.PhaseGrant && len(out) < limit {
+		if c.At.Table >= len(s.tables) || len(gained) == 0 {
+			c.Phase, c.At = server.PhaseDone, server.PhaseAt{}
+			break
+		}
+		t := s.tables[c.At.Table]
+		if s.scope.of(t) == nil {
+			c.At = server.PhaseAt{Table: c.At.Table + 1}
+			continue
+		}
+		gainedIn, gainedArgs := inList("k.scope_key", gained)
+		keptIn, keptArgs := inList("k2.scope_key", kept)
+		want := limit - len(out)
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND "id" > ? AND "id" IN (
+			SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND `+gainedIn+` AND NOT k.gone AND k.version <= ?
+			AND NOT EXISTS (SELECT 1 FROM _tether_keys k2 WHERE k2.tenant = k.tenant AND k2.tbl = k.tbl AND k2.id = k.id AND NOT k2.gone AND `+keptIn+`))
+			ORDER BY "id" LIMIT ?`),
+			slices.Concat([]any{p.Tenant, c.At.ID, p.Tenant, t.schema.Name}, gainedArgs, []any{c.Version}, keptArgs, []any{want})...)
+		if err != nil {
+			return nil, c, fmt.Errorf("grants %s: %w", t.schema.Name, err)
+		}
+		n := 0
+		for rows.Next() {
+			r, err := scanRow(&t.schema, rows.Scan)
+			if err != nil {
+				rows.Close()
+				return nil, c, err
+			}
+			r.Reason, r.Notify = "", ""
+			out = append(out, r)
+			c.At.ID = r.ID
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, c, err
+		}
+		if n < want {
+			c.At = server.PhaseAt{Table: c.At.Table + 1}
+		}
+	}
+	return out, c, nil
+}
+
+// readScoped reads into pr the rows of scoped table t after the cursor
+// that the view's keys see, in commit order: each row at the latest
+// version of its entries in those keys, or, when the row left every one of
+// them, an Evict row.
+func (s *Store) readScoped(ctx context.Context, tx *sql.Tx, t *Table, tenant string, v *view, pr *pageReader) error {
+	in, inArgs := inList("k.scope_key", v.keys)
+	var after string
+	var afterArgs []any
+	switch c := pr.after; {
+	case t.idx < c.Table:
+		after, afterArgs = `k.version > ?`, []any{c.Version}
+	case t.idx == c.Table:
+		after, afterArgs = `(k.version > ? OR (k.version = ? AND k.id > ?))`, []any{c.Version, c.Version, c.ID}
+	default:
+		after, afterArgs = `k.version >= ?`, []any{c.Version}
+	}
+	q := `SELECT ` + qualified(t, "t") + `, t."_session", t."_pushed", m.v, m.vis FROM (
+		SELECT k.id AS kid, MAX(k.version) AS v, MAX(CASE WHEN k.gone THEN 0 ELSE 1 END) AS vis FROM _tether_keys k
+		WHERE k.tenant = ? AND k.tbl = ? AND ` + in + ` AND ` + after + `
+		GROUP BY k.id ORDER BY v, kid LIMIT ?) m
+		JOIN ` + t.Name + ` AS t ON t."_tenant" = ? AND t."id" = m.kid ORDER BY m.v, m.kid`
+	rows, err := tx.QueryContext(ctx, s.q(q), slices.Concat([]any{tenant, t.schema.Name}, inArgs, afterArgs, []any{pr.limit + 1, tenant})...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var session string
+		var pushed, at, vis int64
+		r, err := scanRow(&t.schema, rows.Scan, &session, &pushed, &at, &vis)
+		if err != nil {
+			return err
+		}
+		if vis == 0 {
+			r = wire.Row{Table: t.schema.Name, ID: r.ID, Evict: true, Version: at}
+		}
+		ch := changed{pos: server.Cursor{Version: at, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
+			echo: vis == 1 && pushed == 1 && r.Device == pr.echo.Device && pr.echo.Sessions[session]}
+		pr.all = append(pr.all, ch)
+		if pr.read += ch.size; pr.read > pr.maxBytes {
+			if pr.bound == nil || ch.pos.Before(*pr.bound) {
+				pr.bound = &ch.pos
+			}
+			break
+		}
+	}
+	return rows.Err()
+}
+
+// scopedSnapshot reads the live rows of scoped table t that keys see,
+// after id in byte order, up to limit.
+func (s *Store) scopedSnapshot(ctx context.Context, tx *sql.Tx, t *Table, tenant string, keys []string, id string, limit int) (*sql.Rows, error) {
+	in, args := inList("k.scope_key", keys)
+	return tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
+		s.d.ByteOrder(`"id"`)+` > ? AND "id" IN (SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND NOT k.gone AND `+in+`)
+		ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), slices.Concat([]any{tenant, id, tenant, t.schema.Name}, args, []any{limit})...)
+}
+
+// Visible implements server.Store.
+func (s *Store) Visible(ctx context.Context, p server.Principal, after, upto int64) (bool, error) {
+	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	var keys []string
+	if s.scope.on() {
+		if keys, err = s.principalKeys(ctx, tx, p); err != nil {
+			return false, err
+		}
+	}
+	in, args := inList("scope_key", keys)
+	q := []string{`SELECT 1 FROM _tether_keys WHERE tenant = ? AND version > ? AND version <= ? AND ` + in}
+	qargs := [][]any{slices.Concat([]any{p.Tenant, after, upto}, args)}
+	for _, t := range s.tables {
+		if s.scope.of(t) == nil {
+			q = append(q, `SELECT 1 FROM `+t.Name+` WHERE "_tenant" = ? AND "_version" > ? AND "_version" <= ?`)
+			qargs = append(qargs, []any{p.Tenant, after, upto})
+		}
+	}
+	for i := range q {
+		var one int
+		err := tx.QueryRowContext(ctx, s.q(q[i]+` LIMIT 1`), qargs[i]...).Scan(&one)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+	}
+	return false, nil
+}
