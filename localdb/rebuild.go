@@ -16,8 +16,9 @@ import (
 //
 //	BeginRebuild                 marks every clean row stale
 //	ApplySnapshot, page by page  writes the server's rows, clean and fresh
-//	FinishRebuild                deletes the rows still stale (the server
-//	                             deleted them), and pulls on from Resume
+//	FinishRebuild                removes the rows still stale (the server
+//	                             deleted them, or they left the device's
+//	                             scopes), and pulls on from Resume
 //
 // Each step is one transaction and the snapshot's position is stored with
 // its rows, so an interrupted rebuild goes on where it stopped
@@ -79,9 +80,10 @@ func (s *Syncer) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor stri
 }
 
 // FinishRebuild ends a rebuild: the rows still stale, which the server no
-// longer holds, are deleted (clean tombstones, so that nothing pushes the
-// deletion back and references stay whole), and the pull cursor becomes
-// resume. It returns the number of rows deleted.
+// longer holds (or no longer lets this device see), are removed, without
+// anything pushed: for good, or as clean tombstones where rows here still
+// reference them (references stay whole); the pull cursor becomes
+// resume. It returns the number of rows removed.
 func (s *Syncer) FinishRebuild(ctx context.Context, resume string) (int, error) {
 	db := s.db
 	if err := db.checkOpen("FinishRebuild"); err != nil {
@@ -91,6 +93,26 @@ func (s *Syncer) FinishRebuild(ctx context.Context, resume string) (int, error) 
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		if err := setSuppress(ctx, tx, true); err != nil {
 			return err
+		}
+		// Children first: a stale row nothing here references goes
+		// for good (the server deleted it, or its user may no longer see
+		// it); one a row here still references stays as a clean tombstone.
+		for i := len(db.tables) - 1; i >= 0; i-- {
+			t := db.tables[i]
+			q := `DELETE FROM ` + sqlident.Quote(t.name) + ` WHERE "_stale" = 1 AND "_dirty" = 0`
+			for _, c := range db.tables {
+				for _, col := range c.cols {
+					if col.Ref == t.name {
+						q += ` AND NOT EXISTS (SELECT 1 FROM ` + sqlident.Quote(c.name) + ` AS r WHERE r.` + sqlident.Quote(col.Name) + ` = ` + sqlident.Quote(t.name) + `."id")`
+					}
+				}
+			}
+			res, err := tx.ExecContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("finish rebuild %s: %w", t.name, err)
+			}
+			n, _ := res.RowsAffected()
+			deleted += int(n)
 		}
 		for _, t := range db.tables {
 			res, err := tx.ExecContext(ctx, `UPDATE `+sqlident.Quote(t.name)+` SET "_deleted" = 1, "_stale" = 0 WHERE "_stale" = 1 AND "_dirty" = 0`)

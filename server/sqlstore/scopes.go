@@ -28,6 +28,9 @@ type scoping struct {
 	sc        *server.Scopes
 	authorize server.Authorizer
 	tables    map[*Table]*scopedTable
+	// sources are the tables that give principals keys (TableKeys):
+	// only trusted writes (Server.Write) may write them.
+	sources map[*Table]bool
 }
 
 // scopedTable is a scoped table and how its rows get their keys.
@@ -49,7 +52,7 @@ func (sp *scoping) of(t *Table) *scopedTable { return sp.tables[t] }
 // UseScopes implements server.Store. It indexes the tables that give a
 // principal its keys (TableKeys) by their user column.
 func (s *Store) UseScopes(sc *server.Scopes, authorize server.Authorizer) error {
-	sp := scoping{sc: sc, authorize: authorize, tables: map[*Table]*scopedTable{}}
+	sp := scoping{sc: sc, authorize: authorize, tables: map[*Table]*scopedTable{}, sources: map[*Table]bool{}}
 	if sc != nil {
 		for name, rk := range sc.Tables {
 			t := s.byName[name]
@@ -81,6 +84,7 @@ func (s *Store) UseScopes(sc *server.Scopes, authorize server.Authorizer) error 
 				if s.byName[table] == nil {
 					return fmt.Errorf("scopes: TableKeys: table %q is not in the schema", table)
 				}
+				sp.sources[s.byName[table]] = true
 				ixs = append(ixs, struct {
 					table string
 					ix    Index

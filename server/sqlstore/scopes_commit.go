@@ -25,7 +25,7 @@ const keyChunk = 200
 func (a *applier) guard(ctx context.Context, t *Table, c *wire.Commit) error {
 	s := a.s
 	st := s.scope.of(t)
-	if server.IsTrusted(ctx) || (st == nil && s.scope.authorize == nil) {
+	if server.IsTrusted(ctx) || (st == nil && s.scope.authorize == nil && !s.scope.sources[t]) {
 		return nil
 	}
 	rows, err := a.tx.QueryContext(ctx, s.q(`SELECT `+t.columnList()+`, "_base", "_deleted", "_hlc", "_changed", "_present" FROM (`+
@@ -108,6 +108,10 @@ func (a *applier) guard(ctx context.Context, t *Table, c *wire.Commit) error {
 func (a *applier) refuse(ctx context.Context, t *Table, st *scopedTable, mine []string, cur *wire.Row, r wire.Row, oldKeys []string, parents map[string][]string) (string, error) {
 	name := t.schema.Name
 	next := a.after(t, cur, r)
+	if a.s.scope.sources[t] {
+		// A member who wrote these would give itself keys.
+		return fmt.Sprintf("%s rows give scope keys: only the server's trusted writes (Server.Write) may write them", name), nil
+	}
 	if st != nil {
 		newKeys := oldKeys
 		if !r.Deleted {
