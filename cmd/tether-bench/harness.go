@@ -193,6 +193,8 @@ type deviceOptions struct {
 	noGzip bool
 	rtt    time.Duration // added to every request's round trip
 	token  string        // bearer token; "" for benchToken
+	// timeout bounds each request; 0 for the client's default.
+	timeout time.Duration
 }
 
 func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o deviceOptions) (*device, error) {
@@ -203,7 +205,7 @@ func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o d
 	tr, wc := countingTransport()
 	link := &delayTransport{next: tr, half: o.rtt / 2}
 	token := cmp.Or(o.token, benchToken)
-	api := client.New(url, client.Options{Token: token, Transport: link, DisableGzip: o.noGzip})
+	api := client.New(url, client.Options{Token: token, Transport: link, DisableGzip: o.noGzip, Timeout: o.timeout})
 	co := coordinator.New(db, api, coordinator.Options{
 		PushBatchSize: o.batch, PullBatchSize: o.batch, Logger: quiet,
 		MaxElapsed: 10 * time.Second,
