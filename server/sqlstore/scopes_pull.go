@@ -223,7 +223,7 @@ func (s *Store) readScoped(ctx context.Context, tx *sql.Tx, t *Table, tenant str
 	case t.idx < c.Table:
 		after, afterArgs = `k.version > ?`, []any{c.Version}
 	case t.idx == c.Table:
-		after, afterArgs = `(k.version, k.id) > (?, ?)`, []any{c.Version, c.ID}
+		after, afterArgs = `(k.version > ? OR (k.version = ? AND k.id > ?))`, []any{c.Version, c.Version, c.ID}
 	default:
 		after, afterArgs = `k.version >= ?`, []any{c.Version}
 	}
