@@ -32,6 +32,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 type benchServer struct {
 	URL   string
 	store server.Store
+	srv   *server.Server // for trusted writes (Server.Write)
 	hs    *http.Server
 }
 
@@ -88,7 +89,7 @@ func startServerWith(store server.Store, err error, opts server.Options) (*bench
 			fmt.Fprintln(os.Stderr, "tether-bench: server:", err)
 		}
 	}()
-	return &benchServer{URL: "http://" + ln.Addr().String(), store: store, hs: hs}, nil
+	return &benchServer{URL: "http://" + ln.Addr().String(), store: store, srv: handler, hs: hs}, nil
 }
 
 func (s *benchServer) Close() error {
