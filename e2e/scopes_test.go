@@ -6,7 +6,9 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -623,7 +625,11 @@ func TestScopesEvictDirtyRow(t *testing.T) {
 func TestScopesChurn(t *testing.T) {
 	eachFS(t, server.Options{}, func(t *testing.T, e *fsEnv) {
 		e.seed(t)
-		rng := rand.New(rand.NewPCG(20, 4))
+		seed := uint64(20)
+		if v, err := strconv.ParseUint(os.Getenv("TETHER_CHURN_SEED"), 10, 64); err == nil {
+			seed = v // another run: TETHER_CHURN_SEED=n go test ./e2e -run TestScopesChurn
+		}
+		rng := rand.New(rand.NewPCG(seed, 4))
 		type dev struct {
 			user string
 			d    *testkit.Device
