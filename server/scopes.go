@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tethersync/tether/entity"
@@ -42,6 +43,26 @@ type Scopes struct {
 	// Principal gives the keys a principal holds, read in the same
 	// transaction as the rows it pulls or writes.
 	Principal KeySources
+	// Version names the rules: the store computes every row's keys again
+	// (and every device rebuilds from a snapshot) when the rules change,
+	// which it sees but for the logic of a KeyFunc: change Version with it.
+	Version string
+}
+
+// Fingerprint identifies the rules: the tables and how their rows get
+// keys, the principal's key sources, and Version (a KeyFunc's logic is
+// not seen). It is for Store implementations.
+func (s *Scopes) Fingerprint() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=%q;", s.Version)
+	for _, name := range slices.Sorted(maps.Keys(s.Tables)) {
+		rk := s.Tables[name]
+		fmt.Fprintf(&b, "t=%q,%q,%q,%q,%v;", name, rk.prefix, rk.column, rk.parent, rk.fn != nil)
+	}
+	for _, src := range s.Principal {
+		fmt.Fprintf(&b, "p=%q,%v,%q,%q,%q,%q;", src.prefix, src.user, src.claim, src.table, src.userCol, src.keyCol)
+	}
+	return KeySetID([]string{b.String()})
 }
 
 // Scoped reports whether table is scoped.

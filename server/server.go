@@ -45,10 +45,8 @@ func New(store Store, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	opts = opts.withDefaults()
-	if opts.Scopes != nil || opts.Authorize != nil {
-		if err := store.UseScopes(opts.Scopes, opts.Authorize); err != nil {
-			return nil, fmt.Errorf("server: %w", err)
-		}
+	if err := store.UseScopes(opts.Scopes, opts.Authorize); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
 		store:     store,

@@ -135,8 +135,9 @@ type Store interface {
 	Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error)
 	// UseScopes makes the store keep and apply sc (nil: none), which
 	// Options.Check has accepted against Schema, and authorize (nil:
-	// none), from now on; server.New calls it once, before serving, when
-	// either is set. With
+	// none), from now on; server.New calls it once, before serving. Rows
+	// written while the store had no scopes, or other rules, get their
+	// keys then, and every device rebuilds from a snapshot. With
 	// scopes, the store keeps each scoped row's keys (computed at each
 	// commit), Changes, Snapshot and Digest return only the rows the
 	// principal may see, Changes removes from a device the rows its

@@ -211,6 +211,12 @@ func bookkeeping() []TableDef {
 		Name:    "_tether_horizons",
 		Columns: []Column{col("tenant", TypeKey), col("version", TypeInt)},
 		Key:     []string{"tenant"},
+	}, {
+		// Settings of the store's own, by name: "scopes", the rules the
+		// entries of _tether_keys were computed by (see UseScopes).
+		Name:    "_tether_settings",
+		Columns: []Column{col("name", TypeID), col("value", TypeText)},
+		Key:     []string{"name"},
 	}}
 }
 

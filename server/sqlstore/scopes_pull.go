@@ -45,40 +45,37 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		return nil, c, err
 	}
 	v.keys = keys
-	if c.Phase == server.PhaseDone && v.pending == nil && v.held != nil && c.Keys == keySetID(v.held) {
+	current := v.pending != nil && keySetID(v.pending) == c.Keys // a cursor of the phases under way
+	switch {
+	case c.Phase == server.PhaseDone && v.pending == nil && v.held != nil && c.Keys == keySetID(v.held):
 		// The answer to this cursor was lost after the server recorded
 		// the phases done: the device holds the keys they brought.
 		c = c.Plain()
 		c.Held = c.Keys
+	case c.Phase != server.PhaseNone && !(current && (c.Phase == server.PhaseDone || keySetID(keys) == c.Keys)):
+		// The keys changed again (or the phases are an earlier run's,
+		// whose answer was lost): the phases start over. The device
+		// surely holds only the keys the earlier pages neither evicted
+		// nor were still granting, and may hold rows of the others (set
+		// aside, or applied).
+		if v.pending != nil {
+			may := union(union(v.held, v.extra), v.pending)
+			v.held = minus(v.held, minus(v.held, v.pending))
+			v.extra, v.pending, v.save = minus(may, v.held), nil, true
+		}
+		c = c.Plain()
+		c.Held = keySetID(v.held)
 	}
 	if c.Version > 0 && v.held != nil && c.Held != keySetID(v.held) {
 		// The database is not the one the server gave the cursor to:
 		// restored from a backup, or a copy. What it holds is unknown.
 		return nil, c, fmt.Errorf("the device holds the rows of other scope keys than the server recorded for it (a database restored from a backup, or copied?): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
 	}
-	switch c.Phase {
-	case server.PhaseDone:
+	if c.Phase == server.PhaseDone {
 		// The device stored the last page of the phases: it holds the
 		// keys they brought it to, and no others.
-		if v.pending != nil && keySetID(v.pending) == c.Keys {
-			v.held, v.pending, v.extra, v.save = v.pending, nil, nil, true
-		}
+		v.held, v.pending, v.extra, v.save = v.pending, nil, nil, true
 		c = c.Plain()
-	case server.PhaseEvict, server.PhaseGrant:
-		if v.pending == nil || keySetID(v.pending) != c.Keys || keySetID(keys) != c.Keys {
-			// The keys changed again: the phases start over, and the
-			// device may hold rows of the keys the first pages were
-			// bringing it to.
-			if v.pending != nil {
-				// Surely held now: only the keys the first pages neither
-				// evicted nor were still granting. It may hold rows of
-				// the others (set aside, or applied).
-				may := union(union(v.held, v.extra), v.pending)
-				v.held = minus(v.held, minus(v.held, v.pending))
-				v.extra, v.pending, v.save = minus(may, v.held), nil, true
-			}
-			c = c.Plain()
-		}
 	}
 	if c.Phase != server.PhaseNone {
 		return v, c, nil
@@ -151,10 +148,9 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 // phasePage reads a page of the phases: Evict rows for the rows of the
 // keys the device lost that it may no longer see (children first), then
 // every live row of the keys it gained that it does not hold through
-// another (parents first), then a cursor in PhaseDone. Granted rows are
-// sent whatever their version (a parent changed after the cursor comes
-// with its children); the stream sends those changed after the cursor
-// again, which the device skips.
+// another (parents first), then a cursor in PhaseDone. Rows changed
+// after the cursor come with the stream, once (a parent changed after the
+// cursor may come a page after its children, as in any pull).
 func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit, maxBytes int) ([]wire.Row, server.Cursor, error) {
 	lost, gained := minus(union(v.held, v.extra), v.pending), minus(v.pending, v.held)
 	kept := minus(v.held, minus(v.held, v.pending))
@@ -202,10 +198,10 @@ func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v
 		keptIn, keptArgs := inList("k2.scope_key", kept)
 		want := limit - len(out)
 		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND "id" > ? AND "id" IN (
-			SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND `+gainedIn+` AND NOT k.gone
+			SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND `+gainedIn+` AND NOT k.gone AND k.version <= ?
 			AND NOT EXISTS (SELECT 1 FROM _tether_keys k2 WHERE k2.tenant = k.tenant AND k2.tbl = k.tbl AND k2.id = k.id AND NOT k2.gone AND `+keptIn+`))
 			ORDER BY "id" LIMIT ?`),
-			slices.Concat([]any{p.Tenant, c.At.ID, p.Tenant, t.schema.Name}, gainedArgs, keptArgs, []any{want})...)
+			slices.Concat([]any{p.Tenant, c.At.ID, p.Tenant, t.schema.Name}, gainedArgs, []any{c.Version}, keptArgs, []any{want})...)
 		if err != nil {
 			return nil, c, fmt.Errorf("grants %s: %w", t.schema.Name, err)
 		}
