@@ -32,8 +32,9 @@ type Server struct {
 	// version stays.
 	digests *digestCache
 
-	stop    context.CancelFunc // ends the sweep
-	stopped chan struct{}
+	stop     context.CancelFunc // ends the sweep and the capture
+	stopped  chan struct{}
+	captured chan struct{} // closed when the capture has ended
 }
 
 // New returns a server over store, and starts its sweep (see
@@ -50,6 +51,9 @@ func New(store Store, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("server: %w", err)
 		}
 	}
+	if err := useCapture(store, opts.CaptureExternalWrites); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s := &Server{
 		store:     store,
 		opts:      opts,
@@ -61,6 +65,7 @@ func New(store Store, opts Options) (*Server, error) {
 		costs:     newCosts(opts.MaxCost, opts.CostWait),
 		digests:   newDigestCache(),
 		stopped:   make(chan struct{}),
+		captured:  make(chan struct{}),
 	}
 	s.routes()
 	ctx, stop := context.WithCancel(context.Background())
@@ -69,6 +74,11 @@ func New(store Store, opts Options) (*Server, error) {
 		go s.sweep(ctx, opts.SweepInterval)
 	} else {
 		close(s.stopped)
+	}
+	if c, ok := store.(Capturer); ok && opts.CaptureExternalWrites {
+		go s.capture(ctx, c, opts.CaptureInterval)
+	} else {
+		close(s.captured)
 	}
 	return s, nil
 }
@@ -95,6 +105,7 @@ func (s *Server) routes() {
 func (s *Server) Close() error {
 	s.stop()
 	<-s.stopped
+	<-s.captured
 	return nil
 }
 
