@@ -25,7 +25,7 @@ import (
 // tenant, table, id, whether it was deleted, and a clock stamp of the
 // database's clock at the write, of device server.ExternalDevice); for a
 // DELETE of a live row it also keeps the row's last values in the
-// table's staging table, under session '' (CaptureTable.StageOld), for
+// table's staging table, under session ” (CaptureTable.StageOld), for
 // its tombstone. The store turns what was recorded into commits
 // (Store.Capture).
 type Capturing interface {
@@ -74,7 +74,7 @@ func (c CaptureTable) Unstage(row string) string {
 }
 
 // StageOld is the statement that keeps the last values of the deleted
-// row OLD in the staging table, as a staged tombstone of session ''
+// row OLD in the staging table, as a staged tombstone of session ”
 // stamped stamp.
 func (c CaptureTable) StageOld(stamp string) string {
 	vals := make([]string, len(c.Columns))
