@@ -18,7 +18,9 @@ const captureStamp = `CONCAT(LPAD(FLOOR(UNIX_TIMESTAMP(SYSDATE(3)) * 1000), 13, 
 // keeps its row's last values in the staging table (as in every
 // database).
 func (*dialect) CaptureTriggers(t sqlstore.CaptureTable) []string {
-	record := func(row, deleted string) string { return t.Record("REPLACE INTO", "", row, deleted, captureStamp) }
+	record := func(row, deleted string) string {
+		return t.Record("INSERT INTO", " ON DUPLICATE KEY UPDATE deleted = VALUES(deleted), hlc = VALUES(hlc)", row, deleted, captureStamp)
+	}
 	table := sqlident.Quote(t.Table)
 	return []string{
 		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH ROW BEGIN IF NEW."_version" = 0 THEN %s; %s; END IF; END`,

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -214,10 +215,8 @@ func (s *Store) captureTx(ctx context.Context, tx *sql.Tx, tenant string) (wire.
 	}
 	// The tenant's commits first, then the rows: the order a commit takes
 	// its locks in.
-	if lock := s.d.ForUpdate(); lock != "" {
-		if _, err := s.strings(ctx, tx, `SELECT tenant FROM _tether_tenants WHERE tenant = ?`+lock, tenant); err != nil {
-			return c, false, err
-		}
+	if _, err := s.strings(ctx, tx, `SELECT tenant FROM _tether_tenants WHERE tenant = ?`+s.d.ForUpdate(), tenant); err != nil {
+		return c, false, err
 	}
 	session := uuid.NewString()
 	staged := 0
@@ -232,13 +231,14 @@ func (s *Store) captureTx(ctx context.Context, tx *sql.Tx, tenant string) (wire.
 		}
 		staged += n
 	}
-	// What was staged is captured; what names a table or row that is not
-	// there any more is dropped.
+	// What was staged is captured (unless it was written again since,
+	// with a later stamp); what names a table or row that is not there any
+	// more is dropped.
 	for _, name := range tables {
 		cond := `tbl = ?`
 		args := []any{tenant, name}
 		if t := s.byName[name]; t != nil {
-			cond = `tbl = ? AND (id IN (SELECT "id" FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ?)
+			cond = `tbl = ? AND (EXISTS (SELECT 1 FROM ` + t.Stage + ` AS s WHERE s."_tenant" = ? AND s."_session" = ? AND s."id" = _tether_captured.id AND s."_hlc" = _tether_captured.hlc)
 				OR (deleted = ? AND NOT EXISTS (SELECT 1 FROM ` + t.Name + ` AS t WHERE t."_tenant" = ? AND t."id" = _tether_captured.id)))`
 			args = append(args, tenant, session, false, tenant)
 		}
@@ -259,39 +259,54 @@ func (s *Store) captureTx(ctx context.Context, tx *sql.Tx, tenant string) (wire.
 // stageCaptured stages, as session, the rows of t that tenant's recorded
 // external writes name: a live row as it is now, based on its own
 // version (so it is no conflict), and a deleted one as the tombstone its
-// DELETE kept. It returns how many it staged.
+// DELETE kept, each with the stamp of its write. It returns how many it
+// staged.
 func (s *Store) stageCaptured(ctx context.Context, tx *sql.Tx, t *Table, tenant, session string) (int, error) {
 	recorded := `SELECT id FROM _tether_captured WHERE tenant = ? AND tbl = ? AND deleted = ?`
-	if lock := s.d.ForUpdate(); lock != "" {
-		// No external write changes these rows until the commit ends.
-		if _, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+recorded+`)`+lock,
-			tenant, tenant, t.schema.Name, false); err != nil {
-			return 0, fmt.Errorf("lock: %w", err)
-		}
+	// The live rows, locked: no external write changes them until the
+	// commit ends, so what is staged is their latest write. Those written
+	// after this are captured next time.
+	ids, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+recorded+`)`+s.d.ForUpdate(),
+		tenant, tenant, t.schema.Name, false)
+	if err != nil {
+		return 0, fmt.Errorf("lock: %w", err)
 	}
 	var cols []string
 	for _, c := range t.cols {
 		cols = append(cols, `t.`+c)
 	}
-	res, err := tx.ExecContext(ctx, s.q(`INSERT INTO `+t.Stage+` ("_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact", `+t.columnList()+`)
-		SELECT t."_tenant", ?, 0, t."_version", t."_deleted", c.hlc, ?, '', 0, `+strings.Join(cols, ", ")+`
-		FROM _tether_captured AS c JOIN `+t.Name+` AS t ON t."_tenant" = c.tenant AND t."id" = c.id
-		WHERE c.tenant = ? AND c.tbl = ? AND c.deleted = ?`), session, t.every, tenant, t.schema.Name, false)
-	if err != nil {
-		return 0, fmt.Errorf("stage: %w", err)
+	n := 0
+	for chunk := range slices.Chunk(ids, captureChunk) {
+		args := []any{session, t.every, tenant, t.schema.Name, false}
+		for _, id := range chunk {
+			args = append(args, id)
+		}
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO `+t.Stage+` ("_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact", `+t.columnList()+`)
+			SELECT t."_tenant", ?, 0, t."_version", t."_deleted", c.hlc, ?, '', 0, `+strings.Join(cols, ", ")+`
+			FROM _tether_captured AS c JOIN `+t.Name+` AS t ON t."_tenant" = c.tenant AND t."id" = c.id
+			WHERE c.tenant = ? AND c.tbl = ? AND c.deleted = ? AND c.id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`), args...)
+		if err != nil {
+			return 0, fmt.Errorf("stage: %w", err)
+		}
+		m, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		n += int(m)
 	}
-	live, err := res.RowsAffected()
-	if err != nil {
-		return 0, err
-	}
-	res, err = tx.ExecContext(ctx, s.q(`UPDATE `+t.Stage+` SET "_session" = ? WHERE "_tenant" = ? AND "_session" = '' AND "id" IN (`+recorded+`)`),
-		session, tenant, tenant, t.schema.Name, true)
+	res, err := tx.ExecContext(ctx, s.q(`UPDATE `+t.Stage+` SET "_session" = ?,
+		"_hlc" = (SELECT c.hlc FROM _tether_captured AS c WHERE c.tenant = ? AND c.tbl = ? AND c.id = `+t.Stage+`."id")
+		WHERE "_tenant" = ? AND "_session" = '' AND "id" IN (`+recorded+`)`),
+		session, tenant, t.schema.Name, tenant, tenant, t.schema.Name, true)
 	if err != nil {
 		return 0, fmt.Errorf("stage tombstones: %w", err)
 	}
 	gone, err := res.RowsAffected()
-	return int(live + gone), err
+	return n + int(gone), err
 }
+
+// captureChunk is the most ids one statement of stageCaptured names.
+const captureChunk = 500
 
 // keepServer is the resolver of a captured write's commit. A captured
 // write is based on its row's own version, so it meets no conflict: one
