@@ -40,3 +40,6 @@ func (*dialect) DropCaptureTriggers(t sqlstore.CaptureTable) []string {
 	}
 	return out
 }
+
+// SkipLocked implements sqlstore.Capturing.
+func (*dialect) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }

@@ -50,3 +50,6 @@ func (*dialect) DropCaptureTriggers(t sqlstore.CaptureTable) []string {
 		`DROP FUNCTION IF EXISTS ` + fn + `()`,
 	}
 }
+
+// SkipLocked implements sqlstore.Capturing.
+func (*dialect) SkipLocked() string { return " FOR UPDATE SKIP LOCKED" }

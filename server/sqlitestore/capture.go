@@ -37,3 +37,6 @@ func (dialect) DropCaptureTriggers(t sqlstore.CaptureTable) []string {
 	}
 	return out
 }
+
+// SkipLocked implements sqlstore.Capturing: the single writer connection serializes every write transaction.
+func (dialect) SkipLocked() string { return "" }

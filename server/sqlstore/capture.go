@@ -36,6 +36,10 @@ type Capturing interface {
 	// DropCaptureTriggers returns the statements that drop them, if they
 	// exist.
 	DropCaptureTriggers(t CaptureTable) []string
+	// SkipLocked is appended to a SELECT that must lock the rows it reads
+	// until the transaction ends, passing over those another transaction
+	// holds ("" where writers are serialized anyway).
+	SkipLocked() string
 }
 
 // CaptureTable is a synced table, as a Capturing dialect spells its
@@ -151,7 +155,9 @@ const captureTenants = 100
 
 // Capture implements server.Capturer: it commits the external writes
 // recorded so far, one commit per tenant (of up to captureTenants
-// tenants), and returns how many commits it made.
+// tenants), and returns how many commits it made. A tenant whose capture
+// the database keeps aborting for deadlocks (with a back office's
+// transactions) is left for the next call.
 func (s *Store) Capture(ctx context.Context) (int, error) {
 	if !s.capturing.Load() {
 		return 0, nil
@@ -182,6 +188,9 @@ func (s *Store) Capture(ctx context.Context) (int, error) {
 			c, ok, err = s.captureTx(ctx, tx, tenant)
 			return err
 		})
+		if err != nil && s.d.Retryable(err) {
+			continue // deadlocked with a back office's writes, again: next time
+		}
 		if err != nil {
 			return n, fmt.Errorf("capture tenant %s: %w", tenant, err)
 		}
@@ -198,6 +207,22 @@ func externalPrincipal(tenant string) server.Principal {
 	return server.Principal{Tenant: tenant, User: server.ExternalUser}
 }
 
+// capturedKey marks a context whose transaction captured already.
+type capturedKey struct{}
+
+// captureFirst captures tenant's external writes in tx (see captureTx),
+// at the start of a transaction that commits a device's session: it
+// locks the tenant's commits before the session's rows are staged, so
+// that the transaction takes its locks in the order every capture does
+// (the tenant's commits, then rows), and returns the context for the
+// commit, which then does not capture again.
+func (s *Store) captureFirst(ctx context.Context, tx *sql.Tx, tenant string) (context.Context, error) {
+	if _, _, err := s.captureTx(ctx, tx, tenant); err != nil {
+		return ctx, fmt.Errorf("capture external writes: %w", err)
+	}
+	return context.WithValue(ctx, capturedKey{}, true), nil
+}
+
 // captureTx commits, in tx, the external writes of tenant recorded so
 // far, as one commit of server.ExternalDevice through the commit path of
 // a device's session (conflicts, reference rules, scope keys, audit log),
@@ -209,42 +234,30 @@ func (s *Store) captureTx(ctx context.Context, tx *sql.Tx, tenant string) (wire.
 	if !s.capturing.Load() {
 		return c, false, nil
 	}
-	tables, err := s.strings(ctx, tx, `SELECT DISTINCT tbl FROM _tether_captured WHERE tenant = ?`, tenant)
-	if err != nil || len(tables) == 0 {
-		return c, false, err
-	}
 	// The tenant's commits first, then the rows: the order a commit takes
 	// its locks in.
 	if _, err := s.strings(ctx, tx, `SELECT tenant FROM _tether_tenants WHERE tenant = ?`+s.d.ForUpdate(), tenant); err != nil {
+		return c, false, err
+	}
+	tables, err := s.strings(ctx, tx, `SELECT DISTINCT tbl FROM _tether_captured WHERE tenant = ?`, tenant)
+	if err != nil || len(tables) == 0 {
 		return c, false, err
 	}
 	session := uuid.NewString()
 	staged := 0
 	for _, name := range tables {
 		t := s.byName[name]
-		if t == nil {
-			continue // a table gone from the schema: its entries go below
+		if t == nil { // a table gone from the schema
+			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_captured WHERE tenant = ? AND tbl = ?`), tenant, name); err != nil {
+				return c, false, err
+			}
+			continue
 		}
 		n, err := s.stageCaptured(ctx, tx, t, tenant, session)
 		if err != nil {
 			return c, false, fmt.Errorf("%s: %w", name, err)
 		}
 		staged += n
-	}
-	// What was staged is captured (unless it was written again since,
-	// with a later stamp); what names a table or row that is not there any
-	// more is dropped.
-	for _, name := range tables {
-		cond := `tbl = ?`
-		args := []any{tenant, name}
-		if t := s.byName[name]; t != nil {
-			cond = `tbl = ? AND (EXISTS (SELECT 1 FROM ` + t.Stage + ` AS s WHERE s."_tenant" = ? AND s."_session" = ? AND s."id" = _tether_captured.id AND s."_hlc" = _tether_captured.hlc)
-				OR (deleted = ? AND NOT EXISTS (SELECT 1 FROM ` + t.Name + ` AS t WHERE t."_tenant" = ? AND t."id" = _tether_captured.id)))`
-			args = append(args, tenant, session, false, tenant)
-		}
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_captured WHERE tenant = ? AND `+cond), args...); err != nil {
-			return c, false, fmt.Errorf("%s: %w", name, err)
-		}
 	}
 	if staged == 0 {
 		return c, false, nil
@@ -259,50 +272,83 @@ func (s *Store) captureTx(ctx context.Context, tx *sql.Tx, tenant string) (wire.
 // stageCaptured stages, as session, the rows of t that tenant's recorded
 // external writes name: a live row as it is now, based on its own
 // version (so it is no conflict), and a deleted one as the tombstone its
-// DELETE kept, each with the stamp of its write. It returns how many it
-// staged.
+// DELETE kept, each with the stamp of its write; and drops the records
+// of what it staged. It returns how many rows it staged.
+//
+// Its statements name rows by id, so that it waits only for the rows it
+// captures: a back office's transaction locks a row, then its record.
 func (s *Store) stageCaptured(ctx context.Context, tx *sql.Tx, t *Table, tenant, session string) (int, error) {
-	recorded := `SELECT id FROM _tether_captured WHERE tenant = ? AND tbl = ? AND deleted = ?`
-	// The live rows, locked: no external write changes them until the
-	// commit ends, so what is staged is their latest write. Those written
-	// after this are captured next time.
-	ids, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+recorded+`)`+s.d.ForUpdate(),
-		tenant, tenant, t.schema.Name, false)
+	recorded := func(deleted bool) ([]string, error) {
+		return s.strings(ctx, tx, `SELECT id FROM _tether_captured WHERE tenant = ? AND tbl = ? AND deleted = ? ORDER BY id`, tenant, t.schema.Name, deleted)
+	}
+	live, err := recorded(false)
 	if err != nil {
-		return 0, fmt.Errorf("lock: %w", err)
+		return 0, err
+	}
+	var locked []string
+	for chunk := range slices.Chunk(live, captureChunk) {
+		// Locked, no external write changes these rows until the commit
+		// ends, so what is staged is their latest write. A row a back
+		// office's transaction holds is captured next time: waiting for
+		// it would deadlock with a transaction that locks rows in another
+		// order.
+		ids, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+marks(len(chunk))+`) ORDER BY "id"`+s.d.(Capturing).SkipLocked(),
+			append([]any{tenant}, anys(chunk)...)...)
+		if err != nil {
+			return 0, fmt.Errorf("lock: %w", err)
+		}
+		locked = append(locked, ids...)
 	}
 	var cols []string
 	for _, c := range t.cols {
 		cols = append(cols, `t.`+c)
 	}
-	n := 0
-	for chunk := range slices.Chunk(ids, captureChunk) {
-		args := []any{session, t.every, tenant, t.schema.Name, false}
-		for _, id := range chunk {
-			args = append(args, id)
-		}
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO `+t.Stage+` ("_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact", `+t.columnList()+`)
+	for chunk := range slices.Chunk(locked, captureChunk) {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO `+t.Stage+` ("_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact", `+t.columnList()+`)
 			SELECT t."_tenant", ?, 0, t."_version", t."_deleted", c.hlc, ?, '', 0, `+strings.Join(cols, ", ")+`
 			FROM _tether_captured AS c JOIN `+t.Name+` AS t ON t."_tenant" = c.tenant AND t."id" = c.id
-			WHERE c.tenant = ? AND c.tbl = ? AND c.deleted = ? AND c.id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`), args...)
-		if err != nil {
+			WHERE c.tenant = ? AND c.tbl = ? AND c.id IN (`+marks(len(chunk))+`)`),
+			append([]any{session, t.every, tenant, t.schema.Name}, anys(chunk)...)...); err != nil {
 			return 0, fmt.Errorf("stage: %w", err)
 		}
-		m, err := res.RowsAffected()
-		if err != nil {
-			return 0, err
-		}
-		n += int(m)
 	}
-	res, err := tx.ExecContext(ctx, s.q(`UPDATE `+t.Stage+` SET "_session" = ?,
-		"_hlc" = (SELECT c.hlc FROM _tether_captured AS c WHERE c.tenant = ? AND c.tbl = ? AND c.id = `+t.Stage+`."id")
-		WHERE "_tenant" = ? AND "_session" = '' AND "id" IN (`+recorded+`)`),
-		session, tenant, t.schema.Name, tenant, tenant, t.schema.Name, true)
+	gone, err := recorded(true)
 	if err != nil {
-		return 0, fmt.Errorf("stage tombstones: %w", err)
+		return 0, err
 	}
-	gone, err := res.RowsAffected()
-	return n + int(gone), err
+	for chunk := range slices.Chunk(gone, captureChunk) {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE `+t.Stage+` SET "_session" = ?,
+			"_hlc" = (SELECT c.hlc FROM _tether_captured AS c WHERE c.tenant = ? AND c.tbl = ? AND c.id = `+t.Stage+`."id")
+			WHERE "_tenant" = ? AND "_session" = '' AND "id" IN (`+marks(len(chunk))+`)`),
+			append([]any{session, tenant, t.schema.Name, tenant}, anys(chunk)...)...); err != nil {
+			return 0, fmt.Errorf("stage tombstones: %w", err)
+		}
+	}
+	// The records of what was staged go, unless written again since (with
+	// a later stamp); so do those of live rows that are not there.
+	for chunk := range slices.Chunk(append(live, gone...), captureChunk) {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_captured WHERE tenant = ? AND tbl = ? AND id IN (`+marks(len(chunk))+`)
+			AND (EXISTS (SELECT 1 FROM `+t.Stage+` AS s WHERE s."_tenant" = ? AND s."_session" = ? AND s."id" = _tether_captured.id AND s."_hlc" = _tether_captured.hlc)
+				OR (deleted = ? AND NOT EXISTS (SELECT 1 FROM `+t.Name+` AS t WHERE t."_tenant" = ? AND t."id" = _tether_captured.id)))`),
+			append(append([]any{tenant, t.schema.Name}, anys(chunk)...), tenant, session, false, tenant)...); err != nil {
+			return 0, fmt.Errorf("drop records: %w", err)
+		}
+	}
+	var n int
+	err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ?`), tenant, session).Scan(&n)
+	return n, err
+}
+
+// marks returns n placeholders, joined with commas.
+func marks(n int) string { return strings.Repeat("?, ", n-1) + "?" }
+
+// anys converts ids to statement arguments.
+func anys(ids []string) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // captureChunk is the most ids one statement of stageCaptured names.
