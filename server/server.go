@@ -38,7 +38,9 @@ type Server struct {
 }
 
 // New returns a server over store, and starts its sweep (see
-// Options.SweepInterval), which Close stops. It returns an error when
+// Options.SweepInterval) and, with Options.CaptureExternalWrites, the
+// capture of writes made directly in the database, which Close stops. It
+// installs or drops the store's capture triggers (see Capturer). It returns an error when
 // Options.Strategies, Resolvers or Deletes name a table the store does not
 // hold, or an unknown strategy or policy (see Options.Check).
 func New(store Store, opts Options) (*Server, error) {
