@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the back office's PostgreSQL driver
 
 	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -349,12 +351,37 @@ func TestCaptureWhileDevicesSync(t *testing.T) {
 	})
 }
 
-// A multi-row transaction is one version however the puller pages it.
+// A multi-row transaction is one version however the puller pages it, and
+// no part of it is pulled before it is captured: not even an updated row,
+// whose version the back office left as it was.
 func TestCaptureTransactionOneVersion(t *testing.T) {
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		ctx := context.Background()
 		store, c := capturing(t, db)
 		f := storeFixture{t: t, s: store}
+		f.device(ada, "d1")
+		f.push(ada, "d1", lww, []wire.Row{parent("p1", "pushed", "0001700000000.000000.d1")})
+		_, cur, _, err := store.Changes(ctx, ada, server.Cursor{}, 100, 1<<30, server.Echo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.push(ada, "d1", lww, []wire.Row{parent("p2", "pushed", "0001700000000.000000.d1")})
 		bo := openBackOffice(t, db)
+		bo.exec(renameParent("p2", "renamed"), insertParent("x", "inserted"))
+		rows, _, _, err := store.Changes(ctx, ada, cur, 100, 1<<30, server.Echo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 0 {
+			t.Fatalf("pulled %+v before the capture, want nothing", rows)
+		}
+		capture(t, c)
+		if rows, _, _, err = store.Changes(ctx, ada, cur, 100, 1<<30, server.Echo{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 2 || rows[0].Version != rows[1].Version || names(rows)["p2"] != "renamed" {
+			t.Fatalf("pulled %+v after the capture, want p2 renamed and x, at one version", rows)
+		}
 		var s []stmt
 		for i := range 50 {
 			s = append(s, insertParent(fmt.Sprintf("t-%02d", i), "tx"))
@@ -363,7 +390,9 @@ func TestCaptureTransactionOneVersion(t *testing.T) {
 		capture(t, c)
 		versions := map[int64]int{}
 		for _, r := range f.all(ada, 7) {
-			versions[r.Version]++
+			if strings.HasPrefix(r.ID, "t-") {
+				versions[r.Version]++
+			}
 		}
 		if len(versions) != 1 {
 			t.Errorf("rows of one transaction at versions %v, want one", versions)
@@ -452,6 +481,57 @@ func TestCaptureScoped(t *testing.T) {
 		}
 		if got := held(seesB, "db"); got != "x-b,y-b" {
 			t.Errorf("the device that sees b holds %q, want x-b,y-b", got)
+		}
+	})
+}
+
+// Devices syncing over HTTP with a server that captures: what a back
+// office inserts, renames and deletes with plain SQL between and during
+// their syncs reaches every device, and every device ends with the
+// server's live rows.
+func TestCaptureReachesDevices(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		ctx := context.Background()
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		url := testkit.Serve(t, store, server.Options{CaptureExternalWrites: true, CaptureInterval: time.Hour}).URL
+		devs := []*testkit.Device{testkit.NewDevice(t, reg, url, testkit.DeviceOptions{}), testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})}
+		bo := openBackOffice(t, db)
+		for i := range 5 {
+			if err := devs[0].DB.Save(ctx, &testkit.Customer{ID: fmt.Sprintf("dev-%d", i), Name: "device", Tags: []string{}}); err != nil {
+				t.Fatal(err)
+			}
+			devs[0].Sync(t)
+			bo.exec(stmt{`INSERT INTO customers (_tenant, id, name, tags) VALUES (?, ?, ?, '[]')`, []any{"acme", fmt.Sprintf("bo-%d", i), "bo"}},
+				stmt{`UPDATE customers SET name = ? WHERE _tenant = ? AND id = ?`, []any{fmt.Sprintf("renamed-%d", i), "acme", fmt.Sprintf("dev-%d", i)}})
+			if i > 0 {
+				bo.exec(stmt{`DELETE FROM customers WHERE _tenant = ? AND id = ?`, []any{"acme", fmt.Sprintf("bo-%d", i-1)}})
+			}
+			devs[1].Sync(t) // nothing to push: the pull alone does not capture
+		}
+		if _, err := store.(server.Capturer).Capture(ctx); err != nil { // as the server does every CaptureInterval
+			t.Fatal(err)
+		}
+		for range 2 {
+			for _, d := range devs {
+				d.Sync(t)
+			}
+		}
+		want := []string{"bo-4|bo|<nil>|[]|0"}
+		for i := range 5 {
+			want = append(want, fmt.Sprintf("dev-%d|renamed-%d|<nil>|[]|0", i, i))
+		}
+		slices.Sort(want)
+		for i, d := range devs {
+			var got []string
+			for _, r := range testkit.Dump(t, d.DB.SQL(), "customers", testkit.CustomerCols, "") {
+				if strings.HasSuffix(r, "|0") {
+					got = append(got, r)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("device %d holds\n%v\nwant\n%v", i, got, want)
+			}
 		}
 	})
 }

@@ -13,7 +13,9 @@ var _ sqlstore.Capturing = (*dialect)(nil)
 // clock at the write, in milliseconds.
 const captureStamp = `CONCAT(LPAD(FLOOR(UNIX_TIMESTAMP(SYSDATE(3)) * 1000), 13, '0'), '` + sqlstore.StampSuffix + `')`
 
-// CaptureTriggers implements sqlstore.Capturing: one trigger per event.
+// CaptureTriggers implements sqlstore.Capturing: one trigger per event;
+// the UPDATE's runs before the write, so that it sets the row's version
+// to 0.
 // A trigger cannot write the table its statement writes, so a DELETE
 // keeps its row's last values in the staging table (as in every
 // database).
@@ -25,7 +27,7 @@ func (*dialect) CaptureTriggers(t sqlstore.CaptureTable) []string {
 	return []string{
 		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH ROW BEGIN IF NEW."_version" = 0 THEN %s; %s; END IF; END`,
 			sqlident.Quote(t.Trigger+"_insert"), table, record("NEW", "FALSE"), t.Unstage("NEW")),
-		fmt.Sprintf(`CREATE TRIGGER %s AFTER UPDATE ON %s FOR EACH ROW BEGIN IF NEW."_version" = OLD."_version" THEN %s; %s; END IF; END`,
+		fmt.Sprintf(`CREATE TRIGGER %s BEFORE UPDATE ON %s FOR EACH ROW BEGIN IF NEW."_version" = OLD."_version" THEN %s; %s; SET NEW."_version" = 0; END IF; END`,
 			sqlident.Quote(t.Trigger+"_update"), table, record("NEW", "FALSE"), t.Unstage("NEW")),
 		fmt.Sprintf(`CREATE TRIGGER %s AFTER DELETE ON %s FOR EACH ROW BEGIN IF NOT OLD."_deleted" THEN %s; %s; %s; END IF; END`,
 			sqlident.Quote(t.Trigger+"_delete"), table, record("OLD", "TRUE"), t.Unstage("OLD"), t.StageOld(captureStamp)),

@@ -14,6 +14,8 @@ var _ sqlstore.Capturing = dialect{}
 const captureStamp = `printf('%013d', CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)) || '` + sqlstore.StampSuffix + `'`
 
 // CaptureTriggers implements sqlstore.Capturing: one trigger per event.
+// An updated row's version goes to 0 by a second UPDATE, which the
+// trigger does not record (it changes the version).
 func (dialect) CaptureTriggers(t sqlstore.CaptureTable) []string {
 	record := func(row, deleted string) string {
 		return t.Record("INSERT OR REPLACE INTO", "", row, deleted, captureStamp)
@@ -22,8 +24,9 @@ func (dialect) CaptureTriggers(t sqlstore.CaptureTable) []string {
 	return []string{
 		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s WHEN NEW."_version" = 0 BEGIN %s; %s; END`,
 			sqlident.Quote(t.Trigger+"_insert"), table, record("NEW", "FALSE"), t.Unstage("NEW")),
-		fmt.Sprintf(`CREATE TRIGGER %s AFTER UPDATE ON %s WHEN NEW."_version" = OLD."_version" BEGIN %s; %s; END`,
-			sqlident.Quote(t.Trigger+"_update"), table, record("NEW", "FALSE"), t.Unstage("NEW")),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER UPDATE ON %s WHEN NEW."_version" = OLD."_version" BEGIN %s; %s; %s; END`,
+			sqlident.Quote(t.Trigger+"_update"), table, record("NEW", "FALSE"), t.Unstage("NEW"),
+			`UPDATE `+table+` SET "_version" = 0 WHERE "_tenant" = NEW."_tenant" AND "id" = NEW."id" AND "_version" <> 0`),
 		fmt.Sprintf(`CREATE TRIGGER %s AFTER DELETE ON %s WHEN NOT OLD."_deleted" BEGIN %s; %s; %s; END`,
 			sqlident.Quote(t.Trigger+"_delete"), table, record("OLD", "TRUE"), t.Unstage("OLD"), t.StageOld(captureStamp)),
 	}

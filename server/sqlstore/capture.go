@@ -22,7 +22,9 @@ import (
 // always sets and plain SQL leaves alone: every row the store writes gets
 // a new "_version", while an INSERT that names only the app's columns
 // leaves it at its default (0) and an UPDATE leaves it unchanged. For
-// such a write, the trigger records the row in _tether_captured (its
+// such a write, the trigger sets the row's version to 0 (so that no pull
+// sees it before it is captured: a pull reads the versions after its
+// cursor), records the row in _tether_captured (its
 // tenant, table, id, whether it was deleted, and a clock stamp of the
 // database's clock at the write, of device server.ExternalDevice); for a
 // DELETE of a live row it also keeps the row's last values in the
