@@ -420,6 +420,7 @@ func TestCaptureOption(t *testing.T) {
 			return s
 		}
 		on(true).Close()
+		on(true).Close() // installed again, in place of the first
 		on(false).Close()
 		bo.exec(insertParent("off", "unseen"))
 		if rows := f.all(ada, 100); len(rows) != 0 {
