@@ -198,6 +198,9 @@ type AuditEntry struct {
 	Device  string    `json:"device"`
 	Session string    `json:"session"`
 	At      time.Time `json:"at"`
+	// External marks a write made directly in the server database and
+	// captured (Options.CaptureExternalWrites): Device is ExternalDevice.
+	External bool `json:"external,omitempty"`
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are

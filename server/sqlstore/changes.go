@@ -193,6 +193,8 @@ func (s *Store) recordPull(ctx context.Context, p server.Principal, after server
 // come after cursor c in commit order.
 func (s *Store) afterClause(idx int, c server.Cursor) (string, []any) {
 	switch {
+	case c.Version == 0: // no commit is version 0: external writes not captured yet (see Capturing)
+		return `"_version" > ?`, []any{0}
 	case idx < c.Table:
 		return `"_version" > ?`, []any{c.Version}
 	case idx == c.Table:
