@@ -36,8 +36,10 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		if v, from, err = s.scopeView(ctx, tx, p, echo.Device, after); err != nil {
 			return nil, after, false, err
 		}
-	case after.Phase != server.PhaseNone:
-		return nil, after, false, fmt.Errorf("a cursor of a scope phase, and the server has no scopes: %w", wire.ErrBadRequest)
+	case after.Phase != server.PhaseNone || after.Held != "":
+		// Given while the server had scopes: the device holds only some
+		// rows, and those it did not may be older than its cursor.
+		return nil, after, false, fmt.Errorf("the cursor was given under scopes, which the server no longer has: rebuild from a snapshot: %w", wire.ErrHistoryPurged)
 	}
 	var out []wire.Row
 	var next server.Cursor

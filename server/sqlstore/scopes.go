@@ -328,6 +328,9 @@ func (s *Store) keyTable(ctx context.Context, tx *sql.Tx, st *scopedTable) error
 			}
 			var entries [][]any
 			for _, r := range byTenant[tn] {
+				if r.Version == 0 {
+					continue // written outside tether, not captured yet: the capture's commit keys it
+				}
 				for _, k := range rowKeys(st, r, parents) {
 					if len(k) <= server.MaxKeyLength { // a longer key is refused at commit; an old row's is dropped
 						entries = append(entries, []any{tn, t.schema.Name, r.ID, k, r.Version, false})

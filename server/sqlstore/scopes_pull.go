@@ -50,8 +50,9 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 	case c.Phase == server.PhaseDone && v.pending == nil && v.held != nil && c.Keys == keySetID(v.held):
 		// The answer to this cursor was lost after the server recorded
 		// the phases done: the device holds the keys they brought.
+		promoted := c.Keys
 		c = c.Plain()
-		c.Held = c.Keys
+		c.Held = promoted
 	case c.Phase != server.PhaseNone && !(current && (c.Phase == server.PhaseDone || keySetID(keys) == c.Keys)):
 		// The keys changed again (or the phases are an earlier run's,
 		// whose answer was lost): the phases start over. The device
@@ -78,6 +79,9 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		c = c.Plain()
 	}
 	if c.Phase != server.PhaseNone {
+		if c.At.Table >= len(s.tables) {
+			return nil, c, fmt.Errorf("a cursor of a scope phase at table %d, past the schema's %d: %w", c.At.Table, len(s.tables), wire.ErrBadRequest)
+		}
 		return v, c, nil
 	}
 	switch {
@@ -197,7 +201,7 @@ func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v
 		gainedIn, gainedArgs := inList("k.scope_key", gained)
 		keptIn, keptArgs := inList("k2.scope_key", kept)
 		want := limit - len(out)
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND "id" > ? AND "id" IN (
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND "_version" > 0 AND "id" > ? AND "id" IN (
 			SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND `+gainedIn+` AND NOT k.gone AND k.version <= ?
 			AND NOT EXISTS (SELECT 1 FROM _tether_keys k2 WHERE k2.tenant = k.tenant AND k2.tbl = k.tbl AND k2.id = k.id AND NOT k2.gone AND `+keptIn+`))
 			ORDER BY "id" LIMIT ?`),
@@ -259,7 +263,7 @@ func (s *Store) readScoped(ctx context.Context, tx *sql.Tx, t *Table, tenant str
 		SELECT k.id AS kid, MAX(k.version) AS v, MAX(CASE WHEN k.gone THEN 0 ELSE 1 END) AS vis FROM _tether_keys k
 		WHERE k.tenant = ? AND k.tbl = ? AND ` + in + ` AND ` + after + `
 		GROUP BY k.id ORDER BY v, kid LIMIT ?) m
-		JOIN ` + t.Name + ` AS t ON t."_tenant" = ? AND t."id" = m.kid ORDER BY m.v, m.kid`
+		JOIN ` + t.Name + ` AS t ON t."_tenant" = ? AND t."id" = m.kid AND t."_version" > 0 ORDER BY m.v, m.kid`
 	rows, err := tx.QueryContext(ctx, s.q(q), slices.Concat([]any{tenant, t.schema.Name}, inArgs, afterArgs, []any{pr.limit + 1, tenant})...)
 	if err != nil {
 		return err
@@ -292,7 +296,7 @@ func (s *Store) readScoped(ctx context.Context, tx *sql.Tx, t *Table, tenant str
 // after id in byte order, up to limit.
 func (s *Store) scopedSnapshot(ctx context.Context, tx *sql.Tx, t *Table, tenant string, keys []string, id string, limit int) (*sql.Rows, error) {
 	in, args := inList("k.scope_key", keys)
-	return tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
+	return tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND "_version" > 0 AND `+
 		s.d.ByteOrder(`"id"`)+` > ? AND "id" IN (SELECT k.id FROM _tether_keys k WHERE k.tenant = ? AND k.tbl = ? AND NOT k.gone AND `+in+`)
 		ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), slices.Concat([]any{tenant, id, tenant, t.schema.Name}, args, []any{limit})...)
 }
