@@ -20,9 +20,8 @@ import (
 //
 //	id     the increment's UUID
 //	tbl    table, row and column it changes
-//	delta  the sum of the changes it stands for
-//	sent   1 once a push read it: from then on it is pushed as it is, and a
-//	       later change starts a new increment (the server may have it)
+//	delta  the new value minus the old
+//	sent   1 once a push read it, for the answer to acknowledge
 //
 // A push carries a row's increments (NextDirty); the commit's answer
 // removes those it acknowledged, in the transaction that acknowledges the
@@ -84,16 +83,16 @@ func (t *table) installCounters(ctx context.Context, tx *sql.Tx) error {
 }
 
 // counterTriggers returns the triggers of counter column col: an insert
-// counts the row's value, an update the change. The change is added to
-// the row's increment no push has read, or starts one.
+// counts the row's value, an update the change, each as an increment of
+// its own. An increment never changes once made: a copy of the database
+// (a backup, a copied file) may push it too, and the server counts an id
+// once, so what a change added to an increment the copy holds would be
+// lost.
 func (t *table) counterTriggers(col string) []string {
 	q, c := sqlident.Quote(t.name), sqlident.Quote(col)
 	record := func(delta string) string {
-		match := fmt.Sprintf(`tbl = '%s' AND "row" = NEW."id" AND col = '%s' AND sent = 0`, t.name, col)
-		return fmt.Sprintf(`UPDATE _tether_increments SET delta = delta + (%[1]s) WHERE %[2]s;
-	INSERT INTO _tether_increments (id, tbl, "row", col, delta)
-		SELECT %[3]s, '%[4]s', NEW."id", '%[5]s', %[1]s WHERE NOT EXISTS (SELECT 1 FROM _tether_increments WHERE %[2]s);`,
-			delta, match, newIncrementID, t.name, col)
+		return fmt.Sprintf(`INSERT INTO _tether_increments (id, tbl, "row", col, delta) VALUES (%s, '%s', NEW."id", '%s', %s);`,
+			newIncrementID, t.name, col, delta)
 	}
 	notSuppressed := `(SELECT suppress FROM _tether_ctl) = 0`
 	return []string{
@@ -134,8 +133,8 @@ func attachIncrements(ctx context.Context, tx *sql.Tx, t *table, rows []wire.Row
 			return err
 		}
 		i, ok := at[row]
-		if !ok {
-			continue // a row that is not in the batch
+		if !ok || len(rows[i].Increments) == wire.MaxIncrementsPerRow {
+			continue // a row not in the batch; increments for the next push
 		}
 		rows[i].Increments = append(rows[i].Increments, inc)
 		sent = append(sent, inc.ID)
@@ -154,12 +153,22 @@ func attachIncrements(ctx context.Context, tx *sql.Tx, t *table, rows []wire.Row
 
 // ackIncrements removes the increments the server acknowledged: those
 // sent with the rows of the push session (_tether_push), before the
-// session ends.
-func ackIncrements(ctx context.Context, tx *sql.Tx) error {
+// session ends. A row left with increments (more than a push carries)
+// stays dirty, for the next push.
+func (db *DB) ackIncrements(ctx context.Context, tx *sql.Tx) error {
 	_, err := tx.ExecContext(ctx, `DELETE FROM _tether_increments WHERE sent = 1 AND EXISTS
 		(SELECT 1 FROM _tether_push AS p WHERE p.tbl = _tether_increments.tbl AND p.id = _tether_increments."row")`)
 	if err != nil {
 		return fmt.Errorf("acknowledge increments: %w", err)
+	}
+	for _, t := range db.tables {
+		for _, col := range t.counterColumns() {
+			_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_dirty" = 1, "_changed" = ',' || ? WHERE "_dirty" = 0 AND "id" IN
+				(SELECT "row" FROM _tether_increments WHERE tbl = ? AND col = ?)`, sqlident.Quote(t.name)), col, t.name, col)
+			if err != nil {
+				return fmt.Errorf("increments left of %s: %w", t.name, err)
+			}
+		}
 	}
 	return nil
 }

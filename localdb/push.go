@@ -382,7 +382,7 @@ func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error 
 			if err := db.acknowledge(ctx, tx, c.Version); err != nil {
 				return err
 			}
-			if err := ackIncrements(ctx, tx); err != nil {
+			if err := db.ackIncrements(ctx, tx); err != nil {
 				return err
 			}
 			if err := db.settleConflicts(ctx, tx, c.Conflicts); err != nil {

@@ -10,10 +10,9 @@ import "strconv"
 // the rows the device pushed as the server holds them, when they differ
 // from what it sent (Commit.Counted).
 
-// MaxIncrementsPerRow is the most increments a pushed row may carry. A
-// device folds the increments it has not sent yet into one per column, so
-// a row carries one per column and per push attempt that failed.
-const MaxIncrementsPerRow = 1000
+// MaxIncrementsPerRow is the most increments a pushed row may carry: a
+// device with more for a row sends the rest with a later push.
+const MaxIncrementsPerRow = 10000
 
 // Increment is one change of a counter column of a pushed row: Delta,
 // the new value minus the old, added to the server's total once, however
