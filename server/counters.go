@@ -37,7 +37,10 @@ func (d *jsonReader) increments() ([]wire.Increment, error) {
 			default:
 				return fmt.Errorf("unknown field %q", key)
 			}
-			return err
+			if err != nil {
+				return fmt.Errorf("field %s: %w", key, err)
+			}
+			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("increment %d: %w", len(incs), err)
