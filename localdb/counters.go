@@ -221,3 +221,24 @@ func (db *DB) applyCounted(ctx context.Context, tx *sql.Tx, rows []wire.Row) err
 	}
 	return nil
 }
+
+// keepCounters sets the counters of r, a row about to be written again
+// (KeepLocal), to the values the table holds: a counter's value in an old
+// copy of a row is no change of it, and would be recorded as one.
+func (tx *Tx) keepCounters(ctx context.Context, t *table, r *wire.Row) error {
+	for _, col := range t.counterColumns() {
+		var v sql.NullInt64
+		err := tx.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE "id" = ?`, sqlident.Quote(col), sqlident.Quote(t.name)), r.ID).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // written anew: its values count
+		}
+		if err != nil {
+			return err
+		}
+		if r.Values == nil {
+			r.Values = map[string]any{}
+		}
+		r.Values[col] = v.Int64
+	}
+	return nil
+}

@@ -78,3 +78,11 @@ func validateIncrements(t *entity.Table, r *wire.Row) error {
 	}
 	return nil
 }
+
+// counting names whether c is a counter, for messages.
+func counting(c entity.Column) string {
+	if c.Counter {
+		return "a counter"
+	}
+	return "not a counter"
+}

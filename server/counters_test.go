@@ -106,3 +106,20 @@ func TestCounterSchemaRefused(t *testing.T) {
 		}
 	}
 }
+
+// A device whose schema disagrees with the server's on a counter is
+// refused at registration: it would overwrite what others add.
+func TestCounterSchemaMismatchRefused(t *testing.T) {
+	reg := entity.NewRegistry()
+	if err := reg.Register(counterItem{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := testkit.NewServer(t, reg, server.Options{})
+	schema := reg.Schema()
+	schema.Tables[0].Columns[2].Counter = false
+	b, _ := json.Marshal(wire.Device{Device: device, Schema: &schema})
+	st, code, body := call(t, "POST", srv.URL+"/v1/devices", "token-ada", string(b))
+	if st != 409 || !strings.Contains(string(body), "counter") {
+		t.Errorf("register with stock not a counter: %d %s %s, want 409 naming the counter", st, code, body)
+	}
+}
