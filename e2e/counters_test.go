@@ -167,8 +167,18 @@ func TestCounterAddsThroughConflict(t *testing.T) {
 				t.Errorf("%s holds %q with stock %d, want b's name and stock 13", name, got.Name, got.Stock)
 			}
 		}
-		if cs, _ := b.DB.Conflicts(ctx); len(cs) != 1 {
-			t.Errorf("b logged %d conflicts, want 1 (the name)", len(cs))
+		cs, _ := b.DB.Conflicts(ctx)
+		if len(cs) != 1 {
+			t.Fatalf("b logged %d conflicts, want 1 (the name)", len(cs))
+		}
+		// Keeping b's version again keeps its name, not its old stock.
+		if err := b.DB.KeepLocal(ctx, cs[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		b.Sync(t)
+		a.Sync(t)
+		if got := getItem(t, a, "i1"); got.Name != "b's bolts" || got.Stock != 13 {
+			t.Errorf("after KeepLocal, a holds %q with stock %d, want b's name and stock 13", got.Name, got.Stock)
 		}
 
 		// A change of the counter alone meets a's rename without a

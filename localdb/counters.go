@@ -3,8 +3,10 @@ package localdb
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/tethersync/tether/entity"
@@ -238,7 +240,7 @@ func (tx *Tx) keepCounters(ctx context.Context, t *table, r *wire.Row) error {
 		if r.Values == nil {
 			r.Values = map[string]any{}
 		}
-		r.Values[col] = v.Int64
+		r.Values[col] = json.Number(strconv.FormatInt(v.Int64, 10)) // as a pulled row holds it
 	}
 	return nil
 }
