@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
 )
 
 type scTeam struct {
@@ -91,8 +93,23 @@ func TestScopesCore(t *testing.T) {
 	reg := scRegistry(t)
 	stores.Each(t, stores.All, func(t *testing.T, sdb stores.Database) {
 		store := sdb.Open(t, reg.Schema(), stores.Options{})
-		url := testkit.Serve(t, store, scOptions()).URL
+		srv, err := server.New(store, scOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		hs := httptest.NewServer(srv)
+		t.Cleanup(hs.Close)
+		url := hs.URL
 		ctx := context.Background()
+		office := server.Principal{Tenant: "acme", User: "office"}
+		member := func(id, user, team string, deleted bool) {
+			t.Helper()
+			if _, err := srv.Write(ctx, office, []wire.Row{{Table: "memberships", ID: id, Deleted: deleted,
+				Values: map[string]any{"user_id": user, "team_id": team}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		admin := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-admin"})
 		ada := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-ada"})
 		bob := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
@@ -100,7 +117,6 @@ func TestScopesCore(t *testing.T) {
 			&scTeam{ID: "A", Name: "a"}, &scTeam{ID: "B", Name: "b"},
 			&scProject{ID: "pa", TeamID: "A", Name: "pa"}, &scProject{ID: "pb", TeamID: "B", Name: "pb"},
 			&scTask{ID: "ta", ProjectID: "pa", Title: "ta"}, &scTask{ID: "tb", ProjectID: "pb", Title: "tb"},
-			&scMembership{ID: "m1", UserID: "ada", TeamID: "A"}, &scMembership{ID: "m2", UserID: "bob", TeamID: "B"},
 		} {
 			if err := admin.DB.Save(ctx, v); err != nil {
 				t.Fatal(err)
@@ -109,6 +125,8 @@ func TestScopesCore(t *testing.T) {
 		if rep := admin.Sync(t); rep.Conflicts != 0 {
 			t.Fatalf("admin conflicts: %+v", rep)
 		}
+		member("m1", "ada", "A", false)
+		member("m2", "bob", "B", false)
 		ada.Sync(t)
 		bob.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks") + "|" + scIDs(t, ada.DB, "teams") + "|" + scIDs(t, ada.DB, "memberships"); got != "pa|ta|A,B|m1" {
@@ -118,19 +136,13 @@ func TestScopesCore(t *testing.T) {
 			t.Fatalf("bob holds %s", got)
 		}
 		// Grant: ada joins B.
-		if err := admin.DB.Save(ctx, &scMembership{ID: "m3", UserID: "ada", TeamID: "B"}); err != nil {
-			t.Fatal(err)
-		}
-		admin.Sync(t)
+		member("m3", "ada", "B", false)
 		ada.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pa,pb|ta,tb" {
 			t.Fatalf("after the grant ada holds %s", got)
 		}
 		// Revocation: ada leaves A.
-		if err := admin.DB.Delete(ctx, &scMembership{ID: "m1"}); err != nil {
-			t.Fatal(err)
-		}
-		admin.Sync(t)
+		member("m1", "ada", "A", true)
 		rep := ada.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pb|tb" || rep.Evicted != 2 {
 			t.Fatalf("after the revocation ada holds %s, evicted %d", got, rep.Evicted)
@@ -143,6 +155,13 @@ func TestScopesCore(t *testing.T) {
 		rep = ada.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "|" || rep.Evicted != 2 {
 			t.Fatalf("after the move ada holds %s, evicted %d", got, rep.Evicted)
+		}
+		// A member may not give itself keys.
+		if err := ada.DB.Save(ctx, &scMembership{ID: "m9", UserID: "ada", TeamID: "A"}); err != nil {
+			t.Fatal(err)
+		}
+		if rep := ada.Sync(t); rep.Conflicts != 1 || scIDs(t, ada.DB, "memberships") != "m3" {
+			t.Fatalf("ada's own membership: %+v, memberships %q", rep, scIDs(t, ada.DB, "memberships"))
 		}
 		// Writes: bob may not create a project in A.
 		if err := bob.DB.Save(ctx, &scProject{ID: "px", TeamID: "A", Name: "x"}); err != nil {

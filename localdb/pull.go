@@ -3,9 +3,11 @@ package localdb
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/internal/sqlident"
@@ -30,77 +32,181 @@ func (s *Syncer) Cursor(ctx context.Context) (string, error) {
 	return c, nil
 }
 
-// ApplyChanges applies a page of pulled rows and stores the cursor after
-// them, in one transaction, with change tracking suppressed and foreign
-// keys checked at commit. A locally dirty row is not overwritten: its edit
-// goes up in the next push and the server resolves the conflict. A row the
-// device already holds at the same or a later version is skipped. It
-// returns the number of rows written.
+// ApplyChanges applies a page of pulled rows, after the pages set aside
+// by StashChanges, and stores the cursor after them, in one transaction,
+// with change tracking suppressed and foreign keys checked at commit: an
+// app reading the database sees every server version whole, or not at
+// all (G4). A locally dirty row is not overwritten: its edit goes up in
+// the next push and the server resolves the conflict. A row the device
+// already holds at the same or a later version is skipped. It returns the
+// number of rows written.
 func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
 	db := s.db
 	if err := db.checkOpen("ApplyChanges"); err != nil {
 		return 0, err
 	}
-	n, err := db.writeRemote(ctx, rows, stateCursor, cursor, true, func(t *table) string {
+	n, err := db.writeRemote(ctx, rows, true, func(t *table) string {
 		if db.refill > 0 {
 			return t.applyTail + fmt.Sprintf(` OR ("_dirty" = 0 AND "_version" <= %d)`, db.refill)
 		}
 		return t.applyTail
-	})
+	}, func(tx *sql.Tx) error { return setState(ctx, tx, stateCursor, cursor) })
 	if err != nil {
 		return 0, fmt.Errorf("localdb: apply changes: %w", err)
 	}
 	return n, nil
 }
 
+// StashChanges sets a page of pulled rows aside, on disk, with the cursor
+// after it, in one transaction: a page that ends inside a server version
+// (wire.Changes.Partial), which ApplyChanges applies with the page that
+// completes it. An interrupted pull goes on from the cursor, with what it
+// set aside.
+func (s *Syncer) StashChanges(ctx context.Context, rows []wire.Row, cursor string) error {
+	db := s.db
+	if err := db.checkOpen("StashChanges"); err != nil {
+		return err
+	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := stash(ctx, tx, rows); err != nil {
+			return err
+		}
+		return setState(ctx, tx, stateCursor, cursor)
+	})
+	if err != nil {
+		return fmt.Errorf("localdb: set a partial page aside: %w", err)
+	}
+	return nil
+}
+
+// stash appends rows to _tether_stash.
+func stash(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
+	in := sqlbatch.New(tx, `INSERT INTO _tether_stash (row)`, "", 1)
+	for _, r := range rows {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := in.Add(ctx, string(b)); err != nil {
+			return err
+		}
+	}
+	return in.Flush(ctx)
+}
+
+// stashChunk is the number of stashed rows read at once.
+const stashChunk = 1000
+
+// unstash calls f with the rows set aside, in order, stashChunk at a
+// time, and empties the stash.
+func unstash(ctx context.Context, tx *sql.Tx, f func([]wire.Row) error) error {
+	seq := int64(-1)
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT seq, row FROM _tether_stash WHERE seq > ? ORDER BY seq LIMIT ?`, seq, stashChunk)
+		if err != nil {
+			return err
+		}
+		var page []wire.Row
+		for rows.Next() {
+			var text string
+			var r wire.Row
+			if err := rows.Scan(&seq, &text); err != nil {
+				rows.Close()
+				return err
+			}
+			dec := json.NewDecoder(strings.NewReader(text))
+			dec.UseNumber() // as the client reads pages
+			if err := dec.Decode(&r); err != nil {
+				rows.Close()
+				return fmt.Errorf("stashed row: %w", err)
+			}
+			page = append(page, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			_, err := tx.ExecContext(ctx, `DELETE FROM _tether_stash`)
+			return err
+		}
+		if err := f(page); err != nil {
+			return err
+		}
+	}
+}
+
 // writeRemote writes rows received from the server, clean, with the upsert
-// tail of each table, and stores position under key, in one transaction
-// with change tracking suppressed. With notify, the rows the server marked
-// for this device go into its conflict log first. It returns the number of
+// tail of each table, after the rows set aside (StashChanges), then runs
+// finish (which stores where the device stands), in one transaction with
+// change tracking suppressed. With notify, the rows the server marked for
+// this device go into its conflict log first. It returns the number of
 // rows written.
-func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, key, position string, notify bool, tail func(*table) string) (int, error) {
+func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, notify bool, tail func(*table) string, finish func(tx *sql.Tx) error) (int, error) {
 	written := 0
 	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		return suppressed(ctx, tx, func() error {
 			ins := map[*table]*sqlbatch.Inserter{}
-			for _, r := range rows {
-				if r.Evict {
-					if t := db.byName[r.Table]; t != nil {
-						if _, err := db.evict(ctx, tx, t, r.ID, 0); err != nil {
-							return err
+			write := func(rows []wire.Row) error {
+				for _, r := range rows {
+					if r.Evict {
+						if t := db.byName[r.Table]; t != nil {
+							if err := flushAll(ctx, ins); err != nil {
+								return err
+							}
+							if _, err := db.evict(ctx, tx, t, r.ID, 0); err != nil {
+								return err
+							}
 						}
+						continue
 					}
-					continue
+					t, args, err := db.remoteRow(ctx, tx, r, notify)
+					if err != nil {
+						return err
+					}
+					if t == nil {
+						continue
+					}
+					in := ins[t]
+					if in == nil {
+						in = sqlbatch.New(tx, t.applyHead, tail(t), len(args))
+						ins[t] = in
+					}
+					if err := in.Add(ctx, args...); err != nil {
+						return fmt.Errorf("write %s: %w", t.name, err)
+					}
 				}
-				t, args, err := db.remoteRow(ctx, tx, r, notify)
-				if err != nil {
-					return err
-				}
-				if t == nil {
-					continue
-				}
-				in := ins[t]
-				if in == nil {
-					in = sqlbatch.New(tx, t.applyHead, tail(t), len(args))
-					ins[t] = in
-				}
-				if err := in.Add(ctx, args...); err != nil {
-					return fmt.Errorf("write %s: %w", t.name, err)
-				}
+				return nil
 			}
-			for t, in := range ins {
-				if err := in.Flush(ctx); err != nil {
-					return fmt.Errorf("write %s: %w", t.name, err)
-				}
+			if err := unstash(ctx, tx, write); err != nil {
+				return err
+			}
+			if err := write(rows); err != nil {
+				return err
+			}
+			if err := flushAll(ctx, ins); err != nil {
+				return err
+			}
+			for _, in := range ins {
 				written += int(in.Affected)
 			}
-			if err := setState(ctx, tx, key, position); err != nil {
+			if err := finish(tx); err != nil {
 				return err
 			}
 			return setState(ctx, tx, stateClock, db.clock.last())
 		})
 	})
 	return written, err
+}
+
+// flushAll writes what the inserters hold.
+func flushAll(ctx context.Context, ins map[*table]*sqlbatch.Inserter) error {
+	for t, in := range ins {
+		if err := in.Flush(ctx); err != nil {
+			return fmt.Errorf("write %s: %w", t.name, err)
+		}
+	}
+	return nil
 }
 
 // remoteRow prepares a received row for the insert of applyHead: its

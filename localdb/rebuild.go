@@ -60,40 +60,51 @@ func (s *Syncer) BeginRebuild(ctx context.Context) error {
 		if err := setState(ctx, tx, stateRebuild, "-"); err != nil {
 			return err
 		}
+		// A partial page of a pull set aside is superseded: the
+		// snapshot brings its rows.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_stash`); err != nil {
+			return err
+		}
 		return setSuppress(ctx, tx, false)
 	})
 }
 
-// ApplySnapshot writes a page of the snapshot, clean, over every clean row
-// (a row edited here keeps its edit), and stores the position after it in
-// the same transaction. It returns the number of rows written.
+// ApplySnapshot sets a page of the snapshot aside, on disk, and stores
+// the position after it in the same transaction: FinishRebuild writes
+// every page at once, so that an app reading the database sees the old
+// rows until the new ones are whole. It returns the number of rows set
+// aside.
 func (s *Syncer) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
 	db := s.db
 	if err := db.checkOpen("ApplySnapshot"); err != nil {
 		return 0, err
 	}
-	n, err := db.writeRemote(ctx, rows, stateRebuild, cursor, false, func(t *table) string { return t.snapshotTail })
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		if err := stash(ctx, tx, rows); err != nil {
+			return err
+		}
+		return setState(ctx, tx, stateRebuild, cursor)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("localdb: apply snapshot: %w", err)
 	}
-	return n, nil
+	return len(rows), nil
 }
 
-// FinishRebuild ends a rebuild: the rows still stale, which the server no
-// longer holds (or no longer lets this device see), are removed, without
-// anything pushed: for good, or as clean tombstones where rows here still
-// reference them (references stay whole); the pull cursor becomes
-// resume. It returns the number of rows removed.
+// FinishRebuild ends a rebuild, in one transaction: it writes the
+// snapshot's rows, clean, over every clean row (a row edited here keeps
+// its edit); the rows still stale, which the server no longer holds (or no
+// longer lets this device see), are removed, without anything pushed: for
+// good, or as clean tombstones where rows here still reference them
+// (references stay whole); the pull cursor becomes resume. It returns the
+// number of rows removed.
 func (s *Syncer) FinishRebuild(ctx context.Context, resume string) (int, error) {
 	db := s.db
 	if err := db.checkOpen("FinishRebuild"); err != nil {
 		return 0, err
 	}
 	deleted := 0
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		if err := setSuppress(ctx, tx, true); err != nil {
-			return err
-		}
+	_, err := db.writeRemote(ctx, nil, false, func(t *table) string { return t.snapshotTail }, func(tx *sql.Tx) error {
 		// Children first: a stale row nothing here references goes
 		// for good (the server deleted it, or its user may no longer see
 		// it); one a row here still references stays as a clean tombstone.
@@ -131,13 +142,11 @@ func (s *Syncer) FinishRebuild(ctx context.Context, resume string) (int, error) 
 		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_state WHERE key = ?`, stateRebuild); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_own`); err != nil {
-			return err
-		}
-		return setSuppress(ctx, tx, false)
+		_, err := tx.ExecContext(ctx, `DELETE FROM _tether_own`)
+		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("localdb: %w", err)
+		return 0, fmt.Errorf("localdb: finish rebuild: %w", err)
 	}
 	return deleted, nil
 }

@@ -21,6 +21,9 @@ func (failingStore) OwnSessions(context.Context) ([]string, int64, error) {
 	return []string{"s1"}, 1, nil
 }
 func (failingStore) ForgetOwn(context.Context, int64) error { return nil }
+func (failingStore) StashChanges(context.Context, []wire.Row, string) error {
+	return errors.New("disk full")
+}
 
 // endless answers every request with a page that has more after it, and
 // counts the requests. It does not synchronize: the engine must order its

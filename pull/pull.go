@@ -12,9 +12,15 @@ import (
 type Store interface {
 	// Cursor returns the stored cursor; "" before the first pull.
 	Cursor(ctx context.Context) (string, error)
-	// ApplyChanges applies a page and stores the cursor after it in the
-	// same transaction, and returns the number of rows written.
+	// ApplyChanges applies the pages set aside and a page, and stores the
+	// cursor after it, in the same transaction, and returns the number of
+	// rows written.
 	ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error)
+	// StashChanges sets aside a page that does not end on a whole server
+	// version (wire.Changes.Partial), with the cursor after it, in one
+	// transaction, for ApplyChanges to apply with the page that completes
+	// it.
+	StashChanges(ctx context.Context, rows []wire.Row, cursor string) error
 	// DeviceID is the id of the device.
 	DeviceID() string
 	// OwnSessions returns the push sessions whose rows the store holds as
@@ -105,11 +111,19 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 		if more && !ch.Wait {
 			next = e.fetch(ctx, device, ch.Cursor, own)
 		}
-		n, err := e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
-		if err != nil {
-			return res, fmt.Errorf("pull after %q: %w", cursor, err)
+		if ch.Partial && more {
+			// Part of a version: set aside until the version is whole,
+			// so that the app never sees half a session (G4).
+			if err := e.store.StashChanges(ctx, ch.Changes, ch.Cursor); err != nil {
+				return res, fmt.Errorf("pull after %q: %w", cursor, err)
+			}
+		} else {
+			n, err := e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
+			if err != nil {
+				return res, fmt.Errorf("pull after %q: %w", cursor, err)
+			}
+			res.Applied += n
 		}
-		res.Applied += n
 		e.counted(&res, ch.Changes)
 		cursor = ch.Cursor
 		if more && ch.Wait { // stored: the server may now count on it

@@ -281,8 +281,11 @@ func TestPullResumesFromCursor(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	w := newWriter(t, reg, srv.URL)
-	all := w.customers(t, 9, "c")
-	w.push(t)
+	var all []string
+	for _, prefix := range []string{"a", "b", "c"} { // three sessions: a page each
+		all = append(all, w.customers(t, 3, prefix)...)
+		w.push(t)
+	}
 
 	path := filepath.Join(t.TempDir(), "device.db")
 	broken := newCursors(testkit.DropResponse, 1)
@@ -331,8 +334,10 @@ func TestPullStoresCursorWithRows(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	w := newWriter(t, reg, srv.URL)
-	all := w.customers(t, 6, "c")
-	rename(t, w.db, all[4], "poison") // in the second page of 3
+	all := w.customers(t, 3, "a")
+	w.push(t)
+	all = append(all, w.customers(t, 3, "b")...)
+	rename(t, w.db, all[4], "poison") // in the second session, the second page of 3
 	w.push(t)
 
 	tr := newCursors(testkit.Pass)

@@ -30,7 +30,10 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 	if rows == nil {
 		rows = []wire.Row{}
 	}
-	return wire.Changes{Changes: rows, Cursor: next.String(), More: more, Wait: next.Phase != PhaseNone}, nil
+	// A scope phase's pages are applied together, with the page after
+	// them, as is a version larger than a page.
+	phase := next.Phase != PhaseNone
+	return wire.Changes{Changes: rows, Cursor: next.String(), More: more, Wait: phase, Partial: more && (phase || next.Partial)}, nil
 }
 
 // pageParams reads the cursor and limit of a page of changes or of a

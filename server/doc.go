@@ -17,6 +17,7 @@
 //	GET  /v1/snapshot?cursor=&limit=          the tenant's live rows, for a device that must rebuild
 //	GET  /v1/digest, POST /v1/digest          digests of the tenant's live rows
 //	GET  /v1/events                           a server-sent event after each commit of the tenant
+//	POST /v1/write                            a trusted back office's rows, as one session (Options.Trusted; idempotent per request id)
 //
 // Registration, session, batch and commit requests, and pulls that record
 // the device's position, carry the device id in the X-Tether-Device header

@@ -86,6 +86,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET "+p+"/digest", s.authed(s.digest))
 	s.mux.Handle("GET "+p+"/snapshot", s.authed(s.snapshot))
 	s.mux.Handle("POST "+p+"/digest", s.authed(s.digest))
+	s.mux.Handle("POST "+p+"/write", s.authed(s.writeHTTP))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})

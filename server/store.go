@@ -93,6 +93,10 @@ type Store interface {
 	// holds through another key): the cursors of those pages say where the
 	// device is in that.
 	//
+	// A page ends between two versions when it can: it stops before the
+	// rows of a version it cannot hold whole, unless that version is its
+	// first, when the cursor returned is Partial.
+	//
 	// Rows of echo.Device's push sessions in echo.Sessions that the server
 	// kept exactly as pushed (no conflict settled against them, no merge,
 	// no new clock stamp, no reference rule) are passed over: the device
@@ -211,6 +215,12 @@ type Cursor struct {
 	Keys string
 	// At is the position in the phase: a table index and a row id.
 	At PhaseAt
+
+	// Partial, on the cursor Changes returns, reports that the page ends
+	// inside a version: rows of the version the cursor stands in come
+	// after it (one session larger than a page). It is not part of the
+	// cursor's text.
+	Partial bool
 }
 
 // Phase is a phase of a pull that changes the keys a device holds.
@@ -243,6 +253,7 @@ func (c Cursor) Plain() Cursor {
 
 // String encodes the cursor as the opaque text clients hold.
 func (c Cursor) String() string {
+	c.Partial = false
 	if c == (Cursor{}) {
 		return ""
 	}

@@ -308,6 +308,13 @@ type Changes struct {
 	// next: the next request tells the server it holds it (a page of the
 	// phases that change which rows a device holds, with scopes).
 	Wait bool `json:"wait,omitempty"`
+	// Partial reports that the page does not end on a whole server
+	// version: it ends inside one session's rows (a session larger than a
+	// page), or inside the phases that change which rows a device holds
+	// (scopes). The device sets it aside, and applies it together with the
+	// pages up to the first that is not Partial, in one transaction: an
+	// app reading its database sees whole sessions only (G4).
+	Partial bool `json:"partial,omitempty"`
 }
 
 // ErrorBody is the body of every error answer.

@@ -70,6 +70,19 @@ func (s strategies) Set(v string) error {
 	return nil
 }
 
+// trustedUsers are the users of -trusted-user: principals of these users
+// may write through POST /v1/write (server.Options.Trusted).
+type trustedUsers map[string]bool
+
+func (t trustedUsers) String() string { return fmt.Sprint(map[string]bool(t)) }
+func (t trustedUsers) Set(v string) error {
+	if v == "" {
+		return errors.New("want a user name")
+	}
+	t[v] = true
+	return nil
+}
+
 // config is what the command line asks for.
 type config struct {
 	listen, db, tokens, schema                 string
@@ -87,6 +100,7 @@ func parseFlags(args []string) (config, error) {
 	o, lim := &c.opts, &c.opts.Limits
 	strat := strategies{}
 	o.Strategies = strat
+	trusted := trustedUsers{}
 	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.db, "db", "tether-server.db", "path of the SQLite database, or a postgres:// or mysql:// URL")
@@ -126,8 +140,12 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")
+	fs.Var(trusted, "trusted-user", "a user, of any tenant, whose principals may write through POST /v1/write (a back office; repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	if len(trusted) > 0 {
+		o.Trusted = func(p server.Principal) bool { return trusted[p.User] }
 	}
 	return c, c.check()
 }

@@ -337,3 +337,24 @@ func TestFlagDefaults(t *testing.T) {
 		}
 	}
 }
+
+// -trusted-user names the users who may write through POST /v1/write;
+// without it, nobody may.
+func TestTrustedUsers(t *testing.T) {
+	c, err := parseFlags([]string{"-schema", "schema.json", "-tokens", "tokens.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.opts.Trusted != nil {
+		t.Fatal("Trusted is set without -trusted-user")
+	}
+	c, err = parseFlags([]string{"-schema", "schema.json", "-tokens", "tokens.json", "-trusted-user", "office", "-trusted-user", "erp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]bool{"office": true, "erp": true, "ada": false} {
+		if got := c.opts.Trusted(server.Principal{Tenant: "acme", User: user}); got != want {
+			t.Errorf("Trusted(%s) = %v, want %v", user, got, want)
+		}
+	}
+}

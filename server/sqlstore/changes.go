@@ -215,7 +215,9 @@ type changed struct {
 
 // page orders the rows read from every table by commit order and keeps the
 // first of them: at most limit, at most maxBytes but for the first row,
-// and none after bound (when a table's reading stopped there).
+// and none after bound (when a table's reading stopped there). It ends
+// the page before the rows of the last version it would hold in part,
+// unless that is the page's only version: the cursor is then Partial.
 func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server.Cursor) ([]wire.Row, server.Cursor, bool) {
 	sort.Slice(all, func(i, j int) bool { return all[i].pos.Before(all[j].pos) })
 	n, size, sent := 0, 0, 0
@@ -234,6 +236,25 @@ func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server
 		n++
 	}
 	more := n < len(all) || bound != nil
+	partial := false
+	if more && n > 0 {
+		// Rows after the page may be of its last version: the next row
+		// read, or a row after bound, which comes at bound's version or
+		// later.
+		last := all[n-1].pos.Version
+		cont := n < len(all) && all[n].pos.Version == last || bound != nil && bound.Version <= last
+		if cont {
+			m := n - 1
+			for m >= 0 && all[m].pos.Version == last {
+				m--
+			}
+			if m >= 0 {
+				n = m + 1 // the version goes whole into the next page
+			} else {
+				partial = true
+			}
+		}
+	}
 	out := make([]wire.Row, 0, n)
 	for _, it := range all[:n] {
 		if !it.echo { // passed over, the cursor moves past it
@@ -243,5 +264,6 @@ func page(all []changed, after server.Cursor, limit, maxBytes int, bound *server
 	if n > 0 {
 		after = all[n-1].pos
 	}
+	after.Partial = partial
 	return out, after, more
 }

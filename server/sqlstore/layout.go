@@ -137,12 +137,14 @@ func bookkeeping() []TableDef {
 		// _tether_schemas; '' for the server's), how far it has pulled
 		// (-1 before its first pull) and when that last moved; with
 		// scopes, the keys it holds the rows of (a JSON array; NULL
-		// before its first pull), and those a pull is bringing it to.
+		// before its first pull), those a pull is bringing it to, and the
+		// keys it may hold rows of besides (pages of phases started
+		// over, of a snapshot), which the next phases evict.
 		Name: "_tether_devices",
 		Columns: []Column{col("tenant", TypeKey), col("device", TypeID), col("user_name", TypeKey),
 			col("created_at", TypeTime), col("seen_at", TypeTime), {Name: "app_schema", Type: TypeID, Default: "''"},
 			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}, null("moved_at", TypeTime),
-			null("scope_held", TypeText), null("scope_pending", TypeText)},
+			null("scope_held", TypeText), null("scope_pending", TypeText), null("scope_extra", TypeText)},
 		Key: []string{"tenant", "device"},
 		// A registration counts the user's devices; the sweep finds
 		// devices unseen for DeviceRetention, and the schemas no device

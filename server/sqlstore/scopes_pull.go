@@ -19,7 +19,12 @@ type view struct {
 	// pending are the keys a phase brings the device to (Cursor.Keys);
 	// nil when no phase is under way.
 	pending []string
-	save    bool // held or pending changed: written after the pull
+	// extra are keys the device may hold rows of besides held: those of
+	// phases started over before their end, or of later pages of a
+	// snapshot. The next phases evict what of them the principal may not
+	// see.
+	extra []string
+	save  bool // held, pending or extra changed: written after the pull
 }
 
 // scopeView reads the principal's keys and the device's, in tx, and
@@ -34,32 +39,28 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 	if err != nil {
 		return nil, c, err
 	}
-	v := &view{keys: keys}
-	var held, pending sql.NullString
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT scope_held, scope_pending FROM _tether_devices WHERE tenant = ? AND device = ?`),
-		p.Tenant, device).Scan(&held, &pending); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, c, fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
-		}
+	v, err := s.deviceView(ctx, tx, p, device)
+	if err != nil {
 		return nil, c, err
 	}
-	if v.held, err = parseKeyList(held); err != nil {
-		return nil, c, err
-	}
-	if v.pending, err = parseKeyList(pending); err != nil {
-		return nil, c, err
-	}
+	v.keys = keys
 	switch c.Phase {
 	case server.PhaseDone:
 		// The device stored the last page of the phases: it holds the
-		// keys they brought it to.
+		// keys they brought it to, and no others.
 		if v.pending != nil && keySetID(v.pending) == c.Keys {
-			v.held, v.pending, v.save = v.pending, nil, true
+			v.held, v.pending, v.extra, v.save = v.pending, nil, nil, true
 		}
 		c = c.Plain()
 	case server.PhaseEvict, server.PhaseGrant:
 		if v.pending == nil || keySetID(v.pending) != c.Keys || keySetID(keys) != c.Keys {
-			c = c.Plain() // the keys changed again: the phases start over
+			// The keys changed again: the phases start over, and the
+			// device may hold rows of the keys the first pages were
+			// bringing it to.
+			if v.pending != nil {
+				v.extra, v.pending, v.save = union(v.extra, v.pending), nil, true
+			}
+			c = c.Plain()
 		}
 	}
 	if c.Phase != server.PhaseNone {
@@ -70,10 +71,10 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		// The device pulled before scopes were on (or its record is
 		// lost): what it holds is unknown.
 		return nil, c, fmt.Errorf("the device's scope is unknown (it pulled before scopes were turned on): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
-	case slices.Equal(v.held, keys) || c.Version == 0:
-		// Nothing held yet from the server, or nothing changed.
-		if !slices.Equal(v.held, keys) || v.held == nil || v.pending != nil {
-			v.held, v.pending, v.save = keys, nil, true
+	case slices.Equal(v.held, keys) && len(v.extra) == 0, c.Version == 0:
+		// Nothing changed, or nothing held yet from the server.
+		if !slices.Equal(v.held, keys) || v.held == nil || v.pending != nil || len(v.extra) > 0 {
+			v.held, v.pending, v.extra, v.save = keys, nil, nil, true
 		}
 		return v, c, nil
 	}
@@ -84,13 +85,46 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 	return v, c, nil
 }
 
+// deviceView reads the keys recorded for device.
+func (s *Store) deviceView(ctx context.Context, tx *sql.Tx, p server.Principal, device string) (*view, error) {
+	v := &view{}
+	var held, pending, extra sql.NullString
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT scope_held, scope_pending, scope_extra FROM _tether_devices WHERE tenant = ? AND device = ?`),
+		p.Tenant, device).Scan(&held, &pending, &extra); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
+		}
+		return nil, err
+	}
+	var err error
+	if v.held, err = parseKeyList(held); err != nil {
+		return nil, err
+	}
+	if v.pending, err = parseKeyList(pending); err != nil {
+		return nil, err
+	}
+	if v.extra, err = parseKeyList(extra); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// union returns the sorted union of two sorted key sets.
+func union(a, b []string) []string {
+	return server.SortKeys(slices.Concat(a, b))
+}
+
 // saveView records the device's keys, after the pull's read.
 func (s *Store) saveView(ctx context.Context, p server.Principal, device string, v *view) error {
 	if v == nil || !v.save {
 		return nil
 	}
-	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET scope_held = ?, scope_pending = ? WHERE tenant = ? AND device = ?`),
-		keyList(v.held), keyList(v.pending), p.Tenant, device)
+	var extra any
+	if len(v.extra) > 0 {
+		extra = keyList(v.extra)
+	}
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET scope_held = ?, scope_pending = ?, scope_extra = ? WHERE tenant = ? AND device = ?`),
+		keyList(v.held), keyList(v.pending), extra, p.Tenant, device)
 	if err != nil {
 		return fmt.Errorf("record the device's scope: %w", err)
 	}
@@ -102,8 +136,8 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 // every live row of the keys it gained that it does not hold through
 // another (parents first), then a cursor in PhaseDone.
 func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit int) ([]wire.Row, server.Cursor, error) {
-	lost, gained := minus(v.held, v.pending), minus(v.pending, v.held)
-	kept := minus(v.held, lost)
+	lost, gained := minus(union(v.held, v.extra), v.pending), minus(v.pending, v.held)
+	kept := minus(v.held, minus(v.held, v.pending))
 	var out []wire.Row
 	for c.Phase == server.PhaseEvict && len(out) < limit {
 		if c.At.Table < 0 || len(lost) == 0 {

@@ -24,12 +24,24 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 		return wire.Snapshot{}, fmt.Errorf("snapshot: a cursor of a pull's phase: %w", wire.ErrBadRequest)
 	}
 	var keys []string
+	first := after == (server.Cursor{})
 	if s.scope.on() {
 		if keys, err = s.principalKeys(ctx, tx, p); err != nil {
 			return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 		}
+		if device != "" && !first {
+			// The pages after the first show the keys the first recorded,
+			// less those the principal lost since: what it gained comes
+			// with the pull after the snapshot.
+			v, err := s.deviceView(ctx, tx, p, device)
+			if err != nil {
+				return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
+			}
+			if v.held != nil {
+				keys = minus(keys, minus(keys, v.held))
+			}
+		}
 	}
-	first := after == (server.Cursor{})
 	if first {
 		if after.Version, out.Total, err = s.snapshotStart(ctx, tx, p.Tenant, keys); err != nil {
 			return wire.Snapshot{}, err
