@@ -123,3 +123,38 @@ func TestCounterSchemaMismatchRefused(t *testing.T) {
 		t.Errorf("register with stock not a counter: %d %s %s, want 409 naming the counter", st, code, body)
 	}
 }
+
+// A back office adds to a counter with increments, once each however
+// often it writes them; a value it writes in the column is not written.
+func TestWriteAddsToCounter(t *testing.T) {
+	reg := entity.NewRegistry()
+	if err := reg.Register(counterItem{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := testkit.NewServer(t, reg, server.Options{})
+	h, err := server.New(srv.Store, server.Options{Auth: testkit.Tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	p := server.Principal{Tenant: "acme", User: "office"}
+	row := func(stock int, incs ...wire.Increment) []wire.Row {
+		return []wire.Row{{Table: "items", ID: "i1", Values: map[string]any{"name": "bolts", "stock": stock}, Increments: incs}}
+	}
+	const id1, id2 = "0f8fad5b-d9cb-469f-a165-70867728950e", "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	for _, rows := range [][]wire.Row{
+		row(500, wire.Increment{ID: id1, Column: "stock", Delta: 10}),
+		row(500, wire.Increment{ID: id1, Column: "stock", Delta: 10}, wire.Increment{ID: id2, Column: "stock", Delta: -3}),
+	} {
+		if _, err := h.Write(t.Context(), p, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stock int64
+	if err := testkit.OpenServerDB(t, srv.Path).QueryRow(`SELECT stock FROM items WHERE id = 'i1'`).Scan(&stock); err != nil {
+		t.Fatal(err)
+	}
+	if stock != 7 {
+		t.Errorf("stock=%d, want 7 (+10 once, -3; the written 500 not written)", stock)
+	}
+}
