@@ -314,3 +314,49 @@ func TestCounterTagNeedsInteger(t *testing.T) {
 		t.Error("a schema with a real counter validated")
 	}
 }
+
+// The same with the eight devices pushing at the same time: commits that
+// run alongside each other on the server still add every increment.
+func TestCountersConcurrentDevices(t *testing.T) {
+	eachCounterServer(t, server.Options{}, func(t *testing.T, reg *entity.Registry, url string) {
+		devs := make([]*testkit.Device, 8)
+		for i := range devs {
+			devs[i] = testkit.NewDevice(t, reg, url, testkit.DeviceOptions{})
+		}
+		saveItem(t, devs[0], Item{ID: "i1", Name: "bolts"})
+		for _, d := range devs {
+			d.Sync(t)
+		}
+		errs := make(chan error, len(devs))
+		for _, d := range devs {
+			go func() {
+				for range 30 {
+					if _, err := d.DB.SQL().Exec(`UPDATE items SET stock = stock + 1 WHERE id = 'i1'`); err != nil {
+						errs <- err
+						return
+					}
+					if _, err := d.Co.SyncNow(ctx); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range devs {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 2 {
+			for _, d := range devs {
+				d.Sync(t)
+			}
+		}
+		for i, d := range devs {
+			if got := getItem(t, d, "i1").Stock; got != 240 {
+				t.Errorf("device %d: stock=%d, want 240", i, got)
+			}
+		}
+	})
+}
