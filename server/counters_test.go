@@ -157,4 +157,24 @@ func TestWriteAddsToCounter(t *testing.T) {
 	if stock != 7 {
 		t.Errorf("stock=%d, want 7 (+10 once, -3; the written 500 not written)", stock)
 	}
+
+	// The sweep forgets the ids applied before the horizon (with no
+	// device active, the latest version), as it does tombstones.
+	if _, err := srv.Store.Sweep(t.Context(), server.Limits{}.WithDefaults(), 100); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	rows, err := testkit.OpenServerDB(t, srv.Path).Query(`SELECT id FROM _tether_counted ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		left = append(left, id)
+	}
+	if len(left) != 1 || left[0] != id2 {
+		t.Errorf("after the sweep, ids %q remain, want only %s (applied at the horizon)", left, id2)
+	}
 }
