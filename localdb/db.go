@@ -177,6 +177,10 @@ func startRefill(ctx context.Context, tx *sql.Tx, tables []*table) error {
 	if err := setState(ctx, tx, stateCursor, ""); err != nil {
 		return err
 	}
+	// Pages of the pull that was under way are fetched again.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_stash`); err != nil {
+		return err
+	}
 	if latest == 0 {
 		return nil
 	}

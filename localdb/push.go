@@ -377,7 +377,10 @@ func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error 
 	if err := db.checkOpen("FinishPush"); err != nil {
 		return err
 	}
-	return db.inTx(ctx, func(tx *sql.Tx) error {
+	// Foreign keys are not checked: a winning row may reference a row
+	// this device gets only with the pull that follows (a task the server
+	// moved under a project new to the device), as a pulled page may.
+	return db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		return suppressed(ctx, tx, func() error {
 			if err := db.acknowledge(ctx, tx, c.Version); err != nil {
 				return err
@@ -418,10 +421,15 @@ func (db *DB) acknowledge(ctx context.Context, tx *sql.Tx, version int64) error 
 
 // settleConflicts logs each conflict and applies the rows the server kept.
 func (db *DB) settleConflicts(ctx context.Context, tx *sql.Tx, conflicts []wire.Conflict) error {
+	// Every entry first, with the local rows as they stand: applying a
+	// winner may remove other rows of the answer (an evicted parent takes
+	// its children).
 	for _, cf := range conflicts {
 		if err := db.logConflict(ctx, tx, cf); err != nil {
 			return err
 		}
+	}
+	for _, cf := range conflicts {
 		if cf.Winner == wire.WinnerClient {
 			continue
 		}

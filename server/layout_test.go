@@ -97,8 +97,8 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	wantNames := []string{"_tether_audit", "_tether_batches", "_tether_counted", "_tether_devices", "_tether_horizons", "_tether_keys", "_tether_migrations",
-		"_tether_schemas", "_tether_sessions", "_tether_stage_children", "_tether_stage_parents", "_tether_tenants", "children", "parents"}
+	wantNames := []string{"_tether_audit", "_tether_batches", "_tether_captured", "_tether_counted", "_tether_devices", "_tether_horizons", "_tether_keys", "_tether_migrations",
+		"_tether_schemas", "_tether_sessions", "_tether_settings", "_tether_stage_children", "_tether_stage_parents", "_tether_tenants", "children", "parents"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("tables %q, want %q", names, wantNames)
 	}

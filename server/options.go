@@ -128,6 +128,20 @@ type Options struct {
 	// API (POST /v1/write), which skips the scope and Authorize checks: a
 	// back office's. Nil: no principal may.
 	Trusted func(Principal) bool
+	// CaptureExternalWrites makes server.New install triggers on the
+	// store's synced tables that record the rows inserted, updated and
+	// deleted with plain SQL, outside the server (a back office, an
+	// import), and commits them as writes of ExternalDevice: they get
+	// versions, reach devices, meet device edits through the tables'
+	// strategies with a clock stamp of the database's clock at the write,
+	// and follow the reference rules and scopes (see docs/server.md).
+	// The store must be a Capturer. Off (the default), server.New drops
+	// the triggers if an earlier run installed them.
+	CaptureExternalWrites bool
+	// CaptureInterval is how often external writes recorded since are
+	// committed, besides at the start of every commit of their tenant.
+	// Default DefaultCaptureInterval.
+	CaptureInterval time.Duration
 	// Now is the clock of the server's time rules: the rate limits and
 	// MaxClockSkew. Default time.Now. The store has its own (the stores'
 	// Options.Now), for session expiry and retention; a test gives both
@@ -182,6 +196,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.CaptureInterval <= 0 {
+		o.CaptureInterval = DefaultCaptureInterval
 	}
 	return o
 }

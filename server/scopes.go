@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tethersync/tether/entity"
@@ -40,6 +43,26 @@ type Scopes struct {
 	// Principal gives the keys a principal holds, read in the same
 	// transaction as the rows it pulls or writes.
 	Principal KeySources
+	// Version names the rules: the store computes every row's keys again
+	// (and every device rebuilds from a snapshot) when the rules change,
+	// which it sees but for the logic of a KeyFunc: change Version with it.
+	Version string
+}
+
+// Fingerprint identifies the rules: the tables and how their rows get
+// keys, the principal's key sources, and Version (a KeyFunc's logic is
+// not seen). It is for Store implementations.
+func (s *Scopes) Fingerprint() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=%q;", s.Version)
+	for _, name := range slices.Sorted(maps.Keys(s.Tables)) {
+		rk := s.Tables[name]
+		fmt.Fprintf(&b, "t=%q,%q,%q,%q,%v;", name, rk.prefix, rk.column, rk.parent, rk.fn != nil)
+	}
+	for _, src := range s.Principal {
+		fmt.Fprintf(&b, "p=%q,%v,%q,%q,%q,%q;", src.prefix, src.user, src.claim, src.table, src.userCol, src.keyCol)
+	}
+	return KeySetID([]string{b.String()})
 }
 
 // Scoped reports whether table is scoped.
@@ -124,6 +147,17 @@ func keyValue(v any) (string, bool) {
 		return entity.FormatTime(x), true
 	}
 	return fmt.Sprint(v), true
+}
+
+// KeySetID identifies a set of keys (sorted, without duplicates, as
+// SortKeys leaves them): 16 hex digits of the SHA-256 of its keys.
+func KeySetID(keys []string) string {
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // SortKeys sorts keys and drops duplicates and empty keys, in place.
@@ -295,6 +329,18 @@ func (s *Scopes) check(schema entity.Schema) error {
 			if rk, ok := s.Tables[t.Name]; !ok || rk.parent != c.Name {
 				return fmt.Errorf("scopes: %s.%s references %s, which is scoped, and %s does not take its keys: a device could hold a %s row without the %s row it references; give %s server.KeyParent(%q)",
 					t.Name, c.Name, c.Ref, t.Name, t.Name, c.Ref, t.Name, c.Name)
+			}
+		}
+	}
+	// A cascade deletes rows its member did not write: a scoped row
+	// may go only with a row whose keys it has (KeyParent), or a member
+	// could delete the rows of others' scopes by deleting their parent.
+	for _, t := range schema.Tables {
+		rk, scoped := s.Tables[t.Name]
+		for _, c := range t.Columns {
+			if scoped && c.Ref != "" && c.OnDelete == entity.Cascade && rk.parent != c.Name {
+				return fmt.Errorf("scopes: %s.%s deletes with %s (cascade), and %s does not take its keys: a member deleting a %s row would delete %s rows it may not see; use the restore policy, or give %s server.KeyParent(%q)",
+					t.Name, c.Name, c.Ref, t.Name, c.Ref, t.Name, t.Name, c.Name)
 			}
 		}
 	}

@@ -135,8 +135,9 @@ type Store interface {
 	Subscribe(ctx context.Context, tenant string) (<-chan wire.Event, error)
 	// UseScopes makes the store keep and apply sc (nil: none), which
 	// Options.Check has accepted against Schema, and authorize (nil:
-	// none), from now on; server.New calls it once, before serving, when
-	// either is set. With
+	// none), from now on; server.New calls it once, before serving. Rows
+	// written while the store had no scopes, or other rules, get their
+	// keys then, and every device rebuilds from a snapshot. With
 	// scopes, the store keeps each scoped row's keys (computed at each
 	// commit), Changes, Snapshot and Digest return only the rows the
 	// principal may see, Changes removes from a device the rows its
@@ -197,6 +198,9 @@ type AuditEntry struct {
 	Device  string    `json:"device"`
 	Session string    `json:"session"`
 	At      time.Time `json:"at"`
+	// External marks a write made directly in the server database and
+	// captured (Options.CaptureExternalWrites): Device is ExternalDevice.
+	External bool `json:"external,omitempty"`
 }
 
 // Cursor is a position in the commit order of a tenant's rows: rows are
@@ -209,6 +213,11 @@ type Cursor struct {
 	Table   int // index of the table in priority order
 	ID      string
 
+	// Held identifies (KeySetID) the scope keys whose rows the device held
+	// when the server gave it the cursor: a cursor of a device's database
+	// restored from a backup, or copied, names other keys than the server
+	// recorded for the device, and the device rebuilds. "" without scopes.
+	Held string
 	// Phase is PhaseNone, or the phase the pull is in.
 	Phase Phase
 	// Keys identifies (KeySetID) the keys the phase brings the device to.
@@ -248,7 +257,7 @@ type PhaseAt struct {
 // Plain returns the cursor's position in the commit order, out of any
 // phase.
 func (c Cursor) Plain() Cursor {
-	return Cursor{Version: c.Version, Table: c.Table, ID: c.ID}
+	return Cursor{Version: c.Version, Table: c.Table, ID: c.ID, Held: c.Held}
 }
 
 // String encodes the cursor as the opaque text clients hold.
@@ -258,10 +267,13 @@ func (c Cursor) String() string {
 		return ""
 	}
 	var raw string
-	if c.Phase == PhaseNone {
+	switch {
+	case c.Phase != PhaseNone:
+		raw = fmt.Sprintf("2:%d:%d:%c:%s:%s:%d:%d:%s%s", c.Version, c.Table, c.Phase, c.Keys, c.Held, c.At.Table, len(c.ID), c.ID, c.At.ID)
+	case c.Held != "":
+		raw = fmt.Sprintf("3:%d:%d:%s:%s", c.Version, c.Table, c.Held, c.ID)
+	default:
 		raw = fmt.Sprintf("1:%d:%d:%s", c.Version, c.Table, c.ID)
-	} else {
-		raw = fmt.Sprintf("2:%d:%d:%c:%s:%d:%d:%s%s", c.Version, c.Table, c.Phase, c.Keys, c.At.Table, len(c.ID), c.ID, c.At.ID)
 	}
 	return base64.RawURLEncoding.EncodeToString([]byte(raw))
 }
@@ -289,27 +301,52 @@ func ParseCursor(s string) (Cursor, error) {
 			return Cursor{}, bad
 		}
 		c.ID = parts[3]
-	case strings.HasPrefix(text, "2:"):
-		parts := strings.SplitN(text, ":", 8)
-		if len(parts) != 8 || len(parts[3]) != 1 || !strings.Contains("egd", parts[3]) || len(parts[4]) > 64 {
+	case strings.HasPrefix(text, "3:"):
+		parts := strings.SplitN(text, ":", 5)
+		if len(parts) != 5 || !validKeySetID(parts[3]) {
 			return Cursor{}, bad
 		}
 		if c.Version, c.Table, err = cursorNumbers(parts[1], parts[2]); err != nil {
 			return Cursor{}, bad
 		}
-		c.Phase, c.Keys = Phase(parts[3][0]), parts[4]
-		if c.At.Table, err = strconv.Atoi(parts[5]); err != nil || c.At.Table < 0 {
+		c.Held, c.ID = parts[3], parts[4]
+	case strings.HasPrefix(text, "2:"):
+		parts := strings.SplitN(text, ":", 9)
+		if len(parts) != 9 || len(parts[3]) != 1 || !strings.Contains("egd", parts[3]) || !validKeySetID(parts[4]) || !validKeySetID(parts[5]) {
 			return Cursor{}, bad
 		}
-		n, err := strconv.Atoi(parts[6])
-		if err != nil || n < 0 || n > len(parts[7]) {
+		if c.Version, c.Table, err = cursorNumbers(parts[1], parts[2]); err != nil {
 			return Cursor{}, bad
 		}
-		c.ID, c.At.ID = parts[7][:n], parts[7][n:]
+		c.Phase, c.Keys, c.Held = Phase(parts[3][0]), parts[4], parts[5]
+		if c.At.Table, err = strconv.Atoi(parts[6]); err != nil || c.At.Table < 0 {
+			return Cursor{}, bad
+		}
+		n, err := strconv.Atoi(parts[7])
+		if err != nil || n < 0 || n > len(parts[8]) {
+			return Cursor{}, bad
+		}
+		c.ID, c.At.ID = parts[8][:n], parts[8][n:]
 	default:
 		return Cursor{}, bad
 	}
 	return c, nil
+}
+
+// validKeySetID reports whether s may be a KeySetID: 16 hex digits, or "".
+func validKeySetID(s string) bool {
+	if s == "" {
+		return true
+	}
+	if len(s) != 16 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // cursorNumbers parses a cursor's version and table index.

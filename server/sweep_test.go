@@ -19,6 +19,8 @@ type sweepCounter struct {
 
 func (s *sweepCounter) Schema() entity.Schema { return entity.Schema{} }
 
+func (s *sweepCounter) UseScopes(*server.Scopes, server.Authorizer) error { return nil }
+
 func (s *sweepCounter) Sweep(ctx context.Context, lim server.Limits, max int) (int, error) {
 	if lim != (server.Limits{}).WithDefaults() || max <= 0 {
 		panic("sweep without the limits")

@@ -6,10 +6,14 @@
 // levels deep; tombstones purged all along, devices away for longer than
 // the server counts them active and restored from backups (absence_test.go).
 // It is seeded: a failure prints the seed and the command that replays it.
+// TestScopes (scopes_test.go) is the simulation of scopes (G15): people's
+// devices that hold only what their person may see, a back office that
+// grants and revokes teams, and writes that must be refused.
 //
 //	go test ./sim                                 # the default run, under a minute
 //	go test ./sim -sim.seed=42 -v                 # replay a seed
 //	go test ./sim -run TestSimulation -sim.soak -timeout 60m -v   # at least 100,000 operations
+//	go test ./sim -run 'TestScopes$' -sim.scopes-ops=20000 -sim.scopes-activity=2s -timeout 60m -v  # a soak with scopes
 package sim
 
 import (

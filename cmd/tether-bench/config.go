@@ -24,6 +24,10 @@ type config struct {
 	fleet         []int         // device counts of the fleet scenario
 	fleetDuration time.Duration // how long each fleet runs
 
+	scopedTeams    int // teams of the scoped scenario's tenant
+	scopedTeamRows int // projects per team
+	scopedChanges  int // changes in other teams before the incremental sync
+
 	cpuProfile string // file of the CPU profile of the whole run, or ""
 	childURL   string // internal: pull from this server and report (memory scenario)
 	childDB    string // internal: database of childURL
@@ -33,7 +37,11 @@ type config struct {
 // open on both sides.
 const maxFleet = 1000
 
-var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "latency", "fleet"}
+var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "latency", "fleet", "scoped"}
+
+// defaultScenarios are the scenarios run without -scenarios: all but
+// scoped, which loads two tenants of 100,000 rows (about a minute).
+var defaultScenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == "scoped" })
 
 // listFlags are the flags that config holds parsed from lists.
 type listFlags struct {
@@ -51,12 +59,15 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.batch, "batch", 1000, "rows per push batch and pull page")
 	fs.IntVar(&cfg.runs, "runs", 3, "runs per figure; the median is reported")
 	fs.StringVar(&cfg.store, "store", "sqlite", "server store: sqlite, postgres or mysql (postgres and mysql: a throwaway server started from the machine's PostgreSQL or MariaDB/MySQL binaries)")
-	fs.StringVar(&lists.scenarios, "scenarios", strings.Join(allScenarios, ","), "scenarios to run")
+	fs.StringVar(&lists.scenarios, "scenarios", strings.Join(defaultScenarios, ","), "scenarios to run (known: "+strings.Join(allScenarios, ",")+")")
 	fs.IntVar(&cfg.memRows, "mem-rows", 1_000_000, "rows pulled by the child process of the memory scenario")
 	fs.IntVar(&cfg.syncRows, "sync-rows", 100_000, "rows on the device of the incremental and no-op scenarios")
 	fs.DurationVar(&cfg.rtt, "rtt", 300*time.Millisecond, "round-trip time the latency scenario's link adds to every request (its targets: 1 round trip + 50 ms for a no-op sync, 2 + 100 ms for one new row)")
 	fs.StringVar(&lists.fleet, "fleet", "50,200", "device counts of the fleet scenario")
 	fs.DurationVar(&cfg.fleetDuration, "fleet-duration", 10*time.Second, "how long each fleet of the fleet scenario runs")
+	fs.IntVar(&cfg.scopedTeams, "scoped-teams", 100, "teams of the scoped scenario's tenant (at most 500)")
+	fs.IntVar(&cfg.scopedTeamRows, "scoped-team-rows", 1000, "rows (projects) per team of the scoped scenario")
+	fs.IntVar(&cfg.scopedChanges, "scoped-changes", 10_000, "rows changed in other teams before the scoped scenario's incremental sync")
 	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
 	fs.StringVar(&cfg.childURL, "child-pull", "", "internal: pull from this server URL and report (memory scenario)")
@@ -117,6 +128,10 @@ func (cfg *config) check() error {
 	}
 	if cfg.runs < 1 || cfg.batch < 1 || cfg.memRows < 1 || cfg.syncRows < 100 {
 		return fmt.Errorf("-runs and -batch must be at least 1, -mem-rows at least 1, -sync-rows at least 100")
+	}
+	if cfg.scopedTeams < 2 || cfg.scopedTeams > 500 || cfg.scopedTeamRows < 1 || cfg.scopedChanges < 1 ||
+		cfg.scopedChanges > (cfg.scopedTeams-1)*cfg.scopedTeamRows {
+		return fmt.Errorf("-scoped-teams must be from 2 to 500, -scoped-team-rows at least 1, -scoped-changes from 1 to the rows of the other teams")
 	}
 	if cfg.store != "sqlite" && cfg.store != "postgres" && cfg.store != "mysql" {
 		return fmt.Errorf("-store %q: want sqlite, postgres or mysql", cfg.store)

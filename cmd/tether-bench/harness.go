@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,35 +32,48 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 type benchServer struct {
 	URL   string
 	store server.Store
+	srv   *server.Server // for trusted writes (Server.Write)
 	hs    *http.Server
 }
 
 // openStore opens a new store of the kind of -store: a new SQLite file at
 // path, or a new database on the benchmark's PostgreSQL or MySQL server.
 func (b *bench) openStore(path string) (server.Store, error) {
+	return b.openStoreOf(path, b.reg.Schema())
+}
+
+// openStoreOf is openStore for the tables of schema.
+func (b *bench) openStoreOf(path string, schema entity.Schema) (server.Store, error) {
 	if b.db == nil {
-		return sqlitestore.Open(path, b.reg.Schema(), sqlitestore.Options{})
+		return sqlitestore.Open(path, schema, sqlitestore.Options{})
 	}
 	dsn, err := b.db.NewDatabase()
 	if err != nil {
 		return nil, err
 	}
 	if b.db.Kind() == dbserver.Postgres {
-		return pgstore.Open(context.Background(), dsn, b.reg.Schema(), pgstore.Options{})
+		return pgstore.Open(context.Background(), dsn, schema, pgstore.Options{})
 	}
-	return mysqlstore.Open(context.Background(), dsn, b.reg.Schema(), mysqlstore.Options{})
+	return mysqlstore.Open(context.Background(), dsn, schema, mysqlstore.Options{})
 }
 
 // startServer starts a server on loopback over store.
 func startServer(store server.Store, err error) (*benchServer, error) {
+	return startServerWith(store, err, server.Options{})
+}
+
+// startServerWith starts a server on loopback over store, with opts. Auth,
+// when nil, takes benchToken, Logger is quiet and the sweep off.
+func startServerWith(store server.Store, err error, opts server.Options) (*benchServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	handler, err := server.New(store, server.Options{
-		Auth:          server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}}),
-		Logger:        quiet,
-		SweepInterval: -1, // a benchmark run is shorter than any session idle time
-	})
+	if opts.Auth == nil {
+		opts.Auth = server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}})
+	}
+	opts.Logger = quiet
+	opts.SweepInterval = -1 // a benchmark run is shorter than any session idle time
+	handler, err := server.New(store, opts)
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -75,7 +89,7 @@ func startServer(store server.Store, err error) (*benchServer, error) {
 			fmt.Fprintln(os.Stderr, "tether-bench: server:", err)
 		}
 	}()
-	return &benchServer{URL: "http://" + ln.Addr().String(), store: store, hs: hs}, nil
+	return &benchServer{URL: "http://" + ln.Addr().String(), store: store, srv: handler, hs: hs}, nil
 }
 
 func (s *benchServer) Close() error {
@@ -179,6 +193,9 @@ type deviceOptions struct {
 	batch  int
 	noGzip bool
 	rtt    time.Duration // added to every request's round trip
+	token  string        // bearer token; "" for benchToken
+	// timeout bounds each request; 0 for the client's default.
+	timeout time.Duration
 }
 
 func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o deviceOptions) (*device, error) {
@@ -188,7 +205,8 @@ func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o d
 	}
 	tr, wc := countingTransport()
 	link := &delayTransport{next: tr, half: o.rtt / 2}
-	api := client.New(url, client.Options{Token: benchToken, Transport: link, DisableGzip: o.noGzip})
+	token := cmp.Or(o.token, benchToken)
+	api := client.New(url, client.Options{Token: token, Transport: link, DisableGzip: o.noGzip, Timeout: o.timeout})
 	co := coordinator.New(db, api, coordinator.Options{
 		PushBatchSize: o.batch, PullBatchSize: o.batch, Logger: quiet,
 		MaxElapsed: 10 * time.Second,

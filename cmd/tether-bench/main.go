@@ -6,6 +6,7 @@
 //	go run ./cmd/tether-bench -million             # adds 1,000,000-row push and pull
 //	go run ./cmd/tether-bench -rows 1000 -runs 1 -scenarios push,pull
 //	go run ./cmd/tether-bench -scenarios latency,fleet -fleet 50 -fleet-duration 30s
+//	go run ./cmd/tether-bench -scenarios scoped    # scopes: a member of 1 of 100 teams, beside the tenant unscoped
 //
 // Each figure is the median of -runs runs. Setup (filling the device
 // database, starting servers) is not counted.
@@ -16,6 +17,13 @@
 // sync makes; fleet runs -fleet devices at once against one server, each
 // saving a row and syncing over and over for -fleet-duration, and reports
 // the syncs per second and the p50 and p99 of SyncNow's latency.
+//
+// The scoped scenario, run only when -scenarios names it, loads a tenant of
+// -scoped-teams teams of -scoped-team-rows projects each, once with the
+// scopes of the README's field-service example and once without, and times
+// a device of a member of one team: its first sync, a no-op sync, and a
+// sync after -scoped-changes changes in other teams, with the rows each
+// pulled.
 package main
 
 import (

@@ -62,6 +62,8 @@ func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-rows", "0"}, {"-rows", "ten"}, {"-scenarios", "push,warp"}, {"-store", "oracle"}, {"-runs", "0"},
 		{"-fleet", "0"}, {"-fleet", "50,many"}, {"-fleet-duration", "0s"}, {"-rtt", "-1ms"},
+		{"-scoped-teams", "1"}, {"-scoped-teams", "501"}, {"-scoped-team-rows", "0"},
+		{"-scoped-teams", "3", "-scoped-team-rows", "10", "-scoped-changes", "21"},
 	} {
 		if err := run(t.Context(), args, &strings.Builder{}); err == nil {
 			t.Errorf("run(%q) succeeded, want an error", args)

@@ -39,6 +39,7 @@ type bench struct {
 	base      map[int]float64      // rows -> baseline rows/s
 	templates map[int]string       // rows -> closed device db with that many dirty rows
 	servers   map[int]*benchServer // rows -> running server holding that many rows
+	scopedTpl string               // closed device db holding the scoped tenant's rows, dirty
 }
 
 func (b *bench) path(name string) string {

@@ -13,7 +13,7 @@ func (b *bench) run(ctx context.Context, log func(string)) (*table, error) {
 	t := &table{}
 	steps := []func(context.Context, *table, func(string)) error{
 		b.runThroughput, b.runSnapshot, b.runSyncNow, b.runIncremental, b.runNoop,
-		b.runWire, b.runMemory, b.runLatency, b.runFleet,
+		b.runWire, b.runMemory, b.runLatency, b.runFleet, b.runScoped,
 	}
 	for _, step := range steps {
 		if err := step(ctx, t, log); err != nil {
@@ -262,6 +262,56 @@ func (b *bench) runFleet(ctx context.Context, t *table, log func(string)) error 
 			t.add(label+": SyncNow latency", r.syncs, result, "p99 < 1 s", &ok)
 		} else {
 			t.add(label+": SyncNow latency", r.syncs, result, "", nil)
+		}
+	}
+	return nil
+}
+
+// runScoped is the scoped scenario: the same three syncs of a member's
+// device on the tenant with scopes and without.
+func (b *bench) runScoped(ctx context.Context, t *table, log func(string)) error {
+	if !b.cfg.scenarios["scoped"] {
+		return nil
+	}
+	teams, perTeam := b.cfg.scopedTeams, b.cfg.scopedTeamRows
+	rows := teams * (perTeam + 1)
+	var res [2]scopedResult
+	for i, scoped := range []bool{true, false} {
+		log(fmt.Sprintf("scoped: %d teams of %d rows, scoped %v", teams, perTeam, scoped))
+		r, err := b.measureScoped(ctx, scoped)
+		if err != nil {
+			return fmt.Errorf("scoped scenario (scoped %v): %w", scoped, err)
+		}
+		res[i] = r
+	}
+	tenant := fmt.Sprintf("%d teams of %s rows", teams, thousands(perTeam))
+	for i, kind := range []string{"scoped", "unscoped"} {
+		t.add(fmt.Sprintf("%s tenant (%s): an admin device pushes every team's rows", kind, tenant), teams*perTeam,
+			perSec(teams*perTeam, res[i].load), "", nil)
+	}
+	// The scoped device's targets: the no-op and incremental ones of the
+	// noop and incremental scenarios, and nothing of the other teams.
+	for _, f := range []struct {
+		what   string
+		get    func(scopedResult) scopedSync
+		target string
+		limit  time.Duration
+	}{
+		{"first SyncNow of a member's device", func(r scopedResult) scopedSync { return r.first }, "", 0},
+		{"no-op SyncNow", func(r scopedResult) scopedSync { return r.noop }, "≤ 5 ms", 5 * time.Millisecond},
+		{fmt.Sprintf("SyncNow after %s changes in other teams", thousands(b.cfg.scopedChanges)),
+			func(r scopedResult) scopedSync { return r.incremental }, "0 rows pulled, ≤ 30 ms", 30 * time.Millisecond},
+	} {
+		for i, kind := range []string{"scoped", "unscoped"} {
+			s := f.get(res[i])
+			var met *bool
+			target := ""
+			if kind == "scoped" && f.target != "" {
+				ok := s.pulled == 0 && s.took <= f.limit
+				met, target = &ok, f.target
+			}
+			t.add(fmt.Sprintf("%s tenant (%s), a member of one team: %s", kind, tenant, f.what), rows,
+				fmt.Sprintf("%s, %s rows pulled, %s on the wire", secs(s.took), thousands(s.pulled), bytesText(s.wire)), target, met)
 		}
 	}
 	return nil

@@ -137,6 +137,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&o.AuthFailureBurst, "auth-failure-burst", server.DefaultAuthFailureBurst, "burst of -auth-failures")
 	fs.IntVar(&o.MaxStreams, "max-streams", server.DefaultMaxStreams, "most event streams one user of a tenant may hold open (429 above)")
 	fs.DurationVar(&o.SweepInterval, "sweep", server.DefaultSweepInterval, "how often expired push sessions, and what is past its retention, are discarded")
+	fs.BoolVar(&o.CaptureExternalWrites, "capture-external", false, "install triggers that bring rows written with plain SQL in the synced tables to devices (off: drop them)")
+	fs.DurationVar(&o.CaptureInterval, "capture-interval", server.DefaultCaptureInterval, "how often rows written with plain SQL are committed, besides at every commit of their tenant (with -capture-external)")
 	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")

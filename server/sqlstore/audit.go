@@ -28,6 +28,7 @@ func (s *Store) Audit(ctx context.Context, tenant string, after int64, limit int
 			return nil, fmt.Errorf("audit: %w", err)
 		}
 		e.Deleted, _ = d.(bool)
+		e.External = e.Device == server.ExternalDevice
 		if e.At, err = timeOf(at); err != nil {
 			return nil, fmt.Errorf("audit: %w", err)
 		}

@@ -45,7 +45,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	if from.Phase != server.PhaseNone {
 		// The device's keys change: the rows it lost go, those it gained
 		// come, before the pull goes on.
-		if out, next, err = s.phasePage(ctx, tx, p, v, from, limit); err != nil {
+		if out, next, err = s.phasePage(ctx, tx, p, v, from, limit, maxBytes); err != nil {
 			return nil, after, false, fmt.Errorf("changes: %w", err)
 		}
 		more = true
@@ -65,6 +65,9 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		out, next, more = page(pr.all, from, limit, maxBytes, pr.bound)
 	}
 	tx.Rollback()
+	if v != nil {
+		next.Held = keySetID(v.held) // what the device holds the rows of, at next
+	}
 	if err := s.saveView(ctx, p, echo.Device, v); err != nil {
 		return nil, after, false, fmt.Errorf("changes: %w", err)
 	}
@@ -190,6 +193,8 @@ func (s *Store) recordPull(ctx context.Context, p server.Principal, after server
 // come after cursor c in commit order.
 func (s *Store) afterClause(idx int, c server.Cursor) (string, []any) {
 	switch {
+	case c.Version == 0: // no commit is version 0: external writes not captured yet (see Capturing)
+		return `"_version" > ?`, []any{0}
 	case idx < c.Table:
 		return `"_version" > ?`, []any{c.Version}
 	case idx == c.Table:

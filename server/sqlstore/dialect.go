@@ -18,8 +18,8 @@ import (
 // database reads alike. The tables the store creates are described once,
 // as [TableDef] values (see layout.go): the bookkeeping tables
 // (_tether_devices, _tether_schemas, _tether_tenants, _tether_sessions,
-// _tether_batches, _tether_audit, _tether_horizons and
-// _tether_migrations), and for every synced table T, T itself and
+// _tether_batches, _tether_audit, _tether_keys, _tether_captured,
+// _tether_horizons and _tether_migrations), and for every synced table T, T itself and
 // its staging table "_tether_stage_T". A dialect spells their types and
 // DDL.
 type Dialect interface {

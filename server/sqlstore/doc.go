@@ -22,4 +22,13 @@
 // transaction under [Dialect.LockMigrations] and recorded in
 // _tether_migrations: the next layout change is one more step. Synced
 // tables gain the tables and columns the app's schema gains (G11).
+//
+// # Writes made outside the store
+//
+// With server.Options.CaptureExternalWrites, a [Capturing] dialect's
+// triggers record the rows that plain SQL inserts, updates and deletes in
+// the synced tables (in _tether_captured, and a deleted row's last values
+// in its staging table), and [Store.Capture], and every commit first,
+// stages them as a session of server.ExternalDevice and commits it through
+// the same flow (G16).
 package sqlstore

@@ -216,9 +216,24 @@ func bookkeeping() []TableDef {
 		Key:     []string{"tenant", "id"},
 		Indexes: []Index{{Name: "_tether_counted__version", Columns: []string{"tenant", "version"}}},
 	}, {
+		// The writes made in a synced table outside the store, recorded
+		// by the capture triggers (see Capturing) until a commit captures
+		// them: the latest of each row, and the clock stamp of when it
+		// was made.
+		Name: "_tether_captured",
+		Columns: []Column{col("tenant", TypeKey), col("tbl", TypeID), col("id", TypeRowID), col("deleted", TypeBool),
+			col("hlc", TypeStamp)},
+		Key: []string{"tenant", "tbl", "id"},
+	}, {
 		Name:    "_tether_horizons",
 		Columns: []Column{col("tenant", TypeKey), col("version", TypeInt)},
 		Key:     []string{"tenant"},
+	}, {
+		// Settings of the store's own, by name: "scopes", the rules the
+		// entries of _tether_keys were computed by (see UseScopes).
+		Name:    "_tether_settings",
+		Columns: []Column{col("name", TypeID), col("value", TypeText)},
+		Key:     []string{"name"},
 	}}
 }
 
@@ -234,14 +249,16 @@ var migrationsTable = TableDef{
 func syncedDef(t *Table) TableDef {
 	cols := []Column{{Name: "_tenant", Type: TypeKey}}
 	cols = append(cols, appColumns(t)...)
+	// The bookkeeping columns have defaults, so that a back office's
+	// INSERT names only the app's columns (see Capturing).
 	cols = append(cols,
-		Column{Name: "_version", Type: TypeInt},
-		Column{Name: "_deleted", Type: TypeBool},
-		Column{Name: "_hlc", Type: TypeStamp},
-		Column{Name: "_modified_by", Type: TypeKey},
-		Column{Name: "_origin", Type: TypeID},
-		Column{Name: "_session", Type: TypeID},
-		Column{Name: "_colvers", Type: TypeJSON},
+		Column{Name: "_version", Type: TypeInt, Default: "0"},
+		Column{Name: "_deleted", Type: TypeBool, Default: "FALSE"},
+		Column{Name: "_hlc", Type: TypeStamp, Default: "''"},
+		Column{Name: "_modified_by", Type: TypeKey, Default: "''"},
+		Column{Name: "_origin", Type: TypeID, Default: "''"},
+		Column{Name: "_session", Type: TypeID, Default: "''"},
+		Column{Name: "_colvers", Type: TypeJSON, Default: "'{}'"},
 		Column{Name: "_reason", Type: TypeLabel, Default: "''"},
 		Column{Name: "_notify", Type: TypeID, Default: "''"},
 		Column{Name: "_pushed", Type: TypeInt, Default: "0"})

@@ -225,6 +225,12 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			c = &wire.Commit{}
 			return storedAnswer(result, session, o.Commit, c)
 		}
+		cctx := ctx
+		if o.Commit != nil { // before the rows are staged: see captureFirst
+			if cctx, err = s.captureFirst(ctx, tx, p.Tenant); err != nil {
+				return err
+			}
+		}
 		if err := s.stageTx(ctx, conn, tx, p, session, seq, o.Attempt, t, rows, size, schema, lim); err != nil {
 			return err
 		}
@@ -232,7 +238,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			return nil
 		}
 		c, fresh = &wire.Commit{}, true
-		return s.commitTx(ctx, tx, p, device, session, o.Resolve, o.Commit, c)
+		return s.commitTx(cctx, tx, p, device, session, o.Resolve, o.Commit, c)
 	})
 	if err != nil {
 		if errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict) {

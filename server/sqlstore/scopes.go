@@ -2,16 +2,16 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
 )
 
 // Scopes (server.Scopes) are kept in _tether_keys: one entry per row of
@@ -53,7 +53,7 @@ func (sp *scoping) of(t *Table) *scopedTable { return sp.tables[t] }
 // principal its keys (TableKeys) by their user column.
 func (s *Store) UseScopes(sc *server.Scopes, authorize server.Authorizer) error {
 	sp := scoping{sc: sc, authorize: authorize, tables: map[*Table]*scopedTable{}, sources: map[*Table]bool{}}
-	if sc != nil {
+	if sc != nil && len(sc.Tables) > 0 {
 		for name, rk := range sc.Tables {
 			t := s.byName[name]
 			if t == nil {
@@ -117,6 +117,9 @@ func (s *Store) UseScopes(sc *server.Scopes, authorize server.Authorizer) error 
 			}
 		}
 	}
+	if err := s.keyAll(context.Background(), &sp); err != nil {
+		return fmt.Errorf("scopes: %w", err)
+	}
 	s.scope = sp
 	return nil
 }
@@ -152,16 +155,8 @@ func (s *Store) principalKeys(ctx context.Context, tx *sql.Tx, p server.Principa
 	return keys, err
 }
 
-// keySetID identifies a set of keys (sorted, without duplicates): the
-// start of the SHA-256 of its keys.
-func keySetID(keys []string) string {
-	h := sha256.New()
-	for _, k := range keys {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
-}
+// keySetID is server.KeySetID.
+func keySetID(keys []string) string { return server.KeySetID(keys) }
 
 // keyList encodes a set of keys for _tether_devices.
 func keyList(keys []string) any {
@@ -234,4 +229,115 @@ func qualified(t *Table, alias string) string {
 		cols[i] = alias + "." + cols[i]
 	}
 	return strings.Join(cols, ", ")
+}
+
+// keyAll computes the keys of every row of the scoped tables, in every
+// tenant, when the rules differ from those the entries of _tether_keys
+// were computed by (scopes turned on over rows written without them, or
+// other rules), and forgets what every device holds: each rebuilds from
+// a snapshot at its next pull. It runs in one transaction, under the
+// migration lock, so that processes starting at once do it once.
+func (s *Store) keyAll(ctx context.Context, sp *scoping) error {
+	want := ""
+	if sp.on() {
+		want = sp.sc.Fingerprint()
+	}
+	unlock, err := s.d.LockMigrations(ctx, s.w)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+		var have string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT value FROM _tether_settings WHERE name = ?`), "scopes").Scan(&have)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if have == want {
+			return nil
+		}
+		for _, q := range []string{`DELETE FROM _tether_keys`, `DELETE FROM _tether_settings WHERE name = 'scopes'`,
+			`UPDATE _tether_devices SET scope_held = NULL, scope_pending = NULL, scope_extra = NULL`} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		if want == "" {
+			return nil
+		}
+		for _, t := range s.tables { // parents first: KeyParent reads their keys
+			if st := sp.tables[t]; st != nil {
+				if err := s.keyTable(ctx, tx, st); err != nil {
+					return fmt.Errorf("keys of %s: %w", t.schema.Name, err)
+				}
+			}
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_settings (name, value) VALUES (?, ?)`), "scopes", want)
+		return err
+	})
+}
+
+// keyTable writes the entries of every row of st, of every tenant, at
+// each row's version.
+func (s *Store) keyTable(ctx context.Context, tx *sql.Tx, st *scopedTable) error {
+	t := st.t
+	tenant, id := "", ""
+	for range 1 << 30 { // a chunk at a time, until none is left
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+t.selects+`, "_tenant" FROM `+t.Name+`
+			WHERE "_tenant" > ? OR ("_tenant" = ? AND "id" > ?) ORDER BY "_tenant", "id" LIMIT ?`), tenant, tenant, id, keyChunk)
+		if err != nil {
+			return err
+		}
+		byTenant := map[string][]wire.Row{}
+		var order []string
+		n := 0
+		for rows.Next() {
+			var tn string
+			r, err := scanRow(&t.schema, rows.Scan, &tn)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			if byTenant[tn] == nil {
+				order = append(order, tn)
+			}
+			byTenant[tn] = append(byTenant[tn], r)
+			tenant, id = tn, r.ID
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		for _, tn := range order {
+			a := &applier{s: s, tx: tx, p: server.Principal{Tenant: tn}}
+			var parents map[string][]string
+			if st.parent != nil {
+				var pids []string
+				for _, r := range byTenant[tn] {
+					if v, ok := r.Values[st.col].(string); ok {
+						pids = append(pids, v)
+					}
+				}
+				if parents, err = a.liveKeys(ctx, st.parent, pids); err != nil {
+					return err
+				}
+			}
+			var entries [][]any
+			for _, r := range byTenant[tn] {
+				for _, k := range rowKeys(st, r, parents) {
+					if len(k) <= server.MaxKeyLength { // a longer key is refused at commit; an old row's is dropped
+						entries = append(entries, []any{tn, t.schema.Name, r.ID, k, r.Version, false})
+					}
+				}
+			}
+			if err := s.insertKeys(ctx, a, entries); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -112,7 +112,7 @@ func (a *applier) refuse(ctx context.Context, t *Table, st *scopedTable, mine []
 		// A member who wrote these would give itself keys.
 		return fmt.Sprintf("%s rows give scope keys: only the server's trusted writes (Server.Write) may write them", name), nil
 	}
-	if st != nil {
+	if st != nil && !(cur == nil && r.Deleted) { // a row deleted before the server had it: nothing to guard
 		newKeys := oldKeys
 		if !r.Deleted {
 			newKeys = rowKeys(st, next, parents)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -44,24 +45,37 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		return nil, c, err
 	}
 	v.keys = keys
-	switch c.Phase {
-	case server.PhaseDone:
-		// The device stored the last page of the phases: it holds the
-		// keys they brought it to, and no others.
-		if v.pending != nil && keySetID(v.pending) == c.Keys {
-			v.held, v.pending, v.extra, v.save = v.pending, nil, nil, true
+	current := v.pending != nil && keySetID(v.pending) == c.Keys // a cursor of the phases under way
+	switch {
+	case c.Phase == server.PhaseDone && v.pending == nil && v.held != nil && c.Keys == keySetID(v.held):
+		// The answer to this cursor was lost after the server recorded
+		// the phases done: the device holds the keys they brought.
+		c = c.Plain()
+		c.Held = c.Keys
+	case c.Phase != server.PhaseNone && !(current && (c.Phase == server.PhaseDone || keySetID(keys) == c.Keys)):
+		// The keys changed again (or the phases are an earlier run's,
+		// whose answer was lost): the phases start over. The device
+		// surely holds only the keys the earlier pages neither evicted
+		// nor were still granting, and may hold rows of the others (set
+		// aside, or applied).
+		if v.pending != nil {
+			may := union(union(v.held, v.extra), v.pending)
+			v.held = minus(v.held, minus(v.held, v.pending))
+			v.extra, v.pending, v.save = minus(may, v.held), nil, true
 		}
 		c = c.Plain()
-	case server.PhaseEvict, server.PhaseGrant:
-		if v.pending == nil || keySetID(v.pending) != c.Keys || keySetID(keys) != c.Keys {
-			// The keys changed again: the phases start over, and the
-			// device may hold rows of the keys the first pages were
-			// bringing it to.
-			if v.pending != nil {
-				v.extra, v.pending, v.save = union(v.extra, v.pending), nil, true
-			}
-			c = c.Plain()
-		}
+		c.Held = keySetID(v.held)
+	}
+	if c.Version > 0 && v.held != nil && c.Held != keySetID(v.held) {
+		// The database is not the one the server gave the cursor to:
+		// restored from a backup, or a copy. What it holds is unknown.
+		return nil, c, fmt.Errorf("the device holds the rows of other scope keys than the server recorded for it (a database restored from a backup, or copied?): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
+	}
+	if c.Phase == server.PhaseDone {
+		// The device stored the last page of the phases: it holds the
+		// keys they brought it to, and no others.
+		v.held, v.pending, v.extra, v.save = v.pending, nil, nil, true
+		c = c.Plain()
 	}
 	if c.Phase != server.PhaseNone {
 		return v, c, nil
@@ -71,7 +85,7 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		// The device pulled before scopes were on (or its record is
 		// lost): what it holds is unknown.
 		return nil, c, fmt.Errorf("the device's scope is unknown (it pulled before scopes were turned on): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
-	case slices.Equal(v.held, keys) && len(v.extra) == 0, c.Version == 0:
+	case slices.Equal(v.held, keys) && len(v.extra) == 0, v.held == nil:
 		// Nothing changed, or nothing held yet from the server.
 		if !slices.Equal(v.held, keys) || v.held == nil || v.pending != nil || len(v.extra) > 0 {
 			v.held, v.pending, v.extra, v.save = keys, nil, nil, true
@@ -134,11 +148,14 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 // phasePage reads a page of the phases: Evict rows for the rows of the
 // keys the device lost that it may no longer see (children first), then
 // every live row of the keys it gained that it does not hold through
-// another (parents first), then a cursor in PhaseDone.
-func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit int) ([]wire.Row, server.Cursor, error) {
+// another (parents first), then a cursor in PhaseDone. Rows changed
+// after the cursor come with the stream, once (a parent changed after the
+// cursor may come a page after its children, as in any pull).
+func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit, maxBytes int) ([]wire.Row, server.Cursor, error) {
 	lost, gained := minus(union(v.held, v.extra), v.pending), minus(v.pending, v.held)
 	kept := minus(v.held, minus(v.held, v.pending))
 	var out []wire.Row
+	size := 0 // bytes of the rows so far: grants stop at maxBytes, but for the first row
 	for c.Phase == server.PhaseEvict && len(out) < limit {
 		if c.At.Table < 0 || len(lost) == 0 {
 			c.Phase, c.At = server.PhaseGrant, server.PhaseAt{}
@@ -188,21 +205,30 @@ func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v
 		if err != nil {
 			return nil, c, fmt.Errorf("grants %s: %w", t.schema.Name, err)
 		}
-		n := 0
+		n, full := 0, false
 		for rows.Next() {
 			r, err := scanRow(&t.schema, rows.Scan)
 			if err != nil {
 				rows.Close()
 				return nil, c, err
 			}
+			sz := r.Size()
+			if len(out) > 0 && size+sz > maxBytes {
+				full = true // the page holds at least one row, and stops before the bound
+				break
+			}
 			r.Reason, r.Notify = "", ""
 			out = append(out, r)
+			size += sz
 			c.At.ID = r.ID
 			n++
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, c, err
+		}
+		if full {
+			break
 		}
 		if n < want {
 			c.At = server.PhaseAt{Table: c.At.Table + 1}
@@ -223,7 +249,9 @@ func (s *Store) readScoped(ctx context.Context, tx *sql.Tx, t *Table, tenant str
 	case t.idx < c.Table:
 		after, afterArgs = `k.version > ?`, []any{c.Version}
 	case t.idx == c.Table:
-		after, afterArgs = `(k.version > ? OR (k.version = ? AND k.id > ?))`, []any{c.Version, c.Version, c.ID}
+		// The dialect's form, which the database seeks its index with.
+		after, afterArgs = s.d.After(c.Version, c.ID)
+		after = strings.NewReplacer(`"_version"`, `k.version`, `"id"`, `k.id`).Replace(after)
 	default:
 		after, afterArgs = `k.version >= ?`, []any{c.Version}
 	}

@@ -24,21 +24,30 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 		return wire.Snapshot{}, fmt.Errorf("snapshot: a cursor of a pull's phase: %w", wire.ErrBadRequest)
 	}
 	var keys []string
+	var held *view // with scopes and a device: the keys recorded for it
 	first := after == (server.Cursor{})
 	if s.scope.on() {
 		if keys, err = s.principalKeys(ctx, tx, p); err != nil {
 			return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 		}
-		if device != "" && !first {
+		switch {
+		case device != "" && first:
+			// The device rebuilds with the rows of the keys its principal
+			// holds now.
+			held = &view{held: keys, save: true}
+		case device != "":
 			// The pages after the first show the keys the first recorded,
-			// less those the principal lost since: what it gained comes
-			// with the pull after the snapshot.
-			v, err := s.deviceView(ctx, tx, p, device)
-			if err != nil {
+			// less those the principal lost since (the rows of those that
+			// earlier pages brought go at the next pull); what it gained
+			// comes with the pull after the snapshot.
+			if held, err = s.deviceView(ctx, tx, p, device); err != nil {
 				return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
 			}
-			if v.held != nil {
-				keys = minus(keys, minus(keys, v.held))
+			if held.held != nil {
+				if lost := minus(held.held, keys); len(lost) > 0 {
+					held.extra, held.held, held.save = union(held.extra, lost), minus(held.held, lost), true
+				}
+				keys = held.held
 			}
 		}
 	}
@@ -47,7 +56,11 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 			return wire.Snapshot{}, err
 		}
 	}
-	out.Resume = server.Cursor{Version: after.Version, Table: len(s.tables)}.String()
+	resume := server.Cursor{Version: after.Version, Table: len(s.tables)}
+	if held != nil {
+		resume.Held = keySetID(held.held)
+	}
+	out.Resume = resume.String()
 	sp := &snapshotPage{out: &out, limit: limit, maxBytes: maxBytes, pos: after, keys: keys}
 	out.Rows = []wire.Row{}
 	for idx := after.Table; idx < len(s.tables) && !out.More; idx++ {
@@ -64,6 +77,9 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 	}
 	out.Cursor = sp.pos.String()
 	tx.Rollback()
+	if err := s.saveView(ctx, p, device, held); err != nil {
+		return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
+	}
 	if device != "" && first {
 		// The device rebuilds from this version: tombstones after it
 		// stay until it has pulled from there (G13). The first page
@@ -71,14 +87,7 @@ func (s *Store) Snapshot(ctx context.Context, p server.Principal, after server.C
 		if err := s.recordPull(ctx, p, server.Cursor{Version: after.Version}, server.Echo{Device: device}); err != nil {
 			return wire.Snapshot{}, fmt.Errorf("snapshot: record the device's position: %w", err)
 		}
-		// It rebuilds with the rows of the keys its principal holds now
-		// (a later page may see others: its next pull brings it to
-		// those).
-		if keys != nil {
-			if err := s.saveView(ctx, p, device, &view{held: keys, save: true}); err != nil {
-				return wire.Snapshot{}, fmt.Errorf("snapshot: %w", err)
-			}
-		}
+
 	}
 	return out, nil
 }

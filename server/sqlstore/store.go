@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tethersync/tether/entity"
@@ -29,6 +30,8 @@ type Store struct {
 	merges  sync.Map // table index -> merge statement
 	refs    []ref    // the schema's references
 	scope   scoping  // set once, by UseScopes, before serving
+
+	capturing atomic.Bool // external writes are captured (CaptureExternal)
 
 	schemaMu sync.Mutex
 	schemas  map[string]*entity.Schema // parsed device schemas, by tenant and id
