@@ -205,12 +205,14 @@ func bindField(f reflect.StructField) (field, error) {
 	if !ValidIdent(name) {
 		return field{}, fmt.Errorf("invalid column name %q", name)
 	}
-	asJSON, ref, onDelete := false, "", ""
+	asJSON, counter, ref, onDelete := false, false, "", ""
 	if opts != "" {
 		for o := range strings.SplitSeq(opts, ",") {
 			switch {
 			case o == "json":
 				asJSON = true
+			case o == "counter":
+				counter = true
 			case o == Cascade || o == Restore:
 				onDelete = o
 			case strings.HasPrefix(o, "ref="):
@@ -236,8 +238,11 @@ func bindField(f reflect.StructField) (field, error) {
 	if onDelete != "" && ref == "" {
 		return field{}, fmt.Errorf("db tag option %q needs ref=table", onDelete)
 	}
+	if counter && (c.kind != KindInteger || c.nullable || ref != "") {
+		return field{}, fmt.Errorf("db tag option counter needs a non-null integer field, not %s", f.Type)
+	}
 	return field{
-		Column: Column{Name: name, Kind: c.kind, Nullable: c.nullable, Ref: ref, OnDelete: onDelete},
+		Column: Column{Name: name, Kind: c.kind, Nullable: c.nullable, Ref: ref, OnDelete: onDelete, Counter: counter},
 		index:  f.Index,
 		codec:  c,
 	}, nil

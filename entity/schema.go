@@ -36,6 +36,11 @@ type Column struct {
 	// Cascade (`db:"col,ref=table,cascade"`) deletes the referencing rows
 	// with it, and tells the devices whose rows were deleted.
 	OnDelete string `json:"on_delete,omitempty"`
+	// Counter marks a column whose changes add up (`db:"col,counter"`, on
+	// a non-null integer): each device pushes the increments it made, and
+	// the server adds them to its total exactly once, outside the row's
+	// conflict rule.
+	Counter bool `json:"counter,omitempty"`
 }
 
 // The reference policies of Column.OnDelete.
@@ -97,6 +102,9 @@ func (s *Schema) Validate() error {
 			cols[c.Name] = true
 			if !c.Kind.Valid() {
 				return fmt.Errorf("schema: table %q column %q: unknown kind %q", t.Name, c.Name, c.Kind)
+			}
+			if c.Counter && (c.Kind != KindInteger || c.Nullable || c.Ref != "") {
+				return fmt.Errorf("schema: table %q column %q: a counter must be a non-null integer without a reference", t.Name, c.Name)
 			}
 		}
 	}

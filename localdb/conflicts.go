@@ -158,6 +158,12 @@ func (db *DB) KeepLocal(ctx context.Context, conflict int64) error {
 		if t == nil {
 			return fmt.Errorf("localdb: conflict %d: unknown table %q", conflict, c.Table)
 		}
+		if err := tx.keepCounters(ctx, t, &c.Local); err != nil {
+			return fmt.Errorf("localdb: keep local version of %s %q: %w", c.Table, c.RowID, err)
+		}
+		if err := tx.keepCounters(ctx, t, &c.Local); err != nil {
+			return fmt.Errorf("localdb: keep local version of %s %q: %w", c.Table, c.RowID, err)
+		}
 		if err := tx.writeRaw(ctx, t, c.Local); err != nil {
 			return fmt.Errorf("localdb: keep local version of %s %q: %w", c.Table, c.RowID, err)
 		}

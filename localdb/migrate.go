@@ -29,7 +29,10 @@ CREATE TABLE _tether_conflicts (
 	state TEXT NOT NULL DEFAULT 'open', pushed_hlc TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '');
 CREATE INDEX _tether_conflicts__open ON _tether_conflicts (id) WHERE state = 'open';
 CREATE TABLE _tether_own (seq INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, version INTEGER NOT NULL);
-CREATE TABLE _tether_stash (seq INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL);`,
+CREATE TABLE _tether_stash (seq INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL);
+CREATE TABLE _tether_increments (id TEXT PRIMARY KEY, tbl TEXT NOT NULL, "row" TEXT NOT NULL, col TEXT NOT NULL,
+	delta INTEGER NOT NULL, sent INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX _tether_increments__row ON _tether_increments (tbl, "row", col);`,
 }
 
 // migrate applies in tx the steps of migrations the database has not had

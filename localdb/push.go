@@ -221,7 +221,11 @@ func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (
 			b.Rows = append(b.Rows, r)
 			b.changes = append(b.changes, change)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		return attachIncrements(ctx, tx, t, b.Rows)
 	})
 	b.Next = pos
 	if n := len(b.Rows); n > 0 {
@@ -381,7 +385,13 @@ func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error 
 			if err := db.acknowledge(ctx, tx, c.Version); err != nil {
 				return err
 			}
+			if err := db.ackIncrements(ctx, tx); err != nil {
+				return err
+			}
 			if err := db.settleConflicts(ctx, tx, c.Conflicts); err != nil {
+				return err
+			}
+			if err := db.applyCounted(ctx, tx, c.Counted); err != nil {
 				return err
 			}
 			if err := db.endPush(ctx, tx, c.Version, own); err != nil {

@@ -167,7 +167,7 @@ func (t *table) installTracking(ctx context.Context, tx *sql.Tx) error {
 			return fmt.Errorf("install tracking: %w", err)
 		}
 	}
-	return nil
+	return t.installCounters(ctx, tx)
 }
 
 // existingColumns returns the names of the columns of table name; none

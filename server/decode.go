@@ -304,6 +304,8 @@ func (d *jsonReader) row(lim batchLimits) (wire.Row, error) {
 				r.Changed = append(r.Changed, s)
 				return err
 			})
+		case "increments":
+			r.Increments, err = d.increments()
 		default:
 			return fmt.Errorf("unknown field %q", key)
 		}

@@ -97,7 +97,7 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	wantNames := []string{"_tether_audit", "_tether_batches", "_tether_captured", "_tether_devices", "_tether_horizons", "_tether_keys", "_tether_migrations",
+	wantNames := []string{"_tether_audit", "_tether_batches", "_tether_captured", "_tether_counted", "_tether_devices", "_tether_horizons", "_tether_keys", "_tether_migrations",
 		"_tether_schemas", "_tether_sessions", "_tether_settings", "_tether_stage_children", "_tether_stage_parents", "_tether_tenants", "children", "parents"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("tables %q, want %q", names, wantNames)
@@ -114,6 +114,7 @@ func checkSQLiteLayout(t *testing.T, got map[string]tableLayout) {
 		{"parents", "parents__changes", []string{"_tenant", "_version", "id"}},
 		{"_tether_keys", "_tether_keys__key", []string{"tenant", "tbl", "scope_key", "version", "id"}},
 		{"children", "children__ref_parent_id", []string{"_tenant", "parent_id"}},
+		{"_tether_counted", "_tether_counted__version", []string{"tenant", "version"}},
 	} {
 		if got := got[c.table].Indexes[c.index]; !slices.Equal(got, c.cols) {
 			t.Errorf("index %s of %s: %q, want %q", c.index, c.table, got, c.cols)

@@ -48,6 +48,8 @@ func deviceSchema(server, device entity.Schema) (*entity.Schema, error) {
 				return nil, fmt.Errorf("column %s.%s is %s on the server and %s on the device: %w", st.Name, sc.Name, sc.Kind, clip(string(dc.Kind)), wire.ErrSchemaMismatch)
 			case sc.Nullable != dc.Nullable:
 				return nil, fmt.Errorf("column %s.%s is %s on the server and %s on the device: %w", st.Name, sc.Name, nullability(sc), nullability(dc), wire.ErrSchemaMismatch)
+			case sc.Counter != dc.Counter: // a device would overwrite what others add, or lose what it adds
+				return nil, fmt.Errorf("column %s.%s is %s on the server and %s on the device: %w", st.Name, sc.Name, counting(sc), counting(dc), wire.ErrSchemaMismatch)
 			}
 		}
 		names[dt.Name] = cols

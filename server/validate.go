@@ -78,6 +78,9 @@ func validateRow(t *entity.Table, r *wire.Row, st stamping) error {
 	if err := canonicalValues(t, r); err != nil {
 		return err
 	}
+	if err := validateIncrements(t, r); err != nil {
+		return err
+	}
 	if r.Values == nil {
 		r.Values = map[string]any{}
 	}

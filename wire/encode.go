@@ -97,6 +97,7 @@ func appendRow(b []byte, r *Row, keys []string) ([]byte, []string, error) {
 		}
 		b = append(b, ']')
 	}
+	b = appendIncrements(b, r.Increments)
 	return append(b, '}'), keys, nil
 }
 

@@ -29,6 +29,8 @@ func TestAppendBatchMatchesEncodingJSON(t *testing.T) {
 		wire.Row{Table: "items", ID: "pulled", Version: 9, HLC: "h", Device: "d1", ModifiedBy: "ada", Reason: "restored", Notify: "d2",
 			Values: map[string]any{"other": "keys", "than": "before"}},
 		wire.Row{Table: "items", ID: "nil values", HLC: "h"},
+		wire.Row{Table: "items", ID: "counted", HLC: "h", Values: map[string]any{"n": int64(3)}, Changed: []string{"n"},
+			Increments: []wire.Increment{{ID: "0f8fad5b-d9cb-469f-a165-70867728950e", Column: "n", Delta: -2}, {ID: "x", Column: "n", Delta: 5}}},
 	)
 	got, err := wire.AppendBatch(nil, rows)
 	if err != nil {

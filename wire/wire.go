@@ -83,6 +83,9 @@ type Row struct {
 	// Changed lists, in a push, the columns the device changed since Base;
 	// absent means every column (a new row).
 	Changed []string `json:"changed,omitempty"`
+	// Increments are, in a push, the changes of the row's counter columns
+	// the server has not acknowledged (see Increment).
+	Increments []Increment `json:"increments,omitempty"`
 	// Reason and Notify, in a pull, mark a row the server wrote to keep
 	// references whole (G12): a deleted row brought back, or a row deleted
 	// with the one it referenced. Notify is the device whose action was
@@ -242,6 +245,13 @@ type Commit struct {
 	// CommitRequest.Settle, that the batch named there committed the
 	// session.
 	Settled bool `json:"settled,omitempty"`
+	// Counted are rows of the session the server holds otherwise than
+	// pushed without a conflict, as it holds them: rows whose counters
+	// took increments or hold another total than pushed, and rows whose
+	// change was to counters alone, which kept their other columns. The
+	// device takes each, its counters plus the increments it made since
+	// it read the row.
+	Counted []Row `json:"counted,omitempty"`
 }
 
 // Winner values of a Conflict.

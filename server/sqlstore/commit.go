@@ -128,11 +128,15 @@ type applier struct {
 func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) error {
 	s := a.s
 	latest := s.d.Latest(t)
+	deltas, err := a.takeIncrements(ctx, t, c.Version) // before a conflict drops a staged row
+	if err != nil {
+		return err
+	}
 	// Rows whose server row moved since the version they were based on,
 	// by another session, are conflicts for the resolver. Conflicts are
 	// rare; the ids are collected first, then resolved one by one.
 	ids, err := s.strings(ctx, a.tx, `SELECT s."id" FROM (`+latest+`) AS s JOIN `+t.Name+` AS t ON t."_tenant" = ? AND t."id" = s."id"
-		WHERE t."_version" <> s."_base" AND t."_session" <> s."_session" ORDER BY s."id"`, a.p.Tenant, a.session, a.p.Tenant)
+		WHERE t."_version" <> s."_base" AND t."_session" <> s."_session"`+notCounterOnly+` ORDER BY s."id"`, a.p.Tenant, a.session, a.p.Tenant)
 	if err != nil {
 		return fmt.Errorf("find conflicts: %w", err)
 	}
@@ -147,6 +151,12 @@ func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) erro
 	if _, err := a.tx.ExecContext(ctx, s.q(s.merge(t)), a.p.Tenant, c.Version, a.p.User, a.device, all, allVersions, c.Version,
 		a.p.Tenant, a.session, a.p.Tenant); err != nil {
 		return fmt.Errorf("apply: %w", err)
+	}
+	if err := a.addIncrements(ctx, t, deltas, c.Version); err != nil {
+		return err
+	}
+	if err := a.counted(ctx, t, deltas, c); err != nil {
+		return err
 	}
 	res, err := a.tx.ExecContext(ctx, s.q(`INSERT INTO _tether_audit (tenant, version, tbl, id, deleted, user_name, device, session, at)
 		SELECT ?, ?, ?, "id", "_deleted", ?, ?, "_session", ? FROM (`+latest+`) AS s`),
@@ -217,7 +227,7 @@ func (s *Store) merge(t *Table) string {
 			i+1, col, c.Default(), col))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?, s."_deleted", s."_hlc", ?, ?, s."_session", '', '', s."_exact", %s
+		SELECT ?, %s, ?, s."_deleted", CASE WHEN s."_changed" = `+counterOnly+` AND t."id" IS NOT NULL THEN t."_hlc" ELSE s."_hlc" END, ?, ?, s."_session", '', '', s."_exact", %s
 		FROM (%s) AS s LEFT JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id" WHERE 1 = 1 ORDER BY s."id"
 		%s`,
 		// A row that changed every column (a new one, the common case)

@@ -208,6 +208,14 @@ func bookkeeping() []TableDef {
 			{Name: "_tether_keys__version", Columns: []string{"tenant", "version"}},
 		},
 	}, {
+		// The increments of counter columns applied, by id, at the
+		// version that applied them, until the tenant's horizon: one
+		// pushed again is not added again.
+		Name:    "_tether_counted",
+		Columns: []Column{col("tenant", TypeKey), col("id", TypeID), col("version", TypeInt)},
+		Key:     []string{"tenant", "id"},
+		Indexes: []Index{{Name: "_tether_counted__version", Columns: []string{"tenant", "version"}}},
+	}, {
 		// The writes made in a synced table outside the store, recorded
 		// by the capture triggers (see Capturing) until a commit captures
 		// them: the latest of each row, and the clock stamp of when it
@@ -278,6 +286,7 @@ func stageDef(t *Table) TableDef {
 		{Name: "_changed", Type: TypeText},
 		{Name: "_present", Type: TypeLabel, Default: "''"},
 		{Name: "_exact", Type: TypeInt},
+		{Name: "_increments", Type: TypeText, Null: true}, // the row's wire.Increments, as JSON
 	}
 	return TableDef{Name: t.StageName, Columns: append(cols, appColumns(t)...), Key: []string{"_tenant", "_session", "id"}, Stage: true,
 		// Batches are replaced and dropped by number.

@@ -157,6 +157,11 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 			}
 			purged, err := s.purgeBefore(ctx, tx, tenant, horizon, most)
 			n += purged
+			if err != nil {
+				return err
+			}
+			purged, err = s.purgeCounted(ctx, tx, tenant, horizon, most)
+			n += purged
 			return err
 		})
 		if err != nil {

@@ -57,7 +57,7 @@ func newTable(idx int, t entity.Table) *Table {
 	}
 	b, _ := json.Marshal(every)
 	tb.every = string(b)
-	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact"}
+	tb.StageCols = []string{"_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact", "_increments"}
 	for _, c := range t.Columns {
 		tb.cols = append(tb.cols, sqlident.Quote(c.Name))
 		tb.StageCols = append(tb.StageCols, c.Name)
@@ -76,7 +76,7 @@ func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.R
 	if r.Restamped {
 		exact = 0
 	}
-	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, changedJSON(&t.schema, r), present(&t.schema, r), exact, r.ID)
+	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, changedJSON(&t.schema, r), present(&t.schema, r), exact, incrementsJSON(r), r.ID)
 	for _, c := range t.schema.Columns[1:] {
 		dst = append(dst, r.Values[c.Name])
 	}
@@ -87,6 +87,9 @@ func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.R
 // column it holds when the device did not say.
 func changedJSON(t *entity.Table, r wire.Row) string {
 	cols := r.Changed
+	if cols != nil { // the counters' changes are increments
+		cols = changedNonCounters(t, cols)
+	}
 	if cols == nil {
 		cols = []string{}
 		for _, c := range t.Columns[1:] {
@@ -106,8 +109,12 @@ func changedJSON(t *entity.Table, r wire.Row) string {
 // only an id) stands for all of them.
 func present(t *entity.Table, r wire.Row) string {
 	b := make([]byte, len(t.Columns)-1)
+	only := r.Changed != nil && !r.Deleted && len(changedNonCounters(t, r.Changed)) == 0
 	for i, c := range t.Columns[1:] {
 		b[i] = '0'
+		if c.Counter || only { // never written as pushed; see counters.go
+			continue
+		}
 		if _, ok := r.Values[c.Name]; ok {
 			b[i] = '1'
 		}
@@ -169,4 +176,4 @@ func StageInsert(ctx context.Context, tx *sql.Tx, t *Table, tenant, session stri
 // restaged are the bookkeeping columns a row staged again by a later
 // batch takes from it, besides its values; "_seq" is last (MySQL assigns
 // left to right). ("_tenant" is part of the key: it is the same.)
-var restaged = []string{`"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_present"`, `"_exact"`, `"_seq"`}
+var restaged = []string{`"_base"`, `"_deleted"`, `"_hlc"`, `"_changed"`, `"_present"`, `"_exact"`, `"_increments"`, `"_seq"`}
