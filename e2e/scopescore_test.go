@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tethersync/tether/entity"
@@ -180,6 +182,56 @@ func TestScopesCore(t *testing.T) {
 		}
 		if rep := bob.Sync(t); rep.Pushed["teams"] != 1 {
 			t.Fatalf("bob's next push: %+v", rep)
+		}
+	})
+}
+
+// A lost answer at the end of the phases that bring a device a new key
+// (the request that tells the server the device stored them) costs the
+// device a retry, not a rebuild: the server recorded the new keys, and
+// the device's re-sent cursor names them.
+func TestScopesLostAnswerAfterPhases(t *testing.T) {
+	reg := scRegistry(t)
+	stores.Each(t, stores.All, func(t *testing.T, sdb stores.Database) {
+		store := sdb.Open(t, reg.Schema(), stores.Options{})
+		srv, err := server.New(store, scOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { srv.Close() })
+		hs := httptest.NewServer(srv)
+		t.Cleanup(hs.Close)
+		ctx := context.Background()
+		office := server.Principal{Tenant: "acme", User: "office"}
+		write := func(rows ...wire.Row) {
+			t.Helper()
+			if _, err := srv.Write(ctx, office, rows); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write(wire.Row{Table: "projects", ID: "pa", Values: map[string]any{"team_id": "A", "name": "a"}},
+			wire.Row{Table: "projects", ID: "pb", Values: map[string]any{"team_id": "B", "name": "b"}},
+			wire.Row{Table: "memberships", ID: "m1", Values: map[string]any{"user_id": "ada", "team_id": "A"}})
+		var dropped atomic.Int32
+		faults := &testkit.FaultTransport{Decide: func(r *http.Request, kind string, n int) testkit.Fault {
+			c, err := server.ParseCursor(r.URL.Query().Get("cursor"))
+			if kind == "changes" && err == nil && c.Phase == server.PhaseDone && dropped.Add(1) == 1 {
+				return testkit.DropResponse
+			}
+			return testkit.Pass
+		}}
+		ada := testkit.NewDevice(t, reg, hs.URL, testkit.DeviceOptions{Token: "token-ada", Transport: faults})
+		ada.Sync(t)
+		write(wire.Row{Table: "memberships", ID: "m2", Values: map[string]any{"user_id": "ada", "team_id": "B"}})
+		rep := ada.Sync(t)
+		if dropped.Load() == 0 {
+			t.Fatal("no answer to a cursor at the end of the phases was lost: the test tests nothing")
+		}
+		if rep.Rebuilt {
+			t.Error("a lost answer at the end of the phases made the device rebuild")
+		}
+		if got := scIDs(t, ada.DB, "projects"); got != "pa,pb" {
+			t.Errorf("ada holds projects %q, want pa,pb", got)
 		}
 	})
 }

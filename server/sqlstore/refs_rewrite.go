@@ -79,12 +79,12 @@ func (w *rewriter) apply(ctx context.Context, b *rewrites, deleted bool) error {
 		if err != nil {
 			return err
 		}
-		// A row this commit wrote already stands at its version: it
-		// moves away first, so that the rewrite changes "_version", which
+		// A row this commit wrote already stands at its version: the rows
+		// move away first, so that the rewrite changes "_version", which
 		// is how capture triggers (CaptureExternalWrites) tell tether's
 		// writes from a back office's.
-		pre := []any{w.version}
-		if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(`UPDATE `+t.Name+` SET "_version" = -1 WHERE "_version" = ? AND `+
+		var pre []any
+		if _, err := a.tx.ExecContext(ctx, a.s.d.Rebind(`UPDATE `+t.Name+` SET "_version" = -1 WHERE `+
 			rowsOf(&pre, rowKeyTerm, []any{a.p.Tenant}, ids)), pre...); err != nil {
 			return fmt.Errorf("rewrite %s: %w", t.schema.Name, err)
 		}
