@@ -139,12 +139,15 @@ func bookkeeping() []TableDef {
 		// scopes, the keys it holds the rows of (a JSON array; NULL
 		// before its first pull), those a pull is bringing it to, and the
 		// keys it may hold rows of besides (pages of phases started
-		// over, of a snapshot), which the next phases evict.
+		// over, of a snapshot), which the next phases evict, and the keys
+		// of scope_held whose rows phases started over may have evicted,
+		// which the next phases grant again.
 		Name: "_tether_devices",
 		Columns: []Column{col("tenant", TypeKey), col("device", TypeID), col("user_name", TypeKey),
 			col("created_at", TypeTime), col("seen_at", TypeTime), {Name: "app_schema", Type: TypeID, Default: "''"},
 			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}, null("moved_at", TypeTime),
-			null("scope_held", TypeText), null("scope_pending", TypeText), null("scope_extra", TypeText)},
+			null("scope_held", TypeText), null("scope_pending", TypeText), null("scope_extra", TypeText),
+			null("scope_unsure", TypeText)},
 		Key: []string{"tenant", "device"},
 		// A registration counts the user's devices; the sweep finds
 		// devices unseen for DeviceRetention, and the schemas no device

@@ -257,7 +257,7 @@ func (s *Store) keyAll(ctx context.Context, sp *scoping) error {
 			return nil
 		}
 		for _, q := range []string{`DELETE FROM _tether_keys`, `DELETE FROM _tether_settings WHERE name = 'scopes'`,
-			`UPDATE _tether_devices SET scope_held = NULL, scope_pending = NULL, scope_extra = NULL`} {
+			`UPDATE _tether_devices SET scope_held = NULL, scope_pending = NULL, scope_extra = NULL, scope_unsure = NULL`} {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
 				return err
 			}

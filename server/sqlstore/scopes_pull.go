@@ -25,7 +25,10 @@ type view struct {
 	// snapshot. The next phases evict what of them the principal may not
 	// see.
 	extra []string
-	save  bool // held, pending or extra changed: written after the pull
+	// unsure are keys of held whose rows phases started over may have
+	// evicted: the next phases grant them again.
+	unsure []string
+	save   bool // held, pending, extra or unsure changed: written after the pull
 }
 
 // scopeView reads the principal's keys and the device's, in tx, and
@@ -55,17 +58,15 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		c.Held = promoted
 	case c.Phase != server.PhaseNone && !(current && (c.Phase == server.PhaseDone || keySetID(keys) == c.Keys)):
 		// The keys changed again (or the phases are an earlier run's,
-		// whose answer was lost): the phases start over. The device
-		// surely holds only the keys the earlier pages neither evicted
-		// nor were still granting, and may hold rows of the others (set
-		// aside, or applied).
+		// whose answer was lost): the phases start over. The device may
+		// hold rows of the keys the earlier pages were bringing it to (set
+		// aside, or applied), and may have lost those of the keys they
+		// were evicting.
 		if v.pending != nil {
-			may := union(union(v.held, v.extra), v.pending)
-			v.held = minus(v.held, minus(v.held, v.pending))
-			v.extra, v.pending, v.save = minus(may, v.held), nil, true
+			v.unsure = union(v.unsure, minus(v.held, v.pending))
+			v.extra, v.pending, v.save = union(v.extra, v.pending), nil, true
 		}
 		c = c.Plain()
-		c.Held = keySetID(v.held)
 	}
 	if c.Version > 0 && v.held != nil && c.Held != keySetID(v.held) {
 		// The database is not the one the server gave the cursor to:
@@ -75,7 +76,7 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 	if c.Phase == server.PhaseDone {
 		// The device stored the last page of the phases: it holds the
 		// keys they brought it to, and no others.
-		v.held, v.pending, v.extra, v.save = v.pending, nil, nil, true
+		v.held, v.pending, v.extra, v.unsure, v.save = v.pending, nil, nil, nil, true
 		c = c.Plain()
 	}
 	if c.Phase != server.PhaseNone {
@@ -89,10 +90,10 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 		// The device pulled before scopes were on (or its record is
 		// lost): what it holds is unknown.
 		return nil, c, fmt.Errorf("the device's scope is unknown (it pulled before scopes were turned on): rebuild from a snapshot: %w", wire.ErrHistoryPurged)
-	case slices.Equal(v.held, keys) && len(v.extra) == 0, v.held == nil:
+	case slices.Equal(v.held, keys) && len(v.extra) == 0 && len(v.unsure) == 0, v.held == nil:
 		// Nothing changed, or nothing held yet from the server.
-		if !slices.Equal(v.held, keys) || v.held == nil || v.pending != nil || len(v.extra) > 0 {
-			v.held, v.pending, v.extra, v.save = keys, nil, nil, true
+		if !slices.Equal(v.held, keys) || v.held == nil || v.pending != nil || len(v.extra) > 0 || len(v.unsure) > 0 {
+			v.held, v.pending, v.extra, v.unsure, v.save = keys, nil, nil, nil, true
 		}
 		return v, c, nil
 	}
@@ -106,9 +107,9 @@ func (s *Store) scopeView(ctx context.Context, tx *sql.Tx, p server.Principal, d
 // deviceView reads the keys recorded for device.
 func (s *Store) deviceView(ctx context.Context, tx *sql.Tx, p server.Principal, device string) (*view, error) {
 	v := &view{}
-	var held, pending, extra sql.NullString
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT scope_held, scope_pending, scope_extra FROM _tether_devices WHERE tenant = ? AND device = ?`),
-		p.Tenant, device).Scan(&held, &pending, &extra); err != nil {
+	var held, pending, extra, unsure sql.NullString
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT scope_held, scope_pending, scope_extra, scope_unsure FROM _tether_devices WHERE tenant = ? AND device = ?`),
+		p.Tenant, device).Scan(&held, &pending, &extra, &unsure); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
 		}
@@ -124,6 +125,9 @@ func (s *Store) deviceView(ctx context.Context, tx *sql.Tx, p server.Principal, 
 	if v.extra, err = parseKeyList(extra); err != nil {
 		return nil, err
 	}
+	if v.unsure, err = parseKeyList(unsure); err != nil {
+		return nil, err
+	}
 	return v, nil
 }
 
@@ -137,12 +141,15 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 	if v == nil || !v.save {
 		return nil
 	}
-	var extra any
+	var extra, unsure any
 	if len(v.extra) > 0 {
 		extra = keyList(v.extra)
 	}
-	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET scope_held = ?, scope_pending = ?, scope_extra = ? WHERE tenant = ? AND device = ?`),
-		keyList(v.held), keyList(v.pending), extra, p.Tenant, device)
+	if len(v.unsure) > 0 {
+		unsure = keyList(v.unsure)
+	}
+	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET scope_held = ?, scope_pending = ?, scope_extra = ?, scope_unsure = ? WHERE tenant = ? AND device = ?`),
+		keyList(v.held), keyList(v.pending), extra, unsure, p.Tenant, device)
 	if err != nil {
 		return fmt.Errorf("record the device's scope: %w", err)
 	}
@@ -156,8 +163,9 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 // after the cursor come with the stream, once (a parent changed after the
 // cursor may come a page after its children, as in any pull).
 func (s *Store) phasePage(ctx context.Context, tx *sql.Tx, p server.Principal, v *view, c server.Cursor, limit, maxBytes int) ([]wire.Row, server.Cursor, error) {
-	lost, gained := minus(union(v.held, v.extra), v.pending), minus(v.pending, v.held)
-	kept := minus(v.held, minus(v.held, v.pending))
+	sure := minus(v.held, v.unsure)
+	lost, gained := minus(union(v.held, v.extra), v.pending), minus(v.pending, sure)
+	kept := minus(sure, minus(sure, v.pending))
 	var out []wire.Row
 	size := 0 // bytes of the rows so far: grants stop at maxBytes, but for the first row
 	for c.Phase == server.PhaseEvict && len(out) < limit {
