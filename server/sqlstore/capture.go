@@ -108,8 +108,9 @@ func captureTable(t *Table) CaptureTable {
 
 // CaptureExternal implements server.Capturer: with on, it installs the
 // capture triggers on every synced table, replacing those there are;
-// without, it drops them, and forgets what they recorded and was not
-// captured yet. Tables gone from the schema keep their triggers.
+// without, it captures what they recorded, then drops them (and forgets
+// what a transaction still under way holds). Tables gone from the schema
+// keep their triggers.
 func (s *Store) CaptureExternal(ctx context.Context, on bool) error {
 	cd, ok := s.d.(Capturing)
 	if !ok {
@@ -117,6 +118,28 @@ func (s *Store) CaptureExternal(ctx context.Context, on bool) error {
 			return fmt.Errorf("capture external writes: the %s store cannot", s.d.Name())
 		}
 		return nil
+	}
+	if !on {
+		// What the triggers recorded reaches devices before they go.
+		tenants, err := func() ([]string, error) {
+			tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
+			if err != nil {
+				return nil, err
+			}
+			defer tx.Rollback()
+			return s.strings(ctx, tx, `SELECT DISTINCT tenant FROM _tether_captured`)
+		}()
+		if err != nil {
+			return fmt.Errorf("capture external writes: %w", err)
+		}
+		for _, tenant := range tenants {
+			if err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
+				_, _, err := s.captureNow(ctx, tx, tenant)
+				return err
+			}); err != nil {
+				return fmt.Errorf("capture external writes of tenant %s before capture stops: %w", tenant, err)
+			}
+		}
 	}
 	unlock, err := s.d.LockMigrations(ctx, s.w)
 	if err != nil {
@@ -232,10 +255,15 @@ func (s *Store) captureFirst(ctx context.Context, tx *sql.Tx, tenant string) (co
 // first, so that a device's session meets the external writes made
 // before it as conflicts.
 func (s *Store) captureTx(ctx context.Context, tx *sql.Tx, tenant string) (wire.Commit, bool, error) {
-	var c wire.Commit
 	if !s.capturing.Load() {
-		return c, false, nil
+		return wire.Commit{}, false, nil
 	}
+	return s.captureNow(ctx, tx, tenant)
+}
+
+// captureNow is captureTx, whether or not capture is on.
+func (s *Store) captureNow(ctx context.Context, tx *sql.Tx, tenant string) (wire.Commit, bool, error) {
+	var c wire.Commit
 	// The tenant's commits first, then the rows: the order a commit takes
 	// its locks in.
 	if _, err := s.strings(ctx, tx, `SELECT tenant FROM _tether_tenants WHERE tenant = ?`+s.d.ForUpdate(), tenant); err != nil {
@@ -243,6 +271,13 @@ func (s *Store) captureTx(ctx context.Context, tx *sql.Tx, tenant string) (wire.
 	}
 	tables, err := s.strings(ctx, tx, `SELECT DISTINCT tbl FROM _tether_captured WHERE tenant = ?`, tenant)
 	if err != nil || len(tables) == 0 {
+		return c, false, err
+	}
+	// A back office's transaction under way holds some recorded rows (or
+	// their records): nothing of the tenant is captured until it ends, so
+	// that no part of a transaction reaches devices without the rest, and
+	// no statement of this one waits for it.
+	if busy, err := s.captureBusy(ctx, tx, tenant, tables); err != nil || busy {
 		return c, false, err
 	}
 	session := uuid.NewString()
@@ -339,6 +374,48 @@ func (s *Store) stageCaptured(ctx context.Context, tx *sql.Tx, t *Table, tenant,
 	var n int
 	err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ?`), tenant, session).Scan(&n)
 	return n, err
+}
+
+// captureBusy locks the tenant's records of external writes, and the live
+// rows they name, in tables, passing over what another transaction holds,
+// and reports whether it passed over any.
+func (s *Store) captureBusy(ctx context.Context, tx *sql.Tx, tenant string, tables []string) (bool, error) {
+	skip := s.d.(Capturing).SkipLocked()
+	if skip == "" {
+		return false, nil // one writer at a time: nothing is held
+	}
+	for _, name := range tables {
+		t := s.byName[name]
+		if t == nil {
+			continue
+		}
+		all, err := s.strings(ctx, tx, `SELECT id FROM _tether_captured WHERE tenant = ? AND tbl = ? ORDER BY id`, tenant, name)
+		if err != nil {
+			return false, err
+		}
+		mine, err := s.strings(ctx, tx, `SELECT id FROM _tether_captured WHERE tenant = ? AND tbl = ? ORDER BY id`+skip, tenant, name)
+		if err != nil {
+			return false, err
+		}
+		if len(mine) != len(all) {
+			return true, nil
+		}
+		for chunk := range slices.Chunk(all, captureChunk) {
+			args := append([]any{tenant}, anys(chunk)...)
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+marks(len(chunk))+`)`), args...).Scan(&n); err != nil {
+				return false, err
+			}
+			held, err := s.strings(ctx, tx, `SELECT "id" FROM `+t.Name+` WHERE "_tenant" = ? AND "id" IN (`+marks(len(chunk))+`) ORDER BY "id"`+skip, args...)
+			if err != nil {
+				return false, err
+			}
+			if len(held) != n {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // marks returns n placeholders, joined with commas.
