@@ -29,11 +29,17 @@ func TestExternalWriter(t *testing.T) {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("seed %d (replay: go test ./sim -run TestExternalWriter -sim.seed=%d)", seed, seed)
+	t.Logf("seed %d (replay: go test ./sim -run TestExternalWriter -sim.seed=%d -sim.ops=%d)", seed, seed, *opsFlag)
 	ctx := context.Background()
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{CaptureExternalWrites: true, CaptureInterval: 2 * time.Millisecond})
-	const devices, ops = 3, 150
+	// -sim.ops counts the operations of the devices and the back office
+	// together; the suite's default run makes 150 each.
+	const devices = 3
+	ops := 150
+	if *opsFlag != 3000 {
+		ops = max(1, *opsFlag/(devices+1))
+	}
 	devs := make([]*testkit.Device, devices)
 	for i := range devs {
 		devs[i] = testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{})
