@@ -235,6 +235,19 @@ func externalPrincipal(tenant string) server.Principal {
 // capturedKey marks a context whose transaction captured already.
 type capturedKey struct{}
 
+// captureOnce returns ctx for attempt *tries+1 of a transaction that
+// commits a device's session: a transaction run again (a deadlock, a
+// serialization failure, which the capture under way at its start makes
+// likelier) does not capture first, so that a busy back office cannot
+// fail a device's commit; the periodic capture, or the next commit,
+// takes those writes.
+func captureOnce(ctx context.Context, tries *int) context.Context {
+	if *tries++; *tries > 1 {
+		return context.WithValue(ctx, capturedKey{}, true)
+	}
+	return ctx
+}
+
 // captureFirst captures tenant's external writes in tx (see captureTx),
 // at the start of a transaction that commits a device's session: it
 // locks the tenant's commits before the session's rows are staged, so

@@ -19,8 +19,10 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 	lim = lim.WithDefaults()
 	var c wire.Commit
 	fresh := false
+	tries := 0
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		c, fresh = wire.Commit{}, false // a retried transaction starts over
+		ctx := captureOnce(ctx, &tries)
 		committed, result, _, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err

@@ -203,8 +203,10 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 	}
 	var c *wire.Commit
 	fresh := false
+	tries := 0
 	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
 		c, fresh = nil, false // a retried transaction starts over
+		ctx := captureOnce(ctx, &tries)
 		if o.Open {
 			// A request that commits may come twice (see
 			// server.PushOptions): its session is committed then, which
@@ -226,7 +228,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			return storedAnswer(result, session, o.Commit, c)
 		}
 		cctx := ctx
-		if o.Commit != nil { // before the rows are staged: see captureFirst
+		if o.Commit != nil && ctx.Value(capturedKey{}) == nil { // before the rows are staged: see captureFirst
 			if cctx, err = s.captureFirst(ctx, tx, p.Tenant); err != nil {
 				return err
 			}

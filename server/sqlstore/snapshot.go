@@ -134,7 +134,7 @@ func (s *Store) snapshotTable(ctx context.Context, tx *sql.Tx, tenant string, id
 	if sp.keys != nil && s.scope.of(t) != nil {
 		rows, err = s.scopedSnapshot(ctx, tx, t, tenant, sp.keys, id, sp.limit-len(out.Rows)+1)
 	} else {
-		rows, err = tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND `+
+		rows, err = tx.QueryContext(ctx, s.q(`SELECT `+t.selects+` FROM `+t.Name+` WHERE "_tenant" = ? AND NOT "_deleted" AND "_version" > 0 AND `+
 			s.d.ByteOrder(`"id"`)+` > ? ORDER BY `+s.d.ByteOrder(`"id"`)+` LIMIT ?`), tenant, id, sp.limit-len(out.Rows)+1)
 	}
 	if err != nil {
