@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -17,28 +16,20 @@ import (
 func TestScopesReviewGrantPageBytes(t *testing.T) {
 	reg := scRegistry(t)
 	stores.Each(t, []string{stores.SQLite}, func(t *testing.T, sdb stores.Database) {
-		store := sdb.Open(t, reg.Schema(), stores.Options{})
-		srv, err := server.New(store, scOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		hs := httptest.NewServer(srv)
-		t.Cleanup(hs.Close)
+		store, srv, url := scStart(t, sdb, reg.Schema())
 		ctx := context.Background()
-		office := server.Principal{Tenant: "acme", User: "office"}
 		var rows []wire.Row
 		big := strings.Repeat("x", 100_000)
 		for i := 0; i < 20; i++ {
 			rows = append(rows, wire.Row{Table: "projects", ID: fmt.Sprintf("p%02d", i), Values: map[string]any{"team_id": "B", "name": big}})
 		}
 		rows = append(rows, wire.Row{Table: "memberships", ID: "m1", Values: map[string]any{"user_id": "ada", "team_id": "A"}})
-		if _, err := srv.Write(ctx, office, rows); err != nil {
+		if _, err := srv.Write(ctx, scOffice, rows); err != nil {
 			t.Fatal(err)
 		}
-		ada := testkit.NewDevice(t, reg, hs.URL, testkit.DeviceOptions{Token: "token-ada"})
+		ada := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-ada"})
 		ada.Sync(t)
-		srv.Write(ctx, office, []wire.Row{{Table: "memberships", ID: "m2", Values: map[string]any{"user_id": "ada", "team_id": "B"}}})
+		srv.Write(ctx, scOffice, []wire.Row{{Table: "memberships", ID: "m2", Values: map[string]any{"user_id": "ada", "team_id": "B"}}})
 		text, _ := ada.DB.Syncer().Cursor(ctx)
 		c, err := server.ParseCursor(text)
 		if err != nil {

@@ -2,15 +2,12 @@ package e2e
 
 import (
 	"context"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
-	"github.com/tethersync/tether/server"
-	"github.com/tethersync/tether/wire"
 )
 
 type scLabel struct {
@@ -30,41 +27,26 @@ func TestScopesReviewRefillKeepsRevokedRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	stores.Each(t, stores.All, func(t *testing.T, sdb stores.Database) {
-		store := sdb.Open(t, v2.Schema(), stores.Options{})
-		srv, err := server.New(store, scOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		hs := httptest.NewServer(srv)
-		t.Cleanup(hs.Close)
+		_, srv, url := scStart(t, sdb, v2.Schema())
 		ctx := context.Background()
-		office := server.Principal{Tenant: "acme", User: "office"}
-		member := func(id, user, team string, deleted bool) {
-			t.Helper()
-			if _, err := srv.Write(ctx, office, []wire.Row{{Table: "memberships", ID: id, Deleted: deleted,
-				Values: map[string]any{"user_id": user, "team_id": team}}}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		admin := testkit.NewDevice(t, v2, hs.URL, testkit.DeviceOptions{Token: "token-admin"})
+		admin := testkit.NewDevice(t, v2, url, testkit.DeviceOptions{Token: "token-admin"})
 		for _, v := range []any{&scTeam{ID: "A"}, &scTeam{ID: "B"}, &scProject{ID: "pa", TeamID: "A"}, &scProject{ID: "pb", TeamID: "B"},
 			&scTask{ID: "ta", ProjectID: "pa"}} {
 			admin.DB.Save(ctx, v)
 		}
 		admin.Sync(t)
-		member("m1", "ada", "A", false)
-		member("m2", "ada", "B", false)
+		scMember(t, srv, "m1", "ada", "A", false)
+		scMember(t, srv, "m2", "ada", "B", false)
 		path := filepath.Join(t.TempDir(), "ada.db")
-		ada := testkit.NewDevice(t, v1, hs.URL, testkit.DeviceOptions{Token: "token-ada", Path: path})
+		ada := testkit.NewDevice(t, v1, url, testkit.DeviceOptions{Token: "token-ada", Path: path})
 		ada.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pa,pb|ta" {
 			t.Fatalf("ada holds %s", got)
 		}
-		member("m1", "ada", "A", true) // while ada is away
+		scMember(t, srv, "m1", "ada", "A", true) // while ada is away
 		ada.Co.Close()
 		ada.DB.Close()
-		up := testkit.NewDevice(t, v2, hs.URL, testkit.DeviceOptions{Token: "token-ada", Path: path})
+		up := testkit.NewDevice(t, v2, url, testkit.DeviceOptions{Token: "token-ada", Path: path})
 		up.Sync(t)
 		up.Sync(t)
 		if got := scIDs(t, up.DB, "projects") + "|" + scIDs(t, up.DB, "tasks"); got != "pb|" {

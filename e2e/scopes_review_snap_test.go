@@ -3,14 +3,12 @@ package e2e
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
-	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -35,23 +33,15 @@ func (h *snapHook) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestScopesReviewSnapshotLoseRegain(t *testing.T) {
 	reg := scRegistry(t)
 	stores.Each(t, stores.All, func(t *testing.T, sdb stores.Database) {
-		store := sdb.Open(t, reg.Schema(), stores.Options{})
-		srv, err := server.New(store, scOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		hs := httptest.NewServer(srv)
-		t.Cleanup(hs.Close)
+		_, srv, url := scStart(t, sdb, reg.Schema())
 		ctx := context.Background()
-		office := server.Principal{Tenant: "acme", User: "office"}
 		member := func(id, user, team string, deleted bool) {
-			if _, err := srv.Write(ctx, office, []wire.Row{{Table: "memberships", ID: id, Deleted: deleted,
+			if _, err := srv.Write(ctx, scOffice, []wire.Row{{Table: "memberships", ID: id, Deleted: deleted,
 				Values: map[string]any{"user_id": user, "team_id": team}}}); err != nil {
 				t.Error(err)
 			}
 		}
-		admin := testkit.NewDevice(t, reg, hs.URL, testkit.DeviceOptions{Token: "token-admin"})
+		admin := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-admin"})
 		for _, v := range []any{&scTeam{ID: "A"}, &scTeam{ID: "B"}, &scProject{ID: "pa", TeamID: "A"}, &scProject{ID: "pb", TeamID: "B"},
 			&scTask{ID: "ta", ProjectID: "pa"}, &scTask{ID: "tb", ProjectID: "pb"}} {
 			admin.DB.Save(ctx, v)
@@ -60,7 +50,7 @@ func TestScopesReviewSnapshotLoseRegain(t *testing.T) {
 		member("m1", "ada", "A", false)
 		member("m2", "ada", "B", false)
 		h := &snapHook{}
-		ada := testkit.NewDevice(t, reg, hs.URL, testkit.DeviceOptions{Token: "token-ada", Transport: h, Co: coordinator.Options{PullBatchSize: 2}})
+		ada := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-ada", Transport: h, Co: coordinator.Options{PullBatchSize: 2}})
 		ada.Sync(t)
 		if err := ada.DB.Syncer().BeginRebuild(ctx); err != nil { // as after a long absence
 			t.Fatal(err)

@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
-	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -30,19 +28,12 @@ func TestScopesReviewScopesTurnedOn(t *testing.T) {
 		hs1.Close()
 		store1.Close()
 
-		store := sdb.Open(t, reg.Schema(), stores.Options{})
-		srv, err := server.New(store, scOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		hs := httptest.NewServer(srv)
-		t.Cleanup(hs.Close)
-		if _, err := srv.Write(ctx, server.Principal{Tenant: "acme", User: "office"}, []wire.Row{{Table: "memberships", ID: "m1",
+		_, srv, url := scStart(t, sdb, reg.Schema())
+		if _, err := srv.Write(ctx, scOffice, []wire.Row{{Table: "memberships", ID: "m1",
 			Values: map[string]any{"user_id": "ada", "team_id": "A"}}}); err != nil {
 			t.Fatal(err)
 		}
-		ada := testkit.NewDevice(t, reg, hs.URL, testkit.DeviceOptions{Token: "token-ada"})
+		ada := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-ada"})
 		ada.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pa|ta" {
 			t.Fatalf("ada, member of A, holds %q after scopes were turned on; want pa|ta", got)

@@ -94,24 +94,8 @@ func scIDs(t *testing.T, db *localdb.DB, table string) string {
 func TestScopesCore(t *testing.T) {
 	reg := scRegistry(t)
 	stores.Each(t, stores.All, func(t *testing.T, sdb stores.Database) {
-		store := sdb.Open(t, reg.Schema(), stores.Options{})
-		srv, err := server.New(store, scOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		hs := httptest.NewServer(srv)
-		t.Cleanup(hs.Close)
-		url := hs.URL
+		_, srv, url := scStart(t, sdb, reg.Schema())
 		ctx := context.Background()
-		office := server.Principal{Tenant: "acme", User: "office"}
-		member := func(id, user, team string, deleted bool) {
-			t.Helper()
-			if _, err := srv.Write(ctx, office, []wire.Row{{Table: "memberships", ID: id, Deleted: deleted,
-				Values: map[string]any{"user_id": user, "team_id": team}}}); err != nil {
-				t.Fatal(err)
-			}
-		}
 		admin := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-admin"})
 		ada := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-ada"})
 		bob := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-bob"})
@@ -127,8 +111,8 @@ func TestScopesCore(t *testing.T) {
 		if rep := admin.Sync(t); rep.Conflicts != 0 {
 			t.Fatalf("admin conflicts: %+v", rep)
 		}
-		member("m1", "ada", "A", false)
-		member("m2", "bob", "B", false)
+		scMember(t, srv, "m1", "ada", "A", false)
+		scMember(t, srv, "m2", "bob", "B", false)
 		ada.Sync(t)
 		bob.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks") + "|" + scIDs(t, ada.DB, "teams") + "|" + scIDs(t, ada.DB, "memberships"); got != "pa|ta|A,B|m1" {
@@ -138,13 +122,13 @@ func TestScopesCore(t *testing.T) {
 			t.Fatalf("bob holds %s", got)
 		}
 		// Grant: ada joins B.
-		member("m3", "ada", "B", false)
+		scMember(t, srv, "m3", "ada", "B", false)
 		ada.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pa,pb|ta,tb" {
 			t.Fatalf("after the grant ada holds %s", got)
 		}
 		// Revocation: ada leaves A.
-		member("m1", "ada", "A", true)
+		scMember(t, srv, "m1", "ada", "A", true)
 		rep := ada.Sync(t)
 		if got := scIDs(t, ada.DB, "projects") + "|" + scIDs(t, ada.DB, "tasks"); got != "pb|tb" || rep.Evicted != 2 {
 			t.Fatalf("after the revocation ada holds %s, evicted %d", got, rep.Evicted)
@@ -193,19 +177,11 @@ func TestScopesCore(t *testing.T) {
 func TestScopesLostAnswerAfterPhases(t *testing.T) {
 	reg := scRegistry(t)
 	stores.Each(t, stores.All, func(t *testing.T, sdb stores.Database) {
-		store := sdb.Open(t, reg.Schema(), stores.Options{})
-		srv, err := server.New(store, scOptions())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { srv.Close() })
-		hs := httptest.NewServer(srv)
-		t.Cleanup(hs.Close)
+		_, srv, url := scStart(t, sdb, reg.Schema())
 		ctx := context.Background()
-		office := server.Principal{Tenant: "acme", User: "office"}
 		write := func(rows ...wire.Row) {
 			t.Helper()
-			if _, err := srv.Write(ctx, office, rows); err != nil {
+			if _, err := srv.Write(ctx, scOffice, rows); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -220,7 +196,7 @@ func TestScopesLostAnswerAfterPhases(t *testing.T) {
 			}
 			return testkit.Pass
 		}}
-		ada := testkit.NewDevice(t, reg, hs.URL, testkit.DeviceOptions{Token: "token-ada", Transport: faults})
+		ada := testkit.NewDevice(t, reg, url, testkit.DeviceOptions{Token: "token-ada", Transport: faults})
 		ada.Sync(t)
 		write(wire.Row{Table: "memberships", ID: "m2", Values: map[string]any{"user_id": "ada", "team_id": "B"}})
 		rep := ada.Sync(t)
@@ -234,4 +210,33 @@ func TestScopesLostAnswerAfterPhases(t *testing.T) {
 			t.Errorf("ada holds projects %q, want pa,pb", got)
 		}
 	})
+}
+
+// scOffice is the back office of the scopes tests: it writes through
+// Server.Write, trusted.
+var scOffice = server.Principal{Tenant: "acme", User: "office"}
+
+// scStart serves schema with scOptions over a new store of sdb, on
+// loopback, and returns the store, the server and its URL.
+func scStart(t *testing.T, sdb stores.Database, schema entity.Schema) (server.Store, *server.Server, string) {
+	t.Helper()
+	store := sdb.Open(t, schema, stores.Options{})
+	srv, err := server.New(store, scOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return store, srv, hs.URL
+}
+
+// scMember writes (or, deleted, deletes) membership id of user in team
+// as the back office.
+func scMember(t *testing.T, srv *server.Server, id, user, team string, deleted bool) {
+	t.Helper()
+	if _, err := srv.Write(context.Background(), scOffice, []wire.Row{{Table: "memberships", ID: id, Deleted: deleted,
+		Values: map[string]any{"user_id": user, "team_id": team}}}); err != nil {
+		t.Fatal(err)
+	}
 }
