@@ -16,7 +16,8 @@ import (
 // staged rows; then, for each tenant, up to max tombstones every active
 // device has pulled past; then up to max committed sessions, audit
 // entries and devices past their retention, and device schemas no device
-// or open session names.
+// or open session names; last, on a Compactor dialect, it gives a bounded
+// number of the pages these deletions freed back to the file system.
 func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, error) {
 	lim = lim.WithDefaults()
 	n, err := s.expireSessions(ctx, lim, max)
@@ -49,7 +50,11 @@ func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, err
 	if err != nil {
 		return n, fmt.Errorf("sweep device schemas: %w", err)
 	}
-	return n + m, nil
+	n += m
+	if _, err := s.compact(ctx); err != nil {
+		return n, fmt.Errorf("sweep: compact: %w", err)
+	}
+	return n, nil
 }
 
 // expireSessions discards up to max uncommitted sessions idle for longer
