@@ -63,7 +63,8 @@ func startServer(store server.Store, err error) (*benchServer, error) {
 }
 
 // startServerWith starts a server on loopback over store, with opts. Auth,
-// when nil, takes benchToken, Logger is quiet and the sweep off.
+// when nil, takes benchToken, Logger is quiet and the sweep off unless
+// opts.SweepInterval sets it.
 func startServerWith(store server.Store, err error, opts server.Options) (*benchServer, error) {
 	if err != nil {
 		return nil, err
@@ -72,7 +73,9 @@ func startServerWith(store server.Store, err error, opts server.Options) (*bench
 		opts.Auth = server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}})
 	}
 	opts.Logger = quiet
-	opts.SweepInterval = -1 // a benchmark run is shorter than any session idle time
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = -1 // a benchmark run is shorter than any session idle time
+	}
 	handler, err := server.New(store, opts)
 	if err != nil {
 		store.Close()
