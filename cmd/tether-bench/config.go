@@ -84,7 +84,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.isolationSessions, "isolation-sessions", 3, "sessions tenant A pushes, one after another, in the isolation scenario (at most 20)")
 	fs.StringVar(&lists.isolationSessionRows, "isolation-session-rows", "100000,10000", "the server's -max-session-rows in each run of the isolation scenario")
 	fs.IntVar(&cfg.dbsizeRows, "dbsize-rows", 10_000, "rows the device of the dbsize scenario holds (each round changes 30% of them)")
-	fs.IntVar(&cfg.dbsizeRounds, "dbsize-rounds", 200, "syncs of changes in each run of the dbsize scenario")
+	fs.IntVar(&cfg.dbsizeRounds, "dbsize-rounds", 100, "syncs of changes in each run of the dbsize scenario")
 	fs.DurationVar(&cfg.dbsizeSweep, "dbsize-sweep", time.Second, "the server's sweep interval in the dbsize scenario")
 	fs.DurationVar(&cfg.dbsizeRetention, "dbsize-retention", 2*time.Second, "every retention in the dbsize scenario's run with retention")
 	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
