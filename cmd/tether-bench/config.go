@@ -34,7 +34,7 @@ type config struct {
 	dbsizeRows           int           // rows the dbsize scenario's device holds
 	dbsizeRounds         int           // syncs of changes in the dbsize scenario
 	dbsizeSweep          time.Duration // the server's sweep interval in the dbsize scenario
-	dbsizeRetention      time.Duration // every retention, in the dbsize scenario's run with retention
+	dbsizeRetention      time.Duration // session and audit retention in the dbsize scenario's run with retention
 
 	cpuProfile string // file of the CPU profile of the whole run, or ""
 	childURL   string // internal: pull from this server and report (memory scenario)
@@ -86,7 +86,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.dbsizeRows, "dbsize-rows", 10_000, "rows the device of the dbsize scenario holds (each round changes 30% of them)")
 	fs.IntVar(&cfg.dbsizeRounds, "dbsize-rounds", 100, "syncs of changes in each run of the dbsize scenario")
 	fs.DurationVar(&cfg.dbsizeSweep, "dbsize-sweep", time.Second, "the server's sweep interval in the dbsize scenario")
-	fs.DurationVar(&cfg.dbsizeRetention, "dbsize-retention", 2*time.Second, "every retention in the dbsize scenario's run with retention")
+	fs.DurationVar(&cfg.dbsizeRetention, "dbsize-retention", 2*time.Second, "the retention of committed sessions and audit entries in the dbsize scenario's run with retention")
 	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
 	fs.StringVar(&cfg.childURL, "child-pull", "", "internal: pull from this server URL and report (memory scenario)")

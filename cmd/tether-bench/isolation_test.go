@@ -19,7 +19,7 @@ func TestSmallIsolationAndDBSize(t *testing.T) {
 		"isolation, -max-session-rows 100: tenant B's SyncNow of one new row, while tenant A pushes 2 sessions of 300 rows",
 		"isolation, -max-session-rows 100: tenant A's pushes meanwhile",
 		"dbsize: SQLite server file after 150 row changes in 5 syncs",
-		"every retention 200ms",
+		"sessions and audit entries kept 200ms",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no %q in:\n%s", want, out.String())
