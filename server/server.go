@@ -91,6 +91,7 @@ func (s *Server) routes() {
 	s.mux.Handle("POST "+p+"/sessions", s.authed(s.openSession))
 	s.mux.Handle("PUT "+p+"/sessions/{session}/batches/{seq}", s.authed(s.stageBatch))
 	s.mux.Handle("POST "+p+"/sessions/{session}/commit", s.authed(s.commit))
+	s.mux.Handle("DELETE "+p+"/sessions/{session}", s.authed(s.abandon))
 	s.mux.Handle("GET "+p+"/changes", s.authed(s.changes))
 	s.mux.HandleFunc("GET "+p+"/events", s.events)
 	s.mux.Handle("GET "+p+"/digest", s.authed(s.digest))
