@@ -199,6 +199,8 @@ type deviceOptions struct {
 	token  string        // bearer token; "" for benchToken
 	// timeout bounds each request; 0 for the client's default.
 	timeout time.Duration
+	// maxElapsed bounds one SyncNow with its retries; 0 for 10 s.
+	maxElapsed time.Duration
 }
 
 func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o deviceOptions) (*device, error) {
@@ -212,7 +214,7 @@ func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o d
 	api := client.New(url, client.Options{Token: token, Transport: link, DisableGzip: o.noGzip, Timeout: o.timeout})
 	co := coordinator.New(db, api, coordinator.Options{
 		PushBatchSize: o.batch, PullBatchSize: o.batch, Logger: quiet,
-		MaxElapsed: 10 * time.Second,
+		MaxElapsed: cmp.Or(o.maxElapsed, 10*time.Second),
 	})
 	return &device{db: db, api: api, co: co, wire: wc, link: link}, nil
 }

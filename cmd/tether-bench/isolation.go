@@ -94,7 +94,8 @@ func (b *bench) measureIsolation(ctx context.Context, maxSessionRows int) (isola
 		return isolationResult{}, err
 	}
 	defer srv.Close()
-	devB, err := openDevice(ctx, b.path("isolation-b"), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch, token: tokenB})
+	devB, err := openDevice(ctx, b.path("isolation-b"), srv.URL, b.reg, deviceOptions{batch: b.cfg.batch, token: tokenB,
+		maxElapsed: time.Minute}) // a sync that waits behind a commit of A is measured, not failed
 	if err != nil {
 		return isolationResult{}, err
 	}
@@ -142,7 +143,8 @@ func (b *bench) pushesOfA(ctx context.Context, url string, tpls []string) (rows 
 		if err := copyFile(p, tpl); err != nil {
 			return rows, took, err
 		}
-		d, err := openDevice(ctx, p, url, b.reg, deviceOptions{batch: b.cfg.batch, token: tokenA, timeout: 5 * time.Minute})
+		d, err := openDevice(ctx, p, url, b.reg, deviceOptions{batch: b.cfg.batch, token: tokenA, timeout: 5 * time.Minute,
+			maxElapsed: 10 * time.Minute})
 		if err != nil {
 			return rows, took, err
 		}
