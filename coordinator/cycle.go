@@ -23,6 +23,12 @@ type Conflict struct {
 	Outcome string
 	// Winner is the winning row as the server holds it.
 	Winner wire.Row
+	// Reason says why, for a conflict the server settled to keep
+	// references whole (Strategy wire.StrategyReference: a delete undone,
+	// a row deleted with the one it referenced) and for a write refused or
+	// a row removed because the device's user may not write or see it
+	// (wire.StrategyForbidden). Conflicts learned through a pull have one.
+	Reason string
 }
 
 // sync is one sync run: register when needed, push then pull, retried
@@ -144,6 +150,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 		}
 		rep.Applied += lres.Applied
 		rep.Evicted += lres.Evicted
+		c.conflicts(lres.Conflicts, rep)
 		if !errors.Is(err, wire.ErrHistoryPurged) || attempt > 0 {
 			return err
 		}
@@ -156,8 +163,8 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 	}
 }
 
-// conflicts counts the conflicts of a push in rep, and reports each to
-// Options.OnConflict.
+// conflicts counts the conflicts of a push or a pull in rep, and reports
+// each to Options.OnConflict.
 func (c *Coordinator) conflicts(cs []wire.Conflict, rep *Report) {
 	rep.Conflicts += len(cs)
 	if c.opts.OnConflict == nil {
@@ -165,6 +172,6 @@ func (c *Coordinator) conflicts(cs []wire.Conflict, rep *Report) {
 	}
 	for _, cf := range cs {
 		c.opts.OnConflict(Conflict{Table: cf.Table, ID: cf.ID, Strategy: cf.Strategy, LocalWon: cf.Winner == wire.WinnerClient,
-			Outcome: cf.Winner, Winner: cf.Row})
+			Outcome: cf.Winner, Winner: cf.Row, Reason: cf.Reason})
 	}
 }
