@@ -64,6 +64,7 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 		}
 	}
 	var err error
+	c.ModifiedBy = p.User // as the rows record it (see applier)
 	if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
 		return fmt.Errorf("next version: %w", err)
 	}
