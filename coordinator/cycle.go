@@ -68,10 +68,11 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 			c.report(Progress{Phase: PhaseDone})
 			return rep, nil
 		}
-		wait, err := retry(ctx, err, b, rep.Attempts)
-		if err != nil {
-			return rep, err
+		wait, rerr := retry(ctx, err, b, rep.Attempts)
+		if rerr != nil {
+			return rep, rerr
 		}
+		c.report(Progress{Phase: PhaseRetry, Attempt: rep.Attempts + 1, Wait: wait, Err: err})
 		if err := sleep(ctx, wait); err != nil {
 			return rep, err
 		}
