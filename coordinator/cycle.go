@@ -42,7 +42,6 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 		rep.BytesSent, rep.BytesReceived = sent-sent0, recv-recv0
 		rep.Duration = time.Since(start)
 	}()
-	c.report(Progress{Phase: PhaseConnect})
 	// No request of its own checks the connection: each request of the
 	// sync must connect within HealthTimeout, and one that cannot reach
 	// the server ends the sync as offline, without retries (what was
@@ -52,6 +51,7 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 	reregistered := false
 	for {
 		rep.Attempts++
+		c.report(Progress{Phase: PhaseConnect}) // each attempt, after a PhaseRetry
 		err := c.register(ctx, false)
 		if err == nil {
 			err = explainDevice(c.db.DeviceID(), c.cycle(ctx, r, &rep))
