@@ -72,6 +72,7 @@ func TestDesktopShowsRetry(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	t.Logf("retry: %s", s.Retry)
 	if want := "retrying in 1h0m0s (attempt 2): "; !strings.HasPrefix(s.Retry, want) || !strings.Contains(s.Retry, "down for maintenance") ||
 		s.Phase != "retry" || !s.Syncing {
 		t.Errorf("state while retrying: %+v; want phase retry and %q… naming the server's error", s, want)
