@@ -82,7 +82,7 @@ func (s *Server) echo(ctx context.Context, p Principal, r *http.Request) (Echo, 
 	echo.Sessions = map[string]bool{}
 	for _, id := range strings.Split(own, ",") {
 		if !deviceRE.MatchString(id) {
-			return Echo{}, fmt.Errorf("own: malformed session id %q: %w", clip(id), wire.ErrBadRequest)
+			return Echo{}, fmt.Errorf("own: malformed session id %q: want %s: %w", clip(id), wire.SessionIDFormat, wire.ErrBadRequest)
 		}
 		echo.Sessions[id] = true
 	}

@@ -230,7 +230,7 @@ func (s *Store) merge(t *Table) string {
 			i+1, col, c.Default(), col))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?, s."_deleted", CASE WHEN s."_changed" = `+counterOnly+` AND t."id" IS NOT NULL THEN t."_hlc" ELSE s."_hlc" END, ?, ?, s."_session", '', '', s."_exact", %s
+		SELECT ?, %s, ?, s."_deleted", CASE WHEN s."_changed" = `+counterOnly+` AND NOT s."_deleted" AND t."id" IS NOT NULL THEN t."_hlc" ELSE s."_hlc" END, ?, ?, s."_session", '', '', s."_exact", %s
 		FROM (%s) AS s LEFT JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id" WHERE 1 = 1 ORDER BY s."id"
 		%s`,
 		// A row that changed every column (a new one, the common case)
