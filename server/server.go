@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -69,6 +70,9 @@ func New(store Store, opts Options) (*Server, error) {
 	}
 	s.routes()
 	ctx, stop := context.WithCancel(context.Background())
+	if opts.Observer != nil { // the sweep's and the capture's store calls report to it
+		ctx = WithObserver(ctx, opts.Observer)
+	}
 	s.stop = stop
 	if opts.SweepInterval > 0 {
 		go s.sweep(ctx, opts.SweepInterval)
@@ -112,6 +116,9 @@ func (s *Server) Close() error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec, body, r := s.track(w, r)
+	defer s.done(time.Now(), rec, body, r)
+	w = rec
 	// The event stream is not compressed: it must reach the client as
 	// each event is written.
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && !strings.HasSuffix(r.URL.Path, "/events") {
