@@ -15,13 +15,13 @@ import (
 
 // observed records what an Observer hears.
 type observed struct {
-	mu        sync.Mutex
-	opened    int
-	commits   []server.CommitInfo
-	sweeps    []server.SweepInfo
-	requests  []server.RequestInfo
-	pushed    int
-	pulled    int
+	mu       sync.Mutex
+	opened   int
+	commits  []server.CommitInfo
+	sweeps   []server.SweepInfo
+	requests []server.RequestInfo
+	pushed   int
+	pulled   int
 }
 
 func (o *observed) Request(r server.RequestInfo) {
