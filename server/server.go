@@ -203,6 +203,11 @@ func (g *gzipWriter) Write(b []byte) (int, error) {
 	return g.zw.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection: the body's
+// read deadline (Options.BodyTimeout) holds for a client that accepts
+// gzip too.
+func (g *gzipWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
 func (g *gzipWriter) Close() error {
 	if g.zw == nil {
 		return nil
