@@ -30,6 +30,7 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 	if rows == nil {
 		rows = []wire.Row{}
 	}
+	s.observer().RowsPulled(p.Tenant, len(rows))
 	// A scope phase's pages are applied together, with the page after
 	// them, as is a version larger than a page.
 	phase := next.Phase != PhaseNone

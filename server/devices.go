@@ -49,6 +49,7 @@ func (s *Server) device(ctx context.Context, p Principal, r *http.Request) (stri
 	if err := s.store.CheckDevice(ctx, p, device, hash); err != nil {
 		return "", err
 	}
+	noted(ctx).device = device
 	return device, nil
 }
 
@@ -92,5 +93,6 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 	if err := s.store.RegisterDevice(ctx, p, reg, s.opts.Limits); err != nil {
 		return nil, err
 	}
+	noted(ctx).device = d.Device
 	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil
 }

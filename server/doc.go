@@ -50,6 +50,13 @@
 // rules read a clock that a test can replace: Options.Now for the rate
 // limits and clock stamps, the store's own for expiry and retention.
 //
+// # Observing
+//
+// Options.Logger gets one line per request with Options.LogRequests (else
+// per server error), and an [Observer] in Options.Observer hears every
+// request, session, commit and sweep: package server/metrics counts them
+// as Prometheus metrics (docs/metrics.md).
+//
 // # Stores
 //
 // The session and commit flow is written once, in package sqlstore, over a

@@ -81,6 +81,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
+	s.observer().RowsPushed(p.Tenant, len(b.Rows))
 	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -71,6 +72,9 @@ func New(store Store, opts Options) (*Server, error) {
 	}
 	s.routes()
 	ctx, stop := context.WithCancel(context.Background())
+	if opts.Observer != nil { // the sweep's and the capture's store calls report to it
+		ctx = WithObserver(ctx, opts.Observer)
+	}
 	s.stop = stop
 	if opts.SweepInterval > 0 {
 		go s.sweep(ctx, opts.SweepInterval)
@@ -126,6 +130,9 @@ func (s *Server) Close() error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec, body, r := s.track(w, r)
+	defer s.done(time.Now(), rec, body, r)
+	w = rec
 	// The event stream is not compressed: it must reach the client as
 	// each event is written.
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && !strings.HasSuffix(r.URL.Path, "/events") {
@@ -209,6 +216,11 @@ func (g *gzipWriter) Write(b []byte) (int, error) {
 	}
 	return g.zw.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection: the body's
+// read deadline (Options.BodyTimeout) holds for a client that accepts
+// gzip too.
+func (g *gzipWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 func (g *gzipWriter) Close() error {
 	if g.zw == nil {

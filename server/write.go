@@ -111,6 +111,9 @@ func (s *Server) write(ctx context.Context, p Principal, session string, rows []
 		return wire.Commit{}, fmt.Errorf("write: %w", err)
 	}
 	ctx = Trusted(ctx)
+	if s.opts.Observer != nil {
+		ctx = WithObserver(ctx, s.opts.Observer)
+	}
 	for attempt := 0; ; attempt++ {
 		if err := s.writeDevice(ctx, p.Tenant); err != nil {
 			return wire.Commit{}, fmt.Errorf("write: %w", err)

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -20,6 +21,7 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 	var c wire.Commit
 	fresh := false
 	tries := 0
+	start := time.Now()
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		c, fresh = wire.Commit{}, false // a retried transaction starts over
 		ctx := captureOnce(ctx, &tries)
@@ -53,6 +55,9 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
 	}
 	s.committed(p, device, c, fresh)
+	if fresh {
+		observeCommit(ctx, p, device, c, start)
+	}
 	return c, nil
 }
 
@@ -64,6 +69,7 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 		}
 	}
 	var err error
+	c.ModifiedBy = p.User // as the rows record it (see applier)
 	if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
 		return fmt.Errorf("next version: %w", err)
 	}
