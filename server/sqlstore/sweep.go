@@ -34,7 +34,9 @@ func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, err
 	}{
 		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention},
 		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention},
-		{"devices", "_tether_devices", "seen_at < ?", lim.DeviceRetention},
+		// A revoked device stays, refused, until reinstated: forgotten,
+		// it would register again.
+		{"devices", "_tether_devices", "seen_at < ? AND revoked = FALSE", lim.DeviceRetention},
 	} {
 		m, err := s.deleteOld(ctx, q.table, q.cond, max, s.d.Time(s.now().Add(-q.before)))
 		if err != nil {
@@ -184,7 +186,7 @@ func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim 
 		return 0, err
 	}
 	var active sql.NullInt64
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ?`),
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ? AND revoked = FALSE`),
 		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active); err != nil {
 		return 0, err
 	}
