@@ -27,7 +27,9 @@ var migrations = []func(ctx context.Context, m *migrator) error{
 		return nil
 	},
 	// 2: _tether_devices.revoked (SetDeviceRevoked).
-	func(ctx context.Context, m *migrator) error { return m.ensure(ctx, bookkeepingTable("_tether_devices")) },
+	func(ctx context.Context, m *migrator) error {
+		return m.ensure(ctx, bookkeepingTable("_tether_devices"))
+	},
 }
 
 // bookkeepingTable returns the table of bookkeeping() named name, as it
