@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -183,6 +184,42 @@ func TestRevokedDeviceStreamEnds(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatalf("the stream of a revoked device did not end within %v", streamBound)
 			}
+		}
+	})
+}
+
+// A database of the layout before revocation (step 1) gains the revoked
+// column when a store opens it (step 2), its devices not revoked.
+func TestRevokedColumnMigrated(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		ctx := t.Context()
+		old := db.Open(t, reg.Schema(), stores.Options{})
+		url := testkit.Serve(t, old, server.Options{SweepInterval: -1}).URL
+		api := client.New(url, client.Options{Token: "token-ada"})
+		api.SetDeviceKey(device, deviceKey(device))
+		if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		raw := old.(interface{ DB() *sql.DB }).DB()
+		for _, q := range []string{`ALTER TABLE _tether_devices DROP COLUMN revoked`, `DELETE FROM _tether_migrations WHERE step = 2`} {
+			if _, err := raw.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		old.Close()
+
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		sum := sha256.Sum256([]byte(deviceKey(device)))
+		p := server.Principal{Tenant: "acme", User: "ada"}
+		if err := store.CheckDevice(ctx, p, device, hex.EncodeToString(sum[:])); err != nil {
+			t.Fatalf("a device of the older layout: %v, want accepted", err)
+		}
+		if err := store.(revoker).SetDeviceRevoked(ctx, "acme", device, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.CheckDevice(ctx, p, device, hex.EncodeToString(sum[:])); !errors.Is(err, wire.ErrDeviceRevoked) {
+			t.Errorf("revoked on the migrated layout: %v, want ErrDeviceRevoked", err)
 		}
 	})
 }
