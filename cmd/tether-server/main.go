@@ -91,6 +91,7 @@ type config struct {
 	tlsCert, tlsKey                            string
 	idleTimeout                                time.Duration
 	opts                                       server.Options // without Auth, which loadAuth makes
+	metrics                                    metricsConfig
 }
 
 // parseFlags reads the command line into a config, and checks what can be
@@ -142,6 +143,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")
+	c.metrics.flags(fs)
 	fs.Var(trusted, "trusted-user", "a user, of any tenant, whose principals may write through POST /v1/write (a back office; repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -200,6 +202,11 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
+	stopMetrics, err := c.metrics.start(ctx, &c.opts)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	handler, err := server.New(store, c.opts)
 	if err != nil {
 		return err
