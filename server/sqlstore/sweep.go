@@ -46,7 +46,9 @@ func (s *Store) sweep(ctx context.Context, lim server.Limits, max int, info *ser
 	}{
 		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention, &info.CommittedSessions},
 		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention, &info.AuditEntries},
-		{"devices", "_tether_devices", "seen_at < ?", lim.DeviceRetention, &info.Devices},
+		// A revoked device stays, refused, until reinstated: forgotten,
+		// it would register again.
+		{"devices", "_tether_devices", "seen_at < ? AND revoked = FALSE", lim.DeviceRetention, &info.Devices},
 	} {
 		if *q.n, err = s.deleteOld(ctx, q.table, q.cond, max, s.d.Time(s.now().Add(-q.before))); err != nil {
 			return fmt.Errorf("sweep %s: %w", q.what, err)
@@ -201,7 +203,7 @@ func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim 
 	}
 	var active sql.NullInt64
 	var devices int
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled), count(*) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ?`),
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled), count(*) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ? AND revoked = FALSE`),
 		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active, &devices); err != nil {
 		return 0, 0, err
 	}
