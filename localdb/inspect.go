@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlident"
@@ -162,10 +161,10 @@ func (in *inspector) check(ctx context.Context) error {
 }
 
 // notDevice wraps ErrNotDevice around the error of a file that is not
-// SQLite.
+// SQLite. It reads SQLite's message of SQLITE_NOTADB: the driver's error
+// type does not exist in a build without cgo, which localdb compiles in.
 func notDevice(err error) error {
-	var se sqlite3.Error
-	if errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt) {
+	if err != nil && strings.Contains(err.Error(), "file is not a database") {
 		return fmt.Errorf("%w: %v", ErrNotDevice, err)
 	}
 	return err
