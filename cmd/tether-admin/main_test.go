@@ -255,6 +255,15 @@ func TestAdmin(t *testing.T) {
 			if len(got.DeviceSchemas) != 1 || got.DeviceSchemas[0].Devices != 3 || len(got.DeviceSchemas[0].Differences) != 0 {
 				t.Errorf("device schemas %+v, want one, of 3 devices, as the server's", got.DeviceSchemas)
 			}
+			out, _, _ := runAdmin(t, "schema", "-db", dbURL, "-tenant", "acme")
+			if f := line(t, out, "customers"); f[1] != "email,id,name,tags" {
+				t.Errorf("schema line %q, want customers email,id,name,tags", strings.Join(f, " "))
+			}
+			if len(got.DeviceSchemas) == 1 {
+				if f := line(t, out, got.DeviceSchemas[0].ID[:12]); f[1] != "3" || f[3] != "-" {
+					t.Errorf("schema line %q, want 3 devices and no difference", strings.Join(f, " "))
+				}
+			}
 		})
 
 		t.Run("keys without scopes", func(t *testing.T) {
