@@ -1,9 +1,11 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"time"
 
 	_ "github.com/mattn/go-sqlite3"
@@ -22,14 +24,24 @@ type Options struct {
 	// device activity, retention and the times it records. Default
 	// time.Now; tests set it to move time without waiting.
 	Now func() time.Time
+	// Logger receives the one line of a conversion to auto_vacuum
+	// INCREMENTAL (see Open). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Open opens or creates the server database at path with tables for
 // schema. It adds missing tables and columns and never drops any.
+//
+// A new database is created in auto_vacuum INCREMENTAL, so that the
+// server's sweep gives the space of deleted rows back to the file system
+// (Store.Sweep). A database created before that, in auto_vacuum NONE, is
+// converted the first time Open opens it, by one VACUUM that rewrites the
+// file: it needs free disk space as large as the database and takes time
+// in proportion to it (see docs/operations.md).
 func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	open := func(txlock string) (*sql.DB, error) {
 		return sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"_journal_mode": "WAL", "_busy_timeout": "10000",
-			"_txlock": txlock, "_synchronous": "NORMAL", "_stmt_cache_size": "64"}))
+			"_txlock": txlock, "_synchronous": "NORMAL", "_stmt_cache_size": "64", "_auto_vacuum": "incremental"}))
 	}
 	w, err := open("immediate")
 	if err != nil {
@@ -39,6 +51,12 @@ func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	r, err := open("deferred")
 	if err != nil {
 		w.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	log := cmp.Or(opts.Logger, slog.Default())
+	if err := incremental(context.Background(), w, log, path); err != nil {
+		w.Close()
+		r.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now})

@@ -16,7 +16,8 @@ import (
 // staged rows; then, for each tenant, up to max tombstones every active
 // device has pulled past; then up to max committed sessions, audit
 // entries and devices past their retention, and device schemas no device
-// or open session names.
+// or open session names; last, on a Compactor dialect, it gives a bounded
+// number of the pages these deletions freed back to the file system.
 //
 // It reports what it discarded, by kind, to the observer of ctx
 // (server.ObserverOf), with the number of active devices of each tenant.
@@ -57,6 +58,9 @@ func (s *Store) sweep(ctx context.Context, lim server.Limits, max int, info *ser
 		AND NOT EXISTS (SELECT 1 FROM _tether_sessions AS o WHERE o.tenant = _tether_schemas.tenant AND o.app_schema = _tether_schemas.id AND o.committed_at IS NULL)`, max)
 	if err != nil {
 		return fmt.Errorf("sweep device schemas: %w", err)
+	}
+	if _, err := s.compact(ctx); err != nil {
+		return fmt.Errorf("sweep: compact: %w", err)
 	}
 	return nil
 }
