@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -310,6 +311,68 @@ func TestAdmin(t *testing.T) {
 			}
 			if f := line(t, out, "pull"); f[2] != strconv.FormatInt(l1, 10) {
 				t.Errorf("device line %q, want pull position %d", strings.Join(f, " "), l1)
+			}
+		})
+
+		t.Run("revoke", func(t *testing.T) {
+			dev := ada2.DB.DeviceID()
+			revoked := func() bool {
+				t.Helper()
+				var got struct {
+					Devices []struct {
+						Device  string
+						Revoked bool
+					}
+				}
+				adminJSON(t, &got, "devices", "-db", dbURL, "-tenant", "acme")
+				for _, d := range got.Devices {
+					if d.Device == dev {
+						return d.Revoked
+					}
+				}
+				t.Fatalf("device %s not listed", dev)
+				return false
+			}
+			out, errOut, code := runAdmin(t, "revoke", "-db", dbURL, "-tenant", "acme", "-device", dev)
+			if code != 0 || !strings.Contains(out, "device "+dev+" of tenant acme revoked") {
+				t.Fatalf("revoke: exit %d, %q %q", code, out, errOut)
+			}
+			if !revoked() {
+				t.Error("devices -json: the revoked device is not marked revoked")
+			}
+			out, _, _ = runAdmin(t, "devices", "-db", dbURL, "-tenant", "acme")
+			if f := line(t, out, dev); f[7] != "yes" {
+				t.Errorf("devices line %q, want REVOKED yes", strings.Join(f, " "))
+			}
+			var open struct{ Sessions []struct{ ID string } }
+			if adminJSON(t, &open, "sessions", "-db", dbURL, "-tenant", "acme"); len(open.Sessions) != 0 {
+				t.Errorf("sessions after revoke: %v, want the revoked device's discarded", open.Sessions)
+			}
+			c, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			if _, err := ada2.Co.SyncNow(c); !errors.Is(err, wire.ErrDeviceRevoked) {
+				t.Errorf("SyncNow of the revoked device: %v, want wire.ErrDeviceRevoked", err)
+			}
+			if _, errOut, code := runAdmin(t, "reinstate", "-db", dbURL, "-tenant", "acme", "-device", dev); code != 0 {
+				t.Fatalf("reinstate: exit %d, %q", code, errOut)
+			}
+			if revoked() {
+				t.Error("devices -json: the reinstated device is still marked revoked")
+			}
+			ada2.Sync(t)
+			for _, c := range []struct {
+				args []string
+				code int
+				want string
+			}{
+				{[]string{"revoke", "-db", dbURL, "-tenant", "acme", "-device", "no-such-device"}, 1, "device not found"},
+				{[]string{"reinstate", "-db", dbURL, "-tenant", "nosuch", "-device", dev}, 1, "unknown tenant"},
+				{[]string{"revoke", "-db", dbURL, "-tenant", "acme"}, 2, "-device is required"},
+			} {
+				_, errOut, code := runAdmin(t, c.args...)
+				if code != c.code || !strings.Contains(errOut, c.want) {
+					t.Errorf("tether-admin %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), code, errOut, c.code, c.want)
+				}
 			}
 		})
 

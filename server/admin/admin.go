@@ -53,12 +53,15 @@ var commands = []command{
 	{"sessions", "-db URL -tenant T", "list a tenant's open push sessions and what they staged"},
 	{"schema", "-db URL -tenant T", "show the app schemas the tenant's devices registered with, and the server's tables"},
 	{"keys", "-db URL -tenant T -user U", "show the scope keys a user's devices hold and the rows each key brings"},
+	{"revoke", "-db URL -tenant T -device D", "revoke a device (a lost one): its requests are refused until it is reinstated"},
+	{"reinstate", "-db URL -tenant T -device D", "reinstate a revoked device: it syncs again"},
 	{"device", "FILE [-conflicts N]", "inspect a device database file, offline"},
 }
 
 // runs are the commands' functions, by name.
 var runs = map[string]func(ctx context.Context, e *env, args []string) error{
 	"devices": runDevices, "sessions": runSessions, "schema": runSchema, "keys": runKeys, "device": runDevice,
+	"revoke": runRevoke, "reinstate": runReinstate,
 }
 
 // env is what a command runs with.

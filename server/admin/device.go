@@ -59,7 +59,6 @@ func runDevice(ctx context.Context, e *env, args []string) error {
 
 // printDevice writes what device found as tables.
 func (e *env) printDevice(d deviceOut) error {
-	yes := map[bool]string{true: "yes", false: "no"}
 	push := "none under way"
 	if d.PushSession != "" {
 		push = fmt.Sprintf("session %s, %d batches acknowledged", d.PushSession, d.PushBatches)
@@ -75,13 +74,13 @@ func (e *env) printDevice(d deviceOut) error {
 		{"file", d.Path},
 		{"tenant", orDash(d.Tenant)},
 		{"device", d.Device},
-		{"registered", yes[d.Registered]},
+		{"registered", yesNo(d.Registered)},
 		{"server URL", "not stored in the file (the app configures it)"},
 		{"pull position", position(d.Position)},
 		{"last clock reading", clock},
 		{"pending rows", strconv.FormatInt(d.Pending, 10)},
 		{"push", push},
-		{"rebuilding", yes[d.Rebuilding]},
+		{"rebuilding", yesNo(d.Rebuilding)},
 		{"stashed rows", strconv.FormatInt(d.Stashed, 10)},
 		{"unsent increments", strconv.FormatInt(d.Increments, 10)},
 		{"open conflicts", strconv.FormatInt(d.OpenConflicts, 10)},

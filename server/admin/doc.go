@@ -5,17 +5,20 @@
 //
 // # Commands
 //
-//	devices  -db URL -tenant T [-unseen D]   a tenant's devices: user, last seen, pull position, lag
-//	sessions -db URL -tenant T               open push sessions: device, opened, last activity, staged rows and bytes
-//	schema   -db URL -tenant T               the app schemas the tenant's devices registered with, and the server's tables
-//	keys     -db URL -tenant T -user U       the scope keys a user's devices hold, and the rows each key brings
-//	device   FILE [-conflicts N]             a device database: tenant, device id, cursor, pending rows, conflict log
+//	devices   -db URL -tenant T [-unseen D]  a tenant's devices: user, last seen, pull position, lag, revoked
+//	sessions  -db URL -tenant T              open push sessions: device, opened, last activity, staged rows and bytes
+//	schema    -db URL -tenant T              the app schemas the tenant's devices registered with, and the server's tables
+//	keys      -db URL -tenant T -user U      the scope keys a user's devices hold, and the rows each key brings
+//	revoke    -db URL -tenant T -device D    revoke a lost device: its requests are refused until reinstated
+//	reinstate -db URL -tenant T -device D    let a revoked device sync again
+//	device    FILE [-conflicts N]            a device database: tenant, device id, cursor, pending rows, conflict log
 //
 // Each prints aligned tables, or JSON with -json; -help describes its
 // flags. -db is what tether-server's -db is: a SQLite path, a
-// postgres:// URL or a mysql:// URL. The commands only read: they open
-// the server database as tether-server does, without the app's schema,
-// and a device file read-only ([localdb.Inspect]).
+// postgres:// URL or a mysql:// URL. The commands open the server
+// database as tether-server does, without the app's schema, and a
+// device file read-only ([localdb.Inspect]); all but revoke and
+// reinstate only read.
 //
 // # Errors
 //
@@ -23,5 +26,6 @@
 // wrapping [sqlstore.ErrUnknownTenant]; a user without a device in the
 // tenant, [ErrUnknownUser]; a -db path that is not a tether server
 // database, [ErrNotServer]; a device file that is not a tether database,
-// [localdb.ErrNotDevice]. Run returns [flag.ErrHelp] after -help.
+// [localdb.ErrNotDevice]; revoking a device the tenant has not,
+// [sqlstore.ErrDeviceNotFound]. Run returns [flag.ErrHelp] after -help.
 package admin

@@ -44,8 +44,8 @@ func ExampleRun() {
 	}
 	// Output:
 	// tenant acme: latest version 0, 1 devices
-	// DEVICE    USER  LAST-SEEN            AGO    POSITION  LAG  SCHEMA  KEYS
-	// laptop-1  ada   2026-12-07 09:00:00  1h30m  -         0    server  -
+	// DEVICE    USER  LAST-SEEN            AGO    POSITION  LAG  REVOKED  SCHEMA  KEYS
+	// laptop-1  ada   2026-12-07 09:00:00  1h30m  -         0    no       server  -
 }
 
 // An app that embeds the server runs the same commands from its own

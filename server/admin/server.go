@@ -55,9 +55,17 @@ func runDevices(ctx context.Context, e *env, args []string) error {
 	rows := make([][]string, len(out.Devices))
 	for i, d := range out.Devices {
 		rows[i] = []string{d.Device, d.User, stamp(d.Seen), e.age(d.Seen), position(d.Position), strconv.FormatInt(d.Lag, 10),
-			schemaName(d.Schema), keysText(d.Keys)}
+			yesNo(d.Revoked), schemaName(d.Schema), keysText(d.Keys)}
 	}
-	return e.table("DEVICE USER LAST-SEEN AGO POSITION LAG SCHEMA KEYS", rows)
+	return e.table("DEVICE USER LAST-SEEN AGO POSITION LAG REVOKED SCHEMA KEYS", rows)
+}
+
+// yesNo formats a boolean.
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // position formats a pull position: "-" before the first pull.

@@ -47,6 +47,8 @@ type DeviceInfo struct {
 	// Keys are the scope keys it holds the rows of; nil when it holds no
 	// known set (scopes off, or before its first pull under scopes).
 	Keys []string `json:"keys,omitempty"`
+	// Revoked reports that the operator revoked it (SetDeviceRevoked).
+	Revoked bool `json:"revoked"`
 }
 
 // Latest returns the tenant's latest version. It returns an error
@@ -73,7 +75,7 @@ func (s *Store) Devices(ctx context.Context, tenant string) ([]DeviceInfo, error
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT device, user_name, created_at, seen_at, pulled, moved_at, app_schema, scope_held
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT device, user_name, created_at, seen_at, pulled, moved_at, app_schema, scope_held, revoked
 		FROM _tether_devices WHERE tenant = ? ORDER BY user_name, device`), tenant)
 	if err != nil {
 		return nil, fmt.Errorf("devices of %s: %w", tenant, err)
@@ -84,7 +86,8 @@ func (s *Store) Devices(ctx context.Context, tenant string) ([]DeviceInfo, error
 		var d DeviceInfo
 		var created, seen, moved any
 		var held sql.NullString
-		if err := rows.Scan(&d.Device, &d.User, &created, &seen, &d.Position, &moved, &d.Schema, &held); err != nil {
+		var revoked any
+		if err := rows.Scan(&d.Device, &d.User, &created, &seen, &d.Position, &moved, &d.Schema, &held, &revoked); err != nil {
 			return nil, fmt.Errorf("devices of %s: %w", tenant, err)
 		}
 		if err := scanTimes(&d.Created, created, &d.Seen, seen); err != nil {
@@ -101,6 +104,7 @@ func (s *Store) Devices(ctx context.Context, tenant string) ([]DeviceInfo, error
 			return nil, fmt.Errorf("device %s: %w", d.Device, err)
 		}
 		d.Lag = latest - max(d.Position, 0)
+		d.Revoked = truth(revoked)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
