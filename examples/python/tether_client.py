@@ -231,6 +231,7 @@ class Device:
                 if e.status != 410:
                     raise
                 self.rebuild()
+                held = []  # the snapshot brings these rows, as they are now
                 continue
             held.extend(page["changes"])
             self.cursor = page["cursor"]
