@@ -119,7 +119,15 @@ func Inspect(ctx context.Context, path string, opts InspectOptions) (Info, error
 	if _, err := os.Stat(path); err != nil {
 		return Info{}, fmt.Errorf("localdb: inspect: %w", err)
 	}
-	sdb, err := sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"mode": "ro", "_busy_timeout": "5000"}))
+	params := map[string]string{"mode": "ro", "_busy_timeout": "5000"}
+	if !exists(path+"-wal") && !exists(path+"-shm") {
+		// No app has the file open, and it was closed cleanly: read the
+		// file alone. A read-only connection would create a -wal and a
+		// -shm it cannot remove, owned by whoever inspects (sudo), which
+		// the app, another user, could then not open.
+		params["immutable"] = "1"
+	}
+	sdb, err := sql.Open("sqlite3", sqlitedsn.DSN(path, params))
 	if err != nil {
 		return Info{}, fmt.Errorf("localdb: inspect %s: %w", path, err)
 	}
@@ -272,4 +280,10 @@ func (in *inspector) conflicts(ctx context.Context, n int) error {
 		in.info.Conflicts = append(in.info.Conflicts, c)
 	}
 	return rows.Err()
+}
+
+// exists reports whether a file is at path.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }

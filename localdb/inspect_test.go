@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/tethersync/tether/localdb"
@@ -63,4 +64,40 @@ func TestInspect(t *testing.T) {
 			t.Errorf("Inspect(missing file)=%v, want os.ErrNotExist", err)
 		}
 	})
+}
+
+// Inspect of a file no app has open leaves nothing next to it: no -wal
+// or -shm of its own, which an operator inspecting the file as another
+// user (sudo) would leave owned by that user, so that the app could no
+// longer open its database.
+func TestInspectLeavesNoFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	db := open(t, path)
+	if err := db.Save(ctx, &Note{ID: "n1", Title: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	names := func() []string {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range ents {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	before := names()
+	info, err := localdb.Inspect(ctx, path, localdb.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Pending != 1 {
+		t.Errorf("Inspect=%+v, want 1 pending row", info)
+	}
+	if after := names(); !slices.Equal(after, before) {
+		t.Errorf("the directory held %v before Inspect and %v after", before, after)
+	}
 }

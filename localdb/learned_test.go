@@ -52,3 +52,30 @@ func TestLearnedOnce(t *testing.T) {
 		t.Errorf("conflict log: %d entries, %v; want n1 and n2", len(cs), err)
 	}
 }
+
+// A page set aside that a rebuild supersedes still tells the device what
+// the server undid of its own: the snapshot brings the row as it is now,
+// but carries no notice, so the conflict would be in no log and no
+// report.
+func TestLearnedFromPagesARebuildDrops(t *testing.T) {
+	db := newDB(t)
+	s := db.Syncer()
+	told := wire.Row{Table: "notes", ID: "n1", Version: 3, HLC: "1700000000000.000000.dev", Notify: db.DeviceID(),
+		Reason: "brought back: a row references it", Values: map[string]any{"title": "n1", "at": "2026-01-01T00:00:00Z"}}
+	other := wire.Row{Table: "notes", ID: "n2", Version: 3, HLC: "1700000000000.000001.dev", Values: map[string]any{"title": "n2", "at": "2026-01-01T00:00:00Z"}}
+	if err := s.StashChanges(ctx, []wire.Row{told, other}, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginRebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Learned(); len(got) != 1 || got[0].ID != "n1" || got[0].Reason == "" {
+		t.Errorf("Learned() after a rebuild dropped the page=%+v, want n1 with its reason", got)
+	}
+	if cs, err := db.Conflicts(ctx); err != nil || len(cs) != 1 {
+		t.Errorf("conflict log: %d entries, %v; want n1", len(cs), err)
+	}
+	if got := s.Learned(); len(got) != 0 {
+		t.Errorf("Learned() again=%+v, want nothing", got)
+	}
+}

@@ -61,8 +61,10 @@ func (s *Syncer) BeginRebuild(ctx context.Context) error {
 			return err
 		}
 		// A partial page of a pull set aside is superseded: the
-		// snapshot brings its rows.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_stash`); err != nil {
+		// snapshot brings its rows, but not what they told this device
+		// (a delete of its undone, a row of its deleted with its parent):
+		// that goes into the conflict log now, as the pull would have.
+		if err := unstash(ctx, tx, func(rows []wire.Row) error { return db.learnDropped(ctx, tx, rows) }); err != nil {
 			return err
 		}
 		return setSuppress(ctx, tx, false)
@@ -149,4 +151,28 @@ func (s *Syncer) FinishRebuild(ctx context.Context, resume string) (int, error) 
 		return 0, fmt.Errorf("localdb: finish rebuild: %w", err)
 	}
 	return deleted, nil
+}
+
+// learnDropped records, as learned, the conflicts that rows of a pull
+// set aside and dropped unapplied told this device of (see remoteRow).
+func (db *DB) learnDropped(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
+	for _, r := range rows {
+		t := db.byName[r.Table]
+		if t == nil || r.Evict || r.Notify != db.device || r.Reason == "" {
+			continue
+		}
+		if r.Deleted {
+			if keep, err := db.holdsOrReferenced(ctx, tx, t, r.ID); err != nil || !keep {
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: wire.StrategyReference, Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
+		if err := db.learnConflict(ctx, tx, cf); err != nil {
+			return err
+		}
+	}
+	return nil
 }

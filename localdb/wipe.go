@@ -24,7 +24,10 @@ import (
 // page), and an empty -wal file while another connection holds the file
 // open; none of the data's bytes are in either. The file is not removed:
 // the app may open it again (Open), which starts a new, empty database
-// with a new device id. What Wipe cannot reach: copies made elsewhere
+// with a new device id: one the revocation does not cover, which syncs
+// the tenant's rows again with the token the device holds. An app that
+// wipes on revocation keeps a mark outside the file (written before
+// Wipe) and checks it at start, before it syncs. What Wipe cannot reach: copies made elsewhere
 // (backups, the app's own exports) and the blocks of the storage device
 // underneath that the file system freed; full-disk encryption covers
 // those.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -197,4 +198,44 @@ func refsOf(data []byte) []string {
 // sameCodes reports whether a and b hold the same strings.
 func sameCodes(a, b []string) bool {
 	return slices.Equal(slices.Sorted(slices.Values(a)), slices.Sorted(slices.Values(b)))
+}
+
+// Each object of the document has the fields its wire type has, and only
+// those: a field the server sends that the document lacks is one a client
+// in another language never learns of.
+func TestOpenAPISchemas(t *testing.T) {
+	doc, _ := readOpenAPI(t)
+	for name, v := range map[string]any{
+		"Row": wire.Row{}, "Snapshot": wire.Snapshot{}, "Health": wire.Health{}, "Event": wire.Event{},
+		"TableDigest": wire.TableDigest{}, "DigestRequest": wire.DigestRequest{}, "Digests": wire.Digests{},
+		"Device": wire.Device{}, "Session": wire.Session{}, "Batch": wire.Batch{}, "BatchAck": wire.BatchAck{},
+		"LastBatch": wire.LastBatch{}, "CommitRequest": wire.CommitRequest{}, "Commit": wire.Commit{},
+		"Conflict": wire.Conflict{}, "Changes": wire.Changes{}, "Increment": wire.Increment{},
+		"WriteRequest": wire.WriteRequest{}, "WriteResult": wire.WriteResult{},
+	} {
+		raw, ok := doc.Components.Schemas[name]
+		if !ok {
+			t.Errorf("schema %s: missing", name)
+			continue
+		}
+		var s struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			t.Fatalf("schema %s: %v", name, err)
+		}
+		var want []string
+		typ := reflect.TypeOf(v)
+		for i := range typ.NumField() {
+			tag, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+			if tag != "" && tag != "-" && typ.Field(i).IsExported() {
+				want = append(want, tag)
+			}
+		}
+		slices.Sort(want)
+		got := slices.Sorted(maps.Keys(s.Properties))
+		if !slices.Equal(got, want) {
+			t.Errorf("schema %s has properties %v, wire.%s has %v", name, got, name, want)
+		}
+	}
 }

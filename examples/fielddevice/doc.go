@@ -21,5 +21,9 @@
 // When the server's operator revokes the device (a lost or stolen one:
 // tether-admin revoke), the agent wipes its database (localdb.DB.Wipe),
 // logs "device revoked by the server: database wiped, exiting" and exits
-// with status 3, which the systemd unit does not restart.
+// with status 3, which the systemd unit does not restart. It leaves a
+// marker, <database>.revoked, next to the file: started again all the
+// same (a reboot), it wipes the file again and exits with status 3,
+// without syncing a new database as a new device, until the operator
+// removes the marker.
 package main

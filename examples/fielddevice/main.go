@@ -183,6 +183,9 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := stillRevoked(ctx, cfg.db, reg, log); err != nil {
+		return err
+	}
 	db, err := localdb.Open(ctx, cfg.db, reg)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", cfg.db, err)

@@ -78,6 +78,40 @@ func TestAgentRevoked(t *testing.T) {
 			t.Errorf("the wiped device's files hold %q at byte %d", m, i)
 		}
 	}
+
+	// Started again (a reboot: the unit is enabled), the agent must not
+	// begin a new database and register it as a new device, which the
+	// revocation would not cover: it would download the tenant's rows
+	// again onto the lost device.
+	again := start(t, "agent-again", agentBin, []string{"TETHER_SERVER=http://" + addr, "TETHER_TOKEN=token-field"},
+		"-db", deviceDB, "-name", "probe-revoked", "-interval", "50ms", "-sample", "5ms", "-live")
+	sdb := openRO(t, serverDB)
+	devices := func() int {
+		var n int
+		if err := sdb.QueryRow(`SELECT count(*) FROM _tether_devices WHERE tenant = 'acme'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	exited := func() bool {
+		select {
+		case <-again.done:
+			return true
+		default:
+			return false
+		}
+	}
+	until(t, "the agent started again to exit or register", func() bool { return exited() || devices() > 1 })
+	if n := devices(); n != 1 {
+		t.Errorf("the agent started again after its revocation registered a new device: %d devices", n)
+	}
+	if !exited() {
+		again.stop(t)
+		t.Fatal("the agent started again after its revocation runs")
+	}
+	if code := again.wait(t); code != exitRevoked {
+		t.Errorf("the agent started again after its revocation exited with %d, want %d", code, exitRevoked)
+	}
 }
 
 // deviceFiles returns the bytes of the SQLite file at path and its -wal.

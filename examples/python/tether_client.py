@@ -182,7 +182,20 @@ class Device:
             if seq == len(tables) - 1:
                 params["commit"] = "1"
             path = "/v1/sessions/%s/batches/%d?%s" % (session, seq, urllib.parse.urlencode(params))
-            ack = self.request("PUT", path, {"rows": by_table[table]})
+            try:
+                ack = self.request("PUT", path, {"rows": by_table[table]})
+            except TetherError as e:
+                if e.status < 500:
+                    # Refused: nothing of the batch applied, the session is
+                    # still open. Drop it, or refused pushes would reach
+                    # MaxOpenSessions. (A 5xx or no answer leaves it unknown
+                    # whether a committing batch applied: a real client
+                    # settles then; see docs/protocol.md.)
+                    try:
+                        self.abandon(session)
+                    except TetherError:
+                        pass
+                raise
             commit = ack.get("commit")
         self._committed(commit, by_table)
         self.own.append(session)
@@ -231,6 +244,7 @@ class Device:
                 if e.status != 410:
                     raise
                 self.rebuild()
+                held = []  # the snapshot brings these rows, as they are now
                 continue
             held.extend(page["changes"])
             self.cursor = page["cursor"]
