@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlident"
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -86,15 +85,8 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if opts.ConflictRetention <= 0 {
 		opts.ConflictRetention = 30 * 24 * time.Hour
 	}
-	dsn := sqlitedsn.DSN(path, map[string]string{
-		"_journal_mode":    "WAL",
-		"_busy_timeout":    fmt.Sprint(opts.BusyTimeout.Milliseconds()),
-		"_foreign_keys":    "on",
-		"_txlock":          "immediate",
-		"_synchronous":     "NORMAL",
-		"_stmt_cache_size": "64",
-	})
-	sdb, err := sql.Open("sqlite3", dsn)
+	sdb, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: opts.BusyTimeout,
+		ForeignKeys: true, TxLock: "immediate", Synchronous: "NORMAL", StmtCache: 64})
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}

@@ -39,9 +39,8 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/tethersync/tether/internal/dbserver"
+	_ "github.com/tethersync/tether/internal/sqlitedriver" // the SQLite driver
 )
 
 func main() {

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/server/sqlstore"
 )
 
@@ -28,8 +26,8 @@ type Options struct {
 // schema. It adds missing tables and columns and never drops any.
 func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	open := func(txlock string) (*sql.DB, error) {
-		return sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"_journal_mode": "WAL", "_busy_timeout": "10000",
-			"_txlock": txlock, "_synchronous": "NORMAL", "_stmt_cache_size": "64"}))
+		return sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: 10 * time.Second,
+			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64})
 	}
 	w, err := open("immediate")
 	if err != nil {
