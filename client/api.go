@@ -84,6 +84,17 @@ func (c *Client) Commit(ctx context.Context, device, session string) (wire.Commi
 	return out, err
 }
 
+// Abandon drops an open push session of the device and the rows it
+// staged, so that it no longer counts against the server's limit of open
+// sessions. It is idempotent: abandoning a session that is not open (never
+// opened, expired, abandoned already) returns nil. A committed session is
+// wire.ErrConflict.
+func (c *Client) Abandon(ctx context.Context, device, session string) error {
+	var out wire.Session
+	path := "/sessions/" + url.PathEscape(session)
+	return c.do(ctx, "abandon session "+session, http.MethodDelete, path, device, nil, &out)
+}
+
 // Settle commits a session whose last batch, sent with the commit, got no
 // answer (wire.CommitRequest): the answer's Settled says whether that
 // batch committed the session.

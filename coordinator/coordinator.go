@@ -42,10 +42,15 @@ type Options struct {
 	// MaxElapsed bounds the time spent retrying one SyncNow. Default 2m.
 	MaxElapsed time.Duration
 	// OnProgress, if set, receives progress reports (see Progress for how
-	// to draw them). It is called from the sync's goroutine, one report at
-	// a time, and must not block.
+	// to draw them), and a report of PhaseRetry before each retry, with
+	// the attempt, the wait and the error. It is called from the sync's
+	// goroutine, one report at a time, and must not block.
 	OnProgress func(Progress)
-	// OnConflict, if set, is called for each conflict the server resolved.
+	// OnConflict, if set, is called for each conflict the server resolved
+	// for a pushed row, and for each conflict a pull told the device of (a
+	// delete of its undone, or a row of its deleted, to keep references
+	// whole; an edit made here to a row removed because its user may no
+	// longer see it), once each. Report.Conflicts counts them all.
 	OnConflict func(Conflict)
 	// OnSync, if set, is called after each sync ends, whoever started it
 	// (SyncNow, Run, Live), with its report and error: what a status page

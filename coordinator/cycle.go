@@ -23,6 +23,12 @@ type Conflict struct {
 	Outcome string
 	// Winner is the winning row as the server holds it.
 	Winner wire.Row
+	// Reason says why, for a conflict the server settled to keep
+	// references whole (Strategy wire.StrategyReference: a delete undone,
+	// a row deleted with the one it referenced) and for a write refused or
+	// a row removed because the device's user may not write or see it
+	// (wire.StrategyForbidden). Conflicts learned through a pull have one.
+	Reason string
 }
 
 // sync is one sync run: register when needed, push then pull, retried
@@ -36,7 +42,6 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 		rep.BytesSent, rep.BytesReceived = sent-sent0, recv-recv0
 		rep.Duration = time.Since(start)
 	}()
-	c.report(Progress{Phase: PhaseConnect})
 	// No request of its own checks the connection: each request of the
 	// sync must connect within HealthTimeout, and one that cannot reach
 	// the server ends the sync as offline, without retries (what was
@@ -46,6 +51,7 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 	reregistered := false
 	for {
 		rep.Attempts++
+		c.report(Progress{Phase: PhaseConnect}) // each attempt, after a PhaseRetry
 		err := c.register(ctx, false)
 		if err == nil {
 			err = explainDevice(c.db.DeviceID(), c.cycle(ctx, r, &rep))
@@ -62,10 +68,11 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 			c.report(Progress{Phase: PhaseDone})
 			return rep, nil
 		}
-		wait, err := retry(ctx, err, b, rep.Attempts)
-		if err != nil {
-			return rep, err
+		wait, rerr := retry(ctx, err, b, rep.Attempts)
+		if rerr != nil {
+			return rep, rerr
 		}
+		c.report(Progress{Phase: PhaseRetry, Attempt: rep.Attempts + 1, Wait: wait, Err: err})
 		if err := sleep(ctx, wait); err != nil {
 			return rep, err
 		}
@@ -144,6 +151,7 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 		}
 		rep.Applied += lres.Applied
 		rep.Evicted += lres.Evicted
+		c.conflicts(lres.Conflicts, rep)
 		if !errors.Is(err, wire.ErrHistoryPurged) || attempt > 0 {
 			return err
 		}
@@ -156,8 +164,8 @@ func (c *Coordinator) cycle(ctx context.Context, r *run, rep *Report) error {
 	}
 }
 
-// conflicts counts the conflicts of a push in rep, and reports each to
-// Options.OnConflict.
+// conflicts counts the conflicts of a push or a pull in rep, and reports
+// each to Options.OnConflict.
 func (c *Coordinator) conflicts(cs []wire.Conflict, rep *Report) {
 	rep.Conflicts += len(cs)
 	if c.opts.OnConflict == nil {
@@ -165,6 +173,6 @@ func (c *Coordinator) conflicts(cs []wire.Conflict, rep *Report) {
 	}
 	for _, cf := range cs {
 		c.opts.OnConflict(Conflict{Table: cf.Table, ID: cf.ID, Strategy: cf.Strategy, LocalWon: cf.Winner == wire.WinnerClient,
-			Outcome: cf.Winner, Winner: cf.Row})
+			Outcome: cf.Winner, Winner: cf.Row, Reason: cf.Reason})
 	}
 }

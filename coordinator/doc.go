@@ -6,6 +6,11 @@
 // server only on its first sync, when its schema changed, or when the
 // server lost its registration.
 //
+// Each retry is reported to Options.OnProgress ([PhaseRetry], with the
+// attempt, the wait and the error), and every conflict the sync told the
+// device of, of its pushes and learned through its pulls, to
+// Options.OnConflict and in [Report].Conflicts.
+//
 // [Coordinator.SyncNow] is for a "Sync now" button: it returns [ErrOffline]
 // at once when the server is unreachable, and it returns only after a sync
 // that started after the call has finished, so a "synced" shown to a user

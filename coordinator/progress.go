@@ -1,5 +1,10 @@
 package coordinator
 
+import (
+	"fmt"
+	"time"
+)
+
 // Phases of a sync, reported in Progress.
 const (
 	PhaseConnect = "connect"
@@ -10,6 +15,11 @@ const (
 	// the rows received, Total is the tenant's rows.
 	PhaseRebuild = "rebuild"
 	PhaseDone    = "done"
+	// PhaseRetry is a wait before the sync tries again, after a transient
+	// failure (a 5xx, a 429, a timeout): Attempt, Wait and Err say which
+	// attempt comes, when, and why the last one failed. One is reported
+	// before each retry; the attempt that follows starts at PhaseConnect.
+	PhaseRetry = "retry"
 )
 
 // Progress is a progress report for a progress bar.
@@ -34,6 +44,39 @@ type Progress struct {
 	// Total is the number of rows of the phase, at least Done; 0 when
 	// unknown, as for a pull.
 	Total int
+
+	// Attempt, during PhaseRetry, is the number of the attempt that
+	// follows the wait: 2 for the first retry of a sync.
+	Attempt int
+	// Wait, during PhaseRetry, is how long the sync waits before that
+	// attempt (the backoff, or the server's Retry-After when longer).
+	Wait time.Duration
+	// Err, during PhaseRetry, is the error of the attempt that failed.
+	Err error
+}
+
+// String describes p in a line for a status page or a progress bar's
+// label, as "retrying in 8s (attempt 4): 503 unavailable" during
+// PhaseRetry, "push 40/100", "pull 250" or the phase's name otherwise.
+func (p Progress) String() string {
+	switch {
+	case p.Phase == PhaseRetry:
+		return fmt.Sprintf("retrying in %s (attempt %d): %v", roundWait(p.Wait), p.Attempt, p.Err)
+	case p.Total > 0:
+		return fmt.Sprintf("%s %d/%d", p.Phase, p.Done, p.Total)
+	case p.Done > 0:
+		return fmt.Sprintf("%s %d", p.Phase, p.Done)
+	}
+	return p.Phase
+}
+
+// roundWait rounds a wait for people: to the second from a second on, to
+// the millisecond below.
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }
 
 // report makes p the progress of the run under way, and reports it to

@@ -11,7 +11,7 @@ type Report struct {
 	Pushed        map[string]int // rows pushed per table
 	Pulled        map[string]int // rows received per table (a device's own pushes come back only where the server changed them)
 	Applied       int            // pulled rows written locally
-	Conflicts     int
+	Conflicts     int            // conflicts of pushed rows, and those pulls told of (see Options.OnConflict)
 	BytesSent     int64
 	BytesReceived int64
 	Attempts      int

@@ -11,9 +11,11 @@ import (
 
 // Digest hashes the canonical contents of a table's rows, so that a device
 // and the server can tell whether they hold the same rows without sending
-// them. Add rows in id order (byte order); a deleted row counts by its id
-// alone. Values are in their canonical form (Kind.FromWire or Kind.FromDB)
-// for the table's columns after "id".
+// them. Add rows in id order (byte order). The server's digests (GET
+// /v1/digest) and a device's Verify hold live rows only: deleted rows are
+// not added (Add would count one by its id alone). Values are in their
+// canonical form (Kind.FromWire or Kind.FromDB) for the table's columns
+// after "id"; docs/protocol.md spells out the bytes.
 type Digest struct {
 	t    *Table
 	h    hash.Hash

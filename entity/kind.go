@@ -69,7 +69,7 @@ func (k Kind) FromWire(v any) (any, error) {
 	if raw, ok := v.(json.RawMessage); ok {
 		var x any
 		if err := unmarshalNumber(raw, &x); err != nil {
-			return nil, fmt.Errorf("want %s: %w", k, err)
+			return nil, fmt.Errorf("want %s, %s: %w", k, k.WireFormat(), err)
 		}
 		v = x
 	}
@@ -85,7 +85,7 @@ func (k Kind) FromWire(v any) (any, error) {
 		if n, ok := v.(json.Number); ok {
 			i, err := strconv.ParseInt(string(n), 10, 64)
 			if err != nil {
-				return nil, fmt.Errorf("want integer, got %s", n)
+				return nil, fmt.Errorf("want integer, %s, got %s", k.WireFormat(), n)
 			}
 			return i, nil
 		}
@@ -93,7 +93,7 @@ func (k Kind) FromWire(v any) (any, error) {
 		if n, ok := v.(json.Number); ok {
 			f, err := strconv.ParseFloat(string(n), 64)
 			if err != nil || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("want real, got %s", n)
+				return nil, fmt.Errorf("want real, %s, got %s", k.WireFormat(), n)
 			}
 			return f, nil
 		}
@@ -105,7 +105,7 @@ func (k Kind) FromWire(v any) (any, error) {
 		if s, ok := v.(string); ok {
 			t, err := ParseTime(s)
 			if err != nil {
-				return nil, fmt.Errorf("want time: %w", err)
+				return nil, fmt.Errorf("want time, %s: %w", k.WireFormat(), err)
 			}
 			return FormatTime(t), nil
 		}
@@ -113,19 +113,19 @@ func (k Kind) FromWire(v any) (any, error) {
 		if s, ok := v.(string); ok {
 			b, err := base64.StdEncoding.DecodeString(s)
 			if err != nil {
-				return nil, fmt.Errorf("want base64 blob: %w", err)
+				return nil, fmt.Errorf("want blob, %s: %w", k.WireFormat(), err)
 			}
 			return b, nil
 		}
 	case KindJSON:
 		if s, ok := v.(string); ok {
 			if !json.Valid([]byte(s)) {
-				return nil, fmt.Errorf("want JSON text, got invalid JSON")
+				return nil, fmt.Errorf("want json, %s, got a string that is not JSON", k.WireFormat())
 			}
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("want %s, got %s", k, jsonType(v))
+	return nil, fmt.Errorf("want %s, %s, got %s", k, k.WireFormat(), jsonType(v))
 }
 
 // FromDB converts a value scanned from a SQL driver into the canonical form

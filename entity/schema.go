@@ -1,10 +1,14 @@
 package entity
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -156,11 +160,22 @@ func sortTables(ts []Table) {
 }
 
 // ParseSchema decodes and validates a JSON schema, as written by
-// json.Marshal of a [Schema]. Tables are put in priority order.
+// json.Marshal of a [Schema]. Tables are put in priority order. It is
+// strict: a key that is not a field of Schema, Table or Column is refused
+// by name (a misspelt "nulable" would otherwise be ignored), and so is
+// anything after the schema's object.
 func ParseSchema(data []byte) (Schema, error) {
 	var s Schema
-	if err := json.Unmarshal(data, &s); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return Schema{}, fmt.Errorf("schema: unknown key %s: %s", name, schemaKeys)
+		}
 		return Schema{}, fmt.Errorf("schema: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Schema{}, errors.New("schema: data after the schema's JSON object")
 	}
 	if err := s.Validate(); err != nil {
 		return Schema{}, err
@@ -168,6 +183,10 @@ func ParseSchema(data []byte) (Schema, error) {
 	sortTables(s.Tables)
 	return s, nil
 }
+
+// schemaKeys lists the keys of a schema file, for the error about an
+// unknown one.
+const schemaKeys = `want "tables" at the top; in a table "name", "priority" and "columns"; in a column "name", "kind", "nullable", "ref", "on_delete" and "counter"`
 
 // Default is the SQL literal of the value a column takes in rows written
 // without it (rows that existed before it was added, rows pushed by a

@@ -72,6 +72,7 @@ type DB struct {
 	device            string
 	key               string // the device key; see Syncer.DeviceKey
 	closed            atomic.Bool
+	learn             learning // see Syncer.Learned
 }
 
 // Open opens the SQLite database at path, creating it if needed, with the

@@ -34,7 +34,7 @@ func (db *DB) evict(ctx context.Context, tx *sql.Tx, t *table, id string, depth 
 	if dirty != 0 {
 		cf := wire.Conflict{Table: t.name, ID: id, Strategy: wire.StrategyForbidden, Winner: wire.WinnerServer,
 			Row: wire.Row{Table: t.name, ID: id, Evict: true}, Reason: evictReason}
-		if err := db.logConflict(ctx, tx, cf); err != nil {
+		if err := db.learnConflict(ctx, tx, cf); err != nil {
 			return 0, err
 		}
 	}

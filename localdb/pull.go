@@ -233,7 +233,7 @@ func (db *DB) remoteRow(ctx context.Context, tx *sql.Tx, r wire.Row, notify bool
 		// it goes into the conflict log, with the row as it stands here
 		// before the change.
 		cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: wire.StrategyReference, Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
-		if err := db.logConflict(ctx, tx, cf); err != nil {
+		if err := db.learnConflict(ctx, tx, cf); err != nil {
 			return nil, nil, err
 		}
 	}

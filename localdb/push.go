@@ -364,7 +364,9 @@ func (s *Syncer) ForgetFinal(ctx context.Context) error {
 }
 
 // FinishPush applies the server's answer to a committed session: rows
-// unchanged since they were read are clean at the new version; rows edited
+// unchanged since they were read are clean at the new version; every row
+// sent takes the version and the writer the server recorded
+// (wire.Commit.ModifiedBy), without being downloaded; rows edited
 // meanwhile stay dirty (G2); rows whose conflict the server's row or a
 // merge won take the winning row, unless edited meanwhile. Every conflict
 // is recorded in the conflict log (see Conflicts). It ends the push
@@ -382,7 +384,7 @@ func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error 
 	// moved under a project new to the device), as a pulled page may.
 	return db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
 		return suppressed(ctx, tx, func() error {
-			if err := db.acknowledge(ctx, tx, c.Version); err != nil {
+			if err := db.acknowledge(ctx, tx, c.Version, c.ModifiedBy); err != nil {
 				return err
 			}
 			if err := db.ackIncrements(ctx, tx); err != nil {
@@ -403,15 +405,17 @@ func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error 
 }
 
 // acknowledge marks the rows sent in the session as held by the server at
-// version: clean, unless edited since they were read.
-func (db *DB) acknowledge(ctx context.Context, tx *sql.Tx, version int64) error {
+// version, written by user (the server's record of who wrote them; ""
+// keeps what the rows say): clean, unless edited since they were read.
+func (db *DB) acknowledge(ctx context.Context, tx *sql.Tx, version int64, user string) error {
 	for _, t := range db.tables {
 		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %[1]s SET
 			"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
 			"_changed" = CASE WHEN %[1]s."_change" = p.change THEN '' ELSE %[1]s."_changed" END,
 			"_version" = ?,
+			"_modified_by" = CASE WHEN ? = '' THEN %[1]s."_modified_by" ELSE ? END,
 			"_stale" = 0 -- the server holds it at this version: a rebuild under way keeps it
-			FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, sqlident.Quote(t.name)), version, t.name)
+			FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, sqlident.Quote(t.name)), version, user, user, t.name)
 		if err != nil {
 			return fmt.Errorf("acknowledge %s: %w", t.name, err)
 		}

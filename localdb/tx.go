@@ -13,7 +13,7 @@ import (
 // inTx runs fn in a write transaction.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.sql.BeginTx(ctx, nil)
-	return runTx(tx, err, fn)
+	return db.runTx(tx, err, fn)
 }
 
 // inTxUnchecked runs fn in a write transaction with foreign keys not
@@ -38,15 +38,17 @@ func (db *DB) inTxUnchecked(ctx context.Context, fn func(tx *sql.Tx) error) erro
 		}
 	}()
 	tx, err := conn.BeginTx(ctx, nil)
-	return runTx(tx, err, fn)
+	return db.runTx(tx, err, fn)
 }
 
 // runTx runs fn in tx, just begun with error err, and commits it when fn
-// succeeds.
-func runTx(tx *sql.Tx, err error, fn func(tx *sql.Tx) error) error {
+// succeeds. The conflicts tx learned (see Syncer.Learned) are kept only if
+// it committed.
+func (db *DB) runTx(tx *sql.Tx, err error, fn func(tx *sql.Tx) error) (rerr error) {
 	if err != nil {
 		return err
 	}
+	defer func() { db.learn.end(tx, rerr == nil) }()
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return err

@@ -21,6 +21,7 @@ func (failingStore) OwnSessions(context.Context) ([]string, int64, error) {
 	return []string{"s1"}, 1, nil
 }
 func (failingStore) ForgetOwn(context.Context, int64) error { return nil }
+func (failingStore) Learned() []wire.Conflict               { return nil }
 func (failingStore) StashChanges(context.Context, []wire.Row, string) error {
 	return errors.New("disk full")
 }

@@ -30,6 +30,9 @@ type Store interface {
 	// ForgetOwn forgets the own sessions up to mark, once a pull passed
 	// them.
 	ForgetOwn(ctx context.Context, mark int64) error
+	// Learned returns, once each, the conflicts the store recorded in its
+	// conflict log while it applied rows (see localdb.Syncer.Learned).
+	Learned() []wire.Conflict
 }
 
 // Transport is what the pull engine needs of the server; *client.Client
@@ -61,6 +64,12 @@ type Result struct {
 	// Applied is the number of rows written locally; received rows the
 	// device already had, or holds dirty, are not written.
 	Applied int
+	// Conflicts are the conflicts the pulled rows told the device of, each
+	// once: its actions the server undid to keep references whole (a
+	// delete undone, a row deleted with the one it referenced), and edits
+	// made here to rows removed because its principal may no longer see
+	// them. The store's conflict log records them too.
+	Conflicts []wire.Conflict
 }
 
 // Engine pulls changes into a store. It is not safe for concurrent use.
@@ -123,6 +132,7 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 				return res, fmt.Errorf("pull after %q: %w", cursor, err)
 			}
 			res.Applied += n
+			res.Conflicts = append(res.Conflicts, e.store.Learned()...)
 		}
 		e.counted(&res, ch.Changes)
 		cursor = ch.Cursor

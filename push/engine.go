@@ -35,6 +35,11 @@ type Store interface {
 	// With own, the store holds everything the session pushed, as pushed:
 	// the next pull need not bring it back (see localdb.Syncer.OwnSessions).
 	FinishPush(ctx context.Context, c wire.Commit, own bool) error
+	// Learned returns, once each, the conflicts the store recorded in its
+	// conflict log beyond the commit's answer (see
+	// localdb.Syncer.Learned): edits made during the push to rows a
+	// refused write removed from the device.
+	Learned() []wire.Conflict
 }
 
 // Transport is what the push engine needs of the server; *client.Client
@@ -64,7 +69,8 @@ type Options struct {
 type Result struct {
 	// Rows counts the rows sent per table.
 	Rows map[string]int
-	// Conflicts lists the conflicts the server resolved.
+	// Conflicts lists the conflicts the server resolved, and those the
+	// store learned while it applied the answer (Store.Learned).
 	Conflicts []wire.Conflict
 	// Version is the server version of the committed session; 0 when
 	// there was nothing to push.

@@ -104,6 +104,7 @@ func (p *pass) finish(ctx context.Context, c wire.Commit, own bool) error {
 	}
 	p.res.Version = c.Version
 	p.res.Conflicts = append(p.res.Conflicts, c.Conflicts...)
+	p.res.Conflicts = append(p.res.Conflicts, p.e.store.Learned()...)
 	return nil
 }
 

@@ -91,6 +91,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Principal
 	if p.Tenant == "" {
 		return Principal{}, fmt.Errorf("credentials name no tenant: %w", wire.ErrForbidden)
 	}
+	noted(r.Context()).tenant = p.Tenant
 	if t := r.Header.Get(wire.HeaderTenant); t != "" && t != p.Tenant {
 		return Principal{}, fmt.Errorf("the device's database belongs to tenant %q and the credentials are for %q: %w", clip(t), p.Tenant, wire.ErrForbidden)
 	}

@@ -539,3 +539,36 @@ func TestCaptureReachesDevices(t *testing.T) {
 		}
 	})
 }
+
+// A row deleted and written again before the capture reaches devices as
+// it is last, not as the tombstone of its first DELETE; deleted, written
+// and deleted again, it is a tombstone with the values it had last. The
+// last values a DELETE kept leave the staging table either way.
+func TestCaptureDeleteWriteAgain(t *testing.T) {
+	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
+		store, c := capturing(t, db)
+		f := storeFixture{t: t, s: store}
+		f.device(ada, "d1")
+		f.push(ada, "d1", lww, []wire.Row{parent("p1", "first", "0001700000000.000000.d1"), parent("p2", "first", "0001700000000.000000.d1")})
+		bo := openBackOffice(t, db)
+		bo.exec(deleteParent("p1"), insertParent("p1", "back"))
+		bo.exec(deleteParent("p2"), insertParent("p2", "second"), deleteParent("p2"))
+		if n := capture(t, c); n != 1 {
+			t.Fatalf("Capture()=%d commits, want 1", n)
+		}
+		rows := latest(f.all(ada, 100))
+		if p1 := rows["parents/p1"]; p1.Deleted || p1.Values["name"] != "back" {
+			t.Errorf("p1 deleted=%v values %v, want the row written again", p1.Deleted, p1.Values)
+		}
+		if p2 := rows["parents/p2"]; !p2.Deleted || p2.Values["name"] != "second" {
+			t.Errorf("p2 deleted=%v values %v, want a tombstone with the values it had last", p2.Deleted, p2.Values)
+		}
+		var left int
+		if err := bo.db.QueryRow(bo.rebind(`SELECT count(*) FROM _tether_stage_parents WHERE _tenant = ?`), "acme").Scan(&left); err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Errorf("%d rows left in the staging table after the capture, want 0", left)
+		}
+	})
+}

@@ -30,6 +30,7 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 	if rows == nil {
 		rows = []wire.Row{}
 	}
+	s.observer().RowsPulled(p.Tenant, len(rows))
 	// A scope phase's pages are applied together, with the page after
 	// them, as is a version larger than a page.
 	phase := next.Phase != PhaseNone
@@ -82,7 +83,7 @@ func (s *Server) echo(ctx context.Context, p Principal, r *http.Request) (Echo, 
 	echo.Sessions = map[string]bool{}
 	for _, id := range strings.Split(own, ",") {
 		if !deviceRE.MatchString(id) {
-			return Echo{}, fmt.Errorf("own: malformed session id %q: %w", clip(id), wire.ErrBadRequest)
+			return Echo{}, fmt.Errorf("own: malformed session id %q: want %s: %w", clip(id), wire.SessionIDFormat, wire.ErrBadRequest)
 		}
 		echo.Sessions[id] = true
 	}

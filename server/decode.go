@@ -12,6 +12,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -413,8 +414,8 @@ func (d *jsonReader) scalar(max int) (any, error) {
 		d.unread()
 		return d.number()
 	case c == '{' || c == '[':
-		return nil, fmt.Errorf("offset %d: a value must be a string, number, boolean or null, not an %s", d.off,
-			map[byte]string{'{': "object", '[': "array"}[c])
+		return nil, fmt.Errorf("offset %d: a value must be a string, number, boolean or null, not an %s (a json column wants %s)", d.off,
+			map[byte]string{'{': "object", '[': "array"}[c], entity.KindJSON.WireFormat())
 	}
 	d.unread()
 	return d.literal()

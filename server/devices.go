@@ -18,7 +18,7 @@ var deviceRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 func deviceOf(r *http.Request) (string, error) {
 	d := r.Header.Get(wire.HeaderDevice)
 	if !deviceRE.MatchString(d) {
-		return "", fmt.Errorf("missing or malformed %s header: %w", wire.HeaderDevice, wire.ErrBadRequest)
+		return "", fmt.Errorf("missing or malformed %s header %q: want a device id, %s: %w", wire.HeaderDevice, clip(d), wire.IDFormat, wire.ErrBadRequest)
 	}
 	return d, nil
 }
@@ -49,6 +49,7 @@ func (s *Server) device(ctx context.Context, p Principal, r *http.Request) (stri
 	if err := s.store.CheckDevice(ctx, p, device, hash); err != nil {
 		return "", err
 	}
+	noted(ctx).device = device
 	return device, nil
 }
 
@@ -71,7 +72,7 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 		return nil, err
 	}
 	if !deviceRE.MatchString(d.Device) {
-		return nil, fmt.Errorf("malformed device id %q (want 1 to 64 letters, digits and dashes): %w", clip(d.Device), wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed device id %q: want %s: %w", clip(d.Device), wire.IDFormat, wire.ErrBadRequest)
 	}
 	if h := r.Header.Get(wire.HeaderDevice); h != "" && h != d.Device {
 		return nil, fmt.Errorf("the %s header names device %q and the body %s: %w", wire.HeaderDevice, clip(h), d.Device, wire.ErrBadRequest)
@@ -92,5 +93,6 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 	if err := s.store.RegisterDevice(ctx, p, reg, s.opts.Limits); err != nil {
 		return nil, err
 	}
+	noted(ctx).device = d.Device
 	return wire.Device{Device: d.Device, Tenant: p.Tenant, User: p.User}, nil
 }

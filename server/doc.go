@@ -13,6 +13,7 @@
 //	                                          ?open=1 opens the session first, ?commit=1 commits it after
 //	                                          (a small push is one request), ?attempt=n numbers the try
 //	POST /v1/sessions/{id}/commit             apply the whole session in one transaction (idempotent)
+//	DELETE /v1/sessions/{id}                  abandon an open session and what it staged (idempotent)
 //	GET  /v1/changes?cursor=&limit=&own=      rows changed after cursor, in commit order
 //	GET  /v1/snapshot?cursor=&limit=          the tenant's live rows, for a device that must rebuild
 //	GET  /v1/digest, POST /v1/digest          digests of the tenant's live rows
@@ -48,6 +49,13 @@
 // the store every Options.SweepInterval until [Server.Close]. The time
 // rules read a clock that a test can replace: Options.Now for the rate
 // limits and clock stamps, the store's own for expiry and retention.
+//
+// # Observing
+//
+// Options.Logger gets one line per request with Options.LogRequests (else
+// per server error), and an [Observer] in Options.Observer hears every
+// request, session, commit and sweep: package server/metrics counts them
+// as Prometheus metrics (docs/metrics.md).
 //
 // # Stores
 //

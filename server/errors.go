@@ -7,15 +7,16 @@ import (
 )
 
 // fail writes err as a JSON error body, with the status wire.Code (the one
-// table from error to status) gives it; a server error is logged, and its
-// message is not sent. A client error's message is clipped to
-// maxMessageBytes: whatever a handler quoted of the request, the answer
-// stays small.
+// table from error to status) gives it; the request's log line (see
+// logRequest) carries err, and a server error's message is not sent. A
+// client error's message is clipped to maxMessageBytes: whatever a
+// handler quoted of the request, the answer stays small.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code, status := wire.Code(err)
+	n := noted(r.Context())
+	n.code, n.err = code, err
 	msg := err.Error()
 	if status >= 500 {
-		s.opts.Logger.Error("tether request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal server error"
 	} else {
 		msg = clipTo(msg, maxMessageBytes)

@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -20,14 +21,21 @@ const (
 )
 
 // JWT authenticates bearer tokens that are JSON Web Tokens signed with
-// HS256 (a shared secret) or RS256 (an RSA key pair; the server holds the
-// public key). Only the one algorithm configured is accepted, so a token
-// cannot choose how it is checked. Tokens must carry an expiry.
+// HS256 (a shared secret), RS256 (an RSA key pair; the server holds the
+// public key), or a key of an identity provider's key set (JWKS). Only
+// the algorithms of the key configured are accepted (HS256 for Secret,
+// RS256 for PublicKey, the asymmetric algorithms of the key a JWKS token
+// names), so a token cannot choose how it is checked. Tokens must carry
+// an expiry.
 type JWT struct {
-	// Secret is the HS256 key. Set Secret or PublicKey, not both.
+	// Secret is the HS256 key. Set exactly one of Secret, PublicKey and
+	// JWKS.
 	Secret []byte
 	// PublicKey verifies RS256 signatures.
 	PublicKey *rsa.PublicKey
+	// JWKS verifies RS256, ES256, EdDSA (and the other asymmetric)
+	// signatures with the keys of a provider's key set. Close closes it.
+	JWKS *JWKS
 	// Issuer, when set, must equal the "iss" claim.
 	Issuer string
 	// Audience, when set, must be in the "aud" claim.
@@ -53,21 +61,25 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
-	var method string
-	var key any
+	var methods []string
+	var keyfunc jwt.Keyfunc
 	switch {
-	case j.PublicKey != nil && j.Secret == nil:
-		method, key = jwt.SigningMethodRS256.Alg(), j.PublicKey
-	case j.Secret != nil && j.PublicKey == nil:
-		method, key = jwt.SigningMethodHS256.Alg(), j.Secret
+	case j.PublicKey != nil && j.Secret == nil && j.JWKS == nil:
+		methods, keyfunc = []string{jwt.SigningMethodRS256.Alg()}, func(*jwt.Token) (any, error) { return j.PublicKey, nil }
+	case j.Secret != nil && j.PublicKey == nil && j.JWKS == nil:
+		methods, keyfunc = []string{jwt.SigningMethodHS256.Alg()}, func(*jwt.Token) (any, error) { return j.Secret, nil }
+	case j.JWKS != nil && j.Secret == nil && j.PublicKey == nil:
+		ctx, cancel := j.JWKS.context(r.Context())
+		defer cancel()
+		methods, keyfunc = jwksMethods, j.JWKS.keyfunc(ctx)
 	default:
-		return Principal{}, fmt.Errorf("server misconfigured: JWT needs exactly one of Secret and PublicKey: %w", wire.ErrInternal)
+		return Principal{}, fmt.Errorf("server misconfigured: JWT needs exactly one of Secret, PublicKey and JWKS: %w", wire.ErrInternal)
 	}
 	leeway := j.Leeway
 	if leeway <= 0 {
 		leeway = DefaultJWTLeeway
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods([]string{method}), jwt.WithExpirationRequired(), jwt.WithLeeway(leeway), jwt.WithIssuedAt()}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithLeeway(leeway), jwt.WithIssuedAt()}
 	if j.Now != nil {
 		opts = append(opts, jwt.WithTimeFunc(j.Now))
 	}
@@ -78,7 +90,7 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 		opts = append(opts, jwt.WithAudience(j.Audience))
 	}
 	claims := jwt.MapClaims{}
-	if _, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return key, nil }, opts...); err != nil {
+	if _, err := jwt.ParseWithClaims(tok, claims, keyfunc, opts...); err != nil {
 		return Principal{}, fmt.Errorf("invalid token: %v: %w", err, wire.ErrUnauthorized)
 	}
 	exp, err := claims.GetExpirationTime() // required: the parser checked it
@@ -100,6 +112,15 @@ func (j *JWT) Authenticate(r *http.Request) (Principal, error) {
 	return Principal{Tenant: tenant, User: user, Expires: exp.Time, Claims: map[string]any(claims)}, nil
 }
 
+// Close closes the JWKS, if any: its key set is no longer fetched. It
+// returns nil.
+func (j *JWT) Close() error {
+	if j.JWKS != nil {
+		return j.JWKS.Close()
+	}
+	return nil
+}
+
 // Authenticators tries each authenticator in turn and returns the first
 // principal found, such as StaticTokens for service accounts and JWT for
 // people.
@@ -119,4 +140,16 @@ func (as Authenticators) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, fmt.Errorf("no authenticator configured: %w", wire.ErrUnauthorized)
 	}
 	return Principal{}, errors.Join(errs...)
+}
+
+// Close closes each authenticator that is an io.Closer (a JWT with a
+// JWKS), and returns their errors joined.
+func (as Authenticators) Close() error {
+	var errs []error
+	for _, a := range as {
+		if c, ok := a.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
 }

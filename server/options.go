@@ -47,8 +47,16 @@ type Options struct {
 	// MaxBodyBytes limits request bodies, after decompression; larger
 	// bodies get 413. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// Logger receives one line per failed request. Default slog.Default().
-	Logger *slog.Logger
+	// Logger receives the request log: with LogRequests, one line per
+	// request (Info for 2xx and 3xx, Warn for 4xx, Error for 5xx; see
+	// docs/metrics.md for its fields), else one line per request that
+	// failed with a server error (5xx). Default slog.Default().
+	Logger      *slog.Logger
+	LogRequests bool
+	// Observer, when set, hears every request, session, commit, pushed
+	// and pulled row and sweep, for metrics (see package
+	// server/metrics). Default nil: none.
+	Observer Observer
 	// Limits bounds the push sessions a device may keep open, and how
 	// long what expires is kept; each field has its default.
 	Limits Limits

@@ -29,7 +29,7 @@ func (s *Server) openSession(ctx context.Context, p Principal, w http.ResponseWr
 		return nil, err
 	}
 	if req.Session != "" && !deviceRE.MatchString(req.Session) {
-		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", clip(req.Session), wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed session id %q: want %s: %w", clip(req.Session), wire.SessionIDFormat, wire.ErrBadRequest)
 	}
 	id, err := s.store.OpenSession(ctx, p, device, req.Session, s.opts.Limits)
 	if err != nil {
@@ -47,7 +47,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	}
 	seq, err := strconv.Atoi(r.PathValue("seq"))
 	if err != nil || !seqRE.MatchString(r.PathValue("seq")) {
-		return nil, fmt.Errorf("malformed batch number %q: %w", clip(r.PathValue("seq")), wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed batch number %q: want 0 to 999999999 without sign or leading zeros: %w", clip(r.PathValue("seq")), wire.ErrBadRequest)
 	}
 	params, err := batchParams(r)
 	if err != nil {
@@ -55,7 +55,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	}
 	session := r.PathValue("session")
 	if params.Open && !deviceRE.MatchString(session) {
-		return nil, fmt.Errorf("malformed session id %q (want 1 to 64 letters, digits and dashes): %w", clip(session), wire.ErrBadRequest)
+		return nil, fmt.Errorf("malformed session id %q: want %s: %w", clip(session), wire.SessionIDFormat, wire.ErrBadRequest)
 	}
 	// The digest of a batch that commits tells the same request delivered
 	// twice (a proxy that retries) from another (Store.Push).
@@ -81,6 +81,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if err != nil {
 		return nil, err
 	}
+	s.observer().RowsPushed(p.Tenant, len(b.Rows))
 	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c}, nil
 }
 

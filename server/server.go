@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 
@@ -21,6 +23,7 @@ type Server struct {
 	opts     Options
 	resolve  Resolver
 	mux      *http.ServeMux
+	patterns []string // of the endpoints, for Routes
 	limiters *limiters
 	// authFails counts failed authentications per client address.
 	authFails *limiters
@@ -69,6 +72,9 @@ func New(store Store, opts Options) (*Server, error) {
 	}
 	s.routes()
 	ctx, stop := context.WithCancel(context.Background())
+	if opts.Observer != nil { // the sweep's and the capture's store calls report to it
+		ctx = WithObserver(ctx, opts.Observer)
+	}
 	s.stop = stop
 	if opts.SweepInterval > 0 {
 		go s.sweep(ctx, opts.SweepInterval)
@@ -86,21 +92,33 @@ func New(store Store, opts Options) (*Server, error) {
 // routes registers the endpoints (see the package documentation).
 func (s *Server) routes() {
 	p := wire.APIPrefix
-	s.mux.HandleFunc("GET "+p+"/health", s.health)
-	s.mux.Handle("POST "+p+"/devices", s.authed(s.registerDevice))
-	s.mux.Handle("POST "+p+"/sessions", s.authed(s.openSession))
-	s.mux.Handle("PUT "+p+"/sessions/{session}/batches/{seq}", s.authed(s.stageBatch))
-	s.mux.Handle("POST "+p+"/sessions/{session}/commit", s.authed(s.commit))
-	s.mux.Handle("GET "+p+"/changes", s.authed(s.changes))
-	s.mux.HandleFunc("GET "+p+"/events", s.events)
-	s.mux.Handle("GET "+p+"/digest", s.authed(s.digest))
-	s.mux.Handle("GET "+p+"/snapshot", s.authed(s.snapshot))
-	s.mux.Handle("POST "+p+"/digest", s.authed(s.digest))
-	s.mux.Handle("POST "+p+"/write", s.authed(s.writeHTTP))
+	s.handle("GET "+p+"/health", http.HandlerFunc(s.health))
+	s.handle("POST "+p+"/devices", s.authed(s.registerDevice))
+	s.handle("POST "+p+"/sessions", s.authed(s.openSession))
+	s.handle("PUT "+p+"/sessions/{session}/batches/{seq}", s.authed(s.stageBatch))
+	s.handle("POST "+p+"/sessions/{session}/commit", s.authed(s.commit))
+	s.handle("DELETE "+p+"/sessions/{session}", s.authed(s.abandon))
+	s.handle("GET "+p+"/changes", s.authed(s.changes))
+	s.handle("GET "+p+"/events", http.HandlerFunc(s.events))
+	s.handle("GET "+p+"/digest", s.authed(s.digest))
+	s.handle("GET "+p+"/snapshot", s.authed(s.snapshot))
+	s.handle("POST "+p+"/digest", s.authed(s.digest))
+	s.handle("POST "+p+"/write", s.authed(s.writeHTTP))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no endpoint %s %s: %w", r.Method, r.URL.Path, wire.ErrNotFound))
 	})
 }
+
+// handle registers an endpoint, and records its pattern for Routes.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.Handle(pattern, h)
+}
+
+// Routes returns the patterns of the endpoints the server serves, such as
+// "GET /v1/changes", in the order they were registered (docs/openapi.json
+// describes each; a test checks they agree).
+func (s *Server) Routes() []string { return slices.Clone(s.patterns) }
 
 // Close stops the server's sweep. It does not close the store.
 func (s *Server) Close() error {
@@ -112,6 +130,9 @@ func (s *Server) Close() error {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec, body, r := s.track(w, r)
+	defer s.done(time.Now(), rec, body, r)
+	w = rec
 	// The event stream is not compressed: it must reach the client as
 	// each event is written.
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && !strings.HasSuffix(r.URL.Path, "/events") {
@@ -195,6 +216,11 @@ func (g *gzipWriter) Write(b []byte) (int, error) {
 	}
 	return g.zw.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection: the body's
+// read deadline (Options.BodyTimeout) holds for a client that accepts
+// gzip too.
+func (g *gzipWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
 
 func (g *gzipWriter) Close() error {
 	if g.zw == nil {

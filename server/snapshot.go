@@ -22,5 +22,10 @@ func (s *Server) snapshot(ctx context.Context, p Principal, w http.ResponseWrite
 		return nil, err
 	}
 	defer release()
-	return s.store.Snapshot(ctx, p, after, limit, s.opts.MaxPageBytes, device)
+	snap, err := s.store.Snapshot(ctx, p, after, limit, s.opts.MaxPageBytes, device)
+	if err != nil {
+		return nil, err
+	}
+	s.observer().RowsPulled(p.Tenant, len(snap.Rows))
+	return snap, nil
 }

@@ -62,6 +62,13 @@ type Store interface {
 	// committed already, Push returns the first commit's answer if it was
 	// committed by the same last batch, and wire.ErrConflict otherwise.
 	Push(ctx context.Context, p Principal, device, session string, seq int, rows []wire.Row, o PushOptions) (*wire.Commit, error)
+	// Abandon drops an open push session of the device and everything
+	// it staged, as if it had expired. Abandoning a session that is not
+	// open (never opened, expired, abandoned already, or another device's)
+	// does nothing and returns nil, so that a retry after a lost answer
+	// succeeds; a committed session is wire.ErrConflict, and one opened by
+	// another user of the device wire.ErrForbidden.
+	Abandon(ctx context.Context, p Principal, device, session string) error
 	// Commit applies every staged batch of a session in one transaction,
 	// tables in priority order, resolving conflicts with resolve, and
 	// records each applied row in the audit log. Committing a committed
@@ -284,7 +291,7 @@ func ParseCursor(s string) (Cursor, error) {
 	if s == "" {
 		return Cursor{}, nil
 	}
-	bad := fmt.Errorf("malformed cursor %q: %w", clip(s), wire.ErrBadRequest)
+	bad := fmt.Errorf("malformed cursor %q: want %s: %w", clip(s), wire.CursorFormat, wire.ErrBadRequest)
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return Cursor{}, bad

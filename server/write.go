@@ -111,6 +111,9 @@ func (s *Server) write(ctx context.Context, p Principal, session string, rows []
 		return wire.Commit{}, fmt.Errorf("write: %w", err)
 	}
 	ctx = Trusted(ctx)
+	if s.opts.Observer != nil {
+		ctx = WithObserver(ctx, s.opts.Observer)
+	}
 	for attempt := 0; ; attempt++ {
 		if err := s.writeDevice(ctx, p.Tenant); err != nil {
 			return wire.Commit{}, fmt.Errorf("write: %w", err)
@@ -333,7 +336,7 @@ func (s *Server) writeHTTP(ctx context.Context, p Principal, w http.ResponseWrit
 		return nil, err
 	}
 	if !deviceRE.MatchString(req.Request) {
-		return nil, fmt.Errorf("missing or malformed request id %q (want 1 to 64 letters, digits and dashes): %w", clip(req.Request), wire.ErrBadRequest)
+		return nil, fmt.Errorf("missing or malformed request id %q: want %s: %w", clip(req.Request), wire.IDFormat, wire.ErrBadRequest)
 	}
 	c, err := s.write(ctx, p, req.Request, req.Rows)
 	if err != nil {

@@ -39,7 +39,7 @@ func FormatStamp(ms, counter int64, device string) string {
 // allocate for a valid stamp.
 func ParseStamp(s string) (ms, counter int64, device string, err error) {
 	if !ValidStamp(s) {
-		return 0, 0, "", fmt.Errorf("malformed clock stamp %q", s)
+		return 0, 0, "", fmt.Errorf("malformed clock stamp %q: want %s", s, StampFormat)
 	}
 	// Only digits: neither can fail nor overflow.
 	ms, _ = strconv.ParseInt(s[:stampMillis], 10, 64)

@@ -52,3 +52,16 @@ func BenchmarkValidStamp(b *testing.B) {
 		ValidStamp(s)
 	}
 }
+
+// The error about a malformed stamp shows the format, with an example
+// that is itself a valid stamp.
+func TestParseStampSaysFormat(t *testing.T) {
+	_, _, _, err := ParseStamp("x")
+	if err == nil || !strings.Contains(err.Error(), StampFormat) {
+		t.Fatalf("ParseStamp(x) = %v, want the format %q", err, StampFormat)
+	}
+	example := StampFormat[strings.LastIndex(StampFormat, " ")+1:]
+	if !ValidStamp(example) {
+		t.Errorf("the format's example %q is not a valid stamp", example)
+	}
+}

@@ -252,6 +252,12 @@ type Commit struct {
 	// device takes each, its counters plus the increments it made since
 	// it read the row.
 	Counted []Row `json:"counted,omitempty"`
+	// ModifiedBy is the user the server recorded as the writer of the
+	// session's rows (the authenticated principal's, never the payload's:
+	// G8). The device writes it, with Version, into its copies of the rows
+	// it pushed, without downloading them. Empty from a server that did
+	// not send it: the device then keeps what its copies say.
+	ModifiedBy string `json:"modified_by,omitempty"`
 }
 
 // Winner values of a Conflict.

@@ -13,8 +13,9 @@
 //	{"token-1": {"tenant": "acme", "user": "ada"}}
 //
 // Instead of or besides it, the server accepts JWTs signed with HS256
-// (-jwt-hs256-secret-file) or RS256 (-jwt-rs256-public-key), with the
-// tenant and user taken from -jwt-tenant-claim and -jwt-user-claim.
+// (-jwt-hs256-secret-file), RS256 (-jwt-rs256-public-key) or a key of an
+// identity provider's key set (-jwt-jwks-url), with the tenant and user
+// taken from -jwt-tenant-claim and -jwt-user-claim.
 package main
 
 import (
@@ -88,9 +89,12 @@ type config struct {
 	listen, db, tokens, schema                 string
 	jwtSecret, jwtPublic                       string
 	jwtIssuer, jwtAudience, jwtTenant, jwtUser string
+	jwtJWKS                                    string
+	jwtJWKSRefresh                             time.Duration
 	tlsCert, tlsKey                            string
 	idleTimeout                                time.Duration
 	opts                                       server.Options // without Auth, which loadAuth makes
+	metrics                                    metricsConfig
 }
 
 // parseFlags reads the command line into a config, and checks what can be
@@ -108,6 +112,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.schema, "schema", "", "path of the JSON schema file (required)")
 	fs.StringVar(&c.jwtSecret, "jwt-hs256-secret-file", "", "accept JWTs signed with HS256 with the secret in this file")
 	fs.StringVar(&c.jwtPublic, "jwt-rs256-public-key", "", "accept JWTs signed with RS256, verified with this PEM public key file")
+	fs.StringVar(&c.jwtJWKS, "jwt-jwks-url", "", "accept JWTs signed with a key of the JWKS at this https URL (an identity provider's jwks_uri); it must load at start")
+	fs.DurationVar(&c.jwtJWKSRefresh, "jwt-jwks-refresh", server.DefaultJWKSRefresh, "how often -jwt-jwks-url is fetched again (an unknown kid fetches it at once, at most once a minute)")
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "required \"iss\" of JWTs")
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "required \"aud\" of JWTs")
 	fs.StringVar(&c.jwtTenant, "jwt-tenant-claim", server.DefaultTenantClaim, "claim of JWTs that holds the tenant")
@@ -142,6 +148,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")
+	c.metrics.flags(fs)
 	fs.Var(trusted, "trusted-user", "a user, of any tenant, whose principals may write through POST /v1/write (a back office; repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -159,10 +166,12 @@ func (c config) check() error {
 	switch {
 	case c.schema == "":
 		return errors.New("-schema is required")
-	case c.tokens == "" && c.jwtSecret == "" && c.jwtPublic == "":
-		return errors.New("give -tokens, a JWT key (-jwt-hs256-secret-file or -jwt-rs256-public-key), or both")
-	case c.jwtSecret != "" && c.jwtPublic != "":
-		return errors.New("-jwt-hs256-secret-file and -jwt-rs256-public-key exclude each other")
+	case c.tokens == "" && c.jwtSecret == "" && c.jwtPublic == "" && c.jwtJWKS == "":
+		return errors.New("give -tokens, a JWT key (-jwt-hs256-secret-file, -jwt-rs256-public-key or -jwt-jwks-url), or both")
+	case c.jwtSecret != "" && (c.jwtPublic != "" || c.jwtJWKS != "") || c.jwtPublic != "" && c.jwtJWKS != "":
+		return errors.New("-jwt-hs256-secret-file, -jwt-rs256-public-key and -jwt-jwks-url exclude each other")
+	case c.jwtJWKSRefresh <= 0:
+		return errors.New("-jwt-jwks-refresh must be positive")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return errors.New("-tls-cert and -tls-key go together")
 	}
@@ -189,9 +198,12 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.opts.Auth, err = c.loadAuth(); err != nil {
+	auth, err := c.loadAuth(ctx)
+	if err != nil {
 		return err
 	}
+	defer auth.Close() // stops fetching -jwt-jwks-url
+	c.opts.Auth = auth
 	if err := c.opts.Check(schema); err != nil { // before a database is touched
 		return fmt.Errorf("-strategy: %w", err)
 	}
@@ -200,6 +212,11 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
+	stopMetrics, err := c.metrics.start(ctx, &c.opts)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	handler, err := server.New(store, c.opts)
 	if err != nil {
 		return err
@@ -239,8 +256,9 @@ func (c config) serve(ctx context.Context, handler http.Handler, attrs ...any) e
 	return srv.Shutdown(shutdown)
 }
 
-// loadAuth reads the tokens file and the JWT key the flags name.
-func (c config) loadAuth() (server.Authenticators, error) {
+// loadAuth reads the tokens file and the JWT key the flags name; a JWKS
+// is fetched until ctx ends or the authenticators are closed.
+func (c config) loadAuth(ctx context.Context) (server.Authenticators, error) {
 	var auth server.Authenticators
 	if c.tokens != "" {
 		tokens, err := loadTokens(c.tokens)
@@ -249,11 +267,16 @@ func (c config) loadAuth() (server.Authenticators, error) {
 		}
 		auth = append(auth, tokens)
 	}
-	if c.jwtSecret == "" && c.jwtPublic == "" {
+	if c.jwtSecret == "" && c.jwtPublic == "" && c.jwtJWKS == "" {
 		return auth, nil
 	}
 	j := &server.JWT{Issuer: c.jwtIssuer, Audience: c.jwtAudience, TenantClaim: c.jwtTenant, UserClaim: c.jwtUser}
-	if c.jwtSecret != "" {
+	if c.jwtJWKS != "" {
+		var err error
+		if j.JWKS, err = server.NewJWKS(ctx, c.jwtJWKS, server.JWKSOptions{Refresh: c.jwtJWKSRefresh}); err != nil {
+			return nil, fmt.Errorf("-jwt-jwks-url: %w", err)
+		}
+	} else if c.jwtSecret != "" {
 		secret, err := os.ReadFile(c.jwtSecret)
 		if err != nil {
 			return nil, fmt.Errorf("jwt secret: %w", err)

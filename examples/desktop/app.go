@@ -223,6 +223,9 @@ type State struct {
 	Pending   int    `json:"pending"`
 	Conflicts int    `json:"conflicts"`
 	Rev       int64  `json:"rev"`
+	// Retry says, while the sync waits to try again, why and when, as
+	// "retrying in 8s (attempt 4): …" (coordinator.PhaseRetry).
+	Retry string `json:"retry,omitempty"`
 }
 
 // State returns the app's current state.
@@ -240,6 +243,9 @@ func (a *App) State(ctx context.Context) (State, error) {
 	s := State{Name: a.cfg.Name, Online: a.online, Checked: a.checked, Syncing: a.co.Syncing(),
 		Phase: a.progress.Phase, Done: a.progress.Done, Total: a.progress.Total, LastError: a.lastErr,
 		Pending: pending, Conflicts: len(cs), Rev: a.rev}
+	if s.Syncing && a.progress.Phase == coordinator.PhaseRetry {
+		s.Retry = a.progress.String()
+	}
 	if !a.lastSync.IsZero() {
 		s.LastSync = a.lastSync.Format(time.RFC3339)
 	}

@@ -149,6 +149,9 @@ type Status struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	Failures    int       `json:"failures"` // failed syncs since the last success
+	// Retry says, while a sync waits to try again, why and when:
+	// "retrying in 8s (attempt 4): …".
+	Retry string `json:"retry,omitempty"`
 }
 
 // agent is the running agent's state.
@@ -164,6 +167,7 @@ type agent struct {
 	lastErr string
 	errAt   time.Time
 	fails   int
+	retry   string // while a sync waits to try again; see Status.Retry
 }
 
 func run(ctx context.Context, args []string, log *slog.Logger) error {
@@ -200,6 +204,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		MaxElapsed:    cfg.retryFor,
 		Logger:        log,
 		OnSync:        a.onSync,
+		OnProgress:    a.onProgress,
 		OnConflict: func(c coordinator.Conflict) {
 			log.Warn("conflict", "table", c.Table, "id", c.ID, "strategy", c.Strategy, "local_won", c.LocalWon)
 		},
@@ -289,6 +294,7 @@ func (a *agent) recorded() int64 {
 func (a *agent) onSync(rep coordinator.Report, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.retry = ""
 	if err == nil {
 		a.success, a.fails = time.Now().UTC(), 0
 		a.log.Info("synced", "pushed", rep.Pushed["readings"], "pulled", rep.Applied, "conflicts", rep.Conflicts,
@@ -307,6 +313,18 @@ func (a *agent) onSync(rep coordinator.Report, err error) {
 	}
 }
 
+// onProgress keeps what a retrying sync waits for, for the status, and
+// logs it.
+func (a *agent) onProgress(p coordinator.Progress) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.retry = ""
+	if p.Phase == coordinator.PhaseRetry {
+		a.retry = p.String()
+		a.log.Info("sync retrying", "attempt", p.Attempt, "wait", p.Wait.String(), "err", p.Err.Error())
+	}
+}
+
 // status returns the agent's status.
 func (a *agent) status(ctx context.Context) (Status, error) {
 	pending, err := a.db.Pending(ctx)
@@ -316,7 +334,7 @@ func (a *agent) status(ctx context.Context) (Status, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return Status{Device: a.cfg.name, Recorded: a.seq, Pending: pending, Syncing: a.co.Syncing(),
-		LastSuccess: a.success, LastError: a.lastErr, LastErrorAt: a.errAt, Failures: a.fails}, nil
+		LastSuccess: a.success, LastError: a.lastErr, LastErrorAt: a.errAt, Failures: a.fails, Retry: a.retry}, nil
 }
 
 // serveStatus serves GET /status on addr; the returned func stops it.

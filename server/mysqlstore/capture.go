@@ -2,6 +2,7 @@ package mysqlstore
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/server/sqlstore"
@@ -25,13 +26,22 @@ func (*dialect) CaptureTriggers(t sqlstore.CaptureTable) []string {
 	}
 	table := sqlident.Quote(t.Table)
 	return []string{
-		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH ROW BEGIN IF NEW."_version" = 0 THEN %s; %s; END IF; END`,
-			sqlident.Quote(t.Trigger+"_insert"), table, record("NEW", "FALSE"), t.Unstage("NEW")),
-		fmt.Sprintf(`CREATE TRIGGER %s BEFORE UPDATE ON %s FOR EACH ROW BEGIN IF NEW."_version" = OLD."_version" THEN %s; %s; SET NEW."_version" = 0; END IF; END`,
-			sqlident.Quote(t.Trigger+"_update"), table, record("NEW", "FALSE"), t.Unstage("NEW")),
-		fmt.Sprintf(`CREATE TRIGGER %s AFTER DELETE ON %s FOR EACH ROW BEGIN IF NOT OLD."_deleted" THEN %s; %s; %s; END IF; END`,
-			sqlident.Quote(t.Trigger+"_delete"), table, record("OLD", "TRUE"), t.Unstage("OLD"), t.StageOld(captureStamp)),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s FOR EACH ROW BEGIN IF NEW."_version" = 0 THEN %s; END IF; END`,
+			sqlident.Quote(t.Trigger+"_insert"), table, record("NEW", "FALSE")),
+		fmt.Sprintf(`CREATE TRIGGER %s BEFORE UPDATE ON %s FOR EACH ROW BEGIN IF NEW."_version" = OLD."_version" THEN %s; SET NEW."_version" = 0; END IF; END`,
+			sqlident.Quote(t.Trigger+"_update"), table, record("NEW", "FALSE")),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER DELETE ON %s FOR EACH ROW BEGIN IF NOT OLD."_deleted" THEN %s; %s; END IF; END`,
+			sqlident.Quote(t.Trigger+"_delete"), table, record("OLD", "TRUE"), t.StageOld("INSERT INTO", stageUpsert, captureStamp)),
 	}
+}
+
+// stageUpsert replaces the last values an earlier DELETE of a row kept.
+func stageUpsert(cols []string) string {
+	set := make([]string, len(cols))
+	for i, c := range cols {
+		set[i] = c + " = VALUES(" + c + ")"
+	}
+	return " ON DUPLICATE KEY UPDATE " + strings.Join(set, ", ")
 }
 
 // DropCaptureTriggers implements sqlstore.Capturing.

@@ -15,7 +15,9 @@ const captureStamp = `lpad(floor(extract(epoch FROM clock_timestamp()) * 1000)::
 
 // CaptureTriggers implements sqlstore.Capturing: a trigger function and
 // its row trigger, which runs before the write so that it sets an updated
-// row's version to 0.
+// row's version to 0. A staging table has no key here (COPY keeps every
+// copy): a DELETE drops the last values an earlier one kept before it
+// keeps its own (PostgreSQL locks no gaps).
 func (*dialect) CaptureTriggers(t sqlstore.CaptureTable) []string {
 	upsert := ` ON CONFLICT (tenant, tbl, id) DO UPDATE SET deleted = excluded.deleted, hlc = excluded.hlc`
 	fn := sqlident.Quote(t.Trigger)
@@ -32,13 +34,12 @@ BEGIN
 	END IF;
 	IF (TG_OP = 'INSERT' AND NEW."_version" = 0) OR (TG_OP = 'UPDATE' AND NEW."_version" = OLD."_version") THEN
 		%s;
-		%s;
 		NEW."_version" := 0;
 	END IF;
 	RETURN NEW;
 END
-$tether$`, fn, t.Record("INSERT INTO", upsert, "OLD", "TRUE", captureStamp), t.Unstage("OLD"), t.StageOld(captureStamp),
-			t.Record("INSERT INTO", upsert, "NEW", "FALSE", captureStamp), t.Unstage("NEW")),
+$tether$`, fn, t.Record("INSERT INTO", upsert, "OLD", "TRUE", captureStamp), t.Unstage("OLD"), t.StageOld("INSERT INTO", nil, captureStamp),
+			t.Record("INSERT INTO", upsert, "NEW", "FALSE", captureStamp)),
 		fmt.Sprintf(`CREATE TRIGGER %s BEFORE INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()`,
 			fn, sqlident.Quote(t.Table), fn),
 	}

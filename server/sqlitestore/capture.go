@@ -22,13 +22,13 @@ func (dialect) CaptureTriggers(t sqlstore.CaptureTable) []string {
 	}
 	table := sqlident.Quote(t.Table)
 	return []string{
-		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s WHEN NEW."_version" = 0 BEGIN %s; %s; END`,
-			sqlident.Quote(t.Trigger+"_insert"), table, record("NEW", "FALSE"), t.Unstage("NEW")),
-		fmt.Sprintf(`CREATE TRIGGER %s AFTER UPDATE ON %s WHEN NEW."_version" = OLD."_version" BEGIN %s; %s; %s; END`,
-			sqlident.Quote(t.Trigger+"_update"), table, record("NEW", "FALSE"), t.Unstage("NEW"),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s WHEN NEW."_version" = 0 BEGIN %s; END`,
+			sqlident.Quote(t.Trigger+"_insert"), table, record("NEW", "FALSE")),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER UPDATE ON %s WHEN NEW."_version" = OLD."_version" BEGIN %s; %s; END`,
+			sqlident.Quote(t.Trigger+"_update"), table, record("NEW", "FALSE"),
 			`UPDATE `+table+` SET "_version" = 0 WHERE "_tenant" = NEW."_tenant" AND "id" = NEW."id" AND "_version" <> 0`),
-		fmt.Sprintf(`CREATE TRIGGER %s AFTER DELETE ON %s WHEN NOT OLD."_deleted" BEGIN %s; %s; %s; END`,
-			sqlident.Quote(t.Trigger+"_delete"), table, record("OLD", "TRUE"), t.Unstage("OLD"), t.StageOld(captureStamp)),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER DELETE ON %s WHEN NOT OLD."_deleted" BEGIN %s; %s; END`,
+			sqlident.Quote(t.Trigger+"_delete"), table, record("OLD", "TRUE"), t.StageOld("INSERT OR REPLACE INTO", nil, captureStamp)),
 	}
 }
 

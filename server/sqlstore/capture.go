@@ -31,6 +31,13 @@ import (
 // table's staging table, under session ” (CaptureTable.StageOld), for
 // its tombstone. The store turns what was recorded into commits
 // (Store.Capture).
+//
+// A trigger only inserts (or replaces one row by its key; on PostgreSQL
+// it deletes the values of its own row): it never deletes or reads other
+// rows, which on MySQL's repeatable read would lock
+// gaps of the staging table and hold up every device staging a batch
+// until the back office's transaction ends. Last values kept by a DELETE
+// that a later INSERT made stale are dropped by the capture.
 type Capturing interface {
 	// CaptureTriggers returns the statements that install the capture
 	// triggers of t, replacing any there are.
@@ -73,24 +80,38 @@ func (c CaptureTable) Record(insert, upsert, row, deleted, stamp string) string 
 		insert, row, Literal(c.Table), row, deleted, stamp, upsert)
 }
 
-// Unstage is the statement that drops the last values kept for row's id
-// by an earlier DELETE (a row deleted, then inserted again).
-func (c CaptureTable) Unstage(row string) string {
-	return fmt.Sprintf(`DELETE FROM %s WHERE "_tenant" = %s."_tenant" AND "_session" = '' AND "id" = %s."id"`,
-		sqlident.Quote(c.Stage), row, row)
-}
-
 // StageOld is the statement that keeps the last values of the deleted
 // row OLD in the staging table, as a staged tombstone of session ”
-// stamped stamp.
-func (c CaptureTable) StageOld(stamp string) string {
+// stamped stamp, replacing the values an earlier DELETE of the same id
+// kept: insert is the dialect's INSERT ("INSERT OR REPLACE INTO" or
+// "INSERT INTO"), and upsert, if not nil, spells the clause that follows
+// the VALUES to replace the row of the same key, given the columns to
+// set (the key is "_tenant", "_session", "id").
+func (c CaptureTable) StageOld(insert string, upsert func(cols []string) string, stamp string) string {
 	vals := make([]string, len(c.Columns))
 	for i, col := range c.Columns {
 		vals[i] = "OLD." + sqlident.Quote(col)
 	}
-	return fmt.Sprintf(`INSERT INTO %s ("_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact", %s)
+	q := fmt.Sprintf(`%s %s ("_tenant", "_session", "_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact", %s)
 		VALUES (OLD."_tenant", '', 0, 0, TRUE, %s, %s, '', 0, %s)`,
-		sqlident.Quote(c.Stage), ColumnList(c.Columns), stamp, Literal(c.every), strings.Join(vals, ", "))
+		insert, sqlident.Quote(c.Stage), ColumnList(c.Columns), stamp, Literal(c.every), strings.Join(vals, ", "))
+	if upsert != nil {
+		set := []string{"_seq", "_base", "_deleted", "_hlc", "_changed", "_present", "_exact"}
+		set = append(set, c.Columns[1:]...) // not id, of the key
+		for i, col := range set {
+			set[i] = sqlident.Quote(col)
+		}
+		q += upsert(set)
+	}
+	return q
+}
+
+// Unstage is the statement that drops the last values kept for row's id
+// by an earlier DELETE, for a dialect whose staging tables have no key
+// to replace them by.
+func (c CaptureTable) Unstage(row string) string {
+	return fmt.Sprintf(`DELETE FROM %s WHERE "_tenant" = %s."_tenant" AND "_session" = '' AND "id" = %s."id"`,
+		sqlident.Quote(c.Stage), row, row)
 }
 
 // StampSuffix is what follows the milliseconds in a captured write's
@@ -360,6 +381,13 @@ func (s *Store) stageCaptured(ctx context.Context, tx *sql.Tx, t *Table, tenant,
 			WHERE c.tenant = ? AND c.tbl = ? AND c.id IN (`+marks(len(chunk))+`)`),
 			append([]any{session, t.every, tenant, t.schema.Name}, anys(chunk)...)...); err != nil {
 			return 0, fmt.Errorf("stage: %w", err)
+		}
+	}
+	// Last values a DELETE kept for a row written again since are stale.
+	for chunk := range slices.Chunk(live, captureChunk) {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = '' AND "id" IN (`+marks(len(chunk))+`)`),
+			append([]any{tenant}, anys(chunk)...)...); err != nil {
+			return 0, fmt.Errorf("drop stale tombstones: %w", err)
 		}
 	}
 	gone, err := recorded(true)

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -20,6 +21,7 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 	var c wire.Commit
 	fresh := false
 	tries := 0
+	start := time.Now()
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		c, fresh = wire.Commit{}, false // a retried transaction starts over
 		ctx := captureOnce(ctx, &tries)
@@ -53,6 +55,9 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 		return wire.Commit{}, fmt.Errorf("commit session %s: %w", session, err)
 	}
 	s.committed(p, device, c, fresh)
+	if fresh {
+		observeCommit(ctx, p, device, c, start)
+	}
 	return c, nil
 }
 
@@ -64,6 +69,7 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 		}
 	}
 	var err error
+	c.ModifiedBy = p.User // as the rows record it (see applier)
 	if c.Version, err = s.d.NextVersion(ctx, tx, p.Tenant); err != nil {
 		return fmt.Errorf("next version: %w", err)
 	}
@@ -229,7 +235,7 @@ func (s *Store) merge(t *Table) string {
 			i+1, col, c.Default(), col))
 	}
 	q := fmt.Sprintf(`INSERT INTO %s ("_tenant", %s, %s, "_colvers")
-		SELECT ?, %s, ?, s."_deleted", CASE WHEN s."_changed" = `+counterOnly+` AND t."id" IS NOT NULL THEN t."_hlc" ELSE s."_hlc" END, ?, ?, s."_session", '', '', s."_exact", %s
+		SELECT ?, %s, ?, s."_deleted", CASE WHEN s."_changed" = `+counterOnly+` AND NOT s."_deleted" AND t."id" IS NOT NULL THEN t."_hlc" ELSE s."_hlc" END, ?, ?, s."_session", '', '', s."_exact", %s
 		FROM (%s) AS s LEFT JOIN %s AS t ON t."_tenant" = ? AND t."id" = s."id" WHERE 1 = 1 ORDER BY s."id"
 		%s`,
 		// A row that changed every column (a new one, the common case)

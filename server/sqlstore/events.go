@@ -84,6 +84,13 @@ func (s *Store) committed(p server.Principal, device string, c wire.Commit, fres
 	}
 }
 
+// observeCommit tells the observer of ctx (server.ObserverOf) of a
+// session's first commit, which took since start.
+func observeCommit(ctx context.Context, p server.Principal, device string, c wire.Commit, start time.Time) {
+	server.ObserverOf(ctx).Committed(server.CommitInfo{Tenant: p.Tenant, Device: device, Applied: c.Applied,
+		Conflicts: c.Conflicts, Duration: time.Since(start)})
+}
+
 // Subscribe implements server.Store. With a CrossProcess dialect the
 // commits of every server process on the database are seen; otherwise
 // those of this process.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -25,6 +26,9 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 	})
 	if err != nil && !errors.Is(err, errOpened) {
 		return "", fmt.Errorf("open session: %w", err)
+	}
+	if err == nil {
+		server.ObserverOf(ctx).SessionOpened(p.Tenant)
 	}
 	return id, nil
 }
@@ -202,10 +206,11 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 		size += int64(r.Size())
 	}
 	var c *wire.Commit
-	fresh := false
+	fresh, opened := false, false
 	tries := 0
+	start := time.Now()
 	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
-		c, fresh = nil, false // a retried transaction starts over
+		c, fresh, opened = nil, false, false // a retried transaction starts over
 		ctx := captureOnce(ctx, &tries)
 		if o.Open {
 			// A request that commits may come twice (see
@@ -215,6 +220,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			if err != nil && !errors.Is(err, errOpened) && (o.Commit == nil || !errors.Is(err, errCommitted)) {
 				return fmt.Errorf("open session: %w", err)
 			}
+			opened = err == nil
 		}
 		committed, result, schema, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
@@ -248,8 +254,14 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 		}
 		return nil, fmt.Errorf("stage batch %d of session %s: %w", seq, session, err)
 	}
+	if opened {
+		server.ObserverOf(ctx).SessionOpened(p.Tenant)
+	}
 	if c != nil {
 		s.committed(p, device, *c, fresh)
+		if fresh {
+			observeCommit(ctx, p, device, *c, start)
+		}
 	}
 	return c, nil
 }

@@ -17,39 +17,48 @@ import (
 // device has pulled past; then up to max committed sessions, audit
 // entries and devices past their retention, and device schemas no device
 // or open session names.
+//
+// It reports what it discarded, by kind, to the observer of ctx
+// (server.ObserverOf), with the number of active devices of each tenant.
 func (s *Store) Sweep(ctx context.Context, lim server.Limits, max int) (int, error) {
-	lim = lim.WithDefaults()
-	n, err := s.expireSessions(ctx, lim, max)
-	if err != nil {
-		return 0, fmt.Errorf("sweep expired sessions: %w", err)
+	var info server.SweepInfo
+	info.Err = s.sweep(ctx, lim.WithDefaults(), max, &info)
+	server.ObserverOf(ctx).Swept(info)
+	n := info.ExpiredSessions + info.Tombstones + info.CommittedSessions + info.AuditEntries + info.Devices + info.Schemas
+	return n, info.Err
+}
+
+// sweep does Sweep's work, counting it in info.
+func (s *Store) sweep(ctx context.Context, lim server.Limits, max int, info *server.SweepInfo) error {
+	var err error
+	if info.ExpiredSessions, err = s.expireSessions(ctx, lim, max); err != nil {
+		return fmt.Errorf("sweep expired sessions: %w", err)
 	}
-	purged, err := s.purgeTombstones(ctx, lim, max)
-	if err != nil {
-		return n, fmt.Errorf("sweep tombstones: %w", err)
+	info.ActiveDevices = map[string]int{}
+	if info.Tombstones, err = s.purgeTombstones(ctx, lim, max, info.ActiveDevices); err != nil {
+		return fmt.Errorf("sweep tombstones: %w", err)
 	}
-	n += purged
 	for _, q := range []struct {
 		what, table, cond string
 		before            time.Duration
+		n                 *int
 	}{
-		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention},
-		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention},
-		{"devices", "_tether_devices", "seen_at < ?", lim.DeviceRetention},
+		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention, &info.CommittedSessions},
+		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention, &info.AuditEntries},
+		{"devices", "_tether_devices", "seen_at < ?", lim.DeviceRetention, &info.Devices},
 	} {
-		m, err := s.deleteOld(ctx, q.table, q.cond, max, s.d.Time(s.now().Add(-q.before)))
-		if err != nil {
-			return n, fmt.Errorf("sweep %s: %w", q.what, err)
+		if *q.n, err = s.deleteOld(ctx, q.table, q.cond, max, s.d.Time(s.now().Add(-q.before))); err != nil {
+			return fmt.Errorf("sweep %s: %w", q.what, err)
 		}
-		n += m
 	}
 	// Device schemas go with the last device and open session that name
 	// them.
-	m, err := s.deleteOld(ctx, "_tether_schemas", `NOT EXISTS (SELECT 1 FROM _tether_devices AS d WHERE d.tenant = _tether_schemas.tenant AND d.app_schema = _tether_schemas.id)
+	info.Schemas, err = s.deleteOld(ctx, "_tether_schemas", `NOT EXISTS (SELECT 1 FROM _tether_devices AS d WHERE d.tenant = _tether_schemas.tenant AND d.app_schema = _tether_schemas.id)
 		AND NOT EXISTS (SELECT 1 FROM _tether_sessions AS o WHERE o.tenant = _tether_schemas.tenant AND o.app_schema = _tether_schemas.id AND o.committed_at IS NULL)`, max)
 	if err != nil {
-		return n, fmt.Errorf("sweep device schemas: %w", err)
+		return fmt.Errorf("sweep device schemas: %w", err)
 	}
-	return n + m, nil
+	return nil
 }
 
 // expireSessions discards up to max uncommitted sessions idle for longer
@@ -137,8 +146,9 @@ func (s *Store) deleteOld(ctx context.Context, table, cond string, max int, args
 
 // purgeTombstones moves each tenant's horizon up to the oldest position an
 // active device has pulled to (or, with no active device, to the latest
-// version), and deletes up to max of the tombstones at or before it.
-func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int) (int, error) {
+// version), and deletes up to max of the tombstones at or before it. It
+// counts each tenant's active devices in active.
+func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int, active map[string]int) (int, error) {
 	var tenants []string
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		var err error
@@ -151,10 +161,11 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 	n := 0
 	for _, tenant := range tenants {
 		err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-			horizon, err := s.moveHorizon(ctx, tx, tenant, lim)
+			horizon, devices, err := s.moveHorizon(ctx, tx, tenant, lim)
 			if err != nil {
 				return err
 			}
+			active[tenant] = devices
 			purged, err := s.purgeBefore(ctx, tx, tenant, horizon, most)
 			n += purged
 			if err != nil {
@@ -177,23 +188,32 @@ func (s *Store) purgeTombstones(ctx context.Context, lim server.Limits, most int
 // active for DeviceActivity after its position last moved: a
 // registration alone holds nothing back, nor do pulls that stay where
 // they are. A horizon past the latest version (left by a forged
-// cursor, before positions were bounded) comes back down to it.
-func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim server.Limits) (int64, error) {
+// cursor, before positions were bounded) comes back down to it. It also
+// returns the number of active devices.
+func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim server.Limits) (int64, int, error) {
 	latest, err := s.latestVersion(ctx, tx, tenant)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var active sql.NullInt64
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ?`),
-		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active); err != nil {
-		return 0, err
+	var devices int
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled), count(*) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ?`),
+		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active, &devices); err != nil {
+		return 0, 0, err
 	}
+	horizon, err := s.storeHorizon(ctx, tx, tenant, latest, active)
+	return horizon, devices, err
+}
+
+// storeHorizon records the tenant's horizon: the oldest active position
+// (active), or with none the latest version; see moveHorizon.
+func (s *Store) storeHorizon(ctx context.Context, tx *sql.Tx, tenant string, latest int64, active sql.NullInt64) (int64, error) {
 	horizon := latest // nobody active: every deletion is history
 	if active.Valid {
 		horizon = min(active.Int64, latest)
 	}
 	var stored int64
-	err = tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`+s.d.ForUpdate()), tenant).Scan(&stored)
+	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`+s.d.ForUpdate()), tenant).Scan(&stored)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if horizon == 0 {
