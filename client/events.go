@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,16 +26,25 @@ const streamIdle = 60 * time.Second
 // failures and 5xx). The stream is authenticated like every request: with
 // a TokenSource, a 401 gets a new token and one more try.
 func (c *Client) Events(outer context.Context, opened func(), fn func(wire.Event)) error {
+	return c.DeviceEvents(outer, "", opened, fn)
+}
+
+// DeviceEvents is Events for a stream that names device, with its key
+// (SetDeviceKey): the server refuses it as it refuses the device's other
+// requests, and ends it, with an *Error wrapping wire.ErrDeviceRevoked
+// (not transient), when the device is revoked while it is open. device
+// "" names none.
+func (c *Client) DeviceEvents(outer context.Context, device string, opened func(), fn func(wire.Event)) error {
 	return c.withToken(outer, "events", func(token string) error {
-		return c.events(outer, token, opened, fn)
+		return c.events(outer, token, device, opened, fn)
 	})
 }
 
 // events follows the stream once, with token.
-func (c *Client) events(outer context.Context, token string, opened func(), fn func(wire.Event)) error {
+func (c *Client) events(outer context.Context, token, device string, opened func(), fn func(wire.Event)) error {
 	ctx, cancel := context.WithCancel(outer)
 	defer cancel()
-	resp, err := c.subscribe(ctx, token)
+	resp, err := c.subscribe(ctx, token, device)
 	if err != nil {
 		if outer.Err() != nil {
 			return outer.Err()
@@ -52,7 +62,10 @@ func (c *Client) events(outer context.Context, token string, opened func(), fn f
 	if outer.Err() != nil {
 		return outer.Err()
 	}
+	var refusal *Error
 	switch {
+	case errors.As(err, &refusal):
+		return refusal
 	case ctx.Err() != nil:
 		err = fmt.Errorf("no event or heartbeat for %v", streamIdle)
 	case err == nil:
@@ -63,7 +76,7 @@ func (c *Client) events(outer context.Context, token string, opened func(), fn f
 
 // subscribe opens the event stream with token. It returns an *Error when
 // the request fails or the server refuses it.
-func (c *Client) subscribe(ctx context.Context, token string) (*http.Response, error) {
+func (c *Client) subscribe(ctx context.Context, token, device string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/events", nil)
 	if err != nil {
 		return nil, &Error{Op: "events", Err: err}
@@ -75,6 +88,12 @@ func (c *Client) subscribe(ctx context.Context, token string) (*http.Response, e
 	}
 	if t := c.tenant.Load(); t != nil && *t != "" {
 		req.Header.Set(wire.HeaderTenant, *t)
+	}
+	if device != "" {
+		req.Header.Set(wire.HeaderDevice, device)
+		if key := c.deviceKey(device); key != "" {
+			req.Header.Set(wire.HeaderDeviceKey, key)
+		}
 	}
 	resp, err := c.live.Do(req)
 	if err != nil {
@@ -89,7 +108,8 @@ func (c *Client) subscribe(ctx context.Context, token string) (*http.Response, e
 
 // readEvents reads server-sent events from r until it ends, calling alive
 // for each line and fn for each "changes" event, and returns the read
-// error, if any.
+// error, if any, or, for an "error" event (the server's refusal of the
+// stream's device, see Server's events), the *Error it describes.
 func readEvents(r io.Reader, alive func(), fn func(wire.Event)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 4096), 64<<10)
@@ -99,11 +119,14 @@ func readEvents(r io.Reader, alive func(), fn func(wire.Event)) error {
 		line := sc.Text()
 		switch {
 		case line == "":
-			if event == "changes" {
+			switch event {
+			case "changes":
 				var ev wire.Event
 				if err := json.Unmarshal([]byte(data), &ev); err == nil {
 					fn(ev)
 				}
+			case "error":
+				return streamError(data)
 			}
 			event, data = "", ""
 		case strings.HasPrefix(line, "event:"):
@@ -113,4 +136,17 @@ func readEvents(r io.Reader, alive func(), fn func(wire.Event)) error {
 		}
 	}
 	return sc.Err()
+}
+
+// streamError is the *Error of an "error" event whose data is a
+// wire.ErrorBody: a refusal, with the status its code has.
+func streamError(data string) *Error {
+	var eb wire.ErrorBody
+	_ = json.Unmarshal([]byte(data), &eb)
+	err := wire.ErrorFor(eb.Error.Code, 0)
+	if err == nil {
+		err = wire.ErrForbidden
+	}
+	_, status := wire.Code(err)
+	return &Error{Op: "events", Status: status, Code: eb.Error.Code, Message: eb.Error.Message, Err: err, refused: true}
 }

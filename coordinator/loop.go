@@ -9,7 +9,8 @@ import (
 
 // Run syncs every interval until ctx ends, and once at the start. Failed
 // rounds are logged (on changes of state only) and retried next round. It
-// returns ctx.Err().
+// returns ctx.Err(), or an error wrapping ErrRevoked as soon as a sync
+// finds the device revoked: retrying would not help.
 func (c *Coordinator) Run(ctx context.Context, interval time.Duration) error {
 	return c.loop(ctx, interval, nil)
 }
@@ -19,20 +20,29 @@ func (c *Coordinator) Run(ctx context.Context, interval time.Duration) error {
 // /v1/events), waiting Options.LiveDebounce so that a burst costs one sync,
 // and once each time the stream opens. When the stream drops, it
 // reconnects with exponential backoff (Options.InitialBackoff to
-// MaxBackoff); in between, the interval keeps the device up to date. It
-// returns ctx.Err().
+// MaxBackoff); in between, the interval keeps the device up to date. The
+// stream names the device: the server ends it when the device is revoked
+// (at the next event or heartbeat), as it refuses the device's syncs. It
+// returns ctx.Err(), or an error wrapping ErrRevoked as soon as the stream
+// or a sync finds the device revoked.
 func (c *Coordinator) Live(ctx context.Context, interval time.Duration) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	kick := make(chan struct{}, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.follow(ctx, kick)
+		if err := c.follow(ctx, kick); err != nil {
+			cancel(err) // revoked: the loop stops too
+		}
 	}()
 	err := c.loop(ctx, interval, kick)
-	cancel()
+	cancel(nil)
 	<-done
+	if cause := context.Cause(ctx); revoked(cause) && !revoked(err) {
+		c.opts.Logger.Error("tether device revoked: sync stopped", "err", cause)
+		return cause
+	}
 	return err
 }
 
@@ -47,6 +57,9 @@ func (c *Coordinator) loop(ctx context.Context, interval time.Duration, kick <-c
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case revoked(err):
+			c.opts.Logger.Error("tether device revoked: sync stopped", "err", err)
+			return err
 		case err != nil:
 			if failures == 0 {
 				c.opts.Logger.Warn("tether sync failing", "err", err)
@@ -74,8 +87,10 @@ func (c *Coordinator) loop(ctx context.Context, interval time.Duration, kick <-c
 
 // follow reads the server's event stream until ctx ends, kicking the sync
 // loop for each change another device committed, and each time the stream
-// opens (changes committed before it opened were not announced).
-func (c *Coordinator) follow(ctx context.Context, kick chan<- struct{}) {
+// opens (changes committed before it opened were not announced). It
+// returns nil when ctx ends, and the error wrapping ErrRevoked when the
+// server refuses the stream because the device is revoked.
+func (c *Coordinator) follow(ctx context.Context, kick chan<- struct{}) error {
 	b := c.backoff(0) // never gives up
 	signal := func() {
 		select {
@@ -85,13 +100,16 @@ func (c *Coordinator) follow(ctx context.Context, kick chan<- struct{}) {
 	}
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := c.api.Events(ctx, signal, func(ev wire.Event) {
+		err := c.api.DeviceEvents(ctx, c.db.DeviceID(), signal, func(ev wire.Event) {
 			if ev.Device != c.db.DeviceID() { // not our own push
 				signal()
 			}
 		})
 		if ctx.Err() != nil {
-			return
+			return nil
+		}
+		if revoked(err) {
+			return err
 		}
 		if time.Since(start) > time.Minute {
 			b.Reset() // the stream was up for a while: reconnect promptly
@@ -99,9 +117,10 @@ func (c *Coordinator) follow(ctx context.Context, kick chan<- struct{}) {
 		wait := b.NextBackOff()
 		c.opts.Logger.Info("tether event stream dropped", "err", err, "retry_in", wait)
 		if sleep(ctx, wait) != nil {
-			return
+			return nil
 		}
 	}
+	return nil
 }
 
 // sleep waits d or until ctx ends.

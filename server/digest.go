@@ -22,6 +22,9 @@ import (
 // digests cost nothing when work is scarcest, while an idle server
 // computes each afresh (so a row changed behind the server's back shows).
 func (s *Server) digest(ctx context.Context, p Principal, w http.ResponseWriter, r *http.Request) (any, error) {
+	if _, err := s.optionalDevice(ctx, p, r); err != nil { // a revoked device, when it names one
+		return nil, err
+	}
 	var req wire.DigestRequest
 	if r.Method == http.MethodPost {
 		if err := s.decode(w, r, &req); err != nil {

@@ -39,13 +39,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("the connection cannot stream: %w", wire.ErrInternal))
 		return
 	}
+	ctx := r.Context()
+	// A stream that names its device ends when the device is revoked.
+	device, err := s.optionalDevice(ctx, p, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	release, err := s.streams.acquire(p, s.opts.MaxStreams)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	defer release()
-	ctx := r.Context()
+	watch := s.watchDevice(p, r, device)
 	ch, err := s.store.Subscribe(ctx, p.Tenant)
 	if err != nil {
 		s.fail(w, r, err)
@@ -85,8 +92,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 			return
 		case <-tick.C:
+			if watch.refused(ctx, true) {
+				watch.end(w)
+				return
+			}
 			fmt.Fprint(w, ": ping\n\n")
 		case ev := <-ch:
+			if watch.refused(ctx, false) {
+				watch.end(w)
+				return
+			}
 			if scoped && ev.Version > seen {
 				visible, err := s.store.Visible(ctx, p, seen, ev.Version)
 				if err == nil {

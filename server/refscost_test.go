@@ -93,9 +93,17 @@ func TestReferenceRulesLinear(t *testing.T) {
 			return rows
 		}
 
-		// The best of two runs of each, to damp noise.
+		// The best of two runs of each, to damp noise; up to four while
+		// the bound is not met, as a loaded machine slows one run now and
+		// then (rules that rewrite row by row miss it in every run).
+		factor := 10
+		if raceDetector {
+			factor = 50
+		}
 		var ordinary, orphans time.Duration
-		for run := range 2 {
+		runs := 0
+		for run := 0; run < 4 && (run < 2 || orphans > time.Duration(factor)*ordinary); run++ {
+			runs++
 			c, took := push(orders(fmt.Sprintf("ok%d", run), func(int) string { return "c0" }))
 			if c.Applied != n || len(c.Conflicts) != 0 {
 				t.Fatalf("ordinary commit: %d applied, %d conflicts; want %d, none", c.Applied, len(c.Conflicts), n)
@@ -111,10 +119,6 @@ func TestReferenceRulesLinear(t *testing.T) {
 			checkOrphans(t, store, c, prefix, n)
 		}
 		t.Logf("%d rows: ordinary commit %v, orphans %v (%.1fx)", n, ordinary, orphans, float64(orphans)/float64(ordinary))
-		factor := 10
-		if raceDetector {
-			factor = 50
-		}
 		if orphans > time.Duration(factor)*ordinary {
 			t.Errorf("a commit of %d orphans took %v, %.1f times one of %d ordinary rows (%v); want under %d times",
 				n, orphans, float64(orphans)/float64(ordinary), n, ordinary, factor)
@@ -123,8 +127,8 @@ func TestReferenceRulesLinear(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if dg.Rows != 2*n {
-			t.Errorf("%d live orders on the server, want the %d ordinary ones", dg.Rows, 2*n)
+		if dg.Rows != runs*n {
+			t.Errorf("%d live orders on the server, want the %d ordinary ones", dg.Rows, runs*n)
 		}
 	})
 }

@@ -23,13 +23,19 @@ type Store interface {
 	// shared device), which needs the key the device registered with
 	// first: another key is wire.ErrDeviceKey. A device new to the tenant
 	// whose user already holds lim.MaxUserDevices registered devices is
-	// wire.ErrDeviceLimit. Sessions opened later write only the columns
-	// of the schema the device had when they opened.
+	// wire.ErrDeviceLimit, and a revoked device (the SQL stores'
+	// SetDeviceRevoked) wire.ErrDeviceRevoked. Sessions opened later
+	// write only the columns of the schema the device had when they
+	// opened.
 	RegisterDevice(ctx context.Context, p Principal, reg Registration, lim Limits) error
 	// CheckDevice returns nil when device is registered in the principal's
 	// tenant under the key whose SHA-256 is keyHash (hex),
 	// wire.ErrDeviceUnknown when it is not registered, and
-	// wire.ErrDeviceKey when it is, under another key.
+	// wire.ErrDeviceKey when it is, under another key, and
+	// wire.ErrDeviceRevoked when it is revoked: every request naming a
+	// device goes through it (or reads the device in its own
+	// transaction: opening a session of a revoked device is refused
+	// alike).
 	CheckDevice(ctx context.Context, p Principal, device, keyHash string) error
 	// LatestVersion returns the version of tenant's latest commit (0 before
 	// the first).

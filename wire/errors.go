@@ -39,6 +39,12 @@ var (
 	// holds the server's limit of registered devices already: devices
 	// unseen for a while are forgotten by the server, which frees room.
 	ErrDeviceLimit = errors.New("too many devices")
+	// ErrDeviceRevoked is a request naming a device the server's operator
+	// revoked (a lost or stolen device): every request of it is refused,
+	// until the operator reinstates it. A device that gets it stops
+	// syncing, and may wipe its database (the coordinator returns
+	// coordinator.ErrRevoked, which is this error).
+	ErrDeviceRevoked = errors.New("device revoked")
 	// ErrRefused is wrapped, by the client, in every error answer carrying
 	// one of this API's codes with a 4xx status: the server refused the
 	// request whole, and applied none of it. Network errors, cut answers
@@ -65,6 +71,7 @@ var codes = []struct {
 	{ErrSchemaMismatch, "schema_mismatch", http.StatusConflict},
 	{ErrDeviceUnknown, "unknown_device", http.StatusForbidden},
 	{ErrDeviceKey, "device_key", http.StatusForbidden},
+	{ErrDeviceRevoked, "device_revoked", http.StatusForbidden},
 	{ErrDeviceLimit, "device_limit", http.StatusConflict},
 	{ErrHistoryPurged, "history_purged", http.StatusGone},
 	{ErrTooLarge, "too_large", http.StatusRequestEntityTooLarge},

@@ -28,6 +28,14 @@ type config struct {
 	scopedTeamRows int // projects per team
 	scopedChanges  int // changes in other teams before the incremental sync
 
+	isolationRows        int           // rows of each session of tenant A in the isolation scenario
+	isolationSessions    int           // sessions tenant A pushes
+	isolationSessionRows []int         // server -max-session-rows of each isolation run
+	dbsizeRows           int           // rows the dbsize scenario's device holds
+	dbsizeRounds         int           // syncs of changes in the dbsize scenario
+	dbsizeSweep          time.Duration // the server's sweep interval in the dbsize scenario
+	dbsizeRetention      time.Duration // session and audit retention in the dbsize scenario's run with retention
+
 	cpuProfile string // file of the CPU profile of the whole run, or ""
 	childURL   string // internal: pull from this server and report (memory scenario)
 	childDB    string // internal: database of childURL
@@ -40,16 +48,20 @@ type config struct {
 // open on both sides.
 const maxFleet = 1000
 
-var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "latency", "fleet", "scoped"}
+var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "latency", "fleet", "scoped", "isolation", "dbsize"}
 
 // defaultScenarios are the scenarios run without -scenarios: all but
-// scoped, which loads two tenants of 100,000 rows (about a minute).
-var defaultScenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool { return s == "scoped" })
+// scoped, which loads two tenants of 100,000 rows (about a minute),
+// isolation, which pushes 100,000-row sessions (a minute or two), and
+// dbsize, which churns a server for a minute.
+var defaultScenarios = slices.DeleteFunc(slices.Clone(allScenarios), func(s string) bool {
+	return s == "scoped" || s == "isolation" || s == "dbsize"
+})
 
 // listFlags are the flags that config holds parsed from lists.
 type listFlags struct {
-	rows, fleet, scenarios string
-	million                bool
+	rows, fleet, scenarios, isolationSessionRows string
+	million                                      bool
 }
 
 // parseConfig parses the command line args and checks it.
@@ -71,6 +83,13 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.scopedTeams, "scoped-teams", 100, "teams of the scoped scenario's tenant (at most 500)")
 	fs.IntVar(&cfg.scopedTeamRows, "scoped-team-rows", 1000, "rows (projects) per team of the scoped scenario")
 	fs.IntVar(&cfg.scopedChanges, "scoped-changes", 10_000, "rows changed in other teams before the scoped scenario's incremental sync")
+	fs.IntVar(&cfg.isolationRows, "isolation-rows", 100_000, "rows of each session tenant A pushes in the isolation scenario")
+	fs.IntVar(&cfg.isolationSessions, "isolation-sessions", 3, "sessions tenant A pushes, one after another, in the isolation scenario (at most 20)")
+	fs.StringVar(&lists.isolationSessionRows, "isolation-session-rows", "100000,10000", "the server's -max-session-rows in each run of the isolation scenario")
+	fs.IntVar(&cfg.dbsizeRows, "dbsize-rows", 10_000, "rows the device of the dbsize scenario holds (each round changes 30% of them)")
+	fs.IntVar(&cfg.dbsizeRounds, "dbsize-rounds", 100, "syncs of changes in each run of the dbsize scenario")
+	fs.DurationVar(&cfg.dbsizeSweep, "dbsize-sweep", time.Second, "the server's sweep interval in the dbsize scenario")
+	fs.DurationVar(&cfg.dbsizeRetention, "dbsize-retention", 2*time.Second, "the retention of committed sessions and audit entries in the dbsize scenario's run with retention")
 	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
 	fs.StringVar(&cfg.childURL, "child-pull", "", "internal: pull from this server URL and report (memory scenario)")
@@ -91,6 +110,9 @@ func (cfg *config) parseLists(lists listFlags) error {
 	var err error
 	if cfg.fleet, err = counts(lists.fleet, func(n int) bool { return n >= 1 && n <= maxFleet }); err != nil {
 		return fmt.Errorf("-fleet: %v is not a device count from 1 to %d", err, maxFleet)
+	}
+	if cfg.isolationSessionRows, err = counts(lists.isolationSessionRows, func(n int) bool { return n >= 1 }); err != nil {
+		return fmt.Errorf("-isolation-session-rows: %v is not a positive row count", err)
 	}
 	if cfg.rows, err = counts(lists.rows, func(n int) bool { return n >= 1 }); err != nil {
 		return fmt.Errorf("-rows: %v is not a positive row count", err)
@@ -140,6 +162,12 @@ func (cfg *config) check() error {
 	if cfg.scopedTeams < 2 || cfg.scopedTeams > 500 || cfg.scopedTeamRows < 1 || cfg.scopedChanges < 1 ||
 		cfg.scopedChanges > (cfg.scopedTeams-1)*cfg.scopedTeamRows {
 		return fmt.Errorf("-scoped-teams must be from 2 to 500, -scoped-team-rows at least 1, -scoped-changes from 1 to the rows of the other teams")
+	}
+	if cfg.isolationRows < 1 || cfg.isolationSessions < 1 || cfg.isolationSessions > 20 {
+		return fmt.Errorf("-isolation-rows must be at least 1, -isolation-sessions from 1 to 20")
+	}
+	if cfg.dbsizeRows < 20 || cfg.dbsizeRounds < 1 || cfg.dbsizeRounds > 100_000 || cfg.dbsizeSweep <= 0 || cfg.dbsizeRetention <= 0 {
+		return fmt.Errorf("-dbsize-rows must be at least 20, -dbsize-rounds from 1 to 100000, -dbsize-sweep and -dbsize-retention positive")
 	}
 	if cfg.store != "sqlite" && cfg.store != "postgres" && cfg.store != "mysql" {
 		return fmt.Errorf("-store %q: want sqlite, postgres or mysql", cfg.store)

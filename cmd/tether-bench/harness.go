@@ -63,7 +63,8 @@ func startServer(store server.Store, err error) (*benchServer, error) {
 }
 
 // startServerWith starts a server on loopback over store, with opts. Auth,
-// when nil, takes benchToken, Logger is quiet and the sweep off.
+// when nil, takes benchToken, Logger is quiet and the sweep off unless
+// opts.SweepInterval sets it.
 func startServerWith(store server.Store, err error, opts server.Options) (*benchServer, error) {
 	if err != nil {
 		return nil, err
@@ -72,7 +73,9 @@ func startServerWith(store server.Store, err error, opts server.Options) (*bench
 		opts.Auth = server.StaticTokens(map[string]server.Principal{benchToken: {Tenant: "bench", User: "bench"}})
 	}
 	opts.Logger = quiet
-	opts.SweepInterval = -1 // a benchmark run is shorter than any session idle time
+	if opts.SweepInterval == 0 {
+		opts.SweepInterval = -1 // a benchmark run is shorter than any session idle time
+	}
 	handler, err := server.New(store, opts)
 	if err != nil {
 		store.Close()
@@ -196,6 +199,8 @@ type deviceOptions struct {
 	token  string        // bearer token; "" for benchToken
 	// timeout bounds each request; 0 for the client's default.
 	timeout time.Duration
+	// maxElapsed bounds one SyncNow with its retries; 0 for 10 s.
+	maxElapsed time.Duration
 }
 
 func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o deviceOptions) (*device, error) {
@@ -209,7 +214,7 @@ func openDevice(ctx context.Context, path, url string, reg *entity.Registry, o d
 	api := client.New(url, client.Options{Token: token, Transport: link, DisableGzip: o.noGzip, Timeout: o.timeout})
 	co := coordinator.New(db, api, coordinator.Options{
 		PushBatchSize: o.batch, PullBatchSize: o.batch, Logger: quiet,
-		MaxElapsed: 10 * time.Second,
+		MaxElapsed: cmp.Or(o.maxElapsed, 10*time.Second),
 	})
 	return &device{db: db, api: api, co: co, wire: wc, link: link}, nil
 }

@@ -7,6 +7,8 @@
 //	go run ./cmd/tether-bench -rows 1000 -runs 1 -scenarios push,pull
 //	go run ./cmd/tether-bench -scenarios latency,fleet -fleet 50 -fleet-duration 30s
 //	go run ./cmd/tether-bench -scenarios scoped    # scopes: a member of 1 of 100 teams, beside the tenant unscoped
+//	go run ./cmd/tether-bench -scenarios isolation -store postgres  # tenant B's syncs while tenant A pushes 100,000-row sessions
+//	go run ./cmd/tether-bench -scenarios dbsize    # the SQLite server file after a long run of updates and deletes
 //
 // Each figure is the median of -runs runs. Setup (filling the device
 // database, starting servers) is not counted.
@@ -24,6 +26,15 @@
 // a device of a member of one team: its first sync, a no-op sync, and a
 // sync after -scoped-changes changes in other teams, with the rows each
 // pulled.
+//
+// The isolation scenario, run only when -scenarios names it, measures what
+// one tenant's big pushes do to another's syncs: tenant A pushes
+// -isolation-sessions sessions of -isolation-rows rows while a device of
+// tenant B saves one row and syncs, over and over; it reports B's p50, p99
+// and worst SyncNow, for each server -max-session-rows of
+// -isolation-session-rows. The dbsize scenario, also only when named,
+// churns a SQLite server through HTTP with its sweep on, without and with
+// retention, and reports the database file's size.
 package main
 
 import (

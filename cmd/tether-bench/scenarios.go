@@ -33,12 +33,13 @@ type bench struct {
 	reg *entity.Registry
 	seq int
 
-	db        *dbserver.Server     // the PostgreSQL or MySQL server of -store postgres or mysql
-	removeDir bool                 // dir is a temporary one, removed by close
-	base      map[int]float64      // rows -> baseline rows/s
-	templates map[int]string       // rows -> closed device db with that many dirty rows
-	servers   map[int]*benchServer // rows -> running server holding that many rows
-	scopedTpl string               // closed device db holding the scoped tenant's rows, dirty
+	db           *dbserver.Server     // the PostgreSQL or MySQL server of -store postgres or mysql
+	removeDir    bool                 // dir is a temporary one, removed by close
+	base         map[int]float64      // rows -> baseline rows/s
+	templates    map[int]string       // rows -> closed device db with that many dirty rows
+	servers      map[int]*benchServer // rows -> running server holding that many rows
+	scopedTpl    string               // closed device db holding the scoped tenant's rows, dirty
+	isoTemplates []string             // closed device dbs of the isolation scenario's tenant A, dirty
 }
 
 func (b *bench) path(name string) string {

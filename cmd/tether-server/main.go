@@ -71,6 +71,20 @@ func (s strategies) Set(v string) error {
 	return nil
 }
 
+// deletes is -delete: how a delete settles against an update, per table
+// (server.Options.Deletes).
+type deletes map[string]server.DeletePolicy
+
+func (d deletes) String() string { return fmt.Sprint(map[string]server.DeletePolicy(d)) }
+func (d deletes) Set(v string) error {
+	table, policy, ok := strings.Cut(v, "=")
+	if p := server.DeletePolicy(policy); !ok || table == "" || (p != server.NewerWins && p != server.DeleteAlwaysWins) {
+		return fmt.Errorf("want table=%s|%s, got %q", server.NewerWins, server.DeleteAlwaysWins, v)
+	}
+	d[table] = server.DeletePolicy(policy)
+	return nil
+}
+
 // trustedUsers are the users of -trusted-user: principals of these users
 // may write through POST /v1/write (server.Options.Trusted).
 type trustedUsers map[string]bool
@@ -105,6 +119,8 @@ func parseFlags(args []string) (config, error) {
 	strat := strategies{}
 	o.Strategies = strat
 	trusted := trustedUsers{}
+	dels := deletes{}
+	o.Deletes = dels
 	fs := flag.NewFlagSet("tether-server", flag.ContinueOnError)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&c.db, "db", "tether-server.db", "path of the SQLite database, or a postgres:// or mysql:// URL")
@@ -148,6 +164,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&o.BodyTimeout, "body-timeout", server.DefaultBodyTimeout, "longest a request body may take to arrive")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", defaultIdleTimeout, "an idle keep-alive connection is closed after this long")
 	fs.Var(strat, "strategy", "conflict strategy of a table, as table=last-writer-wins|server-wins|client-wins|merge-columns (repeatable)")
+	fs.Var(dels, "delete", "how a delete settles against a concurrent update of a table, as table=newer-wins|delete-wins (repeatable; default newer-wins)")
 	c.metrics.flags(fs)
 	fs.Var(trusted, "trusted-user", "a user, of any tenant, whose principals may write through POST /v1/write (a back office; repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -205,7 +222,7 @@ func run(ctx context.Context, args []string) error {
 	defer auth.Close() // stops fetching -jwt-jwks-url
 	c.opts.Auth = auth
 	if err := c.opts.Check(schema); err != nil { // before a database is touched
-		return fmt.Errorf("-strategy: %w", err)
+		return fmt.Errorf("-strategy, -delete: %w", err)
 	}
 	store, err := openStore(ctx, c.db, schema)
 	if err != nil {

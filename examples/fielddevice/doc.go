@@ -17,4 +17,9 @@
 // next start resumes where it stopped. With -token-file the token is read
 // again from the file each time the server refuses it, so it can be
 // rotated without a restart.
+//
+// When the server's operator revokes the device (a lost or stolen one:
+// tether-admin revoke), the agent wipes its database (localdb.DB.Wipe),
+// logs "device revoked by the server: database wiped, exiting" and exits
+// with status 3, which the systemd unit does not restart.
 package main

@@ -49,6 +49,9 @@ func main() {
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	if err := run(ctx, os.Args[1:], log); err != nil {
+		if errors.Is(err, errRevoked) {
+			os.Exit(exitRevoked) // logged, and the database wiped
+		}
 		log.Error("fielddevice failed", "err", err.Error())
 		os.Exit(1)
 	}
@@ -185,6 +188,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return fmt.Errorf("open %s: %w", cfg.db, err)
 	}
 	defer db.Close()
+	ctx, stopRun := context.WithCancelCause(ctx) // ended by a signal, or the revocation
+	defer stopRun(nil)
 	a := &agent{cfg: cfg, log: log, db: db}
 	if err := db.SQL().QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM readings WHERE device = ?`, cfg.name).Scan(&a.seq); err != nil {
 		return fmt.Errorf("last reading: %w", err)
@@ -230,14 +235,22 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		var err error
 		if cfg.live {
-			_ = a.co.Live(ctx, cfg.interval)
+			err = a.co.Live(ctx, cfg.interval)
 		} else {
-			_ = a.co.Run(ctx, cfg.interval)
+			err = a.co.Run(ctx, cfg.interval)
+		}
+		if errors.Is(err, coordinator.ErrRevoked) {
+			stopRun(err)
 		}
 	}()
 
 	<-ctx.Done()
+	if revoked := context.Cause(ctx); errors.Is(revoked, coordinator.ErrRevoked) {
+		wg.Wait()
+		return a.wipe(revoked, stopStatus)
+	}
 	log.Info("fielddevice shutting down", "sync", "stops at its next safe point", "timeout", cfg.shutdown.String())
 	wg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)

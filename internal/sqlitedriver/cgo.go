@@ -42,6 +42,9 @@ func dsn(path string, c Config) string {
 	if c.Synchronous != "" {
 		p["_synchronous"] = c.Synchronous
 	}
+	if c.AutoVacuum != "" {
+		p["_auto_vacuum"] = c.AutoVacuum
+	}
 	if c.StmtCache > 0 {
 		p["_stmt_cache_size"] = strconv.Itoa(c.StmtCache)
 	}

@@ -47,6 +47,9 @@ func dsn(path string, c Config) string {
 	q.Set("_txlock", c.TxLock)
 	q.Set("_timefmt", timeLayout)
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(c.BusyTimeout.Milliseconds(), 10)+")")
+	if c.AutoVacuum != "" {
+		q.Add("_pragma", "auto_vacuum("+c.AutoVacuum+")")
+	}
 	if c.WAL {
 		q.Add("_pragma", "journal_mode(WAL)")
 	}

@@ -44,6 +44,10 @@ type Config struct {
 	// TxLock is how BEGIN takes locks: "deferred" (the default),
 	// "immediate" or "exclusive".
 	TxLock string
+	// AutoVacuum is PRAGMA auto_vacuum ("INCREMENTAL", ...), which takes
+	// effect in a database that has no table yet; empty leaves SQLite's
+	// default (NONE).
+	AutoVacuum string
 	// Synchronous is PRAGMA synchronous ("NORMAL", "FULL", ...); empty
 	// leaves SQLite's default.
 	Synchronous string

@@ -1,9 +1,11 @@
 package sqlitestore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/tethersync/tether/entity"
@@ -20,14 +22,24 @@ type Options struct {
 	// device activity, retention and the times it records. Default
 	// time.Now; tests set it to move time without waiting.
 	Now func() time.Time
+	// Logger receives the one line of a conversion to auto_vacuum
+	// INCREMENTAL (see Open). Default slog.Default().
+	Logger *slog.Logger
 }
 
 // Open opens or creates the server database at path with tables for
 // schema. It adds missing tables and columns and never drops any.
+//
+// A new database is created in auto_vacuum INCREMENTAL, so that the
+// server's sweep gives the space of deleted rows back to the file system
+// (Store.Sweep). A database created before that, in auto_vacuum NONE, is
+// converted the first time Open opens it, by one VACUUM that rewrites the
+// file: it needs free disk space as large as the database and takes time
+// in proportion to it (see docs/operations.md).
 func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	open := func(txlock string) (*sql.DB, error) {
 		return sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: 10 * time.Second,
-			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64})
+			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64, AutoVacuum: "INCREMENTAL"})
 	}
 	w, err := open("immediate")
 	if err != nil {
@@ -37,6 +49,12 @@ func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	r, err := open("deferred")
 	if err != nil {
 		w.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
+	log := cmp.Or(opts.Logger, slog.Default())
+	if err := incremental(context.Background(), w, log, path); err != nil {
+		w.Close()
+		r.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now})

@@ -32,14 +32,17 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, reg serv
 			// Devices are keyed by tenant: the same id in another tenant is
 			// another device, and nothing here tells whether one exists.
 			var hash string
-			err := tx.QueryRowContext(ctx, s.q(`SELECT key_hash FROM _tether_devices WHERE tenant = ? AND device = ?`+s.d.ForUpdate()),
-				p.Tenant, reg.Device).Scan(&hash)
+			var revoked any
+			err := tx.QueryRowContext(ctx, s.q(`SELECT key_hash, revoked FROM _tether_devices WHERE tenant = ? AND device = ?`+s.d.ForUpdate()),
+				p.Tenant, reg.Device).Scan(&hash, &revoked)
 			now := s.d.Time(s.now())
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				var n int
-				if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_devices WHERE tenant = ? AND user_name = ? AND seen_at >= ?`),
-					p.Tenant, p.User, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&n); err != nil {
+				// A revoked device (a lost one) does not count: its user
+				// registers the device that replaces it.
+				if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_devices WHERE tenant = ? AND user_name = ? AND seen_at >= ? AND revoked = ?`),
+					p.Tenant, p.User, s.d.Time(s.now().Add(-lim.DeviceActivity)), false).Scan(&n); err != nil {
 					return err
 				}
 				if n >= lim.MaxUserDevices {
@@ -56,6 +59,8 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, reg serv
 				return err
 			case !sameKey(hash, reg.KeyHash):
 				return errOtherKey(reg.Device)
+			case truth(revoked):
+				return errRevoked(reg.Device)
 			}
 			if err := s.keepSchema(ctx, tx, p.Tenant, schemaID, body); err != nil {
 				return err
@@ -66,7 +71,7 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, reg serv
 		})
 	}
 	err := register()
-	if err != nil && !errors.Is(err, wire.ErrDeviceKey) && !errors.Is(err, wire.ErrDeviceLimit) {
+	if err != nil && !errors.Is(err, wire.ErrDeviceKey) && !errors.Is(err, wire.ErrDeviceLimit) && !errors.Is(err, wire.ErrDeviceRevoked) {
 		err = register() // a concurrent first registration of the same device or schema
 	}
 	if err != nil {
@@ -78,7 +83,8 @@ func (s *Store) RegisterDevice(ctx context.Context, p server.Principal, reg serv
 // CheckDevice implements server.Store.
 func (s *Store) CheckDevice(ctx context.Context, p server.Principal, device, keyHash string) error {
 	var hash string
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT key_hash FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&hash)
+	var revoked any
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT key_hash, revoked FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&hash, &revoked)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
@@ -86,6 +92,8 @@ func (s *Store) CheckDevice(ctx context.Context, p server.Principal, device, key
 		return fmt.Errorf("device %s: %w", device, err)
 	case !sameKey(hash, keyHash):
 		return errOtherKey(device)
+	case truth(revoked):
+		return errRevoked(device)
 	}
 	return nil
 }

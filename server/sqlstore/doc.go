@@ -23,6 +23,13 @@
 // _tether_migrations: the next layout change is one more step. Synced
 // tables gain the tables and columns the app's schema gains (G11).
 //
+// # Revoked devices
+//
+// [Store.SetDeviceRevoked] revokes a lost device, or reinstates it: a
+// flag of its row, which the check of every request naming a device
+// reads with the key it reads anyway, so a revoked device's requests are
+// refused (wire.ErrDeviceRevoked) at no cost of their own.
+//
 // # Writes made outside the store
 //
 // With server.Options.CaptureExternalWrites, a [Capturing] dialect's

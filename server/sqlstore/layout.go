@@ -141,13 +141,14 @@ func bookkeeping() []TableDef {
 		// keys it may hold rows of besides (pages of phases started
 		// over, of a snapshot), which the next phases evict, and the keys
 		// of scope_held whose rows phases started over may have evicted,
-		// which the next phases grant again.
+		// which the next phases grant again; revoked marks a device the
+		// operator revoked (SetDeviceRevoked), whose requests are refused.
 		Name: "_tether_devices",
 		Columns: []Column{col("tenant", TypeKey), col("device", TypeID), col("user_name", TypeKey),
 			col("created_at", TypeTime), col("seen_at", TypeTime), {Name: "app_schema", Type: TypeID, Default: "''"},
 			{Name: "key_hash", Type: TypeID, Default: "''"}, {Name: "pulled", Type: TypeInt, Default: "-1"}, null("moved_at", TypeTime),
 			null("scope_held", TypeText), null("scope_pending", TypeText), null("scope_extra", TypeText),
-			null("scope_unsure", TypeText)},
+			null("scope_unsure", TypeText), {Name: "revoked", Type: TypeBool, Default: "FALSE"}},
 		Key: []string{"tenant", "device"},
 		// A registration counts the user's devices; the sweep finds
 		// devices unseen for DeviceRetention, and the schemas no device

@@ -26,6 +26,21 @@ var migrations = []func(ctx context.Context, m *migrator) error{
 		}
 		return nil
 	},
+	// 2: _tether_devices.revoked (SetDeviceRevoked).
+	func(ctx context.Context, m *migrator) error {
+		return m.ensure(ctx, bookkeepingTable("_tether_devices"))
+	},
+}
+
+// bookkeepingTable returns the table of bookkeeping() named name, as it
+// is now.
+func bookkeepingTable(name string) TableDef {
+	for _, t := range bookkeeping() {
+		if t.Name == name {
+			return t
+		}
+	}
+	panic("sqlstore: no bookkeeping table " + name)
 }
 
 // migrator applies the layout in one transaction.

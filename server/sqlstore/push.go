@@ -39,12 +39,16 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 	// The session writes the columns of the app version the device has
 	// now, whatever it registers later.
 	var schema string
-	err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema)
+	var revoked any
+	err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema, revoked FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
 	}
 	if err != nil {
 		return err
+	}
+	if truth(revoked) { // revoked since the request's check (SetDeviceRevoked)
+		return errRevoked(device)
 	}
 	if named {
 		var dev, user string

@@ -16,7 +16,8 @@ import (
 // staged rows; then, for each tenant, up to max tombstones every active
 // device has pulled past; then up to max committed sessions, audit
 // entries and devices past their retention, and device schemas no device
-// or open session names.
+// or open session names; last, on a Compactor dialect, it gives a bounded
+// number of the pages these deletions freed back to the file system.
 //
 // It reports what it discarded, by kind, to the observer of ctx
 // (server.ObserverOf), with the number of active devices of each tenant.
@@ -45,7 +46,9 @@ func (s *Store) sweep(ctx context.Context, lim server.Limits, max int, info *ser
 	}{
 		{"committed sessions", "_tether_sessions", "committed_at IS NOT NULL AND committed_at < ?", lim.SessionRetention, &info.CommittedSessions},
 		{"audit entries", "_tether_audit", "at < ?", lim.AuditRetention, &info.AuditEntries},
-		{"devices", "_tether_devices", "seen_at < ?", lim.DeviceRetention, &info.Devices},
+		// A revoked device stays, refused, until reinstated: forgotten,
+		// it would register again.
+		{"devices", "_tether_devices", "seen_at < ? AND revoked = FALSE", lim.DeviceRetention, &info.Devices},
 	} {
 		if *q.n, err = s.deleteOld(ctx, q.table, q.cond, max, s.d.Time(s.now().Add(-q.before))); err != nil {
 			return fmt.Errorf("sweep %s: %w", q.what, err)
@@ -57,6 +60,9 @@ func (s *Store) sweep(ctx context.Context, lim server.Limits, max int, info *ser
 		AND NOT EXISTS (SELECT 1 FROM _tether_sessions AS o WHERE o.tenant = _tether_schemas.tenant AND o.app_schema = _tether_schemas.id AND o.committed_at IS NULL)`, max)
 	if err != nil {
 		return fmt.Errorf("sweep device schemas: %w", err)
+	}
+	if _, err := s.compact(ctx); err != nil {
+		return fmt.Errorf("sweep: compact: %w", err)
 	}
 	return nil
 }
@@ -197,7 +203,7 @@ func (s *Store) moveHorizon(ctx context.Context, tx *sql.Tx, tenant string, lim 
 	}
 	var active sql.NullInt64
 	var devices int
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled), count(*) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ?`),
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT min(pulled), count(*) FROM _tether_devices WHERE tenant = ? AND pulled >= 0 AND moved_at >= ? AND revoked = FALSE`),
 		tenant, s.d.Time(s.now().Add(-lim.DeviceActivity))).Scan(&active, &devices); err != nil {
 		return 0, 0, err
 	}

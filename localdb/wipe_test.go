@@ -1,0 +1,108 @@
+package localdb_test
+
+import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/tethersync/tether/localdb"
+)
+
+// fileBytes returns the bytes of the database file at path and of its
+// -wal and -shm files, those that exist.
+func fileBytes(t *testing.T, path string) []byte {
+	t.Helper()
+	var all []byte
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		b, err := os.ReadFile(p)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	return all
+}
+
+// Wipe leaves none of the data's bytes in the file or its log: synced
+// rows (live, edited, deleted), the app's own table and the device id,
+// though another connection holds the file open (so that the log stays).
+func TestWipe(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	db := open(t, path)
+	device := db.DeviceID()
+	var notes []Note
+	for i := range 50 {
+		n := Note{Title: fmt.Sprintf("wipe-marker-title-%03d", i)}
+		if err := db.Save(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+		notes = append(notes, n)
+	}
+	for _, n := range notes[:10] {
+		if err := db.Delete(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notes[20].Title = "wipe-marker-edited"
+	if err := db.Save(ctx, &notes[20]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE app_secrets (v TEXT); INSERT INTO app_secrets VALUES ('wipe-marker-app')`); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var n int
+	if err := other.QueryRow(`SELECT count(*) FROM notes`).Scan(&n); err != nil || n != 50 {
+		t.Fatalf("other connection: %d notes, %v; want 50", n, err)
+	}
+	markers := []string{"wipe-marker", device}
+	before := fileBytes(t, path)
+	for _, m := range markers {
+		if !bytes.Contains(before, []byte(m)) {
+			t.Fatalf("before Wipe the files hold no %q: the test proves nothing", m)
+		}
+	}
+
+	if err := db.Wipe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := fileBytes(t, path)
+	for _, m := range markers {
+		if i := bytes.Index(after, []byte(m)); i >= 0 {
+			t.Errorf("after Wipe the files hold %q at byte %d", m, i)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the file is gone: %v; want an empty database", err)
+	}
+	var objects int
+	if err := other.QueryRow(`SELECT count(*) FROM sqlite_schema`).Scan(&objects); err != nil || objects != 0 {
+		t.Errorf("after Wipe the file holds %d tables, indexes and triggers (%v); want 0", objects, err)
+	}
+
+	// The handle is closed; the file opens again as a new database.
+	if err := db.Save(ctx, &Note{Title: "x"}); !errors.Is(err, localdb.ErrClosed) {
+		t.Errorf("Save after Wipe: %v, want ErrClosed", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("Close after Wipe: %v, want nil", err)
+	}
+	if err := db.Wipe(ctx); !errors.Is(err, localdb.ErrClosed) {
+		t.Errorf("Wipe again: %v, want ErrClosed", err)
+	}
+	again := open(t, path)
+	if again.DeviceID() == device {
+		t.Errorf("reopened: device id %s, want a new one", device)
+	}
+	if p := pending(t, again); p != 0 {
+		t.Errorf("reopened: %d pending rows, want 0", p)
+	}
+}
