@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	_ "github.com/mattn/go-sqlite3" // the SQLite driver
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlident"
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -48,6 +47,14 @@ type Options struct {
 	// closed (kept or dismissed); the next push after that removes them.
 	// Open entries stay until the app closes them. Default 30 days.
 	ConflictRetention time.Duration
+	// Key, when set, is the KeySize-byte key that encrypts the database
+	// file and its WAL at rest (Adiantum, through ncruces/go-sqlite3's
+	// "adiantum" VFS). Only a build with the pure-Go SQLite driver can
+	// encrypt (CGO_ENABLED=0, or -tags tether_purego): a cgo build returns
+	// ErrNoEncryption. A wrong key returns ErrWrongKey and a plain
+	// database ErrNotEncrypted (see Encrypt and Rekey). Default nil: a
+	// plain database.
+	Key []byte
 }
 
 // DB is a local SQLite database of synced entities: the app's API to it
@@ -87,21 +94,20 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if opts.ConflictRetention <= 0 {
 		opts.ConflictRetention = 30 * 24 * time.Hour
 	}
-	dsn := sqlitedsn.DSN(path, map[string]string{
-		"_journal_mode":    "WAL",
-		"_busy_timeout":    fmt.Sprint(opts.BusyTimeout.Milliseconds()),
-		"_foreign_keys":    "on",
-		"_txlock":          "immediate",
-		"_synchronous":     "NORMAL",
-		"_stmt_cache_size": "64",
-	})
-	sdb, err := sql.Open("sqlite3", dsn)
+	if err := checkKey(path, opts.Key); err != nil {
+		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
+	}
+	sdb, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: opts.BusyTimeout,
+		ForeignKeys: true, TxLock: "immediate", Synchronous: "NORMAL", StmtCache: 64, Key: opts.Key})
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
 	db := &DB{sql: sdb, path: path, reg: reg, byName: map[string]*table{}, conflictRetention: opts.ConflictRetention}
 	if err := db.init(ctx, opts); err != nil {
 		sdb.Close()
+		if sqlitedriver.IsNotADatabase(err) {
+			err = fmt.Errorf("%w: %w", ErrWrongKey, err)
+		}
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
 	return db, nil

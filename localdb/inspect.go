@@ -11,7 +11,7 @@ import (
 
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlident"
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -119,15 +119,15 @@ func Inspect(ctx context.Context, path string, opts InspectOptions) (Info, error
 	if _, err := os.Stat(path); err != nil {
 		return Info{}, fmt.Errorf("localdb: inspect: %w", err)
 	}
-	params := map[string]string{"mode": "ro", "_busy_timeout": "5000"}
+	c := sqlitedriver.Config{ReadOnly: true, BusyTimeout: 5 * time.Second}
 	if !exists(path+"-wal") && !exists(path+"-shm") {
 		// No app has the file open, and it was closed cleanly: read the
 		// file alone. A read-only connection would create a -wal and a
 		// -shm it cannot remove, owned by whoever inspects (sudo), which
 		// the app, another user, could then not open.
-		params["immutable"] = "1"
+		c.Immutable = true
 	}
-	sdb, err := sql.Open("sqlite3", sqlitedsn.DSN(path, params))
+	sdb, err := sqlitedriver.Open(path, c)
 	if err != nil {
 		return Info{}, fmt.Errorf("localdb: inspect %s: %w", path, err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the back office's PostgreSQL driver
 
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
@@ -33,7 +33,7 @@ func openBackOffice(t *testing.T, db stores.Database) *backOffice {
 	var err error
 	switch db.Kind {
 	case stores.SQLite:
-		conn, err = sql.Open("sqlite3", sqlitedsn.DSN(db.DSN, map[string]string{"_busy_timeout": "10000", "_txlock": "immediate"}))
+		conn, err = sqlitedriver.Open(db.DSN, sqlitedriver.Config{BusyTimeout: 10 * time.Second, TxLock: "immediate"})
 	case stores.Postgres:
 		conn, err = sql.Open("pgx", db.DSN)
 	case stores.MySQL:

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
@@ -142,7 +142,7 @@ func diff(a, b []string) string {
 
 // openExternal opens the server's SQLite file as a back office does.
 func openExternal(t *testing.T, path string) *sql.DB {
-	db, err := sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"_busy_timeout": "10000", "_txlock": "immediate"}))
+	db, err := sqlitedriver.Open(path, sqlitedriver.Config{BusyTimeout: 10 * time.Second, TxLock: "immediate"})
 	if err != nil {
 		t.Fatal(err)
 	}

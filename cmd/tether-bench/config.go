@@ -39,6 +39,9 @@ type config struct {
 	cpuProfile string // file of the CPU profile of the whole run, or ""
 	childURL   string // internal: pull from this server and report (memory scenario)
 	childDB    string // internal: database of childURL
+
+	drivers    string // "both": run again with the other SQLite driver and report side by side
+	childTable bool   // internal: print the table's rows as JSON (the other driver's run)
 }
 
 // maxFleet bounds -fleet: each device holds a SQLite file and a connection
@@ -91,6 +94,8 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
 	fs.StringVar(&cfg.childURL, "child-pull", "", "internal: pull from this server URL and report (memory scenario)")
 	fs.StringVar(&cfg.childDB, "child-db", "", "internal: database of -child-pull")
+	fs.StringVar(&cfg.drivers, "drivers", "", `"both": run the scenarios again with the other SQLite driver (a copy of tether-bench built with or without cgo; needs the go command and this module) and report the two side by side`)
+	fs.BoolVar(&cfg.childTable, "child-table", false, "internal: print the table's rows as JSON")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -147,6 +152,9 @@ func (cfg *config) check() error {
 	}
 	if cfg.fleetDuration <= 0 || cfg.fleetDuration > time.Hour {
 		return fmt.Errorf("-fleet-duration %s: want more than 0 and at most 1h", cfg.fleetDuration)
+	}
+	if cfg.drivers != "" && cfg.drivers != "both" {
+		return fmt.Errorf("-drivers %q: want both or nothing", cfg.drivers)
 	}
 	if cfg.runs < 1 || cfg.batch < 1 || cfg.memRows < 1 || cfg.syncRows < 100 {
 		return fmt.Errorf("-runs and -batch must be at least 1, -mem-rows at least 1, -sync-rows at least 100")

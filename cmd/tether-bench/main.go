@@ -40,6 +40,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -50,9 +51,8 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/tethersync/tether/internal/dbserver"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 )
 
 func main() {
@@ -89,6 +89,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	t, err := b.run(ctx, func(s string) { fmt.Fprintln(os.Stderr, "tether-bench:", s) })
 	if err != nil {
 		return err
+	}
+	if cfg.childTable {
+		return json.NewEncoder(out).Encode(t.rows)
+	}
+	if cfg.drivers == "both" {
+		other, err := otherDriver(ctx, args, func(s string) { fmt.Fprintln(os.Stderr, "tether-bench:", s) })
+		if err != nil {
+			return err
+		}
+		t.writeBoth(out, b.cfg, other)
+		return nil
 	}
 	t.write(out, b.cfg)
 	return nil
@@ -153,9 +164,9 @@ func (t *table) add(scenario string, rows int, result, target string, met *bool)
 }
 
 func (t *table) write(w io.Writer, cfg config) {
-	fmt.Fprintf(w, "tether-bench %s: %s, %d CPUs, %s %s/%s; store %s, batch %d, median of %d runs\n\n",
+	fmt.Fprintf(w, "tether-bench %s: %s, %d CPUs, %s %s/%s; SQLite driver %s; store %s, batch %d, median of %d runs\n\n",
 		time.Now().UTC().Format("2006-01-02"), cpuModel(), runtime.NumCPU(), runtime.Version(),
-		runtime.GOOS, runtime.GOARCH, cfg.store, cfg.batch, cfg.runs)
+		runtime.GOOS, runtime.GOARCH, sqlitedriver.Name, cfg.store, cfg.batch, cfg.runs)
 	fmt.Fprintln(w, "| scenario | rows | result | target | met |")
 	fmt.Fprintln(w, "|---|---:|---|---|---|")
 	for _, r := range t.rows {

@@ -70,3 +70,22 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// -drivers both runs the scenarios with each SQLite driver (the other one
+// in a copy built with or without cgo) and prints them side by side.
+func TestBothDrivers(t *testing.T) {
+	var out strings.Builder
+	args := []string{"-drivers", "both", "-scenarios", "baseline,push,pull", "-rows", "300", "-runs", "1", "-dir", t.TempDir()}
+	if err := run(t.Context(), args, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| scenario | rows | ", "mattn/go-sqlite3 (cgo)", "ncruces/go-sqlite3 (pure Go)",
+		"| push into an empty server | 300 | ", "| pull into a fresh device (first SyncNow) | 300 | "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no %q in:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "(missing)") || strings.Count(out.String(), "rows/s") != 6 {
+		t.Errorf("want every figure of both drivers (6 rates), got:\n%s", out.String())
+	}
+}

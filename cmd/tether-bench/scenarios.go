@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/tethersync/tether/coordinator"
@@ -324,11 +323,11 @@ func (b *bench) measureMemory(ctx context.Context, n int) (rssBytes int64, took 
 	if res.Rows != n {
 		return 0, 0, fmt.Errorf("child pulled %d rows, want %d", res.Rows, n)
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	rss, ok := maxRSS(cmd.ProcessState)
 	if !ok {
 		return 0, 0, fmt.Errorf("child pull: no resource usage on this system")
 	}
-	return ru.Maxrss * 1024, time.Duration(res.Seconds * float64(time.Second)), nil
+	return rss, time.Duration(res.Seconds * float64(time.Second)), nil
 }
 
 // childPull is the child process of measureMemory.

@@ -1,5 +1,3 @@
-//go:build cgo
-
 package main
 
 import (
@@ -8,8 +6,8 @@ import (
 	"github.com/tethersync/tether/server/sqlitestore"
 )
 
-// openSQLite opens the embedded store. It needs cgo; a binary built
-// without it serves PostgreSQL and MySQL only.
+// openSQLite opens the embedded store, on the SQLite driver the binary was
+// built with (cgo or pure Go).
 func openSQLite(path string, schema entity.Schema) (server.Store, error) {
 	return sqlitestore.Open(path, schema, sqlitestore.Options{})
 }

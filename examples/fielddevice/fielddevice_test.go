@@ -23,8 +23,7 @@ import (
 	"testing"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
-
+	_ "github.com/tethersync/tether/internal/sqlitedriver" // the SQLite driver
 	"github.com/tethersync/tether/wire"
 )
 

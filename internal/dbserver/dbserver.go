@@ -94,7 +94,7 @@ func (s *Server) Stop() {
 
 // newServer makes the temporary directory of a server of kind, owned by
 // the user it will run as.
-func newServer(kind Kind, users ...string) (*Server, *syscall.Credential, error) {
+func newServer(kind Kind, users ...string) (*Server, *account, error) {
 	cred, err := credential(string(kind), users...)
 	if err != nil {
 		return nil, nil, err
@@ -104,7 +104,7 @@ func newServer(kind Kind, users ...string) (*Server, *syscall.Credential, error)
 		return nil, nil, err
 	}
 	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+		if err := os.Chown(dir, cred.uid, cred.gid); err != nil {
 			os.RemoveAll(dir)
 			return nil, nil, err
 		}
@@ -118,13 +118,16 @@ func newServer(kind Kind, users ...string) (*Server, *syscall.Credential, error)
 }
 
 // command returns a command running path in the server's directory as cred,
-// killed when this process dies.
-func (s *Server) command(cred *syscall.Credential, path string, args ...string) *exec.Cmd {
+// killed when this process dies where the platform can (sysProcAttr).
+func (s *Server) command(cred *account, path string, args ...string) *exec.Cmd {
 	cmd := exec.Command(path, args...)
 	cmd.Dir = s.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sysProcAttr(cred)
 	return cmd
 }
+
+// account is a user to run a server process as.
+type account struct{ uid, gid int }
 
 // launch starts the server process cmd, its output to logName in the
 // directory, and waits for ready to succeed; on failure it stops the server
@@ -185,7 +188,7 @@ func isFile(p string) bool {
 // credential returns the user to run a database server as: the current
 // one, or when that is root (which database servers refuse) the first of
 // users that exists.
-func credential(server string, users ...string) (*syscall.Credential, error) {
+func credential(server string, users ...string) (*account, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
@@ -196,7 +199,7 @@ func credential(server string, users ...string) (*syscall.Credential, error) {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+		return &account{uid: uid, gid: gid}, nil
 	}
 	return nil, fmt.Errorf("running as root, and none of the users %s to run %s as", strings.Join(users, ", "), server)
 }

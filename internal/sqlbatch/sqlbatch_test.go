@@ -6,9 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/tethersync/tether/internal/sqlbatch"
+	_ "github.com/tethersync/tether/internal/sqlitedriver" // the SQLite driver
 )
 
 func TestInserter(t *testing.T) {

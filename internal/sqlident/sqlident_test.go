@@ -5,9 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/tethersync/tether/internal/sqlident"
+	_ "github.com/tethersync/tether/internal/sqlitedriver" // the SQLite driver
 )
 
 func TestQuote(t *testing.T) {

@@ -1,3 +1,4 @@
-// Package sqlitedsn builds data source names for the go-sqlite3 driver
-// (github.com/mattn/go-sqlite3), the one place where tether spells them.
+// Package sqlitedsn builds SQLite "file:" data source names from a path and
+// query parameters. Which parameters to use depends on the driver:
+// internal/sqlitedriver chooses them.
 package sqlitedsn

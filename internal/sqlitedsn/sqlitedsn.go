@@ -8,12 +8,18 @@ import "net/url"
 // query-escaped. The path is used as given. With no params it returns
 // "file:PATH".
 func DSN(path string, params map[string]string) string {
-	if len(params) == 0 {
-		return "file:" + path
-	}
 	q := make(url.Values, len(params))
 	for k, v := range params {
 		q.Set(k, v)
+	}
+	return Query(path, q)
+}
+
+// Query is DSN with parameters that may repeat (ncruces' "_pragma"): keys
+// sorted, the values of one key in their order.
+func Query(path string, q url.Values) string {
+	if len(q) == 0 {
+		return "file:" + path
 	}
 	return "file:" + path + "?" + q.Encode() // Encode sorts by key
 }

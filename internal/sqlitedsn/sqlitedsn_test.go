@@ -1,6 +1,7 @@
 package sqlitedsn_test
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/tethersync/tether/internal/sqlitedsn"
@@ -20,5 +21,14 @@ func TestDSN(t *testing.T) {
 		if got := sqlitedsn.DSN(c.path, c.params); got != c.want {
 			t.Errorf("DSN(%q, %v) = %q, want %q", c.path, c.params, got, c.want)
 		}
+	}
+}
+
+func TestQueryRepeats(t *testing.T) {
+	q := url.Values{"_pragma": {"busy_timeout(5000)", "journal_mode(WAL)"}, "_txlock": {"deferred"}}
+	got := sqlitedsn.Query("a.db", q)
+	want := "file:a.db?_pragma=busy_timeout%285000%29&_pragma=journal_mode%28WAL%29&_txlock=deferred"
+	if got != want {
+		t.Errorf("Query = %q, want %q", got, want)
 	}
 }

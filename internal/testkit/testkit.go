@@ -18,7 +18,7 @@ import (
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/internal/sqlident"
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/sqlitestore"
@@ -215,7 +215,7 @@ func quoteAll(cols []string) []string {
 // OpenServerDB opens the server's SQLite file for reading.
 func OpenServerDB(t testing.TB, path string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"mode": "ro", "_busy_timeout": "5000"}))
+	db, err := sqlitedriver.Open(path, sqlitedriver.Config{ReadOnly: true, BusyTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,18 +1,13 @@
-//go:build cgo
-
 package admin
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"os"
-
-	"github.com/mattn/go-sqlite3"
+	"time"
 
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/server/sqlitestore"
 	"github.com/tethersync/tether/server/sqlstore"
 )
@@ -24,16 +19,15 @@ func openSQLite(ctx context.Context, path string) (*sqlstore.Store, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"mode": "ro", "_busy_timeout": "5000"}))
+	db, err := sqlitedriver.Open(path, sqlitedriver.Config{ReadOnly: true, BusyTimeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	defer db.Close()
 	var n int
 	err = db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_tether_tenants'`).Scan(&n)
-	var se sqlite3.Error
 	switch {
-	case errors.As(err, &se) && (se.Code == sqlite3.ErrNotADB || se.Code == sqlite3.ErrCorrupt):
+	case sqlitedriver.IsNotADatabase(err):
 		return nil, fmt.Errorf("%s is not a SQLite database: %w", path, ErrNotServer)
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/entity"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/sqlitestore"
 )
@@ -49,7 +50,7 @@ func TestNewDatabaseIsIncremental(t *testing.T) {
 // its rows.
 func TestExistingDatabaseIsConverted(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "server.db")
-	old, err := sql.Open("sqlite3", "file:"+path+"?_journal_mode=WAL")
+	old, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,7 @@ func TestSweepShrinksTheFile(t *testing.T) {
 	defer s.Close()
 	// Plain SQL through a connection of its own: 20,000 rows of 1 KB,
 	// then deleted.
-	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=10000")
+	db, err := sqlitedriver.Open(path, sqlitedriver.Config{BusyTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

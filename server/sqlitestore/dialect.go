@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/tethersync/tether/entity"
 	"github.com/tethersync/tether/server/sqlstore"
 	"github.com/tethersync/tether/wire"

@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3"
-
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/sqlitedsn"
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/server/sqlstore"
 )
 
@@ -40,8 +38,8 @@ type Options struct {
 // in proportion to it (see docs/operations.md).
 func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	open := func(txlock string) (*sql.DB, error) {
-		return sql.Open("sqlite3", sqlitedsn.DSN(path, map[string]string{"_journal_mode": "WAL", "_busy_timeout": "10000",
-			"_txlock": txlock, "_synchronous": "NORMAL", "_stmt_cache_size": "64", "_auto_vacuum": "incremental"}))
+		return sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: 10 * time.Second,
+			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64, AutoVacuum: "INCREMENTAL"})
 	}
 	w, err := open("immediate")
 	if err != nil {

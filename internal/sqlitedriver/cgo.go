@@ -1,0 +1,65 @@
+//go:build cgo && !tether_purego
+
+package sqlitedriver
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/tethersync/tether/internal/sqlitedsn"
+)
+
+// DriverName is the database/sql driver name of the linked driver.
+const DriverName = "sqlite3"
+
+// Name names the linked driver, for reports.
+const Name = "mattn/go-sqlite3 (cgo)"
+
+// PureGo reports whether the linked driver is the pure-Go one.
+const PureGo = false
+
+// Encryption reports whether the linked driver can encrypt a database
+// (Config.Key).
+const Encryption = false
+
+// dsn spells c in go-sqlite3's parameters.
+func dsn(path string, c Config) string {
+	p := map[string]string{
+		"_busy_timeout": strconv.FormatInt(c.BusyTimeout.Milliseconds(), 10),
+		"_txlock":       c.TxLock,
+	}
+	if c.ReadOnly {
+		p["mode"] = "ro"
+	}
+	if c.Immutable {
+		p["immutable"] = "1"
+	}
+	if c.WAL {
+		p["_journal_mode"] = "WAL"
+	}
+	if c.ForeignKeys {
+		p["_foreign_keys"] = "on"
+	}
+	if c.Synchronous != "" {
+		p["_synchronous"] = c.Synchronous
+	}
+	if c.AutoVacuum != "" {
+		p["_auto_vacuum"] = c.AutoVacuum
+	}
+	if c.StmtCache > 0 {
+		p["_stmt_cache_size"] = strconv.Itoa(c.StmtCache)
+	}
+	return sqlitedsn.DSN(path, p)
+}
+
+func isNotADB(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrNotADB
+}
+
+func isBusy(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrBusy
+}

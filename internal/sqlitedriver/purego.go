@@ -1,0 +1,70 @@
+//go:build !cgo || tether_purego
+
+package sqlitedriver
+
+import (
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"strconv"
+
+	"github.com/ncruces/go-sqlite3"
+	_ "github.com/ncruces/go-sqlite3/driver"       // registers "sqlite3"
+	_ "github.com/ncruces/go-sqlite3/vfs/adiantum" // registers the "adiantum" VFS
+
+	"github.com/tethersync/tether/internal/sqlitedsn"
+)
+
+// DriverName is the database/sql driver name of the linked driver.
+const DriverName = "sqlite3"
+
+// Name names the linked driver, for reports.
+const Name = "ncruces/go-sqlite3 (pure Go)"
+
+// PureGo reports whether the linked driver is the pure-Go one.
+const PureGo = true
+
+// Encryption reports whether the linked driver can encrypt a database
+// (Config.Key).
+const Encryption = true
+
+// timeLayout is go-sqlite3's layout for a bound time.Time, so that both
+// drivers write the same text; it also stops ncruces from turning
+// RFC 3339 text read from an untyped expression into a time.Time.
+const timeLayout = "2006-01-02 15:04:05.999999999-07:00"
+
+// dsn spells c in ncruces' parameters: each setting a _pragma, in the
+// order the driver asks for (busy timeout first, then the journal mode).
+func dsn(path string, c Config) string {
+	q := url.Values{}
+	if c.Key != nil {
+		q.Set("vfs", "adiantum")
+		q.Set("hexkey", hex.EncodeToString(c.Key))
+	}
+	if c.ReadOnly {
+		q.Set("mode", "ro")
+	}
+	if c.Immutable {
+		q.Set("immutable", "1")
+	}
+	q.Set("_txlock", c.TxLock)
+	q.Set("_timefmt", timeLayout)
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(c.BusyTimeout.Milliseconds(), 10)+")")
+	if c.AutoVacuum != "" {
+		q.Add("_pragma", "auto_vacuum("+c.AutoVacuum+")")
+	}
+	if c.WAL {
+		q.Add("_pragma", "journal_mode(WAL)")
+	}
+	if c.ForeignKeys {
+		q.Add("_pragma", "foreign_keys(on)")
+	}
+	if c.Synchronous != "" {
+		q.Add("_pragma", "synchronous("+c.Synchronous+")")
+	}
+	return sqlitedsn.Query(path, q)
+}
+
+func isNotADB(err error) bool { return errors.Is(err, sqlite3.NOTADB) }
+
+func isBusy(err error) bool { return errors.Is(err, sqlite3.BUSY) }
