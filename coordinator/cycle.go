@@ -82,7 +82,9 @@ func (c *Coordinator) sync(ctx context.Context, r *run) (rep Report, err error) 
 // retry returns how long to wait before the next attempt of a sync whose
 // attempt number attempts failed with err, or the error that ends the
 // sync: ErrOffline when the server cannot be reached, err when it is not
-// transient, or when the backoff b gives up.
+// transient, or when the backoff b gives up, also when the server asks to
+// wait (Retry-After) past what is left of b's MaxElapsedTime: a "Sync now"
+// is not kept waiting an hour by a server under maintenance.
 func retry(ctx context.Context, err error, b backoff.BackOff, attempts int) (time.Duration, error) {
 	if errors.Is(err, client.ErrUnreachable) { // retrying would not help soon
 		if ctx.Err() != nil { // stopped while connecting: not a verdict on the server
@@ -97,7 +99,12 @@ func retry(ctx context.Context, err error, b backoff.BackOff, attempts int) (tim
 	if wait == backoff.Stop {
 		return 0, fmt.Errorf("sync: gave up after %d attempts: %w", attempts, err)
 	}
-	return max(wait, client.RetryAfter(err)), nil
+	after := client.RetryAfter(err)
+	if eb, ok := b.(*backoff.ExponentialBackOff); ok && eb.MaxElapsedTime > 0 && after > wait && eb.GetElapsedTime()+after > eb.MaxElapsedTime {
+		return 0, fmt.Errorf("sync: gave up after %d attempts: the server asks to retry in %v, past MaxElapsed (%v): %w",
+			attempts, after.Round(time.Second), eb.MaxElapsedTime, err)
+	}
+	return max(wait, after), nil
 }
 
 // backoff returns the exponential backoff, with jitter, of the options,

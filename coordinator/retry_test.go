@@ -1,11 +1,14 @@
 package coordinator_test
 
 import (
+	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tethersync/tether/coordinator"
 	"github.com/tethersync/tether/internal/testkit"
@@ -77,3 +80,24 @@ func TestProgressString(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// A server that asks to come back later than MaxElapsed allows (a 503
+// with Retry-After: 3600) ends the sync at once with its error, rather
+// than keeping a "Sync now" waiting an hour.
+func TestRetryAfterPastMaxElapsedGivesUp(t *testing.T) {
+	reg, _ := newServer(t)
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "3600")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"error":{"code":"unavailable","message":"down for maintenance"}}`))
+	}))
+	defer down.Close()
+	d := testkit.NewDevice(t, reg, down.URL, testkit.DeviceOptions{Co: coordinator.Options{MaxElapsed: time.Minute}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := d.Co.SyncNow(ctx)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "past MaxElapsed") || !strings.Contains(err.Error(), "down for maintenance") {
+		t.Fatalf("SyncNow against a server back in an hour: %v (context %v); want it to give up at once, naming the wait and the error", err, ctx.Err())
+	}
+}

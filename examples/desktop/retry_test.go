@@ -16,14 +16,14 @@ import (
 	"github.com/tethersync/tether/server"
 )
 
-// unavailable answers every request with 503 and a Retry-After of an hour,
+// unavailable answers every request with 503 and a Retry-After of 20 s,
 // without delivering it, and counts the requests.
 type unavailable struct{ n atomic.Int32 }
 
 func (u *unavailable) RoundTrip(r *http.Request) (*http.Response, error) {
 	u.n.Add(1)
 	return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
-		Header:  http.Header{"Content-Type": {"application/json"}, "Retry-After": {"3600"}},
+		Header:  http.Header{"Content-Type": {"application/json"}, "Retry-After": {"20"}},
 		Body:    io.NopCloser(strings.NewReader(`{"error":{"code":"unavailable","message":"down for maintenance"}}`)),
 		Request: r, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}, nil
 }
@@ -73,7 +73,7 @@ func TestDesktopShowsRetry(t *testing.T) {
 		}
 	}
 	t.Logf("retry: %s", s.Retry)
-	if want := "retrying in 1h0m0s (attempt 2): "; !strings.HasPrefix(s.Retry, want) || !strings.Contains(s.Retry, "down for maintenance") ||
+	if want := "retrying in 20s (attempt 2): "; !strings.HasPrefix(s.Retry, want) || !strings.Contains(s.Retry, "down for maintenance") ||
 		s.Phase != "retry" || !s.Syncing {
 		t.Errorf("state while retrying: %+v; want phase retry and %q… naming the server's error", s, want)
 	}

@@ -17,7 +17,7 @@ func TestAgentShowsRetry(t *testing.T) {
 	agentBin := build(t, dir, "fielddevice", ".")
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Retry-After", "3600")
+		w.Header().Set("Retry-After", "60")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		w.Write([]byte(`{"error":{"code":"unavailable","message":"down for maintenance"}}`))
 	}))
@@ -26,7 +26,7 @@ func TestAgentShowsRetry(t *testing.T) {
 	a := start(t, "agent", agentBin, env, "-db", dir+"/device.db", "-name", "probe-7", "-interval", "1h", "-sample", "1h",
 		"-status", "127.0.0.1:0")
 	st := a.waitStatus(t, "a sync waiting to retry", func(s Status) bool { return s.Retry != "" })
-	if want := "retrying in 1h0m0s (attempt 2): "; !strings.HasPrefix(st.Retry, want) || !strings.Contains(st.Retry, "down for maintenance") || !st.Syncing {
+	if want := "retrying in 1m0s (attempt 2): "; !strings.HasPrefix(st.Retry, want) || !strings.Contains(st.Retry, "down for maintenance") || !st.Syncing {
 		t.Errorf("status %+v; want syncing, and %q… naming the server's error", st, want)
 	}
 	if l := a.waitLog(t, "sync retrying"); l["attempt"] != float64(2) {
