@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,13 +228,13 @@ func TestRevokedColumnMigrated(t *testing.T) {
 // A session a device opens while its revocation is under way does not
 // outlive the revocation: the revocation waits for the opening, and
 // discards the session, or the opening waits for the revocation, and is
-// refused. PostgreSQL (read committed; SQLite's one writer cannot
-// interleave them): a transaction of the test holds the session's id,
+// refused. PostgreSQL and MySQL (read committed; SQLite's one writer
+// cannot interleave them): a transaction of the test holds the session's id,
 // so that the opening has inserted its session and waits, uncommitted,
 // while the revocation runs.
 func TestRevokedWhileOpening(t *testing.T) {
 	reg := testkit.Registry(t)
-	stores.Each(t, []string{stores.Postgres}, func(t *testing.T, db stores.Database) {
+	stores.Each(t, stores.Shared, func(t *testing.T, db stores.Database) {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		store := db.Open(t, reg.Schema(), stores.Options{})
@@ -243,7 +244,13 @@ func TestRevokedWhileOpening(t *testing.T) {
 		if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 			t.Fatal(err)
 		}
-		raw, err := sql.Open("pgx", db.DSN)
+		driver, mark := "pgx", "$"
+		waits := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
+		if db.Kind == stores.MySQL {
+			driver, mark = "mysql", "?"
+			waits = `SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'`
+		}
+		raw, err := sql.Open(driver, db.DSN)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,13 +262,14 @@ func TestRevokedWhileOpening(t *testing.T) {
 		}
 		defer hold.Rollback()
 		if _, err := hold.ExecContext(ctx, `INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, app_schema)
-			SELECT tenant, $1, device, user_name, created_at, created_at, '' FROM _tether_devices WHERE tenant = 'acme' AND device = $2`, session, device); err != nil {
+			SELECT tenant, `+strings.Replace(mark, "$", "$1", 1)+`, device, user_name, created_at, created_at, '' FROM _tether_devices
+			WHERE tenant = 'acme' AND device = `+strings.Replace(mark, "$", "$2", 1), session, device); err != nil {
 			t.Fatal(err)
 		}
 		// waiting reports whether n backends wait for a lock.
 		waiting := func(n int) bool {
 			var w int
-			if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&w); err != nil {
+			if err := raw.QueryRowContext(ctx, waits).Scan(&w); err != nil {
 				t.Fatal(err)
 			}
 			return w >= n
