@@ -205,6 +205,12 @@ func isLoopback(host string) bool {
 // rctx: it ends with the request or with Close, whichever comes first.
 func (k *JWKS) context(rctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(rctx)
+	if k.ctx.Err() != nil {
+		// Closed: AfterFunc would cancel in a goroutine of its own,
+		// perhaps after the lookup fetched the set again.
+		cancel()
+		return ctx, cancel
+	}
 	stop := context.AfterFunc(k.ctx, cancel)
 	return ctx, func() {
 		stop()
