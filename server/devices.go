@@ -74,6 +74,12 @@ func (s *Server) registerDevice(ctx context.Context, p Principal, w http.Respons
 	if !deviceRE.MatchString(d.Device) {
 		return nil, fmt.Errorf("malformed device id %q: want %s: %w", clip(d.Device), wire.IDFormat, wire.ErrBadRequest)
 	}
+	if d.Device == WriteDevice || d.Device == ExternalDevice {
+		// WriteDevice taken would block the server's writes; a device
+		// registered as ExternalDevice would pass its commits off as
+		// captured external writes.
+		return nil, fmt.Errorf("device id %s is reserved for the server's own writes: %w", d.Device, wire.ErrBadRequest)
+	}
 	if h := r.Header.Get(wire.HeaderDevice); h != "" && h != d.Device {
 		return nil, fmt.Errorf("the %s header names device %q and the body %s: %w", wire.HeaderDevice, clip(h), d.Device, wire.ErrBadRequest)
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +44,11 @@ const minRSABits = 2048
 // only, since a key set is published. Each key further allows only the
 // ones of its type (keyAllows).
 var jwksMethods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// signingUses are the "use" values of the keys that may verify a token:
+// "sig", or none stated. A provider's encryption key ("enc") is not its
+// signing key (RFC 7517 4.2).
+var signingUses = []jwkset.USE{jwkset.UseSig, ""}
 
 // JWKSOptions configure NewJWKS. The zero value works.
 type JWKSOptions struct {
@@ -75,7 +81,8 @@ type JWKSOptions struct {
 // each fetch replaces the whole cache, so a key the provider removed is
 // refused after the next fetch. Only RSA (2048 bits or more), ECDSA
 // (P-256, P-384, P-521) and Ed25519 keys are used, each for the
-// algorithms of its type and its "alg" when the set gives one.
+// algorithms of its type and its "alg" when the set gives one, and only
+// those whose "use" is "sig" or not given (not an encryption key).
 //
 // It is safe for concurrent use. Close stops the background fetching.
 type JWKS struct {
@@ -116,6 +123,11 @@ func NewJWKS(ctx context.Context, rawURL string, opts JWKSOptions) (*JWKS, error
 			}
 		},
 	})
+	if err == nil {
+		// Over the same storage: only keys for signatures, or of no
+		// stated use, verify a token.
+		kf, err = keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: kf.Storage(), UseWhitelist: signingUses})
+	}
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("jwks %s: cannot load the key set: %s", rawURL, oneLine(err))
@@ -193,6 +205,12 @@ func isLoopback(host string) bool {
 // rctx: it ends with the request or with Close, whichever comes first.
 func (k *JWKS) context(rctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(rctx)
+	if k.ctx.Err() != nil {
+		// Closed: AfterFunc would cancel in a goroutine of its own,
+		// perhaps after the lookup fetched the set again.
+		cancel()
+		return ctx, cancel
+	}
 	stop := context.AfterFunc(k.ctx, cancel)
 	return ctx, func() {
 		stop()
@@ -260,6 +278,9 @@ func keyAllows(key any, alg string) bool {
 // anyUsable reports whether a key of keys verifies some algorithm.
 func anyUsable(keys []jwkset.JWK) bool {
 	for _, k := range keys {
+		if !slices.Contains(signingUses, k.Marshal().USE) {
+			continue
+		}
 		key := k.Key()
 		if pk, ok := key.(interface{ Public() crypto.PublicKey }); ok {
 			key = pk.Public()

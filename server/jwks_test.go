@@ -373,3 +373,51 @@ func TestJWKSClaims(t *testing.T) {
 		t.Errorf("ClaimKeys = %v, %v; want %v", keys, err, want)
 	}
 }
+
+// A key the set publishes for encryption ("use": "enc") verifies no
+// token, named by its kid or tried as one of the set without a kid: a
+// provider's encryption key is not its signing key (RFC 7517 4.2). A key
+// of no "use" still verifies.
+func TestJWKSEncryptionKey(t *testing.T) {
+	sig := newSigner(t, "sig", jwt.SigningMethodRS256)
+	enc := newSigner(t, "enc", jwt.SigningMethodRS256)
+	plain := newSigner(t, "plain", jwt.SigningMethodES256)
+	set := jwkset.NewMemoryStorage()
+	for _, k := range []struct {
+		s   signer
+		use jwkset.USE
+	}{{sig, jwkset.UseSig}, {enc, jwkset.UseEnc}, {plain, ""}} {
+		jwk, err := jwkset.NewJWKFromKey(k.s.key.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: k.s.kid, USE: k.use}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := set.KeyWrite(t.Context(), jwk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newProvider(t)
+	p.raw = must(set.JSONPublic(t.Context()))
+	auth := &server.JWT{JWKS: newJWKS(t, p.URL, server.JWKSOptions{})}
+	encNoKid := enc
+	encNoKid.kid = ""
+	for _, tt := range []struct {
+		name  string
+		token string
+		ok    bool
+	}{
+		{"the signing key", sig.sign(nil), true},
+		{"a key of no use", plain.sign(nil), true},
+		{"the encryption key, by its kid", enc.sign(nil), false},
+		{"the encryption key, no kid", encNoKid.sign(nil), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := authenticate(auth, tt.token)
+			if tt.ok && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tt.ok && !errors.Is(err, wire.ErrUnauthorized) {
+				t.Fatalf("got %v, want an error wrapping wire.ErrUnauthorized", err)
+			}
+		})
+	}
+}

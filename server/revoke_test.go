@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,6 +221,105 @@ func TestRevokedColumnMigrated(t *testing.T) {
 		}
 		if err := store.CheckDevice(ctx, p, device, hex.EncodeToString(sum[:])); !errors.Is(err, wire.ErrDeviceRevoked) {
 			t.Errorf("revoked on the migrated layout: %v, want ErrDeviceRevoked", err)
+		}
+	})
+}
+
+// A session a device opens while its revocation is under way does not
+// outlive the revocation: the revocation waits for the opening, and
+// discards the session, or the opening waits for the revocation, and is
+// refused. PostgreSQL and MySQL (read committed; SQLite's one writer
+// cannot interleave them): a transaction of the test holds the session's id,
+// so that the opening has inserted its session and waits, uncommitted,
+// while the revocation runs.
+func TestRevokedWhileOpening(t *testing.T) {
+	reg := testkit.Registry(t)
+	stores.Each(t, stores.Shared, func(t *testing.T, db stores.Database) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		store := db.Open(t, reg.Schema(), stores.Options{})
+		url := testkit.Serve(t, store, server.Options{SweepInterval: -1}).URL
+		api := client.New(url, client.Options{Token: "token-ada"})
+		api.SetDeviceKey(device, deviceKey(device))
+		if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
+			t.Fatal(err)
+		}
+		driver, mark := "pgx", "$"
+		waits := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
+		if db.Kind == stores.MySQL {
+			driver, mark = "mysql", "?"
+			waits = `SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'`
+		}
+		raw, err := sql.Open(driver, db.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		const session = "0190a3b4-0000-7000-8000-00000000a001"
+		hold, err := raw.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hold.Rollback()
+		if _, err := hold.ExecContext(ctx, `INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, app_schema)
+			SELECT tenant, `+strings.Replace(mark, "$", "$1", 1)+`, device, user_name, created_at, created_at, '' FROM _tether_devices
+			WHERE tenant = 'acme' AND device = `+strings.Replace(mark, "$", "$2", 1), session, device); err != nil {
+			t.Fatal(err)
+		}
+		// waiting reports whether n backends wait for a lock.
+		waiting := func(n int) bool {
+			var w int
+			if err := raw.QueryRowContext(ctx, waits).Scan(&w); err != nil {
+				t.Fatal(err)
+			}
+			return w >= n
+		}
+		pushed := make(chan error, 1)
+		go func() {
+			rows := []wire.Row{{Table: "customers", ID: "c1", HLC: "0000000000001.000000." + device, Values: map[string]any{"name": "staged"}}}
+			_, err := api.SendBatch(ctx, device, session, 0, rows, wire.BatchParams{Open: true})
+			pushed <- err
+		}()
+		for !waiting(1) { // the opening waits: for the held id, or for the device
+			select {
+			case err := <-pushed:
+				t.Fatalf("the push ended before waiting: %v", err)
+			case <-ctx.Done():
+				t.Fatal("the push never waited")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		revoked := make(chan error, 1)
+		go func() { revoked <- store.(revoker).SetDeviceRevoked(ctx, "acme", device, true) }()
+		done := false
+		for !done && !waiting(2) { // the revocation ends, or waits for the opening
+			select {
+			case err := <-revoked:
+				if err != nil {
+					t.Fatal(err)
+				}
+				done = true
+			case <-ctx.Done():
+				t.Fatal("the revocation neither ended nor waited")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		hold.Rollback()
+		err = <-pushed
+		if !done {
+			if err := <-revoked; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err != nil && !errors.Is(err, wire.ErrDeviceRevoked) {
+			t.Fatalf("push: %v, want success or device_revoked", err)
+		}
+		open, err := store.(*sqlstore.Store).OpenSessions(ctx, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(open) != 0 {
+			t.Errorf("open sessions after the revocation: %+v, want none", open)
 		}
 	})
 }

@@ -30,7 +30,8 @@ import (
 // the tenant: it counts against no one's MaxUserDevices, and a back
 // office writes whatever devices its users hold. It is registered
 // without a key (with a key hash that is no SHA-256), so no request can
-// act as it and no device can take its id once it is registered; it
+// act as it, and no device registers its id (a registration naming it,
+// or ExternalDevice, is refused with 400 bad_request); it
 // never pulls, so it holds no tombstone back. The sweep forgets it after
 // DeviceRetention without a write that needed to register it, and the
 // next write registers it again.
@@ -245,7 +246,8 @@ func (s *Server) writeDevice(ctx context.Context, tenant string) error {
 		err = s.store.RegisterDevice(ctx, p, Registration{Device: WriteDevice, KeyHash: writeKeyHash}, lim)
 	}
 	if errors.Is(err, wire.ErrDeviceKey) {
-		// Not a 403 for the writer: the tenant's data is in the way.
+		// Not a 403 for the writer: the tenant's data is in the way (a
+		// device that registered the id before registrations refused it).
 		return fmt.Errorf("a device of the tenant registered the id %s, which the server's writes use: %v: %w", WriteDevice, err, wire.ErrConflict)
 	}
 	return err

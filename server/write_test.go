@@ -452,3 +452,26 @@ func TestWriteBodyBounded(t *testing.T) {
 		t.Errorf("refused writes left rows %q", got)
 	}
 }
+
+// The device ids of the server's own writes and of captured external
+// writes are the server's: a member's device cannot register them, which
+// would block the back office's writes (WriteDevice taken before its
+// first write) or pass a member's commits off as external writes
+// (ExternalDevice: marked external in the audit log, committed without
+// capturing the external writes before them).
+func TestWriteReservedDeviceIDs(t *testing.T) {
+	reg := testkit.Registry(t)
+	store := stores.Open(t, stores.SQLite, reg.Schema(), stores.Options{})
+	srv, url_ := writeTestServer(t, store, server.Options{Trusted: trustOffice})
+	for _, id := range []string{server.WriteDevice, server.ExternalDevice} {
+		st, code, body := call(t, "POST", url_+"/v1/devices", "token-ada", `{"device":"`+id+`"}`,
+			wire.HeaderDevice, id, wire.HeaderDeviceKey, deviceKey(id))
+		if st != 400 || code != "bad_request" || !strings.Contains(string(body), "reserved") {
+			t.Errorf("a member registers device %s: %d %s %s, want 400 bad_request naming the id reserved", id, st, code, body)
+		}
+	}
+	rows := []wire.Row{{Table: "customers", ID: "c1", Values: map[string]any{"name": "Ada", "email": nil, "tags": "[]"}}}
+	if _, err := srv.Write(t.Context(), office, rows); err != nil {
+		t.Fatalf("the back office's first write, after a member's registrations: %v", err)
+	}
+}

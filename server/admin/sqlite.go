@@ -34,5 +34,7 @@ func openSQLite(ctx context.Context, path string) (*sqlstore.Store, error) {
 	case n == 0:
 		return nil, fmt.Errorf("%s has no _tether_tenants table (a device database? see the device command): %w", path, ErrNotServer)
 	}
-	return sqlitestore.Open(path, entity.Schema{}, sqlitestore.Options{})
+	// A database of an older server, in auto_vacuum NONE, stays so: the
+	// conversion's VACUUM would rewrite it and hold its writer.
+	return sqlitestore.Open(path, entity.Schema{}, sqlitestore.Options{KeepAutoVacuum: true})
 }

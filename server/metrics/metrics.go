@@ -62,7 +62,7 @@ func New(opts Options) (*Metrics, error) {
 	m.conflicts = m.counter("tether_conflicts_total", "Conflicts settled at commit, by strategy (forbidden: rows refused by a scope or Authorize).", "strategy")
 	m.refusals = m.counter("tether_refusals_total", "Requests refused with a 4xx status, by wire error code.", "reason")
 	m.sweeps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tether_sweeps_total",
-		Help: "Sweeps run, by result (ok or error)."}, []string{"result"})
+		Help: "Sweep rounds run (Store.Sweep calls: several in a row while each finds a full batch), by result (ok or error)."}, []string{"result"})
 	m.swept = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tether_sweep_deleted_total",
 		Help: "What the sweep discarded, by kind."}, []string{"kind"})
 	m.active = m.gauge("tether_active_devices", "Devices whose pull position moved within DeviceActivity, as of the last sweep.")

@@ -25,6 +25,12 @@ type Options struct {
 	// Logger receives the one line of a conversion to auto_vacuum
 	// INCREMENTAL (see Open). Default slog.Default().
 	Logger *slog.Logger
+	// KeepAutoVacuum leaves a database in auto_vacuum NONE as it is,
+	// without the VACUUM that converts it (see Open): for a tool that
+	// opens a server's database while the server may run (tether-admin),
+	// which must not rewrite the file and hold its writer meanwhile.
+	// Store.Sweep then gives no space back. Default false: converted.
+	KeepAutoVacuum bool
 }
 
 // Open opens or creates the server database at path with tables for
@@ -52,10 +58,14 @@ func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	log := cmp.Or(opts.Logger, slog.Default())
-	if err := incremental(context.Background(), w, log, path); err != nil {
-		w.Close()
-		r.Close()
-		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	// With KeepAutoVacuum, a database not created yet is incremental
+	// anyway: the DSN's _auto_vacuum applies before its first table.
+	if !opts.KeepAutoVacuum {
+		if err := incremental(context.Background(), w, log, path); err != nil {
+			w.Close()
+			r.Close()
+			return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+		}
 	}
 	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now})
 	if err != nil {

@@ -39,8 +39,12 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 	// The session writes the columns of the app version the device has
 	// now, whatever it registers later.
 	var schema string
+	// Locked: a revocation (SetDeviceRevoked) under way is waited for,
+	// and one that comes while this opens waits for the session to be
+	// committed, then discards it with the device's other open ones.
 	var revoked any
-	err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema, revoked FROM _tether_devices WHERE tenant = ? AND device = ?`), p.Tenant, device).Scan(&schema, &revoked)
+	err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema, revoked FROM _tether_devices WHERE tenant = ? AND device = ?`+s.d.ForUpdate()),
+		p.Tenant, device).Scan(&schema, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
 	}
