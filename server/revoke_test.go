@@ -228,13 +228,15 @@ func TestRevokedColumnMigrated(t *testing.T) {
 // A session a device opens while its revocation is under way does not
 // outlive the revocation: the revocation waits for the opening, and
 // discards the session, or the opening waits for the revocation, and is
-// refused. PostgreSQL and MySQL (read committed; SQLite's one writer
-// cannot interleave them): a transaction of the test holds the session's id,
-// so that the opening has inserted its session and waits, uncommitted,
-// while the revocation runs.
+// refused. On PostgreSQL (read committed; SQLite's one writer cannot
+// interleave them): a transaction of the test holds the session's id, so
+// that the opening has inserted its session and waits, uncommitted, while
+// the revocation runs. MariaDB does not always show the opening's wait in
+// information_schema.innodb_trx, which the test needs to order the two,
+// and blocked the race without the fix; so the test runs on PostgreSQL.
 func TestRevokedWhileOpening(t *testing.T) {
 	reg := testkit.Registry(t)
-	stores.Each(t, stores.Shared, func(t *testing.T, db stores.Database) {
+	stores.Each(t, []string{stores.Postgres}, func(t *testing.T, db stores.Database) {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		store := db.Open(t, reg.Schema(), stores.Options{})
