@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -246,13 +245,8 @@ func TestRevokedWhileOpening(t *testing.T) {
 		if _, err := api.RegisterDevice(ctx, device, "", nil); err != nil {
 			t.Fatal(err)
 		}
-		driver, mark := "pgx", "$"
 		waits := `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
-		if db.Kind == stores.MySQL {
-			driver, mark = "mysql", "?"
-			waits = `SELECT count(*) FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'`
-		}
-		raw, err := sql.Open(driver, db.DSN)
+		raw, err := sql.Open("pgx", db.DSN)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,8 +258,8 @@ func TestRevokedWhileOpening(t *testing.T) {
 		}
 		defer hold.Rollback()
 		if _, err := hold.ExecContext(ctx, `INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, app_schema)
-			SELECT tenant, `+strings.Replace(mark, "$", "$1", 1)+`, device, user_name, created_at, created_at, '' FROM _tether_devices
-			WHERE tenant = 'acme' AND device = `+strings.Replace(mark, "$", "$2", 1), session, device); err != nil {
+			SELECT tenant, $1, device, user_name, created_at, created_at, '' FROM _tether_devices
+			WHERE tenant = 'acme' AND device = $2`, session, device); err != nil {
 			t.Fatal(err)
 		}
 		// waiting reports whether n backends wait for a lock.
