@@ -36,7 +36,11 @@ type config struct {
 	dbsizeSweep          time.Duration // the server's sweep interval in the dbsize scenario
 	dbsizeRetention      time.Duration // session and audit retention in the dbsize scenario's run with retention
 
+	cpuDevices int // devices registered on the cpu scenario's server
+	cpuSyncs   int // measured syncs of the cpu scenario
+
 	cpuProfile string // file of the CPU profile of the whole run, or ""
+	childServe string // internal: serve the store at this path or DSN and report CPU time (cpu scenario)
 	childURL   string // internal: pull from this server and report (memory scenario)
 	childDB    string // internal: database of childURL
 
@@ -48,7 +52,7 @@ type config struct {
 // open on both sides.
 const maxFleet = 1000
 
-var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "latency", "fleet", "scoped", "isolation", "dbsize"}
+var allScenarios = []string{"baseline", "push", "pull", "snapshot", "syncnow", "incremental", "noop", "wire", "memory", "cpu", "latency", "fleet", "scoped", "isolation", "dbsize"}
 
 // defaultScenarios are the scenarios run without -scenarios: all but
 // scoped, which loads two tenants of 100,000 rows (about a minute),
@@ -90,10 +94,13 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.dbsizeRounds, "dbsize-rounds", 100, "syncs of changes in each run of the dbsize scenario")
 	fs.DurationVar(&cfg.dbsizeSweep, "dbsize-sweep", time.Second, "the server's sweep interval in the dbsize scenario")
 	fs.DurationVar(&cfg.dbsizeRetention, "dbsize-retention", 2*time.Second, "the retention of committed sessions and audit entries in the dbsize scenario's run with retention")
+	fs.IntVar(&cfg.cpuDevices, "cpu-devices", 50, "devices registered and synced on the cpu scenario's server (at most 1000)")
+	fs.IntVar(&cfg.cpuSyncs, "cpu-syncs", 300, "syncs of one new row each that the cpu scenario measures")
 	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
 	fs.StringVar(&cfg.childURL, "child-pull", "", "internal: pull from this server URL and report (memory scenario)")
 	fs.StringVar(&cfg.childDB, "child-db", "", "internal: database of -child-pull")
+	fs.StringVar(&cfg.childServe, "child-server", "", "internal: serve the store at this path or DSN (of the kind of -store) and report CPU time (cpu scenario)")
 	fs.StringVar(&cfg.drivers, "drivers", "", `"both": run the scenarios again with the other SQLite driver (a copy of tether-bench built with or without cgo; needs the go command and this module) and report the two side by side`)
 	fs.BoolVar(&cfg.childTable, "child-table", false, "internal: print the table's rows as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -168,6 +175,9 @@ func (cfg *config) check() error {
 	}
 	if cfg.dbsizeRows < 20 || cfg.dbsizeRounds < 1 || cfg.dbsizeRounds > 100_000 || cfg.dbsizeSweep <= 0 || cfg.dbsizeRetention <= 0 {
 		return fmt.Errorf("-dbsize-rows must be at least 20, -dbsize-rounds from 1 to 100000, -dbsize-sweep and -dbsize-retention positive")
+	}
+	if cfg.cpuDevices < 1 || cfg.cpuDevices > maxFleet || cfg.cpuSyncs < 1 || cfg.cpuSyncs > 100_000 {
+		return fmt.Errorf("-cpu-devices must be from 1 to %d, -cpu-syncs from 1 to 100000", maxFleet)
 	}
 	if cfg.store != "sqlite" && cfg.store != "postgres" && cfg.store != "mysql" {
 		return fmt.Errorf("-store %q: want sqlite, postgres or mysql", cfg.store)

@@ -74,6 +74,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if cfg.childURL != "" {
 		return childPull(ctx, cfg.childURL, cfg.childDB, cfg.batch)
 	}
+	if cfg.childServe != "" {
+		return childServe(ctx, cfg.store, cfg.childServe)
+	}
 	if cfg.cpuProfile != "" {
 		stop, err := startCPUProfile(cfg.cpuProfile)
 		if err != nil {

@@ -11,9 +11,9 @@ import (
 )
 
 // TestMain lets the test binary stand in for tether-bench in the memory
-// scenario's child process.
+// and cpu scenarios' child processes.
 func TestMain(m *testing.M) {
-	if slices.Contains(os.Args, "-child-pull") {
+	if slices.Contains(os.Args, "-child-pull") || slices.Contains(os.Args, "-child-server") {
 		if err := run(context.Background(), os.Args[1:], os.Stdout); err != nil {
 			os.Stderr.WriteString(err.Error() + "\n")
 			os.Exit(1)

@@ -13,7 +13,7 @@ func (b *bench) run(ctx context.Context, log func(string)) (*table, error) {
 	t := &table{}
 	steps := []func(context.Context, *table, func(string)) error{
 		b.runThroughput, b.runSnapshot, b.runSyncNow, b.runIncremental, b.runNoop,
-		b.runWire, b.runMemory, b.runLatency, b.runFleet, b.runScoped, b.runIsolation, b.runDBSize,
+		b.runWire, b.runMemory, b.runCPU, b.runLatency, b.runFleet, b.runScoped, b.runIsolation, b.runDBSize,
 	}
 	for _, step := range steps {
 		if err := step(ctx, t, log); err != nil {
