@@ -36,6 +36,8 @@ type config struct {
 	dbsizeSweep          time.Duration // the server's sweep interval in the dbsize scenario
 	dbsizeRetention      time.Duration // session and audit retention in the dbsize scenario's run with retention
 
+	otherStores bool // the push scenario also pushes into PostgreSQL and MySQL stores
+
 	cpuDevices int // devices registered on the cpu scenario's server
 	cpuSyncs   int // measured syncs of the cpu scenario
 
@@ -94,6 +96,7 @@ func parseConfig(args []string) (config, error) {
 	fs.IntVar(&cfg.dbsizeRounds, "dbsize-rounds", 100, "syncs of changes in each run of the dbsize scenario")
 	fs.DurationVar(&cfg.dbsizeSweep, "dbsize-sweep", time.Second, "the server's sweep interval in the dbsize scenario")
 	fs.DurationVar(&cfg.dbsizeRetention, "dbsize-retention", 2*time.Second, "the retention of committed sessions and audit entries in the dbsize scenario's run with retention")
+	fs.BoolVar(&cfg.otherStores, "other-stores", true, "the push scenario also pushes its largest row count into a PostgreSQL and a MariaDB store started from the machine's binaries (a row saying skipped without them)")
 	fs.IntVar(&cfg.cpuDevices, "cpu-devices", 50, "devices registered and synced on the cpu scenario's server (at most 1000)")
 	fs.IntVar(&cfg.cpuSyncs, "cpu-syncs", 300, "syncs of one new row each that the cpu scenario measures")
 	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
