@@ -41,6 +41,9 @@ type config struct {
 	cpuDevices int // devices registered on the cpu scenario's server
 	cpuSyncs   int // measured syncs of the cpu scenario
 
+	out     string // -out: also write the table to this file, and the chart beside it
+	history string // -history: append the run's figures to this JSON file
+
 	cpuProfile string // file of the CPU profile of the whole run, or ""
 	childServe string // internal: serve the store at this path or DSN and report CPU time (cpu scenario)
 	childURL   string // internal: pull from this server and report (memory scenario)
@@ -99,6 +102,8 @@ func parseConfig(args []string) (config, error) {
 	fs.BoolVar(&cfg.otherStores, "other-stores", true, "the push scenario also pushes its largest row count into a PostgreSQL and a MariaDB store started from the machine's binaries (a row saying skipped without them)")
 	fs.IntVar(&cfg.cpuDevices, "cpu-devices", 50, "devices registered and synced on the cpu scenario's server (at most 1000)")
 	fs.IntVar(&cfg.cpuSyncs, "cpu-syncs", 300, "syncs of one new row each that the cpu scenario measures")
+	fs.StringVar(&cfg.out, "out", "", "also write the table to this markdown file, and a chart of the throughput figures beside it (the same name ending in .svg)")
+	fs.StringVar(&cfg.history, "history", "", "append this run's throughput figures to this JSON file, which the chart's history panel draws (default history.json beside -out; none without -out)")
 	fs.StringVar(&cfg.dir, "dir", "", "scratch directory (default a new temporary one, removed at the end)")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (server and devices) to this file")
 	fs.StringVar(&cfg.childURL, "child-pull", "", "internal: pull from this server URL and report (memory scenario)")

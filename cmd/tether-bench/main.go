@@ -39,6 +39,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -101,11 +102,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		t.writeBoth(out, b.cfg, other)
-		return nil
+		var md bytes.Buffer
+		t.writeBoth(&md, b.cfg, other)
+		return output(ctx, out, b.cfg, t, md.Bytes())
 	}
-	t.write(out, b.cfg)
-	return nil
+	var md bytes.Buffer
+	t.write(&md, b.cfg)
+	return output(ctx, out, b.cfg, t, md.Bytes())
+}
+
+// output writes the table md to out, and to -out and -history if set.
+func output(ctx context.Context, out io.Writer, cfg config, t *table, md []byte) error {
+	if _, err := out.Write(md); err != nil {
+		return err
+	}
+	return writeOutputs(ctx, cfg, t, md)
 }
 
 // startCPUProfile starts profiling the CPU into the file at path; stop
@@ -151,7 +162,8 @@ func newBench(cfg config) (*bench, error) {
 
 // table is the report: one row per figure.
 type table struct {
-	rows [][5]string // scenario, rows, result, target, met
+	rows    [][5]string // scenario, rows, result, target, met
+	figures []figure    // the throughput figures, for the chart and the history
 }
 
 func (t *table) add(scenario string, rows int, result, target string, met *bool) {

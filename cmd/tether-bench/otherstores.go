@@ -71,6 +71,7 @@ func (b *bench) runOtherStore(ctx context.Context, t *table, log func(string), o
 	if err != nil {
 		return fmt.Errorf("push into a %s store: %w", o.name, err)
 	}
+	b.addFigure(t, "push "+o.store, n, d, goal/b.base[n])
 	result := fmt.Sprintf("%s, %.2f × baseline", perSec(n, d), rate(n, d)/b.base[n])
 	addTarget(t, label, n, result, target, target != "", rate(n, d) >= goal)
 	return nil

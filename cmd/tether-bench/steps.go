@@ -66,6 +66,11 @@ func (b *bench) runTransfer(ctx context.Context, t *table, log func(string), kin
 	}
 	ratio := rate(n, d) / b.base[n]
 	label := map[string]string{"push": "push into an empty server", "pull": "pull into a fresh device (first SyncNow)"}[kind]
+	target := map[string]float64{"push": 0.25, "pull": 0.3}[kind]
+	if g, ok := pushGoals[b.cfg.store]; ok && kind == "push" {
+		target = g / b.base[n]
+	}
+	b.addFigure(t, kind, n, d, target)
 	if n != 100_000 {
 		t.add(label, n, fmt.Sprintf("%s, %.2f × baseline", perSec(n, d), ratio), "", nil)
 		return nil
@@ -114,6 +119,7 @@ func (b *bench) runSnapshot(ctx context.Context, t *table, log func(string)) err
 			return err
 		}
 		t.add("first sync through the snapshot path (rebuild)", n, perSec(n, d), "", nil)
+		b.addFigure(t, "snapshot", n, d, 0)
 	}
 	return nil
 }
@@ -137,6 +143,7 @@ func (b *bench) runSyncNow(ctx context.Context, t *table, log func(string)) erro
 		return err
 	}
 	ratio := rate(n, r.took) / b.base[n]
+	b.addFigure(t, "syncnow", n, r.took, 0.2)
 	ok := ratio >= 0.2
 	t.add("SyncNow of a device holding local changes, timed whole", n, fmt.Sprintf("%s, %.2f × baseline", perSec(n, r.took), ratio),
 		"≥ 0.2 × baseline", &ok)
