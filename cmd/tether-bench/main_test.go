@@ -42,7 +42,8 @@ func TestSmallRunMySQL(t *testing.T) {
 func smallRun(t *testing.T, store string) {
 	var out strings.Builder
 	args := []string{"-store", store, "-rows", "300", "-runs", "1", "-sync-rows", "500", "-mem-rows", "2000",
-		"-rtt", "10ms", "-fleet", "3", "-fleet-duration", "500ms", "-dir", t.TempDir()}
+		"-rtt", "10ms", "-fleet", "3", "-fleet-duration", "500ms", "-cpu-devices", "3", "-cpu-syncs", "20",
+		"-other-stores=false", "-dir", t.TempDir()}
 	if err := run(t.Context(), args, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,10 @@ func smallRun(t *testing.T, store string) {
 		"peak resident memory", "pull time", "SyncNow of a device holding local changes", "SyncNow of local changes: rows downloaded back",
 		"latency: no-op SyncNow", "latency: requests of a no-op SyncNow", "latency: SyncNow of one new row",
 		"latency: requests of a SyncNow of one new row", "fleet of 3 devices, each saving one row then SyncNow: throughput",
-		"fleet of 3 devices, each saving one row then SyncNow: SyncNow latency"} {
+		"fleet of 3 devices, each saving one row then SyncNow: SyncNow latency",
+		"cpu: CPU per small sync (save one row, SyncNow; server with 3 active devices): device process",
+		"cpu: CPU per small sync (save one row, SyncNow; server with 3 active devices): server process",
+		"cpu: CPU per small sync (save one row, SyncNow; server with 3 active devices): device + server"} {
 		if !strings.Contains(out.String(), "| "+want) {
 			t.Errorf("no %q row in:\n%s", want, out.String())
 		}
@@ -64,6 +68,7 @@ func TestBadFlags(t *testing.T) {
 		{"-fleet", "0"}, {"-fleet", "50,many"}, {"-fleet-duration", "0s"}, {"-rtt", "-1ms"},
 		{"-scoped-teams", "1"}, {"-scoped-teams", "501"}, {"-scoped-team-rows", "0"},
 		{"-scoped-teams", "3", "-scoped-team-rows", "10", "-scoped-changes", "21"},
+		{"-cpu-devices", "0"}, {"-cpu-syncs", "0"},
 	} {
 		if err := run(t.Context(), args, &strings.Builder{}); err == nil {
 			t.Errorf("run(%q) succeeded, want an error", args)
