@@ -9,6 +9,7 @@
 //	go run ./cmd/tether-bench -scenarios scoped    # scopes: a member of 1 of 100 teams, beside the tenant unscoped
 //	go run ./cmd/tether-bench -scenarios isolation -store postgres  # tenant B's syncs while tenant A pushes 100,000-row sessions
 //	go run ./cmd/tether-bench -scenarios dbsize    # the SQLite server file after a long run of updates and deletes
+//	go run ./cmd/tether-bench -out docs/bench/latest.md  # also the table in that file, a chart beside it, a run in docs/bench/history.json
 //
 // Each figure is the median of -runs runs. Setup (filling the device
 // database, starting servers) is not counted.
@@ -19,6 +20,12 @@
 // sync makes; fleet runs -fleet devices at once against one server, each
 // saving a row and syncing over and over for -fleet-duration, and reports
 // the syncs per second and the p50 and p99 of SyncNow's latency.
+//
+// The cpu scenario runs the server in a child process and reports the CPU
+// time of one small sync (one saved row, one SyncNow, -cpu-devices active
+// devices) on the device and on the server. The push scenario also pushes
+// into a PostgreSQL and a MariaDB store when the machine has their
+// binaries (-other-stores=false to skip).
 //
 // The scoped scenario, run only when -scenarios names it, loads a tenant of
 // -scoped-teams teams of -scoped-team-rows projects each, once with the
