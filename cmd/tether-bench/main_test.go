@@ -80,7 +80,8 @@ func TestBadFlags(t *testing.T) {
 // in a copy built with or without cgo) and prints them side by side.
 func TestBothDrivers(t *testing.T) {
 	var out strings.Builder
-	args := []string{"-drivers", "both", "-scenarios", "baseline,push,pull", "-rows", "300", "-runs", "1", "-dir", t.TempDir()}
+	args := []string{"-drivers", "both", "-scenarios", "baseline,push,pull", "-rows", "300", "-runs", "1", "-other-stores=false",
+		"-dir", t.TempDir()}
 	if err := run(t.Context(), args, &out); err != nil {
 		t.Fatal(err)
 	}
