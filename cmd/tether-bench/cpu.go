@@ -253,7 +253,9 @@ func (c *childServer) Close() error {
 // its standard input with its CPU time, and stops at the input's end.
 func childServe(ctx context.Context, store, target string) error {
 	st, err := openStoreAt(ctx, store, target)
-	srv, err := startServer(st, err)
+	// The server's limit of devices per user (100 by default) stays above
+	// -cpu-devices, whose devices are all the bench user's.
+	srv, err := startServerWith(st, err, server.Options{Limits: server.Limits{MaxUserDevices: maxFleet + 1}})
 	if err != nil {
 		return err
 	}
