@@ -207,8 +207,7 @@ func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) erro
 		return err
 	}
 	c.Applied += int(n)
-	_, err = a.tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ?`), a.p.Tenant, a.session)
-	return err
+	return a.unstage(ctx, t)
 }
 
 // resolveRow asks the resolver about one conflicting staged row: it drops
