@@ -84,3 +84,7 @@ func (dialect) Upsert(t *sqlstore.Table) string {
 func (dialect) ColumnVersions(changed string) string {
 	return `(SELECT json_group_object(j.value, ?) FROM json_each(` + changed + `) AS j)`
 }
+
+// TruncateStage implements sqlstore.StageTruncater: SQLite has one
+// writer at a time.
+func (dialect) TruncateStage() bool { return true }

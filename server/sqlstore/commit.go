@@ -74,7 +74,14 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 		return fmt.Errorf("next version: %w", err)
 	}
 	ap := &applier{s: s, tx: tx, p: p, device: device, session: session, resolve: resolve, at: s.d.Time(s.now())}
+	staged, err := s.stagedTables(ctx, tx, p.Tenant, device, session)
+	if err != nil {
+		return err
+	}
 	for _, t := range s.tables { // parents before children (G4)
+		if !staged[t] { // nothing of t to apply: its steps would find no row
+			continue
+		}
 		if err := ap.guard(ctx, t, c); err != nil {
 			return fmt.Errorf("%s: %w", t.schema.Name, err)
 		}
@@ -110,6 +117,29 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 		return cross.Notify(ctx, tx, Notice{Tenant: p.Tenant, Version: c.Version, Device: device})
 	}
 	return nil
+}
+
+// stagedTables returns the tables a session staged rows of, as its
+// batches record them; a session of captured external writes, which
+// records none, may hold rows of every table.
+func (s *Store) stagedTables(ctx context.Context, tx *sql.Tx, tenant, device, session string) (map[*Table]bool, error) {
+	out := map[*Table]bool{}
+	if device == server.ExternalDevice {
+		for _, t := range s.tables {
+			out[t] = true
+		}
+		return out, nil
+	}
+	names, err := s.strings(ctx, tx, `SELECT DISTINCT tbl FROM _tether_batches WHERE tenant = ? AND session = ?`, tenant, session)
+	if err != nil {
+		return nil, fmt.Errorf("staged tables: %w", err)
+	}
+	for _, name := range names {
+		if t := s.byName[name]; t != nil {
+			out[t] = true
+		}
+	}
+	return out, nil
 }
 
 // storedCommit is a commit's answer as the session keeps it, with the
@@ -177,8 +207,7 @@ func (a *applier) applyTable(ctx context.Context, t *Table, c *wire.Commit) erro
 		return err
 	}
 	c.Applied += int(n)
-	_, err = a.tx.ExecContext(ctx, s.q(`DELETE FROM `+t.Stage+` WHERE "_tenant" = ? AND "_session" = ?`), a.p.Tenant, a.session)
-	return err
+	return a.unstage(ctx, t)
 }
 
 // resolveRow asks the resolver about one conflicting staged row: it drops

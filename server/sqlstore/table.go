@@ -76,7 +76,11 @@ func (t *Table) StageValues(dst []any, tenant, session string, seq int, r wire.R
 	if r.Restamped {
 		exact = 0
 	}
-	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, changedJSON(&t.schema, r), present(&t.schema, r), exact, incrementsJSON(r), r.ID)
+	changed := t.every // a row that holds every column and did not say what changed, the common case
+	if r.Changed != nil || len(r.Values) != len(t.schema.Columns)-1 || !holdsAll(&t.schema, r) {
+		changed = changedJSON(&t.schema, r)
+	}
+	dst = append(dst, tenant, session, seq, r.Base, r.Deleted, r.HLC, changed, present(&t.schema, r), exact, incrementsJSON(r), r.ID)
 	for _, c := range t.schema.Columns[1:] {
 		dst = append(dst, r.Values[c.Name])
 	}
@@ -100,6 +104,16 @@ func changedJSON(t *entity.Table, r wire.Row) string {
 	}
 	b, _ := json.Marshal(cols)
 	return string(b)
+}
+
+// holdsAll reports whether r holds every column of t.
+func holdsAll(t *entity.Table, r wire.Row) bool {
+	for _, c := range t.Columns[1:] {
+		if _, ok := r.Values[c.Name]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // present says which of t's columns (but id) a pushed row holds, one
