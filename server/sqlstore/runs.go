@@ -47,20 +47,23 @@ func (s *Store) enterRun(ctx context.Context, tx *sql.Tx, tenant, session string
 		return nil // nothing numbered: the checks below cannot refuse it
 	}
 	var newest int64
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max(attempt), 0) FROM _tether_batches WHERE tenant = ? AND session = ?`),
-		tenant, session).Scan(&newest); err != nil {
+	var top int // the last batch staged, -1 for none
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(max(attempt), 0), coalesce(max(seq), -1) FROM _tether_batches WHERE tenant = ? AND session = ?`),
+		tenant, session).Scan(&newest, &top); err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
 	switch {
 	case attempt < newest:
 		return fmt.Errorf("batch %d of session %s is of run %d, and run %d has staged batches since: refused, nothing dropped: %w",
 			seq, session, attempt, newest, errStaleRun)
-	case attempt == newest:
-		return nil
+	}
+	base = min(max(base, 0), seq)
+	if attempt == newest || top < base {
+		return nil // this run's, or nothing to drop
 	}
 	// Every batch staged is of an earlier run than this one (newest is
 	// the largest attempt among them).
-	return s.dropFrom(ctx, tx, tenant, session, min(max(base, 0), seq))
+	return s.dropFrom(ctx, tx, tenant, session, base)
 }
 
 // contiguous checks, before a session is committed in tx, that its staged
