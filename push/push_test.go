@@ -35,7 +35,7 @@ import (
 
 // testCtx bounds a test, so that a push that loops (a broken halving, a
 // resume that never ends) fails instead of hanging.
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -44,7 +44,7 @@ func testCtx(t *testing.T) context.Context {
 // device opens the device database at path (a new file when ""), and a
 // client of the server at url over rt, registered and bound to the tenant
 // of token-ada.
-func device(t *testing.T, reg *entity.Registry, url string, rt http.RoundTripper, path string) (*localdb.DB, *client.Client) {
+func device(t testing.TB, reg *entity.Registry, url string, rt http.RoundTripper, path string) (*localdb.DB, *client.Client) {
 	t.Helper()
 	ctx := testCtx(t)
 	if path == "" {
@@ -148,7 +148,7 @@ func newV7(t *testing.T) string {
 
 // saveCustomers saves n new customers in one transaction and returns
 // their ids in id order, the order in which they are pushed.
-func saveCustomers(t *testing.T, db *localdb.DB, n int) []string {
+func saveCustomers(t testing.TB, db *localdb.DB, n int) []string {
 	t.Helper()
 	ctx := testCtx(t)
 	ids := make([]string, n)
