@@ -67,6 +67,9 @@ func (c *Client) SendBatch(ctx context.Context, device, session string, seq int,
 	}
 	if p.Attempt > 0 {
 		q.Set(wire.BatchAttempt, strconv.FormatInt(p.Attempt, 10))
+		if p.Base >= 0 && p.Base < seq {
+			q.Set(wire.BatchBase, strconv.Itoa(p.Base))
+		}
 	}
 	if len(q) > 0 {
 		path += "?" + q.Encode()

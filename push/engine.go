@@ -61,9 +61,22 @@ type Options struct {
 	// BatchSize is the number of rows per batch. Default
 	// wire.DefaultBatchSize; at most wire.MaxBatchSize.
 	BatchSize int
-	// OnBatch, if set, is called after each acknowledged batch.
+	// OnBatch, if set, is called after each acknowledged batch, in batch
+	// order.
 	OnBatch func(table string, rows int)
+	// InFlight is the number of batches on the wire at a time, once the
+	// first batch of a run of sends is acknowledged (see the package
+	// documentation). Default DefaultInFlight; at most MaxInFlight.
+	InFlight int
 }
+
+// DefaultInFlight is the default of Options.InFlight, and MaxInFlight its
+// bound: the server stages one batch of a session at a time (its
+// transaction locks the session), so more would only wait there.
+const (
+	DefaultInFlight = 2
+	MaxInFlight     = 2
+)
 
 // Result reports one push.
 type Result struct {
@@ -92,6 +105,10 @@ type Engine struct {
 // New returns an engine.
 func New(store Store, tr Transport, opts Options) *Engine {
 	opts.BatchSize = wire.BatchSize(opts.BatchSize)
+	if opts.InFlight < 1 {
+		opts.InFlight = DefaultInFlight
+	}
+	opts.InFlight = min(opts.InFlight, MaxInFlight)
 	return &Engine{store: store, tr: tr, opts: opts}
 }
 

@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,7 @@ import (
 
 // testCtx bounds a test, so that a push that loops (a broken halving, a
 // resume that never ends) fails instead of hanging.
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -43,7 +44,7 @@ func testCtx(t *testing.T) context.Context {
 // device opens the device database at path (a new file when ""), and a
 // client of the server at url over rt, registered and bound to the tenant
 // of token-ada.
-func device(t *testing.T, reg *entity.Registry, url string, rt http.RoundTripper, path string) (*localdb.DB, *client.Client) {
+func device(t testing.TB, reg *entity.Registry, url string, rt http.RoundTripper, path string) (*localdb.DB, *client.Client) {
 	t.Helper()
 	ctx := testCtx(t)
 	if path == "" {
@@ -120,12 +121,19 @@ func (w *wireLog) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// take returns the batches recorded so far and forgets them.
+// take returns the batches recorded so far and forgets them, in batch
+// number order (two batches on the wire reach the server in either order),
+// the copies of one number in the order they arrived.
 func (w *wireLog) take() []sentBatch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := w.batches
 	w.batches = nil
+	slices.SortStableFunc(out, func(a, b sentBatch) int {
+		x, _ := strconv.Atoi(a.seq)
+		y, _ := strconv.Atoi(b.seq)
+		return x - y
+	})
 	return out
 }
 
@@ -140,7 +148,7 @@ func newV7(t *testing.T) string {
 
 // saveCustomers saves n new customers in one transaction and returns
 // their ids in id order, the order in which they are pushed.
-func saveCustomers(t *testing.T, db *localdb.DB, n int) []string {
+func saveCustomers(t testing.TB, db *localdb.DB, n int) []string {
 	t.Helper()
 	ctx := testCtx(t)
 	ids := make([]string, n)
@@ -404,7 +412,7 @@ func TestPushResumesAfterInterruption(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "device.db")
 			wl1 := &wireLog{}
 			broken := &testkit.FaultTransport{Base: wl1, Decide: func(r *http.Request, kind string, n int) testkit.Fault {
-				if kind == "batches" && n == 2 {
+				if kind == "batches" && strings.HasSuffix(r.URL.Path, "/batches/2") {
 					return tc.fault
 				}
 				return testkit.Pass

@@ -49,8 +49,8 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		// after a lost commit answer): commit apart.
 		return p.commit(ctx, p.fresh)
 	}
-	if p.attempt, err = e.store.NextAttempt(ctx); err != nil {
-		return fmt.Errorf("push: %w", err)
+	if err := p.newRun(ctx); err != nil {
+		return err
 	}
 	return p.run(ctx, b)
 }
@@ -65,8 +65,11 @@ type pass struct {
 	// fresh is set when the session is one this pass made, rather than
 	// one resumed from the store: see commit's own.
 	fresh   bool
-	attempt int64 // numbers the pass's sends (wire.BatchAttempt)
+	attempt int64 // numbers the run's sends (wire.BatchAttempt)
+	base    int   // the batches acknowledged when the run began (wire.BatchBase)
+	begun   bool  // the run's first batch is acknowledged: see window
 	rd      *reader
+	flight  []*sending // on the wire, in batch order: flight[i] is batch st.Seq+i
 }
 
 // outcome is what the answer to a batch leaves to do.
@@ -103,19 +106,46 @@ func outcomeOf(err error, seq, size int, last bool) outcome {
 	return failed
 }
 
-// run sends batch b and those after it, and commits the session.
+// run sends batch b and those after it, and commits the session: up to
+// Options.InFlight batches on the wire at a time (see flight.go).
 func (p *pass) run(ctx context.Context, b localdb.DirtyBatch) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		cancel()
+		p.waitAll() // never leave a send running
+	}()
 	for {
 		after, err := p.rd.next(ctx)
 		if err != nil {
 			return fmt.Errorf("push: %w", err)
 		}
 		last := len(after.Rows) == 0
-		ack, out, err := p.send(ctx, b, last)
+		var ack wire.BatchAck
+		out := acked
+		if last { // alone, once every batch before it is acknowledged
+			if out, err = p.landAll(ctx); out == acked {
+				ack, out, err = p.send(ctx, b, last)
+			}
+		} else {
+			if err := p.prepare(ctx, b, false); err != nil {
+				return err
+			}
+			p.flight = append(p.flight, p.start(ctx, b, p.st.Seq+len(p.flight)))
+			for out == acked && len(p.flight) >= p.window() {
+				out, err = p.land(ctx)
+			}
+			if out == acked {
+				b = after
+				continue
+			}
+		}
 		switch out {
 		case acked:
-		case halve:
+		case halve: // in a new run: what this one staged from here on goes
 			p.rd.halve()
+			if err := p.newRun(ctx); err != nil {
+				return err
+			}
 			if b, err = p.rd.at(ctx, p.st.Pos); err != nil {
 				return fmt.Errorf("push: %w", err)
 			}
@@ -131,13 +161,7 @@ func (p *pass) run(ctx context.Context, b localdb.DirtyBatch) error {
 		default:
 			return err
 		}
-		if last {
-			return p.finishWith(ctx, b, ack)
-		}
-		if err := p.acknowledged(ctx, b); err != nil {
-			return err
-		}
-		b = after
+		return p.finishWith(ctx, b, ack)
 	}
 }
 
@@ -148,8 +172,7 @@ func (p *pass) send(ctx context.Context, b localdb.DirtyBatch, last bool) (wire.
 	if err := p.prepare(ctx, b, last); err != nil {
 		return wire.BatchAck{}, failed, err
 	}
-	params := wire.BatchParams{Open: p.st.Seq == 0, Commit: last, Attempt: p.attempt}
-	ack, err := p.e.tr.SendBatch(ctx, p.device, p.st.Session, p.st.Seq, b.Rows, params)
+	ack, err := p.e.tr.SendBatch(ctx, p.device, p.st.Session, p.st.Seq, b.Rows, p.params(p.st.Seq, last))
 	if err == nil {
 		return ack, acked, nil
 	}

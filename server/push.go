@@ -73,7 +73,10 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 	if len(b.Rows) > s.opts.MaxBatchRows {
 		return nil, fmt.Errorf("batch %d has %d rows, more than the limit of %d: %w", seq, len(b.Rows), s.opts.MaxBatchRows, wire.ErrTooLarge)
 	}
-	o := PushOptions{Open: params.Open, Attempt: params.Attempt, Resolve: s.resolve, Limits: s.opts.Limits}
+	o := PushOptions{Open: params.Open, Attempt: params.Attempt, Base: seq, Resolve: s.resolve, Limits: s.opts.Limits}
+	if params.Base >= 0 && params.Base < seq {
+		o.Base = params.Base
+	}
 	if params.Commit {
 		o.Commit = &LastBatch{Seq: seq, Digest: hex.EncodeToString(digest.Sum(nil))}
 	}
@@ -86,9 +89,10 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 }
 
 // batchParams reads a batch's query parameters: open and commit, each
-// absent or "1", and attempt, a positive number.
+// absent or "1", attempt, a positive number, and base, a batch number
+// (absent: Base is -1).
 func batchParams(r *http.Request) (wire.BatchParams, error) {
-	var p wire.BatchParams
+	p := wire.BatchParams{Base: -1}
 	for name, vals := range r.URL.Query() {
 		if name == wire.BatchAttempt {
 			n, err := strconv.ParseInt(strings.Join(vals, ","), 10, 64)
@@ -96,6 +100,14 @@ func batchParams(r *http.Request) (wire.BatchParams, error) {
 				return p, fmt.Errorf("batch parameter %s=%q: want a positive number once: %w", clip(name), clip(strings.Join(vals, ",")), wire.ErrBadRequest)
 			}
 			p.Attempt = n
+			continue
+		}
+		if name == wire.BatchBase {
+			n, err := strconv.Atoi(strings.Join(vals, ","))
+			if err != nil || n < 0 || !seqRE.MatchString(vals[0]) {
+				return p, fmt.Errorf("batch parameter %s=%q: want a batch number once: %w", clip(name), clip(strings.Join(vals, ",")), wire.ErrBadRequest)
+			}
+			p.Base = n
 			continue
 		}
 		if len(vals) != 1 || vals[0] != "1" {
@@ -107,7 +119,7 @@ func batchParams(r *http.Request) (wire.BatchParams, error) {
 		case wire.BatchCommit:
 			p.Commit = true
 		default:
-			return p, fmt.Errorf("unknown batch parameter %q (want %s, %s or %s): %w", clip(name), wire.BatchOpen, wire.BatchCommit, wire.BatchAttempt, wire.ErrBadRequest)
+			return p, fmt.Errorf("unknown batch parameter %q (want %s, %s, %s or %s): %w", clip(name), wire.BatchOpen, wire.BatchCommit, wire.BatchAttempt, wire.BatchBase, wire.ErrBadRequest)
 		}
 	}
 	return p, nil

@@ -237,6 +237,7 @@ func badInput(t *testing.T, url string, digest digest) {
 		{"body over the limit", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(big, ",") + `]}`, 413, "too_large", "larger than 2097152 bytes (MaxBodyBytes, after decompression)", nil},
 		{"too many rows", "PUT", openURL, "token-ada", `{"rows":[` + strings.Join(many, ",") + `]}`, 413, "too_large", "more than 10000 rows", nil},
 		{"bad batch number", "PUT", url + "/v1/sessions/" + open + "/batches/-1", "token-ada", row(`"name":"x"`), 400, "bad_request", "batch number", nil},
+		{"bad base", "PUT", url + "/v1/sessions/" + open + "/batches/0?attempt=1&base=-1", "token-ada", row(`"name":"x"`), 400, "bad_request", "base", nil},
 		{"unknown session", "PUT", url + "/v1/sessions/nope/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
 		{"session of another tenant", "PUT", url + "/v1/sessions/" + globexSession + "/batches/0", "token-ada", row(`"name":"x"`), 404, "not_found", "unknown session", nil},
 		{"commit of another tenant's session", "POST", url + "/v1/sessions/" + globexSession + "/commit", "token-ada", `{}`, 404, "not_found", "unknown session", nil},

@@ -189,6 +189,13 @@ type PushOptions struct {
 	// staged under its number is refused with wire.ErrConflict, and
 	// changes nothing.
 	Attempt int64
+	// Base is, for a batch whose Attempt begins a newer run of sends than
+	// the session's (see wire.BatchBase), the number of batches before it
+	// the device holds as acknowledged: what earlier runs staged from Base
+	// on is dropped first. A batch of an earlier run than the session's
+	// newest is refused with wire.ErrConflict and drops nothing. At most
+	// seq; the HTTP server passes seq when the device names none.
+	Base int
 	// Commit, when set, commits the session after the batch, which is its
 	// last, with Resolve deciding conflicts.
 	Commit  *LastBatch

@@ -196,14 +196,25 @@ const (
 	// that a request delayed on the way (a proxy that retried it) cannot
 	// undo the newer copy. Absent counts as 0.
 	BatchAttempt = "attempt"
+	// BatchBase ("base=K") goes with BatchAttempt: the batches before
+	// batch K are those the device holds as acknowledged when the run of
+	// sends numbered by the attempt began. The first batch of a newer run
+	// the server stages drops what earlier runs staged from batch K on;
+	// a batch of an earlier run than the session's newest is refused
+	// (409) and drops nothing. Absent means the batch's own number.
+	BatchBase = "base"
 )
 
 // BatchParams are the query parameters of a batch: BatchOpen,
-// BatchCommit and BatchAttempt.
+// BatchCommit, BatchAttempt and BatchBase.
 type BatchParams struct {
 	Open    bool
 	Commit  bool
 	Attempt int64
+	// Base is sent with Attempt when it is below the batch's number
+	// (BatchBase): a device that numbers its attempts sets it on every
+	// batch of a run.
+	Base int
 }
 
 // BatchAck is the answer to a batch.

@@ -63,6 +63,9 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 
 // commitTx commits an open session in tx into c.
 func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, session string, resolve server.Resolver, last *server.LastBatch, c *wire.Commit) error {
+	if err := s.contiguous(ctx, tx, p.Tenant, session, last); err != nil { // see runs.go
+		return err
+	}
 	if device != server.ExternalDevice && ctx.Value(capturedKey{}) == nil { // external writes made before meet the session as conflicts
 		if _, err := s.captureFirst(ctx, tx, p.Tenant); err != nil {
 			return err

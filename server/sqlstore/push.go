@@ -247,6 +247,9 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 				return err
 			}
 		}
+		if err := s.enterRun(ctx, tx, p.Tenant, session, seq, o.Attempt, o.Base); err != nil { // see runs.go
+			return err
+		}
 		if err := s.stageTx(ctx, conn, tx, p, session, seq, o.Attempt, t, rows, size, schema, lim); err != nil {
 			return err
 		}
