@@ -255,3 +255,36 @@ func TestPushStepsAcrossReopen(t *testing.T) {
 		t.Errorf("Pending=%d, want 1 (a)", n)
 	}
 }
+
+// A row of an acknowledged batch removed from the device (evicted: its
+// principal may no longer see it), then pulled again and edited before the
+// commit, is not one the session sent: its edit stays dirty, based on the
+// version it came back at.
+func TestFinishPushRowEvictedAndBack(t *testing.T) {
+	db := newDB(t)
+	s := db.Syncer()
+	saveNote(t, db, "a", "a")
+	saveNote(t, db, "b", "b")
+	if err := s.BeginPush(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	st := localdb.PushState{Session: "s1"}
+	sendBatch(t, s, &st, 10)
+	if _, err := s.ApplyChanges(ctx, []wire.Row{{Table: "notes", ID: "a", Evict: true}}, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	back := wire.Row{Table: "notes", ID: "a", Version: 5, HLC: "0001700000000.000000.server-device",
+		Values: map[string]any{"title": "a as it came back", "body": nil, "at": "2026-11-23T08:00:00.000000000Z"}}
+	if _, err := s.ApplyChanges(ctx, []wire.Row{back}, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	wantNotes(t, db, map[string]noteState{"a": {"a as it came back", false, 5}})
+	saveNote(t, db, "a", "a edited after it came back")
+	if err := s.FinishPush(ctx, wire.Commit{Version: 7}, true); err != nil {
+		t.Fatal(err)
+	}
+	wantNotes(t, db, map[string]noteState{
+		"a": {"a edited after it came back", true, 5},
+		"b": {"b", false, 7},
+	})
+}
