@@ -154,13 +154,15 @@ func attachIncrements(ctx context.Context, tx *sql.Tx, t *table, rows []wire.Row
 }
 
 // ackIncrements removes the increments the server acknowledged: those
-// sent with the rows of the push session (_tether_push), before the
-// session ends. A row left with increments (more than a push carries)
-// stays dirty, for the next push.
+// sent with the rows of the push session, before the session ends. Those
+// are the increments marked sent of rows between the first and the last
+// of a batch the session sent (_tether_sent): a row there that was not in
+// the batch was clean when it was read, so had no increments, and was not
+// read again (or rows recorded one by one in _tether_push, by a version
+// of tether before). A row left with increments (more than a push
+// carries) stays dirty, for the next push.
 func (db *DB) ackIncrements(ctx context.Context, tx *sql.Tx) error {
-	_, err := tx.ExecContext(ctx, `DELETE FROM _tether_increments WHERE sent = 1 AND EXISTS
-		(SELECT 1 FROM _tether_push AS p WHERE p.tbl = _tether_increments.tbl AND p.id = _tether_increments."row")`)
-	if err != nil {
+	if err := ackSentIncrements(ctx, tx); err != nil {
 		return fmt.Errorf("acknowledge increments: %w", err)
 	}
 	for _, t := range db.tables {

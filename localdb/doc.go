@@ -74,8 +74,8 @@
 //
 // Next to them, tables of its own: _tether_state (device id and key, clock, tenant,
 // pull cursor, push state), _tether_ctl (change-tracking suppression and
-// the change counter), _tether_push (rows sent in the current push
-// session), _tether_own (sessions whose rows the device holds as pushed)
+// the change counter), _tether_sent (batches sent in the current push
+// session, one row each), _tether_own (sessions whose rows the device holds as pushed)
 // and _tether_conflicts (the conflict log). Their layout changes through
 // one numbered list of steps, applied in a transaction when the file is
 // opened and recorded in _tether_migrations (PRAGMA user_version is left

@@ -60,7 +60,7 @@ func (db *DB) evict(ctx context.Context, tx *sql.Tx, t *table, id string, depth 
 	if _, err := tx.ExecContext(ctx, `DELETE FROM `+sqlident.Quote(t.name)+` WHERE "id" = ?`, id); err != nil {
 		return n, fmt.Errorf("evict %s %q: %w", t.name, id, err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push WHERE tbl = ? AND id = ?`, t.name, id); err != nil {
+	if err := forgetSentRow(ctx, tx, t.name, id); err != nil {
 		return n, fmt.Errorf("evict %s %q: %w", t.name, id, err)
 	}
 	return n + 1, nil

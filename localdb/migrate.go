@@ -33,6 +33,10 @@ CREATE TABLE _tether_stash (seq INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT 
 CREATE TABLE _tether_increments (id TEXT PRIMARY KEY, tbl TEXT NOT NULL, "row" TEXT NOT NULL, col TEXT NOT NULL,
 	delta INTEGER NOT NULL, sent INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX _tether_increments__row ON _tether_increments (tbl, "row", col);`,
+	// 2: the batches a push sent, one row each (see sent.go); a push under
+	// way keeps the rows it recorded in _tether_push.
+	`CREATE TABLE _tether_sent (seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, first TEXT NOT NULL, last TEXT NOT NULL,
+	change INTEGER NOT NULL, ids TEXT NOT NULL);`,
 }
 
 // migrate applies in tx the steps of migrations the database has not had

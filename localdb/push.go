@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/tethersync/tether/entity"
-	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
@@ -155,7 +154,7 @@ func (s *Syncer) BeginPush(ctx context.Context, session string) error {
 		return err
 	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
+		if err := clearSent(ctx, tx); err != nil {
 			return err
 		}
 		return savePushState(ctx, tx, PushState{Session: session})
@@ -311,25 +310,26 @@ func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) 
 	return r, change, nil
 }
 
-// MarkSent records that the server acknowledged batch b as batch number
-// st.Seq of session st.Session, and stores the new push state, in one
-// transaction. With st.Final, b is instead about to be sent as the
-// session's last batch, with the commit, and st is the state before it.
+// MarkSent records that the server acknowledged batch b of session
+// st.Session, and stores the new push state st, in one transaction: st is
+// the state after b, whose number is st.Seq-1 (Seq counts it). With
+// st.Final, b is instead about to be sent as the session's last batch,
+// with the commit, and st is the state before it: b's number is st.Seq.
+// Recording a batch number again replaces the batch recorded under it, as
+// sending it again replaces it on the server. Whatever the size of b, it
+// writes one row (see _tether_sent).
 func (s *Syncer) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 	db := s.db
 	if err := db.checkOpen("MarkSent"); err != nil {
 		return err
 	}
+	seq := st.Seq - 1 // the batch acknowledged; Seq counts it
+	if st.Final {
+		seq = st.Seq // the batch about to be sent; Seq is still before it
+	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
-		in := sqlbatch.New(tx, `INSERT INTO _tether_push (tbl, id, change)`,
-			`ON CONFLICT (tbl, id) DO UPDATE SET change = excluded.change`, 3)
-		for i, r := range b.Rows {
-			if err := in.Add(ctx, r.Table, r.ID, b.changes[i]); err != nil {
-				return fmt.Errorf("record sent rows: %w", err)
-			}
-		}
-		if err := in.Flush(ctx); err != nil {
-			return fmt.Errorf("record sent rows: %w", err)
+		if err := recordSent(ctx, tx, seq, b); err != nil {
+			return err
 		}
 		return savePushState(ctx, tx, st)
 	})
@@ -348,15 +348,8 @@ func (s *Syncer) ForgetFinal(ctx context.Context) error {
 		return err
 	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
-		// The final batch's rows are those recorded after the position.
-		for i := st.Pos.Table; i < len(db.tables); i++ {
-			q, args := `DELETE FROM _tether_push WHERE tbl = ?`, []any{db.tables[i].name}
-			if i == st.Pos.Table {
-				q, args = q+` AND id > ?`, append(args, st.Pos.After)
-			}
-			if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-				return fmt.Errorf("forget final batch: %w", err)
-			}
+		if err := db.forgetSentFrom(ctx, tx, st.Seq, st.Pos); err != nil {
+			return err
 		}
 		st.Final = false
 		return savePushState(ctx, tx, st)
@@ -402,25 +395,6 @@ func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error 
 			return db.expireConflicts(ctx, tx)
 		})
 	})
-}
-
-// acknowledge marks the rows sent in the session as held by the server at
-// version, written by user (the server's record of who wrote them; ""
-// keeps what the rows say): clean, unless edited since they were read.
-func (db *DB) acknowledge(ctx context.Context, tx *sql.Tx, version int64, user string) error {
-	for _, t := range db.tables {
-		_, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %[1]s SET
-			"_dirty" = CASE WHEN %[1]s."_change" = p.change THEN 0 ELSE %[1]s."_dirty" END,
-			"_changed" = CASE WHEN %[1]s."_change" = p.change THEN '' ELSE %[1]s."_changed" END,
-			"_version" = ?,
-			"_modified_by" = CASE WHEN ? = '' THEN %[1]s."_modified_by" ELSE ? END,
-			"_stale" = 0 -- the server holds it at this version: a rebuild under way keeps it
-			FROM _tether_push AS p WHERE p.tbl = ? AND p.id = %[1]s."id"`, sqlident.Quote(t.name)), version, user, user, t.name)
-		if err != nil {
-			return fmt.Errorf("acknowledge %s: %w", t.name, err)
-		}
-	}
-	return nil
 }
 
 // settleConflicts logs each conflict and applies the rows the server kept.
@@ -471,7 +445,7 @@ func (db *DB) applyWinner(ctx context.Context, tx *sql.Tx, r wire.Row) error {
 // endPush ends the push session, committed at version, and stores the
 // clock.
 func (db *DB) endPush(ctx context.Context, tx *sql.Tx, version int64, own bool) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM _tether_push`); err != nil {
+	if err := clearSent(ctx, tx); err != nil {
 		return err
 	}
 	// This database holds what it pushed in the session, as the server
