@@ -98,6 +98,9 @@ func appendRow(b []byte, r *Row, keys []string) ([]byte, []string, error) {
 		b = append(b, ']')
 	}
 	b = appendIncrements(b, r.Increments)
+	if r.Evict {
+		b = append(b, `,"evict":true`...)
+	}
 	return append(b, '}'), keys, nil
 }
 
