@@ -79,51 +79,35 @@ func (s *Syncer) StashChanges(ctx context.Context, rows []wire.Row, cursor strin
 	return nil
 }
 
-// stash appends rows to _tether_stash.
+// stashPage starts an entry of _tether_stash that holds a page of rows
+// (wire.AppendBatch); an entry that does not holds one row as
+// encoding/json writes it (before pages were set aside whole).
+const stashPage = `{"rows":`
+
+// stash appends rows to _tether_stash, as one entry.
 func stash(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
-	in := sqlbatch.New(tx, `INSERT INTO _tether_stash (row)`, "", 1)
-	for _, r := range rows {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		if err := in.Add(ctx, string(b)); err != nil {
-			return err
-		}
+	if len(rows) == 0 {
+		return nil
 	}
-	return in.Flush(ctx)
+	b, err := wire.AppendBatch(nil, rows)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_stash (row) VALUES (?)`, string(b))
+	return err
 }
 
-// stashChunk is the number of stashed rows read at once.
+// stashChunk is the number of stashed rows read at once, at least: an
+// entry is read whole.
 const stashChunk = 1000
 
-// unstash calls f with the rows set aside, in order, stashChunk at a
-// time, and empties the stash.
+// unstash calls f with the rows set aside, in order, about stashChunk at
+// a time, and empties the stash.
 func unstash(ctx context.Context, tx *sql.Tx, f func([]wire.Row) error) error {
 	seq := int64(-1)
 	for {
-		rows, err := tx.QueryContext(ctx, `SELECT seq, row FROM _tether_stash WHERE seq > ? ORDER BY seq LIMIT ?`, seq, stashChunk)
+		page, err := unstashChunk(ctx, tx, &seq)
 		if err != nil {
-			return err
-		}
-		var page []wire.Row
-		for rows.Next() {
-			var text string
-			var r wire.Row
-			if err := rows.Scan(&seq, &text); err != nil {
-				rows.Close()
-				return err
-			}
-			dec := json.NewDecoder(strings.NewReader(text))
-			dec.UseNumber() // as the client reads pages
-			if err := dec.Decode(&r); err != nil {
-				rows.Close()
-				return fmt.Errorf("stashed row: %w", err)
-			}
-			page = append(page, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if len(page) == 0 {
@@ -134,6 +118,42 @@ func unstash(ctx context.Context, tx *sql.Tx, f func([]wire.Row) error) error {
 			return err
 		}
 	}
+}
+
+// unstashChunk reads the entries of the stash after *seq until it holds
+// stashChunk rows or the stash ends, and moves *seq past them.
+func unstashChunk(ctx context.Context, tx *sql.Tx, seq *int64) ([]wire.Row, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT seq, row FROM _tether_stash WHERE seq > ? ORDER BY seq`, *seq)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var page []wire.Row
+	for len(page) < stashChunk && rows.Next() {
+		var text string
+		if err := rows.Scan(seq, &text); err != nil {
+			return nil, err
+		}
+		if strings.HasPrefix(text, stashPage) {
+			b, err := wire.ReadBatch(strings.NewReader(text))
+			if err != nil {
+				return nil, fmt.Errorf("stashed page: %w", err)
+			}
+			page = append(page, b.Rows...)
+			continue
+		}
+		var r wire.Row
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.UseNumber() // as the client reads pages
+		if err := dec.Decode(&r); err != nil {
+			return nil, fmt.Errorf("stashed row: %w", err)
+		}
+		page = append(page, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return page, rows.Close()
 }
 
 // writeRemote writes rows received from the server, clean, with the upsert
