@@ -81,4 +81,3 @@ func TestStashPages(t *testing.T) {
 		t.Errorf("stash after apply: %d entries, %v; want empty", left, err)
 	}
 }
-
