@@ -222,42 +222,45 @@ func (d *rowDecoder) rows(out []Row) ([]Row, error) {
 
 // row reads a row into r.
 func (d *rowDecoder) row(r *Row) error {
-	return d.object(func(name string) error {
-		var err error
-		switch fieldName(name) {
-		case "table":
-			r.Table, err = d.str()
-		case "id":
-			r.ID, err = d.str()
-		case "base":
-			r.Base, err = d.integer()
-		case "version":
-			r.Version, err = d.integer()
-		case "deleted":
-			r.Deleted, err = d.boolean()
-		case "hlc":
-			r.HLC, err = d.str()
-		case "device":
-			r.Device, err = d.str()
-		case "modified_by":
-			r.ModifiedBy, err = d.str()
-		case "values":
-			r.Values, err = d.values(r.Values)
-		case "reason":
-			r.Reason, err = d.str()
-		case "notify":
-			r.Notify, err = d.str()
-		case "evict":
-			r.Evict, err = d.boolean()
-		case "changed":
-			err = d.unmarshal(&r.Changed)
-		case "increments":
-			err = d.unmarshal(&r.Increments)
-		default:
-			err = d.dec.SkipValue()
-		}
-		return err
-	})
+	return d.object(func(name string) error { return d.field(r, name) })
+}
+
+// field reads the value of r's member name.
+func (d *rowDecoder) field(r *Row, name string) error {
+	var err error
+	switch fieldName(name) {
+	case "table":
+		r.Table, err = d.str()
+	case "id":
+		r.ID, err = d.str()
+	case "base":
+		r.Base, err = d.integer()
+	case "version":
+		r.Version, err = d.integer()
+	case "deleted":
+		r.Deleted, err = d.boolean()
+	case "hlc":
+		r.HLC, err = d.str()
+	case "device":
+		r.Device, err = d.str()
+	case "modified_by":
+		r.ModifiedBy, err = d.str()
+	case "values":
+		r.Values, err = d.values(r.Values)
+	case "reason":
+		r.Reason, err = d.str()
+	case "notify":
+		r.Notify, err = d.str()
+	case "evict":
+		r.Evict, err = d.boolean()
+	case "changed":
+		err = d.unmarshal(&r.Changed)
+	case "increments":
+		err = d.unmarshal(&r.Increments)
+	default:
+		err = d.dec.SkipValue()
+	}
+	return err
 }
 
 // values reads a row's values into m (a new map when nil); null leaves m
@@ -310,4 +313,64 @@ func (d *rowDecoder) unmarshal(v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	return dec.Decode(v)
+}
+
+// RowReader reads the rows of a Batch as AppendBatch writes it, one at a
+// time, and hands each row's values to a function instead of a map: the
+// reader of a page set aside converts them straight into the arguments of
+// its insert. It is not safe for concurrent use.
+type RowReader struct {
+	d    *rowDecoder
+	done bool
+}
+
+// NewRowReader returns a reader of the rows of the Batch r holds. Its
+// "rows" member must come first, as AppendBatch writes it.
+func NewRowReader(r io.Reader) (*RowReader, error) {
+	d := newRowDecoder(r)
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, fmt.Errorf("read rows: want an object: %v", err)
+	}
+	if name, err := d.name(); err != nil || name != "rows" {
+		return nil, fmt.Errorf("read rows: want rows first, got %q: %v", name, err)
+	}
+	tok, err := d.dec.ReadToken()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read rows: %w", err)
+	case tok.Kind() == 'n':
+		return &RowReader{d: d, done: true}, nil
+	case tok.Kind() != '[':
+		return nil, fmt.Errorf("read rows: %w", errKind("array", tok.Kind()))
+	}
+	return &RowReader{d: d}, nil
+}
+
+// Next reads the next row into r, which it first resets. It calls value
+// with r as read so far and each of the row's values, in the order they
+// come (every field AppendBatch writes before them is read by then), and
+// leaves r.Values nil. It returns io.EOF after the last row.
+func (rr *RowReader) Next(r *Row, value func(r *Row, name string, v any) error) error {
+	if rr.done || rr.d.dec.PeekKind() == ']' {
+		rr.done = true
+		return io.EOF
+	}
+	*r = Row{}
+	d := rr.d
+	err := d.object(func(name string) error {
+		if fieldName(name) != "values" {
+			return d.field(r, name)
+		}
+		return d.object(func(name string) error {
+			v, err := d.value()
+			if err != nil {
+				return err
+			}
+			return value(r, name, v)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("read rows: %w", err)
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package wire_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -152,4 +153,61 @@ func BenchmarkDecodeChangesStd(b *testing.B) {
 		stdChanges(b, page)
 	}
 	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// RowReader reads the rows ReadBatch reads, handing over their values one
+// by one, with the fields before them already read.
+func TestRowReader(t *testing.T) {
+	rows := benchRows()[:3]
+	rows = append(rows, wire.Row{Table: "items", ID: "gone", Version: 6, Evict: true},
+		wire.Row{Table: "items", ID: "r", Version: 2, HLC: "h", Reason: "restored", Notify: "d", Values: map[string]any{"name": "x"}})
+	b, err := wire.AppendBatch(nil, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := wire.ReadBatch(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := wire.NewRowReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []wire.Row
+	for {
+		var r wire.Row
+		vals := map[string]any{}
+		err := rr.Next(&r, func(r *wire.Row, name string, v any) error {
+			if r.Table == "" || r.ID == "" || r.HLC == "" || r.Notify == "" && r.ID == "r" {
+				t.Errorf("value %s of row %q: fields before the values not read yet: %+v", name, r.ID, r)
+			}
+			vals[name] = v
+			return nil
+		})
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vals) > 0 || r.ID != "gone" {
+			r.Values = vals
+		}
+		got = append(got, r)
+	}
+	if !reflect.DeepEqual(got, want.Rows) {
+		t.Errorf("RowReader read\n%v\nReadBatch\n%v", got, want.Rows)
+	}
+	for _, body := range []string{`{"rows":null}`, `{"rows":[]}`} {
+		rr, err := wire.NewRowReader(strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if err := rr.Next(&wire.Row{}, nil); err != io.EOF {
+			t.Errorf("%s: Next=%v, want io.EOF", body, err)
+		}
+	}
+	if _, err := wire.NewRowReader(strings.NewReader(`{"more":true,"rows":[]}`)); err == nil {
+		t.Error("NewRowReader read a batch whose rows do not come first")
+	}
 }
