@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
-	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
@@ -156,117 +154,6 @@ func unstashChunk(ctx context.Context, tx *sql.Tx, seq *int64) ([]wire.Row, erro
 	return page, rows.Close()
 }
 
-// writeRemote writes rows received from the server, clean, with the upsert
-// tail of each table, after the rows set aside (StashChanges), then runs
-// finish (which stores where the device stands), in one transaction with
-// change tracking suppressed. With notify, the rows the server marked for
-// this device go into its conflict log first. It returns the number of
-// rows written.
-func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, notify bool, tail func(*table) string, finish func(tx *sql.Tx) error) (int, error) {
-	written := 0
-	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
-		return suppressed(ctx, tx, func() error {
-			ins := map[*table]*sqlbatch.Inserter{}
-			write := func(rows []wire.Row) error {
-				for _, r := range rows {
-					if r.Evict {
-						if t := db.byName[r.Table]; t != nil {
-							if err := flushAll(ctx, ins); err != nil {
-								return err
-							}
-							if _, err := db.evict(ctx, tx, t, r.ID, 0); err != nil {
-								return err
-							}
-						}
-						continue
-					}
-					t, args, err := db.remoteRow(ctx, tx, r, notify)
-					if err != nil {
-						return err
-					}
-					if t == nil {
-						continue
-					}
-					in := ins[t]
-					if in == nil {
-						in = sqlbatch.New(tx, t.applyHead, tail(t), len(args))
-						ins[t] = in
-					}
-					if err := in.Add(ctx, args...); err != nil {
-						return fmt.Errorf("write %s: %w", t.name, err)
-					}
-				}
-				return nil
-			}
-			if err := unstash(ctx, tx, write); err != nil {
-				return err
-			}
-			if err := write(rows); err != nil {
-				return err
-			}
-			if err := flushAll(ctx, ins); err != nil {
-				return err
-			}
-			for _, in := range ins {
-				written += int(in.Affected)
-			}
-			if err := finish(tx); err != nil {
-				return err
-			}
-			return setState(ctx, tx, stateClock, db.clock.last())
-		})
-	})
-	return written, err
-}
-
-// flushAll writes what the inserters hold.
-func flushAll(ctx context.Context, ins map[*table]*sqlbatch.Inserter) error {
-	for t, in := range ins {
-		if err := in.Flush(ctx); err != nil {
-			return fmt.Errorf("write %s: %w", t.name, err)
-		}
-	}
-	return nil
-}
-
-// remoteRow prepares a received row for the insert of applyHead: its
-// table and arguments, or a nil table for a row not to store. With notify,
-// a row the server marked for this device goes into its conflict log. It
-// moves the clock past the row's stamp.
-func (db *DB) remoteRow(ctx context.Context, tx *sql.Tx, r wire.Row, notify bool) (*table, []any, error) {
-	t := db.byName[r.Table]
-	if t == nil {
-		return nil, nil, nil // a table of a newer app version: not this device's
-	}
-	if r.Deleted {
-		// The tombstone of a row this device never held tells it nothing,
-		// and may reference a row it does not hold either (a rebuilt
-		// device's parents are gone): not stored, unless a row here
-		// references it.
-		keep, err := db.holdsOrReferenced(ctx, tx, t, r.ID)
-		if err != nil || !keep {
-			return nil, nil, err
-		}
-	}
-	if notify && r.Notify == db.device && r.Reason != "" {
-		// The server undid this device's action to keep references whole:
-		// it goes into the conflict log, with the row as it stands here
-		// before the change.
-		cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: wire.StrategyReference, Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
-		if err := db.learnConflict(ctx, tx, cf); err != nil {
-			return nil, nil, err
-		}
-	}
-	db.clock.Observe(r.HLC)
-	args, err := t.remoteArgs(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	// A received row is clean: "_dirty" = 0 comes first among the
-	// bookkeeping columns.
-	return t, slices.Insert(args, len(t.cols), any(0)), nil
-}
-
 // holdsOrReferenced reports whether the device holds the row id of t, or
 // holds a row that references it.
 func (db *DB) holdsOrReferenced(ctx context.Context, tx *sql.Tx, t *table, id string) (bool, error) {
@@ -316,7 +203,7 @@ func (t *table) remoteArgs(r wire.Row) ([]any, error) {
 // wireArgs converts the values of a received row to SQL arguments in
 // column order. Columns the row lacks are NULL.
 func (t *table) wireArgs(r wire.Row) ([]any, error) {
-	args := make([]any, len(t.cols), len(t.cols)+5)
+	args := make([]any, len(t.cols), len(t.cols)+6) // room for remoteRow
 	args[0] = r.ID
 	for i, c := range t.cols[1:] {
 		v, err := c.Kind.FromWire(r.Values[c.Name])

@@ -33,7 +33,9 @@ func TestStashPages(t *testing.T) {
 	if err := s.StashChanges(ctx, first, "c2a"); err != nil {
 		t.Fatal(err)
 	}
-	second := []wire.Row{note("n2", 2), note("n1", 3)}
+	told := note("n2", 2)
+	told.Notify, told.Reason = db.DeviceID(), "brought back: a row references it"
+	second := []wire.Row{told, note("n1", 3)}
 	second[0].Values["body"], second[1].Values["body"] = "1", "4"
 	second[1].Values["title"] = "n1 again" // a later version, in the same transaction
 	if err := s.StashChanges(ctx, second, "c2b"); err != nil {
@@ -75,6 +77,10 @@ func TestStashPages(t *testing.T) {
 	}
 	if err := db.Get(ctx, &Note{}, "gone"); err == nil {
 		t.Error("the evicted row is still there")
+	}
+	cs, err := db.Conflicts(ctx)
+	if err != nil || len(cs) != 1 || cs[0].RowID != "n2" || cs[0].Winning.Values["body"] != "1" || fmt.Sprint(cs[0].Winning.Values["stars"]) != "7" {
+		t.Errorf("conflict log=%+v, %v; want n2 as the server sent it", cs, err)
 	}
 	var left int
 	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM _tether_stash`).Scan(&left); err != nil || left != 0 {
