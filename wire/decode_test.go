@@ -211,3 +211,32 @@ func TestRowReader(t *testing.T) {
 		t.Error("NewRowReader read a batch whose rows do not come first")
 	}
 }
+
+// FuzzReadChanges checks that ReadChanges never panics and, on what both
+// accept, reads what encoding/json reads. Inputs with bytes past ASCII are
+// only read: encoding/json folds names by Unicode rules (ſ matches s),
+// and accepts invalid UTF-8, which ReadChanges refuses.
+func FuzzReadChanges(f *testing.F) {
+	for _, s := range []string{
+		`{"changes":[{"table":"t","id":"x","version":2,"hlc":"h","values":{"a":1,"b":"s","c":null,"d":true}}],"cursor":"c","more":true}`,
+		`{"changes":[{"table":"t","id":"x","evict":true}],"partial":true,"wait":true}`,
+		`{"Changes":null,"CURSOR":"c"}`,
+		`{"changes":[{"values":{"o":{"k":[1,2]}},"changed":["a"],"increments":[{"id":"i","column":"c","delta":1}]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := wire.ReadChanges(bytes.NewReader(b))
+		for _, c := range b {
+			if c >= 0x80 {
+				return
+			}
+		}
+		var want wire.Changes
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if werr := dec.Decode(&want); err == nil && werr == nil && !reflect.DeepEqual(got, want) {
+			t.Errorf("ReadChanges(%s) =\n%#v\nencoding/json:\n%#v", b, got, want)
+		}
+	})
+}
