@@ -1,11 +1,13 @@
 package localdb
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/tethersync/tether/internal/sqlident"
@@ -77,10 +79,19 @@ func (s *Syncer) StashChanges(ctx context.Context, rows []wire.Row, cursor strin
 	return nil
 }
 
-// stashPage starts an entry of _tether_stash that holds a page of rows
-// (wire.AppendBatch); an entry that does not holds one row as
-// encoding/json writes it (before pages were set aside whole).
-const stashPage = `{"rows":`
+// An entry of _tether_stash holds a page of rows: a JSON array of them,
+// as wire.AppendBatch writes a batch's rows. An entry that is an object
+// holds one row, as encoding/json writes it: pages were set aside row by
+// row before. (An older version of tether that finds a page there fails
+// to read it, and does not pass over its rows.)
+
+// isStashedPage reports whether a stash entry holds a page.
+func isStashedPage(text string) bool { return strings.HasPrefix(text, "[") }
+
+// stashedPage returns a reader of the batch whose rows entry holds.
+func stashedPage(entry string) io.Reader {
+	return io.MultiReader(strings.NewReader(`{"rows":`), strings.NewReader(entry), strings.NewReader("}"))
+}
 
 // stash appends rows to _tether_stash, as one entry.
 func stash(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
@@ -91,6 +102,7 @@ func stash(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
 	if err != nil {
 		return err
 	}
+	b = bytes.TrimSuffix(bytes.TrimPrefix(b, []byte(`{"rows":`)), []byte("}\n"))
 	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_stash (row) VALUES (?)`, string(b))
 	return err
 }
@@ -132,8 +144,8 @@ func unstashChunk(ctx context.Context, tx *sql.Tx, seq *int64) ([]wire.Row, erro
 		if err := rows.Scan(seq, &text); err != nil {
 			return nil, err
 		}
-		if strings.HasPrefix(text, stashPage) {
-			b, err := wire.ReadBatch(strings.NewReader(text))
+		if isStashedPage(text) {
+			b, err := wire.ReadBatch(stashedPage(text))
 			if err != nil {
 				return nil, fmt.Errorf("stashed page: %w", err)
 			}

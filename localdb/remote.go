@@ -166,7 +166,7 @@ func (w *remoteWriter) unstash(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(text, stashPage) {
+		if isStashedPage(text) {
 			if err := w.putPage(ctx, text); err != nil {
 				return fmt.Errorf("stashed page: %w", err)
 			}
@@ -187,7 +187,7 @@ func (w *remoteWriter) unstash(ctx context.Context) error {
 // putPage writes the rows of a page set aside, its values converted into
 // the arguments of the insert as they are read, without a map in between.
 func (w *remoteWriter) putPage(ctx context.Context, text string) error {
-	rr, err := wire.NewRowReader(strings.NewReader(text))
+	rr, err := wire.NewRowReader(stashedPage(text))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package localdb_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -53,6 +54,15 @@ func TestStashPages(t *testing.T) {
 	var entries int
 	if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM _tether_stash`).Scan(&entries); err != nil || entries != 3 {
 		t.Errorf("stash: %d entries, %v; want 3, a page each and the old one", entries, err)
+	}
+	// An older tether, which reads an entry as one row, fails on a page
+	// rather than pass over its rows.
+	var first string
+	if err := raw.QueryRowContext(ctx, `SELECT row FROM _tether_stash ORDER BY seq LIMIT 1`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(first), &wire.Row{}); err == nil {
+		t.Errorf("a page set aside reads as one row: %.60s", first)
 	}
 	raw.Close()
 	info, err := localdb.Inspect(ctx, path, localdb.InspectOptions{})
