@@ -57,12 +57,12 @@ func TestStashPages(t *testing.T) {
 	}
 	// An older tether, which reads an entry as one row, fails on a page
 	// rather than pass over its rows.
-	var first string
-	if err := raw.QueryRowContext(ctx, `SELECT row FROM _tether_stash ORDER BY seq LIMIT 1`).Scan(&first); err != nil {
+	var entry string
+	if err := raw.QueryRowContext(ctx, `SELECT row FROM _tether_stash ORDER BY seq LIMIT 1`).Scan(&entry); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(first), &wire.Row{}); err == nil {
-		t.Errorf("a page set aside reads as one row: %.60s", first)
+	if err := json.Unmarshal([]byte(entry), &wire.Row{}); err == nil {
+		t.Errorf("a page set aside reads as one row: %.60s", entry)
 	}
 	raw.Close()
 	info, err := localdb.Inspect(ctx, path, localdb.InspectOptions{})
