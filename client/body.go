@@ -56,6 +56,20 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 	return pr, errc
 }
 
+// decode reads a JSON answer into out, numbers among row values as
+// json.Number. A pull page, the bulk of a pull, is read without
+// reflection (wire.ReadChanges).
+func decode(body io.Reader, out any) error {
+	if ch, ok := out.(*wire.Changes); ok {
+		var err error
+		*ch, err = wire.ReadChanges(body)
+		return err
+	}
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	return dec.Decode(out)
+}
+
 // batchBufs holds the buffers pushed batches are encoded into.
 var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -218,9 +217,7 @@ func (c *Client) answer(op string, resp *resty.Response, out any) error {
 	if resp.StatusCode() >= 400 {
 		return errorFrom(op, resp.StatusCode(), resp.Header(), body)
 	}
-	dec := json.NewDecoder(body)
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil {
+	if err := decode(body, out); err != nil {
 		// A cut or garbled answer: the request may have been applied, and
 		// retrying is safe because every endpoint is idempotent.
 		return &Error{Op: op, Status: resp.StatusCode(), Err: fmt.Errorf("read answer: %w", err), transient: true}

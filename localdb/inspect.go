@@ -243,7 +243,7 @@ func (in *inspector) tables(ctx context.Context) error {
 // the open conflicts.
 func (in *inspector) counts(ctx context.Context) error {
 	i := &in.info
-	err := in.tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM _tether_stash), (SELECT count(*) FROM _tether_increments),
+	err := in.tx.QueryRowContext(ctx, `SELECT (SELECT coalesce(sum(CASE WHEN substr(row, 1, 1) = '[' THEN json_array_length(row) ELSE 1 END), 0) FROM _tether_stash), (SELECT count(*) FROM _tether_increments),
 		(SELECT count(*) FROM _tether_own), (SELECT count(*) FROM _tether_conflicts WHERE state = 'open')`).
 		Scan(&i.Stashed, &i.Increments, &i.OwnSessions, &i.OpenConflicts)
 	if err != nil {

@@ -1,15 +1,15 @@
 package localdb
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"io"
 	"strings"
 
-	"github.com/tethersync/tether/internal/sqlbatch"
 	"github.com/tethersync/tether/internal/sqlident"
 	"github.com/tethersync/tether/wire"
 )
@@ -79,51 +79,45 @@ func (s *Syncer) StashChanges(ctx context.Context, rows []wire.Row, cursor strin
 	return nil
 }
 
-// stash appends rows to _tether_stash.
-func stash(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
-	in := sqlbatch.New(tx, `INSERT INTO _tether_stash (row)`, "", 1)
-	for _, r := range rows {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		if err := in.Add(ctx, string(b)); err != nil {
-			return err
-		}
-	}
-	return in.Flush(ctx)
+// An entry of _tether_stash holds a page of rows: a JSON array of them,
+// as wire.AppendBatch writes a batch's rows. An entry that is an object
+// holds one row, as encoding/json writes it: pages were set aside row by
+// row before. (An older version of tether that finds a page there fails
+// to read it, and does not pass over its rows.)
+
+// isStashedPage reports whether a stash entry holds a page.
+func isStashedPage(text string) bool { return strings.HasPrefix(text, "[") }
+
+// stashedPage returns a reader of the batch whose rows entry holds.
+func stashedPage(entry string) io.Reader {
+	return io.MultiReader(strings.NewReader(`{"rows":`), strings.NewReader(entry), strings.NewReader("}"))
 }
 
-// stashChunk is the number of stashed rows read at once.
+// stash appends rows to _tether_stash, as one entry.
+func stash(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	b, err := wire.AppendBatch(nil, rows)
+	if err != nil {
+		return err
+	}
+	b = bytes.TrimSuffix(bytes.TrimPrefix(b, []byte(`{"rows":`)), []byte("}\n"))
+	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_stash (row) VALUES (?)`, string(b))
+	return err
+}
+
+// stashChunk is the number of stashed rows read at once, at least: an
+// entry is read whole.
 const stashChunk = 1000
 
-// unstash calls f with the rows set aside, in order, stashChunk at a
-// time, and empties the stash.
+// unstash calls f with the rows set aside, in order, about stashChunk at
+// a time, and empties the stash.
 func unstash(ctx context.Context, tx *sql.Tx, f func([]wire.Row) error) error {
 	seq := int64(-1)
 	for {
-		rows, err := tx.QueryContext(ctx, `SELECT seq, row FROM _tether_stash WHERE seq > ? ORDER BY seq LIMIT ?`, seq, stashChunk)
+		page, err := unstashChunk(ctx, tx, &seq)
 		if err != nil {
-			return err
-		}
-		var page []wire.Row
-		for rows.Next() {
-			var text string
-			var r wire.Row
-			if err := rows.Scan(&seq, &text); err != nil {
-				rows.Close()
-				return err
-			}
-			dec := json.NewDecoder(strings.NewReader(text))
-			dec.UseNumber() // as the client reads pages
-			if err := dec.Decode(&r); err != nil {
-				rows.Close()
-				return fmt.Errorf("stashed row: %w", err)
-			}
-			page = append(page, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		if len(page) == 0 {
@@ -136,115 +130,40 @@ func unstash(ctx context.Context, tx *sql.Tx, f func([]wire.Row) error) error {
 	}
 }
 
-// writeRemote writes rows received from the server, clean, with the upsert
-// tail of each table, after the rows set aside (StashChanges), then runs
-// finish (which stores where the device stands), in one transaction with
-// change tracking suppressed. With notify, the rows the server marked for
-// this device go into its conflict log first. It returns the number of
-// rows written.
-func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, notify bool, tail func(*table) string, finish func(tx *sql.Tx) error) (int, error) {
-	written := 0
-	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
-		return suppressed(ctx, tx, func() error {
-			ins := map[*table]*sqlbatch.Inserter{}
-			write := func(rows []wire.Row) error {
-				for _, r := range rows {
-					if r.Evict {
-						if t := db.byName[r.Table]; t != nil {
-							if err := flushAll(ctx, ins); err != nil {
-								return err
-							}
-							if _, err := db.evict(ctx, tx, t, r.ID, 0); err != nil {
-								return err
-							}
-						}
-						continue
-					}
-					t, args, err := db.remoteRow(ctx, tx, r, notify)
-					if err != nil {
-						return err
-					}
-					if t == nil {
-						continue
-					}
-					in := ins[t]
-					if in == nil {
-						in = sqlbatch.New(tx, t.applyHead, tail(t), len(args))
-						ins[t] = in
-					}
-					if err := in.Add(ctx, args...); err != nil {
-						return fmt.Errorf("write %s: %w", t.name, err)
-					}
-				}
-				return nil
-			}
-			if err := unstash(ctx, tx, write); err != nil {
-				return err
-			}
-			if err := write(rows); err != nil {
-				return err
-			}
-			if err := flushAll(ctx, ins); err != nil {
-				return err
-			}
-			for _, in := range ins {
-				written += int(in.Affected)
-			}
-			if err := finish(tx); err != nil {
-				return err
-			}
-			return setState(ctx, tx, stateClock, db.clock.last())
-		})
-	})
-	return written, err
-}
-
-// flushAll writes what the inserters hold.
-func flushAll(ctx context.Context, ins map[*table]*sqlbatch.Inserter) error {
-	for t, in := range ins {
-		if err := in.Flush(ctx); err != nil {
-			return fmt.Errorf("write %s: %w", t.name, err)
-		}
-	}
-	return nil
-}
-
-// remoteRow prepares a received row for the insert of applyHead: its
-// table and arguments, or a nil table for a row not to store. With notify,
-// a row the server marked for this device goes into its conflict log. It
-// moves the clock past the row's stamp.
-func (db *DB) remoteRow(ctx context.Context, tx *sql.Tx, r wire.Row, notify bool) (*table, []any, error) {
-	t := db.byName[r.Table]
-	if t == nil {
-		return nil, nil, nil // a table of a newer app version: not this device's
-	}
-	if r.Deleted {
-		// The tombstone of a row this device never held tells it nothing,
-		// and may reference a row it does not hold either (a rebuilt
-		// device's parents are gone): not stored, unless a row here
-		// references it.
-		keep, err := db.holdsOrReferenced(ctx, tx, t, r.ID)
-		if err != nil || !keep {
-			return nil, nil, err
-		}
-	}
-	if notify && r.Notify == db.device && r.Reason != "" {
-		// The server undid this device's action to keep references whole:
-		// it goes into the conflict log, with the row as it stands here
-		// before the change.
-		cf := wire.Conflict{Table: r.Table, ID: r.ID, Strategy: wire.StrategyReference, Winner: wire.WinnerServer, Row: r, Reason: r.Reason}
-		if err := db.learnConflict(ctx, tx, cf); err != nil {
-			return nil, nil, err
-		}
-	}
-	db.clock.Observe(r.HLC)
-	args, err := t.remoteArgs(r)
+// unstashChunk reads the entries of the stash after *seq until it holds
+// stashChunk rows or the stash ends, and moves *seq past them.
+func unstashChunk(ctx context.Context, tx *sql.Tx, seq *int64) ([]wire.Row, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT seq, row FROM _tether_stash WHERE seq > ? ORDER BY seq`, *seq)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	// A received row is clean: "_dirty" = 0 comes first among the
-	// bookkeeping columns.
-	return t, slices.Insert(args, len(t.cols), any(0)), nil
+	defer rows.Close()
+	var page []wire.Row
+	for len(page) < stashChunk && rows.Next() {
+		var text string
+		if err := rows.Scan(seq, &text); err != nil {
+			return nil, err
+		}
+		if isStashedPage(text) {
+			b, err := wire.ReadBatch(stashedPage(text))
+			if err != nil {
+				return nil, fmt.Errorf("stashed page: %w", err)
+			}
+			page = append(page, b.Rows...)
+			continue
+		}
+		var r wire.Row
+		dec := json.NewDecoder(strings.NewReader(text))
+		dec.UseNumber() // as the client reads pages
+		if err := dec.Decode(&r); err != nil {
+			return nil, fmt.Errorf("stashed row: %w", err)
+		}
+		page = append(page, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return page, rows.Close()
 }
 
 // holdsOrReferenced reports whether the device holds the row id of t, or
@@ -296,7 +215,7 @@ func (t *table) remoteArgs(r wire.Row) ([]any, error) {
 // wireArgs converts the values of a received row to SQL arguments in
 // column order. Columns the row lacks are NULL.
 func (t *table) wireArgs(r wire.Row) ([]any, error) {
-	args := make([]any, len(t.cols), len(t.cols)+5)
+	args := make([]any, len(t.cols), len(t.cols)+6) // room for remoteRow
 	args[0] = r.ID
 	for i, c := range t.cols[1:] {
 		v, err := c.Kind.FromWire(r.Values[c.Name])

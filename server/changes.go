@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tethersync/tether/wire"
@@ -35,6 +37,23 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 	// them, as is a version larger than a page.
 	phase := next.Phase != PhaseNone
 	return wire.Changes{Changes: rows, Cursor: next.String(), More: more, Wait: phase, Partial: more && (phase || next.Partial)}, nil
+}
+
+// pageBufs holds the buffers pull pages are encoded into.
+var pageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// writeChanges writes a pull page as JSON (wire.AppendChanges). A page
+// that cannot be encoded (a value that is not a number, such as
+// PostgreSQL's NaN) is not written, as json.Encoder would not write it.
+func writeChanges(w io.Writer, c *wire.Changes) {
+	buf := pageBufs.Get().(*[]byte)
+	var err error
+	if *buf, err = wire.AppendChanges((*buf)[:0], c); err == nil {
+		w.Write(*buf)
+	}
+	if cap(*buf) <= 16<<20 {
+		pageBufs.Put(buf)
+	}
 }
 
 // pageParams reads the cursor and limit of a page of changes or of a

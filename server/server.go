@@ -193,6 +193,10 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
+	if c, ok := v.(wire.Changes); ok { // the bulk of a pull: encoded without reflection
+		writeChanges(w, &c)
+		return
+	}
 	json.NewEncoder(w).Encode(v)
 }
 

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -25,6 +26,41 @@ func AppendBatch(b []byte, rows []Row) ([]byte, error) {
 		}
 	}
 	return append(b, "]}\n"...), nil
+}
+
+// AppendChanges appends the JSON of a pull page to b, as encoding/json
+// would write it (the same values; object keys may come in another order,
+// and <, > and & are not escaped), without reflection: this is the
+// server's share of a pull. Values are written as AppendBatch writes them.
+func AppendChanges(b []byte, c *Changes) ([]byte, error) {
+	b = append(b, `{"changes":`...)
+	if c.Changes == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		var keys []string
+		var err error
+		for i := range c.Changes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, keys, err = appendRow(b, &c.Changes[i], keys); err != nil {
+				return b, err
+			}
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"cursor":`...)
+	b = appendString(b, c.Cursor)
+	b = append(b, `,"more":`...)
+	b = strconv.AppendBool(b, c.More)
+	if c.Wait {
+		b = append(b, `,"wait":true`...)
+	}
+	if c.Partial {
+		b = append(b, `,"partial":true`...)
+	}
+	return append(b, "}\n"...), nil
 }
 
 // appendRow appends the JSON of r. keys are the sorted value keys of the
@@ -98,6 +134,9 @@ func appendRow(b []byte, r *Row, keys []string) ([]byte, []string, error) {
 		b = append(b, ']')
 	}
 	b = appendIncrements(b, r.Increments)
+	if r.Evict {
+		b = append(b, `,"evict":true`...)
+	}
 	return append(b, '}'), keys, nil
 }
 
@@ -112,12 +151,34 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		return strconv.AppendInt(b, x, 10), nil
 	case bool:
 		return strconv.AppendBool(b, x), nil
+	case float64:
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			return appendFloat(b, x), nil
+		}
 	}
 	js, err := json.Marshal(v)
 	if err != nil {
 		return b, err
 	}
 	return append(b, js...), nil
+}
+
+// appendFloat appends f as encoding/json writes a float64: the shortest
+// form, with an exponent only for the very small and the very large.
+func appendFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9, as there.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
 
 const hex = "0123456789abcdef"

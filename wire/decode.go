@@ -1,0 +1,376 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// ReadChanges decodes a pull page (GET /v1/changes) from r without
+// reflection: a page is the bulk of a pull, and this is the device's
+// share of it. It reads what encoding/json with UseNumber would read into
+// a Changes: numbers among a row's values are json.Number, member names
+// match case-insensitively, unknown members are passed over. Unlike
+// encoding/json it refuses invalid UTF-8, which no server writes.
+func ReadChanges(r io.Reader) (Changes, error) {
+	var c Changes
+	d := newRowDecoder(r)
+	err := d.object(func(name string) error {
+		var err error
+		switch fieldName(name) {
+		case "changes":
+			c.Changes, err = d.rows(c.Changes[:0])
+		case "cursor":
+			c.Cursor, err = d.str()
+		case "more":
+			c.More, err = d.boolean()
+		case "wait":
+			c.Wait, err = d.boolean()
+		case "partial":
+			c.Partial, err = d.boolean()
+		default:
+			err = d.dec.SkipValue()
+		}
+		return err
+	})
+	if err != nil {
+		return Changes{}, fmt.Errorf("read changes: %w", err)
+	}
+	return c, nil
+}
+
+// ReadBatch decodes what AppendBatch writes, a Batch, from r, as
+// ReadChanges decodes a page.
+func ReadBatch(r io.Reader) (Batch, error) {
+	var b Batch
+	d := newRowDecoder(r)
+	err := d.object(func(name string) error {
+		var err error
+		switch fieldName(name) {
+		case "rows":
+			b.Rows, err = d.rows(b.Rows[:0])
+		default:
+			err = d.dec.SkipValue()
+		}
+		return err
+	})
+	if err != nil {
+		return Batch{}, fmt.Errorf("read rows: %w", err)
+	}
+	return b, nil
+}
+
+// rowDecoder reads rows token by token. It keeps the names it has seen, so
+// that the value names of a page's rows, the same row after row, are
+// allocated once.
+type rowDecoder struct {
+	dec   *jsontext.Decoder
+	names map[string]string
+}
+
+func newRowDecoder(r io.Reader) *rowDecoder {
+	return &rowDecoder{
+		dec:   jsontext.NewDecoder(r, jsontext.AllowDuplicateNames(true)),
+		names: map[string]string{},
+	}
+}
+
+// errKind reports a value of another JSON kind than a field wants.
+func errKind(want string, got jsontext.Kind) error {
+	return fmt.Errorf("want %s, got %s", want, got)
+}
+
+// object reads an object, or null, calling member for each member name
+// with the decoder before its value, which member must read. A member
+// that reads a struct field matches its name with fieldName.
+func (d *rowDecoder) object(member func(name string) error) error {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil
+	case '{':
+	default:
+		return errKind("object", tok.Kind())
+	}
+	for d.dec.PeekKind() != '}' {
+		name, err := d.name()
+		if err != nil {
+			return err
+		}
+		if err := member(name); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	_, err = d.dec.ReadToken()
+	return err
+}
+
+// fieldName returns name as the Row and Changes fields spell it:
+// encoding/json matches names regardless of case.
+func fieldName(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+			return strings.ToLower(name)
+		}
+	}
+	return name
+}
+
+// name reads an object member's name, interned.
+func (d *rowDecoder) name() (string, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	if len(v) < 2 || v[0] != '"' {
+		return "", errKind("name", v.Kind())
+	}
+	raw := v[1 : len(v)-1]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		if s, ok := d.names[string(raw)]; ok {
+			return s, nil
+		}
+		s := string(raw)
+		if len(d.names) < 1024 {
+			d.names[s] = s
+		}
+		return s, nil
+	}
+	b, err := jsontext.AppendUnquote(nil, v)
+	return string(b), err
+}
+
+// str reads a string, or null as "".
+func (d *rowDecoder) str() (string, error) {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return "", err
+	}
+	switch tok.Kind() {
+	case '"':
+		return tok.String(), nil
+	case 'n':
+		return "", nil
+	}
+	return "", errKind("string", tok.Kind())
+}
+
+// boolean reads true, false, or null as false.
+func (d *rowDecoder) boolean() (bool, error) {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return false, err
+	}
+	switch tok.Kind() {
+	case 't':
+		return true, nil
+	case 'f', 'n':
+		return false, nil
+	}
+	return false, errKind("boolean", tok.Kind())
+}
+
+// integer reads an integer, or null as 0.
+func (d *rowDecoder) integer() (int64, error) {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return 0, err
+	}
+	switch tok.Kind() {
+	case '0':
+		return strconv.ParseInt(tok.String(), 10, 64)
+	case 'n':
+		return 0, nil
+	}
+	return 0, errKind("integer", tok.Kind())
+}
+
+// rows reads an array of rows, or null, appending them to out.
+func (d *rowDecoder) rows(out []Row) ([]Row, error) {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil, nil
+	case '[':
+	default:
+		return nil, errKind("array", tok.Kind())
+	}
+	if out == nil {
+		out = []Row{}
+	}
+	for d.dec.PeekKind() != ']' {
+		var r Row
+		if err := d.row(&r); err != nil {
+			return nil, fmt.Errorf("row %d: %w", len(out), err)
+		}
+		out = append(out, r)
+	}
+	_, err = d.dec.ReadToken()
+	return out, err
+}
+
+// row reads a row into r.
+func (d *rowDecoder) row(r *Row) error {
+	return d.object(func(name string) error { return d.field(r, name) })
+}
+
+// field reads the value of r's member name.
+func (d *rowDecoder) field(r *Row, name string) error {
+	var err error
+	switch fieldName(name) {
+	case "table":
+		r.Table, err = d.str()
+	case "id":
+		r.ID, err = d.str()
+	case "base":
+		r.Base, err = d.integer()
+	case "version":
+		r.Version, err = d.integer()
+	case "deleted":
+		r.Deleted, err = d.boolean()
+	case "hlc":
+		r.HLC, err = d.str()
+	case "device":
+		r.Device, err = d.str()
+	case "modified_by":
+		r.ModifiedBy, err = d.str()
+	case "values":
+		r.Values, err = d.values(r.Values)
+	case "reason":
+		r.Reason, err = d.str()
+	case "notify":
+		r.Notify, err = d.str()
+	case "evict":
+		r.Evict, err = d.boolean()
+	case "changed":
+		err = d.unmarshal(&r.Changed)
+	case "increments":
+		err = d.unmarshal(&r.Increments)
+	default:
+		err = d.dec.SkipValue()
+	}
+	return err
+}
+
+// values reads a row's values into m (a new map when nil); null leaves m
+// as it is, as encoding/json does.
+func (d *rowDecoder) values(m map[string]any) (map[string]any, error) {
+	if d.dec.PeekKind() == '{' && m == nil {
+		m = make(map[string]any, 8)
+	}
+	err := d.object(func(name string) error {
+		v, err := d.value()
+		m[name] = v
+		return err
+	})
+	return m, err
+}
+
+// value reads a column value: a string, a json.Number, a bool or nil; an
+// object or an array as encoding/json reads it into an any.
+func (d *rowDecoder) value() (any, error) {
+	switch d.dec.PeekKind() {
+	case '{', '[':
+		var v any
+		err := d.unmarshal(&v)
+		return v, err
+	}
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return nil, err
+	}
+	switch tok.Kind() {
+	case '"':
+		return tok.String(), nil
+	case '0':
+		return json.Number(tok.String()), nil
+	case 't':
+		return true, nil
+	case 'f':
+		return false, nil
+	}
+	return nil, nil
+}
+
+// unmarshal reads the next value into v with encoding/json, numbers as
+// json.Number: for the parts of a row a pull page seldom carries.
+func (d *rowDecoder) unmarshal(v any) error {
+	raw, err := d.dec.ReadValue()
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+// RowReader reads the rows of a Batch as AppendBatch writes it, one at a
+// time, and hands each row's values to a function instead of a map: the
+// reader of a page set aside converts them straight into the arguments of
+// its insert. It is not safe for concurrent use.
+type RowReader struct {
+	d    *rowDecoder
+	done bool
+}
+
+// NewRowReader returns a reader of the rows of the Batch r holds. Its
+// "rows" member must come first, as AppendBatch writes it.
+func NewRowReader(r io.Reader) (*RowReader, error) {
+	d := newRowDecoder(r)
+	if tok, err := d.dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, fmt.Errorf("read rows: want an object: %v", err)
+	}
+	if name, err := d.name(); err != nil || name != "rows" {
+		return nil, fmt.Errorf("read rows: want rows first, got %q: %v", name, err)
+	}
+	tok, err := d.dec.ReadToken()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("read rows: %w", err)
+	case tok.Kind() == 'n':
+		return &RowReader{d: d, done: true}, nil
+	case tok.Kind() != '[':
+		return nil, fmt.Errorf("read rows: %w", errKind("array", tok.Kind()))
+	}
+	return &RowReader{d: d}, nil
+}
+
+// Next reads the next row into r, which it first resets. It calls value
+// with r as read so far and each of the row's values, in the order they
+// come (every field AppendBatch writes before them is read by then), and
+// leaves r.Values nil. It returns io.EOF after the last row.
+func (rr *RowReader) Next(r *Row, value func(r *Row, name string, v any) error) error {
+	if rr.done || rr.d.dec.PeekKind() == ']' {
+		rr.done = true
+		return io.EOF
+	}
+	*r = Row{}
+	d := rr.d
+	err := d.object(func(name string) error {
+		if fieldName(name) != "values" {
+			return d.field(r, name)
+		}
+		return d.object(func(name string) error {
+			v, err := d.value()
+			if err != nil {
+				return err
+			}
+			return value(r, name, v)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("read rows: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+package wire_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tethersync/tether/wire"
+)
+
+// stdChanges decodes a page as the client did before ReadChanges.
+func stdChanges(t testing.TB, b []byte) wire.Changes {
+	t.Helper()
+	var c wire.Changes
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("encoding/json: %v", err)
+	}
+	return c
+}
+
+// ReadChanges reads what encoding/json with UseNumber reads: every field
+// of a row, every kind of value, escapes, names in another case, unknown
+// members, nulls.
+func TestReadChangesMatchesEncodingJSON(t *testing.T) {
+	rows := []wire.Row{
+		{Table: "items", ID: "a", Version: 3, HLC: "0001700000000.000001.d", Device: "d1", ModifiedBy: "ada",
+			Values: map[string]any{"text": "déjà vu, 東京 🚀, \"quoted\" \\ \n\t\u2028", "n": int64(-42), "f": 0.125, "big": int64(1 << 62),
+				"yes": true, "no": false, "none": nil, "json": `{"a":[1,2]}`}},
+		{Table: "items", ID: "deleted", Version: 4, Deleted: true, HLC: "h", Values: map[string]any{}},
+		{Table: "items", ID: "restored", Version: 5, HLC: "h", Reason: "restored", Notify: "d2", Values: map[string]any{"text": "x"}},
+		{Table: "items", ID: "gone", Version: 6, Evict: true},
+		{Table: "items", ID: "pushed", Base: 2, HLC: "h", Changed: []string{"text"}, Values: map[string]any{"text": "y"},
+			Increments: []wire.Increment{{ID: "0f8fad5b-d9cb-469f-a165-70867728950e", Column: "n", Delta: -2}}},
+	}
+	page, err := json.Marshal(wire.Changes{Changes: rows, Cursor: "5.1.x", More: true, Wait: true, Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"encoding/json", string(page)},
+		{"empty", `{"changes":[],"cursor":"c","more":false}`},
+		{"null rows", `{"changes":null,"cursor":"c"}`},
+		{"no rows", `{"cursor":"c","more":true}`},
+		{"unknown members", `{"future":{"a":[1,{"b":null}]},"changes":[{"table":"t","id":"x","hlc":"h","extra":[1,2],"values":{"v":1}}],"cursor":"c"}`},
+		{"other case", `{"Changes":[{"TABLE":"t","Id":"x","Version":2,"values":{"Name":"kept as sent"}}],"Cursor":"c","MORE":true}`},
+		{"nulls", `{"changes":[{"table":null,"id":"x","version":null,"deleted":null,"values":null,"changed":null}],"cursor":null}`},
+		{"nested values", `{"changes":[{"table":"t","id":"x","values":{"o":{"k":[1.5,"s",null]},"a":[true]}}]}`},
+		{"escaped names", `{"chang\u0065s":[{"t\u0061ble":"t","id":"\u00e9\ud83d\ude80","values":{"na\u006de":"v\u0000"}}]}`},
+		{"numbers", `{"changes":[{"table":"t","id":"x","version":9007199254740993,"values":{"e":1e300,"neg":-0.0,"i":12345678901234567890}}]}`},
+		{"trailing data", `{"changes":[],"cursor":"c"} {"more":true}`},
+		{"duplicate members", `{"cursor":"a","cursor":"b","changes":[{"id":"x","id":"y","values":{"v":1,"v":2}}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := wire.ReadChanges(strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatalf("ReadChanges: %v", err)
+			}
+			if want := stdChanges(t, []byte(tc.body)); !reflect.DeepEqual(got, want) {
+				t.Errorf("ReadChanges =\n%#v\nencoding/json:\n%#v", got, want)
+			}
+		})
+	}
+}
+
+// ReadChanges refuses what encoding/json refuses: a page cut short, a
+// field of the wrong kind.
+func TestReadChangesRefuses(t *testing.T) {
+	for _, body := range []string{
+		``,
+		`{"changes":[{"table":"t","id":"x"}`,
+		`{"changes":[{"table":"t","id":"x","values":{"v":}}]}`,
+		`{"changes":{}}`,
+		`{"more":"yes"}`,
+		`{"cursor":1}`,
+		`{"changes":[{"table":1}]}`,
+		`{"changes":[{"version":1.5}]}`,
+		`{"changes":[{"version":"1"}]}`,
+		`{"changes":[{"deleted":1}]}`,
+		`{"changes":[{"values":[1]}]}`,
+		`{"changes":[{"changed":"a"}]}`,
+		`[]`,
+	} {
+		if _, err := wire.ReadChanges(strings.NewReader(body)); err == nil {
+			t.Errorf("ReadChanges(%q) succeeded, want error", body)
+		}
+		var c wire.Changes
+		if err := json.Unmarshal([]byte(body), &c); err == nil {
+			t.Errorf("encoding/json accepted %q: the case tests nothing", body)
+		}
+	}
+}
+
+// ReadBatch reads back what AppendBatch writes.
+func TestReadBatchRoundTrip(t *testing.T) {
+	rows := benchRows()
+	rows = append(rows, wire.Row{Table: "items", ID: "gone", Version: 6, Evict: true},
+		wire.Row{Table: "items", ID: "r", Version: 2, HLC: "h", Reason: "restored", Notify: "d", Deleted: true, Values: map[string]any{}})
+	b, err := wire.AppendBatch(nil, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wire.ReadBatch(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want wire.Batch
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ReadBatch =\n%v\nencoding/json:\n%v", got.Rows[len(rows)-2:], want.Rows[len(rows)-2:])
+	}
+	if !got.Rows[len(rows)-2].Evict {
+		t.Error("an evicted row lost its mark on the way through AppendBatch")
+	}
+}
+
+func benchPage(b *testing.B) []byte {
+	rows := benchRows()
+	for i := range rows {
+		rows[i].Version, rows[i].Base, rows[i].ModifiedBy = 12, 0, "ada"
+	}
+	page, err := json.Marshal(wire.Changes{Changes: rows, Cursor: "12.1.x", More: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return page
+}
+
+// BenchmarkReadChanges decodes a page of 1,000 rows as the client does.
+func BenchmarkReadChanges(b *testing.B) {
+	page := benchPage(b)
+	for b.Loop() {
+		if _, err := wire.ReadChanges(bytes.NewReader(page)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkDecodeChangesStd decodes the page of BenchmarkReadChanges with
+// encoding/json, as the client did before.
+func BenchmarkDecodeChangesStd(b *testing.B) {
+	page := benchPage(b)
+	for b.Loop() {
+		stdChanges(b, page)
+	}
+	b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// RowReader reads the rows ReadBatch reads, handing over their values one
+// by one, with the fields before them already read.
+func TestRowReader(t *testing.T) {
+	rows := benchRows()[:3]
+	rows = append(rows, wire.Row{Table: "items", ID: "gone", Version: 6, Evict: true},
+		wire.Row{Table: "items", ID: "r", Version: 2, HLC: "h", Reason: "restored", Notify: "d", Values: map[string]any{"name": "x"}})
+	b, err := wire.AppendBatch(nil, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := wire.ReadBatch(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := wire.NewRowReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []wire.Row
+	for {
+		var r wire.Row
+		vals := map[string]any{}
+		err := rr.Next(&r, func(r *wire.Row, name string, v any) error {
+			if r.Table == "" || r.ID == "" || r.HLC == "" || r.Notify == "" && r.ID == "r" {
+				t.Errorf("value %s of row %q: fields before the values not read yet: %+v", name, r.ID, r)
+			}
+			vals[name] = v
+			return nil
+		})
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vals) > 0 || r.ID != "gone" {
+			r.Values = vals
+		}
+		got = append(got, r)
+	}
+	if !reflect.DeepEqual(got, want.Rows) {
+		t.Errorf("RowReader read\n%v\nReadBatch\n%v", got, want.Rows)
+	}
+	for _, body := range []string{`{"rows":null}`, `{"rows":[]}`} {
+		rr, err := wire.NewRowReader(strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if err := rr.Next(&wire.Row{}, nil); err != io.EOF {
+			t.Errorf("%s: Next=%v, want io.EOF", body, err)
+		}
+	}
+	if _, err := wire.NewRowReader(strings.NewReader(`{"more":true,"rows":[]}`)); err == nil {
+		t.Error("NewRowReader read a batch whose rows do not come first")
+	}
+}
+
+// FuzzReadChanges checks that ReadChanges never panics and, on what both
+// accept, reads what encoding/json reads. Inputs with bytes past ASCII are
+// only read: encoding/json folds names by Unicode rules (ſ matches s),
+// and accepts invalid UTF-8, which ReadChanges refuses.
+func FuzzReadChanges(f *testing.F) {
+	for _, s := range []string{
+		`{"changes":[{"table":"t","id":"x","version":2,"hlc":"h","values":{"a":1,"b":"s","c":null,"d":true}}],"cursor":"c","more":true}`,
+		`{"changes":[{"table":"t","id":"x","evict":true}],"partial":true,"wait":true}`,
+		`{"Changes":null,"CURSOR":"c"}`,
+		`{"changes":[{"values":{"o":{"k":[1,2]}},"changed":["a"],"increments":[{"id":"i","column":"c","delta":1}]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := wire.ReadChanges(bytes.NewReader(b))
+		for _, c := range b {
+			if c >= 0x80 {
+				return
+			}
+		}
+		var want wire.Changes
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if werr := dec.Decode(&want); err == nil && werr == nil && !reflect.DeepEqual(got, want) {
+			t.Errorf("ReadChanges(%s) =\n%#v\nencoding/json:\n%#v", b, got, want)
+		}
+	})
+}
