@@ -61,7 +61,9 @@ func TestGetReaderReuses(t *testing.T) {
 		read()
 	}
 	runtime.ReadMemStats(&after)
-	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 8<<10 {
-		t.Errorf("%d bytes allocated per small stream, want at most 8 KB (a new reader's window is 32 KB)", per)
+	// A new reader each time allocates about 37 KB; the race detector
+	// drops a quarter of what is put in a sync.Pool, about 9 KB a stream.
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 16<<10 {
+		t.Errorf("%d bytes allocated per small stream, want at most 16 KB (a new reader's window is 32 KB)", per)
 	}
 }
