@@ -23,6 +23,7 @@ import (
 	"github.com/tethersync/tether/internal/dbserver"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/push"
+	"github.com/tethersync/tether/server"
 )
 
 // bench holds what the scenarios share: the settings, a scratch directory,
@@ -573,7 +574,10 @@ type fleetResult struct {
 // once more and checks with the server's digest that the server and it
 // hold every row the fleet saved.
 func (b *bench) measureFleet(ctx context.Context, devices int) (res fleetResult, err error) {
-	srv, err := startServer(b.openStore(b.path(fmt.Sprintf("fleet-%d-server", devices))))
+	// Every device of the fleet is the bench user's: the server's limit
+	// of devices per user (100 by default) would refuse the fleet's rest.
+	store, err := b.openStore(b.path(fmt.Sprintf("fleet-%d-server", devices)))
+	srv, err := startServerWith(store, err, server.Options{Limits: server.Limits{MaxUserDevices: devices + 1}})
 	if err != nil {
 		return fleetResult{}, fmt.Errorf("fleet of %d devices: start the server: %w", devices, err)
 	}
