@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/go-resty/resty/v2"
-	"github.com/klauspost/compress/gzip"
 
+	"github.com/tethersync/tether/internal/gzpool"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -207,11 +207,11 @@ func (c *Client) answer(op string, resp *resty.Response, out any) error {
 	defer func() { c.recvd.Add(cr.n) }()
 	var body io.Reader = cr
 	if strings.EqualFold(resp.Header().Get("Content-Encoding"), "gzip") {
-		zr, err := gzip.NewReader(cr)
+		zr, err := gzpool.GetReader(cr)
 		if err != nil {
 			return &Error{Op: op, Status: resp.StatusCode(), Err: fmt.Errorf("read answer: %w", err), transient: true}
 		}
-		defer zr.Close()
+		defer gzpool.PutReader(zr)
 		body = zr
 	}
 	if resp.StatusCode() >= 400 {

@@ -83,6 +83,10 @@ type Coordinator struct {
 	cur      *run     // the run under way, if any
 	next     *run     // the follow-up run, queued while cur runs
 	progress Progress // of the run under way
+
+	markOnce sync.Once // computes mark, the registration mark (see registrationMark)
+	mark     string
+	markErr  error
 }
 
 // New returns a coordinator for db and the server api talks to. It gives

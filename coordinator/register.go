@@ -17,25 +17,19 @@ import (
 // names the database's tenant in every request, so that the server refuses
 // credentials of another tenant without a registration first.
 func (c *Coordinator) register(ctx context.Context, force bool) error {
-	tenant, err := c.store.Tenant(ctx)
+	tenant, done, err := c.store.Registered(ctx)
 	if err != nil {
 		return err
 	}
 	c.api.SetTenant(tenant)
-	schema := c.store.Registry().Schema()
-	js, err := json.Marshal(schema)
+	mark, err := c.registrationMark()
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	// The mark covers the key too: a device registered before it had a
-	// key registers once more, which records its key with the server.
-	sum := sha256.Sum256(append(js, "\n"+c.store.DeviceKey()...))
-	mark := hex.EncodeToString(sum[:])
-	if !force && tenant != "" {
-		if done, err := c.store.Registration(ctx); err != nil || done == mark {
-			return err
-		}
+	if !force && tenant != "" && done == mark {
+		return nil
 	}
+	schema := c.store.Registry().Schema()
 	dev, err := c.api.RegisterDevice(ctx, c.db.DeviceID(), tenant, &schema)
 	if err != nil {
 		return fmt.Errorf("sync: %w", explainDevice(c.db.DeviceID(), err))
@@ -46,6 +40,23 @@ func (c *Coordinator) register(ctx context.Context, force bool) error {
 	}
 	c.api.SetTenant(dev.Tenant)
 	return c.store.SetRegistration(ctx, mark)
+}
+
+// registrationMark returns the mark of what the device registers: a hash
+// of its schema and key, both fixed for the database's life, so computed
+// once. The mark covers the key too: a device registered before it had a
+// key registers once more, which records its key with the server.
+func (c *Coordinator) registrationMark() (string, error) {
+	c.markOnce.Do(func() {
+		js, err := json.Marshal(c.store.Registry().Schema())
+		if err != nil {
+			c.markErr = err
+			return
+		}
+		sum := sha256.Sum256(append(js, "\n"+c.store.DeviceKey()...))
+		c.mark = hex.EncodeToString(sum[:])
+	})
+	return c.mark, c.markErr
 }
 
 // explainDevice returns err, the error of a request naming device, with

@@ -19,6 +19,7 @@ type Tx struct {
 	tx      *sql.Tx
 	stamped bool
 	change  int64 // the change counter, once read; written back at commit
+	stored  int64 // the change counter as the transaction last wrote it
 }
 
 // Update runs fn in one transaction: every Save and Delete it makes is
@@ -41,7 +42,7 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			return fmt.Errorf("localdb: %w", err)
 		}
 	}
-	if tx.change != 0 {
+	if tx.change != tx.stored {
 		if _, err := sqltx.ExecContext(ctx, `UPDATE _tether_ctl SET change = ?`, tx.change); err != nil {
 			return fmt.Errorf("localdb: store change counter: %w", err)
 		}
@@ -117,14 +118,18 @@ func (db *DB) tableOf(v any) (*table, error) {
 	return t, nil
 }
 
-// nextChange bumps and returns the local change counter. The counter is
-// read once per transaction and stored when it commits: nothing else
-// writes it meanwhile, since the transaction holds the write lock.
+// nextChange bumps and returns the local change counter. The first bump
+// of a transaction is written at once (one statement, for the usual
+// transaction of one row); later ones are counted here and stored when it
+// commits: nothing else writes the counter meanwhile, since the
+// transaction holds the write lock.
 func (tx *Tx) nextChange(ctx context.Context) (int64, error) {
 	if tx.change == 0 {
-		if err := tx.tx.QueryRowContext(ctx, `SELECT change FROM _tether_ctl`).Scan(&tx.change); err != nil {
-			return 0, fmt.Errorf("read change counter: %w", err)
+		if err := tx.tx.QueryRowContext(ctx, `UPDATE _tether_ctl SET change = change + 1 RETURNING change`).Scan(&tx.change); err != nil {
+			return 0, fmt.Errorf("bump change counter: %w", err)
 		}
+		tx.stored = tx.change
+		return tx.change, nil
 	}
 	tx.change++
 	return tx.change, nil

@@ -49,10 +49,11 @@ func getState(ctx context.Context, q execer, key string) (string, error) {
 	return v, nil
 }
 
-// setState stores value under key.
+// setState stores value under key. A value stored already is left as it
+// is: no page to write back at commit.
 func setState(ctx context.Context, q execer, key, value string) error {
 	_, err := q.ExecContext(ctx, `INSERT INTO _tether_state (key, value) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value`, key, value)
 	if err != nil {
 		return fmt.Errorf("write state %s: %w", key, err)
 	}
@@ -107,6 +108,36 @@ func (s *Syncer) Registration(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("localdb: %w", err)
 	}
 	return m, nil
+}
+
+// Registered returns, in one read, the tenant the database is bound to
+// (as Tenant) and the mark SetRegistration stored (as Registration): what
+// a sync checks before it starts.
+func (s *Syncer) Registered(ctx context.Context) (tenant, mark string, err error) {
+	db := s.db
+	if err := db.checkOpen("Registered"); err != nil {
+		return "", "", err
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT key, value FROM _tether_state WHERE key IN (?, ?)`, stateTenant, stateRegistered)
+	if err != nil {
+		return "", "", fmt.Errorf("localdb: read registration: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return "", "", fmt.Errorf("localdb: read registration: %w", err)
+		}
+		if k == stateTenant {
+			tenant = v
+		} else {
+			mark = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", "", fmt.Errorf("localdb: read registration: %w", err)
+	}
+	return tenant, mark, nil
 }
 
 // SetRegistration stores an opaque mark of what the device registered with

@@ -10,8 +10,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-
+	"github.com/tethersync/tether/internal/gzpool"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -84,12 +83,12 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request, lim bodyLimit) (io
 	switch enc := r.Header.Get("Content-Encoding"); enc {
 	case "", "identity":
 	case "gzip":
-		zr, err := gzip.NewReader(r.Body)
+		zr, err := gzpool.GetReader(r.Body)
 		if err != nil {
 			finish(false)
 			return nil, nil, fmt.Errorf("malformed gzip body: %v: %w", err, wire.ErrBadRequest)
 		}
-		body, closeZ = zr, func() { zr.Close() }
+		body, closeZ = zr, func() { gzpool.PutReader(zr) }
 	default:
 		finish(false)
 		return nil, nil, fmt.Errorf("unknown Content-Encoding %q (gzip or none): %w", clip(enc), wire.ErrUnsupportedMedia)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -34,13 +35,23 @@ const (
 	maxShortBytes  = 256 // ids (MaxIDLength), stamps, device ids
 )
 
+// batchReaders holds the buffered readers batches are decoded through: a
+// 32 KB buffer a small batch would otherwise allocate anew.
+var batchReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+
 // decodeBatch reads a wire.Batch from r: {"rows": [row, ...]}, strictly:
 // unknown or repeated fields, a value that is not a scalar, trailing data,
 // a string over its bound are errors wrapping wire.ErrBadRequest (over
 // lim.maxValue or lim.maxRows, wire.ErrTooLarge). Numbers are
 // json.Number, as validateRows expects.
 func decodeBatch(r io.Reader, lim batchLimits) (wire.Batch, error) {
-	d := &jsonReader{r: bufio.NewReaderSize(r, 32<<10)}
+	br := batchReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil) // holds no request body while pooled
+		batchReaders.Put(br)
+	}()
+	d := &jsonReader{r: br}
 	var b wire.Batch
 	sawRows := false
 	err := d.object(func(key string) error {
