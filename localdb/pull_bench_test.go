@@ -3,7 +3,6 @@ package localdb_test
 import (
 	"fmt"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/tethersync/tether/wire"
@@ -38,14 +37,4 @@ func BenchmarkPullStashed(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*10*page)/b.Elapsed().Seconds(), "rows/s")
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N*10*page), "cpu-ns/row")
-}
-
-// cpuTime returns the CPU time the process used so far, in nanoseconds:
-// on a shared machine a steadier figure than the time that passed.
-func cpuTime() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
