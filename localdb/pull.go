@@ -45,6 +45,15 @@ func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor strin
 	if err := db.checkOpen("ApplyChanges"); err != nil {
 		return 0, err
 	}
+	if len(rows) == 0 { // the usual pull of a small sync: nothing came
+		done, err := db.moveCursor(ctx, cursor)
+		if err != nil {
+			return 0, fmt.Errorf("localdb: apply changes: %w", err)
+		}
+		if done {
+			return 0, nil
+		}
+	}
 	n, err := db.writeRemote(ctx, rows, true, func(t *table) string {
 		if db.refill > 0 {
 			return t.applyTail + fmt.Sprintf(` OR ("_dirty" = 0 AND "_version" <= %d)`, db.refill)
@@ -55,6 +64,24 @@ func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor strin
 		return 0, fmt.Errorf("localdb: apply changes: %w", err)
 	}
 	return n, nil
+}
+
+// moveCursor stores cursor after a page without rows, in one transaction
+// that writes nothing else, unless rows are set aside, which writeRemote
+// writes with the page (done false).
+func (db *DB) moveCursor(ctx context.Context, cursor string) (done bool, err error) {
+	err = db.inTx(ctx, func(tx *sql.Tx) error {
+		var stashed bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM _tether_stash)`).Scan(&stashed); err != nil {
+			return fmt.Errorf("read stash: %w", err)
+		}
+		if stashed {
+			return nil
+		}
+		done = true
+		return setStates(ctx, tx, stateCursor, cursor, stateClock, db.clock.last())
+	})
+	return done && err == nil, err
 }
 
 // StashChanges sets a page of pulled rows aside, on disk, with the cursor

@@ -100,12 +100,6 @@ func readPushState(ctx context.Context, q execer) (PushState, error) {
 
 // savePushState stores st, to be read back by readPushState.
 func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
-	if err := setState(ctx, tx, statePushSession, st.Session); err != nil {
-		return err
-	}
-	if err := setState(ctx, tx, statePushSeq, strconv.Itoa(st.Seq)); err != nil {
-		return err
-	}
 	final := ""
 	if st.Final {
 		if st.FinalDigest == "" {
@@ -113,10 +107,8 @@ func savePushState(ctx context.Context, tx *sql.Tx, st PushState) error {
 		}
 		final = st.FinalDigest
 	}
-	if err := setState(ctx, tx, statePushFinal, final); err != nil {
-		return err
-	}
-	return setState(ctx, tx, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))
+	return setStates(ctx, tx, statePushSession, st.Session, statePushSeq, strconv.Itoa(st.Seq),
+		statePushFinal, final, statePushPos, fmt.Sprintf("%d:%s", st.Pos.Table, st.Pos.After))
 }
 
 // NextAttempt returns a new attempt number for the batches a push is about
@@ -269,6 +261,16 @@ func (db *DB) restampInsane(ctx context.Context, tx *sql.Tx, t *table) error {
 
 // stampRaw gives a clock stamp to dirty rows written with plain SQL.
 func (db *DB) stampRaw(ctx context.Context, tx *sql.Tx, t *table) error {
+	// Rows written with plain SQL are rare: look before writing (the
+	// partial index of dirty rows answers), so that a push's reads do not
+	// write.
+	var unstamped bool
+	if err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE "_dirty" = 1 AND "_hlc" = '')`, sqlident.Quote(t.name))).Scan(&unstamped); err != nil {
+		return fmt.Errorf("stamp raw writes: %w", err)
+	}
+	if !unstamped {
+		return nil
+	}
 	return suppressed(ctx, tx, func() error {
 		res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET "_hlc" = ? WHERE "_dirty" = 1 AND "_hlc" = ''`, sqlident.Quote(t.name)), db.clock.Now())
 		if err != nil {
@@ -316,7 +318,8 @@ func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) 
 // st.Final, b is instead about to be sent as the session's last batch,
 // with the commit, and st is the state before it: b's number is st.Seq.
 // Recording a batch number again replaces the batch recorded under it, as
-// sending it again replaces it on the server. Whatever the size of b, it
+// sending it again replaces it on the server. A batch of another session
+// than the one stored begins that session, as BeginPush does. Whatever the size of b, it
 // writes one row (see _tether_sent).
 func (s *Syncer) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
 	db := s.db
@@ -328,6 +331,17 @@ func (s *Syncer) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error
 		seq = st.Seq // the batch about to be sent; Seq is still before it
 	}
 	return db.inTx(ctx, func(tx *sql.Tx) error {
+		// A batch of a session not begun here (BeginPush) begins it: the
+		// last batch of a new session, which is also its first.
+		cur, err := getState(ctx, tx, statePushSession)
+		if err != nil {
+			return err
+		}
+		if cur != st.Session {
+			if err := clearSent(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if err := recordSent(ctx, tx, seq, b); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Keys of _tether_state, the store's small persisted values.
@@ -52,10 +53,24 @@ func getState(ctx context.Context, q execer, key string) (string, error) {
 // setState stores value under key. A value stored already is left as it
 // is: no page to write back at commit.
 func setState(ctx context.Context, q execer, key, value string) error {
-	_, err := q.ExecContext(ctx, `INSERT INTO _tether_state (key, value) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value`, key, value)
+	return setStates(ctx, q, key, value)
+}
+
+// setStates stores each value of kv (key, value, key, value, ...) under
+// its key, in one statement: the push state's keys are written together.
+func setStates(ctx context.Context, q execer, kv ...string) error {
+	if len(kv) == 0 || len(kv)%2 != 0 {
+		return fmt.Errorf("write state: %d strings, want key and value pairs", len(kv))
+	}
+	args := make([]any, len(kv))
+	for i, v := range kv {
+		args[i] = v
+	}
+	values := strings.Repeat(", (?, ?)", len(kv)/2)[2:]
+	_, err := q.ExecContext(ctx, `INSERT INTO _tether_state (key, value) VALUES `+values+`
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value`, args...)
 	if err != nil {
-		return fmt.Errorf("write state %s: %w", key, err)
+		return fmt.Errorf("write state %s: %w", kv[0], err)
 	}
 	return nil
 }

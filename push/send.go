@@ -191,10 +191,13 @@ func (p *pass) send(ctx context.Context, b localdb.DirtyBatch, last bool) (wire.
 func (p *pass) prepare(ctx context.Context, b localdb.DirtyBatch, last bool) error {
 	if p.st.Session == "" {
 		// A retry after a lost answer finds the same session instead of
-		// leaving one behind (G3).
+		// leaving one behind (G3). The last batch's record, below, stores
+		// the session with it (a push of one batch: one write).
 		p.st.Session = uuid.NewString()
-		if err := p.e.store.BeginPush(ctx, p.st.Session); err != nil {
-			return fmt.Errorf("push: %w", err)
+		if !last {
+			if err := p.e.store.BeginPush(ctx, p.st.Session); err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
 		}
 	}
 	if !last {
