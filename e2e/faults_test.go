@@ -140,7 +140,9 @@ func TestRetriesApplyOnce(t *testing.T) {
 	tests := []struct {
 		name   string
 		decide func(kind string, n int) testkit.Fault
-		// wantBatches is the number of batch requests for 10 batches.
+		// wantBatches is the number of batch requests for 10 batches: a
+		// failed batch's successor, on the wire beside it (two batches in
+		// flight), goes again too.
 		wantBatches int
 	}{
 		{"request of batch 6 dropped", func(kind string, n int) testkit.Fault {
@@ -148,13 +150,13 @@ func TestRetriesApplyOnce(t *testing.T) {
 				return testkit.DropRequest
 			}
 			return testkit.Pass
-		}, 11},
+		}, 12},
 		{"answer of batch 6 lost after staging", func(kind string, n int) testkit.Fault {
 			if kind == "batches" && n == 5 {
 				return testkit.DropResponse
 			}
 			return testkit.Pass
-		}, 11},
+		}, 12},
 		{"answer of commit lost after commit", func(kind string, n int) testkit.Fault {
 			if kind == "commit" && n == 0 {
 				return testkit.DropResponse
