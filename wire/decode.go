@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -114,14 +115,36 @@ func (d *rowDecoder) object(member func(name string) error) error {
 }
 
 // fieldName returns name as the Row and Changes fields spell it:
-// encoding/json matches names regardless of case.
+// encoding/json matches names regardless of case, by Unicode simple case
+// folding (U+017F, the long s, matches s; U+212A, the Kelvin sign,
+// matches k).
 func fieldName(name string) string {
 	for i := 0; i < len(name); i++ {
-		if c := name[i]; c >= 'A' && c <= 'Z' || c >= 0x80 {
+		if c := name[i]; c >= 0x80 {
+			return strings.Map(foldRune, name)
+		} else if c >= 'A' && c <= 'Z' {
 			return strings.ToLower(name)
 		}
 	}
 	return name
+}
+
+// foldRune returns the rune r's name matches as encoding/json folds it:
+// the least rune of its simple folding orbit, an ASCII letter in lower
+// case.
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			r = r2
+			break
+		}
+		r = r2
+	}
+	if r >= 'A' && r <= 'Z' {
+		r += 'a' - 'A'
+	}
+	return r
 }
 
 // name reads an object member's name, interned.
@@ -263,11 +286,17 @@ func (d *rowDecoder) field(r *Row, name string) error {
 	return err
 }
 
-// values reads a row's values into m (a new map when nil); null leaves m
-// as it is, as encoding/json does.
+// values reads a row's values into m (a new map when nil); null makes
+// them nil, as encoding/json does.
 func (d *rowDecoder) values(m map[string]any) (map[string]any, error) {
-	if d.dec.PeekKind() == '{' && m == nil {
-		m = make(map[string]any, 8)
+	switch d.dec.PeekKind() {
+	case 'n':
+		_, err := d.dec.ReadToken()
+		return nil, err
+	case '{':
+		if m == nil {
+			m = make(map[string]any, 8)
+		}
 	}
 	err := d.object(func(name string) error {
 		v, err := d.value()

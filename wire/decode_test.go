@@ -54,6 +54,11 @@ func TestReadChangesMatchesEncodingJSON(t *testing.T) {
 		{"numbers", `{"changes":[{"table":"t","id":"x","version":9007199254740993,"values":{"e":1e300,"neg":-0.0,"i":12345678901234567890}}]}`},
 		{"trailing data", `{"changes":[],"cursor":"c"} {"more":true}`},
 		{"duplicate members", `{"cursor":"a","cursor":"b","changes":[{"id":"x","id":"y","values":{"v":1,"v":2}}]}`},
+		// encoding/json folds names by Unicode simple folding: U+017F
+		// (long s) matches s, U+212A (Kelvin sign) k; U+0130 (I with a
+		// dot) matches nothing.
+		{"folded names", `{"change\u017f":[{"table":"t","\u0130d":"x","ba\u017fe":3,"value\u017f":{"v":1}}],"cur\u017for":"c","\u212Aey":1}`},
+		{"values then null", `{"changes":[{"table":"t","id":"x","values":{"v":1},"values":null}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := wire.ReadChanges(strings.NewReader(tc.body))
