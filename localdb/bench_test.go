@@ -86,3 +86,13 @@ func saveNotes(b *testing.B, db *localdb.DB, n int) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkSaveOne saves one new row a transaction, as an app's form does
+// before a small sync: the fixed cost of a write transaction.
+func BenchmarkSaveOne(b *testing.B) {
+	db := open(b, filepath.Join(b.TempDir(), "app.db"))
+	b.ResetTimer()
+	for range b.N {
+		saveNotes(b, db, 1)
+	}
+}
