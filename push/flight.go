@@ -14,7 +14,9 @@ import (
 // batches with its attempt and its base, the batches acknowledged when it
 // began (wire.BatchAttempt, wire.BatchBase). Its first batch goes alone:
 // it opens the session or finds the size the server takes. Once it is
-// acknowledged, up to Options.InFlight batches are on the wire at a time,
+// acknowledged by a server that keeps runs apart (wire.BatchAck.Runs; an
+// earlier server gets one batch at a time, without wire.BatchBase), up to
+// Options.InFlight batches are on the wire at a time,
 // in batch order, and their acknowledgements are recorded in that order.
 // The last batch, which commits the session, goes alone once every batch
 // before it is acknowledged.
@@ -56,14 +58,18 @@ func (p *pass) start(ctx context.Context, b localdb.DirtyBatch, seq int) *sendin
 
 // params are the query parameters of batch seq of the pass's run.
 func (p *pass) params(seq int, last bool) wire.BatchParams {
-	return wire.BatchParams{Open: seq == 0, Commit: last, Attempt: p.attempt, Base: p.base}
+	base := p.base
+	if !p.runs {
+		base = -1 // not sent: a server before run generations refuses it
+	}
+	return wire.BatchParams{Open: seq == 0, Commit: last, Attempt: p.attempt, Base: base}
 }
 
 // window is the number of batches the run may have on the wire now: one
 // until its first batch is acknowledged.
 func (p *pass) window() int {
-	if !p.begun {
-		return 1
+	if !p.begun || !p.runs {
+		return 1 // a server that does not keep runs apart gets one at a time
 	}
 	return p.e.opts.InFlight
 }
@@ -83,6 +89,7 @@ func (p *pass) land(ctx context.Context) (outcome, error) {
 	}
 	p.flight = p.flight[1:]
 	p.begun = true
+	p.runs = p.runs || f.ack.Runs
 	if err := p.acknowledged(ctx, f.batch); err != nil {
 		return failed, err
 	}

@@ -1,17 +1,21 @@
 package push_test
 
 import (
+	"bytes"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/push"
 	"github.com/tethersync/tether/server"
+	"github.com/tethersync/tether/wire"
 )
 
 // rename saves new names for the customers ids on the device.
@@ -144,3 +148,117 @@ func TestPushTwoInFlightUnderFaults(t *testing.T) {
 		})
 	}
 }
+
+// earlierServer makes a server look like one before run generations: its
+// batch answers lose "runs", and a batch naming a base is refused as that
+// server refuses an unknown parameter. It records the most batches that
+// were on the wire at once.
+type earlierServer struct {
+	mu               sync.Mutex
+	onWire, most     int
+	withBase, served int
+}
+
+func (e *earlierServer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !strings.Contains(r.URL.Path, "/batches/") {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	e.mu.Lock()
+	e.onWire++
+	e.most = max(e.most, e.onWire)
+	e.served++
+	refuse := r.URL.Query().Has(wire.BatchBase)
+	if refuse {
+		e.withBase++
+	}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.onWire--
+		e.mu.Unlock()
+	}()
+	if refuse {
+		body := `{"error":{"code":"bad_request","message":"unknown parameter \"base\""}}`
+		return &http.Response{StatusCode: 400, Header: http.Header{"Content-Type": {"application/json"}},
+			Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
+	}
+	r = r.Clone(r.Context())
+	r.Header.Del("Accept-Encoding") // a plain answer, to rewrite
+	res, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.ReplaceAll(b, []byte(`"runs":true,`), nil)
+	b = bytes.ReplaceAll(b, []byte(`,"runs":true`), nil)
+	res.Body, res.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	res.Header.Del("Content-Length")
+	return res, nil
+}
+
+// A server that does not say it keeps runs apart (one before run
+// generations) gets one batch at a time and no base parameter, and the
+// push of many batches completes in one call.
+func TestPushToAnEarlierServerSendsOneBatchAtATime(t *testing.T) {
+	ctx := testCtx(t)
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	es := &earlierServer{}
+	db, api := device(t, reg, srv.URL, es, "")
+	saveCustomers(t, db, 20)
+	res, err := push.New(db.Syncer(), api, push.Options{BatchSize: 3, InFlight: 2}).Push(ctx)
+	if err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	if res.Rows["customers"] != 20 || pending(t, db) != 0 {
+		t.Errorf("pushed %v, Pending=%d; want 20 customers and 0", res.Rows, pending(t, db))
+	}
+	if es.withBase != 0 || es.most != 1 || es.served != 7 {
+		t.Errorf("%d batches with base=, at most %d on the wire, %d batch requests; want 0, 1 and 7", es.withBase, es.most, es.served)
+	}
+	if n := serverInt(t, srv, `SELECT count(*) FROM customers`); n != 20 {
+		t.Errorf("server customers=%d, want 20", n)
+	}
+
+	// The same server saying it keeps runs apart gets two at a time:
+	// batch 1 waits on the way (10 s at most) for batch 2.
+	srv2 := testkit.NewServer(t, reg, server.Options{})
+	var mu sync.Mutex
+	onWire, most := 0, 0
+	second := make(chan struct{})
+	db2, api2 := device(t, reg, srv2.URL, roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if strings.Contains(r.URL.Path, "/batches/") {
+			mu.Lock()
+			onWire++
+			most = max(most, onWire)
+			mu.Unlock()
+			defer func() { mu.Lock(); onWire--; mu.Unlock() }()
+		}
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/batches/1"):
+			select {
+			case <-second:
+			case <-time.After(10 * time.Second):
+			}
+		case strings.HasSuffix(r.URL.Path, "/batches/2"):
+			close(second)
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	}), "")
+	saveCustomers(t, db2, 20)
+	if _, err := push.New(db2.Syncer(), api2, push.Options{BatchSize: 3, InFlight: 2}).Push(ctx); err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	if most != 2 {
+		t.Errorf("at most %d batches on the wire to a server that keeps runs apart, want 2", most)
+	}
+}
+
+// roundTripFunc is an http.RoundTripper of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

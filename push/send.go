@@ -68,6 +68,7 @@ type pass struct {
 	attempt int64 // numbers the run's sends (wire.BatchAttempt)
 	base    int   // the batches acknowledged when the run began (wire.BatchBase)
 	begun   bool  // the run's first batch is acknowledged: see window
+	runs    bool  // the server keeps runs apart (wire.BatchAck.Runs), as its first answer of the push said
 	rd      *reader
 	flight  []*sending // on the wire, in batch order: flight[i] is batch st.Seq+i
 }

@@ -85,7 +85,7 @@ func (s *Server) stageBatch(ctx context.Context, p Principal, w http.ResponseWri
 		return nil, err
 	}
 	s.observer().RowsPushed(p.Tenant, len(b.Rows))
-	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c}, nil
+	return wire.BatchAck{Seq: seq, Staged: len(b.Rows), Commit: c, Runs: true}, nil
 }
 
 // batchParams reads a batch's query parameters: open and commit, each

@@ -221,6 +221,13 @@ type BatchParams struct {
 type BatchAck struct {
 	Seq    int `json:"seq"`
 	Staged int `json:"staged"`
+	// Runs says the server keeps runs of sends apart (BatchBase: a batch
+	// of an earlier run is refused, a newer run drops what earlier ones
+	// staged past its base, a commit needs batches 0..N). A device puts
+	// a second batch on the wire, and sends BatchBase, only to a server
+	// that says so: an earlier server would take batches of two runs
+	// mixed, and refuses the parameter.
+	Runs bool `json:"runs,omitempty"`
 	// Commit is the answer to the commit, for a batch sent with
 	// BatchCommit; nil otherwise.
 	Commit *Commit `json:"commit,omitempty"`
