@@ -171,23 +171,33 @@ func (s *Syncer) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBa
 	if err := db.checkOpen("NextDirty"); err != nil {
 		return DirtyBatch{}, err
 	}
-	for ; pos.Table < len(db.tables); pos = (PushPos{Table: pos.Table + 1}) {
-		b, err := db.dirtyFrom(ctx, db.tables[pos.Table], pos, limit)
-		if err != nil {
-			return DirtyBatch{}, fmt.Errorf("localdb: read dirty %s: %w", db.tables[pos.Table].name, err)
-		}
-		if len(b.Rows) > 0 {
-			return b, nil
-		}
-	}
-	return DirtyBatch{Next: pos}, nil
-}
-
-// dirtyFrom reads up to limit dirty rows of t after pos, stamping first the
-// rows that need it.
-func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (DirtyBatch, error) {
+	// One transaction for the tables passed over on the way: the batch
+	// after a push's last is usually none, in every table.
 	var b DirtyBatch
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		for ; pos.Table < len(db.tables); pos = (PushPos{Table: pos.Table + 1}) {
+			var err error
+			if b, err = db.dirtyFrom(ctx, tx, db.tables[pos.Table], pos, limit); err != nil {
+				return fmt.Errorf("read dirty %s: %w", db.tables[pos.Table].name, err)
+			}
+			if len(b.Rows) > 0 {
+				return nil
+			}
+		}
+		b = DirtyBatch{Next: pos}
+		return nil
+	})
+	if err != nil {
+		return DirtyBatch{}, fmt.Errorf("localdb: %w", err)
+	}
+	return b, nil
+}
+
+// dirtyFrom reads in tx up to limit dirty rows of t after pos, stamping
+// first the rows that need it.
+func (db *DB) dirtyFrom(ctx context.Context, tx *sql.Tx, t *table, pos PushPos, limit int) (DirtyBatch, error) {
+	var b DirtyBatch
+	err := func() error {
 		if err := db.stampRaw(ctx, tx, t); err != nil {
 			return err
 		}
@@ -217,7 +227,7 @@ func (db *DB) dirtyFrom(ctx context.Context, t *table, pos PushPos, limit int) (
 		}
 		rows.Close()
 		return attachIncrements(ctx, tx, t, b.Rows)
-	})
+	}()
 	b.Next = pos
 	if n := len(b.Rows); n > 0 {
 		b.Next.After = b.Rows[n-1].ID
