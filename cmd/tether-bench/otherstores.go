@@ -83,15 +83,5 @@ func (b *bench) measurePushInto(ctx context.Context, db *dbserver.Server, n int)
 	saved := b.db
 	b.db = db
 	defer func() { b.db = saved }()
-	var took []time.Duration
-	for range b.cfg.runs {
-		srv, d, t, err := b.pushRun(ctx, n, deviceOptions{batch: b.cfg.batch})
-		if err != nil {
-			return 0, err
-		}
-		took = append(took, t)
-		d.Close()
-		srv.Close()
-	}
-	return median(took), nil
+	return b.timePushes(ctx, n, false)
 }

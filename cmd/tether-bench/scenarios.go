@@ -137,6 +137,13 @@ func (b *bench) pushRun(ctx context.Context, n int, o deviceOptions) (*benchServ
 
 // measurePush times pushing n rows into an empty server.
 func (b *bench) measurePush(ctx context.Context, n int) (time.Duration, error) {
+	return b.timePushes(ctx, n, true)
+}
+
+// timePushes times -runs pushes of n rows into an empty server, and
+// returns the median; with keep, the first run's server is kept for the
+// pull scenarios.
+func (b *bench) timePushes(ctx context.Context, n int, keep bool) (time.Duration, error) {
 	var took []time.Duration
 	for range b.cfg.runs {
 		srv, d, t, err := b.pushRun(ctx, n, deviceOptions{batch: b.cfg.batch})
@@ -145,7 +152,7 @@ func (b *bench) measurePush(ctx context.Context, n int) (time.Duration, error) {
 		}
 		took = append(took, t)
 		d.Close()
-		if _, ok := b.servers[n]; !ok {
+		if _, ok := b.servers[n]; keep && !ok {
 			b.servers[n] = srv // kept for the pull scenarios
 		} else {
 			srv.Close()
