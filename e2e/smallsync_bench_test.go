@@ -5,9 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
@@ -86,15 +84,6 @@ func profileCPU(b *testing.B) (stop func()) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// processCPU returns the CPU time, user and system, the process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // saveAndSync saves one new customer on d and syncs it.
