@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"testing"
 
+	"github.com/tethersync/tether/internal/proctime"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/server"
 )
@@ -53,13 +54,13 @@ func BenchmarkSmallSync(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	stopProfile := profileCPU(b)
-	cpu0 := processCPU(b)
+	cpu0 := proctime.Used()
 	for i := range b.N {
 		saveAndSync(b, d, i)
 	}
 	b.StopTimer()
 	stopProfile()
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(proctime.Used()-cpu0)/float64(b.N), "cpu-ns/op")
 	stmts.report(b)
 }
 

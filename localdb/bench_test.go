@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/internal/proctime"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/wire"
 )
@@ -31,14 +32,14 @@ func BenchmarkApplyChanges(b *testing.B) {
 		pages[i] = notePage(fmt.Sprint(i), int64(i+1))
 	}
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := proctime.Used()
 	for i := range b.N {
 		if _, err := db.Syncer().ApplyChanges(ctx, pages[i], fmt.Sprint(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*page)/b.Elapsed().Seconds(), "rows/s")
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N*page), "cpu-ns/row")
+	b.ReportMetric(float64(proctime.Used()-cpu)/float64(b.N*page), "cpu-ns/row")
 }
 
 // BenchmarkNextDirty reads 1,000 dirty rows among 20,000 clean ones: the

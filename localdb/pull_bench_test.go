@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tethersync/tether/internal/proctime"
 	"github.com/tethersync/tether/wire"
 )
 
@@ -20,7 +21,7 @@ func BenchmarkPullStashed(b *testing.B) {
 		}
 	}
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := proctime.Used()
 	for i := range b.N {
 		for p, rows := range pages[i] {
 			cursor := fmt.Sprint(i, ".", p)
@@ -36,5 +37,5 @@ func BenchmarkPullStashed(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*10*page)/b.Elapsed().Seconds(), "rows/s")
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N*10*page), "cpu-ns/row")
+	b.ReportMetric(float64(proctime.Used()-cpu)/float64(b.N*10*page), "cpu-ns/row")
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/internal/proctime"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/wire"
 )
@@ -41,21 +42,21 @@ func BenchmarkMarkSentFinishPush(b *testing.B) {
 			st.Seq++
 			st.Pos = batch.Next
 			b.StartTimer()
-			t0, c0 := time.Now(), cpuTime()
+			t0, c0 := time.Now(), proctime.Used()
 			if err := s.MarkSent(ctx, batch, st); err != nil {
 				b.Fatal(err)
 			}
 			mark += time.Since(t0)
-			markCPU += cpuTime() - c0
+			markCPU += proctime.Used() - c0
 			b.StopTimer()
 		}
 		b.StartTimer()
-		t0, c0 := time.Now(), cpuTime()
+		t0, c0 := time.Now(), proctime.Used()
 		if err := s.FinishPush(ctx, wire.Commit{Version: int64(i + 1)}, true); err != nil {
 			b.Fatal(err)
 		}
 		finish += time.Since(t0)
-		finishCPU += cpuTime() - c0
+		finishCPU += proctime.Used() - c0
 		b.StopTimer()
 		if n, err := db.Pending(ctx); err != nil || n != 0 || sent != rows {
 			b.Fatalf("after FinishPush: %d pending, %d sent, %v; want 0 pending, %d sent", n, sent, err, rows)

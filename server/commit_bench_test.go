@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/internal/proctime"
 	"github.com/tethersync/tether/internal/testkit/stores"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/wire"
@@ -28,7 +29,7 @@ func BenchmarkSessionCommit(b *testing.B) {
 			var stage, commit, stageCPU, commitCPU time.Duration
 			for n := range b.N {
 				session := fmt.Sprintf("s-%d", n)
-				start, cpu0 := time.Now(), processCPU(b)
+				start, cpu0 := time.Now(), proctime.Used()
 				for seq := range batches {
 					rows := make([]wire.Row, size)
 					for i := range rows {
@@ -38,7 +39,7 @@ func BenchmarkSessionCommit(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				mid, cpu1 := time.Now(), processCPU(b)
+				mid, cpu1 := time.Now(), proctime.Used()
 				c, err := store.Commit(ctx, ada, "d1", session, lww, server.Limits{}, nil)
 				if err != nil {
 					b.Fatal(err)
@@ -49,7 +50,7 @@ func BenchmarkSessionCommit(b *testing.B) {
 				stage += mid.Sub(start)
 				commit += time.Since(mid)
 				stageCPU += cpu1 - cpu0
-				commitCPU += processCPU(b) - cpu1
+				commitCPU += proctime.Used() - cpu1
 			}
 			b.ReportMetric(float64(stage.Milliseconds())/float64(b.N), "stage-ms")
 			b.ReportMetric(float64(commit.Milliseconds())/float64(b.N), "commit-ms")
@@ -75,7 +76,7 @@ func BenchmarkOneRequestPush(b *testing.B) {
 				}
 			}
 			b.ResetTimer()
-			cpu := processCPU(b)
+			cpu := proctime.Used()
 			for n := range b.N {
 				dev := fmt.Sprintf("d%d", n%50)
 				row := parent(fmt.Sprintf("r-%d", n), "name", wire.FormatStamp(1700000000000+int64(n), 0, dev))
@@ -84,7 +85,7 @@ func BenchmarkOneRequestPush(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((processCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-us/op")
+			b.ReportMetric(float64((proctime.Used()-cpu).Microseconds())/float64(b.N), "cpu-us/op")
 		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/internal/dbserver"
+	"github.com/tethersync/tether/internal/proctime"
 	"github.com/tethersync/tether/localdb"
 	"github.com/tethersync/tether/server"
 	"github.com/tethersync/tether/server/mysqlstore"
@@ -84,7 +85,7 @@ func (b *bench) measureCPU(ctx context.Context) (cpuResult, error) {
 		}
 	}
 	runtime.GC() // the garbage of earlier scenarios is not this one's
-	dev0, _ := processCPU()
+	dev0, _ := proctime.CPU()
 	srv0, err := child.cpu()
 	if err != nil {
 		return cpuResult{}, err
@@ -94,7 +95,7 @@ func (b *bench) measureCPU(ctx context.Context) (cpuResult, error) {
 			return cpuResult{}, err
 		}
 	}
-	dev1, _ := processCPU()
+	dev1, _ := proctime.CPU()
 	srv1, err := child.cpu()
 	if err != nil {
 		return cpuResult{}, err
@@ -117,7 +118,7 @@ func (b *bench) runCPU(ctx context.Context, t *table, log func(string)) error {
 	}
 	n := b.cfg.cpuDevices
 	label := fmt.Sprintf("cpu: CPU per small sync (save one row, SyncNow; server with %d active devices)", n)
-	if _, ok := processCPU(); !ok {
+	if _, ok := proctime.CPU(); !ok {
 		t.add(label, 0, "not measured on "+runtime.GOOS, "", nil)
 		return nil
 	}
@@ -266,7 +267,7 @@ func childServe(ctx context.Context, store, target string) error {
 	}
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		cpu, _ := processCPU()
+		cpu, _ := proctime.CPU()
 		if err := enc.Encode(childCPU{CPU: cpu}); err != nil {
 			return err
 		}

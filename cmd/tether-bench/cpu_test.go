@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/tethersync/tether/internal/proctime"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -12,7 +13,7 @@ import (
 // device's and the server's CPU per sync are both measured (above 0) and
 // the sum row carries the target on SQLite.
 func TestCPUScenario(t *testing.T) {
-	if _, ok := processCPU(); !ok {
+	if _, ok := proctime.CPU(); !ok {
 		t.Skip("no process CPU time on " + runtime.GOOS)
 	}
 	var out strings.Builder
