@@ -3,6 +3,7 @@
 package sqlitedriver
 
 import (
+	"database/sql"
 	"errors"
 	"strconv"
 
@@ -23,6 +24,25 @@ const PureGo = false
 // Encryption reports whether the linked driver can encrypt a database
 // (Config.Key).
 const Encryption = false
+
+// noCheckpointDriver is go-sqlite3 with automatic checkpoints off on each
+// new connection, which its DSN cannot say (Config.NoAutoCheckpoint).
+const noCheckpointDriver = "sqlite3_tether_nockpt"
+
+func init() {
+	sql.Register(noCheckpointDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec(`PRAGMA wal_autocheckpoint = 0`, nil)
+		return err
+	}})
+}
+
+// driverName is the database/sql driver that opens c's DSN.
+func driverName(c Config) string {
+	if c.NoAutoCheckpoint {
+		return noCheckpointDriver
+	}
+	return DriverName
+}
 
 // dsn spells c in go-sqlite3's parameters.
 func dsn(path string, c Config) string {

@@ -62,8 +62,15 @@ func dsn(path string, c Config) string {
 	if c.Synchronous != "" {
 		q.Add("_pragma", "synchronous("+c.Synchronous+")")
 	}
+	if c.NoAutoCheckpoint {
+		q.Add("_pragma", "wal_autocheckpoint(0)")
+	}
 	return sqlitedsn.Query(path, q)
 }
+
+// driverName is the database/sql driver that opens c's DSN: ncruces
+// says every setting in it.
+func driverName(Config) string { return DriverName }
 
 func isNotADB(err error) bool { return errors.Is(err, sqlite3.NOTADB) }
 

@@ -59,6 +59,12 @@ type Config struct {
 	// driver caches per connection; ncruces has no such cache and ignores
 	// it. Zero leaves the driver's default.
 	StmtCache int
+	// NoAutoCheckpoint turns SQLite's automatic checkpoint off on every
+	// connection (PRAGMA wal_autocheckpoint = 0): a commit then never
+	// copies the write-ahead log into the database file itself, which it
+	// otherwise does once the log passes 1,000 pages, and the opener
+	// checkpoints instead (see Checkpointer).
+	NoAutoCheckpoint bool
 	// Key, when set, encrypts the database at rest with this KeySize-byte
 	// key (pure-Go driver only; see ErrNoEncryption).
 	Key []byte
@@ -71,7 +77,7 @@ func Open(path string, c Config) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sql.Open(DriverName, dsn)
+	return sql.Open(driverName(c), dsn)
 }
 
 // DSN returns the data source name of the database at path opened as c

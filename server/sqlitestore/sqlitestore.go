@@ -43,16 +43,18 @@ type Options struct {
 // file: it needs free disk space as large as the database and takes time
 // in proportion to it (see docs/operations.md).
 func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
-	open := func(txlock string) (*sql.DB, error) {
+	open := func(txlock string, noCheckpoint bool) (*sql.DB, error) {
 		return sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: 10 * time.Second,
-			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64, AutoVacuum: "INCREMENTAL"})
+			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64, AutoVacuum: "INCREMENTAL", NoAutoCheckpoint: noCheckpoint})
 	}
-	w, err := open("immediate")
+	// The writer's commits do not checkpoint: a checkpointer does, in the
+	// background, through a reader (see sqlitedriver.Checkpointer).
+	w, err := open("immediate", true)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1) // the single writer
-	r, err := open("deferred")
+	r, err := open("deferred", false)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
@@ -67,8 +69,11 @@ func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 		}
 	}
-	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now})
+	ckpt := sqlitedriver.NewCheckpointer(r, func(err error) { log.Warn("sqlitestore: checkpoint", "path", path, "err", err) })
+	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now,
+		OnCommit: ckpt.Wrote, BeforeClose: ckpt.Close})
 	if err != nil {
+		ckpt.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
 	return s, nil

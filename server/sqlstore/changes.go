@@ -188,6 +188,9 @@ func (s *Store) recordPull(ctx context.Context, p server.Principal, after server
 	_, err := s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, moved_at = CASE WHEN pulled < ? THEN ? ELSE moved_at END,
 		pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END WHERE tenant = ? AND device = ?`),
 		now, after.Version, now, after.Version, after.Version, p.Tenant, echo.Device)
+	if err == nil {
+		s.wrote()
+	}
 	return err
 }
 

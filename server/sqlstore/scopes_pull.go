@@ -153,6 +153,7 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 	if err != nil {
 		return fmt.Errorf("record the device's scope: %w", err)
 	}
+	s.wrote()
 	return nil
 }
 

@@ -36,6 +36,8 @@ type Store struct {
 	schemaMu sync.Mutex
 	schemas  map[string]*entity.Schema // parsed device schemas, by tenant and id
 	onClose  func() error
+	// onCommit and beforeClose: see Options
+	onCommit, beforeClose func()
 
 	events      *broadcaster
 	listenOnce  sync.Once
@@ -50,6 +52,10 @@ type Options struct {
 	Read *sql.DB
 	// OnClose runs when the store closes, after both pools are closed.
 	OnClose func() error
+	// OnCommit, if set, runs after each write transaction of the store
+	// commits, and BeforeClose when the store closes, before its pools
+	// do: SQLite's checkpointer (sqlitedriver.Checkpointer).
+	OnCommit, BeforeClose func()
 	// Now is the clock of the time-based rules; default time.Now.
 	Now func() time.Time
 	// Logger receives the store's background errors (a lost listener of
@@ -66,7 +72,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 	}
 	s := &Store{w: db, r: opts.Read, d: d, schema: schema, byName: map[string]*Table{}, now: time.Now,
 		schemas: map[string]*entity.Schema{},
-		onClose: opts.OnClose, events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
+		onClose: opts.OnClose, onCommit: opts.OnCommit, beforeClose: opts.BeforeClose, events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
 	if s.r == nil {
 		s.r = db
 	}
@@ -104,6 +110,9 @@ func (s *Store) Close() error {
 	if s.stop != nil {
 		s.stop()
 		<-s.stopped
+	}
+	if s.beforeClose != nil {
+		s.beforeClose()
 	}
 	err := s.w.Close()
 	if s.r != s.w {
@@ -152,14 +161,30 @@ func (s *Store) tx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) error
 	if err := f(conn, tx); err != nil {
 		var then *commitThen
 		if errors.As(err, &then) {
-			if cerr := tx.Commit(); cerr != nil {
+			if cerr := s.commit(tx); cerr != nil {
 				return cerr
 			}
 			return then.err
 		}
 		return err
 	}
-	return tx.Commit()
+	return s.commit(tx)
+}
+
+// commit commits tx, a write transaction, and tells Options.OnCommit.
+func (s *Store) commit(tx *sql.Tx) error {
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.wrote()
+	return nil
+}
+
+// wrote tells Options.OnCommit of a write committed.
+func (s *Store) wrote() {
+	if s.onCommit != nil {
+		s.onCommit()
+	}
 }
 
 // commitThen is an error after which inTx still commits what was written,
