@@ -27,7 +27,7 @@ func TestLearnedOnce(t *testing.T) {
 	}
 
 	// Set aside, then applied with the page that completes its version.
-	if err := s.StashChanges(ctx, []wire.Row{told("n2")}, "c2"); err != nil {
+	if err := s.StashChanges(ctx, wire.Changes{Changes: []wire.Row{told("n2")}, Cursor: "c2"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.Learned(); len(got) != 0 {
@@ -63,7 +63,7 @@ func TestLearnedFromPagesARebuildDrops(t *testing.T) {
 	told := wire.Row{Table: "notes", ID: "n1", Version: 3, HLC: "1700000000000.000000.dev", Notify: db.DeviceID(),
 		Reason: "brought back: a row references it", Values: map[string]any{"title": "n1", "at": "2026-01-01T00:00:00Z"}}
 	other := wire.Row{Table: "notes", ID: "n2", Version: 3, HLC: "1700000000000.000001.dev", Values: map[string]any{"title": "n2", "at": "2026-01-01T00:00:00Z"}}
-	if err := s.StashChanges(ctx, []wire.Row{told, other}, "c1"); err != nil {
+	if err := s.StashChanges(ctx, wire.Changes{Changes: []wire.Row{told, other}, Cursor: "c1"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.BeginRebuild(ctx); err != nil {

@@ -89,16 +89,16 @@ func (db *DB) moveCursor(ctx context.Context, cursor string) (done bool, err err
 // (wire.Changes.Partial), which ApplyChanges applies with the page that
 // completes it. An interrupted pull goes on from the cursor, with what it
 // set aside.
-func (s *Syncer) StashChanges(ctx context.Context, rows []wire.Row, cursor string) error {
+func (s *Syncer) StashChanges(ctx context.Context, page wire.Changes) error {
 	db := s.db
 	if err := db.checkOpen("StashChanges"); err != nil {
 		return err
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		if err := stash(ctx, tx, rows); err != nil {
+		if err := stash(ctx, tx, page); err != nil {
 			return err
 		}
-		return setState(ctx, tx, stateCursor, cursor)
+		return setState(ctx, tx, stateCursor, page.Cursor)
 	})
 	if err != nil {
 		return fmt.Errorf("localdb: set a partial page aside: %w", err)
@@ -120,17 +120,22 @@ func stashedPage(entry string) io.Reader {
 	return io.MultiReader(strings.NewReader(`{"rows":`), strings.NewReader(entry), strings.NewReader("}"))
 }
 
-// stash appends rows to _tether_stash, as one entry.
-func stash(ctx context.Context, tx *sql.Tx, rows []wire.Row) error {
-	if len(rows) == 0 {
+// stash appends the rows of page to _tether_stash, as one entry: the
+// array the server sent when it came with the page (wire.Changes.Raw),
+// else written again.
+func stash(ctx context.Context, tx *sql.Tx, page wire.Changes) error {
+	if len(page.Changes) == 0 {
 		return nil
 	}
-	b, err := wire.AppendBatch(nil, rows)
-	if err != nil {
-		return err
+	b := page.Raw
+	if b == nil {
+		var err error
+		if b, err = wire.AppendBatch(nil, page.Changes); err != nil {
+			return err
+		}
+		b = bytes.TrimSuffix(bytes.TrimPrefix(b, []byte(`{"rows":`)), []byte("}\n"))
 	}
-	b = bytes.TrimSuffix(bytes.TrimPrefix(b, []byte(`{"rows":`)), []byte("}\n"))
-	_, err = tx.ExecContext(ctx, `INSERT INTO _tether_stash (row) VALUES (?)`, string(b))
+	_, err := tx.ExecContext(ctx, `INSERT INTO _tether_stash (row) VALUES (?)`, string(b))
 	return err
 }
 

@@ -26,7 +26,7 @@ func BenchmarkPullStashed(b *testing.B) {
 		for p, rows := range pages[i] {
 			cursor := fmt.Sprint(i, ".", p)
 			if p < len(pages[i])-1 {
-				if err := db.Syncer().StashChanges(ctx, rows, cursor); err != nil {
+				if err := db.Syncer().StashChanges(ctx, wire.Changes{Changes: rows, Cursor: cursor}); err != nil {
 					b.Fatal(err)
 				}
 				continue

@@ -82,7 +82,7 @@ func (s *Syncer) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor stri
 		return 0, err
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		if err := stash(ctx, tx, rows); err != nil {
+		if err := stash(ctx, tx, wire.Changes{Changes: rows}); err != nil {
 			return err
 		}
 		return setState(ctx, tx, stateRebuild, cursor)

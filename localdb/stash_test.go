@@ -1,6 +1,7 @@
 package localdb_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -31,7 +32,7 @@ func TestStashPages(t *testing.T) {
 	first := []wire.Row{note("n1", 2), note("old", 2), {Table: "notes", ID: "gone", Version: 2, Evict: true}}
 	first[0].Values["body"] = "4"
 	first[1].Values["body"] = "5"
-	if err := s.StashChanges(ctx, first, "c2a"); err != nil {
+	if err := s.StashChanges(ctx, wire.Changes{Changes: first, Cursor: "c2a"}); err != nil {
 		t.Fatal(err)
 	}
 	told := note("n2", 2)
@@ -39,7 +40,17 @@ func TestStashPages(t *testing.T) {
 	second := []wire.Row{told, note("n1", 3)}
 	second[0].Values["body"], second[1].Values["body"] = "1", "4"
 	second[1].Values["title"] = "n1 again" // a later version, in the same transaction
-	if err := s.StashChanges(ctx, second, "c2b"); err != nil {
+	// The second page as the client reads it off the wire: set aside as
+	// the server wrote it.
+	body, err := wire.AppendChanges(nil, &wire.Changes{Changes: second, Cursor: "c2b", More: true, Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secondPage, err := wire.ReadChanges(bytes.NewReader(body))
+	if err != nil || secondPage.Raw == nil {
+		t.Fatalf("ReadChanges: Raw %q, %v; want the rows' text", secondPage.Raw, err)
+	}
+	if err := s.StashChanges(ctx, secondPage); err != nil {
 		t.Fatal(err)
 	}
 	// An entry as tether wrote them before: one row, by encoding/json.
@@ -63,6 +74,12 @@ func TestStashPages(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(entry), &wire.Row{}); err == nil {
 		t.Errorf("a page set aside reads as one row: %.60s", entry)
+	}
+	if err := raw.QueryRowContext(ctx, `SELECT row FROM _tether_stash ORDER BY seq LIMIT 1 OFFSET 1`).Scan(&entry); err != nil {
+		t.Fatal(err)
+	}
+	if entry != string(secondPage.Raw) {
+		t.Errorf("the second page was written again:\n%s\nnot as it came:\n%s", entry, secondPage.Raw)
 	}
 	raw.Close()
 	info, err := localdb.Inspect(ctx, path, localdb.InspectOptions{})

@@ -22,7 +22,7 @@ func (failingStore) OwnSessions(context.Context) ([]string, int64, error) {
 }
 func (failingStore) ForgetOwn(context.Context, int64) error { return nil }
 func (failingStore) Learned() []wire.Conflict               { return nil }
-func (failingStore) StashChanges(context.Context, []wire.Row, string) error {
+func (failingStore) StashChanges(context.Context, wire.Changes) error {
 	return errors.New("disk full")
 }
 

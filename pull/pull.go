@@ -16,11 +16,11 @@ type Store interface {
 	// cursor after it, in the same transaction, and returns the number of
 	// rows written.
 	ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error)
-	// StashChanges sets aside a page that does not end on a whole server
-	// version (wire.Changes.Partial), with the cursor after it, in one
-	// transaction, for ApplyChanges to apply with the page that completes
-	// it.
-	StashChanges(ctx context.Context, rows []wire.Row, cursor string) error
+	// StashChanges sets aside the rows of a page that does not end on a
+	// whole server version (wire.Changes.Partial), with the cursor after
+	// it, in one transaction, for ApplyChanges to apply with the page that
+	// completes it.
+	StashChanges(ctx context.Context, page wire.Changes) error
 	// DeviceID is the id of the device.
 	DeviceID() string
 	// OwnSessions returns the push sessions whose rows the store holds as
@@ -123,7 +123,7 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 		if ch.Partial && more {
 			// Part of a version: set aside until the version is whole,
 			// so that the app never sees half a session (G4).
-			if err := e.store.StashChanges(ctx, ch.Changes, ch.Cursor); err != nil {
+			if err := e.store.StashChanges(ctx, ch); err != nil {
 				return res, fmt.Errorf("pull after %q: %w", cursor, err)
 			}
 		} else {

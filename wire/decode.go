@@ -25,7 +25,7 @@ func ReadChanges(r io.Reader) (Changes, error) {
 		var err error
 		switch fieldName(name) {
 		case "changes":
-			c.Changes, err = d.rows(c.Changes[:0])
+			c.Changes, c.Raw, err = d.rawRows(c.Changes[:0])
 		case "cursor":
 			c.Cursor, err = d.str()
 		case "more":
@@ -72,6 +72,7 @@ func ReadBatch(r io.Reader) (Batch, error) {
 type rowDecoder struct {
 	dec   *jsontext.Decoder
 	names map[string]string
+	late  bool // a row's member other than changed, increments or evict came after its values
 }
 
 func newRowDecoder(r io.Reader) *rowDecoder {
@@ -243,15 +244,50 @@ func (d *rowDecoder) rows(out []Row) ([]Row, error) {
 	return out, err
 }
 
+// rawRows reads an array of rows, or null, as rows does, and returns the
+// array's text too when a RowReader reads the same rows from it: in every
+// row, only changed, increments and evict follow values, as AppendBatch
+// and AppendChanges write them.
+func (d *rowDecoder) rawRows(out []Row) ([]Row, []byte, error) {
+	raw, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, nil, err
+	}
+	sub := &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names}
+	rows, err := sub.rows(out)
+	if err != nil || raw.Kind() != '[' || sub.late {
+		return rows, nil, err
+	}
+	return rows, bytes.Clone(raw), nil
+}
+
 // row reads a row into r.
 func (d *rowDecoder) row(r *Row) error {
-	return d.object(func(name string) error { return d.field(r, name) })
+	values := false
+	return d.object(func(name string) error {
+		f := fieldName(name)
+		switch f {
+		case "changed", "increments", "evict":
+		default:
+			// RowReader hands a row's values over before it reads this:
+			// a second values, or a field its reader may look at.
+			d.late = d.late || values
+		}
+		values = values || f == "values"
+		return d.fieldNamed(r, f)
+	})
 }
 
 // field reads the value of r's member name.
 func (d *rowDecoder) field(r *Row, name string) error {
+	return d.fieldNamed(r, fieldName(name))
+}
+
+// fieldNamed reads the value of r's member whose name, as fieldName
+// returns it, is f.
+func (d *rowDecoder) fieldNamed(r *Row, f string) error {
 	var err error
-	switch fieldName(name) {
+	switch f {
 	case "table":
 		r.Table, err = d.str()
 	case "id":

@@ -65,6 +65,7 @@ func TestReadChangesMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ReadChanges: %v", err)
 			}
+			checkRaw(t, &got)
 			if want := stdChanges(t, []byte(tc.body)); !reflect.DeepEqual(got, want) {
 				t.Errorf("ReadChanges =\n%#v\nencoding/json:\n%#v", got, want)
 			}
@@ -238,6 +239,9 @@ func FuzzReadChanges(f *testing.F) {
 				return
 			}
 		}
+		if err == nil {
+			checkRaw(t, &got)
+		}
 		var want wire.Changes
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.UseNumber()
@@ -249,4 +253,102 @@ func FuzzReadChanges(f *testing.F) {
 			t.Errorf("ReadChanges(%s) =\n%#v\nencoding/json:\n%#v", b, got, want)
 		}
 	})
+}
+
+// readRaw reads raw, a page's Changes.Raw, as a device reads a page it set
+// aside: with a RowReader, the values put back into a map.
+func readRaw(t testing.TB, raw []byte) []wire.Row {
+	t.Helper()
+	rr, err := wire.NewRowReader(io.MultiReader(strings.NewReader(`{"rows":`), bytes.NewReader(raw), strings.NewReader("}")))
+	if err != nil {
+		t.Fatalf("NewRowReader(%s): %v", raw, err)
+	}
+	var out []wire.Row
+	for {
+		var r wire.Row
+		vals := map[string]any{}
+		var seen []wire.Row // the row as read when each value came
+		err := rr.Next(&r, func(at *wire.Row, name string, v any) error {
+			vals[name] = v
+			seen = append(seen, *at)
+			return nil
+		})
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("RowReader(%s): %v", raw, err)
+		}
+		for _, at := range seen { // what a device's reader looks at as values come
+			if at.Table != r.Table || at.ID != r.ID || at.Reason != r.Reason || at.Notify != r.Notify || at.Deleted != r.Deleted {
+				t.Errorf("RowReader(%s): a value came before its row's fields: %+v, then %+v", raw, at, r)
+			}
+		}
+		if len(vals) > 0 {
+			r.Values = vals
+		}
+		out = append(out, r)
+	}
+}
+
+// checkRaw checks that c.Raw, when set, holds c.Changes as a RowReader
+// reads them, and clears it.
+func checkRaw(t testing.TB, c *wire.Changes) {
+	t.Helper()
+	if c.Raw == nil {
+		return
+	}
+	got := readRaw(t, c.Raw)
+	var want []wire.Row
+	for _, r := range c.Changes {
+		if len(r.Values) == 0 {
+			r.Values = nil // a RowReader hands over no values: none, or an empty object
+		}
+		want = append(want, r)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Raw %s read by a RowReader =\n%#v\nReadChanges:\n%#v", c.Raw, got, want)
+	}
+	c.Raw = nil
+}
+
+// A page as the server writes it comes with its rows' text, which a
+// RowReader reads as ReadChanges did; a page whose rows have members after
+// their values that a RowReader would read too late does not.
+func TestReadChangesRaw(t *testing.T) {
+	rows := benchRows()
+	rows = append(rows, wire.Row{Table: "items", ID: "gone", Version: 6, Evict: true},
+		wire.Row{Table: "items", ID: "r", Version: 2, HLC: "h", Reason: "restored", Notify: "d", Deleted: true, Values: map[string]any{"text": "x"}},
+		wire.Row{Table: "items", ID: "c", Version: 2, HLC: "h", Changed: []string{"text"}, Values: map[string]any{"text": "y"},
+			Increments: []wire.Increment{{ID: "i", Column: "n", Delta: 1}}})
+	page, err := wire.AppendChanges(nil, &wire.Changes{Changes: rows, Cursor: "c", More: true, Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wire.ReadChanges(bytes.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Raw == nil {
+		t.Fatal("no Raw for a page AppendChanges wrote")
+	}
+	if !bytes.HasPrefix(got.Raw, []byte(`[{"table":`)) || !bytes.HasSuffix(got.Raw, []byte(`}]`)) {
+		t.Errorf("Raw is not the rows' array: %.40s...", got.Raw)
+	}
+	checkRaw(t, &got)
+	for _, body := range []string{
+		`{"changes":[{"table":"t","id":"x","values":{"v":1},"reason":"restored","notify":"d"}]}`, // encoding/json's order
+		`{"changes":[{"id":"x","values":{"v":1},"table":"t"}]}`,
+		`{"changes":[{"table":"t","id":"x","values":{"v":1},"values":null}]}`,
+		`{"changes":[{"table":"t","id":"x","values":{"v":1},"future":1}]}`,
+		`{"changes":null}`,
+	} {
+		got, err := wire.ReadChanges(strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Raw != nil {
+			t.Errorf("ReadChanges(%s): Raw set, want nil", body)
+		}
+	}
 }

@@ -339,6 +339,11 @@ type Changes struct {
 	// pages up to the first that is not Partial, in one transaction: an
 	// app reading its database sees whole sessions only (G4).
 	Partial bool `json:"partial,omitempty"`
+	// Raw is the JSON array of Changes as the server wrote it, set by
+	// ReadChanges when a RowReader reads it as a batch's rows (a device
+	// sets a Partial page aside as it came, without writing it again);
+	// nil otherwise.
+	Raw []byte `json:"-"`
 }
 
 // ErrorBody is the body of every error answer.
