@@ -114,7 +114,16 @@ func (c *Client) Settle(ctx context.Context, device, session string, last wire.L
 // the server passes over those it kept as pushed (at most
 // wire.MaxEchoSessions; nil for none).
 func (c *Client) Changes(ctx context.Context, device, cursor string, limit int, own []string) (wire.Changes, error) {
-	var out wire.Changes
+	return c.ChangesHead(ctx, device, cursor, limit, own, nil)
+}
+
+// ChangesHead is Changes that calls head, if not nil, with where the page
+// ends (its cursor, more, wait and partial, no rows) as soon as the
+// answer tells, before its rows are read (wire.ReadChangesHead): a pull
+// may ask for the next page meanwhile. A server that writes them after
+// the rows never calls head.
+func (c *Client) ChangesHead(ctx context.Context, device, cursor string, limit int, own []string, head func(wire.Changes)) (wire.Changes, error) {
+	out := headed{head: head}
 	q := url.Values{}
 	q.Set("cursor", cursor)
 	q.Set("limit", strconv.Itoa(limit))
@@ -122,7 +131,7 @@ func (c *Client) Changes(ctx context.Context, device, cursor string, limit int, 
 		q.Set("own", strings.Join(own, ","))
 	}
 	err := c.do(ctx, "pull changes", http.MethodGet, "/changes?"+q.Encode(), device, nil, &out)
-	return out, err
+	return out.page, err
 }
 
 // Snapshot returns a page of the tenant's live rows after cursor (""

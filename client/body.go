@@ -60,14 +60,26 @@ func (c *Client) stream(v any) (body *io.PipeReader, done <-chan error) {
 // json.Number. A pull page, the bulk of a pull, is read without
 // reflection (wire.ReadChanges).
 func decode(body io.Reader, out any) error {
-	if ch, ok := out.(*wire.Changes); ok {
+	switch ch := out.(type) {
+	case *wire.Changes:
 		var err error
 		*ch, err = wire.ReadChanges(body)
+		return err
+	case *headed:
+		var err error
+		ch.page, err = wire.ReadChangesHead(body, ch.head)
 		return err
 	}
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	return dec.Decode(out)
+}
+
+// headed is the answer of ChangesHead: a pull page, and the function
+// told where it ends before its rows are read.
+type headed struct {
+	page wire.Changes
+	head func(wire.Changes)
 }
 
 // batchBufs holds the buffers pushed batches are encoded into.

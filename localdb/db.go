@@ -73,7 +73,8 @@ type DB struct {
 	device            string
 	key               string // the device key; see Syncer.DeviceKey
 	closed            atomic.Bool
-	learn             learning // see Syncer.Learned
+	learn             learning                   // see Syncer.Learned
+	ckpt              *sqlitedriver.Checkpointer // see inTxUnchecked
 }
 
 // Open opens the SQLite database at path, creating it if needed, with the
@@ -111,6 +112,9 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 		}
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
+	// The engine's large transactions leave the log to a checkpointer
+	// (see inTxUnchecked); other commits checkpoint as SQLite does.
+	db.ckpt = sqlitedriver.NewCheckpointer(sdb, 0, nil)
 	return db, nil
 }
 
@@ -272,6 +276,7 @@ func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	db.ckpt.Close()
 	return db.sql.Close()
 }
 

@@ -94,7 +94,7 @@ func (s *Syncer) StashChanges(ctx context.Context, page wire.Changes) error {
 	if err := db.checkOpen("StashChanges"); err != nil {
 		return err
 	}
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error { // a large write: see inTxUnchecked
 		if err := stash(ctx, tx, page); err != nil {
 			return err
 		}

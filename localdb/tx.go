@@ -21,21 +21,28 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // child may arrive a page before its parent (a parent updated after its
 // child was written); the server's rows are consistent, and the references
 // hold again once the pull is complete.
+//
+// These are the engines' large transactions (pulled pages, the rows of a
+// push marked clean): their commit does not copy the write-ahead log into
+// the database file, as SQLite's automatic checkpoint does once the log
+// passes 1,000 pages. The checkpointer does, in the background, after it;
+// the app's next commit does, if it comes first.
 func (db *DB) inTxUnchecked(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	conn, err := db.sql.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	// The pragma is a no-op inside a transaction: set it around one.
-	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+	// The pragmas are no-ops inside a transaction: set them around one.
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 0`); err != nil {
 		return err
 	}
 	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`); err != nil {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 1000`); err != nil {
 			// Never hand a connection without foreign keys back to the pool.
 			conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
+		db.ckpt.Wrote()
 	}()
 	tx, err := conn.BeginTx(ctx, nil)
 	return db.runTx(tx, err, fn)

@@ -36,12 +36,22 @@ type Store interface {
 }
 
 // Transport is what the pull engine needs of the server; *client.Client
-// implements it.
+// implements it, and HeadTransport.
 type Transport interface {
 	// Changes returns up to limit changes after cursor, passing over the
 	// rows device pushed in the sessions own that the server kept as
 	// pushed.
 	Changes(ctx context.Context, device, cursor string, limit int, own []string) (wire.Changes, error)
+}
+
+// HeadTransport is a Transport that can tell where a page ends before its
+// rows are read: the engine then asks for the next page meanwhile.
+type HeadTransport interface {
+	Transport
+	// ChangesHead is Changes that calls head, at most once and before it
+	// returns, with the page's Cursor, More, Wait and Partial, as soon as
+	// they are known.
+	ChangesHead(ctx context.Context, device, cursor string, limit int, own []string, head func(wire.Changes)) (wire.Changes, error)
 }
 
 // Options configures an Engine. The zero value works.
@@ -87,7 +97,9 @@ func New(store Store, tr Transport, opts Options) *Engine {
 
 // Pull applies every change after the stored cursor. While a page is
 // applied, the next one is already being fetched, so network and disk work
-// overlap; at most two pages are held in memory.
+// overlap; with a HeadTransport, the page after that is asked for as soon
+// as the next one's answer tells where it ends, while its rows are read.
+// At most three pages are held in memory.
 func (e *Engine) Pull(ctx context.Context) (Result, error) {
 	res := Result{Rows: map[string]int{}}
 	cursor, err := e.store.Cursor(ctx)
@@ -102,23 +114,32 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 	}
 	device := e.store.DeviceID()
 	ctx, cancel := context.WithCancel(ctx)
-	next := e.fetch(ctx, device, cursor, own)
+	next := e.fetch(ctx, device, cursor, own, taken)
 	defer func() {
 		cancel()
-		<-next // never leave a fetch running
+		drain(next) // never leave a fetch running
 	}()
 	for {
-		f := <-next
+		f := <-next // always a fetch under way here
 		next = fetchedAll
+		close(f.taken) // the fetch after it may start the one after that
 		if f.err != nil {
+			f.drop()
 			return res, fmt.Errorf("pull after %q: %w", cursor, f.err)
 		}
 		ch := f.page
 		// A page may be empty when it held only this device's echo: the
 		// cursor still moves.
 		more := ch.More && (len(ch.Changes) > 0 || ch.Cursor != cursor)
-		if more && !ch.Wait {
-			next = e.fetch(ctx, device, ch.Cursor, own)
+		if f.early != nil {
+			if more && !ch.Wait && f.earlyAt == ch.Cursor {
+				next = f.early // asked for already, from the page's head
+			} else { // the page ended otherwise than its head said
+				f.drop()
+			}
+		}
+		if next == fetchedAll && more && !ch.Wait {
+			next = e.fetch(ctx, device, ch.Cursor, own, f.taken)
 		}
 		if ch.Partial && more {
 			// Part of a version: set aside until the version is whole,
@@ -137,7 +158,7 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 		e.counted(&res, ch.Changes)
 		cursor = ch.Cursor
 		if more && ch.Wait { // stored: the server may now count on it
-			next = e.fetch(ctx, device, ch.Cursor, own)
+			next = e.fetch(ctx, device, ch.Cursor, own, f.taken)
 		}
 		if !more {
 			if err := e.store.ForgetOwn(ctx, mark); err != nil { // passed: the next pull starts after them
@@ -170,19 +191,76 @@ func (e *Engine) counted(res *Result, rows []wire.Row) {
 type fetched struct {
 	page wire.Changes
 	err  error
+	// taken is closed once the engine received the page: only then may
+	// the fetch of the page after it start the one after that, so that at
+	// most three pages are held.
+	taken chan struct{}
+	// early is the fetch of the next page, started when the answer told
+	// where this page ends (at earlyAt), or nil; stop cancels it.
+	early   <-chan fetched
+	earlyAt string
+	stop    context.CancelFunc
 }
 
 // fetchedAll is a channel with nothing more to receive: the state of a
 // pull's next fetch when none is under way.
 var fetchedAll = func() chan fetched { c := make(chan fetched); close(c); return c }()
 
+// taken is a closed channel: the taken of a page the engine holds.
+var taken = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // fetch requests the page after cursor in the background; the caller
-// receives its answer before it returns.
-func (e *Engine) fetch(ctx context.Context, device, cursor string, own []string) <-chan fetched {
+// receives its answer, or drains it, before it returns. prev is closed
+// once the engine received the page before it: with a HeadTransport, the
+// fetch then asks for the next page as soon as the answer tells where
+// this one ends, unless the server asks to wait.
+func (e *Engine) fetch(ctx context.Context, device, cursor string, own []string, prev <-chan struct{}) <-chan fetched {
 	out := make(chan fetched, 1)
 	go func() {
-		ch, err := e.tr.Changes(ctx, device, cursor, e.opts.PageSize, own)
-		out <- fetched{ch, err}
+		f := fetched{taken: make(chan struct{})}
+		ht, ok := e.tr.(HeadTransport)
+		if !ok {
+			f.page, f.err = e.tr.Changes(ctx, device, cursor, e.opts.PageSize, own)
+			out <- f
+			return
+		}
+		head := func(h wire.Changes) {
+			select {
+			case <-prev:
+			default:
+				return // the engine has two pages to go: no third
+			}
+			if h.More && !h.Wait && h.Cursor != cursor {
+				var ectx context.Context
+				ectx, f.stop = context.WithCancel(ctx)
+				f.early, f.earlyAt = e.fetch(ectx, device, h.Cursor, own, f.taken), h.Cursor
+			}
+		}
+		f.page, f.err = ht.ChangesHead(ctx, device, cursor, e.opts.PageSize, own, head)
+		out <- f
 	}()
 	return out
+}
+
+// drop cancels the fetch f started early, if any, and waits for it.
+func (f *fetched) drop() {
+	if f.stop != nil {
+		f.stop()
+	}
+	drain(f.early)
+}
+
+// drain waits for the fetch of c, if any (nil or fetchedAll: none), and
+// for every fetch it started, cancelling them.
+func drain(c <-chan fetched) {
+	for c != nil {
+		f, ok := <-c
+		if !ok {
+			return
+		}
+		if f.stop != nil {
+			f.stop()
+		}
+		c = f.early
+	}
 }

@@ -19,21 +19,41 @@ import (
 // match case-insensitively, unknown members are passed over. Unlike
 // encoding/json it refuses invalid UTF-8, which no server writes.
 func ReadChanges(r io.Reader) (Changes, error) {
+	return ReadChangesHead(r, nil)
+}
+
+// ReadChangesHead is ReadChanges that also calls head, once, with where
+// the page ends (Cursor, More, Wait and Partial, no rows) as soon as it
+// has read them, if all four come before the rows, as AppendChanges
+// writes them: a client may then ask for the next page while it reads
+// this one's rows. head is not called for a page that gives any of them
+// after its rows, or not at all; the page returned says the same as the
+// head, unless the server gave a member twice.
+func ReadChangesHead(r io.Reader, head func(Changes)) (Changes, error) {
 	var c Changes
+	var seen uint8 // of cursor, more, wait and partial, a bit each
 	d := newRowDecoder(r)
 	err := d.object(func(name string) error {
 		var err error
 		switch fieldName(name) {
 		case "changes":
+			if head != nil && seen == 0b1111 {
+				head(Changes{Cursor: c.Cursor, More: c.More, Wait: c.Wait, Partial: c.Partial})
+				head = nil
+			}
 			c.Changes, c.Raw, err = d.rawRows(c.Changes[:0])
 		case "cursor":
 			c.Cursor, err = d.str()
+			seen |= 1
 		case "more":
 			c.More, err = d.boolean()
+			seen |= 2
 		case "wait":
 			c.Wait, err = d.boolean()
+			seen |= 4
 		case "partial":
 			c.Partial, err = d.boolean()
+			seen |= 8
 		default:
 			err = d.dec.SkipValue()
 		}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tethersync/tether/wire"
 )
@@ -349,6 +351,57 @@ func TestReadChangesRaw(t *testing.T) {
 		}
 		if got.Raw != nil {
 			t.Errorf("ReadChanges(%s): Raw set, want nil", body)
+		}
+	}
+}
+
+// ReadChangesHead tells where a page ends before it reads the page's
+// rows: the rows of this page are written only once the head was told.
+func TestReadChangesHead(t *testing.T) {
+	page, err := wire.AppendChanges(nil, &wire.Changes{Changes: benchRows(), Cursor: "12.1.x", More: true, Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := bytes.Index(page, []byte(`"changes":[`)) + len(`"changes":[`)
+	pr, pw := io.Pipe()
+	told := make(chan wire.Changes, 1)
+	var late atomic.Bool
+	go func() {
+		pw.Write(page[:cut])
+		select { // the rest only once the head was told
+		case <-told:
+		case <-time.After(10 * time.Second):
+			late.Store(true)
+		}
+		pw.Write(page[cut:])
+		pw.Close()
+	}()
+	var heads []wire.Changes
+	got, err := wire.ReadChangesHead(pr, func(h wire.Changes) {
+		heads = append(heads, h)
+		told <- h
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if late.Load() {
+		t.Error("the head was told only after the rows came")
+	}
+	want := wire.Changes{Cursor: "12.1.x", More: true, Partial: true}
+	if len(heads) != 1 || !reflect.DeepEqual(heads[0], want) {
+		t.Fatalf("heads %+v, want one: %+v", heads, want)
+	}
+	if len(got.Changes) != len(benchRows()) || got.Cursor != want.Cursor || !got.More || !got.Partial || got.Wait {
+		t.Errorf("page: %d rows, %q %v %v %v", len(got.Changes), got.Cursor, got.More, got.Wait, got.Partial)
+	}
+	// Not told when a member comes after the rows, or is missing.
+	for _, body := range []string{
+		`{"changes":[],"cursor":"c","more":true,"wait":false,"partial":false}`,
+		`{"cursor":"c","more":true,"partial":false,"changes":[],"wait":true}`,
+		`{"cursor":"c","more":true,"changes":[]}`,
+	} {
+		if _, err := wire.ReadChangesHead(strings.NewReader(body), func(h wire.Changes) { t.Errorf("%s: told %+v", body, h) }); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -33,7 +33,18 @@ func AppendBatch(b []byte, rows []Row) ([]byte, error) {
 // and <, > and & are not escaped), without reflection: this is the
 // server's share of a pull. Values are written as AppendBatch writes them.
 func AppendChanges(b []byte, c *Changes) ([]byte, error) {
-	b = append(b, `{"changes":`...)
+	// Where the page ends comes before its rows, wait and partial even
+	// when false: a client reads them first and may ask for the next
+	// page while it reads the rows (ReadChangesHead).
+	b = append(b, `{"cursor":`...)
+	b = appendString(b, c.Cursor)
+	b = append(b, `,"more":`...)
+	b = strconv.AppendBool(b, c.More)
+	b = append(b, `,"wait":`...)
+	b = strconv.AppendBool(b, c.Wait)
+	b = append(b, `,"partial":`...)
+	b = strconv.AppendBool(b, c.Partial)
+	b = append(b, `,"changes":`...)
 	if c.Changes == nil {
 		b = append(b, "null"...)
 	} else {
@@ -49,16 +60,6 @@ func AppendChanges(b []byte, c *Changes) ([]byte, error) {
 			}
 		}
 		b = append(b, ']')
-	}
-	b = append(b, `,"cursor":`...)
-	b = appendString(b, c.Cursor)
-	b = append(b, `,"more":`...)
-	b = strconv.AppendBool(b, c.More)
-	if c.Wait {
-		b = append(b, `,"wait":true`...)
-	}
-	if c.Partial {
-		b = append(b, `,"partial":true`...)
 	}
 	return append(b, "}\n"...), nil
 }

@@ -320,9 +320,10 @@ const StrategyReference = "reference"
 // it (or there is none).
 const StrategyForbidden = "forbidden"
 
-// Changes is the answer to GET /v1/changes.
+// Changes is the answer to GET /v1/changes. Where the page ends (Cursor,
+// More, Wait, Partial) comes before its rows, so that a client may ask for
+// the next page while it reads them (ReadChangesHead).
 type Changes struct {
-	Changes []Row `json:"changes"`
 	// Cursor is the opaque position after the last change; pass it to the
 	// next call.
 	Cursor string `json:"cursor"`
@@ -331,14 +332,16 @@ type Changes struct {
 	// Wait asks the device to store this page before it asks for the
 	// next: the next request tells the server it holds it (a page of the
 	// phases that change which rows a device holds, with scopes).
-	Wait bool `json:"wait,omitempty"`
+	Wait bool `json:"wait"`
 	// Partial reports that the page does not end on a whole server
 	// version: it ends inside one session's rows (a session larger than a
 	// page), or inside the phases that change which rows a device holds
 	// (scopes). The device sets it aside, and applies it together with the
 	// pages up to the first that is not Partial, in one transaction: an
 	// app reading its database sees whole sessions only (G4).
-	Partial bool `json:"partial,omitempty"`
+	Partial bool `json:"partial"`
+	// Changes are the page's rows, in commit order.
+	Changes []Row `json:"changes"`
 	// Raw is the JSON array of Changes as the server wrote it, set by
 	// ReadChanges when a RowReader reads it as a batch's rows (a device
 	// sets a Partial page aside as it came, without writing it again);

@@ -14,8 +14,9 @@ import (
 // for that copy (and its sync), which with SQLite's automatic checkpoint it
 // does. Wrote tells it a transaction committed; it then checkpoints
 // (PRAGMA wal_checkpoint(PASSIVE), which neither waits for nor blocks the
-// writer or the readers), at most once per interval, and once per idle
-// interval in any case, for writes it was not told of.
+// writer or the readers), at most once per CheckpointEvery, and, with an
+// idle interval, once per idle interval in any case, for writes it was not
+// told of.
 //
 // While a checkpoint cannot keep up, or a long read holds the log's
 // older pages, the log grows as it does with the automatic checkpoint; it
@@ -36,15 +37,12 @@ type Checkpointer struct {
 // Checkpointer.
 const CheckpointEvery = time.Second
 
-// checkpointIdle is the longest time between two checkpoints: for writes
-// the Checkpointer was not told of.
-const checkpointIdle = 30 * time.Second
-
 // NewCheckpointer starts checkpointing db, through a connection of its
-// pool; onErr, if set, receives the errors of checkpoints (a failed
+// pool, when told of a write and, if idle is not 0, at least once per
+// idle; onErr, if set, receives the errors of checkpoints (a failed
 // checkpoint is tried again at the next write). Close stops it.
-func NewCheckpointer(db *sql.DB, onErr func(error)) *Checkpointer {
-	return newCheckpointer(db, onErr, CheckpointEvery, checkpointIdle)
+func NewCheckpointer(db *sql.DB, idle time.Duration, onErr func(error)) *Checkpointer {
+	return newCheckpointer(db, onErr, CheckpointEvery, idle)
 }
 
 func newCheckpointer(db *sql.DB, onErr func(error), every, idle time.Duration) *Checkpointer {
@@ -73,19 +71,26 @@ func (c *Checkpointer) Close() {
 
 func (c *Checkpointer) run(ctx context.Context) {
 	defer close(c.done)
-	idle := time.NewTimer(c.idle)
-	defer idle.Stop()
+	var idle <-chan time.Time // never, without an idle interval
+	var timer *time.Timer
+	if c.idle > 0 {
+		timer = time.NewTimer(c.idle)
+		defer timer.Stop()
+		idle = timer.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.kick:
-		case <-idle.C:
+		case <-idle:
 		}
 		if err := c.checkpoint(ctx); err != nil && ctx.Err() == nil && c.onErr != nil {
 			c.onErr(err)
 		}
-		idle.Reset(c.idle)
+		if timer != nil {
+			timer.Reset(c.idle)
+		}
 		select { // writes committed meanwhile wait for the next one
 		case <-ctx.Done():
 			return

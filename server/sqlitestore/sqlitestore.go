@@ -33,8 +33,18 @@ type Options struct {
 	KeepAutoVacuum bool
 }
 
+// checkpointIdle is the longest time between two checkpoints of the
+// store's write-ahead log, for writes its own commits did not tell of (see
+// Open).
+const checkpointIdle = 30 * time.Second
+
 // Open opens or creates the server database at path with tables for
 // schema. It adds missing tables and columns and never drops any.
+//
+// The store's commits leave the write-ahead log to a background
+// checkpointer (sqlitedriver.Checkpointer), which copies it into the
+// database file after a commit, at most once a second, and at least once
+// every 30 s.
 //
 // A new database is created in auto_vacuum INCREMENTAL, so that the
 // server's sweep gives the space of deleted rows back to the file system
@@ -69,7 +79,7 @@ func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 		}
 	}
-	ckpt := sqlitedriver.NewCheckpointer(r, func(err error) { log.Warn("sqlitestore: checkpoint", "path", path, "err", err) })
+	ckpt := sqlitedriver.NewCheckpointer(r, checkpointIdle, func(err error) { log.Warn("sqlitestore: checkpoint", "path", path, "err", err) })
 	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now,
 		OnCommit: ckpt.Wrote, BeforeClose: ckpt.Close})
 	if err != nil {
