@@ -1,14 +1,18 @@
 package pull_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,5 +427,93 @@ func TestPullKeepsLocalDirtyRow(t *testing.T) {
 	}
 	if n, err := db.Pending(ctx); n != 1 || err != nil {
 		t.Errorf("Pending=%d, %v; want 1, the local edit", n, err)
+	}
+}
+
+// holdRows is a RoundTripper that holds the rows of the first pull page
+// until the second page is asked for (at most 10 s): a pull that asks for
+// the next page only once it has read a page's rows is late.
+type holdRows struct {
+	mu    sync.Mutex
+	n     int
+	asked chan struct{}
+	late  atomic.Bool
+}
+
+func (h *holdRows) RoundTrip(r *http.Request) (*http.Response, error) {
+	if testkit.Kind(r) != "changes" {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	h.mu.Lock()
+	h.n++
+	n := h.n
+	h.mu.Unlock()
+	if n == 2 {
+		close(h.asked)
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err != nil || n != 1 {
+		return resp, err
+	}
+	var body io.Reader = resp.Body
+	if resp.Header.Get("Content-Encoding") == "gzip" {
+		if body, err = gzip.NewReader(resp.Body); err != nil {
+			return nil, err
+		}
+	}
+	plain, err := io.ReadAll(body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	cut := bytes.Index(plain, []byte(`"changes":[`)) + len(`"changes":[`)
+	if cut < len(`"changes":[`) {
+		return nil, fmt.Errorf("no rows in the page: %s", plain)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write(plain[:cut])
+		select {
+		case <-h.asked:
+		case <-time.After(10 * time.Second):
+			h.late.Store(true)
+		}
+		pw.Write(plain[cut:])
+		pw.Close()
+	}()
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	resp.ContentLength = -1
+	resp.Body = pr
+	return resp, nil
+}
+
+// Against a real server, the second page is asked for before the first
+// page's rows have come: its head (cursor, more) told where it ends.
+func TestPullAsksForTheNextPageBeforeTheRows(t *testing.T) {
+	ctx := testCtx(t)
+	reg := testkit.Registry(t)
+	srv := testkit.NewServer(t, reg, server.Options{})
+	w := newWriter(t, reg, srv.URL)
+	var want []string
+	for i := range 4 { // 4 sessions of 5
+		want = append(want, w.customers(t, 5, fmt.Sprint("s", i, "-"))...)
+		w.push(t)
+	}
+	slices.Sort(want)
+	tr := &holdRows{asked: make(chan struct{})}
+	db, api := device(t, reg, srv.URL, "token-ada", tr, "")
+	res, err := pull.New(db.Syncer(), api, pull.Options{PageSize: 5}).Pull(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.late.Load() {
+		t.Error("the second page was asked for only after the first page's rows came")
+	}
+	if got := ids(t, db); !slices.Equal(got, want) || res.Rows["customers"] != 20 {
+		t.Errorf("pulled %d rows (%v), want the 20 pushed", len(got), res.Rows)
+	}
+	if tr.n != 4 { // a page a session, each asked for once
+		t.Errorf("%d changes requests, want 4", tr.n)
 	}
 }
