@@ -45,10 +45,9 @@ func refsCostRows(t *testing.T) int {
 // nearly all of an ordinary commit, it does not slow. Measured on SQLite:
 // about 5 times (17 to 21 under the detector, on the three stores); rules
 // that rewrote row by row took 21.5 times at 20,000 rows, and 88 times at
-// 10,000 under the detector (issue 19, finding 4). Since the SQLite
-// store's commits no longer checkpoint inline (issue 24), an ordinary
-// commit is faster: 7.3 times alone, and 10.2 times once while the rest of
-// the suite ran beside it, hence 15.
+// 10,000 under the detector (issue 19, finding 4). Measured again in
+// issue 24 on SQLite: 7.3 to 7.6 times alone, and 10.2 times once while
+// the rest of the suite ran beside it, hence 15.
 func TestReferenceRulesLinear(t *testing.T) {
 	n := refsCostRows(t)
 	reg := testkit.Registry(t)
