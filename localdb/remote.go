@@ -56,10 +56,8 @@ type remoteWriter struct {
 	tail   func(*table) string
 	ins    map[*table]*sqlbatch.Inserter
 
-	cols   map[*table]map[string]int // the index of each column but id, by name
-	args   map[*table][]any          // a row's arguments, reused: Add copies them
-	stamp  string                    // the last stamp's time, for the next row's
-	stampP int64                     // of the physical time stampP
+	stamp  string // the last stamp's time, for the next row's
+	stampP int64  // of the physical time stampP
 }
 
 // put writes r, an eviction or a row to upsert. vals, when not nil, are
@@ -154,51 +152,179 @@ func (w *remoteWriter) stampTime(hlc string) string {
 }
 
 // unstash writes the rows set aside, in order, and empties the stash.
+// The rows are read and converted (a stashReader) beside the writes, on
+// another goroutine: on a device with two cores, decoding a large session
+// costs little more than inserting it.
 func (w *remoteWriter) unstash(ctx context.Context) error {
+	sr := newStashReader(w.db, w.notify)
+	defer sr.stop()
 	seq := int64(-1)
+	var text *string // the entry read next, not handed over yet
+	readEntry := func() error {
+		var t string
+		err := w.tx.QueryRowContext(ctx, `SELECT seq, row FROM _tether_stash WHERE seq > ? ORDER BY seq LIMIT 1`, seq).Scan(&seq, &t)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			text = nil
+			close(sr.entries)
+			return nil
+		case err != nil:
+			return err
+		}
+		text = &t
+		return nil
+	}
+	if err := readEntry(); err != nil {
+		return err
+	}
 	for {
-		var text string
-		err := w.tx.QueryRowContext(ctx, `SELECT seq, row FROM _tether_stash WHERE seq > ? ORDER BY seq LIMIT 1`, seq).Scan(&seq, &text)
-		if errors.Is(err, sql.ErrNoRows) {
-			_, err := w.tx.ExecContext(ctx, `DELETE FROM _tether_stash`)
-			return err
+		var send chan<- string // nil, so not chosen, with no entry to hand over
+		var next string
+		if text != nil {
+			send, next = sr.entries, *text
 		}
-		if err != nil {
-			return err
-		}
-		if isStashedPage(text) {
-			if err := w.putPage(ctx, text); err != nil {
-				return fmt.Errorf("stashed page: %w", err)
+		select {
+		case send <- next:
+			if err := readEntry(); err != nil {
+				return err
 			}
-			continue
-		}
-		var r wire.Row
-		dec := json.NewDecoder(strings.NewReader(text))
-		dec.UseNumber() // as the client reads pages
-		if err := dec.Decode(&r); err != nil {
-			return fmt.Errorf("stashed row: %w", err)
-		}
-		if err := w.put(ctx, &r, nil); err != nil {
-			return err
+		case chunk, ok := <-sr.rows:
+			if !ok {
+				if err := sr.err(); err != nil {
+					return err
+				}
+				_, err := w.tx.ExecContext(ctx, `DELETE FROM _tether_stash`)
+				return err
+			}
+			for i := range chunk {
+				if err := w.put(ctx, &chunk[i].r, chunk[i].vals); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }
 
-// putPage writes the rows of a page set aside, its values converted into
-// the arguments of the insert as they are read, without a map in between.
-func (w *remoteWriter) putPage(ctx context.Context, text string) error {
+// stashed is a row set aside, read back: the row, and when its table is
+// this device's and it came in a page, its entity columns converted (id
+// first), with r.Values set only if it is a notice to this device (see
+// remoteWriter.put).
+type stashed struct {
+	r    wire.Row
+	vals []any
+}
+
+// stashReader reads the entries of the stash handed to it (entries, closed
+// after the last) into rows, in chunks, on a goroutine of its own, and
+// closes rows after the last or at the first error (err).
+type stashReader struct {
+	db      *DB
+	notify  bool
+	entries chan string
+	rows    chan []stashed
+	quit    chan struct{}
+	done    chan struct{}
+	fail    error
+	cols    map[*table]map[string]int // the index of each column but id, by name
+}
+
+// stashRows is the number of rows a stashReader hands over at once.
+const stashRows = 128
+
+func newStashReader(db *DB, notify bool) *stashReader {
+	sr := &stashReader{db: db, notify: notify, entries: make(chan string, 1), rows: make(chan []stashed, 4),
+		quit: make(chan struct{}), done: make(chan struct{}), cols: map[*table]map[string]int{}}
+	go sr.run()
+	return sr
+}
+
+func (sr *stashReader) run() {
+	defer close(sr.done)
+	defer close(sr.rows)
+	var chunk []stashed
+	emit := func(s stashed) bool {
+		chunk = append(chunk, s)
+		if len(chunk) < stashRows {
+			return true
+		}
+		return sr.hand(&chunk)
+	}
+	for {
+		var text string
+		var more bool
+		select {
+		case text, more = <-sr.entries:
+		case <-sr.quit:
+			return
+		}
+		if !more {
+			break
+		}
+		var err error
+		if isStashedPage(text) {
+			err = sr.page(text, emit)
+		} else {
+			var r wire.Row
+			dec := json.NewDecoder(strings.NewReader(text))
+			dec.UseNumber() // as the client reads pages
+			if err = dec.Decode(&r); err != nil {
+				err = fmt.Errorf("stashed row: %w", err)
+			} else if !emit(stashed{r: r}) {
+				return
+			}
+		}
+		if err != nil {
+			sr.fail = err
+			return
+		}
+	}
+	sr.hand(&chunk)
+}
+
+// hand hands the rows of *chunk over, and empties it; false when the
+// writer stopped.
+func (sr *stashReader) hand(chunk *[]stashed) bool {
+	if len(*chunk) == 0 {
+		return true
+	}
+	select {
+	case sr.rows <- *chunk:
+		*chunk = nil
+		return true
+	case <-sr.quit:
+		return false
+	}
+}
+
+// err is the error that ended the reading, once rows is closed.
+func (sr *stashReader) err() error {
+	<-sr.done
+	return sr.fail
+}
+
+// stop stops the reader, if it still runs, and waits for it.
+func (sr *stashReader) stop() {
+	close(sr.quit)
+	<-sr.done
+}
+
+// page reads the rows of a page set aside, its values converted into the
+// arguments of the insert as they are read, without a map in between, and
+// emits each; it stops when emit returns false.
+func (sr *stashReader) page(text string, emit func(stashed) bool) error {
 	rr, err := wire.NewRowReader(stashedPage(text))
 	if err != nil {
-		return err
+		return fmt.Errorf("stashed page: %w", err)
 	}
 	var t *table
 	var vals []any
 	var cols map[string]int
 	start := func(r *wire.Row) {
-		if t = w.db.byName[r.Table]; t != nil {
-			vals, cols = w.rowArgs(t), w.colIndex(t)
+		if t = sr.db.byName[r.Table]; t != nil {
+			vals, cols = make([]any, len(t.cols), len(t.cols)+6), sr.colIndex(t)
 		}
 	}
+	notice := func(r *wire.Row) bool { return sr.notify && r.Notify == sr.db.device && r.Reason != "" }
 	value := func(r *wire.Row, name string, v any) error {
 		if vals == nil {
 			start(r)
@@ -206,7 +332,7 @@ func (w *remoteWriter) putPage(ctx context.Context, text string) error {
 				return nil
 			}
 		}
-		if w.notify && w.notice(r) { // the conflict log keeps the row as sent
+		if notice(r) { // the conflict log keeps the row as sent
 			if r.Values == nil {
 				r.Values = map[string]any{}
 			}
@@ -232,50 +358,32 @@ func (w *remoteWriter) putPage(ctx context.Context, text string) error {
 			return nil
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("stashed page: %w", err)
 		}
 		if vals == nil {
 			start(&r)
 		}
 		if t != nil {
 			vals[0] = r.ID
-			if w.notify && w.notice(&r) && r.Values == nil {
+			if notice(&r) && r.Values == nil {
 				r.Values = map[string]any{}
 			}
 		}
-		if err := w.put(ctx, &r, vals); err != nil {
-			return err
+		if !emit(stashed{r: r, vals: vals}) {
+			return nil
 		}
 	}
 }
 
-// rowArgs returns the argument slice of t's rows, cleared: its entity
-// columns all NULL, room for the bookkeeping ones.
-func (w *remoteWriter) rowArgs(t *table) []any {
-	if w.args == nil {
-		w.args = map[*table][]any{}
-	}
-	a := w.args[t]
-	if a == nil {
-		a = make([]any, len(t.cols), len(t.cols)+6)
-		w.args[t] = a
-	}
-	clear(a)
-	return a
-}
-
 // colIndex returns the index in t.cols of each column but id, by name.
-func (w *remoteWriter) colIndex(t *table) map[string]int {
-	if w.cols == nil {
-		w.cols = map[*table]map[string]int{}
-	}
-	m := w.cols[t]
+func (sr *stashReader) colIndex(t *table) map[string]int {
+	m := sr.cols[t]
 	if m == nil {
 		m = make(map[string]int, len(t.cols))
 		for i, c := range t.cols[1:] {
 			m[c.Name] = i + 1
 		}
-		w.cols[t] = m
+		sr.cols[t] = m
 	}
 	return m
 }

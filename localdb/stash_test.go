@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tethersync/tether/internal/sqlitedriver"
@@ -112,5 +113,72 @@ func TestStashPages(t *testing.T) {
 	var left int
 	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM _tether_stash`).Scan(&left); err != nil || left != 0 {
 		t.Errorf("stash after apply: %d entries, %v; want empty", left, err)
+	}
+}
+
+// A session set aside over many pages is applied in order, whatever the
+// pages hold; a page that cannot be read, late in the stash, fails the
+// apply with an error naming it, and nothing of the session is applied:
+// the stash is kept for a later try.
+func TestStashManyPagesAndABadOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	db := open(t, path)
+	s := db.Syncer()
+	note := func(id string, version int64, title string) wire.Row {
+		return wire.Row{Table: "notes", ID: id, Version: version, HLC: fmt.Sprintf("1700000000000.%06d.srv", version),
+			Values: map[string]any{"title": title, "at": "2026-01-01T00:00:00Z"}}
+	}
+	// 40 pages of 50 rows: the same 100 ids written over and over, each
+	// page a later version, the last write of each the one that stays.
+	for p := range 40 {
+		var rows []wire.Row
+		for i := range 50 {
+			id := fmt.Sprintf("n%03d", (p*50+i)%100)
+			rows = append(rows, note(id, int64(p+2), fmt.Sprint("page ", p)))
+		}
+		if err := s.StashChanges(ctx, wire.Changes{Changes: rows, Cursor: fmt.Sprint("c", p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := sqlitedriver.Open(path, sqlitedriver.Config{BusyTimeout: 5e9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Page 30 goes bad: a time that is not one.
+	var good string
+	if err := raw.QueryRowContext(ctx, `SELECT row FROM _tether_stash ORDER BY seq LIMIT 1 OFFSET 30`).Scan(&good); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(good, `"2026-01-01T00:00:00Z"`, `"yesterday"`, 1)
+	if _, err := raw.ExecContext(ctx, `UPDATE _tether_stash SET row = ? WHERE row = ?`, bad, good); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.ApplyChanges(ctx, nil, "c40")
+	if err == nil || !strings.Contains(err.Error(), "column at") {
+		t.Fatalf("ApplyChanges with a bad page: %v, want an error naming the column", err)
+	}
+	var n, entries int
+	if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM notes`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d notes applied (%v), want none", n, err)
+	}
+	if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM _tether_stash`).Scan(&entries); err != nil || entries != 40 {
+		t.Errorf("%d entries left (%v), want the 40", entries, err)
+	}
+	// Mended, it applies: every row as its last page wrote it.
+	if _, err := raw.ExecContext(ctx, `UPDATE _tether_stash SET row = ? WHERE row = ?`, good, bad); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ApplyChanges(ctx, nil, "c40"); err != nil || n != 2000 {
+		t.Fatalf("ApplyChanges=%d, %v; want the 2,000 rows written", n, err)
+	}
+	for _, id := range []string{"n000", "n049", "n050", "n099"} {
+		var got Note
+		if err := db.Get(ctx, &got, id); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]string{true: "page 38", false: "page 39"}[id < "n050"]; got.Title != want {
+			t.Errorf("%s: %q, want %q", id, got.Title, want)
+		}
 	}
 }
