@@ -75,6 +75,7 @@ type DB struct {
 	closed            atomic.Bool
 	learn             learning                   // see Syncer.Learned
 	ckpt              *sqlitedriver.Checkpointer // see inTxUnchecked
+	stashed           atomic.Bool                // rows were set aside since the last writeRemote: it is large
 }
 
 // Open opens the SQLite database at path, creating it if needed, with the

@@ -94,12 +94,15 @@ func (s *Syncer) StashChanges(ctx context.Context, page wire.Changes) error {
 	if err := db.checkOpen("StashChanges"); err != nil {
 		return err
 	}
-	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error { // a large write: see inTxUnchecked
+	err := db.inTxUnchecked(ctx, true, func(tx *sql.Tx) error { // a page of rows: large
 		if err := stash(ctx, tx, page); err != nil {
 			return err
 		}
 		return setState(ctx, tx, stateCursor, page.Cursor)
 	})
+	if err == nil {
+		db.stashed.Store(true)
+	}
 	if err != nil {
 		return fmt.Errorf("localdb: set a partial page aside: %w", err)
 	}

@@ -399,7 +399,7 @@ func (s *Syncer) FinishPush(ctx context.Context, c wire.Commit, own bool) error 
 	// Foreign keys are not checked: a winning row may reference a row
 	// this device gets only with the pull that follows (a task the server
 	// moved under a project new to the device), as a pulled page may.
-	return db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
+	return db.inTxUnchecked(ctx, c.Applied >= largeRows, func(tx *sql.Tx) error {
 		return suppressed(ctx, tx, func() error {
 			if err := db.acknowledge(ctx, tx, c.Version, c.ModifiedBy); err != nil {
 				return err

@@ -21,7 +21,9 @@ import (
 // rows written.
 func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, notify bool, tail func(*table) string, finish func(tx *sql.Tx) error) (int, error) {
 	written := 0
-	err := db.inTxUnchecked(ctx, func(tx *sql.Tx) error {
+	// Large: many rows, or the rows set aside (with none, only those).
+	large := len(rows) == 0 || len(rows) >= largeRows || db.stashed.Load()
+	err := db.inTxUnchecked(ctx, large, func(tx *sql.Tx) error {
 		return suppressed(ctx, tx, func() error {
 			w := &remoteWriter{db: db, tx: tx, notify: notify, tail: tail, ins: map[*table]*sqlbatch.Inserter{}}
 			if err := w.unstash(ctx); err != nil {
@@ -44,6 +46,9 @@ func (db *DB) writeRemote(ctx context.Context, rows []wire.Row, notify bool, tai
 			return setState(ctx, tx, stateClock, db.clock.last())
 		})
 	})
+	if err == nil {
+		db.stashed.Store(false) // applied, and emptied
+	}
 	return written, err
 }
 

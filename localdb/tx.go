@@ -22,31 +22,41 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // child was written); the server's rows are consistent, and the references
 // hold again once the pull is complete.
 //
-// These are the engines' large transactions (pulled pages, the rows of a
-// push marked clean): their commit does not copy the write-ahead log into
-// the database file, as SQLite's automatic checkpoint does once the log
-// passes 1,000 pages. The checkpointer does, in the background, after it;
-// the app's next commit does, if it comes first.
-func (db *DB) inTxUnchecked(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// A large transaction (pulled pages, the rows of a large push marked clean)
+// does not copy the write-ahead log into the database file on commit, as
+// SQLite's automatic checkpoint does once the log passes 1,000 pages: the
+// checkpointer does, in the background, after it, or the app's next
+// commit, if it comes first.
+func (db *DB) inTxUnchecked(ctx context.Context, large bool, fn func(tx *sql.Tx) error) error {
 	conn, err := db.sql.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	// The pragmas are no-ops inside a transaction: set them around one.
-	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 0`); err != nil {
+	off, on := `PRAGMA foreign_keys = OFF`, `PRAGMA foreign_keys = ON`
+	if large {
+		off, on = off+`; PRAGMA wal_autocheckpoint = 0`, on+`; PRAGMA wal_autocheckpoint = 1000`
+	}
+	if _, err := conn.ExecContext(ctx, off); err != nil {
 		return err
 	}
 	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 1000`); err != nil {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), on); err != nil {
 			// Never hand a connection without foreign keys back to the pool.
 			conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		db.ckpt.Wrote()
+		if large {
+			db.ckpt.Wrote()
+		}
 	}()
 	tx, err := conn.BeginTx(ctx, nil)
 	return db.runTx(tx, err, fn)
 }
+
+// largeRows is the number of rows from which an engine's write is large
+// (see inTxUnchecked): a page or a batch of the default size.
+const largeRows = 1000
 
 // runTx runs fn in tx, just begun with error err, and commits it when fn
 // succeeds. The conflicts tx learned (see Syncer.Learned) are kept only if
