@@ -103,6 +103,12 @@ func (*dialect) Stage(ctx context.Context, conn *sql.Conn, _ *sql.Tx, t *sqlstor
 	})
 }
 
+// AnalyzeStage implements sqlstore.StageAnalyzer.
+func (*dialect) AnalyzeStage(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
+	_, err := tx.ExecContext(ctx, `ANALYZE `+t.Stage+`, `+t.Name)
+	return err
+}
+
 // Latest implements sqlstore.Dialect: the copy of the latest batch.
 func (*dialect) Latest(t *sqlstore.Table) string {
 	return `SELECT DISTINCT ON ("id") * FROM ` + t.Stage + ` WHERE "_tenant" = ? AND "_session" = ? ORDER BY "id", "_seq" DESC`

@@ -81,6 +81,9 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 	if err != nil {
 		return err
 	}
+	if err := s.analyzeStaged(ctx, tx, p.Tenant, session, staged); err != nil {
+		return err
+	}
 	for _, t := range s.tables { // parents before children (G4)
 		if !staged[t] { // nothing of t to apply: its steps would find no row
 			continue
@@ -118,6 +121,41 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 	}
 	if cross, ok := s.d.(CrossProcess); ok { // delivered to every process when the commit is
 		return cross.Notify(ctx, tx, Notice{Tenant: p.Tenant, Version: c.Version, Device: device})
+	}
+	return nil
+}
+
+// analyzeStaged has a StageAnalyzer dialect refresh the statistics of the
+// tables the session staged AnalyzeRows rows or more of.
+func (s *Store) analyzeStaged(ctx context.Context, tx *sql.Tx, tenant, session string, staged map[*Table]bool) error {
+	an, ok := s.d.(StageAnalyzer)
+	if !ok {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT tbl, SUM("rows") FROM _tether_batches WHERE tenant = ? AND session = ? GROUP BY tbl`), tenant, session)
+	if err != nil {
+		return fmt.Errorf("staged rows: %w", err)
+	}
+	var large []*Table
+	for rows.Next() {
+		var name string
+		var n int64
+		if err := rows.Scan(&name, &n); err != nil {
+			rows.Close()
+			return fmt.Errorf("staged rows: %w", err)
+		}
+		if t := s.byName[name]; t != nil && staged[t] && n >= AnalyzeRows {
+			large = append(large, t)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("staged rows: %w", err)
+	}
+	for _, t := range large {
+		if err := an.AnalyzeStage(ctx, tx, t); err != nil {
+			return fmt.Errorf("%s: analyze: %w", t.schema.Name, err)
+		}
 	}
 	return nil
 }
