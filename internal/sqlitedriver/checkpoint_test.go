@@ -105,16 +105,24 @@ func waitSize(t *testing.T, path string, n int64) {
 	}
 }
 
+// openNoCheckpoint opens a new database with NoAutoCheckpoint, closed
+// when the test ends.
+func openNoCheckpoint(t *testing.T) (*sql.DB, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "a.db")
+	db, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, NoAutoCheckpoint: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, path
+}
+
 // TestCheckpointer checkpoints in the background: once told of a write,
 // and, without being told, once its idle interval passes.
 func TestCheckpointer(t *testing.T) {
 	t.Run("told", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "a.db")
-		db, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, NoAutoCheckpoint: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db, path := openNoCheckpoint(t)
 		c := sqlitedriver.NewCheckpointerEvery(db, func(err error) { t.Error(err) }, time.Millisecond, time.Hour)
 		defer c.Close()
 		fill(t, db, 5)
@@ -130,24 +138,14 @@ func TestCheckpointer(t *testing.T) {
 		waitSize(t, path, before+1<<20)
 	})
 	t.Run("idle", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "a.db")
-		db, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, NoAutoCheckpoint: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db, path := openNoCheckpoint(t)
 		fill(t, db, 5)
 		c := sqlitedriver.NewCheckpointerEvery(db, func(err error) { t.Error(err) }, time.Millisecond, 50*time.Millisecond)
 		defer c.Close()
 		waitSize(t, path, 1<<20)
 	})
 	t.Run("close", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "a.db")
-		db, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, NoAutoCheckpoint: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db, path := openNoCheckpoint(t)
 		c := sqlitedriver.NewCheckpointerEvery(db, func(err error) { t.Error(err) }, time.Millisecond, time.Hour)
 		var wg sync.WaitGroup
 		for range 4 { // told while it closes: nothing blocks
