@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/tethersync/tether/internal/sqlitedriver"
 )
 
 // stmtCounter counts the SQL statements SQLite runs, split by database
@@ -39,8 +41,7 @@ func countStatements(b *testing.B) *stmtCounter {
 			b.Fatal(err)
 		}
 		defer db.Close()
-		drv := db.Driver().(*sqlite3.SQLiteDriver) // the driver every sql.Open("sqlite3") shares
-		drv.ConnectHook = func(c *sqlite3.SQLiteConn) error {
+		trace := func(c *sqlite3.SQLiteConn) error {
 			server := strings.HasSuffix(c.GetFilename("main"), "server.db")
 			return c.SetTrace(&sqlite3.TraceConfig{EventMask: sqlite3.TraceStmt | sqlite3.TraceProfile, Callback: func(info sqlite3.TraceInfo) int {
 				if info.EventCode == sqlite3.TraceProfile {
@@ -50,6 +51,23 @@ func countStatements(b *testing.B) *stmtCounter {
 				}
 				return 0
 			}})
+		}
+		drv := db.Driver().(*sqlite3.SQLiteDriver) // the driver every sql.Open("sqlite3") shares
+		drv.ConnectHook = trace
+		// The SQLite server's writer opens through a driver of its own
+		// (automatic checkpoints off): its hook runs first.
+		nockpt, err := sql.Open(sqlitedriver.NoCheckpointDriver, ":memory:")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nockpt.Close()
+		drv2 := nockpt.Driver().(*sqlite3.SQLiteDriver)
+		own := drv2.ConnectHook
+		drv2.ConnectHook = func(c *sqlite3.SQLiteConn) error {
+			if err := own(c); err != nil {
+				return err
+			}
+			return trace(c)
 		}
 	})
 	return counter

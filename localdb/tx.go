@@ -36,9 +36,12 @@ func (db *DB) inTxUnchecked(ctx context.Context, large bool, fn func(tx *sql.Tx)
 	// The pragmas are no-ops inside a transaction: set them around one.
 	off, on := `PRAGMA foreign_keys = OFF`, `PRAGMA foreign_keys = ON`
 	if large {
+		// 1000 is SQLite's default, which every connection tether opens has.
 		off, on = off+`; PRAGMA wal_autocheckpoint = 0`, on+`; PRAGMA wal_autocheckpoint = 1000`
 	}
 	if _, err := conn.ExecContext(ctx, off); err != nil {
+		// Part of it may have run: never hand the connection back.
+		conn.Raw(func(any) error { return driver.ErrBadConn })
 		return err
 	}
 	defer func() {

@@ -41,7 +41,12 @@ func ReadChangesHead(r io.Reader, head func(Changes)) (Changes, error) {
 				head(Changes{Cursor: c.Cursor, More: c.More, Wait: c.Wait, Partial: c.Partial})
 				head = nil
 			}
-			c.Changes, c.Raw, err = d.rawRows(c.Changes[:0])
+			if seen&8 != 0 && c.Partial { // a page to set aside: its text too
+				c.Changes, c.Raw, err = d.rawRows(c.Changes[:0])
+			} else {
+				c.Raw = nil
+				c.Changes, err = d.rows(c.Changes[:0])
+			}
 		case "cursor":
 			c.Cursor, err = d.str()
 			seen |= 1

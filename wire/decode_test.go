@@ -314,9 +314,10 @@ func checkRaw(t testing.TB, c *wire.Changes) {
 	c.Raw = nil
 }
 
-// A page as the server writes it comes with its rows' text, which a
-// RowReader reads as ReadChanges did; a page whose rows have members after
-// their values that a RowReader would read too late does not.
+// A partial page as the server writes it comes with its rows' text, which
+// a RowReader reads as ReadChanges did; a page whose rows have members
+// after their values that a RowReader would read too late does not, nor
+// a page not to set aside, or one that says so only after its rows.
 func TestReadChangesRaw(t *testing.T) {
 	rows := benchRows()
 	rows = append(rows, wire.Row{Table: "items", ID: "gone", Version: 6, Evict: true},
@@ -339,11 +340,13 @@ func TestReadChangesRaw(t *testing.T) {
 	}
 	checkRaw(t, &got)
 	for _, body := range []string{
-		`{"changes":[{"table":"t","id":"x","values":{"v":1},"reason":"restored","notify":"d"}]}`, // encoding/json's order
-		`{"changes":[{"id":"x","values":{"v":1},"table":"t"}]}`,
-		`{"changes":[{"table":"t","id":"x","values":{"v":1},"values":null}]}`,
-		`{"changes":[{"table":"t","id":"x","values":{"v":1},"future":1}]}`,
-		`{"changes":null}`,
+		`{"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1},"reason":"restored","notify":"d"}]}`, // encoding/json's order
+		`{"partial":true,"changes":[{"id":"x","values":{"v":1},"table":"t"}]}`,
+		`{"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1},"values":null}]}`,
+		`{"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1},"future":1}]}`,
+		`{"partial":true,"changes":null}`,
+		`{"partial":false,"changes":[{"table":"t","id":"x","values":{"v":1}}]}`, // not to set aside
+		`{"changes":[{"table":"t","id":"x","values":{"v":1}}],"partial":true}`,  // told too late
 	} {
 		got, err := wire.ReadChanges(strings.NewReader(body))
 		if err != nil {

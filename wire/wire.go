@@ -343,9 +343,10 @@ type Changes struct {
 	// Changes are the page's rows, in commit order.
 	Changes []Row `json:"changes"`
 	// Raw is the JSON array of Changes as the server wrote it, set by
-	// ReadChanges when a RowReader reads it as a batch's rows (a device
-	// sets a Partial page aside as it came, without writing it again);
-	// nil otherwise.
+	// ReadChanges for a page that said it is Partial before its rows,
+	// when a RowReader reads the same rows from it (a device sets such a
+	// page aside as it came, without writing it again); nil otherwise.
+	// Whoever changes Changes must clear it.
 	Raw []byte `json:"-"`
 }
 

@@ -25,12 +25,13 @@ const PureGo = false
 // (Config.Key).
 const Encryption = false
 
-// noCheckpointDriver is go-sqlite3 with automatic checkpoints off on each
-// new connection, which its DSN cannot say (Config.NoAutoCheckpoint).
-const noCheckpointDriver = "sqlite3_tether_nockpt"
+// NoCheckpointDriver is the database/sql driver name of go-sqlite3 with
+// automatic checkpoints off on each new connection, which its DSN cannot
+// say: Open uses it for Config.NoAutoCheckpoint (DSN alone does not).
+const NoCheckpointDriver = "sqlite3_tether_nockpt"
 
 func init() {
-	sql.Register(noCheckpointDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+	sql.Register(NoCheckpointDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
 		_, err := c.Exec(`PRAGMA wal_autocheckpoint = 0`, nil)
 		return err
 	}})
@@ -39,7 +40,7 @@ func init() {
 // driverName is the database/sql driver that opens c's DSN.
 func driverName(c Config) string {
 	if c.NoAutoCheckpoint {
-		return noCheckpointDriver
+		return NoCheckpointDriver
 	}
 	return DriverName
 }

@@ -104,8 +104,8 @@ func (*dialect) Stage(ctx context.Context, conn *sql.Conn, _ *sql.Tx, t *sqlstor
 }
 
 // AnalyzeStage implements sqlstore.StageAnalyzer.
-func (*dialect) AnalyzeStage(ctx context.Context, tx *sql.Tx, t *sqlstore.Table) error {
-	_, err := tx.ExecContext(ctx, `ANALYZE `+t.Stage+`, `+t.Name)
+func (*dialect) AnalyzeStage(ctx context.Context, db *sql.DB, t *sqlstore.Table) error {
+	_, err := db.ExecContext(ctx, `ANALYZE `+t.Stage+`, `+t.Name)
 	return err
 }
 

@@ -22,6 +22,7 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 	fresh := false
 	tries := 0
 	start := time.Now()
+	s.analyzeStaged(ctx, p.Tenant, session)
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
 		c, fresh = wire.Commit{}, false // a retried transaction starts over
 		ctx := captureOnce(ctx, &tries)
@@ -81,9 +82,6 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 	if err != nil {
 		return err
 	}
-	if err := s.analyzeStaged(ctx, tx, p.Tenant, session, staged); err != nil {
-		return err
-	}
 	for _, t := range s.tables { // parents before children (G4)
 		if !staged[t] { // nothing of t to apply: its steps would find no row
 			continue
@@ -126,38 +124,41 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 }
 
 // analyzeStaged has a StageAnalyzer dialect refresh the statistics of the
-// tables the session staged AnalyzeRows rows or more of.
-func (s *Store) analyzeStaged(ctx context.Context, tx *sql.Tx, tenant, session string, staged map[*Table]bool) error {
+// tables the session staged AnalyzeRows rows or more of, before the
+// transaction of its commit begins: each ANALYZE in a short transaction of
+// its own, which holds its lock only as long as it runs. A failure leaves
+// the statistics as they were, and the commit goes on: it is logged.
+func (s *Store) analyzeStaged(ctx context.Context, tenant, session string) {
 	an, ok := s.d.(StageAnalyzer)
 	if !ok {
-		return nil
+		return
 	}
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT tbl, SUM("rows") FROM _tether_batches WHERE tenant = ? AND session = ? GROUP BY tbl`), tenant, session)
-	if err != nil {
-		return fmt.Errorf("staged rows: %w", err)
-	}
-	var large []*Table
-	for rows.Next() {
-		var name string
-		var n int64
-		if err := rows.Scan(&name, &n); err != nil {
-			rows.Close()
-			return fmt.Errorf("staged rows: %w", err)
+	counts := map[string]int64{}
+	err := func() error {
+		rows, err := s.w.QueryContext(ctx, s.q(`SELECT tbl, SUM("rows") FROM _tether_batches WHERE tenant = ? AND session = ? GROUP BY tbl`), tenant, session)
+		if err != nil {
+			return err
 		}
-		if t := s.byName[name]; t != nil && staged[t] && n >= AnalyzeRows {
-			large = append(large, t)
+		defer rows.Close()
+		for rows.Next() {
+			var name string
+			var n int64
+			if err := rows.Scan(&name, &n); err != nil {
+				return err
+			}
+			counts[name] = n
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("staged rows: %w", err)
-	}
-	for _, t := range large {
-		if err := an.AnalyzeStage(ctx, tx, t); err != nil {
-			return fmt.Errorf("%s: analyze: %w", t.schema.Name, err)
+		return rows.Err()
+	}()
+	for _, t := range s.tables { // in one order, whatever the query's
+		if err != nil || counts[t.schema.Name] < AnalyzeRows {
+			continue
 		}
+		err = an.AnalyzeStage(ctx, s.w, t)
 	}
-	return nil
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("commit: refresh the planner's statistics", "session", session, "err", err)
+	}
 }
 
 // stagedTables returns the tables a session staged rows of, as its

@@ -128,12 +128,13 @@ type ValueIndexer interface {
 // staging table are those autovacuum last took, of a table nearly empty
 // between commits, and of a table it has not analyzed since a large
 // commit grew it: it planned the merge of 100,000 staged rows into a
-// tenant holding 100,000 as a nested loop over every one of them (121 s;
-// 1.2 s once analyzed).
+// tenant holding 100,000 as a nested loop over every one of them (more
+// than 10 minutes; 2 to 3 s once analyzed).
 type StageAnalyzer interface {
-	// AnalyzeStage refreshes, in tx, the statistics of t and of its
-	// staging table.
-	AnalyzeStage(ctx context.Context, tx *sql.Tx, t *Table) error
+	// AnalyzeStage refreshes the statistics of t and of its staging
+	// table, outside any transaction of the store's (it needs the role
+	// that owns them, as the store's migrations do).
+	AnalyzeStage(ctx context.Context, db *sql.DB, t *Table) error
 }
 
 // AnalyzeRows is the number of rows a session stages in a table from which

@@ -217,6 +217,9 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 	fresh, opened := false, false
 	tries := 0
 	start := time.Now()
+	if o.Commit != nil && seq > 0 { // the batches staged before this one
+		s.analyzeStaged(ctx, p.Tenant, session)
+	}
 	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
 		c, fresh, opened = nil, false, false // a retried transaction starts over
 		ctx := captureOnce(ctx, &tries)
