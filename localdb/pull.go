@@ -124,8 +124,8 @@ func stashedPage(entry string) io.Reader {
 }
 
 // stash appends the rows of page to _tether_stash, as one entry: the
-// array the server sent when it came with the page (wire.Changes.Raw),
-// else written again.
+// array the server sent when it came with the page (wire.Changes.Raw,
+// which must hold page.Changes), else written again.
 func stash(ctx context.Context, tx *sql.Tx, page wire.Changes) error {
 	if len(page.Changes) == 0 {
 		return nil

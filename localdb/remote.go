@@ -117,7 +117,7 @@ func (w *remoteWriter) remoteRow(ctx context.Context, r *wire.Row, vals []any) (
 			return nil, nil, err
 		}
 	}
-	if w.notify && w.notice(r) {
+	if w.notice(r) {
 		// The server undid this device's action to keep references whole:
 		// it goes into the conflict log, with the row as it stands here
 		// before the change.
@@ -139,8 +139,12 @@ func (w *remoteWriter) remoteRow(ctx context.Context, r *wire.Row, vals []any) (
 }
 
 // notice reports whether r is a row the server marked for this device.
-func (w *remoteWriter) notice(r *wire.Row) bool {
-	return r.Notify == w.db.device && r.Reason != ""
+func (w *remoteWriter) notice(r *wire.Row) bool { return isNotice(w.db, w.notify, r) }
+
+// isNotice reports whether r is a row the server marked for db's device,
+// when the rows are written with notify.
+func isNotice(db *DB, notify bool, r *wire.Row) bool {
+	return notify && r.Notify == db.device && r.Reason != ""
 }
 
 // stampTime is entityTime(stampTime(hlc)), for rows whose stamps share
@@ -329,7 +333,7 @@ func (sr *stashReader) page(text string, emit func(stashed) bool) error {
 			vals, cols = make([]any, len(t.cols), len(t.cols)+6), sr.colIndex(t)
 		}
 	}
-	notice := func(r *wire.Row) bool { return sr.notify && r.Notify == sr.db.device && r.Reason != "" }
+	notice := func(r *wire.Row) bool { return isNotice(sr.db, sr.notify, r) }
 	value := func(r *wire.Row, name string, v any) error {
 		if vals == nil {
 			start(r)

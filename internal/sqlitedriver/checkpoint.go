@@ -18,10 +18,10 @@ import (
 // idle interval, once per idle interval in any case, for writes it was not
 // told of.
 //
-// While a checkpoint cannot keep up, or a long read holds the log's
-// older pages, the log grows as it does with the automatic checkpoint; it
-// starts over from its beginning at the first write after a checkpoint
-// that copied it all.
+// While a checkpoint cannot keep up, or a long read keeps it from copying
+// the log's newer frames, the log grows as it does with the automatic
+// checkpoint; it starts over from its beginning at the first write after
+// a checkpoint that copied it all (its file keeps its largest size).
 type Checkpointer struct {
 	db       *sql.DB
 	every    time.Duration

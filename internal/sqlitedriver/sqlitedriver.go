@@ -63,7 +63,8 @@ type Config struct {
 	// connection (PRAGMA wal_autocheckpoint = 0): a commit then never
 	// copies the write-ahead log into the database file itself, which it
 	// otherwise does once the log passes 1,000 pages, and the opener
-	// checkpoints instead (see Checkpointer).
+	// checkpoints instead (see Checkpointer). Open applies it; with the
+	// cgo driver, a DSN alone does not say it (see NoCheckpointDriver).
 	NoAutoCheckpoint bool
 	// Key, when set, encrypts the database at rest with this KeySize-byte
 	// key (pure-Go driver only; see ErrNoEncryption).
