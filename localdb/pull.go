@@ -94,19 +94,26 @@ func (s *Syncer) StashChanges(ctx context.Context, page wire.Changes) error {
 	if err := db.checkOpen("StashChanges"); err != nil {
 		return err
 	}
-	err := db.inTxUnchecked(ctx, true, func(tx *sql.Tx) error { // a page of rows: large
+	if err := db.setAside(ctx, page, stateCursor, page.Cursor); err != nil {
+		return fmt.Errorf("localdb: set a partial page aside: %w", err)
+	}
+	return nil
+}
+
+// setAside appends the rows of page to the stash and stores state key's
+// position after them, in one large transaction (see inTxUnchecked); the
+// next writeRemote, which applies them, is large too.
+func (db *DB) setAside(ctx context.Context, page wire.Changes, key, pos string) error {
+	err := db.inTxUnchecked(ctx, true, func(tx *sql.Tx) error {
 		if err := stash(ctx, tx, page); err != nil {
 			return err
 		}
-		return setState(ctx, tx, stateCursor, page.Cursor)
+		return setState(ctx, tx, key, pos)
 	})
 	if err == nil {
 		db.stashed.Store(true)
 	}
-	if err != nil {
-		return fmt.Errorf("localdb: set a partial page aside: %w", err)
-	}
-	return nil
+	return err
 }
 
 // An entry of _tether_stash holds a page of rows: a JSON array of them,

@@ -81,16 +81,7 @@ func (s *Syncer) ApplySnapshot(ctx context.Context, rows []wire.Row, cursor stri
 	if err := db.checkOpen("ApplySnapshot"); err != nil {
 		return 0, err
 	}
-	err := db.inTxUnchecked(ctx, true, func(tx *sql.Tx) error { // a page of rows: large
-		if err := stash(ctx, tx, wire.Changes{Changes: rows}); err != nil {
-			return err
-		}
-		return setState(ctx, tx, stateRebuild, cursor)
-	})
-	if err == nil {
-		db.stashed.Store(true)
-	}
-	if err != nil {
+	if err := db.setAside(ctx, wire.Changes{Changes: rows}, stateRebuild, cursor); err != nil {
 		return 0, fmt.Errorf("localdb: apply snapshot: %w", err)
 	}
 	return len(rows), nil
