@@ -49,12 +49,15 @@ func (l *requestLog) take() []string {
 // A sync costs the round trips it needs, no more: a field device on a
 // satellite link pays each one. A first sync registers the device; later
 // ones do not. A sync with nothing to do is one request; one whose push
-// fits in one batch is two; a push of n batches is n requests.
+// fits in one batch is two; a push of n batches is n requests. The pull
+// after a push is one page however many pages the pushed rows would
+// fill: the server passes over the device's own rows without reading
+// them back.
 func TestSyncRoundTrips(t *testing.T) {
 	reg := testkit.Registry(t)
 	srv := testkit.NewServer(t, reg, server.Options{})
 	log := &requestLog{}
-	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: log, Co: coordinator.Options{PushBatchSize: 10}})
+	a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: log, Co: coordinator.Options{PushBatchSize: 10, PullBatchSize: 10}})
 	b := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
 
 	saveCustomers(t, a, 3, "first")

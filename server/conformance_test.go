@@ -687,6 +687,48 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema, now
 		}
 	})
 
+	t.Run("a device's own rows are passed over unread, and the cursor passes them", func(t *testing.T) {
+		f := fixture(t)
+		ctx := context.Background()
+		f.device(ada, "d1")
+		f.device(ada, "d2")
+		f.push(ada, "d2", lww, []wire.Row{parent("other", "d2's", "0000000000001.000000.d2")})
+		sess, err := f.s.OpenSession(ctx, ada, "d1", "", server.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine []wire.Row
+		for i := range 30 {
+			mine = append(mine, parent(fmt.Sprintf("mine%02d", i), "d1's", "0000000000001.000000.d1"))
+		}
+		if err := stage(ctx, f.s, ada, "d1", sess, 0, mine, server.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := f.s.Commit(ctx, ada, "d1", sess, lww, server.Limits{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 31 rows, pages of 5: d2's row, and d1's 30 in one page that
+		// holds none of them.
+		echo := server.Echo{Device: "d1", Sessions: map[string]bool{sess: true}}
+		rows, next, more, err := f.s.Changes(ctx, ada, server.Cursor{}, 5, 1<<30, echo)
+		if err != nil || more || len(rows) != 1 || rows[0].ID != "other" || next.Version != c.Version {
+			t.Fatalf("pull of d1 after its own session: %d rows, more %v, cursor %+v, %v; want d2's row alone, no more, at version %d",
+				len(rows), more, next, err, c.Version)
+		}
+		if rows, _, more, err := f.s.Changes(ctx, ada, next, 5, 1<<30, server.Echo{Device: "d1"}); err != nil || len(rows) != 0 || more {
+			t.Errorf("pull from there, naming no session: %d rows, more %v, %v; want nothing: the cursor passed d1's rows", len(rows), more, err)
+		}
+		later := f.push(ada, "d2", lww, []wire.Row{parent("later", "d2's", "0000000000002.000000.d2")})
+		if rows, _, _, err := f.s.Changes(ctx, ada, next, 5, 1<<30, echo); err != nil || len(rows) != 1 || rows[0].ID != "later" || rows[0].Version != later.Version {
+			t.Errorf("pull after a later commit: %+v, %v; want d2's later row", rows, err)
+		}
+		// Another device gets them all.
+		if got := f.all(ada, 5); len(got) != 32 {
+			t.Errorf("another device pulled %d rows, want 32", len(got))
+		}
+	})
+
 	t.Run("open sessions per device are limited", func(t *testing.T) {
 		f := fixture(t)
 		ctx := context.Background()

@@ -113,7 +113,8 @@ type Store interface {
 	// Rows of echo.Device's push sessions in echo.Sessions that the server
 	// kept exactly as pushed (no conflict settled against them, no merge,
 	// no new clock stamp, no reference rule) are passed over: the device
-	// has them. The cursor moves past them all the same.
+	// has them. The cursor moves past them all the same: the last page
+	// (more false) returns a cursor past every version it could see.
 	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, echo Echo) ([]wire.Row, Cursor, bool, error)
 	// Audit returns up to limit entries of tenant's audit log with
 	// versions above after, oldest first.

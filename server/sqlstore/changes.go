@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/tethersync/tether/server"
@@ -22,7 +23,8 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		return nil, after, false, fmt.Errorf("changes: %w", err)
 	}
 	defer tx.Rollback()
-	if err := s.checkHorizon(ctx, tx, p.Tenant, after); err != nil {
+	latest, err := s.checkHorizon(ctx, tx, p.Tenant, after)
+	if err != nil {
 		return nil, after, false, err
 	}
 	record, err := s.mustRecord(ctx, tx, p, after, echo)
@@ -65,6 +67,13 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 			}
 		}
 		out, next, more = page(pr.all, from, limit, maxBytes, pr.bound)
+		if !more {
+			// Every table was read to its end: the cursor passes every
+			// version of this snapshot, also the rows it passed over
+			// without reading them (the device's own, of tables it may
+			// not see).
+			next = server.Cursor{Version: latest, Table: len(s.tables)}
+		}
 	}
 	tx.Rollback()
 	if v != nil {
@@ -81,7 +90,7 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	return out, next, more, nil
 }
 
-// checkHorizon refuses a cursor before the tenant's horizon: tombstones
+// checkHorizon returns the tenant's latest version. It refuses a cursor before the tenant's horizon: tombstones
 // before it may be gone, so the pull would miss deletions. So would the
 // empty cursor of a device that pushed before its first pull: it starts
 // from a snapshot too. It refuses a cursor past the tenant's latest
@@ -89,25 +98,25 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 // made it (the server's database was restored from an older backup, or
 // the cursor was forged), and a device position recorded there would
 // purge what other devices have not pulled yet.
-func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, after server.Cursor) error {
+func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, after server.Cursor) (int64, error) {
 	var horizon int64
 	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), tenant).Scan(&horizon)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("changes: %w", err)
+		return 0, fmt.Errorf("changes: %w", err)
 	}
 	if after.Version < horizon {
-		return fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
+		return 0, fmt.Errorf("the cursor is at version %d, and deletions before version %d were purged: rebuild from a snapshot: %w",
 			after.Version, horizon, wire.ErrHistoryPurged)
 	}
 	latest, err := s.latestVersion(ctx, tx, tenant)
 	if err != nil {
-		return fmt.Errorf("changes: %w", err)
+		return 0, fmt.Errorf("changes: %w", err)
 	}
 	if after.Version > latest {
-		return fmt.Errorf("the cursor is at version %d, past the tenant's latest version %d (a server restored from an older backup?): rebuild from a snapshot: %w",
+		return 0, fmt.Errorf("the cursor is at version %d, past the tenant's latest version %d (a server restored from an older backup?): rebuild from a snapshot: %w",
 			after.Version, latest, wire.ErrHistoryPurged)
 	}
-	return nil
+	return latest, nil
 }
 
 // mustRecord checks that the pulling device is registered (its position
@@ -148,21 +157,19 @@ type pageReader struct {
 // limit+1, stopping once the bytes read of every table pass maxBytes.
 func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant string, pr *pageReader) error {
 	where, args := s.afterClause(t.idx, pr.after)
-	q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + ` ORDER BY "_version", "id" LIMIT ?`)
-	rows, err := tx.QueryContext(ctx, q, append(append([]any{tenant}, args...), pr.limit+1)...)
+	own, ownArgs := notOwn(pr.echo)
+	q := s.q(`SELECT ` + t.selects + ` FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + own + ` ORDER BY "_version", "id" LIMIT ?`)
+	rows, err := tx.QueryContext(ctx, q, slices.Concat([]any{tenant}, args, ownArgs, []any{pr.limit + 1})...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var session string
-		var pushed int64
-		r, err := scanRow(&t.schema, rows.Scan, &session, &pushed)
+		r, err := scanRow(&t.schema, rows.Scan)
 		if err != nil {
 			return err
 		}
-		c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
-			echo: pushed == 1 && r.Device == pr.echo.Device && pr.echo.Sessions[session]}
+		c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size()}
 		pr.all = append(pr.all, c)
 		// Each table gives at least one row, so that the page knows how
 		// far it may go.
@@ -174,6 +181,23 @@ func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant st
 		}
 	}
 	return rows.Err()
+}
+
+// notOwn returns the condition that passes over the rows of echo's
+// sessions kept as the device pushed them, in the database: a device
+// that pushed 100,000 rows does not have the server read them back. The
+// CASE makes a NULL written directly in the database count as not own.
+func notOwn(echo server.Echo) (string, []any) {
+	args := []any{echo.Device}
+	for id, own := range echo.Sessions {
+		if own {
+			args = append(args, id)
+		}
+	}
+	if echo.Device == "" || len(args) == 1 {
+		return "", nil
+	}
+	return ` AND CASE WHEN "_pushed" = 1 AND "_origin" = ? AND "_session" IN (` + marks(len(args)-1) + `) THEN 1 ELSE 0 END = 0`, args
 }
 
 // recordPull records the cursor a device sent, which proves it stored
