@@ -121,7 +121,8 @@ func (c *Client) Changes(ctx context.Context, device, cursor string, limit int, 
 // ends (its cursor, more, wait and partial, no rows) as soon as the
 // answer tells, before its rows are read (wire.ReadChangesHead): a pull
 // may ask for the next page meanwhile. A server that writes them after
-// the rows never calls head.
+// the rows never calls head. A page to set aside (Partial, More) comes as
+// wire.ReadChangesAside reads it: with Raw, its rows without their values.
 func (c *Client) ChangesHead(ctx context.Context, device, cursor string, limit int, own []string, head func(wire.Changes)) (wire.Changes, error) {
 	out := headed{head: head}
 	q := url.Values{}

@@ -67,7 +67,7 @@ func decode(body io.Reader, out any) error {
 		return err
 	case *headed:
 		var err error
-		ch.page, err = wire.ReadChangesHead(body, ch.head)
+		ch.page, err = wire.ReadChangesAside(body, ch.head)
 		return err
 	}
 	dec := json.NewDecoder(body)

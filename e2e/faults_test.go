@@ -145,31 +145,35 @@ func TestRetriesApplyOnce(t *testing.T) {
 		// failed batch's successor, on the wire beside it (two batches in
 		// flight), goes again too.
 		wantBatches int
+		// others is the number of rows another device pushes first: a
+		// device's pull passes over its own rows without a page, so only
+		// others' rows make pages.
+		others int
 	}{
 		{"request of batch 6 dropped", func(kind string, n int) testkit.Fault {
 			if kind == "batches" && n == 5 {
 				return testkit.DropRequest
 			}
 			return testkit.Pass
-		}, 12},
+		}, 12, 0},
 		{"answer of batch 6 lost after staging", func(kind string, n int) testkit.Fault {
 			if kind == "batches" && n == 5 {
 				return testkit.DropResponse
 			}
 			return testkit.Pass
-		}, 12},
+		}, 12, 0},
 		{"answer of commit lost after commit", func(kind string, n int) testkit.Fault {
 			if kind == "commit" && n == 0 {
 				return testkit.DropResponse
 			}
 			return testkit.Pass
-		}, 10},
+		}, 10, 0},
 		{"answer of a pull page lost", func(kind string, n int) testkit.Fault {
 			if kind == "changes" && n == 1 {
 				return testkit.DropResponse
 			}
 			return testkit.Pass
-		}, 10},
+		}, 10, 90},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +188,13 @@ func TestRetriesApplyOnce(t *testing.T) {
 			}}
 			a := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Transport: ft,
 				Co: coordinator.Options{PushBatchSize: 10, PullBatchSize: 30}})
+			sessions := 1
+			if tt.others > 0 {
+				o := testkit.NewDevice(t, reg, srv.URL, testkit.DeviceOptions{Token: "token-bob"})
+				saveCustomers(t, o, tt.others, "other")
+				o.Sync(t)
+				sessions++
+			}
 			ids := saveCustomers(t, a, 100, "c")
 			rep := a.Sync(t)
 			if rep.Attempts != 2 {
@@ -192,14 +203,17 @@ func TestRetriesApplyOnce(t *testing.T) {
 			if got := int(batches.Load()); got != tt.wantBatches {
 				t.Errorf("batch requests=%d, want %d (resume from the last acknowledged batch)", got, tt.wantBatches)
 			}
-			if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != len(ids) {
-				t.Errorf("server rows=%d, want %d", n, len(ids))
+			if n := serverCount(t, srv, `SELECT count(*) FROM customers`); n != len(ids)+tt.others {
+				t.Errorf("server rows=%d, want %d", n, len(ids)+tt.others)
 			}
-			if n := serverCount(t, srv, `SELECT count(*) FROM _tether_sessions WHERE result IS NOT NULL`); n != 1 {
-				t.Errorf("committed sessions=%d, want 1", n)
+			if n := serverCount(t, srv, `SELECT count(*) FROM _tether_sessions WHERE result IS NOT NULL`); n != sessions {
+				t.Errorf("committed sessions=%d, want %d", n, sessions)
 			}
-			if n := serverCount(t, srv, `SELECT coalesce(sum(version), 0) FROM _tether_tenants`); n != 1 {
-				t.Errorf("server version=%d, want 1: a commit was applied twice", n)
+			if n := serverCount(t, srv, `SELECT coalesce(sum(version), 0) FROM _tether_tenants`); n != sessions {
+				t.Errorf("server version=%d, want %d: a commit was applied twice", n, sessions)
+			}
+			if held, _ := localdb.Query[testkit.Customer](ctx, a.DB, ""); len(held) != len(ids)+tt.others {
+				t.Errorf("device holds %d rows, want %d", len(held), len(ids)+tt.others)
 			}
 			if n, _ := a.DB.Pending(ctx); n != 0 {
 				t.Errorf("Pending=%d, want 0", n)
@@ -208,8 +222,8 @@ func TestRetriesApplyOnce(t *testing.T) {
 				Co: coordinator.Options{PullBatchSize: 30}})
 			b.Sync(t)
 			list, _ := localdb.Query[testkit.Customer](ctx, b.DB, "")
-			if len(list) != len(ids) {
-				t.Errorf("other device holds %d rows, want %d", len(list), len(ids))
+			if len(list) != len(ids)+tt.others {
+				t.Errorf("other device holds %d rows, want %d", len(list), len(ids)+tt.others)
 			}
 			assertConverged(t, srv, a, b)
 		})

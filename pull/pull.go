@@ -50,7 +50,9 @@ type HeadTransport interface {
 	Transport
 	// ChangesHead is Changes that calls head, at most once and before it
 	// returns, with the page's Cursor, More, Wait and Partial, as soon as
-	// they are known.
+	// they are known. A page that is Partial with More may come with Raw
+	// and its rows without their values (wire.ReadChangesAside): the
+	// engine only sets such a page aside.
 	ChangesHead(ctx context.Context, device, cursor string, limit int, own []string, head func(wire.Changes)) (wire.Changes, error)
 }
 

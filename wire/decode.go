@@ -30,6 +30,20 @@ func ReadChanges(r io.Reader) (Changes, error) {
 // after its rows, or not at all; the page returned says the same as the
 // head, unless the server gave a member twice.
 func ReadChangesHead(r io.Reader, head func(Changes)) (Changes, error) {
+	return readChanges(r, head, false)
+}
+
+// ReadChangesAside is ReadChangesHead for a reader that sets the rows of a
+// page that says, before its rows, that it is Partial with More after it
+// aside as they came (Raw) and reads their values later with a RowReader:
+// when it keeps Raw, each row of Changes has every member but its values
+// (Values is nil), which it does not decode. Every other page comes whole.
+func ReadChangesAside(r io.Reader, head func(Changes)) (Changes, error) {
+	return readChanges(r, head, true)
+}
+
+// readChanges is ReadChangesHead, and ReadChangesAside when aside.
+func readChanges(r io.Reader, head func(Changes), aside bool) (Changes, error) {
 	var c Changes
 	var seen uint8 // of cursor, more, wait and partial, a bit each
 	d := newRowDecoder(r)
@@ -42,7 +56,7 @@ func ReadChangesHead(r io.Reader, head func(Changes)) (Changes, error) {
 				head = nil
 			}
 			if seen&8 != 0 && c.Partial { // a page to set aside: its text too
-				c.Changes, c.Raw, err = d.rawRows(c.Changes[:0])
+				c.Changes, c.Raw, err = d.rawRows(c.Changes[:0], aside && seen&2 != 0 && c.More)
 			} else {
 				c.Raw = nil
 				c.Changes, err = d.rows(c.Changes[:0])
@@ -98,6 +112,7 @@ type rowDecoder struct {
 	dec   *jsontext.Decoder
 	names map[string]string
 	late  bool // a row's member other than changed, increments or evict came after its values
+	skim  bool // rows' values are checked for their kind and passed over
 }
 
 func newRowDecoder(r io.Reader) *rowDecoder {
@@ -272,14 +287,20 @@ func (d *rowDecoder) rows(out []Row) ([]Row, error) {
 // rawRows reads an array of rows, or null, as rows does, and returns the
 // array's text too when a RowReader reads the same rows from it: in every
 // row, only changed, increments and evict follow values, as AppendBatch
-// and AppendChanges write them.
-func (d *rowDecoder) rawRows(out []Row) ([]Row, []byte, error) {
+// and AppendChanges write them. With skim, the rows it returns with the
+// text come without their values, which it checks are an object or null
+// and does not decode.
+func (d *rowDecoder) rawRows(out []Row, skim bool) ([]Row, []byte, error) {
 	raw, err := d.dec.ReadValue()
 	if err != nil {
 		return nil, nil, err
 	}
-	sub := &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names}
+	sub := &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names, skim: skim}
 	rows, err := sub.rows(out)
+	if err == nil && skim && sub.late { // no RowReader reads it: the rows whole
+		sub = &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names}
+		rows, err = sub.rows(out[:0])
+	}
 	if err != nil || raw.Kind() != '[' || sub.late {
 		return rows, nil, err
 	}
@@ -330,6 +351,12 @@ func (d *rowDecoder) fieldNamed(r *Row, f string) error {
 	case "modified_by":
 		r.ModifiedBy, err = d.str()
 	case "values":
+		if d.skim {
+			if k := d.dec.PeekKind(); k != '{' && k != 'n' {
+				return errKind("object", k)
+			}
+			return d.dec.SkipValue()
+		}
 		r.Values, err = d.values(r.Values)
 	case "reason":
 		r.Reason, err = d.str()

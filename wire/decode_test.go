@@ -236,6 +236,9 @@ func FuzzReadChanges(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := wire.ReadChanges(bytes.NewReader(b))
+		if err == nil {
+			checkAside(t, b, got)
+		}
 		for _, c := range b {
 			if c >= 0x80 {
 				return
@@ -312,6 +315,81 @@ func checkRaw(t testing.TB, c *wire.Changes) {
 		t.Errorf("Raw %s read by a RowReader =\n%#v\nReadChanges:\n%#v", c.Raw, got, want)
 	}
 	c.Raw = nil
+}
+
+// checkAside checks that ReadChangesAside reads page b as ReadChanges did
+// (whole), but for the values of a page to set aside that it keeps the
+// text of.
+func checkAside(t testing.TB, b []byte, whole wire.Changes) {
+	t.Helper()
+	got, err := wire.ReadChangesAside(bytes.NewReader(b), nil)
+	if err != nil {
+		t.Fatalf("ReadChangesAside(%s): %v; ReadChanges read it", b, err)
+	}
+	if reflect.DeepEqual(got, whole) {
+		return
+	}
+	if whole.Raw == nil || !whole.More || !bytes.Equal(got.Raw, whole.Raw) {
+		t.Fatalf("ReadChangesAside(%s) =\n%#v\nReadChanges:\n%#v", b, got, whole)
+	}
+	want := whole
+	want.Changes = nil
+	for _, r := range whole.Changes {
+		r.Values = nil
+		want.Changes = append(want.Changes, r)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("ReadChangesAside(%s) =\n%#v\nwant the rows of ReadChanges without values:\n%#v", b, got, want)
+	}
+}
+
+// ReadChangesAside does not decode the values of the rows of a page to
+// set aside, which it keeps as text; every other page comes whole, and
+// values that are not an object are refused.
+func TestReadChangesAside(t *testing.T) {
+	page, err := wire.AppendChanges(nil, &wire.Changes{Changes: benchRows(), Cursor: "c", More: true, Partial: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := wire.ReadChangesAside(bytes.NewReader(page), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Raw == nil || len(got.Changes) != len(benchRows()) {
+		t.Fatalf("page to set aside: Raw %d bytes, %d rows; want its text and its %d rows", len(got.Raw), len(got.Changes), len(benchRows()))
+	}
+	for i, r := range got.Changes {
+		if r.Values != nil || r.Table == "" || r.ID == "" {
+			t.Fatalf("row %d: %+v, want its table and id and no values", i, r)
+		}
+	}
+	whole, err := wire.ReadChanges(bytes.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAside(t, page, whole)
+	var told wire.Changes
+	if _, err := wire.ReadChangesAside(bytes.NewReader(page), func(h wire.Changes) { told = h }); err != nil || told.Cursor != "c" || !told.Partial {
+		t.Errorf("head told %+v, %v; want the page's", told, err)
+	}
+	if rows := readRaw(t, got.Raw); !reflect.DeepEqual(rows, whole.Changes) {
+		t.Errorf("Raw read by a RowReader differs from the page read whole")
+	}
+	for _, body := range []string{
+		`{"more":true,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1},"table":"u"}]}`, // read late: whole
+		`{"more":false,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}]}`,            // applied, not set aside
+		`{"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}],"more":true}`,             // more told too late
+		`{"partial":true,"more":true,"changes":[{"table":"t","id":"x","values":{"v":[1,{"a":null}]}}]}`,
+	} {
+		whole, err := wire.ReadChanges(strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAside(t, []byte(body), whole)
+	}
+	if _, err := wire.ReadChangesAside(strings.NewReader(`{"more":true,"partial":true,"changes":[{"table":"t","id":"x","values":[1]}]}`), nil); err == nil {
+		t.Error("values that are an array: read, want an error")
+	}
 }
 
 // A partial page as the server writes it comes with its rows' text, which
