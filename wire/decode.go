@@ -46,7 +46,8 @@ func ReadChangesAside(r io.Reader, head func(Changes)) (Changes, error) {
 func readChanges(r io.Reader, head func(Changes), aside bool) (Changes, error) {
 	var c Changes
 	var seen uint8 // of cursor, more, wait and partial, a bit each
-	d := newRowDecoder(r)
+	rec := &recorder{r: r}
+	d := newRowDecoder(rec)
 	err := d.object(func(name string) error {
 		var err error
 		switch fieldName(name) {
@@ -56,7 +57,7 @@ func readChanges(r io.Reader, head func(Changes), aside bool) (Changes, error) {
 				head = nil
 			}
 			if seen&8 != 0 && c.Partial { // a page to set aside: its text too
-				c.Changes, c.Raw, err = d.rawRows(c.Changes[:0], aside && seen&2 != 0 && c.More)
+				c.Changes, c.Raw, err = d.rawRows(rec, c.Changes[:0], aside && seen&2 != 0 && c.More)
 			} else {
 				c.Raw = nil
 				c.Changes, err = d.rows(c.Changes[:0])
@@ -285,26 +286,58 @@ func (d *rowDecoder) rows(out []Row) ([]Row, error) {
 }
 
 // rawRows reads an array of rows, or null, as rows does, and returns the
-// array's text too when a RowReader reads the same rows from it: in every
-// row, only changed, increments and evict follow values, as AppendBatch
-// and AppendChanges write them. With skim, the rows it returns with the
-// text come without their values, which it checks are an object or null
-// and does not decode.
-func (d *rowDecoder) rawRows(out []Row, skim bool) ([]Row, []byte, error) {
-	raw, err := d.dec.ReadValue()
+// array's text too, as rec read it, when a RowReader reads the same rows
+// from it: in every row, only changed, increments and evict follow
+// values, as AppendBatch and AppendChanges write them. With skim, the
+// rows it returns with the text come without their values, which it
+// checks are an object or null and does not decode.
+func (d *rowDecoder) rawRows(rec *recorder, out []Row, skim bool) ([]Row, []byte, error) {
+	start := d.dec.InputOffset()
+	rec.record(d.dec.UnreadBuffer())
+	d.skim, d.late = skim, false
+	rows, err := d.rows(out)
+	d.skim = false
+	raw := rec.stop()
 	if err != nil {
 		return nil, nil, err
 	}
-	sub := &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names, skim: skim}
-	rows, err := sub.rows(out)
-	if err == nil && skim && sub.late { // no RowReader reads it: the rows whole
-		sub = &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names}
-		rows, err = sub.rows(out[:0])
-	}
-	if err != nil || raw.Kind() != '[' || sub.late {
+	raw = bytes.TrimLeft(raw[:d.dec.InputOffset()-start], " \t\r\n:")
+	if d.late || len(raw) == 0 || raw[0] != '[' {
+		if skim && d.late { // no RowReader reads it: the rows whole
+			sub := &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names}
+			rows, err = sub.rows(out[:0])
+		}
 		return rows, nil, err
 	}
-	return rows, bytes.Clone(raw), nil
+	return rows, raw, nil
+}
+
+// recorder is a reader that keeps what it reads while told to.
+type recorder struct {
+	r   io.Reader
+	on  bool
+	buf []byte
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if r.on {
+		r.buf = append(r.buf, p[:n]...)
+	}
+	return n, err
+}
+
+// record starts keeping what it reads, after buffered: what its reader
+// read from it already and has not used.
+func (r *recorder) record(buffered []byte) {
+	r.on, r.buf = true, append(make([]byte, 0, max(len(buffered), 64<<10)), buffered...)
+}
+
+// stop stops keeping what it reads, and returns what it kept.
+func (r *recorder) stop() []byte {
+	b := r.buf
+	r.on, r.buf = false, nil
+	return b
 }
 
 // row reads a row into r.
