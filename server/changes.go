@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,18 +42,35 @@ func (s *Server) changes(ctx context.Context, p Principal, w http.ResponseWriter
 var pageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // writeChanges writes a pull page as JSON (wire.AppendChanges). A page
-// that cannot be encoded (a value that is not a number, such as
-// PostgreSQL's NaN) is not written, as json.Encoder would not write it.
-func writeChanges(w io.Writer, c *wire.Changes) {
+// with more after it that the client asks for at once (not Wait) goes in
+// two writes: where it ends first, sent at once, so that the client asks
+// for the next page while this one's rows are encoded; then its rows. A
+// page whose rows cannot be encoded (a value that is not a number, such
+// as PostgreSQL's NaN) is cut short there, and the client refuses it.
+func writeChanges(w http.ResponseWriter, c *wire.Changes) {
 	buf := pageBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 16<<20 {
+			pageBufs.Put(buf)
+		}
+	}()
+	*buf = wire.AppendChangesHead((*buf)[:0], c)
+	if c.More && !c.Wait && len(c.Changes) >= earlyHeadRows {
+		if _, err := w.Write(*buf); err != nil {
+			return
+		}
+		http.NewResponseController(w).Flush()
+		*buf = (*buf)[:0]
+	}
 	var err error
-	if *buf, err = wire.AppendChanges((*buf)[:0], c); err == nil {
+	if *buf, err = wire.AppendChangesRows(*buf, c); err == nil {
 		w.Write(*buf)
 	}
-	if cap(*buf) <= 16<<20 {
-		pageBufs.Put(buf)
-	}
 }
+
+// earlyHeadRows is the fewest rows of a page whose head writeChanges
+// sends ahead of them: encoding fewer takes less than the flush.
+const earlyHeadRows = 100
 
 // pageParams reads the cursor and limit of a page of changes or of a
 // snapshot.

@@ -221,6 +221,17 @@ func (g *gzipWriter) Write(b []byte) (int, error) {
 	return g.zw.Write(b)
 }
 
+// FlushError sends what was written so far: the compressed bytes, then
+// the connection's buffer.
+func (g *gzipWriter) FlushError() error {
+	if g.zw != nil {
+		if err := g.zw.Flush(); err != nil {
+			return err
+		}
+	}
+	return http.NewResponseController(g.ResponseWriter).Flush()
+}
+
 // Unwrap lets http.ResponseController reach the connection: the body's
 // read deadline (Options.BodyTimeout) holds for a client that accepts
 // gzip too.

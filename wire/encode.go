@@ -33,9 +33,15 @@ func AppendBatch(b []byte, rows []Row) ([]byte, error) {
 // and <, > and & are not escaped), without reflection: this is the
 // server's share of a pull. Values are written as AppendBatch writes them.
 func AppendChanges(b []byte, c *Changes) ([]byte, error) {
-	// Where the page ends comes before its rows, wait and partial even
-	// when false: a client reads them first and may ask for the next
-	// page while it reads the rows (ReadChangesHead).
+	return AppendChangesRows(AppendChangesHead(b, c), c)
+}
+
+// AppendChangesHead appends the start of the JSON of a pull page, where
+// the page ends: its cursor, more, wait and partial (even when false), up
+// to its rows. A client reads them first and may ask for the next page
+// while it reads the rows (ReadChangesHead); a server may send them
+// before it encodes the rows.
+func AppendChangesHead(b []byte, c *Changes) []byte {
 	b = append(b, `{"cursor":`...)
 	b = appendString(b, c.Cursor)
 	b = append(b, `,"more":`...)
@@ -44,7 +50,12 @@ func AppendChanges(b []byte, c *Changes) ([]byte, error) {
 	b = strconv.AppendBool(b, c.Wait)
 	b = append(b, `,"partial":`...)
 	b = strconv.AppendBool(b, c.Partial)
-	b = append(b, `,"changes":`...)
+	return append(b, `,"changes":`...)
+}
+
+// AppendChangesRows appends the rest of the JSON of a pull page after
+// AppendChangesHead: its rows, and the end.
+func AppendChangesRows(b []byte, c *Changes) ([]byte, error) {
 	if c.Changes == nil {
 		b = append(b, "null"...)
 	} else {
