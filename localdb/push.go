@@ -171,6 +171,9 @@ func (s *Syncer) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBa
 	if err := db.checkOpen("NextDirty"); err != nil {
 		return DirtyBatch{}, err
 	}
+	if pos.Table >= len(db.tables) { // past the last table: nothing to read
+		return DirtyBatch{Next: pos}, nil
+	}
 	// One transaction for the tables passed over on the way: the batch
 	// after a push's last is usually none, in every table.
 	var b DirtyBatch
@@ -181,7 +184,7 @@ func (s *Syncer) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBa
 				return fmt.Errorf("read dirty %s: %w", db.tables[pos.Table].name, err)
 			}
 			if len(b.Rows) > 0 {
-				return nil
+				return db.lastBatch(ctx, tx, &b, limit)
 			}
 		}
 		b = DirtyBatch{Next: pos}
@@ -191,6 +194,28 @@ func (s *Syncer) NextDirty(ctx context.Context, pos PushPos, limit int) (DirtyBa
 		return DirtyBatch{}, fmt.Errorf("localdb: %w", err)
 	}
 	return b, nil
+}
+
+// lastBatch moves b's Next past the last table when b is the push's last
+// batch: fewer than limit rows, and no dirty row in the tables after its
+// own. The read after it, which a push makes to know that b is its last,
+// then reads nothing. A row saved meanwhile waits for the next push, as
+// one saved behind a position already read does.
+func (db *DB) lastBatch(ctx context.Context, tx *sql.Tx, b *DirtyBatch, limit int) error {
+	if len(b.Rows) >= limit {
+		return nil
+	}
+	for _, t := range db.tables[b.Next.Table+1:] {
+		var dirty bool
+		if err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE "_dirty" = 1)`, sqlident.Quote(t.name))).Scan(&dirty); err != nil {
+			return fmt.Errorf("read dirty %s: %w", t.name, err)
+		}
+		if dirty {
+			return nil
+		}
+	}
+	b.Next = PushPos{Table: len(db.tables)}
+	return nil
 }
 
 // dirtyFrom reads in tx up to limit dirty rows of t after pos, stamping
