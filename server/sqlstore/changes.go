@@ -16,7 +16,10 @@ import (
 // transaction, so a page is a consistent snapshot, and merges them in
 // commit order. A table's rows are read until they pass maxBytes; the
 // page then ends before any row that could come after the first row that
-// table did not read.
+// table did not read. Without scopes, the device's own rows are left out
+// in the query, and the last page (more false) returns a cursor past the
+// tenant's latest version in that snapshot, so that it passes the own
+// rows after the last row sent too.
 func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cursor, limit, maxBytes int, echo server.Echo) ([]wire.Row, server.Cursor, bool, error) {
 	tx, err := s.r.BeginTx(ctx, s.d.ReadOptions())
 	if err != nil {
@@ -54,7 +57,12 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		}
 		more = true
 	} else {
-		pr := &pageReader{after: from, limit: limit, maxBytes: maxBytes, echo: echo}
+		// With scopes, a scoped table's read may end before its last
+		// change (one not captured yet, of version 0, is left out after
+		// its key's LIMIT): the page cannot tell that it read every
+		// table to its end, so own rows are passed over as they are
+		// read.
+		pr := &pageReader{after: from, limit: limit, maxBytes: maxBytes, echo: echo, passOwn: v == nil}
 		for _, t := range s.tables {
 			var err error
 			if v != nil && s.scope.of(t) != nil {
@@ -67,11 +75,10 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 			}
 		}
 		out, next, more = page(pr.all, from, limit, maxBytes, pr.bound)
-		if !more {
+		if !more && pr.passOwn {
 			// Every table was read to its end: the cursor passes every
-			// version of this snapshot, also the rows it passed over
-			// without reading them (the device's own, of tables it may
-			// not see).
+			// version of this snapshot, also the device's own rows that
+			// the query left out.
 			next = server.Cursor{Version: latest, Table: len(s.tables)}
 		}
 	}
@@ -90,8 +97,9 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 	return out, next, more, nil
 }
 
-// checkHorizon returns the tenant's latest version. It refuses a cursor before the tenant's horizon: tombstones
-// before it may be gone, so the pull would miss deletions. So would the
+// checkHorizon returns the tenant's latest version. It refuses a cursor
+// before the tenant's horizon: tombstones before it may be gone, so the
+// pull would miss deletions. So would the
 // empty cursor of a device that pushed before its first pull: it starts
 // from a snapshot too. It refuses a cursor past the tenant's latest
 // version too, before anything is recorded of it: no pull of the tenant
@@ -147,6 +155,9 @@ type pageReader struct {
 	after           server.Cursor
 	limit, maxBytes int
 	echo            server.Echo
+	// passOwn has readChanges leave the device's own rows out in its
+	// query (notOwn) rather than read them and pass over them.
+	passOwn bool
 
 	all   []changed
 	read  int            // bytes read so far, of every table: memory stays near maxBytes
@@ -157,19 +168,26 @@ type pageReader struct {
 // limit+1, stopping once the bytes read of every table pass maxBytes.
 func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant string, pr *pageReader) error {
 	where, args := s.afterClause(t.idx, pr.after)
-	own, ownArgs := notOwn(pr.echo)
-	q := s.q(`SELECT ` + t.selects + ` FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + own + ` ORDER BY "_version", "id" LIMIT ?`)
+	var own string
+	var ownArgs []any
+	if pr.passOwn {
+		own, ownArgs = notOwn(pr.echo)
+	}
+	q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + own + ` ORDER BY "_version", "id" LIMIT ?`)
 	rows, err := tx.QueryContext(ctx, q, slices.Concat([]any{tenant}, args, ownArgs, []any{pr.limit + 1})...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	for rows.Next() {
-		r, err := scanRow(&t.schema, rows.Scan)
+		var session string
+		var pushed int64
+		r, err := scanRow(&t.schema, rows.Scan, &session, &pushed)
 		if err != nil {
 			return err
 		}
-		c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size()}
+		c := changed{pos: server.Cursor{Version: r.Version, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
+			echo: pr.own(pushed, r.Device, session)}
 		pr.all = append(pr.all, c)
 		// Each table gives at least one row, so that the page knows how
 		// far it may go.
@@ -181,6 +199,13 @@ func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant st
 		}
 	}
 	return rows.Err()
+}
+
+// own reports whether a row read is the pulling device's own, as it
+// pushed it: kept exactly as pushed (pushed is 1), from its device, of a
+// session it names. notOwn is the same rule in SQL.
+func (pr *pageReader) own(pushed int64, device, session string) bool {
+	return pushed == 1 && device == pr.echo.Device && pr.echo.Sessions[session]
 }
 
 // notOwn returns the condition that passes over the rows of echo's

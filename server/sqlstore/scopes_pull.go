@@ -289,7 +289,7 @@ func (s *Store) readScoped(ctx context.Context, tx *sql.Tx, t *Table, tenant str
 			r = wire.Row{Table: t.schema.Name, ID: r.ID, Evict: true, Version: at}
 		}
 		ch := changed{pos: server.Cursor{Version: at, Table: t.idx, ID: r.ID}, row: r, size: r.Size(),
-			echo: vis == 1 && pushed == 1 && r.Device == pr.echo.Device && pr.echo.Sessions[session]}
+			echo: vis == 1 && pr.own(pushed, r.Device, session)}
 		pr.all = append(pr.all, ch)
 		if pr.read += ch.size; pr.read > pr.maxBytes {
 			if pr.bound == nil || ch.pos.Before(*pr.bound) {
