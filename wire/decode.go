@@ -46,6 +46,7 @@ func ReadChangesAside(r io.Reader, head func(Changes)) (Changes, error) {
 func readChanges(r io.Reader, head func(Changes), aside bool) (Changes, error) {
 	var c Changes
 	var seen uint8 // of cursor, more, wait and partial, a bit each
+	skimmed := false // the rows came without their values
 	rec := &recorder{r: r}
 	d := newRowDecoder(rec)
 	err := d.object(func(name string) error {
@@ -56,8 +57,11 @@ func readChanges(r io.Reader, head func(Changes), aside bool) (Changes, error) {
 				head(Changes{Cursor: c.Cursor, More: c.More, Wait: c.Wait, Partial: c.Partial})
 				head = nil
 			}
+			skimmed = false
 			if seen&8 != 0 && c.Partial { // a page to set aside: its text too
-				c.Changes, c.Raw, err = d.rawRows(rec, c.Changes[:0], aside && seen&2 != 0 && c.More)
+				skim := aside && seen&2 != 0 && c.More
+				c.Changes, c.Raw, err = d.rawRows(rec, c.Changes[:0], skim)
+				skimmed = skim && c.Raw != nil
 			} else {
 				c.Raw = nil
 				c.Changes, err = d.rows(c.Changes[:0])
@@ -79,6 +83,11 @@ func readChanges(r io.Reader, head func(Changes), aside bool) (Changes, error) {
 		}
 		return err
 	})
+	if err == nil && skimmed && (!c.Partial || !c.More) {
+		// more or partial given again after the rows, otherwise: the
+		// page is not one to set aside, and its rows come whole.
+		c.Changes, err = d.wholeRows(c.Raw, c.Changes[:0])
+	}
 	if err != nil {
 		return Changes{}, fmt.Errorf("read changes: %w", err)
 	}
@@ -304,12 +313,17 @@ func (d *rowDecoder) rawRows(rec *recorder, out []Row, skim bool) ([]Row, []byte
 	raw = bytes.TrimLeft(raw[:d.dec.InputOffset()-start], " \t\r\n:")
 	if d.late || len(raw) == 0 || raw[0] != '[' {
 		if skim && d.late { // no RowReader reads it: the rows whole
-			sub := &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names}
-			rows, err = sub.rows(out[:0])
+			rows, err = d.wholeRows(raw, out[:0])
 		}
 		return rows, nil, err
 	}
 	return rows, raw, nil
+}
+
+// wholeRows reads the array of rows raw, values and all.
+func (d *rowDecoder) wholeRows(raw []byte, out []Row) ([]Row, error) {
+	sub := &rowDecoder{dec: jsontext.NewDecoder(bytes.NewReader(raw), jsontext.AllowDuplicateNames(true)), names: d.names}
+	return sub.rows(out)
 }
 
 // recorder is a reader that keeps what it reads while told to.

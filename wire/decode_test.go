@@ -350,7 +350,7 @@ func checkAside(t testing.TB, b []byte, whole wire.Changes) {
 	if reflect.DeepEqual(got, whole) {
 		return
 	}
-	if whole.Raw == nil || !whole.More || !bytes.Equal(got.Raw, whole.Raw) {
+	if whole.Raw == nil || !whole.More || !whole.Partial || !bytes.Equal(got.Raw, whole.Raw) {
 		t.Fatalf("ReadChangesAside(%s) =\n%#v\nReadChanges:\n%#v", b, got, whole)
 	}
 	want := whole
@@ -397,9 +397,11 @@ func TestReadChangesAside(t *testing.T) {
 		t.Errorf("Raw read by a RowReader differs from the page read whole")
 	}
 	for _, body := range []string{
-		`{"more":true,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1},"table":"u"}]}`, // read late: whole
-		`{"more":false,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}]}`,            // applied, not set aside
-		`{"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}],"more":true}`,             // more told too late
+		`{"more":true,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1},"table":"u"}]}`,  // read late: whole
+		`{"more":false,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}]}`,             // applied, not set aside
+		`{"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}],"more":true}`,              // more told too late
+		`{"more":true,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}],"more":false}`, // and then otherwise: whole
+		`{"more":true,"partial":true,"changes":[{"table":"t","id":"x","values":{"v":1}}],"partial":false}`,
 		`{"partial":true,"more":true,"changes":[{"table":"t","id":"x","values":{"v":[1,{"a":null}]}}]}`,
 	} {
 		whole, err := wire.ReadChanges(strings.NewReader(body))
