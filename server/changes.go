@@ -46,7 +46,11 @@ var pageBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return 
 // two writes: where it ends first, sent at once, so that the client asks
 // for the next page while this one's rows are encoded; then its rows. A
 // page whose rows cannot be encoded (a value that is not a number, such
-// as PostgreSQL's NaN) is cut short there, and the client refuses it.
+// as PostgreSQL's NaN) is not written, as json.Encoder would not write
+// it, or, when its head went ahead, ends after the head: either way the
+// client refuses the answer. (The next page it may have asked for
+// meanwhile tells the server it stored this one, as any page asked for
+// from the head does: see docs/protocol.md "Pulling".)
 func writeChanges(w http.ResponseWriter, c *wire.Changes) {
 	buf := pageBufs.Get().(*[]byte)
 	defer func() {
