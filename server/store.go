@@ -113,8 +113,9 @@ type Store interface {
 	// Rows of echo.Device's push sessions in echo.Sessions that the server
 	// kept exactly as pushed (no conflict settled against them, no merge,
 	// no new clock stamp, no reference rule) are passed over: the device
-	// has them. The cursor moves past them all the same: the last page
-	// (more false) returns a cursor past every version it could see.
+	// has them. The cursor moves past them all the same (a store that
+	// leaves them out of its reads returns, on the last page, more false,
+	// a cursor past every version it could see).
 	Changes(ctx context.Context, p Principal, after Cursor, limit, maxBytes int, echo Echo) ([]wire.Row, Cursor, bool, error)
 	// Audit returns up to limit entries of tenant's audit log with
 	// versions above after, oldest first.

@@ -99,13 +99,13 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 
 // checkHorizon returns the tenant's latest version. It refuses a cursor
 // before the tenant's horizon: tombstones before it may be gone, so the
-// pull would miss deletions. So would the
-// empty cursor of a device that pushed before its first pull: it starts
-// from a snapshot too. It refuses a cursor past the tenant's latest
-// version too, before anything is recorded of it: no pull of the tenant
-// made it (the server's database was restored from an older backup, or
-// the cursor was forged), and a device position recorded there would
-// purge what other devices have not pulled yet.
+// pull would miss deletions. So would the empty cursor of a device that
+// pushed before its first pull: it starts from a snapshot too. It refuses
+// a cursor past the tenant's latest version too, before anything is
+// recorded of it: no pull of the tenant made it (the server's database
+// was restored from an older backup, or the cursor was forged), and a
+// device position recorded there would purge what other devices have not
+// pulled yet.
 func (s *Store) checkHorizon(ctx context.Context, tx *sql.Tx, tenant string, after server.Cursor) (int64, error) {
 	var horizon int64
 	err := tx.QueryRowContext(ctx, s.q(`SELECT version FROM _tether_horizons WHERE tenant = ?`), tenant).Scan(&horizon)
