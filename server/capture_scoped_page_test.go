@@ -16,59 +16,39 @@ import (
 func TestScopedPullAfterAnUncapturedWriteMissesNothing(t *testing.T) {
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		ctx := context.Background()
-		store, c := capturing(t, db)
-		sc := &server.Scopes{
-			Tables:    map[string]server.RowKeys{"parents": server.KeyColumn("name:", "name")},
-			Principal: server.PrincipalKeys(server.ClaimKeys("names", "name:")),
+		store, c := capturingByName(t, db)
+		seesA := seesName("ada", "a")
+		storeFixture{t: t, s: store}.device(seesA, "da")
+		got := map[string]bool{}
+		// pull pulls pages of 5 from cur, at most pages of them, and
+		// returns the cursor after them.
+		pull := func(cur server.Cursor, pages int) server.Cursor {
+			for range pages {
+				rows, next, more, err := store.Changes(ctx, seesA, cur, 5, 1<<30, server.Echo{Device: "da"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range rows {
+					got[r.ID] = true
+				}
+				if cur = next; !more {
+					break
+				}
+			}
+			return cur
 		}
-		if err := store.UseScopes(sc, nil); err != nil {
-			t.Fatal(err)
-		}
-		f := storeFixture{t: t, s: store}
-		seesA := server.Principal{Tenant: "acme", User: "ada", Claims: map[string]any{"names": []any{"a"}}}
-		f.device(seesA, "da")
 		bo := openBackOffice(t, db)
 		bo.exec(insertParent("p00", "a"))
 		capture(t, c)
-		cur := server.Cursor{}
-		for range 100 {
-			_, next, more, err := store.Changes(ctx, seesA, cur, 5, 1<<30, server.Echo{Device: "da"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = next
-			if !more {
-				break
-			}
-		}
+		cur := pull(server.Cursor{}, 100)
 		for i := 1; i <= 10; i++ {
 			bo.exec(insertParent(fmt.Sprintf("p%02d", i), "a"))
 			capture(t, c)
 		}
 		bo.exec(stmt{`UPDATE parents SET note = ? WHERE _tenant = ? AND id = ?`, []any{"T", "acme", "p01"}}) // not captured yet
-		got := map[string]bool{}
-		rows, next, _, err := store.Changes(ctx, seesA, cur, 5, 1<<30, server.Echo{Device: "da"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range rows {
-			got[r.ID] = true
-		}
-		cur = next
+		cur = pull(cur, 1)
 		capture(t, c)
-		for range 100 {
-			rows, next, more, err := store.Changes(ctx, seesA, cur, 5, 1<<30, server.Echo{Device: "da"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range rows {
-				got[r.ID] = true
-			}
-			cur = next
-			if !more {
-				break
-			}
-		}
+		pull(cur, 100)
 		for i := 1; i <= 10; i++ {
 			if id := fmt.Sprintf("p%02d", i); !got[id] {
 				t.Errorf("device never received %s", id)

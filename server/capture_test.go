@@ -126,6 +126,27 @@ func capturing(t *testing.T, db stores.Database) (server.Store, server.Capturer)
 	return store, c
 }
 
+// capturingByName is capturing with parents scoped by their name
+// ("name:" keys), to principals given names in their claim "names".
+func capturingByName(t *testing.T, db stores.Database) (server.Store, server.Capturer) {
+	t.Helper()
+	store, c := capturing(t, db)
+	sc := &server.Scopes{
+		Tables:    map[string]server.RowKeys{"parents": server.KeyColumn("name:", "name")},
+		Principal: server.PrincipalKeys(server.ClaimKeys("names", "name:")),
+	}
+	if err := store.UseScopes(sc, nil); err != nil {
+		t.Fatal(err)
+	}
+	return store, c
+}
+
+// seesName is a principal of tenant acme who may see the parents named
+// name.
+func seesName(user, name string) server.Principal {
+	return server.Principal{Tenant: "acme", User: user, Claims: map[string]any{"names": []any{name}}}
+}
+
 func capture(t *testing.T, c server.Capturer) int {
 	t.Helper()
 	n, err := c.Capture(context.Background())
@@ -444,17 +465,9 @@ func TestCaptureOption(t *testing.T) {
 func TestCaptureScoped(t *testing.T) {
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		ctx := context.Background()
-		store, c := capturing(t, db)
-		sc := &server.Scopes{
-			Tables:    map[string]server.RowKeys{"parents": server.KeyColumn("name:", "name")},
-			Principal: server.PrincipalKeys(server.ClaimKeys("names", "name:")),
-		}
-		if err := store.UseScopes(sc, nil); err != nil {
-			t.Fatal(err)
-		}
+		store, c := capturingByName(t, db)
 		f := storeFixture{t: t, s: store}
-		seesA := server.Principal{Tenant: "acme", User: "ada", Claims: map[string]any{"names": []any{"a"}}}
-		seesB := server.Principal{Tenant: "acme", User: "bob", Claims: map[string]any{"names": []any{"b"}}}
+		seesA, seesB := seesName("ada", "a"), seesName("bob", "b")
 		f.device(seesA, "da")
 		f.device(seesB, "db")
 		bo := openBackOffice(t, db)

@@ -15,16 +15,9 @@ import (
 func TestScopesReviewScopedPullSeesUncaptured(t *testing.T) {
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		ctx := context.Background()
-		store, c := capturing(t, db)
-		sc := &server.Scopes{
-			Tables:    map[string]server.RowKeys{"parents": server.KeyColumn("name:", "name")},
-			Principal: server.PrincipalKeys(server.ClaimKeys("names", "name:")),
-		}
-		if err := store.UseScopes(sc, nil); err != nil {
-			t.Fatal(err)
-		}
+		store, c := capturingByName(t, db)
 		f := storeFixture{t: t, s: store}
-		seesA := server.Principal{Tenant: "acme", User: "ada", Claims: map[string]any{"names": []any{"a"}}}
+		seesA := seesName("ada", "a")
 		f.device(seesA, "da")
 		f.device(seesA, "da2")
 		pull := func(dev string, cur server.Cursor) ([]wire.Row, server.Cursor) {
