@@ -45,7 +45,7 @@ func ReadChangesAside(r io.Reader, head func(Changes)) (Changes, error) {
 // readChanges is ReadChangesHead, and ReadChangesAside when aside.
 func readChanges(r io.Reader, head func(Changes), aside bool) (Changes, error) {
 	var c Changes
-	var seen uint8 // of cursor, more, wait and partial, a bit each
+	var seen uint8   // of cursor, more, wait and partial, a bit each
 	skimmed := false // the rows came without their values
 	rec := &recorder{r: r}
 	d := newRowDecoder(rec)
