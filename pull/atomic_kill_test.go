@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tethersync/tether/internal/sqlitedriver"
 	"github.com/tethersync/tether/internal/testkit"
 	"github.com/tethersync/tether/pull"
 	"github.com/tethersync/tether/server"
@@ -90,23 +91,43 @@ func TestPullKilledChild(t *testing.T) {
 		t.Skip("the child process of TestPullKilledInsideASession")
 	}
 	reg := testkit.Registry(t)
-	db, api := device(t, reg, url, "token-ada", &stallThird{next: http.DefaultTransport}, path)
+	db, api := device(t, reg, url, "token-ada", &stallThird{next: http.DefaultTransport, path: path}, path)
 	_, err := pull.New(db.Syncer(), api, pull.Options{PageSize: 500}).Pull(testCtx(t))
 	t.Fatalf("the pull ended (%v): it should have been killed in its third page", err)
 }
 
 // stallThird passes requests on, but stalls the third changes request
-// for good, after saying so on stdout.
+// for good, after saying so on stdout once the two pages before it are
+// set aside in the database at path: the engine asks for a page as soon
+// as the one before it tells where it ends, before it sets either aside.
 type stallThird struct {
 	next    http.RoundTripper
+	path    string
 	changes atomic.Int32
 }
 
 func (s *stallThird) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Path == "/v1/changes" && s.changes.Add(1) == 3 {
+		waitStashed(s.path, 2)
 		os.Stdout.WriteString(childReady + "\n")
 		<-r.Context().Done() // killed first
 		return nil, r.Context().Err()
 	}
 	return s.next.RoundTrip(r)
+}
+
+// waitStashed waits, at most 30 s, until the device database at path has
+// n pages set aside.
+func waitStashed(path string, n int) {
+	db, err := sqlitedriver.Open(path, sqlitedriver.Config{ReadOnly: true})
+	if err != nil {
+		return
+	}
+	defer db.Close()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var got int
+		if err := db.QueryRow(`SELECT count(*) FROM _tether_stash`).Scan(&got); err == nil && got >= n {
+			return
+		}
+	}
 }
