@@ -13,17 +13,10 @@ import (
 func TestScopesReviewForgedPhaseCursor(t *testing.T) {
 	stores.Each(t, []string{stores.SQLite}, func(t *testing.T, db stores.Database) {
 		ctx := context.Background()
-		store, c := capturing(t, db)
-		sc := &server.Scopes{
-			Tables:    map[string]server.RowKeys{"parents": server.KeyColumn("name:", "name")},
-			Principal: server.PrincipalKeys(server.ClaimKeys("names", "name:")),
-		}
-		if err := store.UseScopes(sc, nil); err != nil {
-			t.Fatal(err)
-		}
+		store, c := capturingByName(t, db)
 		f := storeFixture{t: t, s: store}
-		pa := server.Principal{Tenant: "acme", User: "ada", Claims: map[string]any{"names": []any{"a"}}}
-		pab := server.Principal{Tenant: "acme", User: "ada", Claims: map[string]any{"names": []any{"b"}}}
+		pa := seesName("ada", "a")
+		pab := seesName("ada", "b")
 		f.device(pa, "d")
 		bo := openBackOffice(t, db)
 		bo.exec(insertParent("x-a", "a"), insertParent("x-b", "b"))

@@ -16,16 +16,9 @@ import (
 func TestScopesReviewScopesTurnedOff(t *testing.T) {
 	stores.Each(t, stores.All, func(t *testing.T, db stores.Database) {
 		ctx := context.Background()
-		store, c := capturing(t, db)
-		sc := &server.Scopes{
-			Tables:    map[string]server.RowKeys{"parents": server.KeyColumn("name:", "name")},
-			Principal: server.PrincipalKeys(server.ClaimKeys("names", "name:")),
-		}
-		if err := store.UseScopes(sc, nil); err != nil {
-			t.Fatal(err)
-		}
+		store, c := capturingByName(t, db)
 		f := storeFixture{t: t, s: store}
-		p := server.Principal{Tenant: "acme", User: "ada", Claims: map[string]any{"names": []any{"a"}}}
+		p := seesName("ada", "a")
 		f.device(p, "d")
 		bo := openBackOffice(t, db)
 		bo.exec(insertParent("x-b", "b"))
