@@ -63,6 +63,9 @@ func (s *Store) Changes(ctx context.Context, p server.Principal, after server.Cu
 		// table to its end, so own rows are passed over as they are
 		// read.
 		pr := &pageReader{after: from, limit: limit, maxBytes: maxBytes, echo: echo, passOwn: v == nil}
+		if pr.passOwn {
+			pr.notOwn, pr.notOwnArgs = notOwn(echo)
+		}
 		for _, t := range s.tables {
 			var err error
 			if v != nil && s.scope.of(t) != nil {
@@ -156,8 +159,11 @@ type pageReader struct {
 	limit, maxBytes int
 	echo            server.Echo
 	// passOwn has readChanges leave the device's own rows out in its
-	// query (notOwn) rather than read them and pass over them.
-	passOwn bool
+	// query (notOwn, the condition with its arguments, made once a page)
+	// rather than read them and pass over them.
+	passOwn    bool
+	notOwn     string
+	notOwnArgs []any
 
 	all   []changed
 	read  int            // bytes read so far, of every table: memory stays near maxBytes
@@ -168,13 +174,8 @@ type pageReader struct {
 // limit+1, stopping once the bytes read of every table pass maxBytes.
 func (s *Store) readChanges(ctx context.Context, tx *sql.Tx, t *Table, tenant string, pr *pageReader) error {
 	where, args := s.afterClause(t.idx, pr.after)
-	var own string
-	var ownArgs []any
-	if pr.passOwn {
-		own, ownArgs = notOwn(pr.echo)
-	}
-	q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + own + ` ORDER BY "_version", "id" LIMIT ?`)
-	rows, err := tx.QueryContext(ctx, q, slices.Concat([]any{tenant}, args, ownArgs, []any{pr.limit + 1})...)
+	q := s.q(`SELECT ` + t.selects + `, "_session", "_pushed" FROM ` + t.Name + ` WHERE "_tenant" = ? AND ` + where + pr.notOwn + ` ORDER BY "_version", "id" LIMIT ?`)
+	rows, err := tx.QueryContext(ctx, q, slices.Concat([]any{tenant}, args, pr.notOwnArgs, []any{pr.limit + 1})...)
 	if err != nil {
 		return err
 	}
