@@ -46,4 +46,17 @@ func TestNextDirtyKnowsTheLastBatch(t *testing.T) {
 	if b, err = s.NextDirty(ctx, b.Next, 10); err != nil || len(b.Rows) != 1 || b.Rows[0].ID != o.ID || b.Next != end {
 		t.Errorf("the orders: %d rows, next %+v, %v; want the order, and the end", len(b.Rows), b.Next, err)
 	}
+	// G2: an order saved after the last batch was read is not in this
+	// push, and stays dirty for the next one.
+	later := testkit.Order{CustomerID: ids[1], Total: 4, PlacedAt: time.Now()}
+	if err := db.Save(ctx, &later); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.NextDirty(ctx, end, 10); err != nil || len(b.Rows) != 0 {
+		t.Errorf("read at the end after a later save: %d rows, %v; want none in this push", len(b.Rows), err)
+	}
+	b, err = s.NextDirty(ctx, localdb.PushPos{Table: 1}, 10)
+	if err != nil || len(b.Rows) != 2 {
+		t.Errorf("the next push's orders: %d rows, %v; want the order saved late too", len(b.Rows), err)
+	}
 }
