@@ -61,7 +61,13 @@ type Options struct {
 // DB is a local SQLite database of synced entities: the app's API to it
 // (the sync engines use its Syncer). It is safe for concurrent use.
 type DB struct {
-	sql    *sql.DB
+	sql *sql.DB
+	// unchecked is a connection of its own with foreign keys off, for the
+	// engines' transactions that write the server's rows (see
+	// inTxUnchecked). Turning foreign keys off and on around a transaction
+	// instead would cost every statement cached on the connection its
+	// compiled program: SQLite expires them all when the pragma changes.
+	unchecked *sql.DB
 	path   string // as given to Open, for errors
 	reg    *entity.Registry
 	tables []*table // in priority order
@@ -100,14 +106,25 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if err := checkKey(path, opts.Key); err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
-	sdb, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: opts.BusyTimeout,
-		ForeignKeys: true, TxLock: "immediate", Synchronous: "NORMAL", StmtCache: 64, Key: opts.Key})
+	cfg := sqlitedriver.Config{WAL: true, BusyTimeout: opts.BusyTimeout,
+		ForeignKeys: true, TxLock: "immediate", Synchronous: "NORMAL", StmtCache: 64, Stable: true, Key: opts.Key}
+	sdb, err := sqlitedriver.Open(path, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
-	db := &DB{sql: sdb, path: path, reg: reg, byName: map[string]*table{}, conflictRetention: opts.ConflictRetention}
+	cfg.ForeignKeys = false
+	unchecked, err := sqlitedriver.Open(path, cfg)
+	if err != nil {
+		sdb.Close()
+		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
+	}
+	// One connection: the engines write one transaction at a time.
+	unchecked.SetMaxOpenConns(1)
+	unchecked.SetMaxIdleConns(1)
+	db := &DB{sql: sdb, unchecked: unchecked, path: path, reg: reg, byName: map[string]*table{}, conflictRetention: opts.ConflictRetention}
 	if err := db.init(ctx, opts); err != nil {
 		sdb.Close()
+		unchecked.Close()
 		if sqlitedriver.IsNotADatabase(err) {
 			err = fmt.Errorf("%w: %w", ErrWrongKey, err)
 		}
@@ -278,7 +295,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.ckpt.Close()
-	return db.sql.Close()
+	return errors.Join(db.sql.Close(), db.unchecked.Close())
 }
 
 // checkOpen returns an error wrapping ErrClosed, naming op, once Close was

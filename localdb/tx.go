@@ -17,10 +17,11 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // inTxUnchecked runs fn in a write transaction with foreign keys not
-// enforced. Pulled rows come in commit order of their latest versions, so a
-// child may arrive a page before its parent (a parent updated after its
-// child was written); the server's rows are consistent, and the references
-// hold again once the pull is complete.
+// enforced, on the store's unchecked connection (DB.unchecked). Pulled
+// rows come in commit order of their latest versions, so a child may
+// arrive a page before its parent (a parent updated after its child was
+// written); the server's rows are consistent, and the references hold
+// again once the pull is complete.
 //
 // A large transaction (pulled pages, the rows of a large push marked clean)
 // does not copy the write-ahead log into the database file on commit, as
@@ -28,30 +29,28 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // checkpointer does, in the background, after it, or the app's next
 // commit, if it comes first.
 func (db *DB) inTxUnchecked(ctx context.Context, large bool, fn func(tx *sql.Tx) error) error {
-	conn, err := db.sql.Conn(ctx)
+	if !large {
+		tx, err := db.unchecked.BeginTx(ctx, nil)
+		return db.runTx(tx, err, fn)
+	}
+	conn, err := db.unchecked.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	// The pragmas are no-ops inside a transaction: set them around one.
-	off, on := `PRAGMA foreign_keys = OFF`, `PRAGMA foreign_keys = ON`
-	if large {
-		// 1000 is SQLite's default, which every connection tether opens has.
-		off, on = off+`; PRAGMA wal_autocheckpoint = 0`, on+`; PRAGMA wal_autocheckpoint = 1000`
-	}
-	if _, err := conn.ExecContext(ctx, off); err != nil {
-		// Part of it may have run: never hand the connection back.
+	// The pragma is a no-op inside a transaction: set it around one. It
+	// leaves the connection's compiled statements as they are.
+	// 1000 is SQLite's default, which every connection tether opens has.
+	if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 		return err
 	}
 	defer func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), on); err != nil {
-			// Never hand a connection without foreign keys back to the pool.
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA wal_autocheckpoint = 1000`); err != nil {
+			// Never hand a connection that does not checkpoint back to the pool.
 			conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		if large {
-			db.ckpt.Wrote()
-		}
+		db.ckpt.Wrote()
 	}()
 	tx, err := conn.BeginTx(ctx, nil)
 	return db.runTx(tx, err, fn)

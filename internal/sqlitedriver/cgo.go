@@ -45,6 +45,10 @@ func driverName(c Config) string {
 	return DriverName
 }
 
+// open opens dsn, spelled for c: the DSN says all of c (Config.Stable as
+// qpsgParam).
+func open(dsn string, c Config) (*sql.DB, error) { return sql.Open(driverName(c), dsn) }
+
 // dsn spells c in go-sqlite3's parameters.
 func dsn(path string, c Config) string {
 	p := map[string]string{
@@ -60,6 +64,7 @@ func dsn(path string, c Config) string {
 	if c.WAL {
 		p["_journal_mode"] = "WAL"
 	}
+	p["_foreign_keys"] = "off" // said, whatever the build's default
 	if c.ForeignKeys {
 		p["_foreign_keys"] = "on"
 	}
@@ -71,6 +76,9 @@ func dsn(path string, c Config) string {
 	}
 	if c.StmtCache > 0 {
 		p["_stmt_cache_size"] = strconv.Itoa(c.StmtCache)
+	}
+	if c.Stable {
+		p[qpsgParam] = "1"
 	}
 	return sqlitedsn.DSN(path, p)
 }

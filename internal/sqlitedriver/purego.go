@@ -3,13 +3,14 @@
 package sqlitedriver
 
 import (
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"net/url"
 	"strconv"
 
 	"github.com/ncruces/go-sqlite3"
-	_ "github.com/ncruces/go-sqlite3/driver"       // registers "sqlite3"
+	"github.com/ncruces/go-sqlite3/driver"         // registers "sqlite3"
 	_ "github.com/ncruces/go-sqlite3/vfs/adiantum" // registers the "adiantum" VFS
 
 	"github.com/tethersync/tether/internal/sqlitedsn"
@@ -58,6 +59,8 @@ func dsn(path string, c Config) string {
 	}
 	if c.ForeignKeys {
 		q.Add("_pragma", "foreign_keys(on)")
+	} else {
+		q.Add("_pragma", "foreign_keys(off)") // said, whatever the build's default
 	}
 	if c.Synchronous != "" {
 		q.Add("_pragma", "synchronous("+c.Synchronous+")")
@@ -68,9 +71,17 @@ func dsn(path string, c Config) string {
 	return sqlitedsn.Query(path, q)
 }
 
-// driverName is the database/sql driver that opens c's DSN: ncruces
-// says every setting in it.
-func driverName(Config) string { return DriverName }
+// open opens dsn, spelled for c. Config.Stable is a setting of each new
+// connection, which a DSN cannot say.
+func open(dsn string, c Config) (*sql.DB, error) {
+	if !c.Stable {
+		return sql.Open(DriverName, dsn)
+	}
+	return driver.Open(dsn, func(conn *sqlite3.Conn) error {
+		_, err := conn.Config(sqlite3.DBCONFIG_ENABLE_QPSG, true)
+		return err
+	})
+}
 
 func isNotADB(err error) bool { return errors.Is(err, sqlite3.NOTADB) }
 

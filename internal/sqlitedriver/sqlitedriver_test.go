@@ -62,3 +62,52 @@ func TestKey(t *testing.T) {
 		t.Errorf("short key: %v, want ErrBadKey", err)
 	}
 }
+
+// TestStable: with Config.Stable, a statement's plan does not depend on
+// the values bound to it (SQLite's query planner stability guarantee), so
+// that a cached statement is not compiled anew each time it runs; without
+// it, SQLite uses the bound value to prove a partial index usable. It also
+// checks that foreign keys are off without Config.ForeignKeys, whatever
+// the build's default.
+func TestStable(t *testing.T) {
+	for _, stable := range []bool{false, true} {
+		db, err := sqlitedriver.Open(filepath.Join(t.TempDir(), "a.db"), sqlitedriver.Config{WAL: true, StmtCache: 8, Stable: stable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		db.SetMaxOpenConns(1)
+		var fk string
+		if err := db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != "0" {
+			t.Errorf("%s: PRAGMA foreign_keys = %s (%v), want 0", sqlitedriver.Name, fk, err)
+		}
+		for _, s := range []string{`CREATE TABLE t (x INTEGER, y INTEGER)`, `CREATE INDEX t_dirty ON t (x) WHERE y = 1`} {
+			if _, err := db.Exec(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var plan []string
+		for range 2 { // the second run is the cached statement's
+			plan = plan[:0]
+			rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT x FROM t WHERE y = ? AND x > 0`, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var id, parent, notused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			if err := rows.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		usesIndex := strings.Contains(strings.Join(plan, "; "), "t_dirty")
+		if usesIndex == stable {
+			t.Errorf("%s, Stable %v: plan %q; want the partial index used only when not Stable", sqlitedriver.Name, stable, plan)
+		}
+	}
+}

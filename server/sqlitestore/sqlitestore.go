@@ -55,7 +55,7 @@ const checkpointIdle = 30 * time.Second
 func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 	open := func(txlock string, noCheckpoint bool) (*sql.DB, error) {
 		return sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: 10 * time.Second,
-			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64, AutoVacuum: "INCREMENTAL", NoAutoCheckpoint: noCheckpoint})
+			TxLock: txlock, Synchronous: "NORMAL", StmtCache: 64, Stable: true, AutoVacuum: "INCREMENTAL", NoAutoCheckpoint: noCheckpoint})
 	}
 	// The writer's commits do not checkpoint: a checkpointer does, in the
 	// background, through a reader (see sqlitedriver.Checkpointer).
