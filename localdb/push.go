@@ -120,23 +120,31 @@ func (s *Syncer) NextAttempt(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		cur, err := getState(ctx, tx, statePushAttempt)
-		if err != nil {
-			return err
-		}
-		if cur != "" {
-			if n, err = strconv.ParseInt(cur, 10, 64); err != nil {
-				return fmt.Errorf("%s: %w", db.path, badState(statePushAttempt, cur, err))
-			}
-		}
-		n++
-		return setState(ctx, tx, statePushAttempt, strconv.FormatInt(n, 10))
+	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+		n, err = db.nextAttempt(ctx, tx)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("localdb: next push attempt: %w", err)
 	}
 	return n, nil
+}
+
+// nextAttempt stores and returns, in tx, the attempt number after the
+// last one stored.
+func (db *DB) nextAttempt(ctx context.Context, tx *sql.Tx) (int64, error) {
+	cur, err := getState(ctx, tx, statePushAttempt)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if cur != "" {
+		if n, err = strconv.ParseInt(cur, 10, 64); err != nil {
+			return 0, fmt.Errorf("%s: %w", db.path, badState(statePushAttempt, cur, err))
+		}
+	}
+	n++
+	return n, setState(ctx, tx, statePushAttempt, strconv.FormatInt(n, 10))
 }
 
 // BeginPush records a new push session, forgetting any earlier one.
@@ -357,15 +365,36 @@ func (t *table) scanWire(rows *sql.Rows, extra ...any) (wire.Row, int64, error) 
 // than the one stored begins that session, as BeginPush does. Whatever the size of b, it
 // writes one row (see _tether_sent).
 func (s *Syncer) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error {
-	db := s.db
-	if err := db.checkOpen("MarkSent"); err != nil {
+	if err := s.db.checkOpen("MarkSent"); err != nil {
 		return err
 	}
+	_, err := s.db.markSent(ctx, b, st, false)
+	return err
+}
+
+// MarkFinal is MarkSent of a last batch (st.Final) that is also the first
+// of a run of sends: in the same transaction, it stores and returns a new
+// attempt number for it, as NextAttempt does. A push of one batch so
+// writes once before it sends.
+func (s *Syncer) MarkFinal(ctx context.Context, b DirtyBatch, st PushState) (int64, error) {
+	if err := s.db.checkOpen("MarkFinal"); err != nil {
+		return 0, err
+	}
+	if !st.Final {
+		return 0, errors.New("localdb: MarkFinal of a batch not recorded as the last (PushState.Final)")
+	}
+	return s.db.markSent(ctx, b, st, true)
+}
+
+// markSent is MarkSent, and with attempt, NextAttempt in the same
+// transaction.
+func (db *DB) markSent(ctx context.Context, b DirtyBatch, st PushState, attempt bool) (int64, error) {
 	seq := st.Seq - 1 // the batch acknowledged; Seq counts it
 	if st.Final {
 		seq = st.Seq // the batch about to be sent; Seq is still before it
 	}
-	return db.inTx(ctx, func(tx *sql.Tx) error {
+	var n int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		// A batch of a session not begun here (BeginPush) begins it: the
 		// last batch of a new session, which is also its first.
 		cur, err := getState(ctx, tx, statePushSession)
@@ -380,8 +409,14 @@ func (s *Syncer) MarkSent(ctx context.Context, b DirtyBatch, st PushState) error
 		if err := recordSent(ctx, tx, seq, b); err != nil {
 			return err
 		}
+		if attempt {
+			if n, err = db.nextAttempt(ctx, tx); err != nil {
+				return err
+			}
+		}
 		return savePushState(ctx, tx, st)
 	})
+	return n, err
 }
 
 // ForgetFinal forgets the last batch of the push session, recorded as sent

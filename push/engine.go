@@ -31,6 +31,9 @@ type Store interface {
 	// NextAttempt returns a new, larger attempt number, stored before it
 	// is used (wire.BatchAttempt).
 	NextAttempt(ctx context.Context) (int64, error)
+	// MarkFinal is MarkSent of a last batch (st.Final) that is the first
+	// batch of a run of sends, with NextAttempt in the same write.
+	MarkFinal(ctx context.Context, b localdb.DirtyBatch, st localdb.PushState) (int64, error)
 	// FinishPush applies the answer to the commit and ends the session.
 	// With own, the store holds everything the session pushed, as pushed:
 	// the next pull need not bring it back (see localdb.Syncer.OwnSessions).

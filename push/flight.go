@@ -115,12 +115,9 @@ func (p *pass) waitAll() {
 	p.flight = nil
 }
 
-// newRun begins a new run of sends at the acknowledged position.
-func (p *pass) newRun(ctx context.Context) error {
-	n, err := p.e.store.NextAttempt(ctx)
-	if err != nil {
-		return fmt.Errorf("push: %w", err)
-	}
-	p.attempt, p.base, p.begun = n, p.st.Seq, false
-	return nil
+// newRun begins a new run of sends at the acknowledged position. Its
+// attempt number is taken with its first send (see prepare): a push of
+// one batch stores it with the batch's record, in one write.
+func (p *pass) newRun() {
+	p.attempt, p.base, p.begun = 0, p.st.Seq, false
 }

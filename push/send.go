@@ -49,9 +49,7 @@ func (e *Engine) push(ctx context.Context, res *Result) error {
 		// after a lost commit answer): commit apart.
 		return p.commit(ctx, p.fresh)
 	}
-	if err := p.newRun(ctx); err != nil {
-		return err
-	}
+	p.newRun()
 	return p.run(ctx, b)
 }
 
@@ -65,7 +63,7 @@ type pass struct {
 	// fresh is set when the session is one this pass made, rather than
 	// one resumed from the store: see commit's own.
 	fresh   bool
-	attempt int64 // numbers the run's sends (wire.BatchAttempt)
+	attempt int64 // numbers the run's sends (wire.BatchAttempt); 0 until its first send takes one
 	base    int   // the batches acknowledged when the run began (wire.BatchBase)
 	begun   bool  // the run's first batch is acknowledged: see window
 	runs    bool  // the server keeps runs apart (wire.BatchAck.Runs), as its first answer of the push said
@@ -144,9 +142,7 @@ func (p *pass) run(ctx context.Context, b localdb.DirtyBatch) error {
 		case acked:
 		case halve: // in a new run: what this one staged from here on goes
 			p.rd.halve()
-			if err := p.newRun(ctx); err != nil {
-				return err
-			}
+			p.newRun()
 			if b, err = p.rd.at(ctx, p.st.Pos); err != nil {
 				return fmt.Errorf("push: %w", err)
 			}
@@ -202,6 +198,13 @@ func (p *pass) prepare(ctx context.Context, b localdb.DirtyBatch, last bool) err
 		}
 	}
 	if !last {
+		if p.attempt == 0 { // the run's first send
+			n, err := p.e.store.NextAttempt(ctx)
+			if err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			p.attempt = n
+		}
 		return nil
 	}
 	body, err := wire.AppendBatch(nil, b.Rows)
@@ -211,7 +214,13 @@ func (p *pass) prepare(ctx context.Context, b localdb.DirtyBatch, last bool) err
 	sum := sha256.Sum256(body)
 	fin := p.st
 	fin.Final, fin.FinalDigest = true, hex.EncodeToString(sum[:])
-	if err := p.e.store.MarkSent(ctx, b, fin); err != nil {
+	if p.attempt == 0 { // the run's first send: its attempt number with the record
+		n, err := p.e.store.MarkFinal(ctx, b, fin)
+		if err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+		p.attempt = n
+	} else if err := p.e.store.MarkSent(ctx, b, fin); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	p.e.final, p.e.finalSession = b, p.st.Session
