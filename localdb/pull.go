@@ -41,12 +41,28 @@ func (s *Syncer) Cursor(ctx context.Context) (string, error) {
 // already holds at the same or a later version is skipped. It returns the
 // number of rows written.
 func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
-	db := s.db
-	if err := db.checkOpen("ApplyChanges"); err != nil {
+	if err := s.db.checkOpen("ApplyChanges"); err != nil {
 		return 0, err
 	}
+	return s.db.applyChanges(ctx, rows, cursor, 0)
+}
+
+// ApplyLastChanges is ApplyChanges for the last page of a pull: in the
+// same transaction, it forgets the own sessions up to ownMark (from
+// OwnSessions; 0 forgets none), which the pull has passed, as ForgetOwn
+// does.
+func (s *Syncer) ApplyLastChanges(ctx context.Context, rows []wire.Row, cursor string, ownMark int64) (int, error) {
+	if err := s.db.checkOpen("ApplyLastChanges"); err != nil {
+		return 0, err
+	}
+	return s.db.applyChanges(ctx, rows, cursor, ownMark)
+}
+
+// applyChanges is ApplyChanges, which forgets the own sessions up to
+// ownMark with the cursor.
+func (db *DB) applyChanges(ctx context.Context, rows []wire.Row, cursor string, ownMark int64) (int, error) {
 	if len(rows) == 0 { // the usual pull of a small sync: nothing came
-		done, err := db.moveCursor(ctx, cursor)
+		done, err := db.moveCursor(ctx, cursor, ownMark)
 		if err != nil {
 			return 0, fmt.Errorf("localdb: apply changes: %w", err)
 		}
@@ -59,17 +75,23 @@ func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor strin
 			return t.applyTail + fmt.Sprintf(` OR ("_dirty" = 0 AND "_version" <= %d)`, db.refill)
 		}
 		return t.applyTail
-	}, func(tx *sql.Tx) error { return setState(ctx, tx, stateCursor, cursor) })
+	}, func(tx *sql.Tx) error {
+		if err := forgetOwn(ctx, tx, ownMark); err != nil {
+			return err
+		}
+		return setState(ctx, tx, stateCursor, cursor)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("localdb: apply changes: %w", err)
 	}
 	return n, nil
 }
 
-// moveCursor stores cursor after a page without rows, in one transaction
-// that writes nothing else, unless rows are set aside, which writeRemote
-// writes with the page (done false).
-func (db *DB) moveCursor(ctx context.Context, cursor string) (done bool, err error) {
+// moveCursor stores cursor after a page without rows, and forgets the own
+// sessions up to ownMark, in one transaction that writes nothing else,
+// unless rows are set aside, which writeRemote writes with the page (done
+// false).
+func (db *DB) moveCursor(ctx context.Context, cursor string, ownMark int64) (done bool, err error) {
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
 		var stashed bool
 		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM _tether_stash)`).Scan(&stashed); err != nil {
@@ -79,6 +101,9 @@ func (db *DB) moveCursor(ctx context.Context, cursor string) (done bool, err err
 			return nil
 		}
 		done = true
+		if err := forgetOwn(ctx, tx, ownMark); err != nil {
+			return err
+		}
 		return setStates(ctx, tx, stateCursor, cursor, stateClock, db.clock.last())
 	})
 	return done && err == nil, err
@@ -306,8 +331,19 @@ func (s *Syncer) ForgetOwn(ctx context.Context, mark int64) error {
 	if err := db.checkOpen("ForgetOwn"); err != nil {
 		return err
 	}
-	if _, err := db.sql.ExecContext(ctx, `DELETE FROM _tether_own WHERE seq <= ?`, mark); err != nil {
-		return fmt.Errorf("localdb: forget own sessions: %w", err)
+	if err := forgetOwn(ctx, db.sql, mark); err != nil {
+		return fmt.Errorf("localdb: %w", err)
+	}
+	return nil
+}
+
+// forgetOwn forgets the own sessions up to mark; 0 forgets none.
+func forgetOwn(ctx context.Context, q execer, mark int64) error {
+	if mark <= 0 {
+		return nil
+	}
+	if _, err := q.ExecContext(ctx, `DELETE FROM _tether_own WHERE seq <= ?`, mark); err != nil {
+		return fmt.Errorf("forget own sessions: %w", err)
 	}
 	return nil
 }

@@ -24,8 +24,10 @@ func (failingStore) DeviceID() string { return "d1" }
 func (failingStore) OwnSessions(context.Context) ([]string, int64, error) {
 	return []string{"s1"}, 1, nil
 }
-func (failingStore) ForgetOwn(context.Context, int64) error { return nil }
-func (failingStore) Learned() []wire.Conflict               { return nil }
+func (failingStore) ApplyLastChanges(context.Context, []wire.Row, string, int64) (int, error) {
+	return 0, errors.New("disk full")
+}
+func (failingStore) Learned() []wire.Conflict { return nil }
 func (failingStore) StashChanges(context.Context, wire.Changes) error {
 	return errors.New("disk full")
 }
@@ -117,6 +119,10 @@ func (s *slowStore) ApplyChanges(_ context.Context, _ []wire.Row, cursor string)
 	s.tr.stored()
 	s.applied = append(s.applied, cursor)
 	return 1, nil
+}
+
+func (s *slowStore) ApplyLastChanges(ctx context.Context, rows []wire.Row, cursor string, _ int64) (int, error) {
+	return s.ApplyChanges(ctx, rows, cursor)
 }
 
 // With a HeadTransport, the next page is asked for from the head of the

@@ -27,9 +27,10 @@ type Store interface {
 	// pushed, which the server need not send back, and a mark for
 	// ForgetOwn.
 	OwnSessions(ctx context.Context) ([]string, int64, error)
-	// ForgetOwn forgets the own sessions up to mark, once a pull passed
-	// them.
-	ForgetOwn(ctx context.Context, mark int64) error
+	// ApplyLastChanges is ApplyChanges for the last page of a pull, which
+	// also forgets, in the same transaction, the own sessions up to mark
+	// (from OwnSessions): the pull passed them.
+	ApplyLastChanges(ctx context.Context, rows []wire.Row, cursor string, mark int64) (int, error)
 	// Learned returns, once each, the conflicts the store recorded in its
 	// conflict log while it applied rows (see localdb.Syncer.Learned).
 	Learned() []wire.Conflict
@@ -150,7 +151,13 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 				return res, fmt.Errorf("pull after %q: %w", cursor, err)
 			}
 		} else {
-			n, err := e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
+			apply := e.store.ApplyChanges
+			if !more { // passed the own sessions too: the next pull starts after them
+				apply = func(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
+					return e.store.ApplyLastChanges(ctx, rows, cursor, mark)
+				}
+			}
+			n, err := apply(ctx, ch.Changes, ch.Cursor)
 			if err != nil {
 				return res, fmt.Errorf("pull after %q: %w", cursor, err)
 			}
@@ -163,9 +170,6 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 			next = e.fetch(ctx, device, ch.Cursor, own, f.taken)
 		}
 		if !more {
-			if err := e.store.ForgetOwn(ctx, mark); err != nil { // passed: the next pull starts after them
-				return res, fmt.Errorf("pull: %w", err)
-			}
 			return res, nil
 		}
 	}
