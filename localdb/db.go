@@ -68,12 +68,12 @@ type DB struct {
 	// instead would cost every statement cached on the connection its
 	// compiled program: SQLite expires them all when the pragma changes.
 	unchecked *sql.DB
-	path   string // as given to Open, for errors
-	reg    *entity.Registry
-	tables []*table // in priority order
-	byName map[string]*table
-	clock  *clock
-	refill int64 // see stateRefill
+	path      string // as given to Open, for errors
+	reg       *entity.Registry
+	tables    []*table // in priority order
+	byName    map[string]*table
+	clock     *clock
+	refill    int64 // see stateRefill
 	// conflictRetention is Options.ConflictRetention.
 	conflictRetention time.Duration
 	device            string
