@@ -857,6 +857,25 @@ func conformance(t *testing.T, open func(t *testing.T, schema entity.Schema, now
 		if err := stage(ctx, f.s, bob, "d2", bs, 0, []wire.Row{row("h"), row("i"), row("j")}, tenant); !errors.Is(err, wire.ErrRateLimited) {
 			t.Errorf("batch past MaxTenantStagedBytes: %v, want ErrRateLimited", err)
 		}
+		// A session one request opens, fills and commits leaves nothing
+		// staged: what the tenant's open sessions hold does not hold it
+		// back, its session's own bounds do, and a refused one is not
+		// opened.
+		last := &server.LastBatch{Seq: 0, Digest: strings.Repeat("1", 64)}
+		c, err := f.s.Push(ctx, bob, "d2", "one-request", 0, []wire.Row{row("k"), row("l"), row("m")},
+			server.PushOptions{Open: true, Commit: last, Resolve: lww, Limits: tenant})
+		if err != nil || c == nil || c.Applied != 3 {
+			t.Errorf("one-request session past the tenant's staged bytes: %+v, %v; want 3 rows applied", c, err)
+		}
+		small := server.Limits{MaxSessionRows: 2, MaxTenantStagedBytes: 1 << 30}
+		_, err = f.s.Push(ctx, bob, "d2", "one-request-too-large", 0, []wire.Row{row("n"), row("o"), row("p")},
+			server.PushOptions{Open: true, Commit: last, Resolve: lww, Limits: small})
+		if !errors.Is(err, wire.ErrSessionFull) {
+			t.Errorf("one-request session past MaxSessionRows: %v, want ErrSessionFull", err)
+		}
+		if _, err := f.s.Commit(ctx, bob, "d2", "one-request-too-large", lww, small, nil); !errors.Is(err, wire.ErrNotFound) {
+			t.Errorf("commit of the refused one-request session: %v, want ErrNotFound (never opened)", err)
+		}
 		if _, err := f.s.Commit(ctx, ada, "d1", sess, lww, tenant, nil); err != nil {
 			t.Fatal(err)
 		}

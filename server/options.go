@@ -274,7 +274,10 @@ type Limits struct {
 	MaxSessionBytes int64
 	// MaxTenantStagedBytes bounds what all uncommitted sessions of a
 	// tenant hold together; past it, batches get 429 until sessions commit
-	// or expire. Default DefaultMaxTenantStagedBytes.
+	// or expire. A session that one request opens, fills and commits (a
+	// push of one batch) leaves nothing staged, and is bounded by
+	// MaxSessionRows and MaxSessionBytes alone. Default
+	// DefaultMaxTenantStagedBytes.
 	MaxTenantStagedBytes int64
 
 	// DeviceActivity is how long a device counts as active after its

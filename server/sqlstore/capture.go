@@ -334,7 +334,7 @@ func (s *Store) captureNow(ctx context.Context, tx *sql.Tx, tenant string) (wire
 		return c, false, nil
 	}
 	p := externalPrincipal(tenant)
-	if err := s.commitTx(server.Trusted(ctx), tx, p, server.ExternalDevice, session, keepServer, nil, &c); err != nil {
+	if err := s.commitTx(server.Trusted(ctx), tx, p, server.ExternalDevice, session, keepServer, nil, nil, &c); err != nil {
 		return c, false, err
 	}
 	return c, true, nil

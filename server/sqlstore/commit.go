@@ -47,7 +47,7 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 			}
 		}
 		fresh = true
-		return s.commitTx(ctx, tx, p, device, session, resolve, nil, &c)
+		return s.commitTx(ctx, tx, p, device, session, resolve, nil, nil, &c)
 	})
 	if err != nil {
 		if errors.Is(err, wire.ErrNotFound) {
@@ -62,10 +62,15 @@ func (s *Store) Commit(ctx context.Context, p server.Principal, device, session 
 	return c, nil
 }
 
-// commitTx commits an open session in tx into c.
-func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, session string, resolve server.Resolver, last *server.LastBatch, c *wire.Commit) error {
-	if err := s.contiguous(ctx, tx, p.Tenant, session, last); err != nil { // see runs.go
-		return err
+// commitTx commits an open session in tx into c. single, when not nil, is
+// the table of the session's single batch, staged in tx without a record
+// in _tether_batches: a session that one request opens, fills and commits
+// (see Push), which has no other batch to check or forget.
+func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, session string, resolve server.Resolver, last *server.LastBatch, single *Table, c *wire.Commit) error {
+	if single == nil {
+		if err := s.contiguous(ctx, tx, p.Tenant, session, last); err != nil { // see runs.go
+			return err
+		}
 	}
 	if device != server.ExternalDevice && ctx.Value(capturedKey{}) == nil { // external writes made before meet the session as conflicts
 		if _, err := s.captureFirst(ctx, tx, p.Tenant); err != nil {
@@ -78,9 +83,11 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 		return fmt.Errorf("next version: %w", err)
 	}
 	ap := &applier{s: s, tx: tx, p: p, device: device, session: session, resolve: resolve, at: s.d.Time(s.now())}
-	staged, err := s.stagedTables(ctx, tx, p.Tenant, device, session)
-	if err != nil {
-		return err
+	staged := map[*Table]bool{single: true}
+	if single == nil {
+		if staged, err = s.stagedTables(ctx, tx, p.Tenant, device, session); err != nil {
+			return err
+		}
 	}
 	for _, t := range s.tables { // parents before children (G4)
 		if !staged[t] { // nothing of t to apply: its steps would find no row
@@ -114,8 +121,10 @@ func (s *Store) commitTx(ctx context.Context, tx *sql.Tx, p server.Principal, de
 		s.d.Time(s.now()), c.Version, string(res), p.Tenant, session); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ?`), p.Tenant, session); err != nil {
-		return err
+	if single == nil {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM _tether_batches WHERE tenant = ? AND session = ?`), p.Tenant, session); err != nil {
+			return err
+		}
 	}
 	if cross, ok := s.d.(CrossProcess); ok { // delivered to every process when the commit is
 		return cross.Notify(ctx, tx, Notice{Tenant: p.Tenant, Version: c.Version, Device: device})

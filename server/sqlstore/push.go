@@ -187,9 +187,8 @@ func (s *Store) bounded(ctx context.Context, tx *sql.Tx, p server.Principal, ses
 	if err != nil {
 		return err
 	}
-	if n+int64(len(rows)) > int64(lim.MaxSessionRows) || bytes+size > lim.MaxSessionBytes {
-		return fmt.Errorf("session %s holds %d rows and %d bytes: with %d rows and %d bytes more it would pass the limit of %d rows or %d bytes (MaxSessionRows, MaxSessionBytes): commit it and go on in a new session: %w",
-			session, n, bytes, len(rows), size, lim.MaxSessionRows, lim.MaxSessionBytes, wire.ErrSessionFull)
+	if err := sessionBounds(session, n, bytes, rows, size, lim); err != nil {
+		return err
 	}
 	if err := tx.QueryRowContext(ctx, s.q(`SELECT coalesce(sum(bytes), 0) FROM _tether_batches WHERE tenant = ?`), p.Tenant).Scan(&tenant); err != nil {
 		return err
@@ -197,6 +196,16 @@ func (s *Store) bounded(ctx context.Context, tx *sql.Tx, p server.Principal, ses
 	if tenant+size > lim.MaxTenantStagedBytes {
 		return fmt.Errorf("the tenant's open sessions hold %d bytes, the limit is %d (MaxTenantStagedBytes): try again once sessions commit or expire: %w",
 			tenant, lim.MaxTenantStagedBytes, wire.ErrRateLimited)
+	}
+	return nil
+}
+
+// sessionBounds checks that a batch of rows and size bytes fits its
+// session, which holds n rows and bytes bytes already.
+func sessionBounds(session string, n, bytes int64, rows []wire.Row, size int64, lim server.Limits) error {
+	if n+int64(len(rows)) > int64(lim.MaxSessionRows) || bytes+size > lim.MaxSessionBytes {
+		return fmt.Errorf("session %s holds %d rows and %d bytes: with %d rows and %d bytes more it would pass the limit of %d rows or %d bytes (MaxSessionRows, MaxSessionBytes): commit it and go on in a new session: %w",
+			session, n, bytes, len(rows), size, lim.MaxSessionRows, lim.MaxSessionBytes, wire.ErrSessionFull)
 	}
 	return nil
 }
@@ -233,6 +242,13 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 			}
 			opened = err == nil
 		}
+		// A session this request opens and commits, with its first batch:
+		// nothing was staged in it before, and what it stages is applied
+		// and emptied in this transaction (see stageTx, commitTx).
+		var single *Table
+		if opened && o.Commit != nil && seq == 0 {
+			single = t
+		}
 		committed, result, schema, err := s.liveSession(ctx, tx, p, device, session, lim)
 		if err != nil {
 			return err
@@ -250,17 +266,19 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 				return err
 			}
 		}
-		if err := s.enterRun(ctx, tx, p.Tenant, session, seq, o.Attempt, o.Base); err != nil { // see runs.go
-			return err
+		if single == nil { // a single batch has no earlier run to refuse or drop
+			if err := s.enterRun(ctx, tx, p.Tenant, session, seq, o.Attempt, o.Base); err != nil { // see runs.go
+				return err
+			}
 		}
-		if err := s.stageTx(ctx, conn, tx, p, session, seq, o.Attempt, t, rows, size, schema, lim); err != nil {
+		if err := s.stageTx(ctx, conn, tx, p, session, seq, o.Attempt, t, rows, size, schema, lim, single != nil); err != nil {
 			return err
 		}
 		if o.Commit == nil {
 			return nil
 		}
 		c, fresh = &wire.Commit{}, true
-		return s.commitTx(cctx, tx, p, device, session, o.Resolve, o.Commit, c)
+		return s.commitTx(cctx, tx, p, device, session, o.Resolve, o.Commit, single, c)
 	})
 	if err != nil {
 		if errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrConflict) {
@@ -297,10 +315,20 @@ func storedAnswer(result, session string, last *server.LastBatch, c *wire.Commit
 
 // stageTx stages a batch of rows of table t, size bytes as RowSize counts
 // them, in an open session whose device has the schema of id schema ("":
-// the server's).
-func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, attempt int64, t *Table, rows []wire.Row, size int64, schema string, lim server.Limits) error {
+// the server's). With single, the batch is the first and last of a session
+// opened in tx, which commits it in tx (see commitTx): it is staged
+// without a record in _tether_batches, which nothing would read after the
+// commit, and bounded by the session's limits alone, since it leaves
+// nothing staged.
+func (s *Store) stageTx(ctx context.Context, conn *sql.Conn, tx *sql.Tx, p server.Principal, session string, seq int, attempt int64, t *Table, rows []wire.Row, size int64, schema string, lim server.Limits, single bool) error {
 	if err := s.deviceColumns(ctx, tx, p.Tenant, t, schema, rows); err != nil {
 		return err
+	}
+	if single {
+		if err := sessionBounds(session, 0, 0, rows, size, lim); err != nil {
+			return err
+		}
+		return s.d.Stage(ctx, conn, tx, t, p.Tenant, session, seq, rows)
 	}
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE _tether_sessions SET touched_at = ? WHERE tenant = ? AND id = ?`),
 		s.d.Time(s.now()), p.Tenant, session); err != nil {
