@@ -170,7 +170,29 @@ func (db *DB) acknowledge(ctx context.Context, tx *sql.Tx, version int64, user s
 	if err := db.acknowledgeRows(ctx, tx, version, user); err != nil {
 		return err
 	}
+	// The tables the recorded batches are of: one a small sync, whatever
+	// the number of tables.
+	sentTables := map[string]bool{}
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT tbl FROM _tether_sent`)
+	if err != nil {
+		return fmt.Errorf("acknowledge: %w", err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("acknowledge: %w", err)
+		}
+		sentTables[name] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("acknowledge: %w", err)
+	}
 	for _, t := range db.tables {
+		if !sentTables[t.name] {
+			continue
+		}
 		// One statement per table; the batches lead, each a range of the
 		// dirty index (the planner, without statistics, would rather
 		// scan every dirty row for each batch).
