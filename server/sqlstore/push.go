@@ -22,7 +22,8 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 		id = uuid.NewString()
 	}
 	err := s.inTx(ctx, func(_ *sql.Conn, tx *sql.Tx) error {
-		return s.openTx(ctx, tx, p, device, id, session != "", lim)
+		_, err := s.openTx(ctx, tx, p, device, id, session != "", lim)
+		return err
 	})
 	if err != nil && !errors.Is(err, errOpened) {
 		return "", fmt.Errorf("open session: %w", err)
@@ -33,9 +34,11 @@ func (s *Store) OpenSession(ctx context.Context, p server.Principal, device, ses
 	return id, nil
 }
 
-// openTx opens session id of the device in tx; named reports that the
-// device chose the id, which may then be open already (errOpened).
-func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, named bool, lim server.Limits) error {
+// openTx opens session id of the device in tx, and returns the id of the
+// app schema the session writes with (see liveSession); named reports
+// that the device chose the id, which may then be open already
+// (errOpened).
+func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, device, id string, named bool, lim server.Limits) (string, error) {
 	// The session writes the columns of the app version the device has
 	// now, whatever it registers later.
 	var schema string
@@ -46,13 +49,13 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 	err := tx.QueryRowContext(ctx, s.q(`SELECT app_schema, revoked FROM _tether_devices WHERE tenant = ? AND device = ?`+s.d.ForUpdate()),
 		p.Tenant, device).Scan(&schema, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
+		return "", fmt.Errorf("device %s is not registered for this tenant: %w", device, wire.ErrDeviceUnknown)
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	if truth(revoked) { // revoked since the request's check (SetDeviceRevoked)
-		return errRevoked(device)
+		return "", errRevoked(device)
 	}
 	if named {
 		var dev, user string
@@ -62,39 +65,39 @@ func (s *Store) openTx(ctx context.Context, tx *sql.Tx, p server.Principal, devi
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
-			return err
+			return "", err
 		case dev == device && user == p.User && committed == nil:
-			return errOpened // opened before; the answer was lost
+			return "", errOpened // opened before; the answer was lost
 		case dev == device && user == p.User:
-			return errCommitted
+			return "", errCommitted
 		default:
-			return fmt.Errorf("session id %s is already in use: %w", id, wire.ErrConflict)
+			return "", fmt.Errorf("session id %s is already in use: %w", id, wire.ErrConflict)
 		}
 	}
 	idle, err := s.strings(ctx, tx, `SELECT id FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL
 		AND coalesce(touched_at, created_at) < ?`+s.d.ForUpdate(), p.Tenant, device, p.User, s.d.Time(s.now().Add(-lim.SessionIdle)))
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, old := range idle {
 		if err := s.dropSession(ctx, tx, p.Tenant, old); err != nil {
-			return err
+			return "", err
 		}
 	}
 	var open int
 	err = tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM _tether_sessions WHERE tenant = ? AND device = ? AND user_name = ? AND committed_at IS NULL`),
 		p.Tenant, device, p.User).Scan(&open)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if open >= lim.MaxOpenSessions { // per user: no one fills another's quota
-		return fmt.Errorf("user %s has %d open sessions on device %s, the limit: commit one, or wait %v for an idle one to expire: %w",
+		return "", fmt.Errorf("user %s has %d open sessions on device %s, the limit: commit one, or wait %v for an idle one to expire: %w",
 			p.User, lim.MaxOpenSessions, device, lim.SessionIdle, wire.ErrConflict)
 	}
 	now := s.d.Time(s.now())
 	_, err = tx.ExecContext(ctx, s.q(`INSERT INTO _tether_sessions (tenant, id, device, user_name, created_at, touched_at, app_schema)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`), p.Tenant, id, device, p.User, now, now, schema)
-	return err
+	return schema, err
 }
 
 // errOpened ends the transaction of an OpenSession that finds the session
@@ -231,12 +234,14 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 	}
 	err := s.inTx(ctx, func(conn *sql.Conn, tx *sql.Tx) error {
 		c, fresh, opened = nil, false, false // a retried transaction starts over
+		var schema string                    // the app schema the session writes with
 		ctx := captureOnce(ctx, &tries)
 		if o.Open {
 			// A request that commits may come twice (see
 			// server.PushOptions): its session is committed then, which
 			// the commit below answers.
-			err := s.openTx(ctx, tx, p, device, session, true, lim)
+			var err error
+			schema, err = s.openTx(ctx, tx, p, device, session, true, lim)
 			if err != nil && !errors.Is(err, errOpened) && (o.Commit == nil || !errors.Is(err, errCommitted)) {
 				return fmt.Errorf("open session: %w", err)
 			}
@@ -249,9 +254,13 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 		if opened && o.Commit != nil && seq == 0 {
 			single = t
 		}
-		committed, result, schema, err := s.liveSession(ctx, tx, p, device, session, lim)
-		if err != nil {
-			return err
+		var committed bool
+		var result string
+		if !opened { // a session opened just now is live, uncommitted, and the principal's
+			var err error
+			if committed, result, schema, err = s.liveSession(ctx, tx, p, device, session, lim); err != nil {
+				return err
+			}
 		}
 		if committed {
 			if o.Commit == nil {
@@ -262,6 +271,7 @@ func (s *Store) Push(ctx context.Context, p server.Principal, device, session st
 		}
 		cctx := ctx
 		if o.Commit != nil && ctx.Value(capturedKey{}) == nil { // before the rows are staged: see captureFirst
+			var err error
 			if cctx, err = s.captureFirst(ctx, tx, p.Tenant); err != nil {
 				return err
 			}
