@@ -19,7 +19,13 @@ var _ server.Store = (*Store)(nil)
 // Store is a server.Store over a SQL database: the session and commit flow,
 // written once, over a Dialect. It is safe for concurrent use.
 type Store struct {
-	w, r    *sql.DB // writes and reads; the same pool but for SQLite
+	w, r *sql.DB // writes and reads; the same pool but for SQLite
+	// writer queues the write transactions in order when the writer pool
+	// has one connection (SQLite's single writer): database/sql hands a
+	// freed connection to a random waiter, so that under load some
+	// requests waited many turns; a channel serves its waiters in order.
+	// nil for a pool of several connections.
+	writer  chan struct{}
 	d       Dialect
 	schema  entity.Schema
 	tables  []*Table // in priority order
@@ -75,6 +81,9 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 		onClose: opts.OnClose, onCommit: opts.OnCommit, beforeClose: opts.BeforeClose, events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
 	if s.r == nil {
 		s.r = db
+	}
+	if db.Stats().MaxOpenConnections == 1 {
+		s.writer = make(chan struct{}, 1)
 	}
 	if opts.Now != nil {
 		s.now = opts.Now
@@ -148,6 +157,11 @@ func (s *Store) inTx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) err
 }
 
 func (s *Store) tx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) error) error {
+	leave, err := s.enterWriter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return err
@@ -169,6 +183,20 @@ func (s *Store) tx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) error
 		return err
 	}
 	return s.commit(tx)
+}
+
+// enterWriter waits for the turn of a write in the queue of a single
+// writer (see Store.writer), and returns the function that ends it.
+func (s *Store) enterWriter(ctx context.Context) (leave func(), err error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return func() { <-s.writer }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // commit commits tx, a write transaction, and tells Options.OnCommit.
