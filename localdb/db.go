@@ -106,13 +106,18 @@ func OpenWith(ctx context.Context, path string, reg *entity.Registry, opts Optio
 	if err := checkKey(path, opts.Key); err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
+	// The app's connections plan as SQLite does by default (an app's
+	// LIKE ? uses an index); tether's statements on them bind nothing
+	// the planner reads (no LIMIT ?), so that SQLite does not compile them
+	// again at each run. The engines' own connection plans without bound
+	// values (Stable).
 	cfg := sqlitedriver.Config{WAL: true, BusyTimeout: opts.BusyTimeout,
-		ForeignKeys: true, TxLock: "immediate", Synchronous: "NORMAL", StmtCache: 64, Stable: true, Key: opts.Key}
+		ForeignKeys: true, TxLock: "immediate", Synchronous: "NORMAL", StmtCache: 64, Key: opts.Key}
 	sdb, err := sqlitedriver.Open(path, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("localdb: open %s: %w", path, err)
 	}
-	cfg.ForeignKeys = false
+	cfg.ForeignKeys, cfg.Stable = false, true
 	unchecked, err := sqlitedriver.Open(path, cfg)
 	if err != nil {
 		sdb.Close()

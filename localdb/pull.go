@@ -49,8 +49,7 @@ func (s *Syncer) ApplyChanges(ctx context.Context, rows []wire.Row, cursor strin
 
 // ApplyLastChanges is ApplyChanges for the last page of a pull: in the
 // same transaction, it forgets the own sessions up to ownMark (from
-// OwnSessions; 0 forgets none), which the pull has passed, as ForgetOwn
-// does.
+// OwnSessions; 0 forgets none), which the pull has passed.
 func (s *Syncer) ApplyLastChanges(ctx context.Context, rows []wire.Row, cursor string, ownMark int64) (int, error) {
 	if err := s.db.checkOpen("ApplyLastChanges"); err != nil {
 		return 0, err
@@ -296,7 +295,7 @@ func (t *table) wireArgs(r wire.Row) ([]any, error) {
 
 // OwnSessions returns the push sessions this database committed and whose
 // rows it holds as pushed, which no pull has passed yet: at most
-// wire.MaxEchoSessions, the latest, and a mark for ForgetOwn. A pull names
+// wire.MaxEchoSessions, the latest, and a mark for ApplyLastChanges. A pull names
 // them so that the server does not send those rows back (a copy of the
 // database, or one restored from a backup, does not have the sessions the
 // other committed, and so gets their rows).
@@ -305,7 +304,8 @@ func (s *Syncer) OwnSessions(ctx context.Context) ([]string, int64, error) {
 	if err := db.checkOpen("OwnSessions"); err != nil {
 		return nil, 0, err
 	}
-	rows, err := db.sql.QueryContext(ctx, `SELECT seq, session FROM _tether_own ORDER BY seq DESC LIMIT ?`, wire.MaxEchoSessions)
+	// The limit in the text, not bound: see OpenWith.
+	rows, err := db.sql.QueryContext(ctx, fmt.Sprintf(`SELECT seq, session FROM _tether_own ORDER BY seq DESC LIMIT %d`, wire.MaxEchoSessions))
 	if err != nil {
 		return nil, 0, fmt.Errorf("localdb: own sessions: %w", err)
 	}
@@ -322,19 +322,6 @@ func (s *Syncer) OwnSessions(ctx context.Context) ([]string, int64, error) {
 		mark = max(mark, seq)
 	}
 	return out, mark, rows.Err()
-}
-
-// ForgetOwn forgets the own sessions up to mark (from OwnSessions), once a
-// pull has passed every row they wrote.
-func (s *Syncer) ForgetOwn(ctx context.Context, mark int64) error {
-	db := s.db
-	if err := db.checkOpen("ForgetOwn"); err != nil {
-		return err
-	}
-	if err := forgetOwn(ctx, db.sql, mark); err != nil {
-		return fmt.Errorf("localdb: %w", err)
-	}
-	return nil
 }
 
 // forgetOwn forgets the own sessions up to mark; 0 forgets none.

@@ -239,8 +239,9 @@ func (db *DB) dirtyFrom(ctx context.Context, tx *sql.Tx, t *table, pos PushPos, 
 				return err
 			}
 		}
+		// The limit in the text, not bound: see OpenWith.
 		rows, err := tx.QueryContext(ctx, fmt.Sprintf(`SELECT %s, "_change", "_changed" FROM %s
-			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT ?`, t.selectCols, sqlident.Quote(t.name)), pos.After, limit)
+			WHERE "_dirty" = 1 AND "id" > ? ORDER BY "id" LIMIT %d`, t.selectCols, sqlident.Quote(t.name), limit), pos.After)
 		if err != nil {
 			return err
 		}

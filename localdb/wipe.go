@@ -44,7 +44,8 @@ func (db *DB) Wipe(ctx context.Context) error {
 		return fmt.Errorf("localdb: wipe %s: %w", db.path, ErrClosed)
 	}
 	err := db.wipe(ctx)
-	if cerr := db.sql.Close(); err == nil && cerr != nil {
+	db.ckpt.Close()
+	if cerr := errors.Join(db.sql.Close(), db.unchecked.Close()); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {

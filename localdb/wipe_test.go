@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tethersync/tether/localdb"
+	"github.com/tethersync/tether/wire"
 )
 
 // fileBytes returns the bytes of the database file at path and of its
@@ -105,4 +106,51 @@ func TestWipe(t *testing.T) {
 	if p := pending(t, again); p != 0 {
 		t.Errorf("reopened: %d pending rows, want 0", p)
 	}
+}
+
+// Wipe closes every connection it had to the file, the sync engines' own
+// too: none stays open on it after (Linux, where /proc lists them).
+func TestWipeClosesEveryConnection(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	path := filepath.Join(t.TempDir(), "app.db")
+	db := open(t, path)
+	s := db.Syncer()
+	// A pulled row and a push: the engines' connection is opened.
+	note := wire.Row{Table: "notes", ID: "n1", Version: 1, HLC: "1700000000000.000001.srv", ModifiedBy: "ada",
+		Values: map[string]any{"title": "n1", "at": "2026-01-01T00:00:00Z"}}
+	if _, err := s.ApplyChanges(ctx, []wire.Row{note}, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if open := openFiles(t, path); open == 0 {
+		t.Fatal("no descriptor open on the file before Wipe: the test proves nothing")
+	}
+	if err := db.Wipe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if open := openFiles(t, path); open != 0 {
+		t.Errorf("%d descriptors still open on %s and its log after Wipe", open, path)
+	}
+}
+
+// openFiles counts this process's descriptors open on path, its -wal or
+// its -shm.
+func openFiles(t *testing.T, path string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if target == path || target == path+"-wal" || target == path+"-shm" {
+			n++
+		}
+	}
+	return n
 }

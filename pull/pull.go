@@ -25,7 +25,7 @@ type Store interface {
 	DeviceID() string
 	// OwnSessions returns the push sessions whose rows the store holds as
 	// pushed, which the server need not send back, and a mark for
-	// ForgetOwn.
+	// ApplyLastChanges.
 	OwnSessions(ctx context.Context) ([]string, int64, error)
 	// ApplyLastChanges is ApplyChanges for the last page of a pull, which
 	// also forgets, in the same transaction, the own sessions up to mark

@@ -47,7 +47,14 @@ func driverName(c Config) string {
 
 // open opens dsn, spelled for c: the DSN says all of c (Config.Stable as
 // qpsgParam).
-func open(dsn string, c Config) (*sql.DB, error) { return sql.Open(driverName(c), dsn) }
+func open(dsn string, c Config) (*sql.DB, error) {
+	if c.Stable {
+		if err := registerQPSG(); err != nil {
+			return nil, err
+		}
+	}
+	return sql.Open(driverName(c), dsn)
+}
 
 // dsn spells c in go-sqlite3's parameters.
 func dsn(path string, c Config) string {

@@ -27,7 +27,10 @@ static int tether_register_qpsg(void) {
 */
 import "C"
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+)
 
 // qpsgParam is the URI parameter of a DSN whose connections keep their
 // compiled statements (see Config.Stable): an automatic extension, which
@@ -36,8 +39,12 @@ import "fmt"
 // as SQLite opens it: the app's own connections to other databases.
 const qpsgParam = "tether_qpsg"
 
-func init() {
+// registerQPSG registers the extension, once, when a Config first asks
+// for Stable: registering initializes SQLite, which a program that
+// configures SQLite itself (sqlite3_config) must be able to do first.
+var registerQPSG = sync.OnceValue(func() error {
 	if rc := C.tether_register_qpsg(); rc != 0 {
-		panic(fmt.Sprintf("sqlitedriver: register the planner-stability extension: SQLite error %d", int(rc)))
+		return fmt.Errorf("sqlitedriver: register the planner-stability extension: SQLite error %d", int(rc))
 	}
-}
+	return nil
+})

@@ -93,6 +93,9 @@ func Open(path string, c Config) (*sql.DB, error) {
 
 // DSN returns the data source name of the database at path opened as c
 // says, in the linked driver's spelling. The path is used as given.
+// Config.Stable needs Open: the pure-Go driver sets it on each new
+// connection, which a DSN cannot say, and the cgo driver's extension is
+// registered by Open.
 func DSN(path string, c Config) (string, error) {
 	if c.Key != nil {
 		if !Encryption {

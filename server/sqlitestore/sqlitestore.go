@@ -79,8 +79,18 @@ func Open(path string, schema entity.Schema, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 		}
 	}
+	// A back office's SQL (Store.DB) is planned as SQLite plans by
+	// default; the store's own pools plan without bound values (Stable), so
+	// that their cached statements are not compiled again at each run. The
+	// pool connects when first used.
+	office, err := sqlitedriver.Open(path, sqlitedriver.Config{WAL: true, BusyTimeout: 10 * time.Second, Synchronous: "NORMAL"})
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
+	}
 	ckpt := sqlitedriver.NewCheckpointer(r, checkpointIdle, func(err error) { log.Warn("sqlitestore: checkpoint", "path", path, "err", err) })
-	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Now: opts.Now,
+	s, err := sqlstore.New(context.Background(), w, dialect{}, schema, sqlstore.Options{Read: r, Office: office, Now: opts.Now,
 		OnCommit: ckpt.Wrote, BeforeClose: ckpt.Close})
 	if err != nil {
 		ckpt.Close()

@@ -19,7 +19,8 @@ var _ server.Store = (*Store)(nil)
 // Store is a server.Store over a SQL database: the session and commit flow,
 // written once, over a Dialect. It is safe for concurrent use.
 type Store struct {
-	w, r *sql.DB // writes and reads; the same pool but for SQLite
+	w, r   *sql.DB // writes and reads; the same pool but for SQLite
+	office *sql.DB // the back office's pool (DB); default r
 	// writer queues the write transactions in order when the writer pool
 	// has one connection (SQLite's single writer): database/sql hands a
 	// freed connection to a random waiter, so that under load some
@@ -56,6 +57,11 @@ type Store struct {
 type Options struct {
 	// Read is the pool of read transactions; default the writer's.
 	Read *sql.DB
+	// Office is the pool DB returns, for a back office's own SQL; default
+	// Read. SQLite's store gives it one of its own: its other pools plan
+	// statements without the values bound to them
+	// (sqlitedriver.Config.Stable), which an app's LIKE ? would not want.
+	Office *sql.DB
 	// OnClose runs when the store closes, after both pools are closed.
 	OnClose func() error
 	// OnCommit, if set, runs after each write transaction of the store
@@ -81,6 +87,9 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 		onClose: opts.OnClose, onCommit: opts.OnCommit, beforeClose: opts.BeforeClose, events: newBroadcaster(), listenReady: make(chan struct{}), stopped: make(chan struct{})}
 	if s.r == nil {
 		s.r = db
+	}
+	if s.office = opts.Office; s.office == nil {
+		s.office = s.r
 	}
 	if db.Stats().MaxOpenConnections == 1 {
 		s.writer = make(chan struct{}, 1)
@@ -108,10 +117,10 @@ func New(ctx context.Context, db *sql.DB, d Dialect, schema entity.Schema, opts 
 // Schema implements server.Store.
 func (s *Store) Schema() entity.Schema { return s.schema }
 
-// DB returns the pool of read transactions, for the plain SQL queries of a
-// back office. Synced tables carry the entity columns plus _tenant,
+// DB returns a pool for the plain SQL queries of a back office
+// (Options.Office). Synced tables carry the entity columns plus _tenant,
 // _version, _deleted, _hlc, _modified_by, _origin and _session.
-func (s *Store) DB() *sql.DB { return s.r }
+func (s *Store) DB() *sql.DB { return s.office }
 
 // Close implements server.Store.
 func (s *Store) Close() error {
@@ -126,6 +135,9 @@ func (s *Store) Close() error {
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
+	}
+	if s.office != s.r && s.office != s.w {
+		err = errors.Join(err, s.office.Close())
 	}
 	if s.onClose != nil {
 		err = errors.Join(err, s.onClose())
