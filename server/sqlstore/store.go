@@ -62,7 +62,7 @@ type Options struct {
 	// statements without the values bound to them
 	// (sqlitedriver.Config.Stable), which an app's LIKE ? would not want.
 	Office *sql.DB
-	// OnClose runs when the store closes, after both pools are closed.
+	// OnClose runs when the store closes, after its pools are closed.
 	OnClose func() error
 	// OnCommit, if set, runs after each write transaction of the store
 	// commits, and BeforeClose when the store closes, before its pools
