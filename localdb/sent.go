@@ -172,25 +172,12 @@ func (db *DB) acknowledge(ctx context.Context, tx *sql.Tx, version int64, user s
 	}
 	// The tables the recorded batches are of: one a small sync, whatever
 	// the number of tables.
-	sentTables := map[string]bool{}
-	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT tbl FROM _tether_sent`)
+	names, err := queryStrings(ctx, tx, `SELECT DISTINCT tbl FROM _tether_sent`)
 	if err != nil {
 		return fmt.Errorf("acknowledge: %w", err)
 	}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return fmt.Errorf("acknowledge: %w", err)
-		}
-		sentTables[name] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("acknowledge: %w", err)
-	}
 	for _, t := range db.tables {
-		if !sentTables[t.name] {
+		if !slices.Contains(names, t.name) {
 			continue
 		}
 		// One statement per table; the batches lead, each a range of the
