@@ -299,6 +299,12 @@ func (db *DB) Close() error {
 	if !db.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	return db.closeAll()
+}
+
+// closeAll stops the checkpointer and closes both pools: the app's and
+// the engines' connection (Close, Wipe).
+func (db *DB) closeAll() error {
 	db.ckpt.Close()
 	return errors.Join(db.sql.Close(), db.unchecked.Close())
 }

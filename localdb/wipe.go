@@ -44,8 +44,7 @@ func (db *DB) Wipe(ctx context.Context) error {
 		return fmt.Errorf("localdb: wipe %s: %w", db.path, ErrClosed)
 	}
 	err := db.wipe(ctx)
-	db.ckpt.Close()
-	if cerr := errors.Join(db.sql.Close(), db.unchecked.Close()); err == nil && cerr != nil {
+	if cerr := db.closeAll(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
