@@ -234,19 +234,10 @@ func notOwn(echo server.Echo) (string, []any) {
 func (s *Store) recordPull(ctx context.Context, p server.Principal, after server.Cursor, echo server.Echo) error {
 	// moved_at before pulled: MySQL assigns left to right, with the
 	// values just assigned.
-	leave, err := s.enterWriter(ctx)
-	if err != nil {
-		return err
-	}
-	defer leave()
 	now := s.d.Time(s.now())
-	_, err = s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET seen_at = ?, moved_at = CASE WHEN pulled < ? THEN ? ELSE moved_at END,
-		pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END WHERE tenant = ? AND device = ?`),
+	return s.exec(ctx, `UPDATE _tether_devices SET seen_at = ?, moved_at = CASE WHEN pulled < ? THEN ? ELSE moved_at END,
+		pulled = CASE WHEN pulled < ? THEN ? ELSE pulled END WHERE tenant = ? AND device = ?`,
 		now, after.Version, now, after.Version, after.Version, p.Tenant, echo.Device)
-	if err == nil {
-		s.wrote()
-	}
-	return err
 }
 
 // afterClause returns the condition selecting the rows of table idx that

@@ -148,17 +148,11 @@ func (s *Store) saveView(ctx context.Context, p server.Principal, device string,
 	if len(v.unsure) > 0 {
 		unsure = keyList(v.unsure)
 	}
-	leave, err := s.enterWriter(ctx)
-	if err != nil {
-		return err
-	}
-	defer leave()
-	_, err = s.w.ExecContext(ctx, s.q(`UPDATE _tether_devices SET scope_held = ?, scope_pending = ?, scope_extra = ?, scope_unsure = ? WHERE tenant = ? AND device = ?`),
+	err := s.exec(ctx, `UPDATE _tether_devices SET scope_held = ?, scope_pending = ?, scope_extra = ?, scope_unsure = ? WHERE tenant = ? AND device = ?`,
 		keyList(v.held), keyList(v.pending), extra, unsure, p.Tenant, device)
 	if err != nil {
 		return fmt.Errorf("record the device's scope: %w", err)
 	}
-	s.wrote()
 	return nil
 }
 

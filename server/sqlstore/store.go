@@ -197,6 +197,22 @@ func (s *Store) tx(ctx context.Context, f func(conn *sql.Conn, tx *sql.Tx) error
 	return s.commit(tx)
 }
 
+// exec runs one write statement (query in '?' placeholders) outside a
+// transaction of the flow, in the writer queue like tx, and tells
+// Options.OnCommit.
+func (s *Store) exec(ctx context.Context, query string, args ...any) error {
+	leave, err := s.enterWriter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	if _, err := s.w.ExecContext(ctx, s.q(query), args...); err != nil {
+		return err
+	}
+	s.wrote()
+	return nil
+}
+
 // enterWriter waits for the turn of a write in the queue of a single
 // writer (see Store.writer), and returns the function that ends it.
 func (s *Store) enterWriter(ctx context.Context) (leave func(), err error) {
