@@ -151,13 +151,13 @@ func (e *Engine) Pull(ctx context.Context) (Result, error) {
 				return res, fmt.Errorf("pull after %q: %w", cursor, err)
 			}
 		} else {
-			apply := e.store.ApplyChanges
-			if !more { // passed the own sessions too: the next pull starts after them
-				apply = func(ctx context.Context, rows []wire.Row, cursor string) (int, error) {
-					return e.store.ApplyLastChanges(ctx, rows, cursor, mark)
-				}
+			var n int
+			var err error
+			if more {
+				n, err = e.store.ApplyChanges(ctx, ch.Changes, ch.Cursor)
+			} else { // passed the own sessions too: the next pull starts after them
+				n, err = e.store.ApplyLastChanges(ctx, ch.Changes, ch.Cursor, mark)
 			}
-			n, err := apply(ctx, ch.Changes, ch.Cursor)
 			if err != nil {
 				return res, fmt.Errorf("pull after %q: %w", cursor, err)
 			}
