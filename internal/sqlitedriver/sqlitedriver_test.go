@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tethersync/tether/internal/sqlitedriver"
+	"github.com/tethersync/tether/internal/testkit"
 )
 
 // TestConfigApplies opens a database as a Config says and reads each
@@ -81,31 +82,7 @@ func TestStable(t *testing.T) {
 		if err := db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != "0" {
 			t.Errorf("%s: PRAGMA foreign_keys = %s (%v), want 0", sqlitedriver.Name, fk, err)
 		}
-		for _, s := range []string{`CREATE TABLE t (x INTEGER, y INTEGER)`, `CREATE INDEX t_dirty ON t (x) WHERE y = 1`} {
-			if _, err := db.Exec(s); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var plan []string
-		for range 2 { // the second run is the cached statement's
-			plan = plan[:0]
-			rows, err := db.Query(`EXPLAIN QUERY PLAN SELECT x FROM t WHERE y = ? AND x > 0`, 1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				var id, parent, notused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			if err := rows.Close(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		usesIndex := strings.Contains(strings.Join(plan, "; "), "t_dirty")
+		usesIndex, plan := testkit.PlansFromBoundValue(t, db, "t")
 		if usesIndex == stable {
 			t.Errorf("%s, Stable %v: plan %q; want the partial index used only when not Stable", sqlitedriver.Name, stable, plan)
 		}
